@@ -1,0 +1,39 @@
+# Conveyor: the two commands a fresh machine needs are `make demo` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+
+.PHONY: setup demo test test-fast lint services clean
+
+# a virtual environment with the locked dependencies, rebuilt when the lock changes
+$(VENV)/.installed: pyproject.toml requirements.lock
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements.lock
+	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $@
+
+setup: $(VENV)/.installed
+
+## demo: set up, generate the example's upstream database, run the whole ETL on it
+demo: setup
+	$(BIN)/python examples/shop/generate.py
+	cd examples/shop && ../../$(BIN)/conveyor run
+
+## test: set up, make sure PostgreSQL and MariaDB are up, lint, type-check, run every test
+test: setup services lint
+	$(BIN)/python -m pytest -q
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow and not postgres and not mysql"
+
+lint: setup
+	$(BIN)/ruff check conveyor tests examples bench
+	$(BIN)/ruff format --check conveyor tests examples bench
+	$(BIN)/mypy conveyor
+
+services:
+	bash scripts/services.sh
+
+clean:
+	rm -rf $(VENV) examples/shop/lake examples/shop/warehouse examples/shop/.conveyor examples/shop/upstream

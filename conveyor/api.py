@@ -1,0 +1,201 @@
+"""The Python API. The CLI is a thin shell over these functions.
+
+Example::
+
+    from conveyor import api
+    project = api.open_project("examples/shop")
+    outcome = api.run(project)
+    print(outcome.ok, outcome.build.rows)
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from conveyor.config.secrets import scrub
+from conveyor.errors import ConveyorError, LakeError
+from conveyor.extract.extract import ExtractSummary, extract
+from conveyor.extract.jobs import ExtractEvent, plan
+from conveyor.load.build import BuildResult, build, manifests_for
+from conveyor.project import Project, Relation
+from conveyor.runctx import Reporter, RunContext
+from conveyor.tracking.store import TrackingStore
+from conveyor.warehouse import open_warehouse
+from conveyor.warehouse.base import Warehouse
+
+
+def open_project(path: Path | str = ".") -> Project:
+    """Load and check a project; raises ``ProjectError`` listing every problem."""
+    return Project.load(path)
+
+
+def open_tracking(project: Project) -> TrackingStore:
+    """Open (and migrate) the project's tracking store."""
+    dsn = project.settings.tracking.dsn
+    if dsn.startswith("sqlite:///") and not dsn.startswith("sqlite:////"):
+        path = project.path(dsn.removeprefix("sqlite:///"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        dsn = f"sqlite:///{path}"
+    elif "://" in dsn:
+        dsn = project.resolve_dsn(dsn, ("tracking", "dsn"))
+    return TrackingStore.open(dsn)
+
+
+def open_environment(project: Project, env: str | None = None) -> Warehouse:
+    """The warehouse of an environment, its DSN resolved."""
+    name, config = project.environment(env)
+    return open_warehouse(config.type, name, project.environment_dsn(name), root=project.root, config=config)
+
+
+@dataclass
+class Outcome:
+    """What a command did: its run id, extract and build results, and timing."""
+
+    run_id: str
+    command: str
+    extract: ExtractSummary | None = None
+    build: BuildResult | None = None
+    seconds: float = 0.0
+    warehouse: str | None = None
+    lake: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        extract_ok = self.extract is None or not self.extract.failed
+        build_ok = self.build is None or (self.build.published and not self.build.errors)
+        return extract_ok and build_ok
+
+    def summary(self) -> dict[str, object]:
+        data: dict[str, object] = {"seconds": round(self.seconds, 3)}
+        if self.extract is not None:
+            data["extracted_tables"] = len(self.extract.results)
+            data["extracted_rows"] = self.extract.rows
+            data["extract_failed"] = [r.relation for r in self.extract.failed]
+        if self.build is not None:
+            data["built"] = len(self.build.with_status("succeeded"))
+            data["loaded_rows"] = sum(self.build.rows.values())
+            data["failed"] = self.build.with_status("failed")
+            data["skipped"] = self.build.with_status("skipped")
+            data["published"] = self.build.published
+            if self.build.reason:
+                data["not_published_because"] = self.build.reason
+        return data
+
+
+def whole_schemas(project: Project, relations: Sequence[Relation]) -> list[Relation]:
+    """A load rebuilds whole schemas: every relation in a schema the selection touches."""
+    schemas = {r.schema for r in relations}
+    return [project.relations[n] for n in project.dag.order() if project.relations[n].schema in schemas]
+
+
+class _Run:
+    """Opens a run in the tracking store and closes it with its outcome, whatever happens."""
+
+    def __init__(
+        self,
+        project: Project,
+        command: str,
+        *,
+        env: str | None,
+        selection: Sequence[str],
+        reporter: Reporter | None,
+        jobs: int | None,
+    ):
+        self.tracking = open_tracking(project)
+        run_id = self.tracking.start_run(
+            command, project=project.settings.name, environment=env, selection=" ".join(selection) or None
+        )
+        self.ctx = RunContext(
+            project, self.tracking, run_id, reporter or Reporter(), jobs or project.settings.defaults.jobs
+        )
+        self.outcome = Outcome(run_id, command, lake=str(project.path(project.settings.lake.path)))
+        self.began = time.monotonic()
+
+    def __enter__(self) -> _Run:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, _tb: object) -> None:
+        self.outcome.seconds = time.monotonic() - self.began
+        if exc is not None:
+            text = exc.render() if isinstance(exc, ConveyorError) else f"{type(exc).__name__}: {exc}"
+            status = "cancelled" if isinstance(exc, KeyboardInterrupt) else "failed"
+            self.tracking.finish_run(self.ctx.run_id, status, error=scrub(text), summary=self.outcome.summary())
+        else:
+            status = "succeeded" if self.outcome.ok else "failed"
+            first = _first_error(self.outcome)
+            self.tracking.finish_run(self.ctx.run_id, status, error=first, summary=self.outcome.summary())
+        self.tracking.close()
+
+
+def _first_error(outcome: Outcome) -> str | None:
+    if outcome.extract and outcome.extract.failed:
+        return outcome.extract.failed[0].error
+    if outcome.build and outcome.build.errors:
+        return next(iter(outcome.build.errors.values()))
+    if outcome.build and outcome.build.reason:
+        return outcome.build.reason
+    return None
+
+
+def extract_tables(
+    project: Project,
+    selection: Sequence[str] = (),
+    *,
+    event: ExtractEvent | None = None,
+    full: bool = False,
+    fail_fast: bool = False,
+    jobs: int | None = None,
+    reporter: Reporter | None = None,
+) -> Outcome:
+    """Extract the selected source tables into the lake."""
+    jobs_list = plan(project, project.select(selection), event, full=full)
+    with _Run(project, "extract", env=None, selection=selection, reporter=reporter, jobs=jobs) as run:
+        run.outcome.extract = extract(run.ctx, jobs_list, fail_fast=fail_fast)
+    return run.outcome
+
+
+def load(
+    project: Project,
+    selection: Sequence[str] = (),
+    *,
+    env: str | None = None,
+    jobs: int | None = None,
+    reporter: Reporter | None = None,
+) -> Outcome:
+    """Rebuild the schemas of the selection in a warehouse from the lake, then publish."""
+    relations = whole_schemas(project, project.select(selection))
+    warehouse = open_environment(project, env)
+    manifests_for(project, relations)  # a missing extract is bad input: fail before writing
+    with _Run(project, "load", env=warehouse.name, selection=selection, reporter=reporter, jobs=jobs) as run:
+        run.outcome.warehouse = warehouse.describe()
+        run.outcome.build = build(run.ctx, relations, warehouse)
+    return run.outcome
+
+
+def run(
+    project: Project,
+    selection: Sequence[str] = (),
+    *,
+    env: str | None = None,
+    jobs: int | None = None,
+    reporter: Reporter | None = None,
+) -> Outcome:
+    """Extract, load, build and publish: the whole ETL for a selection."""
+    relations = whole_schemas(project, project.select(selection))
+    warehouse = open_environment(project, env)
+    jobs_list = plan(project, relations)
+    with _Run(project, "run", env=warehouse.name, selection=selection, reporter=reporter, jobs=jobs) as run:
+        run.outcome.warehouse = warehouse.describe()
+        run.outcome.extract = extract(run.ctx, jobs_list)
+        if run.outcome.extract.failed:
+            run.outcome.notes.append("extract failed for some tables; the load uses their previous extracts")
+        try:
+            run.outcome.build = build(run.ctx, relations, warehouse)
+        except LakeError as exc:
+            # a table with no extract at all: nothing to load it from, so the run fails
+            run.outcome.notes.append(exc.render())
+    return run.outcome

@@ -1,0 +1,228 @@
+"""Project commands: run, extract, load, ls, validate, schema."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import click
+from rich.markup import escape
+
+from conveyor import api
+from conveyor.cli.main import Options, pass_options
+from conveyor.cli.output import RichReporter, print_json, print_table, stdout
+from conveyor.errors import RunFailed, UserError
+from conveyor.extract.jobs import ExtractEvent, plan
+from conveyor.project import Project
+
+selection_arg = click.argument("selection", nargs=-1)
+env_option = click.option("--env", "-e", help="The warehouse environment (default: default_environment).")
+jobs_option = click.option("--jobs", "-j", type=click.IntRange(1, 256), help="Parallel workers.")
+dry_run_option = click.option("--dry-run", is_flag=True, help="Show what would happen; change nothing.")
+format_option = click.option(
+    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True, help="Output format."
+)
+
+
+def _project(options: Options) -> Project:
+    return api.open_project(options.project_dir)
+
+
+def _finish(outcome: api.Outcome, fmt: str, options: Options) -> None:
+    """Print a run's summary and exit 1 when it failed."""
+    data = {"run_id": outcome.run_id, "command": outcome.command, "ok": outcome.ok, **outcome.summary()}
+    data.update({"warehouse": outcome.warehouse, "lake": outcome.lake, "notes": outcome.notes})
+    if fmt == "json":
+        print_json(data)
+    elif options.verbosity >= 0:
+        _print_summary(outcome)
+    if not outcome.ok:
+        raise RunFailed(
+            f"run {outcome.run_id} failed.", hint=f'See "conveyor runs show {outcome.run_id}" for every step.'
+        )
+
+
+def _print_summary(outcome: api.Outcome) -> None:
+    if outcome.extract is not None:
+        ex = outcome.extract
+        ok = len(ex.results) - len(ex.failed)
+        seconds = sum(r.seconds for r in ex.results)
+        stdout.print(f"Extracted {ok}/{len(ex.results)} tables, {ex.rows:,} rows ({seconds:.1f} s of work)")
+        for failed in ex.failed:
+            stdout.print(f"  [red]✗ {failed.relation}[/]: {escape(failed.error or '')}")
+    if outcome.build is not None:
+        b = outcome.build
+        built = b.with_status("succeeded")
+        stdout.print(f"Built {len(built)}/{len(b.status)} relations, {sum(b.rows.values()):,} rows")
+        for name in b.with_status("failed"):
+            stdout.print(f"  [red]✗ {name}[/]: {escape(b.errors.get(name, ''))}")
+        for name in b.with_status("skipped"):
+            stdout.print(f"  [yellow]- {name}[/] skipped (upstream failed)")
+        if b.published:
+            stdout.print(f"Published to {outcome.warehouse}")
+        else:
+            stdout.print(f"[red]Not published[/]: {escape(b.reason or '')}. The previous warehouse is unchanged.")
+    for note in outcome.notes:
+        stdout.print(f"[yellow]Note:[/] {escape(note)}")
+    if outcome.lake:
+        stdout.print(f"Lake: {outcome.lake}")
+    state = "[green]succeeded[/]" if outcome.ok else "[red]failed[/]"
+    stdout.print(f"Run {outcome.run_id} {state} in {outcome.seconds:.1f} s")
+
+
+def _dry_run(project: Project, selection: Sequence[str], *, extract: bool, load: bool, env: str | None) -> None:
+    relations = api.whole_schemas(project, project.select(selection)) if load else project.select(selection)
+    if extract:
+        jobs = plan(project, relations)
+        stdout.print(f"Would extract {len(jobs)} table(s): " + ", ".join(j.relation for j in jobs))
+    if load:
+        warehouse = api.open_environment(project, env)
+        stdout.print(f"Would build {len(relations)} relation(s) into {warehouse.describe()}:")
+        for relation in relations:
+            stdout.print(f"  {relation.kind:<6} {relation.name}")
+    stdout.print("Dry run: nothing was changed.")
+
+
+@click.command()
+@selection_arg
+@env_option
+@jobs_option
+@dry_run_option
+@format_option
+@pass_options
+def run(
+    options: Options, selection: tuple[str, ...], env: str | None, jobs: int | None, dry_run: bool, fmt: str
+) -> None:
+    """Extract, load, build and publish: the whole ETL for SELECTION (default: everything).
+
+    Whole schemas are rebuilt: every relation in a schema that the selection touches.
+    """
+    project = _project(options)
+    if dry_run:
+        _dry_run(project, selection, extract=True, load=True, env=env)
+        return
+    with RichReporter(options.verbosity if fmt == "table" else -1) as reporter:
+        outcome = api.run(project, selection, env=env, jobs=jobs, reporter=reporter)
+    _finish(outcome, fmt, options)
+
+
+@click.command()
+@selection_arg
+@click.option("--tables", help="Comma-separated table names to extract (narrows the selection).")
+@click.option("--event", "event_path", help='An event file (or - for stdin): {"source": ..., "tables": [...] or "*"}.')
+@click.option("--full", is_flag=True, help="Re-extract everything, ignoring incremental watermarks.")
+@click.option("--fail-fast", is_flag=True, help="Stop starting new tables after the first failure.")
+@jobs_option
+@dry_run_option
+@format_option
+@pass_options
+def extract(
+    options: Options,
+    selection: tuple[str, ...],
+    tables: str | None,
+    event_path: str | None,
+    full: bool,
+    fail_fast: bool,
+    jobs: int | None,
+    dry_run: bool,
+    fmt: str,
+) -> None:
+    """Extract source tables of SELECTION from upstream into the lake."""
+    project = _project(options)
+    if tables and event_path:
+        raise UserError("give either --tables or --event, not both.")
+    event = ExtractEvent.read(event_path) if event_path else None
+    if tables:
+        event = ExtractEvent(tables=tuple(t.strip() for t in tables.split(",") if t.strip()))
+    if dry_run:
+        jobs_list = plan(project, project.select(selection), event, full=full)
+        stdout.print(f"Would extract {len(jobs_list)} table(s): " + ", ".join(j.relation for j in jobs_list))
+        return
+    with RichReporter(options.verbosity if fmt == "table" else -1) as reporter:
+        outcome = api.extract_tables(
+            project, selection, event=event, full=full, fail_fast=fail_fast, jobs=jobs, reporter=reporter
+        )
+    _finish(outcome, fmt, options)
+
+
+@click.command()
+@selection_arg
+@env_option
+@jobs_option
+@dry_run_option
+@format_option
+@pass_options
+def load(
+    options: Options, selection: tuple[str, ...], env: str | None, jobs: int | None, dry_run: bool, fmt: str
+) -> None:
+    """Rebuild the schemas of SELECTION in a warehouse from the latest extracts, then publish."""
+    project = _project(options)
+    if dry_run:
+        _dry_run(project, selection, extract=False, load=True, env=env)
+        return
+    with RichReporter(options.verbosity if fmt == "table" else -1) as reporter:
+        outcome = api.load(project, selection, env=env, jobs=jobs, reporter=reporter)
+    _finish(outcome, fmt, options)
+
+
+@click.command(name="ls")
+@selection_arg
+@format_option
+@pass_options
+def ls(options: Options, selection: tuple[str, ...], fmt: str) -> None:
+    """List the relations SELECTION resolves to, in execution order, with kind and level."""
+    project = _project(options)
+    levels = project.dag.levels()
+    rows = [
+        {
+            "name": r.name,
+            "kind": r.kind,
+            "level": levels[r.name],
+            "depends_on": r.dependencies,
+            "tags": r.design.tags,
+            "source": r.source,
+            "file": str(r.doc.display),
+        }
+        for r in project.select(selection)
+    ]
+    if fmt == "json":
+        print_json(rows)
+        return
+    print_table(
+        ["#", "relation", "kind", "level", "depends on"],
+        [(i + 1, r["name"], r["kind"], r["level"], ", ".join(r["depends_on"])) for i, r in enumerate(rows)],
+    )
+
+
+@click.command()
+@selection_arg
+@format_option
+@pass_options
+def validate(options: Options, selection: tuple[str, ...], fmt: str) -> None:
+    """Check the project: designs, SQL syntax, dependencies and cycles.
+
+    Every problem is reported with its file and line; the exit code is 2 when there are any.
+    """
+    project = _project(options)
+    relations = project.select(selection)
+    if fmt == "json":
+        print_json({"ok": True, "relations": len(relations), "problems": []})
+    else:
+        stdout.print(f"[green]OK[/]: {len(relations)} relation(s) checked, no problems.")
+
+
+@click.command()
+@click.argument("kind", type=click.Choice(["settings", "design", "all"]), default="all")
+def schema(kind: str) -> None:
+    """Print the JSON Schema of conveyor.yaml (settings) and of table designs (design).
+
+    Point your editor's YAML language server at it for completion and checking.
+    """
+    from conveyor.config.jsonschema import schemas
+
+    documents = schemas()
+    data = documents if kind == "all" else documents[kind]
+    click.echo(json.dumps(data, indent=2))
+
+
+COMMANDS = [run, extract, load, ls, validate, schema]

@@ -1,0 +1,87 @@
+"""Terminal output: progress bars, tables and JSON."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from conveyor.runctx import Reporter
+
+console = Console(stderr=True, highlight=False)
+stdout = Console(highlight=False, soft_wrap=True)
+
+
+class RichReporter(Reporter):
+    """Draws one progress bar per phase; prints failures (and, with -v, every step)."""
+
+    def __init__(self, verbosity: int = 0):
+        self.verbosity = verbosity
+        self.progress: Progress | None = None
+        self.task: Any = None
+        self.lock = threading.Lock()
+
+    def __enter__(self) -> RichReporter:
+        if self.verbosity >= 0 and console.is_terminal:
+            self.progress = Progress(
+                TextColumn("[bold]{task.description:<8}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[current]}"),
+                TimeElapsedColumn(),
+                console=console,
+                transient=False,
+            )
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+    def phase(self, name: str, total: int) -> None:
+        if self.progress is not None:
+            self.task = self.progress.add_task(name, total=total, current="")
+        elif self.verbosity > 0:
+            console.print(f"[bold]{name}[/]: {total} to do")
+
+    def started(self, relation: str, step: str) -> None:
+        if self.progress is not None and self.task is not None:
+            self.progress.update(self.task, current=relation)
+
+    def finished(self, relation: str, step: str, status: str, rows: int | None, error: str | None) -> None:
+        with self.lock:
+            counted = step in ("extract", "load", "build") or status == "skipped"
+            if self.progress is not None and self.task is not None and counted:
+                self.progress.advance(self.task)
+            if status == "failed":
+                console.print(f"[red]✗ {step} {relation}[/]: {escape(error or '')}")
+            elif status == "skipped" and self.verbosity >= 0:
+                console.print(f"[yellow]- skipped {relation}[/]: {escape(error or '')}")
+            elif self.verbosity > 0:
+                shown = f" ({rows:,} rows)" if rows is not None else ""
+                console.print(f"[green]✓[/] {step} {relation}{shown}")
+
+    def message(self, text: str, level: str = "info") -> None:
+        if self.verbosity >= 0 or level != "info":
+            console.print(text)
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def print_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None = None) -> None:
+    table = Table(title=title, show_edge=False, header_style="bold")
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*["" if v is None else str(v) for v in row])
+    stdout.print(table)

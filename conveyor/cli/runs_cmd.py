@@ -1,0 +1,107 @@
+"""``conveyor runs``: run history from the tracking store."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime
+from typing import Any
+
+import click
+from rich.markup import escape
+
+from conveyor import api
+from conveyor.cli.main import Options, pass_options
+from conveyor.cli.output import print_json, print_table, stdout
+
+format_option = click.option(
+    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True, help="Output format."
+)
+
+
+def _row(obj: Any) -> dict[str, Any]:
+    return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in dataclasses.asdict(obj).items()}
+
+
+def _when(value: datetime | None) -> str:
+    return value.astimezone().strftime("%Y-%m-%d %H:%M:%S") if value else ""
+
+
+def _seconds(value: float | None) -> str:
+    return "" if value is None else f"{value:.2f} s"
+
+
+@click.group(invoke_without_command=True)
+@click.option("--limit", "-n", type=click.IntRange(1, 10_000), default=20, show_default=True, help="How many runs.")
+@click.option("--status", type=click.Choice(["running", "succeeded", "failed", "cancelled"]), help="Only these.")
+@click.option("--command", "command_name", help="Only runs of this command (run, extract, load ...).")
+@format_option
+@pass_options
+@click.pass_context
+def runs(
+    ctx: click.Context, options: Options, limit: int, status: str | None, command_name: str | None, fmt: str
+) -> None:
+    """List recent runs, newest first. `conveyor runs show RUN` shows one in detail."""
+    if ctx.invoked_subcommand is not None:
+        return
+    project = api.open_project(options.project_dir)
+    store = api.open_tracking(project)
+    try:
+        found = store.list_runs(limit=limit, status=status, command=command_name)
+    finally:
+        store.close()
+    if fmt == "json":
+        print_json([_row(r) for r in found])
+        return
+    print_table(
+        ["run", "command", "env", "status", "started", "duration", "error"],
+        [
+            (
+                r.run_id,
+                r.command,
+                r.environment,
+                r.status,
+                _when(r.started_at),
+                _seconds(r.duration_s),
+                (r.error or "")[:60],
+            )
+            for r in found
+        ],
+    )
+
+
+@runs.command()
+@click.argument("run_id", default="last")
+@format_option
+@pass_options
+def show(options: Options, run_id: str, fmt: str) -> None:
+    """Show one run (an id, a unique prefix of one, or "last") with every step."""
+    project = api.open_project(options.project_dir)
+    store = api.open_tracking(project)
+    try:
+        run = store.get_run(run_id)
+        events = store.run_events(run.run_id)
+    finally:
+        store.close()
+    if fmt == "json":
+        print_json({**_row(run), "events": [_row(e) for e in events]})
+        return
+    stdout.print(
+        f"[bold]Run {run.run_id}[/]  {run.command}  {run.status}  started {_when(run.started_at)}"
+        f"  {_seconds(run.duration_s)}"
+    )
+    if run.error:
+        stdout.print("[red]Error:[/] " + escape(run.error))
+    print_table(
+        ["relation", "step", "status", "rows", "duration", "error"],
+        [
+            (
+                e.relation,
+                e.step,
+                e.status,
+                "" if e.rows is None else f"{e.rows:,}",
+                _seconds(e.duration_s),
+                (e.error or "")[:80],
+            )
+            for e in events
+        ],
+    )

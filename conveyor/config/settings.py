@@ -1,0 +1,171 @@
+"""The models behind ``conveyor.yaml``.
+
+Every key is documented here, where it is defined; ``conveyor schema`` exports these
+descriptions as JSON Schema so editors can complete and check the file, and
+``docs/configuration.md`` is generated from the same text.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class StrictModel(BaseModel):
+    """A model that rejects unknown keys (so typos are caught with "did you mean")."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+
+class SourceConfig(StrictModel):
+    """An upstream database, or a static set of files, that tables are extracted from."""
+
+    type: Literal["postgres", "mysql", "sqlite"] = Field(
+        description="The upstream engine: postgres (13+), mysql (MySQL 8 or MariaDB 10.11) or sqlite."
+    )
+    dsn: str = Field(
+        description="Connection string. Secrets come from the environment: write ${VAR} or ${VAR:-default}; "
+        "a password written inline is an error. SQLite takes a file path, relative to the project."
+    )
+    target_schema: str | None = Field(
+        default=None,
+        description="The warehouse schema its tables load into, and the folder under schemas/ that holds "
+        "their designs. Defaults to the source's name.",
+    )
+    include: list[str] = Field(
+        default_factory=lambda: ["*"],
+        description='Globs over upstream "schema.table" names that bootstrap and extract consider.',
+    )
+    exclude: list[str] = Field(default_factory=list, description="Globs over upstream names to leave out.")
+    job_type: Literal["arrow", "command", "spark"] = Field(
+        default="arrow", description="Default job type of this source's tables (a design can override it)."
+    )
+    description: str | None = Field(default=None, description="Free text shown by `conveyor ls`.")
+
+
+class LakeConfig(StrictModel):
+    """Where extracts land: immutable extract folders of Parquet parts, each with a manifest."""
+
+    path: str = Field(default="lake", description="A folder, relative to the project, or an absolute path.")
+    keep: int = Field(default=3, ge=1, description="Committed extracts kept per table; older ones are removed.")
+    part_rows: int = Field(
+        default=1_000_000, ge=1_000, description="Rows per Parquet part file before a new part is started."
+    )
+    compression: Literal["zstd", "snappy", "gzip", "none"] = Field(
+        default="zstd", description="Parquet compression codec."
+    )
+
+
+class EnvironmentConfig(StrictModel):
+    """A warehouse target."""
+
+    type: Literal["duckdb", "postgres", "redshift"] = Field(description="The warehouse engine.")
+    dsn: str = Field(
+        description="A DuckDB file path (relative to the project), or a connection URL with ${VAR} secrets."
+    )
+    description: str | None = Field(default=None, description="Free text.")
+    readers: list[str] = Field(
+        default_factory=list,
+        description="Groups (roles) granted USAGE and SELECT on every published schema (PostgreSQL, Redshift).",
+    )
+    writers: list[str] = Field(
+        default_factory=list,
+        description="Groups (roles) granted USAGE, CREATE and all table privileges on published schemas.",
+    )
+    keep_backup: bool = Field(
+        default=True,
+        description="Keep the previous version after publishing (PostgreSQL: <schema>$backup schemas; "
+        "DuckDB: <file>.previous).",
+    )
+
+
+class TrackingConfig(StrictModel):
+    """Where runs, events and extract watermarks are recorded."""
+
+    dsn: str = Field(
+        default="sqlite:///.conveyor/tracking.db",
+        description="sqlite:///<path relative to the project> (default) or a postgresql:// URL for a shared store.",
+    )
+
+
+class RetryConfig(StrictModel):
+    """Retries of transient failures (lost connection, deadlock, serialization failure, too many connections)."""
+
+    attempts: int = Field(default=3, ge=1, le=20, description="Tries in all, the first included.")
+    initial_delay: float = Field(default=1.0, ge=0, description="Seconds before the first retry; doubles each time.")
+    max_delay: float = Field(default=30.0, ge=0, description="Longest wait between tries, in seconds (jittered).")
+
+
+class Defaults(StrictModel):
+    """Settings every command uses unless a flag or pipeline overrides them."""
+
+    jobs: int = Field(default=4, ge=1, le=256, description="Parallel workers for extract and build.")
+    search_path: list[str] = Field(
+        default_factory=list,
+        description="Schemas searched, after the relation's own schema, for unqualified table names in SQL.",
+    )
+    publish_on_failure: bool = Field(
+        default=False,
+        description="Publish when relations outside `required` failed (they are reported). "
+        "When false, any failure keeps the previous warehouse.",
+    )
+    batch_rows: int = Field(default=65_536, ge=1_024, description="Rows per Arrow batch read from upstream.")
+    retry: RetryConfig = Field(default_factory=RetryConfig, description="Retries of transient extract failures.")
+
+
+class ProjectSettings(StrictModel):
+    """``conveyor.yaml``: the settings of one project."""
+
+    name: str = Field(description="The project's name, recorded with every run.")
+    description: str | None = Field(default=None, description="Free text.")
+    sources: dict[str, SourceConfig] = Field(
+        default_factory=dict, description="Upstream databases by name; the name is used in the lake layout."
+    )
+    lake: LakeConfig = Field(default_factory=LakeConfig, description="The data lake.")
+    environments: dict[str, EnvironmentConfig] = Field(
+        default_factory=lambda: {"development": EnvironmentConfig(type="duckdb", dsn="warehouse.duckdb")},
+        description="Warehouse targets by name.",
+    )
+    default_environment: str | None = Field(
+        default=None, description="Environment used when --env is not given; defaults to the first one."
+    )
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig, description="The tracking store.")
+    defaults: Defaults = Field(default_factory=Defaults, description="Defaults for every command.")
+    required: list[str] = Field(
+        default_factory=list,
+        description="Selection terms whose relations must succeed; if one fails, nothing is published.",
+    )
+    credentials_file: str = Field(
+        default=".env",
+        description="Optional KEY=VALUE file (kept out of git) read for ${VAR} references; "
+        "the process environment wins over it.",
+    )
+
+    @field_validator("sources", "environments")
+    @classmethod
+    def _names_are_identifiers(cls, value: dict[str, object]) -> dict[str, object]:
+        for name in value:
+            if not IDENTIFIER.match(name):
+                raise ValueError(f'"{name}" is not a valid name: use letters, digits and underscores')
+        return value
+
+    @model_validator(mode="after")
+    def _default_environment_exists(self) -> ProjectSettings:
+        if not self.environments:
+            raise ValueError("at least one warehouse environment is needed under `environments`")
+        if self.default_environment and self.default_environment not in self.environments:
+            known = ", ".join(self.environments)
+            raise ValueError(f'default_environment "{self.default_environment}" is not one of: {known}')
+        return self
+
+    def source_schemas(self) -> dict[str, str]:
+        """Warehouse schema -> source name, for every source."""
+        return {(cfg.target_schema or name): name for name, cfg in self.sources.items()}
+
+    def environment_name(self, requested: str | None) -> str:
+        """The environment to use: the requested one, the configured default or the first."""
+        return requested or self.default_environment or next(iter(self.environments))

@@ -1,0 +1,197 @@
+"""YAML with line numbers, and pydantic errors turned into ``file:line`` messages.
+
+PyYAML's C loader composes a node tree that remembers where every key and item sits; we
+keep that tree beside the plain data, so any error found later (by pydantic, or by a
+semantic check) can point to the line the user has to change. The C loader is about 15x
+faster than a round-trip loader, which matters for projects with thousands of designs.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from conveyor.errors import ConfigError, Location, ProjectError, did_you_mean
+
+M = TypeVar("M", bound=BaseModel)
+Loc = tuple[str | int, ...]
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class YamlDoc:
+    """A parsed YAML file: plain data plus a way to find the line of any path in it."""
+
+    def __init__(self, path: Path, node: yaml.Node | None, data: Any, display: str | None = None):
+        self.path = path
+        self.display = display or str(path)
+        self.node = node
+        self.data = data
+
+    def location(self, loc: Loc = ()) -> Location:
+        """The location of the value at ``loc``, or of its nearest existing parent."""
+        return Location(self.display, self.line(loc))
+
+    def line(self, loc: Loc) -> int:
+        """1-based line of the key (or item) at ``loc``; falls back to the closest parent."""
+        node, line = self.node, 1
+        for part in loc:
+            child = _child(node, part)
+            if child is None:
+                break
+            line, node = child
+        return line
+
+
+def _child(node: yaml.Node | None, part: str | int) -> tuple[int, yaml.Node] | None:
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            if key.value == part:
+                return key.start_mark.line + 1, value
+    elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+        item = node.value[part]
+        return item.start_mark.line + 1, item
+    return None
+
+
+def load_yaml(path: Path, display: str | None = None) -> YamlDoc:
+    """Read a YAML file; syntax errors and duplicate keys become a ``ConfigError`` with the line."""
+    shown = display or str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError("the file is not UTF-8 text.", location=Location(shown)) from exc
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else {}
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        problem = (exc.problem or exc.context or "invalid YAML").strip()
+        raise ConfigError(
+            f"this is not valid YAML: {problem}.",
+            location=Location(shown, mark.line + 1 if mark else None, mark.column + 1 if mark else None),
+            hint="Fix the syntax (indentation, a missing colon or quote) at that line.",
+            code="yaml-syntax",
+        ) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"this is not valid YAML: {exc}", location=Location(shown)) from None
+    finally:
+        loader.dispose()
+    if not isinstance(data, dict):
+        raise ConfigError("expected a mapping of keys to values at the top of the file.", location=Location(shown, 1))
+    _check_duplicates(node, shown)
+    return YamlDoc(path, node, data, shown)
+
+
+def _check_duplicates(node: yaml.Node | None, shown: str) -> None:
+    """YAML allows a repeated key to silently win; a repeated key is almost always a mistake."""
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, yaml.MappingNode):
+            seen: set[object] = set()
+            for key, value in current.value:
+                if key.value in seen:
+                    raise ConfigError(
+                        f'the key "{key.value}" appears twice in the same mapping.',
+                        location=Location(shown, key.start_mark.line + 1),
+                        hint="Keep one of them.",
+                        code="duplicate-key",
+                    )
+                seen.add(key.value)
+                stack.append(value)
+        elif isinstance(current, yaml.SequenceNode):
+            stack.extend(current.value)
+
+
+def validate(model: type[M], doc: YamlDoc, what: str) -> M:
+    """Validate a document against a model; every problem gets its own file:line message."""
+    try:
+        return model.model_validate(doc.data)
+    except ValidationError as exc:
+        problems: list[Any] = [_problem(model, doc, err, what) for err in exc.errors()]
+        raise ProjectError(problems) from None
+
+
+def _problem(model: type[BaseModel], doc: YamlDoc, err: Any, what: str) -> ConfigError:
+    loc: Loc = tuple(err["loc"])
+    kind = err["type"]
+    where = ".".join(str(p) for p in loc) or "(top level)"
+    if kind == "extra_forbidden":
+        key = str(loc[-1])
+        allowed = _allowed_keys(model, loc[:-1])
+        hint = did_you_mean(key, allowed).strip() or f"Allowed keys: {', '.join(sorted(allowed))}."
+        return ConfigError(
+            f'unknown key "{key}" in {what}.',
+            location=doc.location(loc),
+            hint=hint + " Remove or rename it.",
+            code="unknown-key",
+        )
+    if kind == "missing":
+        parent = ".".join(str(p) for p in loc[:-1])
+        return ConfigError(
+            f'missing required key "{loc[-1]}"' + (f" under {parent}" if parent else "") + f" in {what}.",
+            location=doc.location(loc[:-1]),
+            hint=f'Add "{loc[-1]}:" there.',
+            code="missing-key",
+        )
+    message = str(err["msg"]).rstrip(".")
+    if message.startswith("Value error, "):
+        message = message[len("Value error, ") :]
+    return ConfigError(f"{where}: {message}.", location=doc.location(loc), hint=_expected(err), code="invalid-value")
+
+
+def _expected(err: Any) -> str | None:
+    ctx = err.get("ctx") or {}
+    if "expected" in ctx:
+        return f"Expected {ctx['expected']}."
+    return None
+
+
+def _allowed_keys(model: type[BaseModel], loc: Loc) -> list[str]:
+    current: Any = model
+    for part in loc:
+        current = _step(current, part)
+        if current is None:
+            return []
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return [f.alias or name for name, f in current.model_fields.items()]
+    return []
+
+
+def _step(annotation: Any, part: str | int) -> Any:
+    """Follow one loc element through a model/list/dict annotation."""
+    annotation = _unwrap(annotation)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        for name, field in annotation.model_fields.items():
+            if part in (name, field.alias):
+                return _unwrap(field.annotation)
+        return None
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (list, Sequence, tuple) and args:
+        return _unwrap(args[0])
+    if origin in (dict, Mapping) and len(args) == 2:
+        return _unwrap(args[1])
+    return None
+
+
+def _unwrap(annotation: Any) -> Any:
+    """Strip Optional/Union/Annotated down to the first model, list or dict inside."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _unwrap(typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(annotation):
+            inner = _unwrap(arg)
+            if inner is not type(None) and (
+                typing.get_origin(inner) in (list, dict) or (isinstance(inner, type) and issubclass(inner, BaseModel))
+            ):
+                return inner
+    return annotation

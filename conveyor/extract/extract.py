@@ -1,0 +1,204 @@
+"""Extract orchestration: map every job over one worker pool, catch failures per table.
+
+Steps 3 to 6 of the seed: iterate the tables, choose the runner by job type, catch each
+table's failure, and record status in the tracking store. The manifest is written (the
+extract is committed) only after the runner finished; the tracking store learns about
+the commit after that, so it never claims data the lake does not hold.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import tenacity
+
+from conveyor.config.secrets import scrub
+from conveyor.errors import ConveyorError, TransientError
+from conveyor.extract.jobs import ExtractJob
+from conveyor.extract.runners import RunnerInput, RunnerOutput, runner_for
+from conveyor.lake.lake import Lake
+from conveyor.lake.manifest import Manifest, write_manifest
+from conveyor.runctx import RunContext
+
+
+@dataclass
+class TableResult:
+    """How one table's extract ended."""
+
+    relation: str
+    status: str
+    rows: int = 0
+    bytes: int = 0
+    seconds: float = 0.0
+    extract_id: str | None = None
+    error: str | None = None
+
+
+@dataclass
+class ExtractSummary:
+    """Every table's result, in job order."""
+
+    results: list[TableResult] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[TableResult]:
+        return [r for r in self.results if r.status == "failed"]
+
+    @property
+    def rows(self) -> int:
+        return sum(r.rows for r in self.results)
+
+
+def lake_of(ctx: RunContext) -> Lake:
+    return Lake(ctx.project.path(ctx.project.settings.lake.path))
+
+
+def extract(ctx: RunContext, jobs: list[ExtractJob], *, fail_fast: bool = False) -> ExtractSummary:
+    """Extract every job's table; one table's failure does not stop the others."""
+    _check_before_writing(ctx, jobs)
+    ctx.reporter.phase("extract", len(jobs))
+    summary = ExtractSummary()
+    with ThreadPoolExecutor(max_workers=max(1, ctx.jobs), thread_name_prefix="extract") as pool:
+        futures = {job.relation: pool.submit(_extract_one, ctx, job) for job in jobs}
+        if fail_fast:
+            for future in as_completed(futures.values()):
+                if future.result().status == "failed":
+                    for other in futures.values():
+                        other.cancel()
+                    break
+        for job in jobs:
+            future = futures[job.relation]
+            if future.cancelled():
+                summary.results.append(TableResult(job.relation, "skipped", error="not started: --fail-fast"))
+            else:
+                summary.results.append(future.result())
+    return summary
+
+
+def _check_before_writing(ctx: RunContext, jobs: list[ExtractJob]) -> None:
+    """Resolve every DSN and runner up front: bad input fails before anything is written."""
+    for job in jobs:
+        ctx.project.source_dsn(job.source)
+        runner_for(job.job_type)
+
+
+def _extract_one(ctx: RunContext, job: ExtractJob) -> TableResult:
+    began = time.monotonic()
+    try:
+        with ctx.step(job.relation, "extract") as outcome:
+            manifest = _commit(ctx, job)
+            outcome.rows, outcome.bytes = manifest.rows, manifest.bytes
+            outcome.detail["extract_id"] = manifest.extract_id
+        return TableResult(
+            job.relation, "succeeded", manifest.rows, manifest.bytes, time.monotonic() - began, manifest.extract_id
+        )
+    except (ConveyorError, OSError, ValueError, RuntimeError) as exc:
+        message = scrub(exc.render() if isinstance(exc, ConveyorError) else f"{type(exc).__name__}: {exc}")
+        return TableResult(job.relation, "failed", seconds=time.monotonic() - began, error=message)
+
+
+def _commit(ctx: RunContext, job: ExtractJob) -> Manifest:
+    settings = ctx.project.settings
+    lake = lake_of(ctx)
+    dsn = ctx.project.source_dsn(job.source)
+    started = datetime.now(UTC)
+    with lake.writing(job.source, job.lake_table) as folder:
+        extract_id = folder.name
+        ctx.tracking.start_extract(ctx.run_id, job.source, job.lake_table, extract_id)
+        try:
+            given = RunnerInput(
+                folder,
+                dsn,
+                ctx.project.root,
+                batch_rows=settings.defaults.batch_rows,
+                part_rows=settings.lake.part_rows,
+                compression=settings.lake.compression,
+                previous_watermark=_previous_watermark(ctx, lake, job),
+            )
+            output = _with_retries(ctx, job, given)
+            manifest = Manifest(
+                extract_id=extract_id,
+                source=job.source,
+                upstream_table=job.lake_table,
+                relation=job.relation,
+                files=output.parts,
+                arrow_schema=output.schema,
+                query=scrub(output.query),
+                started_at=started.isoformat(),
+                finished_at=datetime.now(UTC).isoformat(),
+                job_type=job.job_type,
+                incremental=output.incremental,
+                watermark=output.watermark,
+                columns=[{"name": n, "type": t} for n, t in job.columns],
+            )
+            path = write_manifest(folder, manifest)
+            manifest.folder = folder
+        except BaseException as exc:
+            error = scrub(exc.render() if isinstance(exc, ConveyorError) else f"{type(exc).__name__}: {exc}")
+            ctx.tracking.finish_extract(extract_id, "failed", error=error)
+            raise
+    ctx.tracking.finish_extract(
+        extract_id,
+        "succeeded",
+        rows=manifest.rows,
+        bytes=manifest.bytes,
+        manifest_path=str(path),
+        watermark_high=_watermark_text(manifest),
+    )
+    lake.prune(job.source, job.lake_table, settings.lake.keep)
+    return manifest
+
+
+def _watermark_text(manifest: Manifest) -> str | None:
+    """The committed high-water mark as the tracking store keeps it."""
+    if not manifest.watermark or manifest.watermark.get("value") is None:
+        return None
+    mark = manifest.watermark
+    return json.dumps({"cursor": mark["cursor"], "type": mark["type"], "value": mark["value"]}, sort_keys=True)
+
+
+def _previous_watermark(ctx: RunContext, lake: Lake, job: ExtractJob) -> dict[str, Any] | None:
+    """The committed high-water mark to continue from.
+
+    The lake's newest manifest is the truth: the tracking store is updated just after a
+    manifest is committed, so after a crash in between it may lag behind by one extract.
+    Whichever names the later extract wins; the watermark never runs ahead of the lake.
+    """
+    if job.full or not job.incremental_cursor:
+        return None
+    latest = lake.latest(job.source, job.lake_table)
+    if latest is None:
+        return None  # nothing in the lake to build on: start with a full extract
+    if latest.watermark and latest.watermark.get("cursor") == job.incremental_cursor:
+        return latest.watermark
+    stored = ctx.tracking.watermark(job.source, job.lake_table)
+    return json.loads(stored) if stored else None
+
+
+def _with_retries(ctx: RunContext, job: ExtractJob, given: RunnerInput) -> RunnerOutput:
+    """Run the job, retrying transient failures with exponential backoff and jitter."""
+    retry = ctx.project.settings.defaults.retry
+    runner = runner_for(job.job_type)
+
+    def attempt() -> RunnerOutput:
+        for leftover in given.folder.iterdir():
+            leftover.unlink()
+        return runner.run(job, given)
+
+    retrying = tenacity.Retrying(
+        retry=tenacity.retry_if_exception_type(TransientError),
+        stop=tenacity.stop_after_attempt(retry.attempts),
+        wait=tenacity.wait_random_exponential(multiplier=retry.initial_delay, max=retry.max_delay),
+        before_sleep=lambda state: ctx.reporter.message(
+            f"retrying {job.relation} after a transient error (attempt {state.attempt_number}): "
+            f"{scrub(str(state.outcome.exception()) if state.outcome else '')}",
+            "warning",
+        ),
+        reraise=True,
+    )
+    return retrying(attempt)

@@ -1,0 +1,263 @@
+"""Runners: how one table's extract executes, chosen by its ``job_type``.
+
+A runner reads the job, writes Parquet parts into the extract folder it is given and
+returns what it wrote. It never commits: the orchestrator writes the manifest (the commit)
+only after the runner returned, so a runner that crashes leaves nothing a reader trusts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shlex
+import subprocess
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from conveyor.config.secrets import scrub
+from conveyor.design.types import parse_type
+from conveyor.errors import ExtractError, UserError
+from conveyor.extract import incremental
+from conveyor.extract.jobs import ExtractJob
+from conveyor.lake.lake import PartWriter
+from conveyor.lake.manifest import PartFile
+from conveyor.sources import open_source
+from conveyor.sources.base import ReadRequest, Source
+
+
+@dataclass
+class RunnerInput:
+    """What the orchestrator gives a runner besides the job."""
+
+    folder: Path
+    dsn: str
+    root: Path
+    batch_rows: int = 65_536
+    part_rows: int = 1_000_000
+    compression: str = "zstd"
+    previous_watermark: dict[str, Any] | None = None
+    timeout_s: float | None = None
+
+
+@dataclass
+class RunnerOutput:
+    """What a runner wrote: parts, their schema, the query, and the watermark it reached."""
+
+    parts: list[PartFile]
+    schema: pa.Schema
+    query: str
+    watermark: dict[str, Any] | None = None
+    incremental: bool = False
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+class Runner(ABC):
+    """Executes extract jobs of one job type."""
+
+    JOB_TYPE: ClassVar[str] = ""
+
+    @abstractmethod
+    def run(self, job: ExtractJob, given: RunnerInput) -> RunnerOutput:
+        """Extract one table into ``given.folder``; raise on failure."""
+
+
+def arrow_schema(job: ExtractJob) -> pa.Schema:
+    """The exact schema an extract of this job must have."""
+    return pa.schema([pa.field(name, parse_type(type_text).arrow) for name, type_text in job.columns])
+
+
+@dataclass
+class IncrementalPlan:
+    """The cursor predicate of one read, and where the high-water mark is tracked."""
+
+    where: str | None
+    params: tuple[object, ...]
+    high_water: incremental.HighWater | None
+    low: Any = None
+
+    @property
+    def is_increment(self) -> bool:
+        return self.low is not None
+
+
+def plan_incremental(job: ExtractJob, source: Source, previous: dict[str, Any] | None) -> IncrementalPlan:
+    """Build the predicate ``cursor > previous high-water mark - lag`` (none for a full read)."""
+    if not job.incremental_cursor:
+        return IncrementalPlan(None, (), None)
+    cursor_type = incremental.cursor_type(job.columns, job.incremental_cursor, job.relation)
+    incremental.check_cursor_type(cursor_type, job.relation, job.incremental_cursor)
+    high_water = incremental.HighWater(job.incremental_cursor, cursor_type)
+    lag = incremental.parse_lag(job.incremental_lag, cursor_type, job.relation)
+    low = None if job.full else incremental.lower_bound(previous, cursor_type, lag)
+    if low is None:
+        return IncrementalPlan(None, (), high_water)
+    where = f"{source.quote(job.incremental_cursor)} > {source.PLACEHOLDER}"
+    return IncrementalPlan(where, (low,), high_water, low)
+
+
+def combine(*conditions: str | None) -> str | None:
+    """AND together the non-empty conditions, each in parentheses."""
+    present = [c for c in conditions if c]
+    return " AND ".join(f"({c})" for c in present) if present else None
+
+
+class ArrowRunner(Runner):
+    """In-process: upstream cursor -> Arrow batches -> Parquet parts (the default)."""
+
+    JOB_TYPE = "arrow"
+
+    def run(self, job: ExtractJob, given: RunnerInput) -> RunnerOutput:
+        columns = tuple((name, parse_type(type_text)) for name, type_text in job.columns)
+        with open_source(job.source_type, job.source, given.dsn, root=given.root) as source:
+            inc = plan_incremental(job, source, given.previous_watermark)
+            request = ReadRequest(
+                schema=job.upstream_schema or source.DEFAULT_SCHEMA or "",
+                table=job.upstream_table,
+                columns=columns,
+                where=combine(job.condition, inc.where),
+                params=inc.params,
+                batch_rows=given.batch_rows,
+            )
+            writer = PartWriter(
+                given.folder, request.arrow_schema, part_rows=given.part_rows, compression=given.compression
+            )
+            try:
+                for batch in source.read(request):
+                    writer.write(batch)
+                    if inc.high_water is not None:
+                        inc.high_water.update(batch)
+                parts = writer.close()
+            except BaseException:
+                writer.abort()
+                raise
+            query = _query_text(source, request)
+        watermark = _watermark(inc, given.previous_watermark)
+        return RunnerOutput(parts, request.arrow_schema, query, watermark, inc.is_increment)
+
+
+def _query_text(source: Source, request: ReadRequest) -> str:
+    render = getattr(source, "select_sql", None)
+    text = render(request) if render else f"SELECT ... FROM {request.schema}.{request.table}"
+    if request.params:
+        text += "  -- parameters: " + ", ".join(repr(p) for p in request.params)
+    return text
+
+
+def _watermark(inc: IncrementalPlan, previous: dict[str, Any] | None) -> dict[str, Any] | None:
+    if inc.high_water is None:
+        return None
+    if inc.high_water.value is None and previous:
+        # nothing new: the watermark stays where it was
+        return {**previous, "low": previous.get("value")}
+    return inc.high_water.watermark(inc.low)
+
+
+class CommandRunner(Runner):
+    """An external program from a template: the container analog.
+
+    The template may use ``{job_file}``, ``{folder}``, ``{relation}``, ``{source}`` and
+    ``{table}``. The program gets the job as JSON (in ``{job_file}`` and ``$CONVEYOR_JOB``),
+    the extract folder in ``$CONVEYOR_EXTRACT_DIR`` and the source's resolved DSN in
+    ``$CONVEYOR_SOURCE_DSN`` (never on the command line, where other users could see it).
+    It must leave ``part-*.parquet`` files in the folder, with the design's exact schema,
+    and exit 0.
+    """
+
+    JOB_TYPE = "command"
+
+    def run(self, job: ExtractJob, given: RunnerInput) -> RunnerOutput:
+        if not job.command:
+            raise UserError(f'"{job.relation}" has job_type command but no extract.command template.')
+        job_file = given.folder.parent / f".{given.folder.name}.job.json"
+        job_json = job.to_json()
+        job_file.write_text(job_json, encoding="utf-8")
+        try:
+            argv = self._argv(job, given.folder, job_file)
+            env = {
+                **os.environ,
+                "CONVEYOR_JOB": job_json,
+                "CONVEYOR_EXTRACT_DIR": str(given.folder),
+                "CONVEYOR_SOURCE_DSN": given.dsn,
+            }
+            self._execute(job, argv, env, given)
+        finally:
+            job_file.unlink(missing_ok=True)
+        expected = arrow_schema(job)
+        parts = collect_parts(given.folder, expected, job.relation)
+        return RunnerOutput(parts, expected, f"command: {' '.join(argv)}")
+
+    @staticmethod
+    def _argv(job: ExtractJob, folder: Path, job_file: Path) -> list[str]:
+        values = {
+            "job_file": str(job_file),
+            "folder": str(folder),
+            "relation": job.relation,
+            "source": job.source,
+            "table": job.lake_table,
+        }
+        try:
+            return [part.format(**values) for part in shlex.split(job.command or "")]
+        except (KeyError, IndexError, ValueError) as exc:
+            raise UserError(
+                f'the extract.command of "{job.relation}" is not a valid template: {exc}.',
+                hint="Use {job_file}, {folder}, {relation}, {source} and {table}.",
+            ) from None
+
+    @staticmethod
+    def _execute(job: ExtractJob, argv: list[str], env: dict[str, str], given: RunnerInput) -> None:
+        try:
+            done = subprocess.run(
+                argv, env=env, capture_output=True, text=True, timeout=given.timeout_s, cwd=given.root, check=False
+            )
+        except FileNotFoundError:
+            raise ExtractError(f'the extract command of "{job.relation}" was not found: {argv[0]}.') from None
+        except subprocess.TimeoutExpired:
+            raise ExtractError(
+                f'the extract command of "{job.relation}" timed out after {given.timeout_s} s.'
+            ) from None
+        if done.returncode != 0:
+            tail = scrub("\n".join((done.stderr or done.stdout).strip().splitlines()[-5:]))
+            raise ExtractError(f'the extract command of "{job.relation}" exited with {done.returncode}: {tail}')
+
+
+def collect_parts(folder: Path, expected: pa.Schema, relation: str) -> list[PartFile]:
+    """Check the parts a program left behind and describe them for the manifest."""
+    found = sorted(folder.glob("part-*.parquet"))
+    if not found:
+        raise ExtractError(f'the extract of "{relation}" left no part-*.parquet files in {folder}.')
+    parts = []
+    for path in found:
+        schema = pq.read_schema(path)
+        actual = pa.schema([schema.field(n) for n in expected.names if n in schema.names])
+        if not actual.equals(expected, check_metadata=False):
+            raise ExtractError(
+                f'{path.name} of "{relation}" has schema {schema} but the design needs {expected}.',
+                hint="Write exactly the design's columns with their Arrow types (see docs/types.md).",
+            )
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        parts.append(PartFile(path.name, pq.ParquetFile(path).metadata.num_rows, path.stat().st_size, digest))
+    return parts
+
+
+RUNNERS: dict[str, type[Runner]] = {"arrow": ArrowRunner, "command": CommandRunner}
+
+
+def runner_for(job_type: str) -> Runner:
+    """The runner of a job type (the seed's "Choose Job Type" state)."""
+    if job_type not in RUNNERS:
+        raise UserError(
+            f'job type "{job_type}" is not available in this version of Conveyor.',
+            hint=f"Available: {', '.join(sorted(RUNNERS))}.",
+        )
+    return RUNNERS[job_type]()
+
+
+def job_json(job: ExtractJob) -> dict[str, Any]:
+    """The job as the dict a command receives."""
+    return json.loads(job.to_json())

@@ -1,0 +1,188 @@
+"""Load and build: source tables from the lake, then CTAS and views in dependency order.
+
+Everything goes into a :class:`~conveyor.warehouse.base.Build` (staging), in parallel across
+independent relations. A relation that fails marks everything downstream of it skipped.
+Constraints are checked before publishing. Then the build is published atomically, or, if
+a required relation failed (or any failed and ``publish_on_failure`` is off), abandoned so
+the previous warehouse stays exactly as it was.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+
+from conveyor.config.secrets import scrub
+from conveyor.errors import ConveyorError, LoadError
+from conveyor.graph.selection import select
+from conveyor.graph.sqldeps import parse_sql, referenced_tables, rewrite_tables
+from conveyor.lake.lake import Lake
+from conveyor.lake.manifest import Manifest
+from conveyor.project import Project, Relation
+from conveyor.runctx import RunContext
+from conveyor.warehouse.base import Build, Warehouse
+
+
+@dataclass
+class BuildResult:
+    """The outcome of one build: status, rows and error per relation."""
+
+    status: dict[str, str] = field(default_factory=dict)
+    rows: dict[str, int] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+    published: bool = False
+    reason: str | None = None
+
+    def with_status(self, status: str) -> list[str]:
+        return [name for name, s in self.status.items() if s == status]
+
+
+def manifests_for(project: Project, relations: list[Relation]) -> dict[str, list[Manifest]]:
+    """What each source relation loads from: its newest full extract plus later increments.
+
+    A table with no committed extract is a user error naming the command to run.
+    """
+    lake = Lake(project.path(project.settings.lake.path))
+    found = {}
+    for relation in relations:
+        if relation.kind == "source":
+            assert relation.source is not None
+            found[relation.name] = lake.require_chain(relation.source, project.lake_table(relation), relation.name)
+    return found
+
+
+def executable_sql(project: Project, relation: Relation, staging: Build, rebuilt: set[str], dialect: str) -> str:
+    """The relation's query, reading each dependency where it is during this build.
+
+    Dependencies rebuilt by this build are read from their staging names; every other name
+    is fully qualified, because views bind names when they are read, against the reader's
+    search path. Queries that need neither run exactly as written.
+    """
+    assert relation.sql is not None
+    tree = parse_sql(relation.sql, dialect)
+    mapping = {dep: staging.staged(dep) if dep in rebuilt else dep for dep in relation.dependencies}
+    qualified = all(ref.schema is not None or ref.catalog is not None for ref in referenced_tables(tree))
+    if qualified and all(dep == target for dep, target in mapping.items()):
+        return relation.sql.strip().rstrip(";")
+    return rewrite_tables(
+        tree,
+        mapping,
+        dialect,
+        own_schema=relation.schema,
+        search_path=project.settings.defaults.search_path,
+        known=set(project.relations),
+    )
+
+
+def build(ctx: RunContext, relations: list[Relation], warehouse: Warehouse) -> BuildResult:
+    """Build ``relations`` (whole schemas) into staging, check, and publish or abandon."""
+    project = ctx.project
+    manifests = manifests_for(project, relations)
+    schemas = sorted({r.schema for r in relations})
+    ctx.reporter.phase("build", len(relations))
+    staging = warehouse.begin(schemas, run_id=ctx.run_id)
+    result = BuildResult()
+    try:
+        rebuilt = {r.name for r in relations}
+        sql = {
+            r.name: executable_sql(project, r, staging, rebuilt, warehouse.DIALECT)
+            for r in relations
+            if r.kind != "source"
+        }
+        _Runner(ctx, staging, manifests, sql, result).run(relations)
+        _decide(ctx, relations, result)
+        if result.reason is None:
+            with ctx.step("*", "publish"):
+                staging.publish()
+            result.published = True
+        else:
+            staging.abort()
+    except BaseException:
+        staging.abort()
+        raise
+    return result
+
+
+def _decide(ctx: RunContext, relations: list[Relation], result: BuildResult) -> None:
+    """Set ``result.reason`` when the build must not be published."""
+    failed = [n for n in result.status if result.status[n] in ("failed", "skipped")]
+    if not failed:
+        return
+    settings = ctx.project.settings
+    required = set(select(ctx.project.dag, settings.required)) if settings.required else set()
+    broken_required = sorted(set(failed) & required & {r.name for r in relations})
+    if broken_required:
+        result.reason = f"required relation(s) failed: {', '.join(broken_required)}"
+    elif not settings.defaults.publish_on_failure:
+        result.reason = f"{len(failed)} relation(s) failed or were skipped and publish_on_failure is off"
+
+
+class _Runner:
+    """Runs a build's relations over a thread pool in DAG order."""
+
+    def __init__(
+        self,
+        ctx: RunContext,
+        staging: Build,
+        manifests: dict[str, list[Manifest]],
+        sql: dict[str, str],
+        result: BuildResult,
+    ):
+        self.ctx, self.staging, self.manifests, self.sql, self.result = ctx, staging, manifests, sql, result
+        self.lock = threading.Lock()
+
+    def run(self, relations: list[Relation]) -> None:
+        by_name = {r.name: r for r in relations}
+        scheduler = self.ctx.project.dag.scheduler(by_name)
+        with ThreadPoolExecutor(max_workers=max(1, self.ctx.jobs), thread_name_prefix="build") as pool:
+            running: dict[Future[None], str] = {}
+            while not scheduler.finished():
+                for name in scheduler.ready():
+                    running[pool.submit(self._one, by_name[name])] = name
+                if not running:
+                    break
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    name = running.pop(future)
+                    if self.result.status[name] == "succeeded":
+                        scheduler.done(name)
+                    else:
+                        for skipped in sorted(scheduler.failed(name)):
+                            self.result.status[skipped] = "skipped"
+                            self.ctx.skipped(skipped, "build", f"upstream relation {name} failed")
+
+    def _one(self, relation: Relation) -> None:
+        step = "load" if relation.kind == "source" else "build"
+        try:
+            with self.ctx.step(relation.name, step) as outcome:
+                outcome.rows = self._create(relation)
+            if relation.kind != "view":
+                with self.ctx.step(relation.name, "check"):
+                    self._check(relation)
+            status, error = "succeeded", None
+        except Exception as exc:  # any failure is this relation's failure; the others go on
+            text = exc.render() if isinstance(exc, ConveyorError) else f"{type(exc).__name__}: {exc}"
+            status, error = "failed", scrub(text)
+        with self.lock:
+            self.result.status[relation.name] = status
+            if error:
+                self.result.errors[relation.name] = error
+
+    def _create(self, relation: Relation) -> int | None:
+        if relation.kind == "source":
+            rows = self.staging.load_chain(relation.design, self.manifests[relation.name])
+        elif relation.kind == "ctas":
+            rows = self.staging.create_table(relation.design, self.sql[relation.name])
+        else:
+            self.staging.create_view(relation.design, self.sql[relation.name])
+            return None
+        with self.lock:
+            self.result.rows[relation.name] = rows
+        return rows
+
+    def _check(self, relation: Relation) -> None:
+        violations = self.staging.check(relation.design)
+        if violations:
+            where = relation.location("constraints")
+            raise LoadError("; ".join(v.describe() for v in violations) + ".", location=where)

@@ -1,0 +1,86 @@
+"""What every step of a run shares: the project, the tracking store, the run id, progress.
+
+Library users get a silent :class:`Reporter`; the CLI passes one that draws progress bars.
+Every (relation, step) goes through :meth:`RunContext.step`, which records its start,
+end, status, rows and error in the tracking store, with secrets scrubbed from errors.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from conveyor.config.secrets import scrub
+from conveyor.project import Project
+from conveyor.tracking.store import TrackingStore
+
+
+class Reporter:
+    """Receives progress; the base class ignores everything (library use)."""
+
+    def phase(self, name: str, total: int) -> None:
+        """A phase (extract, build ...) with ``total`` units of work begins."""
+
+    def started(self, relation: str, step: str) -> None:
+        """A unit of work began."""
+
+    def finished(self, relation: str, step: str, status: str, rows: int | None, error: str | None) -> None:
+        """A unit of work ended with ``status`` (succeeded, failed, skipped)."""
+
+    def message(self, text: str, level: str = "info") -> None:
+        """A line for the user."""
+
+
+@dataclass
+class StepOutcome:
+    """Filled in by the code inside :meth:`RunContext.step`."""
+
+    rows: int | None = None
+    bytes: int | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RunContext:
+    """One run of a command: where it records and reports."""
+
+    project: Project
+    tracking: TrackingStore
+    run_id: str
+    reporter: Reporter = field(default_factory=Reporter)
+    jobs: int = 4
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @contextmanager
+    def step(self, relation: str, step: str) -> Iterator[StepOutcome]:
+        """Record one (relation, step); an exception marks it failed and propagates."""
+        outcome = StepOutcome()
+        event = self.tracking.start_event(self.run_id, relation, step)
+        self.reporter.started(relation, step)
+        began = time.monotonic()
+        try:
+            yield outcome
+        except BaseException as exc:
+            error = scrub(str(exc) or type(exc).__name__)
+            self.tracking.finish_event(event, "failed", error=error, detail=outcome.detail or None)
+            self.reporter.finished(relation, step, "failed", None, error)
+            raise
+        outcome.detail.setdefault("seconds", round(time.monotonic() - began, 6))
+        self.tracking.finish_event(
+            event, "succeeded", rows=outcome.rows, bytes=outcome.bytes, detail=outcome.detail or None
+        )
+        self.reporter.finished(relation, step, "succeeded", outcome.rows, None)
+
+    def skipped(self, relation: str, step: str, reason: str) -> None:
+        """Record a step that did not run because something upstream failed."""
+        from datetime import UTC, datetime
+
+        now = datetime.now(UTC)
+        self.tracking.record_event(
+            self.run_id, relation, step, "skipped", started_at=now, finished_at=now, error=reason
+        )
+        self.reporter.finished(relation, step, "skipped", None, reason)

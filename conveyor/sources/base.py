@@ -1,0 +1,126 @@
+"""The interface every upstream engine implements.
+
+A source reflects its catalog into :class:`TableInfo` (columns in the design type
+vocabulary, keys, a size estimate) and reads a table as a stream of Arrow record batches
+whose schema is exactly the one the design asks for. Engines are thin subclasses that set
+capability flags; the extract layer asks the flags, never the engine's name.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import pyarrow as pa
+
+from conveyor.design.types import SqlType
+
+#: rows per Arrow batch read from an upstream cursor; bounds memory per worker
+DEFAULT_BATCH_ROWS = 65_536
+
+
+@dataclass(frozen=True)
+class ColumnInfo:
+    """One upstream column as the catalog describes it."""
+
+    name: str
+    type: SqlType
+    native_type: str
+    not_null: bool = False
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    """One upstream table: its columns, keys and a size estimate for planning."""
+
+    schema: str
+    name: str
+    columns: tuple[ColumnInfo, ...]
+    primary_key: tuple[str, ...] = ()
+    unique: tuple[tuple[str, ...], ...] = ()
+    row_estimate: int | None = None
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+
+@dataclass(frozen=True)
+class ReadRequest:
+    """What to read from one table: the columns (with their design types) and a filter.
+
+    ``where`` is SQL in the source's dialect, built by the extract layer from the design's
+    ``condition``, the incremental cursor and a partition range; ``params`` are bound to it.
+    """
+
+    schema: str
+    table: str
+    columns: tuple[tuple[str, SqlType], ...]
+    where: str | None = None
+    params: tuple[object, ...] = ()
+    batch_rows: int = DEFAULT_BATCH_ROWS
+    order_by: tuple[str, ...] = field(default=())
+
+    @property
+    def arrow_schema(self) -> pa.Schema:
+        return pa.schema([pa.field(name, sql_type.arrow) for name, sql_type in self.columns])
+
+
+class Source(ABC):
+    """An upstream database. Subclasses set the flags and implement the four methods."""
+
+    ENGINE: ClassVar[str] = ""
+    """Name used in ``conveyor.yaml`` (``type: postgres``)."""
+    DIALECT: ClassVar[str] = ""
+    """sqlglot dialect used to quote identifiers and render filters."""
+    DEFAULT_SCHEMA: ClassVar[str | None] = None
+    """Schema assumed when a design's ``source_table`` names only a table."""
+    SUPPORTS_SNAPSHOT: ClassVar[bool] = False
+    """Partitions of one table can read one consistent snapshot."""
+    SUPPORTS_CTID: ClassVar[bool] = False
+    """Tables without a split key can be split by physical row ranges."""
+    PLACEHOLDER: ClassVar[str] = "%s"
+    """How ``ReadRequest.where`` marks a bound parameter."""
+
+    def __init__(self, name: str, dsn: str):
+        self.name = name
+        self.dsn = dsn
+
+    @abstractmethod
+    def list_tables(self) -> list[tuple[str, str]]:
+        """Every (schema, table) the connection can see, system schemas excluded."""
+
+    @abstractmethod
+    def describe(self, schema: str, table: str) -> TableInfo:
+        """Reflect one table; raises ``ExtractError`` if it does not exist."""
+
+    @abstractmethod
+    def read(self, request: ReadRequest) -> Iterator[pa.RecordBatch]:
+        """Stream the rows as batches whose schema equals ``request.arrow_schema``."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections; the default has nothing to release."""
+
+    def __enter__(self) -> Source:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def quote(self, identifier: str) -> str:
+        """Quote one identifier for this engine (doubling embedded quote characters)."""
+        return '"' + identifier.replace('"', '""') + '"'
+
+    def matching_tables(self, include: Sequence[str], exclude: Sequence[str]) -> list[tuple[str, str]]:
+        """Tables whose ``schema.table`` matches an include glob and no exclude glob."""
+        found = []
+        for schema, table in self.list_tables():
+            qualified = f"{schema}.{table}"
+            if any(fnmatch.fnmatchcase(qualified, p) for p in include) and not any(
+                fnmatch.fnmatchcase(qualified, p) for p in exclude
+            ):
+                found.append((schema, table))
+        return sorted(found)

@@ -1,0 +1,219 @@
+"""SQLite as an upstream source.
+
+SQLite stores values by storage class, not by declared type, so conversion follows the
+design's type and checks every value:
+- ``decimal(p,s)``: integers and text convert exactly. REAL values (what SQLite keeps
+  for a ``NUMERIC`` column) convert through their shortest round-trip representation,
+  and any value with more digits than the scale is an error, never a silent rounding.
+- ``timestamptz``: ISO-8601 text with an offset becomes a UTC instant; text without an
+  offset is taken as UTC.
+- ``boolean``: only 0 and 1 are accepted.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from conveyor.design.types import SqlType, parse_type
+from conveyor.errors import ExtractError
+from conveyor.sources.base import ColumnInfo, ReadRequest, Source, TableInfo
+
+_DECLARED = [
+    (re.compile(r"^(tiny|small|medium|big)?int(eger)?( unsigned)?$"), "bigint"),
+    (re.compile(r"^(bool|boolean)$"), "boolean"),
+    (re.compile(r"^(real|double|double precision|float)$"), "double"),
+    (re.compile(r"^(text|clob|(var)?char|character|string|n?varchar)"), "text"),
+    (re.compile(r"^(blob|binary|varbinary|bytea)$"), "bytes"),
+    (re.compile(r"^(datetime|timestamp)$"), "timestamp"),
+    (re.compile(r"^(timestamptz|timestamp with time zone)$"), "timestamptz"),
+    (re.compile(r"^date$"), "date"),
+    (re.compile(r"^time$"), "time"),
+    (re.compile(r"^uuid$"), "uuid"),
+    (re.compile(r"^jsonb?$"), "json"),
+]
+
+
+def map_declared_type(declared: str) -> SqlType:
+    """Map a SQLite declared type (free text) to a design type."""
+    text = declared.strip().lower()
+    numeric = re.match(r"^(numeric|decimal)\s*\(\s*(\d+)\s*(?:,\s*(\d+))?\s*\)$", text)
+    if numeric:
+        return SqlType("decimal", int(numeric.group(2)), int(numeric.group(3) or 0))
+    for pattern, name in _DECLARED:
+        if pattern.match(text):
+            return parse_type(name)
+    if text in ("", "numeric", "decimal"):
+        raise ValueError(f'declared type "{declared}" gives no exact type')
+    raise ValueError(f'declared type "{declared}" has no mapping')
+
+
+class SqliteSource(Source):
+    """A SQLite database file."""
+
+    ENGINE = "sqlite"
+    DIALECT = "sqlite"
+    DEFAULT_SCHEMA = "main"
+    SUPPORTS_SNAPSHOT = False
+    SUPPORTS_CTID = False
+    PLACEHOLDER = "?"
+
+    def __init__(self, name: str, dsn: str):
+        super().__init__(name, dsn)
+        self.path = Path(dsn.removeprefix("sqlite:///").removeprefix("sqlite://"))
+
+    def connect(self) -> sqlite3.Connection:
+        if not self.path.is_file():
+            raise ExtractError(
+                f'the SQLite database of source "{self.name}" does not exist: {self.path}.',
+                hint="Check the source's dsn in conveyor.yaml.",
+            )
+        # read-only URI: an extract must never change its source
+        con = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
+        con.text_factory = str
+        return con
+
+    def list_tables(self) -> list[tuple[str, str]]:
+        with self.connect() as con:
+            rows = con.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name"
+            ).fetchall()
+        return [("main", r[0]) for r in rows]
+
+    def describe(self, schema: str, table: str) -> TableInfo:
+        with self.connect() as con:
+            info = con.execute(f"PRAGMA {self.quote(schema)}.table_info({self.quote(table)})").fetchall()
+            if not info:
+                raise ExtractError(f'table "{schema}.{table}" does not exist in source "{self.name}".')
+            columns, pk = [], []
+            for _cid, name, declared, notnull, _default, pk_pos in info:
+                try:
+                    sql_type = map_declared_type(declared)
+                except ValueError as exc:
+                    raise ExtractError(
+                        f'{schema}.{table}.{name}: {exc} (source "{self.name}").',
+                        hint="Set the column's type in the design, or mark it skipped.",
+                    ) from None
+                columns.append(ColumnInfo(name, sql_type, declared, bool(notnull) or pk_pos > 0))
+                if pk_pos:
+                    pk.append((pk_pos, name))
+            unique = self._unique(con, schema, table)
+            count = con.execute(f"SELECT count(*) FROM {self.quote(schema)}.{self.quote(table)}").fetchone()[0]
+        return TableInfo(schema, table, tuple(columns), tuple(n for _, n in sorted(pk)), unique, count)
+
+    def _unique(self, con: sqlite3.Connection, schema: str, table: str) -> tuple[tuple[str, ...], ...]:
+        found = []
+        for _seq, index, is_unique, origin, _partial in con.execute(
+            f"PRAGMA {self.quote(schema)}.index_list({self.quote(table)})"
+        ):
+            if is_unique and origin == "u":
+                cols = con.execute(f"PRAGMA {self.quote(schema)}.index_info({self.quote(index)})").fetchall()
+                found.append(tuple(c[2] for c in cols))
+        return tuple(found)
+
+    def select_sql(self, request: ReadRequest) -> str:
+        columns = ", ".join(self.quote(name) for name, _ in request.columns)
+        sql = f"SELECT {columns} FROM {self.quote(request.schema)}.{self.quote(request.table)}"
+        if request.where:
+            sql += f" WHERE {request.where}"
+        if request.order_by:
+            sql += " ORDER BY " + ", ".join(self.quote(c) for c in request.order_by)
+        return sql
+
+    def read(self, request: ReadRequest) -> Iterator[pa.RecordBatch]:
+        schema = request.arrow_schema
+        converters = [_converter(name, t, f"{request.schema}.{request.table}") for name, t in request.columns]
+        con = self.connect()
+        try:
+            cursor = con.execute(self.select_sql(request), request.params)
+            while rows := cursor.fetchmany(request.batch_rows):
+                columns = list(zip(*rows, strict=True))
+                arrays = [convert(list(values)) for convert, values in zip(converters, columns, strict=True)]
+                yield pa.RecordBatch.from_arrays(arrays, schema=schema)
+        except sqlite3.Error as exc:
+            raise ExtractError(
+                f'reading {request.schema}.{request.table} from source "{self.name}" failed: {exc}.',
+                hint=f"SQL: {self.select_sql(request)}",
+            ) from None
+        finally:
+            con.close()
+
+
+def _converter(column: str, sql_type: SqlType, table: str) -> Callable[[list[Any]], pa.Array]:
+    """A function turning one column's Python values into an exact Arrow array."""
+    target = sql_type.arrow
+    where = f"{table}.{column}"
+
+    def fail(detail: str) -> ExtractError:
+        return ExtractError(
+            f"{where} ({sql_type}): {detail}.", hint="Fix the upstream value or change the column's type in the design."
+        )
+
+    def convert(values: list[Any]) -> pa.Array:
+        try:
+            return _convert(values, sql_type, target)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError, TypeError, ArithmeticError) as exc:
+            raise fail(str(exc)) from None
+
+    return convert
+
+
+def _convert(values: list[Any], sql_type: SqlType, target: pa.DataType) -> pa.Array:
+    name = sql_type.name
+    if sql_type.is_array:
+        raise ValueError("SQLite has no array type")
+    if name == "decimal":
+        return pa.array([_decimal(v) for v in values], type=target)
+    if name == "time":
+        return pa.array([None if v is None else time.fromisoformat(_text(v)) for v in values], type=target)
+    if name in ("date", "timestamp", "timestamptz"):
+        texts = [None if v is None else _text(v) for v in values]
+        if name == "timestamptz":
+            texts = [t if t is None or _has_offset(t) else t + "+00:00" for t in texts]
+        return pa.array(texts, type=pa.string()).cast(target)
+    if name == "boolean":
+        if any(v not in (0, 1, None) for v in values):
+            bad = next(v for v in values if v not in (0, 1, None))
+            raise ValueError(f"{bad!r} is not a boolean (expected 0 or 1)")
+        return pa.array([None if v is None else bool(v) for v in values], type=target)
+    if name == "uuid":
+        return pa.array([None if v is None else _uuid(v) for v in values], type=pa.binary(16)).cast(target)
+    if name in ("text", "varchar", "char", "json"):
+        if any(v is not None and not isinstance(v, str) for v in values):
+            bad = next(v for v in values if v is not None and not isinstance(v, str))
+            raise ValueError(f"{bad!r} is stored as {type(bad).__name__}, not text")
+        return pa.array(values, type=pa.string()).cast(target)
+    return pa.array(values, type=target)
+
+
+def _decimal(value: Any) -> Decimal | None:
+    if value is None:
+        return None
+    if isinstance(value, float):
+        # repr() is the shortest text that round-trips the double; arrow rejects extra digits
+        return Decimal(repr(value))
+    return Decimal(value if isinstance(value, int) else str(value))
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not ISO-8601 text")
+    return value
+
+
+def _has_offset(text: str) -> bool:
+    return text.endswith("Z") or bool(re.search(r"[+-]\d\d:?\d\d$", text))
+
+
+def _uuid(value: Any) -> bytes:
+    if isinstance(value, bytes) and len(value) == 16:
+        return value
+    return uuid.UUID(str(value)).bytes

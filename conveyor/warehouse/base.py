@@ -1,0 +1,140 @@
+"""The interface every warehouse implements.
+
+A load is a :class:`Build`: relations are created in a staging area that readers cannot
+see, checked, and then published in one atomic step (or abandoned, leaving the previous
+warehouse untouched). How staging and publishing work is the engine's business; the
+orchestration asks capability flags, never the engine's name.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+from conveyor.design.models import TableDesign
+from conveyor.lake.manifest import Manifest
+
+
+@dataclass(frozen=True)
+class KeyViolation:
+    """A constraint that does not hold, with up to five offending values."""
+
+    relation: str
+    constraint: str
+    columns: tuple[str, ...]
+    examples: tuple[str, ...]
+    count: int
+
+    def describe(self) -> str:
+        shown = ", ".join(self.examples)
+        cols = ", ".join(self.columns)
+        if self.constraint == "not_null":
+            return f"{self.relation}: column {cols} has {self.count} NULL value(s) but is declared not_null"
+        return f"{self.relation}: {self.constraint} ({cols}) has {self.count} duplicate value(s), e.g. {shown}"
+
+
+def quote(identifier: str) -> str:
+    """Quote an identifier the SQL-standard way, doubling embedded double quotes."""
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def qualified(name: str) -> str:
+    """Quote a "schema.table" name."""
+    schema, _, table = name.partition(".")
+    return f"{quote(schema)}.{quote(table)}"
+
+
+def literal(value: str) -> str:
+    """A SQL string literal."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+class Build(ABC):
+    """Relations built into staging, then published atomically or abandoned."""
+
+    def staged(self, name: str) -> str:
+        """Where relation ``name`` ("schema.table") lives during the build.
+
+        Engines that stage into other schemas (PostgreSQL's ``schema$staging``) return that
+        name, and the load layer rewrites SQL to read from it. The default builds in place.
+        """
+        return name
+
+    @abstractmethod
+    def load_table(self, design: TableDesign, manifest: Manifest) -> int:
+        """Create a source table from a committed extract; returns rows loaded."""
+
+    def merge_table(self, design: TableDesign, manifest: Manifest) -> int:
+        """Apply an incremental extract to a loaded table: replace rows by primary key, add new ones.
+
+        Without a primary key the rows are appended. Returns the rows written.
+        """
+        from conveyor.errors import WarehouseError
+
+        raise WarehouseError(f"{type(self).__name__} cannot merge incremental extracts yet.")
+
+    def load_chain(self, design: TableDesign, manifests: Sequence[Manifest]) -> int:
+        """Load a full extract and apply the incremental extracts after it, in order."""
+        rows = self.load_table(design, manifests[0])
+        for manifest in manifests[1:]:
+            rows += self.merge_table(design, manifest)
+        return rows
+
+    @abstractmethod
+    def create_table(self, design: TableDesign, sql: str) -> int:
+        """Create a CTAS relation from a SELECT; returns rows."""
+
+    @abstractmethod
+    def create_view(self, design: TableDesign, sql: str) -> None:
+        """Create a view from a SELECT."""
+
+    @abstractmethod
+    def check(self, design: TableDesign) -> list[KeyViolation]:
+        """Check primary key, unique and natural key constraints of a built table."""
+
+    @abstractmethod
+    def publish(self) -> None:
+        """Make every relation of the build visible at once."""
+
+    @abstractmethod
+    def abort(self) -> None:
+        """Throw the staging area away; the published warehouse stays as it was."""
+
+
+class Warehouse(ABC):
+    """A warehouse target (one environment)."""
+
+    ENGINE: ClassVar[str] = ""
+    """Name used in conveyor.yaml (``type: duckdb``)."""
+    DIALECT: ClassVar[str] = ""
+    """sqlglot dialect of transformations and generated DDL."""
+    SUPPORTS_SCHEMA_RENAME: ClassVar[bool] = False
+    """Schemas can be renamed (publish by swapping staging schemas)."""
+    SUPPORTS_TRANSACTIONAL_DDL: ClassVar[bool] = False
+    """CREATE/DROP can be rolled back with the transaction."""
+    PUBLISH: ClassVar[str] = ""
+    """How a build becomes visible: ``file_swap`` or ``schema_swap``."""
+    ENFORCES_KEYS_ON_LOAD: ClassVar[bool] = False
+    """Primary keys are declared in DDL and enforced while loading."""
+
+    def __init__(self, name: str, dsn: str):
+        self.name = name
+        self.dsn = dsn
+
+    @abstractmethod
+    def begin(self, schemas: Sequence[str], *, run_id: str, keep_schemas: bool = True) -> Build:
+        """Start a build that replaces ``schemas`` entirely.
+
+        Schemas of the published warehouse that are not rebuilt are kept as they are when
+        ``keep_schemas`` is true.
+        """
+
+    @abstractmethod
+    def relations(self) -> dict[str, str]:
+        """Published relations: "schema.name" -> "table" or "view"."""
+
+    @abstractmethod
+    def describe(self) -> str:
+        """A short human description of where the warehouse is (no secrets)."""
