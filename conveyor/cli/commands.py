@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from typing import Any
 
 import click
 from rich.markup import escape
@@ -106,7 +107,33 @@ def run(
     _finish(outcome, fmt, options)
 
 
-@click.command()
+class DefaultGroup(click.Group):
+    """A group whose default command runs when the first word is not a subcommand.
+
+    ``conveyor extract shop.*`` extracts; ``conveyor extract status`` shows the tracking table.
+    """
+
+    def __init__(self, *args: Any, default: str, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.default = default
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not args or (args[0] not in self.commands and args[0] not in ctx.help_option_names):
+            args = [self.default, *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=DefaultGroup, default="tables")
+def extract() -> None:
+    """Extract source tables into the lake, or show the extract tracking table.
+
+    \b
+    conveyor extract [SELECTION] [OPTIONS]   extract (see: conveyor extract tables --help)
+    conveyor extract status                  per table: status, last success, rows, watermark
+    """
+
+
+@extract.command(name="tables")
 @selection_arg
 @click.option("--tables", help="Comma-separated table names to extract (narrows the selection).")
 @click.option("--event", "event_path", help='An event file (or - for stdin): {"source": ..., "tables": [...] or "*"}.')
@@ -116,7 +143,7 @@ def run(
 @dry_run_option
 @format_option
 @pass_options
-def extract(
+def extract_tables(
     options: Options,
     selection: tuple[str, ...],
     tables: str | None,
@@ -127,7 +154,11 @@ def extract(
     dry_run: bool,
     fmt: str,
 ) -> None:
-    """Extract source tables of SELECTION from upstream into the lake."""
+    """Extract the source tables of SELECTION (default: all) from upstream into the lake.
+
+    One table's failure does not stop the others unless --fail-fast is given; the exit code
+    is 1 if any table failed.
+    """
     project = _project(options)
     if tables and event_path:
         raise UserError("give either --tables or --event, not both.")
@@ -143,6 +174,47 @@ def extract(
             project, selection, event=event, full=full, fail_fast=fail_fast, jobs=jobs, reporter=reporter
         )
     _finish(outcome, fmt, options)
+
+
+@extract.command()
+@click.option("--source", help="Only tables of this source.")
+@format_option
+@pass_options
+def status(options: Options, source: str | None, fmt: str) -> None:
+    """Show the extract tracking table: per (source, table) the latest status, last success,
+    rows, bytes, watermark and error."""
+    project = _project(options)
+    store = api.open_tracking(project)
+    try:
+        rows = store.extract_state(source)
+    finally:
+        store.close()
+    if fmt == "json":
+        print_json([{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in vars(r).items()} for r in rows])
+        return
+    print_table(
+        ["source", "table", "status", "last success", "rows", "bytes", "watermark", "error"],
+        [
+            (
+                r.source,
+                r.table_name,
+                r.status,
+                r.last_success_at.astimezone().strftime("%Y-%m-%d %H:%M:%S") if r.last_success_at else "",
+                "" if r.rows is None else f"{r.rows:,}",
+                "" if r.bytes is None else f"{r.bytes:,}",
+                _watermark_value(r.watermark),
+                (r.error or "")[:60],
+            )
+            for r in rows
+        ],
+    )
+
+
+def _watermark_value(text: str | None) -> str:
+    if not text:
+        return ""
+    data = json.loads(text)
+    return f"{data.get('cursor')} = {data.get('value')}"
 
 
 @click.command()
