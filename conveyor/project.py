@@ -8,9 +8,10 @@ user fixes a broken project in one pass instead of one error at a time.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from conveyor.config.secrets import check_no_inline_password, read_credentials_file, resolve
 from conveyor.config.settings import EnvironmentConfig, ProjectSettings, SourceConfig
@@ -180,7 +181,7 @@ class _Loader:
                     )
                 )
 
-    def _attempt(self, action, *args):  # type: ignore[no-untyped-def]
+    def _attempt(self, action: Callable[..., Relation], *args: Any) -> Relation | None:
         try:
             return action(*args)
         except ProjectError as exc:

@@ -10,7 +10,7 @@ import click
 from rich.markup import escape
 
 from conveyor import api
-from conveyor.cli.main import Options, pass_options
+from conveyor.cli.app import Options, pass_options
 from conveyor.cli.output import RichReporter, print_json, print_table, stdout
 from conveyor.errors import RunFailed, UserError
 from conveyor.extract.jobs import ExtractEvent, plan
@@ -245,7 +245,7 @@ def ls(options: Options, selection: tuple[str, ...], fmt: str) -> None:
     """List the relations SELECTION resolves to, in execution order, with kind and level."""
     project = _project(options)
     levels = project.dag.levels()
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "name": r.name,
             "kind": r.kind,

@@ -6,72 +6,19 @@ code: 0 success, 1 the run failed, 2 bad input or usage. ``--debug`` shows trace
 
 from __future__ import annotations
 
-import functools
-import os
 import sys
 import traceback
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
 
 import click
 from rich.markup import escape
 
-from conveyor import __version__
+from conveyor.cli import bootstrap_cmd, commands, runs_cmd
+from conveyor.cli.app import Options, cli, pass_options
 from conveyor.cli.output import console
 from conveyor.config.secrets import scrub
 from conveyor.errors import ConveyorError
 
-
-@dataclass
-class Options:
-    """Global options every command sees."""
-
-    project_dir: str
-    verbosity: int
-    debug: bool
-
-
-_pass_options = click.make_pass_decorator(Options)
-
-
-def pass_options(function: Callable[..., Any]) -> Callable[..., Any]:
-    """Pass :class:`Options` to a command, which also accepts -v/-q after its name."""
-
-    @click.option("-v", "--verbose", "more", count=True, help="More output; repeat for even more.")
-    @click.option("-q", "--quiet", "less", count=True, help="Less output: no progress bars.")
-    @_pass_options
-    @functools.wraps(function)
-    def wrapper(options: Options, *args: Any, more: int, less: int, **kwargs: Any) -> Any:
-        options.verbosity += more - less
-        return function(options, *args, **kwargs)
-
-    return wrapper
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option(
-    "-p",
-    "--project",
-    "project_dir",
-    default=lambda: os.environ.get("CONVEYOR_PROJECT", "."),
-    show_default="current folder or $CONVEYOR_PROJECT",
-    help="The project folder (the one holding conveyor.yaml).",
-)
-@click.option("-v", "--verbose", count=True, help="More output; repeat for even more.")
-@click.option("-q", "--quiet", count=True, help="Less output: no progress bars.")
-@click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
-@click.version_option(__version__, prog_name="conveyor")
-@click.pass_context
-def cli(ctx: click.Context, project_dir: str, verbose: int, quiet: int, debug: bool) -> None:
-    """Conveyor: extract upstream tables into a Parquet lake, load a warehouse, build its SQL
-    transformations in dependency order, validate everything, and run it on schedules.
-
-    Selections (SELECTION) are globs over schema.table (sales.*, *.dim_*, or a bare schema
-    such as sales), tag:NAME, +NAME (with everything upstream) and NAME+ (with everything
-    downstream). Several terms form a union.
-    """
-    ctx.obj = Options(project_dir, verbose - quiet, debug)
+__all__ = ["Options", "cli", "main", "pass_options"]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -104,11 +51,5 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(0)
 
 
-def _register() -> None:
-    from conveyor.cli import commands, runs_cmd
-
-    for command in (*commands.COMMANDS, runs_cmd.runs):
-        cli.add_command(command)
-
-
-_register()
+for _command in (*commands.COMMANDS, runs_cmd.runs, bootstrap_cmd.bootstrap):
+    cli.add_command(_command)

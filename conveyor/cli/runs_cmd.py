@@ -10,7 +10,7 @@ import click
 from rich.markup import escape
 
 from conveyor import api
-from conveyor.cli.main import Options, pass_options
+from conveyor.cli.app import Options, pass_options
 from conveyor.cli.output import print_json, print_table, stdout
 
 format_option = click.option(

@@ -64,7 +64,7 @@ _ALIASES = {
 }
 
 _PARAMETRIC = {"decimal", "varchar", "char"}
-_TYPE_RE = re.compile(r"^\s*([a-z][a-z ]*?)\s*(?:\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\))?\s*(\[\])?\s*$")
+_TYPE_RE = re.compile(r"^\s*([a-z][a-z0-9 ]*?)\s*(?:\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\))?\s*(\[\])?\s*$")
 
 #: every name a design may use, for error messages and the JSON Schema
 TYPE_NAMES = sorted({*_SIMPLE, *_PARAMETRIC, *_ALIASES})

@@ -30,6 +30,8 @@ class ColumnInfo:
     type: SqlType
     native_type: str
     not_null: bool = False
+    comment: str | None = None
+    """The upstream column comment, when the engine has one (bootstrap makes it the description)."""
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,8 @@ class TableInfo:
     primary_key: tuple[str, ...] = ()
     unique: tuple[tuple[str, ...], ...] = ()
     row_estimate: int | None = None
+    comment: str | None = None
+    """The upstream table comment, when the engine has one (bootstrap makes it the description)."""
 
     @property
     def qualified(self) -> str:

@@ -1,0 +1,67 @@
+"""The ``conveyor`` click group and the options every command shares.
+
+Command modules import from here; :mod:`conveyor.cli.main` puts them together.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import click
+
+from conveyor import __version__
+
+
+@dataclass
+class Options:
+    """Global options every command sees."""
+
+    project_dir: str
+    verbosity: int
+    debug: bool
+
+
+_pass_options = click.make_pass_decorator(Options)
+
+
+def pass_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Pass :class:`Options` to a command, which also accepts -v/-q after its name."""
+
+    @click.option("-v", "--verbose", "more", count=True, help="More output; repeat for even more.")
+    @click.option("-q", "--quiet", "less", count=True, help="Less output: no progress bars.")
+    @_pass_options
+    @functools.wraps(function)
+    def wrapper(options: Options, *args: Any, more: int, less: int, **kwargs: Any) -> Any:
+        options.verbosity += more - less
+        return function(options, *args, **kwargs)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option(
+    "-p",
+    "--project",
+    "project_dir",
+    default=lambda: os.environ.get("CONVEYOR_PROJECT", "."),
+    show_default="current folder or $CONVEYOR_PROJECT",
+    help="The project folder (the one holding conveyor.yaml).",
+)
+@click.option("-v", "--verbose", count=True, help="More output; repeat for even more.")
+@click.option("-q", "--quiet", count=True, help="Less output: no progress bars.")
+@click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
+@click.version_option(__version__, prog_name="conveyor")
+@click.pass_context
+def cli(ctx: click.Context, project_dir: str, verbose: int, quiet: int, debug: bool) -> None:
+    """Conveyor: extract upstream tables into a Parquet lake, load a warehouse, build its SQL
+    transformations in dependency order, validate everything, and run it on schedules.
+
+    Selections (SELECTION) are globs over schema.table (sales.*, *.dim_*, or a bare schema
+    such as sales), tag:NAME, +NAME (with everything upstream) and NAME+ (with everything
+    downstream). Several terms form a union.
+    """
+    ctx.obj = Options(project_dir, verbose - quiet, debug)
