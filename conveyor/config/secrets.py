@@ -148,6 +148,7 @@ def dsn_passwords(dsn: str) -> list[str]:
 
 def scrub_dsn(text: str, dsn: str) -> str:
     """Remove any password of ``dsn`` from ``text`` (driver messages may echo parts of it)."""
+    text = text.replace(dsn, mask_dsn(dsn))
     for password in dsn_passwords(dsn):
         text = text.replace(password, "***")
     return text

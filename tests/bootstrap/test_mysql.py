@@ -202,10 +202,6 @@ def test_bootstrapped_mysql_tables_extract_and_load(
         assert con.execute("SELECT id, name, balance FROM my.customers").fetchall() == [(7, "Ann", Decimal("1.25"))]
 
 
-@pytest.mark.skipif(
-    True,
-    reason="pending: the source engines do not read upstream comments into TableInfo.comment yet",
-)
 def test_upstream_comments_become_descriptions(project_root: Path, my: Callable[..., list[tuple[Any, ...]]]) -> None:
     my("ALTER TABLE orders COMMENT = 'Orders placed'")
     my("ALTER TABLE orders MODIFY note TEXT COMMENT 'Free text'")

@@ -279,10 +279,6 @@ def test_bootstrapped_postgres_tables_extract_and_load(
         assert con.execute("SELECT * FROM raw.archive_orders").fetchall() == [(99, Decimal("12345678.90"))]
 
 
-@pytest.mark.skipif(
-    True,
-    reason="pending: the source engines do not read upstream comments into TableInfo.comment yet",
-)
 def test_upstream_comments_become_descriptions(project_root: Path, pg: psycopg.Connection[Any]) -> None:
     pg.execute(b"COMMENT ON TABLE orders IS 'Orders placed'; COMMENT ON COLUMN orders.note IS 'Free text'")
     bootstrap(Project.load(project_root), ["pg.orders"])
