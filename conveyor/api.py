@@ -17,7 +17,7 @@ from pathlib import Path
 
 from conveyor.config.secrets import scrub
 from conveyor.errors import ConveyorError, LakeError
-from conveyor.extract.extract import ExtractSummary, extract
+from conveyor.extract.extract import ExtractSummary, check_jobs, extract
 from conveyor.extract.jobs import ExtractEvent, plan
 from conveyor.load.build import BuildResult, build, manifests_for
 from conveyor.project import Project, Relation
@@ -153,6 +153,7 @@ def extract_tables(
 ) -> Outcome:
     """Extract the selected source tables into the lake."""
     jobs_list = plan(project, project.select(selection), event, full=full)
+    check_jobs(project, jobs_list)
     with _Run(project, "extract", env=None, selection=selection, reporter=reporter, jobs=jobs) as run:
         run.outcome.extract = extract(run.ctx, jobs_list, fail_fast=fail_fast)
     return run.outcome
@@ -188,6 +189,7 @@ def run(
     relations = whole_schemas(project, project.select(selection))
     warehouse = open_environment(project, env)
     jobs_list = plan(project, relations)
+    check_jobs(project, jobs_list)
     with _Run(project, "run", env=warehouse.name, selection=selection, reporter=reporter, jobs=jobs) as run:
         run.outcome.warehouse = warehouse.describe()
         run.outcome.extract = extract(run.ctx, jobs_list)

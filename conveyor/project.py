@@ -23,6 +23,8 @@ from conveyor.errors import (
     DependencyError,
     Location,
     ProjectError,
+    SecretError,
+    SelectionError,
     UserError,
     did_you_mean,
 )
@@ -160,6 +162,8 @@ class _Loader:
         self._dependencies(relations, settings)
         dag = self._dag(relations)
         self._catalog_clashes(settings, doc, {r.schema for r in relations.values()})
+        self._required_terms(settings, doc, dag)
+        self._inline_passwords(settings, doc)
         if self.problems:
             raise ProjectError(self.problems)
         return Project(self.root, settings, doc, relations, dag, dialect)
@@ -180,6 +184,29 @@ class _Loader:
                         code="catalog-clash",
                     )
                 )
+
+    def _required_terms(self, settings: ProjectSettings, doc: YamlDoc, dag: Dag) -> None:
+        """A `required` term that matches nothing would only surface after a failure."""
+        for index, term in enumerate(settings.required):
+            try:
+                select(dag, [term])
+            except SelectionError as exc:
+                self.problems.append(
+                    ConfigError(
+                        f"required: {exc.message}", location=doc.location(("required", index)), code="bad-required"
+                    )
+                )
+
+    def _inline_passwords(self, settings: ProjectSettings, doc: YamlDoc) -> None:
+        """Every DSN in conveyor.yaml, used by this command or not, keeps its secrets out of git."""
+        places: list[tuple[tuple[str | int, ...], str]] = [(("tracking", "dsn"), settings.tracking.dsn)]
+        places += [(("sources", n, "dsn"), c.dsn) for n, c in settings.sources.items()]
+        places += [(("environments", n, "dsn"), c.dsn) for n, c in settings.environments.items()]
+        for loc, dsn in places:
+            try:
+                check_no_inline_password(dsn, doc.location(loc))
+            except SecretError as exc:
+                self.problems.append(exc)
 
     def _attempt(self, action: Callable[..., Relation], *args: Any) -> Relation | None:
         try:
@@ -298,7 +325,16 @@ class _Loader:
                             code="missing-dependency",
                         )
                     )
-                elif target != name and target not in deps:
+                elif target == name:
+                    self.problems.append(
+                        DependencyError(
+                            f"dependency cycle: {name} -> {name} (the query reads the relation it builds).",
+                            location=Location(self._display(relation.sql_path), ref.line, ref.column),
+                            hint="Read another relation, or split this one in two.",
+                            code="cycle",
+                        )
+                    )
+                elif target not in deps:
                     deps.append(target)
             relation.dependencies = deps
         for relation in relations.values():

@@ -13,6 +13,7 @@ from conveyor import api
 from conveyor.cli.app import Options, pass_options
 from conveyor.cli.output import RichReporter, print_json, print_table, stdout
 from conveyor.errors import RunFailed, UserError
+from conveyor.extract.extract import check_jobs
 from conveyor.extract.jobs import ExtractEvent, plan
 from conveyor.project import Project
 
@@ -75,6 +76,7 @@ def _dry_run(project: Project, selection: Sequence[str], *, extract: bool, load:
     relations = api.whole_schemas(project, project.select(selection)) if load else project.select(selection)
     if extract:
         jobs = plan(project, relations)
+        check_jobs(project, jobs)
         stdout.print(f"Would extract {len(jobs)} table(s): " + ", ".join(j.relation for j in jobs))
     if load:
         warehouse = api.open_environment(project, env)
@@ -167,6 +169,7 @@ def extract_tables(
         event = ExtractEvent(tables=tuple(t.strip() for t in tables.split(",") if t.strip()))
     if dry_run:
         jobs_list = plan(project, project.select(selection), event, full=full)
+        check_jobs(project, jobs_list)
         stdout.print(f"Would extract {len(jobs_list)} table(s): " + ", ".join(j.relation for j in jobs_list))
         return
     with RichReporter(options.verbosity if fmt == "table" else -1) as reporter:

@@ -57,9 +57,9 @@ def resolve(
     def substitute(match: re.Match[str]) -> str:
         name, default = match.group(1), match.group(2)
         value = env.get(name, credentials.get(name))
+        if (value is None or value == "") and default is not None:
+            return default  # like the shell's ${VAR:-default}: empty counts as unset
         if value is None:
-            if default is not None:
-                return default
             looked = "the process environment" + (f" and {credentials_path}" if credentials_path else "")
             raise SecretError(
                 f'environment variable "{name}" is not set (looked in {looked}).',
@@ -74,13 +74,12 @@ def resolve(
 
 
 def check_no_inline_password(dsn: str, where: Location) -> None:
-    """A literal password in a project file would end up in git: refuse it."""
-    try:
-        parts = urlsplit(_REFERENCE.sub("x", dsn)) if "://" in dsn else None
-    except ValueError:
-        return
-    literal = urlsplit(dsn).password if parts else None
-    if literal and not _REFERENCE.search(literal):
+    """A literal password in a project file would end up in git: refuse it.
+
+    Passwords in the URL's user info, in ``?password=`` and in libpq ``password=`` strings
+    must each be a ``${VAR}`` reference.
+    """
+    if any(not _REFERENCE.search(password) for password in dsn_passwords(dsn)):
         raise SecretError(
             "a password is written inline in this connection string.",
             location=where,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -153,14 +153,20 @@ class ProjectSettings(StrictModel):
                 raise ValueError(f'"{name}" is not a valid name: use letters, digits and underscores')
         return value
 
-    @model_validator(mode="after")
-    def _default_environment_exists(self) -> ProjectSettings:
-        if not self.environments:
-            raise ValueError("at least one warehouse environment is needed under `environments`")
-        if self.default_environment and self.default_environment not in self.environments:
-            known = ", ".join(self.environments)
-            raise ValueError(f'default_environment "{self.default_environment}" is not one of: {known}')
-        return self
+    @field_validator("environments")
+    @classmethod
+    def _some_environment(cls, value: dict[str, EnvironmentConfig]) -> dict[str, EnvironmentConfig]:
+        if not value:
+            raise ValueError("at least one warehouse environment is needed")
+        return value
+
+    @field_validator("default_environment")
+    @classmethod
+    def _default_environment_exists(cls, value: str | None, info: ValidationInfo) -> str | None:
+        known = info.data.get("environments") or {}
+        if value and known and value not in known:
+            raise ValueError(f'"{value}" is not one of the environments: {", ".join(known)}')
+        return value
 
     def source_schemas(self) -> dict[str, str]:
         """Warehouse schema -> source name, for every source."""

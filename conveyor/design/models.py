@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 
 from conveyor.config.settings import StrictModel
 from conveyor.design.types import SqlType, parse_type
@@ -113,14 +113,15 @@ class TableDesign(StrictModel):
             raise ValueError(f'name "{value}" must be "schema.table"')
         return value
 
-    @model_validator(mode="after")
-    def _unique_columns(self) -> TableDesign:
+    @field_validator("columns")
+    @classmethod
+    def _unique_columns(cls, value: list[ColumnDesign]) -> list[ColumnDesign]:
         seen: set[str] = set()
-        for column in self.columns:
+        for column in value:
             if column.name in seen:
                 raise ValueError(f'column "{column.name}" appears twice')
             seen.add(column.name)
-        return self
+        return value
 
     @property
     def schema_name(self) -> str:

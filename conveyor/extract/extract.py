@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import Executor, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -23,6 +23,7 @@ from conveyor.extract.jobs import ExtractJob
 from conveyor.extract.runners import RunnerInput, RunnerOutput, runner_for
 from conveyor.lake.lake import Lake
 from conveyor.lake.manifest import Manifest, write_manifest
+from conveyor.project import Project
 from conveyor.runctx import RunContext
 
 
@@ -60,11 +61,11 @@ def lake_of(ctx: RunContext) -> Lake:
 
 def extract(ctx: RunContext, jobs: list[ExtractJob], *, fail_fast: bool = False) -> ExtractSummary:
     """Extract every job's table; one table's failure does not stop the others."""
-    _check_before_writing(ctx, jobs)
+    check_jobs(ctx.project, jobs)
     ctx.reporter.phase("extract", len(jobs))
     summary = ExtractSummary()
     with ThreadPoolExecutor(max_workers=max(1, ctx.jobs), thread_name_prefix="extract") as pool:
-        futures = {job.relation: pool.submit(_extract_one, ctx, job) for job in jobs}
+        futures = {job.relation: pool.submit(_extract_one, ctx, job, pool) for job in jobs}
         if fail_fast:
             for future in as_completed(futures.values()):
                 if future.result().status == "failed":
@@ -80,20 +81,21 @@ def extract(ctx: RunContext, jobs: list[ExtractJob], *, fail_fast: bool = False)
     return summary
 
 
-def _check_before_writing(ctx: RunContext, jobs: list[ExtractJob]) -> None:
+def check_jobs(project: Project, jobs: list[ExtractJob]) -> None:
     """Resolve every DSN and runner up front: bad input fails before anything is written."""
     for job in jobs:
-        ctx.project.source_dsn(job.source)
+        project.source_dsn(job.source)
         runner_for(job.job_type)
 
 
-def _extract_one(ctx: RunContext, job: ExtractJob) -> TableResult:
+def _extract_one(ctx: RunContext, job: ExtractJob, pool: Executor | None = None) -> TableResult:
     began = time.monotonic()
     try:
         with ctx.step(job.relation, "extract") as outcome:
-            manifest = _commit(ctx, job)
+            manifest = _commit(ctx, job, pool)
             outcome.rows, outcome.bytes = manifest.rows, manifest.bytes
             outcome.detail["extract_id"] = manifest.extract_id
+            outcome.detail["parts"] = len(manifest.files)
         return TableResult(
             job.relation, "succeeded", manifest.rows, manifest.bytes, time.monotonic() - began, manifest.extract_id
         )
@@ -102,7 +104,7 @@ def _extract_one(ctx: RunContext, job: ExtractJob) -> TableResult:
         return TableResult(job.relation, "failed", seconds=time.monotonic() - began, error=message)
 
 
-def _commit(ctx: RunContext, job: ExtractJob) -> Manifest:
+def _commit(ctx: RunContext, job: ExtractJob, pool: Executor | None) -> Manifest:
     settings = ctx.project.settings
     lake = lake_of(ctx)
     dsn = ctx.project.source_dsn(job.source)
@@ -119,6 +121,8 @@ def _commit(ctx: RunContext, job: ExtractJob) -> Manifest:
                 part_rows=settings.lake.part_rows,
                 compression=settings.lake.compression,
                 previous_watermark=_previous_watermark(ctx, lake, job),
+                pool=pool,
+                workers=ctx.jobs,
             )
             output = _with_retries(ctx, job, given)
             manifest = Manifest(

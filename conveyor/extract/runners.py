@@ -7,15 +7,19 @@ only after the runner returned, so a runner that crashes leaves nothing a reader
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import shlex
 import subprocess
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -27,8 +31,10 @@ from conveyor.extract import incremental
 from conveyor.extract.jobs import ExtractJob
 from conveyor.lake.lake import PartWriter
 from conveyor.lake.manifest import PartFile
-from conveyor.sources import open_source
+from conveyor.sources import open_source, partition
 from conveyor.sources.base import ReadRequest, Source
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -43,6 +49,8 @@ class RunnerInput:
     compression: str = "zstd"
     previous_watermark: dict[str, Any] | None = None
     timeout_s: float | None = None
+    pool: Executor | None = None
+    workers: int = 1
 
 
 @dataclass
@@ -108,7 +116,12 @@ def combine(*conditions: str | None) -> str | None:
 
 
 class ArrowRunner(Runner):
-    """In-process: upstream cursor -> Arrow batches -> Parquet parts (the default)."""
+    """In-process: upstream cursor -> Arrow batches -> Parquet parts (the default).
+
+    A table with ``split_by`` (or, on PostgreSQL, any large table) is read in partitions on
+    the shared worker pool, every partition from the same snapshot where the engine can
+    share one (see docs/extract.md).
+    """
 
     JOB_TYPE = "arrow"
 
@@ -124,21 +137,83 @@ class ArrowRunner(Runner):
                 params=inc.params,
                 batch_rows=given.batch_rows,
             )
-            writer = PartWriter(
-                given.folder, request.arrow_schema, part_rows=given.part_rows, compression=given.compression
-            )
-            try:
-                for batch in source.read(request):
-                    writer.write(batch)
-                    if inc.high_water is not None:
-                        inc.high_water.update(batch)
-                parts = writer.close()
-            except BaseException:
-                writer.abort()
-                raise
+            count = _partition_count(job, source, request, given.workers)
+            with source.snapshot() if count > 1 else nullcontext(None) as snapshot:
+                requests = partition.split(source, request, job.split_by, dict(columns).get(job.split_by or ""), count)
+                tasks = [
+                    functools.partial(_read_partition, job, given, part, index, len(requests), snapshot)
+                    for index, part in enumerate(requests)
+                ]
+                results = run_tasks(given.pool, tasks)
             query = _query_text(source, request)
+        parts = [p for r in results for p in r.parts]
+        if inc.high_water is not None:
+            inc.high_water.value = max((r.high for r in results if r.high is not None), default=None)
         watermark = _watermark(inc, given.previous_watermark)
-        return RunnerOutput(parts, request.arrow_schema, query, watermark, inc.is_increment)
+        detail = {"partitions": len(requests)} if len(requests) > 1 else {}
+        return RunnerOutput(parts, request.arrow_schema, query, watermark, inc.is_increment, detail)
+
+
+def _partition_count(job: ExtractJob, source: Source, request: ReadRequest, workers: int) -> int:
+    """The configured partition count, or one from the table's size when it is not fixed."""
+    if job.split_by is None and not source.SUPPORTS_CTID:
+        return 1
+    if job.partitions is not None:
+        return job.partitions
+    estimate = source.describe(request.schema, request.table).row_estimate
+    return partition.auto_count(estimate, workers)
+
+
+@dataclass
+class _PartitionResult:
+    parts: list[PartFile]
+    high: Any = None
+
+
+def _read_partition(
+    job: ExtractJob, given: RunnerInput, request: ReadRequest, index: int, total: int, snapshot: str | None
+) -> _PartitionResult:
+    """Read one partition on its own connection into its own numbered parts."""
+    prefix = "part" if total == 1 else f"part-{index:03d}"
+    high_water = None
+    if job.incremental_cursor:
+        high_water = incremental.HighWater(job.incremental_cursor, dict(request.columns)[job.incremental_cursor])
+    with open_source(job.source_type, job.source, given.dsn, root=given.root) as source:
+        writer = PartWriter(
+            given.folder, request.arrow_schema, prefix=prefix, part_rows=given.part_rows, compression=given.compression
+        )
+        try:
+            for batch in source.read(request, snapshot=snapshot):
+                writer.write(batch)
+                if high_water is not None:
+                    high_water.update(batch)
+            parts = writer.close()
+        except BaseException:
+            writer.abort()
+            raise
+    return _PartitionResult(parts, high_water.value if high_water else None)
+
+
+def run_tasks(pool: Executor | None, tasks: Sequence[Callable[[], T]]) -> list[T]:
+    """Run tasks on the shared pool and return their results in order.
+
+    The calling thread is itself a pool worker, so it must not just wait: every task that
+    has not started yet is taken back (cancelled) and run here. It only ever waits for
+    tasks that other workers are already running, so a pool full of waiting tables cannot
+    deadlock.
+    """
+    if pool is None or len(tasks) < 2:
+        return [task() for task in tasks]
+    futures = [pool.submit(task) for task in tasks[1:]]
+    results = [tasks[0]()]
+    try:
+        for future, task in zip(futures, tasks[1:], strict=True):
+            results.append(task() if future.cancel() else future.result())
+    except BaseException:
+        for future in futures:
+            future.cancel()
+        raise
+    return results
 
 
 def _query_text(source: Source, request: ReadRequest) -> str:

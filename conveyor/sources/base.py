@@ -11,8 +11,9 @@ from __future__ import annotations
 import fnmatch
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar, Self
 
 import pyarrow as pa
 
@@ -102,13 +103,31 @@ class Source(ABC):
         """Reflect one table; raises ``ExtractError`` if it does not exist."""
 
     @abstractmethod
-    def read(self, request: ReadRequest) -> Iterator[pa.RecordBatch]:
-        """Stream the rows as batches whose schema equals ``request.arrow_schema``."""
+    def read(self, request: ReadRequest, *, snapshot: str | None = None) -> Iterator[pa.RecordBatch]:
+        """Stream the rows as batches whose schema equals ``request.arrow_schema``.
+
+        ``snapshot`` is an id from :meth:`snapshot` (engines with ``SUPPORTS_SNAPSHOT``): every
+        partition read with the same id sees the same consistent state of the database.
+        """
+
+    def snapshot(self) -> AbstractContextManager[str | None]:
+        """Hold a snapshot that other connections can read; yields its id (None: not supported)."""
+        return nullcontext(None)
+
+    def min_max(
+        self, schema: str, table: str, column: str, where: str | None = None, params: tuple[object, ...] = ()
+    ) -> tuple[Any, Any]:
+        """``(min, max)`` of a column (for range partitions)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot split tables")
+
+    def quantiles(self, schema: str, table: str, column: str, n: int) -> list[Any]:
+        """Up to ``n - 1`` sorted, distinct cut points splitting a column into ``n`` similar parts."""
+        raise NotImplementedError(f"{type(self).__name__} cannot split tables")
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections; the default has nothing to release."""
 
-    def __enter__(self) -> Source:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

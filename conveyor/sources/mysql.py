@@ -35,11 +35,11 @@ from conveyor.config.secrets import mask_dsn, scrub_dsn
 from conveyor.design.types import SqlType
 from conveyor.errors import ConveyorError, ExtractError, TransientError
 from conveyor.sources.base import ColumnInfo, ReadRequest, Source, TableInfo
+from conveyor.sources.partition import distinct_sorted
 from conveyor.sources.typemap import (
     ColumnRef,
     assemble,
     convert,
-    distinct_sorted,
     missing_column_error,
     missing_table_error,
     rebatch,
@@ -405,7 +405,7 @@ class MySQLSource(Source):
                 text = cur.mogrify(text, request.params)
         return text
 
-    def read(self, request: ReadRequest) -> Iterator[pa.RecordBatch]:
+    def read(self, request: ReadRequest, *, snapshot: str | None = None) -> Iterator[pa.RecordBatch]:
         """Stream the rows as batches of ``request.batch_rows`` rows with the requested schema.
 
         Each read is one statement on one connection, so it sees one consistent InnoDB
@@ -496,7 +496,7 @@ class MySQLSource(Source):
         """Up to ``n - 1`` distinct cut points splitting the column into ``n`` similar parts.
 
         Uses ``NTILE(n)`` over the non-NULL values (one sort of the column); use with
-        :func:`conveyor.sources.typemap.range_filters` to build partition filters.
+        :func:`conveyor.sources.partition.range_filters` to build partition filters.
         """
         if n < 2:
             return []

@@ -15,7 +15,7 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any, Self
 
@@ -28,11 +28,11 @@ from conveyor.config.secrets import mask_dsn, scrub_dsn
 from conveyor.design.types import SqlType
 from conveyor.errors import ConveyorError, ExtractError, TransientError
 from conveyor.sources.base import ColumnInfo, ReadRequest, Source, TableInfo
+from conveyor.sources.partition import distinct_sorted
 from conveyor.sources.typemap import (
     ColumnRef,
     assemble,
     convert,
-    distinct_sorted,
     missing_column_error,
     missing_table_error,
     rebatch,
@@ -481,6 +481,10 @@ class PostgresSource(Source):
             finally:
                 conn.close()
 
+    def snapshot(self) -> AbstractContextManager[str | None]:
+        """Partitions share one exported snapshot (``pg_export_snapshot``)."""
+        return self.export_snapshot()
+
     def min_max(
         self, schema: str, table: str, column: str, where: str | None = None, params: tuple[object, ...] = ()
     ) -> tuple[Any, Any]:
@@ -495,7 +499,7 @@ class PostgresSource(Source):
     def quantiles(self, schema: str, table: str, column: str, n: int) -> list[Any]:
         """Up to ``n - 1`` distinct cut points splitting the column into ``n`` similar parts.
 
-        Use with :func:`conveyor.sources.typemap.range_filters` to build partition filters.
+        Use with :func:`conveyor.sources.partition.range_filters` to build partition filters.
         """
         if n < 2:
             return []

@@ -26,6 +26,7 @@ import pyarrow as pa
 from conveyor.design.types import SqlType, parse_type
 from conveyor.errors import ExtractError
 from conveyor.sources.base import ColumnInfo, ReadRequest, Source, TableInfo
+from conveyor.sources.partition import distinct_sorted
 
 _DECLARED = [
     (re.compile(r"^(tiny|small|medium|big)?int(eger)?( unsigned)?$"), "bigint"),
@@ -77,7 +78,8 @@ class SqliteSource(Source):
                 hint="Check the source's dsn in conveyor.yaml.",
             )
         # read-only URI: an extract must never change its source
-        con = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
+        uri = self.path.resolve().as_uri() + "?mode=ro"  # as_uri escapes '#', '?' and '%'
+        con = sqlite3.connect(uri, uri=True, check_same_thread=False)
         con.text_factory = str
         return con
 
@@ -119,6 +121,30 @@ class SqliteSource(Source):
                 found.append(tuple(c[2] for c in cols))
         return tuple(found)
 
+    def min_max(
+        self, schema: str, table: str, column: str, where: str | None = None, params: tuple[object, ...] = ()
+    ) -> tuple[Any, Any]:
+        col = self.quote(column)
+        sql = f"SELECT min({col}), max({col}) FROM {self.quote(schema)}.{self.quote(table)}"
+        with self.connect() as con:
+            low, high = con.execute(sql + (f" WHERE {where}" if where else ""), params).fetchone()
+        return low, high
+
+    def quantiles(self, schema: str, table: str, column: str, n: int) -> list[Any]:
+        """Cut points by rank: the values at every n-th position of the sorted column."""
+        col = self.quote(column)
+        table_sql = f"{self.quote(schema)}.{self.quote(table)}"
+        with self.connect() as con:
+            total = con.execute(f"SELECT count({col}) FROM {table_sql}").fetchone()[0]
+            offsets = [total * i // n for i in range(1, n)]
+            cuts = [
+                con.execute(
+                    f"SELECT {col} FROM {table_sql} WHERE {col} IS NOT NULL ORDER BY {col} LIMIT 1 OFFSET ?", (offset,)
+                ).fetchone()[0]
+                for offset in offsets
+            ]
+        return distinct_sorted(cuts)
+
     def select_sql(self, request: ReadRequest) -> str:
         columns = ", ".join(self.quote(name) for name, _ in request.columns)
         sql = f"SELECT {columns} FROM {self.quote(request.schema)}.{self.quote(request.table)}"
@@ -128,7 +154,7 @@ class SqliteSource(Source):
             sql += " ORDER BY " + ", ".join(self.quote(c) for c in request.order_by)
         return sql
 
-    def read(self, request: ReadRequest) -> Iterator[pa.RecordBatch]:
+    def read(self, request: ReadRequest, *, snapshot: str | None = None) -> Iterator[pa.RecordBatch]:
         schema = request.arrow_schema
         converters = [_converter(name, t, f"{request.schema}.{request.table}") for name, t in request.columns]
         con = self.connect()
@@ -191,6 +217,10 @@ def _convert(values: list[Any], sql_type: SqlType, target: pa.DataType) -> pa.Ar
             bad = next(v for v in values if v is not None and not isinstance(v, str))
             raise ValueError(f"{bad!r} is stored as {type(bad).__name__}, not text")
         return pa.array(values, type=pa.string()).cast(target)
+    if pa.types.is_integer(target):
+        bad = next((v for v in values if v is not None and (not isinstance(v, int) or isinstance(v, bool))), None)
+        if bad is not None:
+            raise ValueError(f"{bad!r} is stored as {type(bad).__name__}, not an integer")
     return pa.array(values, type=target)
 
 

@@ -9,7 +9,6 @@ none rounds, truncates or wraps silently.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
@@ -315,27 +314,3 @@ def assemble(arrays: Sequence[pa.Array], schema: pa.Schema) -> pa.RecordBatch:
 
 
 # --------------------------------------------------------------------------- partitions
-
-
-def range_filters(column_sql: str, cuts: Sequence[object]) -> list[tuple[str, tuple[object, ...]]]:
-    """WHERE fragments (with ``%s`` params) splitting a column at ``cuts``, NULLs included once.
-
-    ``cuts`` must be sorted and distinct: the first fragment takes ``col < cuts[0]`` and the
-    NULLs, the last ``col >= cuts[-1]``, so the fragments cover every row exactly once.
-    """
-    if not cuts:
-        return [("1=1", ())]
-    filters: list[tuple[str, tuple[object, ...]]] = [(f"({column_sql} < %s OR {column_sql} IS NULL)", (cuts[0],))]
-    for low, high in itertools.pairwise(cuts):
-        filters.append((f"({column_sql} >= %s AND {column_sql} < %s)", (low, high)))
-    filters.append((f"{column_sql} >= %s", (cuts[-1],)))
-    return filters
-
-
-def distinct_sorted(values: Iterable[object]) -> list[object]:
-    """Drop NULLs and duplicates from already-sorted cut points."""
-    out: list[object] = []
-    for value in values:
-        if value is not None and (not out or value != out[-1]):
-            out.append(value)
-    return out

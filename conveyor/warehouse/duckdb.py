@@ -100,6 +100,8 @@ class DuckDBBuild(Build):
         # equals a schema name, which would make "schema.table" ambiguous while building
         self.staging = target.with_name(f".conveyor_build_{run_id}.{target.name}.building")
         self._local = threading.local()
+        self._cursors: list[duckdb.DuckDBPyConnection] = []
+        self._cursors_lock = threading.Lock()
         self._lock_file = self._lock()
         try:
             self._remove_leftovers()
@@ -150,19 +152,31 @@ class DuckDBBuild(Build):
         for schema, *_ in [*tables, *views]:
             if schema not in rebuilt:
                 self.con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(schema)}")
-        for schema, name, create_sql, _comment in tables:
+        for schema, name, create_sql, comment in tables:
             if schema not in rebuilt:
                 self.con.execute(create_sql)
                 target = f"{quote(schema)}.{quote(name)}"
                 self.con.execute(f"INSERT INTO {target} SELECT * FROM previous.{target}")
+                if comment:
+                    self.con.execute(f"COMMENT ON TABLE {target} IS {literal(comment)}")
+        self._kept_views = [(s, v, sql, comment) for s, v, sql, comment in views if s not in rebuilt]
+        self._kept_column_comments = [
+            row
+            for row in self.con.execute(
+                "SELECT schema_name, table_name, column_name, comment FROM duckdb_columns() "
+                "WHERE database_name = 'previous' AND NOT internal AND comment IS NOT NULL"
+            ).fetchall()
+            if row[0] not in rebuilt
+        ]
         self.con.execute("DETACH previous")
-        self._kept_views = [(s, v, sql) for s, v, sql, _ in views if s not in rebuilt]
 
     def _cursor(self) -> duckdb.DuckDBPyConnection:
         cursor = getattr(self._local, "cursor", None)
         if cursor is None:
             cursor = self.con.cursor()
             self._local.cursor = cursor
+            with self._cursors_lock:
+                self._cursors.append(cursor)
         return cursor
 
     def _run(self, design: TableDesign, sql: str, params: Any = None) -> Any:
@@ -192,9 +206,9 @@ class DuckDBBuild(Build):
         return self._count(design, f"INSERT INTO {table} {_select_extract(design, manifest)}")
 
     def _count(self, design: TableDesign, sql: str) -> int:
-        """Run an INSERT and return its row count (fetched before the cursor runs anything else)."""
-        row = self._run(design, sql).fetchone()
-        return int(row[0]) if row else 0
+        """Run an INSERT and return its row count, consuming the whole result."""
+        rows = self._run(design, sql).fetchall()
+        return int(rows[0][0]) if rows else 0
 
     def output_columns(self, design: TableDesign, sql: str) -> list[tuple[str, str]]:
         """Names and types a query produces, without running it."""
@@ -220,7 +234,7 @@ class DuckDBBuild(Build):
             rows = self._count(design, f"INSERT INTO {qualified(design.name)} {sql}")
         else:
             self._run(design, f"CREATE TABLE {qualified(design.name)} AS {sql}")
-            rows = int(self._run(design, f"SELECT count(*) FROM {qualified(design.name)}").fetchone()[0])
+            rows = self._count(design, f"SELECT count(*) FROM {qualified(design.name)}")
         self._comment(design, view=False)
         return rows
 
@@ -240,12 +254,14 @@ class DuckDBBuild(Build):
         keys.extend(("unique", cols) for cols in design.constraints.unique)
         if design.constraints.natural_key:
             keys.append(("natural_key", design.constraints.natural_key))
-        found = []
-        for constraint, columns in keys:
-            violation = self._duplicates(design, constraint, columns)
-            if violation:
-                found.append(violation)
-        return found
+        found = [self._nulls(design, column) for column in _not_null_columns(design)]
+        found += [self._duplicates(design, constraint, columns) for constraint, columns in keys]
+        return [violation for violation in found if violation is not None]
+
+    def _nulls(self, design: TableDesign, column: str) -> KeyViolation | None:
+        """NOT NULL is in the DDL of typed tables; untyped CTAS tables are checked here."""
+        count = self._count(design, f"SELECT count(*) FROM {qualified(design.name)} WHERE {quote(column)} IS NULL")
+        return KeyViolation(design.name, "not_null", (column,), (), count) if count else None
 
     def _duplicates(self, design: TableDesign, constraint: str, columns: list[str]) -> KeyViolation | None:
         cols = ", ".join(quote(c) for c in columns)
@@ -264,12 +280,12 @@ class DuckDBBuild(Build):
 
     def publish(self) -> None:
         try:
-            for schema, name, create_sql in getattr(self, "_kept_views", []):
-                try:
-                    self.con.execute(create_sql)
-                except duckdb.Error as exc:
-                    raise WarehouseError(f'the kept view "{schema}.{name}" no longer binds: {exc}') from None
-            self.con.execute("CHECKPOINT")
+            self._restore_kept_views()
+            self._close_cursors()
+            try:
+                self.con.execute("CHECKPOINT")
+            except duckdb.Error as exc:
+                raise WarehouseError(f"cannot checkpoint the new warehouse file: {exc}") from None
             self.con.close()
             _fsync(self.staging)
             if Path(f"{self.target}.wal").exists():
@@ -288,6 +304,27 @@ class DuckDBBuild(Build):
             raise
         self._release()
 
+    def _restore_kept_views(self) -> None:
+        """Views of kept schemas go last: they may read relations this build created."""
+        for schema, name, create_sql, comment in getattr(self, "_kept_views", []):
+            try:
+                self.con.execute(create_sql)
+                if comment:
+                    self.con.execute(f"COMMENT ON VIEW {quote(schema)}.{quote(name)} IS {literal(comment)}")
+            except duckdb.Error as exc:
+                raise WarehouseError(f'the kept view "{schema}.{name}" no longer binds: {exc}') from None
+        for schema, table, column, comment in getattr(self, "_kept_column_comments", []):
+            target = f"{quote(schema)}.{quote(table)}.{quote(column)}"
+            self.con.execute(f"COMMENT ON COLUMN {target} IS {literal(comment)}")
+
+    def _close_cursors(self) -> None:
+        """Close every thread's cursor, so no open result holds a transaction during CHECKPOINT."""
+        with self._cursors_lock:
+            for cursor in self._cursors:
+                cursor.close()
+            self._cursors.clear()
+        self._local = threading.local()
+
     def abort(self) -> None:
         try:
             if hasattr(self, "con"):
@@ -301,6 +338,14 @@ class DuckDBBuild(Build):
         if not self._lock_file.closed:
             fcntl.flock(self._lock_file, fcntl.LOCK_UN)
             self._lock_file.close()
+
+
+def _not_null_columns(design: TableDesign) -> list[str]:
+    """Columns that must hold no NULL but whose DDL may not say so (untyped CTAS)."""
+    if design.columns and all(c.type for c in design.columns):
+        return []
+    declared = [c.name for c in design.loaded_columns if c.not_null]
+    return declared + [c for c in design.constraints.primary_key if c not in declared]
 
 
 def _files(manifest: Manifest) -> str:

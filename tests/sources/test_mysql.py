@@ -16,7 +16,7 @@ from conveyor.design.types import SqlType, parse_type
 from conveyor.errors import ExtractError
 from conveyor.sources.base import ReadRequest
 from conveyor.sources.mysql import MySQLSource
-from conveyor.sources.typemap import range_filters
+from conveyor.sources.partition import range_filters
 
 pytestmark = pytest.mark.mysql
 

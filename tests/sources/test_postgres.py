@@ -15,8 +15,8 @@ from conveyor.config.secrets import mask_dsn
 from conveyor.design.types import SqlType, parse_type
 from conveyor.errors import ExtractError, TransientError
 from conveyor.sources.base import ReadRequest
+from conveyor.sources.partition import range_filters
 from conveyor.sources.postgres import PostgresSource
-from conveyor.sources.typemap import range_filters
 
 pytestmark = pytest.mark.postgres
 

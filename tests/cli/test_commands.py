@@ -1,0 +1,129 @@
+"""Every command is documented, and the commands that change something have a real --dry-run."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import click
+import pytest
+
+from conveyor.cli.main import cli, main
+
+#: commands that write to the lake, the warehouse or the tracking store
+CHANGING = {("run",), ("extract",), ("load",)}
+
+
+def walk(group: click.Command, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], click.Command]]:
+    yield path, group
+    if isinstance(group, click.Group):
+        for name, command in sorted(group.commands.items()):
+            yield from walk(command, (*path, name))
+
+
+COMMANDS = list(walk(cli))
+
+
+def invoke(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """Run ``conveyor.cli.main.main`` in-process; return exit code, stdout and stderr."""
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    out, err = capsys.readouterr()
+    code = info.value.code
+    return (code if isinstance(code, int) else 1), out, err
+
+
+def test_the_command_tree_is_complete() -> None:
+    names = {" ".join(path) for path, _ in COMMANDS}
+    assert {"run", "extract", "load", "ls", "validate", "schema", "runs", "runs show"} <= names
+
+
+@pytest.mark.parametrize(("path", "command"), COMMANDS, ids=[" ".join(p) or "conveyor" for p, _ in COMMANDS])
+def test_every_command_has_help(path: tuple[str, ...], command: click.Command, capsys: pytest.CaptureFixture) -> None:
+    assert (command.help or "").strip(), f"{' '.join(path)} has no help text"
+    assert command.get_short_help_str().strip()
+    for param in command.params:
+        if isinstance(param, click.Option) and not param.hidden:
+            assert (param.help or "").strip(), f"option {param.opts} of {' '.join(path)} has no help"
+    code, out, err = invoke([*path, "--help"], capsys)
+    assert code == 0, err
+    assert out.startswith("Usage: conveyor")
+    assert err == ""
+    first_line = command.help.strip().splitlines()[0][:30]
+    assert " ".join(first_line.split()) in " ".join(out.split())
+
+
+@pytest.mark.parametrize("path", sorted(CHANGING))
+def test_changing_commands_accept_dry_run(path: tuple[str, ...]) -> None:
+    command = dict(COMMANDS)[path]
+    default = getattr(command, "default", None)
+    if isinstance(command, click.Group) and default:
+        command = command.commands[default]  # `conveyor extract ...` runs its default subcommand
+    assert "--dry-run" in {opt for p in command.params for opt in p.opts}
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["run", "--dry-run"], ["Would extract 3 table(s)", "Would build 6 relation(s)", "view   mart.report"]),
+        (["extract", "--dry-run"], ["Would extract 3 table(s): shop.customers, shop.orders, shop.products"]),
+        (["extract", "--dry-run", "--tables", "orders"], ["Would extract 1 table(s): shop.orders"]),
+        (["load", "--dry-run"], ["Would build 6 relation(s)", "source shop.customers"]),
+        (["load", "--dry-run", "mart.report"], ["Would build 3 relation(s)", "ctas   mart.customer_totals"]),
+        (["run", "--dry-run", "shop.orders"], ["Would extract 3 table(s)", "Would build 3 relation(s)"]),
+    ],
+)
+def test_dry_run_writes_nothing(
+    project_dir: Path, argv: list[str], expected: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = sorted(str(p.relative_to(project_dir)) for p in project_dir.rglob("*"))
+    code, out, err = invoke(["-p", str(project_dir), *argv], capsys)
+    assert code == 0, err
+    for text in expected:
+        assert text in out
+    if argv[0] != "extract":
+        assert "warehouse.duckdb" in out
+    after = sorted(str(p.relative_to(project_dir)) for p in project_dir.rglob("*"))
+    assert after == before
+    assert not (project_dir / "lake").exists()
+    assert not (project_dir / "warehouse.duckdb").exists()
+    assert not (project_dir / ".conveyor").exists()
+
+
+def test_ls_json_has_name_kind_and_level(project_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = invoke(["-p", str(project_dir), "ls", "--format", "json"], capsys)
+    assert code == 0, err
+    rows = json.loads(out)
+    assert [(r["name"], r["kind"], r["level"]) for r in rows] == [
+        ("shop.customers", "source", 0),
+        ("shop.orders", "source", 0),
+        ("shop.products", "source", 0),
+        ("mart.customer_totals", "ctas", 1),
+        ("mart.top_customers", "ctas", 2),
+        ("mart.report", "view", 3),
+    ]
+    assert rows[3]["depends_on"] == ["shop.customers", "shop.orders"]
+    assert rows[5]["file"] == "schemas/mart/report.yaml"
+
+
+def test_validate_ok(project_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = invoke(["-p", str(project_dir), "validate", "--format", "json"], capsys)
+    assert code == 0
+    assert json.loads(out) == {"ok": True, "relations": 6, "problems": []}
+
+
+def test_ls_upstream_of_a_view_in_order(project_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = invoke(["-p", str(project_dir), "ls", "+mart.report"], capsys)
+    assert code == 0, err
+    rows = [[cell.strip() for cell in line.split("│")] for line in out.splitlines() if "│" in line]
+    assert [row[0] for row in rows] == ["1", "2", "3", "4", "5"]
+    assert [row[3] for row in rows] == ["0", "0", "1", "2", "3"]
+    assert [row[1] for row in rows] == [
+        "shop.customers",
+        "shop.orders",
+        "mart.customer_totals",
+        "mart.top_customers",
+        "mart.report",
+    ]
+    assert "shop.products" not in out

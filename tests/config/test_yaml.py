@@ -1,0 +1,187 @@
+"""YAML loading and validation: every problem carries a code and the 1-based line to fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conveyor.config.settings import ProjectSettings
+from conveyor.config.yamlfile import load_yaml, validate
+from conveyor.design.models import TableDesign
+from conveyor.errors import ConfigError, ConveyorError, ProjectError
+
+SETTINGS_OK = """\
+name: p
+sources:
+  shop:
+    type: sqlite
+    dsn: up.db
+environments:
+  dev:
+    type: duckdb
+    dsn: w.duckdb
+"""
+
+
+def problems_of(tmp_path: Path, text: str, model: type = ProjectSettings) -> list[ConveyorError]:
+    """Load and validate ``text``; return every problem raised (load or validation)."""
+    path = tmp_path / "file.yaml"
+    path.write_text(text, encoding="utf-8")
+    try:
+        validate(model, load_yaml(path, "file.yaml"), "the file")
+    except ProjectError as exc:
+        return list(exc.problems)
+    except ConfigError as exc:
+        return [exc]
+    return []
+
+
+def only(problems: list[ConveyorError]) -> ConveyorError:
+    assert len(problems) == 1, [p.render() for p in problems]
+    return problems[0]
+
+
+def pick(problems: list[ConveyorError], code: str) -> ConveyorError:
+    """The one problem with ``code`` (others, such as a key missing after a typo, may exist)."""
+    found = [p for p in problems if p.code == code]
+    assert len(found) == 1, [p.render() for p in problems]
+    return found[0]
+
+
+def test_valid_settings_have_no_problem(tmp_path: Path) -> None:
+    assert problems_of(tmp_path, SETTINGS_OK) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        ("name: p\nsources:\n  a: [1\n", 4),  # unclosed flow sequence: found at the end
+        ("name: p\nsources:\n  a:\n    type: sqlite\n   dsn: y\n", 5),  # bad indentation
+        ("name: p\ndescription: 'open\n", 3),  # unterminated quote
+        ("name: p\nsources: {a: 1\nlake: x\n", 3),
+    ],
+)
+def test_yaml_syntax_error_has_file_and_line(tmp_path: Path, text: str, line: int) -> None:
+    problem = only(problems_of(tmp_path, text))
+    assert isinstance(problem, ConfigError)
+    assert problem.code == "yaml-syntax"
+    assert problem.location is not None
+    assert str(problem.location.path) == "file.yaml"
+    assert problem.location.line == line
+    assert problem.render().startswith(f"file.yaml:{line}:")
+    assert "not valid YAML" in problem.message
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "key"),
+    [
+        ("name: p\ndescription: a\nname: q\n", 3, "name"),
+        ("name: p\nsources:\n  a:\n    type: sqlite\n    dsn: a\n    dsn: b\n", 6, "dsn"),
+        ("name: s.t\ncolumns:\n  - name: a\n    type: text\n    type: bigint\n", 5, "type"),
+    ],
+)
+def test_duplicate_key_points_at_the_second_key(tmp_path: Path, text: str, line: int, key: str) -> None:
+    problem = only(problems_of(tmp_path, text))
+    assert problem.code == "duplicate-key"
+    assert problem.location is not None and problem.location.line == line
+    assert f'"{key}"' in problem.message
+
+
+@pytest.mark.parametrize(
+    ("model", "text", "line", "suggestion"),
+    [
+        (ProjectSettings, "name: p\ndescriptoin: x\n", 2, "description"),
+        (ProjectSettings, SETTINGS_OK + "lake:\n  pth: x\n", 11, "path"),
+        (ProjectSettings, SETTINGS_OK.replace("    dsn: up.db", "    dsnn: up.db"), 5, "dsn"),
+        (ProjectSettings, SETTINGS_OK + "defaults:\n  serch_path: [a]\n", 11, "search_path"),
+        (
+            TableDesign,
+            "name: s.t\ncolumns:\n  - name: a\n    type: text\n  - name: b\n    descriptoin: x\n",
+            6,
+            "description",
+        ),
+        (TableDesign, "name: s.t\nconstraints:\n  primary_keys: [a]\n", 3, "primary_key"),
+        (TableDesign, "name: s.t\nextract:\n  incremental:\n    cursor: x\n    lagg: 1\n", 5, "lag"),
+        (TableDesign, "name: s.t\ndepend_on: [a.b]\n", 2, "depends_on"),
+    ],
+)
+def test_unknown_key_suggests_the_right_one(tmp_path: Path, model: type, text: str, line: int, suggestion: str) -> None:
+    problem = pick(problems_of(tmp_path, text, model), "unknown-key")
+    assert problem.location is not None and problem.location.line == line
+    assert f'Did you mean "{suggestion}"?' in problem.render()
+
+
+def test_unknown_key_far_from_any_lists_the_allowed_keys(tmp_path: Path) -> None:
+    problem = only(problems_of(tmp_path, "name: s.t\nzzzzzz: 1\n", TableDesign))
+    assert problem.code == "unknown-key"
+    assert "Did you mean" not in problem.render()
+    assert "Allowed keys:" in problem.render() and "depends_on" in problem.render()
+
+
+@pytest.mark.parametrize(
+    ("model", "text", "line", "key"),
+    [
+        (ProjectSettings, "description: no name\n", 1, "name"),
+        # the line of the parent mapping: the source "shop"
+        (ProjectSettings, "name: p\nsources:\n  shop:\n    dsn: up.db\n", 3, "type"),
+        (ProjectSettings, "name: p\nenvironments:\n  dev:\n    type: duckdb\n", 3, "dsn"),
+        (TableDesign, "kind: view\n", 1, "name"),
+        (TableDesign, "name: s.t\ncolumns:\n  - name: a\n  - type: text\n", 4, "name"),
+        (TableDesign, "name: s.t\nextract:\n  incremental:\n    lag: 1\n", 3, "cursor"),
+    ],
+)
+def test_missing_required_key_points_at_its_parent(tmp_path: Path, model: type, text: str, line: int, key: str) -> None:
+    problem = only(problems_of(tmp_path, text, model))
+    assert problem.code == "missing-key"
+    assert problem.location is not None and problem.location.line == line
+    assert f'missing required key "{key}"' in problem.message
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "fragment"),
+    [
+        ("name: s.t\ncolumns:\n  - name: a\n    type: decimall(10,2)\n", 4, '"decimall" is not a known column type'),
+        ("name: s.t\ncolumns:\n  - name: a\n    type: decimal\n", 4, "needs a precision"),
+        ("name: s.t\ncolumns:\n  - name: a\n    type: bigint(3)\n", 4, "takes no parameters"),
+        ("name: s.t\ncolumns:\n  - name: a\n    type: decimal(5,9)\n", 4, "out of range"),
+        ("name: s.t\nkind: table\n", 2, "kind"),
+        ("name: t\n", 1, 'must be "schema.table"'),
+    ],
+)
+def test_invalid_value_has_the_line(tmp_path: Path, text: str, line: int, fragment: str) -> None:
+    problem = only(problems_of(tmp_path, text, TableDesign))
+    assert problem.code == "invalid-value"
+    assert problem.location is not None and problem.location.line == line
+    assert fragment in problem.render()
+
+
+def test_settings_invalid_values(tmp_path: Path) -> None:
+    problems = problems_of(tmp_path, SETTINGS_OK + "lake:\n  keep: 0\n  compression: lz4\n")
+    assert [(p.code, p.location.line if p.location else None) for p in problems] == [
+        ("invalid-value", 11),
+        ("invalid-value", 12),
+    ]
+    assert "greater than or equal to 1" in problems[0].render()
+    assert "zstd" in problems[1].render()
+
+
+def test_all_problems_of_one_file_are_reported_together(tmp_path: Path) -> None:
+    text = "name: s.t\nkindd: ctas\ncolumns:\n  - name: a\n    type: nope\n  - nam: b\n"
+    problems = problems_of(tmp_path, text, TableDesign)
+    found = sorted((p.code, p.location.line if p.location else None) for p in problems)
+    assert found == [("invalid-value", 5), ("missing-key", 6), ("unknown-key", 2), ("unknown-key", 6)]
+
+
+@pytest.mark.parametrize("text", ["- a\n- b\n", "just text\n"])
+def test_top_level_must_be_a_mapping(tmp_path: Path, text: str) -> None:
+    problem = only(problems_of(tmp_path, text))
+    assert isinstance(problem, ConfigError)
+    assert "expected a mapping" in problem.message
+
+
+def test_non_utf8_file_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("name: café\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        load_yaml(path, "latin1.yaml")

@@ -1,0 +1,262 @@
+"""Shared fixtures: a small, complete Conveyor project built in a temporary folder.
+
+The project (``make_project``) has a SQLite upstream database with three tables and a
+``mart`` schema of transformations three levels deep::
+
+    shop.customers ─┐
+    shop.orders ────┴─> mart.customer_totals -> mart.top_customers -> mart.report (VIEW)
+    shop.products
+
+``mart.top_customers`` and ``mart.report`` read their upstream relation unqualified.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+CONVEYOR = str(Path(sys.executable).parent / "conveyor")
+
+CUSTOMERS = [
+    # id, name, email, active, created_at, balance (REAL in SQLite)
+    (1, "Zoë Ångström", "zoe@example.com", 1, "2024-01-02T03:04:05.123456+02:00", 0.1),
+    (2, "Łukasz Żółć", "lukasz@example.com", 0, "2024-06-30T23:59:59-05:00", 1234567.89),
+    (3, "渡辺 さくら", "sakura@example.com", 1, "2024-12-31 12:00:00+00:00", -0.01),
+    (4, "Null Person", None, None, None, None),
+]
+ORDERS = [
+    # id, customer_id, amount, ordered_at
+    (10, 1, 10.5, "2024-02-01T10:00:00+01:00"),
+    (11, 1, 20.25, "2024-02-02T10:00:00+01:00"),
+    (12, 2, 99.99, "2024-03-01T00:00:00Z"),
+    (13, 3, 0.01, "2024-04-01T12:30:00.5+09:30"),
+    (14, 3, 5.0, None),
+]
+PRODUCTS = [(100, "Käse", 1), (101, "Brot", 0), (102, "Crème brûlée", None)]
+
+CONVEYOR_YAML = """\
+name: testproj
+sources:
+  shop:
+    type: sqlite
+    dsn: upstream.db
+lake:
+  path: lake
+  part_rows: 1000
+environments:
+  dev:
+    type: duckdb
+    dsn: warehouse.duckdb
+defaults:
+  jobs: 2
+  batch_rows: 1024
+"""
+
+DESIGNS: dict[str, str] = {
+    "shop/customers.yaml": """\
+name: shop.customers
+description: People who buy things
+columns:
+  - name: id
+    type: bigint
+    not_null: true
+  - name: name
+    type: text
+    description: Full name
+  - name: email
+    type: text
+  - name: active
+    type: boolean
+  - name: created_at
+    type: timestamptz
+  - name: balance
+    type: decimal(10,2)
+constraints:
+  primary_key: [id]
+""",
+    "shop/orders.yaml": """\
+name: shop.orders
+columns:
+  - name: id
+    type: bigint
+  - name: customer_id
+    type: bigint
+  - name: amount
+    type: decimal(10,2)
+  - name: ordered_at
+    type: timestamptz
+constraints:
+  primary_key: [id]
+""",
+    "shop/products.yaml": """\
+name: shop.products
+columns:
+  - name: id
+    type: integer
+  - name: title
+    type: text
+  - name: in_stock
+    type: boolean
+""",
+    "mart/customer_totals.yaml": """\
+name: mart.customer_totals
+kind: ctas
+description: Order totals per customer
+constraints:
+  primary_key: [customer_id]
+""",
+    "mart/customer_totals.sql": """\
+SELECT c.id AS customer_id,
+       c.name,
+       coalesce(sum(o.amount), 0) AS total
+FROM shop.customers AS c
+LEFT JOIN shop.orders AS o ON o.customer_id = c.id
+GROUP BY c.id, c.name
+""",
+    "mart/top_customers.yaml": """\
+name: mart.top_customers
+kind: ctas
+""",
+    "mart/top_customers.sql": """\
+SELECT customer_id, name, total
+FROM customer_totals
+WHERE total > 0
+""",
+    "mart/report.yaml": """\
+name: mart.report
+kind: view
+description: What the report shows
+""",
+    "mart/report.sql": """\
+SELECT name, total
+FROM top_customers
+ORDER BY total DESC
+""",
+}
+
+
+def make_upstream(path: Path) -> None:
+    """The SQLite upstream database of the test project."""
+    con = sqlite3.connect(path)
+    con.executescript(
+        """
+        CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT NOT NULL, email TEXT UNIQUE,
+                                active BOOLEAN, created_at TIMESTAMPTZ, balance NUMERIC(10,2));
+        CREATE TABLE orders (id INTEGER PRIMARY KEY, customer_id INTEGER, amount NUMERIC(10,2),
+                             ordered_at TIMESTAMPTZ);
+        CREATE TABLE products (id INTEGER, title TEXT, in_stock BOOLEAN);
+        """
+    )
+    con.executemany("INSERT INTO customers VALUES (?, ?, ?, ?, ?, ?)", CUSTOMERS)
+    con.executemany("INSERT INTO orders VALUES (?, ?, ?, ?)", ORDERS)
+    con.executemany("INSERT INTO products VALUES (?, ?, ?)", PRODUCTS)
+    con.commit()
+    con.close()
+
+
+def write_files(root: Path, files: dict[str, str | None]) -> None:
+    """Write (or, for ``None``, delete) files below ``root``; keys are relative paths."""
+    for relative, text in files.items():
+        path = root / relative
+        if text is None:
+            path.unlink(missing_ok=True)
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text), encoding="utf-8")
+
+
+def build_project(
+    root: Path,
+    *,
+    settings: str = CONVEYOR_YAML,
+    designs: dict[str, str | None] | None = None,
+    upstream: bool = True,
+) -> Path:
+    """Create the test project in ``root``; ``designs`` adds, replaces or (None) removes files."""
+    root.mkdir(parents=True, exist_ok=True)
+    if upstream:
+        make_upstream(root / "upstream.db")
+    write_files(root, {"conveyor.yaml": settings})
+    write_files(root, {f"schemas/{k}": v for k, v in {**DESIGNS, **(designs or {})}.items()})
+    return root
+
+
+@pytest.fixture
+def make_project(tmp_path: Path) -> Callable[..., Path]:
+    """A factory: ``make_project(designs={...}, settings=...)`` returns a fresh project folder."""
+    counter = iter(range(1000))
+
+    def factory(**kwargs: object) -> Path:
+        return build_project(tmp_path / f"project{next(counter)}", **kwargs)  # type: ignore[arg-type]
+
+    return factory
+
+
+@pytest.fixture
+def project_dir(make_project: Callable[..., Path]) -> Path:
+    """The unchanged test project."""
+    return make_project()
+
+
+@pytest.fixture(scope="session")
+def new_project() -> Callable[..., Path]:
+    """``build_project`` for fixtures wider than one test (pass a folder from tmp_path_factory)."""
+    return build_project
+
+
+@dataclass
+class CliResult:
+    code: int
+    stdout: str
+    stderr: str
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 60) -> CliResult:
+    """Run the ``conveyor`` console script in a subprocess."""
+    full_env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb", **(env or {})}
+    full_env.pop("CONVEYOR_PROJECT", None)
+    done = subprocess.run(
+        [CONVEYOR, *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    return CliResult(done.returncode, done.stdout, done.stderr)
+
+
+@pytest.fixture(scope="session")
+def cli() -> Callable[..., CliResult]:
+    """``cli("run", "-q", cwd=root)`` runs the console script and returns code, stdout, stderr."""
+    return run_cli
+
+
+def warehouse_digest(path: Path) -> dict[str, str]:
+    """Relation -> sha256 of its sorted rows, read through a read-only connection."""
+    import duckdb
+
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        names = con.execute(
+            "SELECT schema_name || '.' || table_name FROM duckdb_tables() WHERE NOT internal "
+            "UNION ALL SELECT schema_name || '.' || view_name FROM duckdb_views() WHERE NOT internal "
+            "AND schema_name NOT IN ('information_schema', 'pg_catalog')"
+        ).fetchall()
+        found = {}
+        for (name,) in sorted(names):
+            rows = con.execute(f"SELECT * FROM {name} ORDER BY ALL").fetchall()
+            found[name] = hashlib.sha256(repr(rows).encode()).hexdigest()
+        return found
+    finally:
+        con.close()
+
+
+@pytest.fixture(scope="session")
+def digest() -> Callable[[Path], dict[str, str]]:
+    """``digest(warehouse_file)``: a checksum of every relation's rows."""
+    return warehouse_digest
