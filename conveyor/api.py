@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from conveyor.config.secrets import scrub
-from conveyor.errors import ConveyorError, LakeError
+from conveyor.errors import ConveyorError, LakeError, UserError, did_you_mean
 from conveyor.extract.extract import ExtractSummary, check_jobs, extract
 from conveyor.extract.jobs import ExtractEvent, plan
-from conveyor.load.build import BuildResult, build, manifests_for
+from conveyor.load.build import BuildOptions, BuildResult, build, manifests_for
 from conveyor.project import Project, Relation
 from conveyor.runctx import Reporter, RunContext
 from conveyor.tracking.store import TrackingStore
@@ -166,15 +166,62 @@ def load(
     env: str | None = None,
     jobs: int | None = None,
     reporter: Reporter | None = None,
+    skip_copy: bool = False,
+    resume: bool = False,
+    continue_from: str | None = None,
 ) -> Outcome:
-    """Rebuild the schemas of the selection in a warehouse from the lake, then publish."""
-    relations = whole_schemas(project, project.select(selection))
+    """Rebuild the schemas of the selection in a warehouse from the lake, then publish.
+
+    Args:
+        skip_copy: create every relation with no data (a compile check by the warehouse).
+        resume: continue the last failed load of this environment, rebuilding only what
+            failed or was skipped.
+        continue_from: continue the last failed load from this relation on (it and every
+            relation after it in execution order are rebuilt).
+    """
     warehouse = open_environment(project, env)
-    manifests_for(project, relations)  # a missing extract is bad input: fail before writing
+    options = BuildOptions(skip_copy=skip_copy)
+    if resume or continue_from:
+        selection, options = _resume_point(project, warehouse.name, selection, continue_from, skip_copy)
+    relations = whole_schemas(project, project.select(selection))
+    if not skip_copy:
+        todo = [r for r in relations if r.name not in options.done]
+        manifests_for(project, todo)  # a missing extract is bad input: fail before writing
     with _Run(project, "load", env=warehouse.name, selection=selection, reporter=reporter, jobs=jobs) as run:
         run.outcome.warehouse = warehouse.describe()
-        run.outcome.build = build(run.ctx, relations, warehouse)
+        if options.resume_from:
+            run.outcome.notes.append(f"resumed the build of run {options.resume_from}")
+        run.outcome.build = build(run.ctx, relations, warehouse, options)
     return run.outcome
+
+
+def _resume_point(
+    project: Project, env: str, selection: Sequence[str], continue_from: str | None, skip_copy: bool
+) -> tuple[Sequence[str], BuildOptions]:
+    """The last failed load of ``env``, and which of its relations need no rebuilding."""
+    store = open_tracking(project)
+    try:
+        failed = [r for r in store.list_runs(limit=50, status="failed") if r.command in ("load", "run")]
+        last = next((r for r in failed if r.environment == env), None)
+        if last is None:
+            raise UserError(
+                f'there is no failed load of environment "{env}" to resume.', hint="Run conveyor load without --resume."
+            )
+        events = store.run_events(last.run_id)
+    finally:
+        store.close()
+    built = {e.relation for e in events if e.step in ("load", "build") and e.status == "succeeded"}
+    built -= {e.relation for e in events if e.step == "check" and e.status == "failed"}
+    chosen = tuple(selection) or tuple((last.selection or "").split())
+    relations = [r.name for r in whole_schemas(project, project.select(chosen))]
+    if continue_from is not None:
+        if continue_from not in relations:
+            raise UserError(
+                f'--continue-from "{continue_from}" is not part of the failed load {last.run_id}.'
+                + did_you_mean(continue_from, relations)
+            )
+        built &= set(relations[: relations.index(continue_from)])
+    return chosen, BuildOptions(skip_copy=skip_copy, resume_from=last.run_id, done=frozenset(built))
 
 
 def run(

@@ -173,7 +173,8 @@ class _Loader:
         for name, env in settings.environments.items():
             if env.type != "duckdb" or "${" in env.dsn:
                 continue
-            catalog = Path(env.dsn.removeprefix("duckdb:///")).name.split(".")[0]
+            # duckdb names a file's catalog after its name, without a leading dot, up to the first dot
+            catalog = Path(env.dsn.removeprefix("duckdb:///")).name.lstrip(".").split(".")[0]
             if catalog in schemas:
                 self.problems.append(
                     ConfigError(

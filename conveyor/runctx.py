@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from conveyor.config.secrets import scrub
+from conveyor.errors import ConveyorError
 from conveyor.project import Project
 from conveyor.tracking.store import TrackingStore
 
@@ -65,7 +66,7 @@ class RunContext:
         try:
             yield outcome
         except BaseException as exc:
-            error = scrub(str(exc) or type(exc).__name__)
+            error = scrub(exc.render() if isinstance(exc, ConveyorError) else str(exc) or type(exc).__name__)
             self.tracking.finish_event(event, "failed", error=error, detail=outcome.detail or None)
             self.reporter.finished(relation, step, "failed", None, error)
             raise

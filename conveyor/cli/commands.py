@@ -64,6 +64,7 @@ def _print_summary(outcome: api.Outcome) -> None:
             stdout.print(f"Published to {outcome.warehouse}")
         else:
             stdout.print(f"[red]Not published[/]: {escape(b.reason or '')}. The previous warehouse is unchanged.")
+            stdout.print('The build was kept: fix the problem, then "conveyor load --resume" rebuilds what failed.')
     for note in outcome.notes:
         stdout.print(f"[yellow]Note:[/] {escape(note)}")
     if outcome.lake:
@@ -224,19 +225,45 @@ def _watermark_value(text: str | None) -> str:
 @selection_arg
 @env_option
 @jobs_option
+@click.option(
+    "--skip-copy", is_flag=True, help="Create every relation with no data (the warehouse still compiles all SQL)."
+)
+@click.option("--resume", is_flag=True, help="Continue the last failed load: rebuild only what failed or was skipped.")
+@click.option("--continue-from", metavar="RELATION", help="Continue the last failed load from RELATION on.")
 @dry_run_option
 @format_option
 @pass_options
 def load(
-    options: Options, selection: tuple[str, ...], env: str | None, jobs: int | None, dry_run: bool, fmt: str
+    options: Options,
+    selection: tuple[str, ...],
+    env: str | None,
+    jobs: int | None,
+    skip_copy: bool,
+    resume: bool,
+    continue_from: str | None,
+    dry_run: bool,
+    fmt: str,
 ) -> None:
-    """Rebuild the schemas of SELECTION in a warehouse from the latest extracts, then publish."""
+    """Rebuild the schemas of SELECTION in a warehouse from the latest extracts, then publish.
+
+    A failed load publishes nothing and keeps its build: --resume rebuilds only what failed
+    or was skipped, --continue-from RELATION rebuilds RELATION and everything after it.
+    """
     project = _project(options)
     if dry_run:
         _dry_run(project, selection, extract=False, load=True, env=env)
         return
     with RichReporter(options.verbosity if fmt == "table" else -1) as reporter:
-        outcome = api.load(project, selection, env=env, jobs=jobs, reporter=reporter)
+        outcome = api.load(
+            project,
+            selection,
+            env=env,
+            jobs=jobs,
+            reporter=reporter,
+            skip_copy=skip_copy,
+            resume=resume,
+            continue_from=continue_from,
+        )
     _finish(outcome, fmt, options)
 
 

@@ -14,14 +14,14 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 from conveyor.config.secrets import scrub
-from conveyor.errors import ConveyorError, LoadError
+from conveyor.errors import ConveyorError, LoadError, Location
 from conveyor.graph.selection import select
 from conveyor.graph.sqldeps import parse_sql, referenced_tables, rewrite_tables
 from conveyor.lake.lake import Lake
 from conveyor.lake.manifest import Manifest
 from conveyor.project import Project, Relation
 from conveyor.runctx import RunContext
-from conveyor.warehouse.base import Build, Warehouse
+from conveyor.warehouse.base import Build, Warehouse, quote
 
 
 @dataclass
@@ -75,33 +75,70 @@ def executable_sql(project: Project, relation: Relation, staging: Build, rebuilt
     )
 
 
-def build(ctx: RunContext, relations: list[Relation], warehouse: Warehouse) -> BuildResult:
-    """Build ``relations`` (whole schemas) into staging, check, and publish or abandon."""
+@dataclass(frozen=True)
+class BuildOptions:
+    """How a build runs.
+
+    Attributes:
+        skip_copy: create every relation with no data (Arthur's validation runs): source
+            tables from their DDL, CTAS from their query with ``LIMIT 0``; the warehouse still
+            compiles every statement.
+        resume_from: the run id of a failed build whose staging is continued.
+        done: relations that build already finished; they are not rebuilt.
+    """
+
+    skip_copy: bool = False
+    resume_from: str | None = None
+    done: frozenset[str] = frozenset()
+
+
+def empty_select(relation: Relation, dialect: str) -> str:
+    """A query with the design's columns and types that returns no rows."""
+    columns = ", ".join(
+        f"CAST(NULL AS {c.sql_type.render(dialect)}) AS {quote(c.name)}" for c in relation.design.loaded_columns
+    )
+    return f"SELECT {columns} WHERE 1 = 0"
+
+
+def build(
+    ctx: RunContext, relations: list[Relation], warehouse: Warehouse, options: BuildOptions | None = None
+) -> BuildResult:
+    """Build ``relations`` (whole schemas) into staging, check, and publish or keep it for a resume."""
+    options = options or BuildOptions()
     project = ctx.project
-    manifests = manifests_for(project, relations)
+    todo = [r for r in relations if r.name not in options.done]
+    manifests = {} if options.skip_copy else manifests_for(project, todo)
     schemas = sorted({r.schema for r in relations})
-    ctx.reporter.phase("build", len(relations))
-    staging = warehouse.begin(schemas, run_id=ctx.run_id)
-    result = BuildResult()
+    ctx.reporter.phase("build", len(todo))
+    staging = warehouse.begin(schemas, run_id=ctx.run_id, resume_from=options.resume_from)
+    result = BuildResult(status=dict.fromkeys(options.done, "succeeded"))
     try:
         rebuilt = {r.name for r in relations}
-        sql = {
-            r.name: executable_sql(project, r, staging, rebuilt, warehouse.DIALECT)
-            for r in relations
-            if r.kind != "source"
-        }
-        _Runner(ctx, staging, manifests, sql, result).run(relations)
+        sql = {r.name: _statement(project, r, staging, rebuilt, warehouse.DIALECT, options) for r in todo}
+        _Runner(ctx, staging, manifests, sql, result, replace=options.resume_from is not None).run(todo)
         _decide(ctx, relations, result)
         if result.reason is None:
             with ctx.step("*", "publish"):
                 staging.publish()
             result.published = True
         else:
-            staging.abort()
+            staging.suspend()
     except BaseException:
         staging.abort()
         raise
     return result
+
+
+def _statement(
+    project: Project, relation: Relation, staging: Build, rebuilt: set[str], dialect: str, options: BuildOptions
+) -> str:
+    """The SELECT that fills a relation (an empty one with --skip-copy)."""
+    if relation.kind == "source":
+        return empty_select(relation, dialect) if options.skip_copy else ""
+    sql = executable_sql(project, relation, staging, rebuilt, dialect)
+    if options.skip_copy and relation.kind == "ctas":
+        return f"SELECT * FROM ({sql}) AS q LIMIT 0"
+    return sql
 
 
 def _decide(ctx: RunContext, relations: list[Relation], result: BuildResult) -> None:
@@ -128,8 +165,11 @@ class _Runner:
         manifests: dict[str, list[Manifest]],
         sql: dict[str, str],
         result: BuildResult,
+        *,
+        replace: bool = False,
     ):
         self.ctx, self.staging, self.manifests, self.sql, self.result = ctx, staging, manifests, sql, result
+        self.replace = replace
         self.lock = threading.Lock()
 
     def run(self, relations: list[Relation]) -> None:
@@ -156,7 +196,12 @@ class _Runner:
         step = "load" if relation.kind == "source" else "build"
         try:
             with self.ctx.step(relation.name, step) as outcome:
-                outcome.rows = self._create(relation)
+                try:
+                    outcome.rows = self._create(relation)
+                except ConveyorError as exc:
+                    if exc.location is None and relation.sql_path is not None:
+                        exc.location = Location(str(relation.sql_path.relative_to(self.ctx.project.root)))
+                    raise
             if relation.kind != "view":
                 with self.ctx.step(relation.name, "check"):
                     self._check(relation)
@@ -170,7 +215,11 @@ class _Runner:
                 self.result.errors[relation.name] = error
 
     def _create(self, relation: Relation) -> int | None:
-        if relation.kind == "source":
+        if self.replace:
+            self.staging.drop(relation.name)  # a leftover of the build being resumed
+        if relation.kind == "source" and relation.name not in self.manifests:
+            rows = self.staging.create_table(relation.design, self.sql[relation.name])
+        elif relation.kind == "source":
             rows = self.staging.load_chain(relation.design, self.manifests[relation.name])
         elif relation.kind == "ctas":
             rows = self.staging.create_table(relation.design, self.sql[relation.name])

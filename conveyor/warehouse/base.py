@@ -95,12 +95,23 @@ class Build(ABC):
         """Check primary key, unique and natural key constraints of a built table."""
 
     @abstractmethod
+    def drop(self, name: str) -> None:
+        """Drop a relation from staging if it is there (a leftover of a failed build)."""
+
+    @abstractmethod
     def publish(self) -> None:
         """Make every relation of the build visible at once."""
 
     @abstractmethod
     def abort(self) -> None:
         """Throw the staging area away; the published warehouse stays as it was."""
+
+    def suspend(self) -> None:
+        """Leave the staging area for a later ``--resume`` (the published warehouse is untouched).
+
+        Engines that cannot keep a build throw it away.
+        """
+        self.abort()
 
 
 class Warehouse(ABC):
@@ -124,11 +135,14 @@ class Warehouse(ABC):
         self.dsn = dsn
 
     @abstractmethod
-    def begin(self, schemas: Sequence[str], *, run_id: str, keep_schemas: bool = True) -> Build:
+    def begin(
+        self, schemas: Sequence[str], *, run_id: str, keep_schemas: bool = True, resume_from: str | None = None
+    ) -> Build:
         """Start a build that replaces ``schemas`` entirely.
 
         Schemas of the published warehouse that are not rebuilt are kept as they are when
-        ``keep_schemas`` is true.
+        ``keep_schemas`` is true. ``resume_from`` names the run whose suspended staging area
+        this build continues; a ``WarehouseError`` says so when it is gone.
         """
 
     @abstractmethod

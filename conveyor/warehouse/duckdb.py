@@ -31,9 +31,13 @@ from conveyor.warehouse.base import Build, KeyViolation, Warehouse, literal, qua
 _INTERNAL_SCHEMAS = ("information_schema", "pg_catalog")
 
 
-def catalog_name(path: Path) -> str:
-    """The catalog name DuckDB gives a file: its name up to the first dot."""
-    return path.name.split(".")[0]
+def staging_path(target: Path, run_id: str) -> Path:
+    """The private file a run builds into, beside the warehouse.
+
+    DuckDB names the catalog after the file name up to its first dot; this one never equals
+    a schema name, which would make "schema.table" ambiguous while building.
+    """
+    return target.with_name(f".conveyor_build_{run_id}.{target.name}.building")
 
 
 def duckdb_path(dsn: str, root: Path | None = None) -> Path:
@@ -60,8 +64,10 @@ class DuckDBWarehouse(Warehouse):
     def describe(self) -> str:
         return f"DuckDB file {self.path}"
 
-    def begin(self, schemas: Sequence[str], *, run_id: str, keep_schemas: bool = True) -> DuckDBBuild:
-        return DuckDBBuild(self.path, list(schemas), run_id, keep_schemas, self.keep_backup)
+    def begin(
+        self, schemas: Sequence[str], *, run_id: str, keep_schemas: bool = True, resume_from: str | None = None
+    ) -> DuckDBBuild:
+        return DuckDBBuild(self.path, list(schemas), run_id, keep_schemas, self.keep_backup, resume_from)
 
     def connect(self, *, read_only: bool = True) -> duckdb.DuckDBPyConnection:
         """Open the published file (read-only by default)."""
@@ -92,24 +98,35 @@ def _relations(con: duckdb.DuckDBPyConnection, database: str) -> dict[str, str]:
 class DuckDBBuild(Build):
     """One build: a private DuckDB file, published by renaming it over the warehouse."""
 
-    def __init__(self, target: Path, schemas: list[str], run_id: str, keep_schemas: bool, keep_backup: bool = True):
+    def __init__(
+        self,
+        target: Path,
+        schemas: list[str],
+        run_id: str,
+        keep_schemas: bool,
+        keep_backup: bool = True,
+        resume_from: str | None = None,
+    ):
         self.target = target
         self.keep_backup = keep_backup
         self.schemas = schemas
-        # duckdb names the catalog after the file name up to its first dot; this one never
-        # equals a schema name, which would make "schema.table" ambiguous while building
-        self.staging = target.with_name(f".conveyor_build_{run_id}.{target.name}.building")
+        self.staging = staging_path(target, resume_from or run_id)
         self._local = threading.local()
         self._cursors: list[duckdb.DuckDBPyConnection] = []
         self._cursors_lock = threading.Lock()
         self._lock_file = self._lock()
         try:
+            if resume_from and not self.staging.exists():
+                raise WarehouseError(
+                    f"the build of run {resume_from} is no longer there to resume (another load replaced it).",
+                    hint="Run the load again without --resume.",
+                )
             self._remove_leftovers()
             self.con = duckdb.connect(str(self.staging))
             for schema in schemas:
                 self.con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(schema)}")
             if keep_schemas and target.exists():
-                self._copy_kept_schemas()
+                self._copy_kept_schemas(copy_tables=resume_from is None)
         except BaseException:
             self.abort()
             raise
@@ -129,10 +146,15 @@ class DuckDBBuild(Build):
     def _remove_leftovers(self) -> None:
         # builds that crashed before publishing; the lock proves none is still running
         for leftover in self.target.parent.glob(f".conveyor_build_*.{self.target.name}.building*"):
-            leftover.unlink(missing_ok=True)
+            if leftover.name not in (self.staging.name, f"{self.staging.name}.wal"):
+                leftover.unlink(missing_ok=True)
 
-    def _copy_kept_schemas(self) -> None:
-        """Carry over every schema this build does not replace, with DDL, data and comments."""
+    def _copy_kept_schemas(self, *, copy_tables: bool = True) -> None:
+        """Carry over every schema this build does not replace, with DDL, data and comments.
+
+        Views are only noted here and created at publish time, after everything they may
+        read exists. A resumed build has its tables already and only notes the views.
+        """
         try:
             self.con.execute(f"ATTACH {literal(str(self.target))} AS previous (READ_ONLY)")
         except duckdb.Error as exc:
@@ -149,10 +171,10 @@ class DuckDBBuild(Build):
             "SELECT schema_name, view_name, sql, comment FROM duckdb_views() "
             "WHERE database_name = 'previous' AND NOT internal ORDER BY view_oid"
         ).fetchall()
-        for schema, *_ in [*tables, *views]:
+        for schema, *_ in [*tables, *views] if copy_tables else []:
             if schema not in rebuilt:
                 self.con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(schema)}")
-        for schema, name, create_sql, comment in tables:
+        for schema, name, create_sql, comment in tables if copy_tables else []:
             if schema not in rebuilt:
                 self.con.execute(create_sql)
                 target = f"{quote(schema)}.{quote(name)}"
@@ -303,6 +325,21 @@ class DuckDBBuild(Build):
             self.abort()
             raise
         self._release()
+
+    def drop(self, name: str) -> None:
+        (database,) = self.con.execute("SELECT current_database()").fetchone() or ("",)
+        kind = _relations(self.con, str(database)).get(name)
+        if kind is not None:
+            self.con.execute(f"DROP {'VIEW' if kind == 'view' else 'TABLE'} {qualified(name)}")
+
+    def suspend(self) -> None:
+        """Keep the unpublished file for ``conveyor load --resume``; the warehouse is untouched."""
+        try:
+            self._close_cursors()
+            self.con.execute("CHECKPOINT")
+            self.con.close()
+        finally:
+            self._release()
 
     def _restore_kept_views(self) -> None:
         """Views of kept schemas go last: they may read relations this build created."""

@@ -146,6 +146,7 @@ def test_failing_transformation_keeps_the_published_warehouse(
     assert set(before) == set(EXPECTED_ROWS)
 
     # parses, and fails only when DuckDB binds it
+    original = (root / "schemas/mart/top_customers.sql").read_text()
     (root / "schemas/mart/top_customers.sql").write_text(
         "SELECT customer_id, name, total, no_such_column\nFROM customer_totals\n"
     )
@@ -157,7 +158,9 @@ def test_failing_transformation_keeps_the_published_warehouse(
     assert result.stderr.count("Error: run ") == 1 and "Traceback" not in result.stderr
     assert sha256(warehouse) == before_file
     assert digest(warehouse) == before
-    assert not list(root.glob("*building*"))
+    # the unpublished build is kept, hidden, for a resume; nothing readers would open
+    kept = list(root.glob(".conveyor_build_*.building"))
+    assert len(kept) == 1 and not list(root.glob("[!.]*building*"))
 
     shown = json.loads(cli("runs", "show", "last", "--format", "json", cwd=root).stdout)
     assert shown["status"] == "failed"
@@ -168,6 +171,16 @@ def test_failing_transformation_keeps_the_published_warehouse(
     assert ("*", "publish") not in statuses
     failed = next(e for e in shown["events"] if e["status"] == "failed")
     assert "no_such_column" in failed["error"]
+    assert "schemas/mart/top_customers.sql" in failed["error"]
+
+    # fixed, a resume rebuilds only what failed or was skipped, publishes, and cleans up
+    (root / "schemas/mart/top_customers.sql").write_text(original)
+    assert cli("-q", "load", "--resume", cwd=root).code == 0
+    resumed = json.loads(cli("runs", "show", "last", "--format", "json", cwd=root).stdout)
+    rebuilt = {e["relation"] for e in resumed["events"] if e["step"] in ("load", "build")}
+    assert rebuilt == {"mart.top_customers", "mart.report"}
+    assert digest(warehouse) == before
+    assert not list(root.glob(".conveyor_build_*"))
 
 
 def test_required_relation_failing_publishes_nothing(
