@@ -16,15 +16,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from conveyor.config.secrets import scrub
+from conveyor.config.settings import IDENTIFIER
 from conveyor.errors import ConveyorError, LakeError, UserError, did_you_mean
 from conveyor.extract.extract import ExtractSummary, check_jobs, extract
 from conveyor.extract.jobs import ExtractEvent, plan
-from conveyor.load.build import BuildOptions, BuildResult, build, manifests_for
+from conveyor.lake.lake import Lake
+from conveyor.load.build import BuildOptions, BuildResult, build, executable_sql, manifests_for
+from conveyor.load.unload import unload as unload_relations
 from conveyor.project import Project, Relation
 from conveyor.runctx import Reporter, RunContext
 from conveyor.tracking.store import TrackingStore
-from conveyor.warehouse import open_warehouse
-from conveyor.warehouse.base import Warehouse
+from conveyor.warehouse import ddl, open_warehouse
+from conveyor.warehouse.base import Warehouse, qualified
 
 
 def open_project(path: Path | str = ".") -> Project:
@@ -193,6 +196,52 @@ def load(
             run.outcome.notes.append(f"resumed the build of run {options.resume_from}")
         run.outcome.build = build(run.ctx, relations, warehouse, options)
     return run.outcome
+
+
+def unload(
+    project: Project,
+    selection: Sequence[str] = (),
+    *,
+    env: str | None = None,
+    source_name: str | None = None,
+    reporter: Reporter | None = None,
+) -> Outcome:
+    """Export published relations into the lake as Parquet plus manifest.
+
+    They land under ``<lake>/data/<source_name>/<schema>.<table>/`` (``source_name``
+    defaults to ``unload_<env>``), where another project reads them with a ``lake`` source.
+    """
+    warehouse = open_environment(project, env)
+    relations = project.select(selection)
+    name = source_name or f"unload_{warehouse.name}"
+    if not IDENTIFIER.match(name):
+        raise UserError(f'"{name}" is not a valid source name: use letters, digits and underscores.')
+    published = warehouse.relations()
+    missing = [r.name for r in relations if r.name not in published]
+    if missing:
+        raise UserError(
+            f"not published in {warehouse.describe()}: {', '.join(missing)}.", hint='Run "conveyor load" first.'
+        )
+    with _Run(project, "unload", env=warehouse.name, selection=selection, reporter=reporter, jobs=1) as run:
+        run.outcome.warehouse = warehouse.describe()
+        manifests = unload_relations(run.ctx, relations, warehouse, name)
+        run.outcome.notes.append(
+            f"unloaded {len(manifests)} relation(s), {sum(m.rows for m in manifests):,} rows, "
+            f"to {Lake(project.path(project.settings.lake.path)).data / name}"
+        )
+    return run.outcome
+
+
+def relation_ddl(project: Project, relation: Relation, warehouse: Warehouse) -> list[str]:
+    """The statements that create a relation in a warehouse (for ``conveyor show ddl``)."""
+    design = relation.design
+    typed = bool(design.columns) and all(c.type for c in design.columns)
+    if relation.kind == "source" or (relation.kind == "ctas" and typed):
+        return warehouse.table_ddl(design)
+    sql = executable_sql(project, relation, None, set(), warehouse.DIALECT)
+    kind = "VIEW" if relation.kind == "view" else "TABLE"
+    create = f"CREATE {kind} {qualified(relation.name)} AS\n{sql}"
+    return [create, *ddl.comments(design, view=relation.kind == "view")]
 
 
 def _resume_point(

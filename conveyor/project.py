@@ -36,7 +36,7 @@ from conveyor.graph.sqldeps import resolve as resolve_ref
 SETTINGS_FILE = "conveyor.yaml"
 DIALECTS = {"duckdb": "duckdb", "postgres": "postgres", "redshift": "redshift"}
 # upstream schema assumed when a design's source_table names only a table
-_DEFAULT_UPSTREAM_SCHEMA = {"sqlite": "main", "postgres": "public", "mysql": None}
+_DEFAULT_UPSTREAM_SCHEMA = {"sqlite": "main", "postgres": "public", "mysql": None, "lake": None}
 
 
 @dataclass

@@ -327,4 +327,53 @@ def schema(kind: str) -> None:
     click.echo(json.dumps(data, indent=2))
 
 
-COMMANDS = [run, extract, load, ls, validate, schema]
+@click.command()
+@selection_arg
+@env_option
+@click.option("--source-name", help="The lake folder to write under data/ (default: unload_<env>).")
+@dry_run_option
+@format_option
+@pass_options
+def unload(
+    options: Options, selection: tuple[str, ...], env: str | None, source_name: str | None, dry_run: bool, fmt: str
+) -> None:
+    """Export published relations of SELECTION into the lake as Parquet plus manifest.
+
+    Another project can then read them with a source of type lake.
+    """
+    project = _project(options)
+    if dry_run:
+        warehouse = api.open_environment(project, env)
+        names = [r.name for r in project.select(selection)]
+        target = source_name or f"unload_{warehouse.name}"
+        stdout.print(f"Would unload {len(names)} relation(s) from {warehouse.describe()} to lake source {target}:")
+        for name in names:
+            stdout.print(f"  {name}")
+        return
+    with RichReporter(options.verbosity if fmt == "table" else -1) as reporter:
+        outcome = api.unload(project, selection, env=env, source_name=source_name, reporter=reporter)
+    _finish(outcome, fmt, options)
+
+
+@click.group()
+def show() -> None:
+    """Show what Conveyor would run: DDL of relations."""
+
+
+@show.command()
+@selection_arg
+@env_option
+@pass_options
+def ddl(options: Options, selection: tuple[str, ...], env: str | None) -> None:
+    """Print the DDL of the relations in SELECTION, in the environment's dialect.
+
+    Tables get columns, types, NOT NULL, keys and comments from their designs; views their
+    query with every name qualified.
+    """
+    project = _project(options)
+    warehouse = api.open_environment(project, env)
+    for relation in project.select(selection):
+        click.echo(";\n".join(api.relation_ddl(project, relation, warehouse)) + ";\n")
+
+
+COMMANDS = [run, extract, load, unload, ls, validate, schema, show]

@@ -24,12 +24,14 @@ class StrictModel(BaseModel):
 class SourceConfig(StrictModel):
     """An upstream database, or a static set of files, that tables are extracted from."""
 
-    type: Literal["postgres", "mysql", "sqlite"] = Field(
-        description="The upstream engine: postgres (13+), mysql (MySQL 8 or MariaDB 10.11) or sqlite."
+    type: Literal["postgres", "mysql", "sqlite", "lake"] = Field(
+        description="The upstream engine: postgres (13+), mysql (MySQL 8 or MariaDB 10.11), sqlite, or lake "
+        "(committed extracts or unloads in another lake, e.g. another project's `conveyor unload`)."
     )
     dsn: str = Field(
         description="Connection string. Secrets come from the environment: write ${VAR} or ${VAR:-default}; "
-        "a password written inline is an error. SQLite takes a file path, relative to the project."
+        "a password written inline is an error. SQLite takes a file path, relative to the project; lake takes "
+        "the folder holding the <schema>.<table> folders (e.g. ../other/lake/data/unload_production)."
     )
     target_schema: str | None = Field(
         default=None,

@@ -156,7 +156,7 @@ class ArrowRunner(Runner):
 
 def _partition_count(job: ExtractJob, source: Source, request: ReadRequest, workers: int) -> int:
     """The configured partition count, or one from the table's size when it is not fixed."""
-    if job.split_by is None and not source.SUPPORTS_CTID:
+    if not source.SUPPORTS_SPLIT or (job.split_by is None and not source.SUPPORTS_CTID):
         return 1
     if job.partitions is not None:
         return job.partitions

@@ -361,6 +361,7 @@ def rewrite_tables(
     own_schema: str,
     search_path: Sequence[str] = (),
     known: Set[str] = frozenset(),
+    pretty: bool = False,
 ) -> str:
     """Print the query with some tables replaced, e.g. to read from staging schemas.
 
@@ -376,6 +377,7 @@ def rewrite_tables(
         own_schema: as for ``resolve``.
         search_path: as for ``resolve``.
         known: as for ``resolve``.
+        pretty: print one clause per line (for SQL a person will read, such as a view's).
 
     Returns:
         The rewritten SQL text.
@@ -389,7 +391,7 @@ def rewrite_tables(
             replaced[id(table)] = _Replaced(key, had_alias, _replace_table(table, mapping[key]))
     if replaced:
         _rewrite_columns(tree, replaced)
-    return tree.sql(dialect=dialect)
+    return tree.sql(dialect=dialect, pretty=pretty)
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,7 @@ def manifests_for(project: Project, relations: list[Relation]) -> dict[str, list
     return found
 
 
-def executable_sql(project: Project, relation: Relation, staging: Build, rebuilt: set[str], dialect: str) -> str:
+def executable_sql(project: Project, relation: Relation, staging: Build | None, rebuilt: set[str], dialect: str) -> str:
     """The relation's query, reading each dependency where it is during this build.
 
     Dependencies rebuilt by this build are read from their staging names; every other name
@@ -61,7 +61,7 @@ def executable_sql(project: Project, relation: Relation, staging: Build, rebuilt
     """
     assert relation.sql is not None
     tree = parse_sql(relation.sql, dialect)
-    mapping = {dep: staging.staged(dep) if dep in rebuilt else dep for dep in relation.dependencies}
+    mapping = {dep: staging.staged(dep) if staging and dep in rebuilt else dep for dep in relation.dependencies}
     qualified = all(ref.schema is not None or ref.catalog is not None for ref in referenced_tables(tree))
     if qualified and all(dep == target for dep, target in mapping.items()):
         return relation.sql.strip().rstrip(";")
@@ -72,6 +72,7 @@ def executable_sql(project: Project, relation: Relation, staging: Build, rebuilt
         own_schema=relation.schema,
         search_path=project.settings.defaults.search_path,
         known=set(project.relations),
+        pretty=True,
     )
 
 

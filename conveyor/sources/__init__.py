@@ -12,6 +12,7 @@ ENGINES = {
     "sqlite": "conveyor.sources.sqlite:SqliteSource",
     "postgres": "conveyor.sources.postgres:PostgresSource",
     "mysql": "conveyor.sources.mysql:MySQLSource",
+    "lake": "conveyor.sources.lake:LakeSource",
 }
 
 
@@ -19,7 +20,7 @@ def open_source(source_type: str, name: str, dsn: str, *, root: Path | None = No
     """Create the source object for a configured source (the DSN already resolved)."""
     module, _, cls = ENGINES[source_type].partition(":")
     engine: type[Source] = getattr(import_module(module), cls)
-    if source_type == "sqlite" and root is not None:
-        path = Path(dsn.removeprefix("sqlite:///"))
+    if source_type in ("sqlite", "lake") and root is not None:
+        path = Path(dsn.removeprefix("sqlite:///").removeprefix("lake://"))
         dsn = str(path if path.is_absolute() else root / path)
     return engine(name, dsn)

@@ -87,6 +87,8 @@ class Source(ABC):
     """Partitions of one table can read one consistent snapshot."""
     SUPPORTS_CTID: ClassVar[bool] = False
     """Tables without a split key can be split by physical row ranges."""
+    SUPPORTS_SPLIT: ClassVar[bool] = True
+    """Tables can be split into partitions by a key (``min_max`` and ``quantiles`` work)."""
     PLACEHOLDER: ClassVar[str] = "%s"
     """How ``ReadRequest.where`` marks a bound parameter."""
 

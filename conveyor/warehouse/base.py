@@ -10,8 +10,11 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import ClassVar
+
+import pyarrow as pa
 
 from conveyor.design.models import TableDesign
 from conveyor.lake.manifest import Manifest
@@ -148,6 +151,18 @@ class Warehouse(ABC):
     @abstractmethod
     def relations(self) -> dict[str, str]:
         """Published relations: "schema.name" -> "table" or "view"."""
+
+    def table_ddl(self, design: TableDesign) -> list[str]:
+        """CREATE TABLE (with keys) and COMMENT statements for a design, in this warehouse's dialect."""
+        from conveyor.warehouse import ddl
+
+        return [ddl.create_table(design, self.DIALECT, keys=True), *ddl.comments(design)]
+
+    def read_relation(self, name: str, batch_rows: int = 65_536) -> AbstractContextManager[pa.RecordBatchReader]:
+        """Open a published relation as an Arrow stream in the lake's exact types (for unload)."""
+        from conveyor.errors import WarehouseError
+
+        raise WarehouseError(f"{type(self).__name__} cannot unload relations yet.")
 
     @abstractmethod
     def describe(self) -> str:

@@ -15,11 +15,13 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
 import duckdb
+import pyarrow as pa
 
 from conveyor.config.settings import EnvironmentConfig
 from conveyor.design.models import TableDesign
@@ -78,6 +80,16 @@ class DuckDBWarehouse(Warehouse):
             return {}
         with self.connect() as con:
             return _relations(con, "")
+
+    @contextmanager
+    def read_relation(self, name: str, batch_rows: int = 65_536) -> Iterator[pa.RecordBatchReader]:
+        """Stream a published relation; uuid and json keep their Arrow extension types, instants are UTC."""
+        if name not in self.relations():
+            raise WarehouseError(f'"{name}" is not published in {self.describe()}.', hint='Run "conveyor load" first.')
+        with self.connect() as con:
+            con.execute("SET TimeZone = 'UTC'")
+            con.execute("SET arrow_lossless_conversion = true")
+            yield con.sql(f"SELECT * FROM {qualified(name)}").to_arrow_reader(batch_rows)
 
 
 def _relations(con: duckdb.DuckDBPyConnection, database: str) -> dict[str, str]:

@@ -1,0 +1,96 @@
+"""Another lake as a static source: tables are the committed extracts (or unloads) in it.
+
+``dsn`` is the folder that holds the ``<schema>.<table>`` folders, for example
+``../warehouse_project/lake/data/unload_production``. A table's rows are those of its
+newest committed manifest; the folder is read through manifests only, like every lake
+reader. Values are cast to the design's types with Arrow's safe casts, which raise instead
+of losing digits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+
+from conveyor.design.types import from_arrow
+from conveyor.errors import ExtractError
+from conveyor.lake.lake import Lake
+from conveyor.lake.manifest import Manifest
+from conveyor.sources.base import ColumnInfo, ReadRequest, Source, TableInfo
+
+
+class LakeSource(Source):
+    """Committed extracts in a lake folder, read through their manifests."""
+
+    ENGINE = "lake"
+    DIALECT = "duckdb"
+    DEFAULT_SCHEMA = None
+    SUPPORTS_SNAPSHOT = False
+    SUPPORTS_CTID = False
+    SUPPORTS_SPLIT = False
+
+    def __init__(self, name: str, dsn: str):
+        super().__init__(name, dsn)
+        self.folder = Path(dsn.removeprefix("lake://"))
+        # a Lake whose data folder is the source folder's parent, so its methods apply as they are
+        self.lake = Lake(self.folder.parent.parent)
+        self.lake.data = self.folder.parent
+
+    def _manifest(self, schema: str | None, table: str) -> Manifest:
+        name = f"{schema}.{table}" if schema else table
+        manifest = self.lake.latest(self.folder.name, name)
+        if manifest is None:
+            known = [f"{s}.{t}" for s, t in self.list_tables()]
+            raise ExtractError(
+                f'the lake source "{self.name}" has no committed extract of "{name}" in {self.folder}.',
+                hint=f"Known tables: {', '.join(known) or 'none'}.",
+            )
+        return manifest
+
+    def list_tables(self) -> list[tuple[str, str]]:
+        if not self.folder.is_dir():
+            raise ExtractError(f'the folder of lake source "{self.name}" does not exist: {self.folder}.')
+        found = []
+        for child in sorted(self.folder.iterdir()):
+            if child.is_dir() and self.lake.latest(self.folder.name, child.name) is not None:
+                schema, _, table = child.name.rpartition(".")
+                found.append((schema, table))
+        return found
+
+    def describe(self, schema: str, table: str) -> TableInfo:
+        manifest = self._manifest(schema, table)
+        columns = []
+        for field in manifest.arrow_schema:
+            try:
+                sql_type = from_arrow(field.type)
+            except ValueError:
+                raise ExtractError(
+                    f'{schema}.{table}.{field.name}: Arrow type {field.type} has no design type (source "{self.name}").'
+                ) from None
+            columns.append(ColumnInfo(field.name, sql_type, str(field.type), not field.nullable))
+        return TableInfo(schema, table, tuple(columns), row_estimate=manifest.rows)
+
+    def read(self, request: ReadRequest, *, snapshot: str | None = None) -> Iterator[pa.RecordBatch]:
+        if request.where:
+            raise ExtractError(
+                f'the lake source "{self.name}" cannot filter rows ({request.where}).',
+                hint="Remove extract.condition and extract.incremental from the design.",
+            )
+        manifest = self._manifest(request.schema, request.table)
+        schema = request.arrow_schema
+        dataset = ds.dataset([str(p) for p in manifest.paths()], format="parquet")
+        missing = [n for n in schema.names if n not in dataset.schema.names]
+        if missing:
+            raise ExtractError(f'{request.schema}.{request.table} in lake source "{self.name}" lacks {missing}.')
+        for batch in dataset.to_batches(columns=schema.names, batch_size=request.batch_rows):
+            try:
+                yield pa.RecordBatch.from_arrays(
+                    [batch.column(i).cast(field.type, safe=True) for i, field in enumerate(schema)], schema=schema
+                )
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                raise ExtractError(
+                    f'{request.schema}.{request.table} in lake source "{self.name}" does not convert exactly: {exc}.'
+                ) from None
