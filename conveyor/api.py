@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from conveyor.config.secrets import scrub
@@ -23,6 +24,10 @@ from conveyor.extract.jobs import ExtractEvent, plan
 from conveyor.lake.lake import Lake
 from conveyor.load.build import BuildOptions, BuildResult, build, executable_sql, manifests_for
 from conveyor.load.unload import unload as unload_relations
+from conveyor.load.update import update as update_relations
+from conveyor.load.update import wait_for_extracts, with_dependents
+from conveyor.load.upgrade import target_names
+from conveyor.load.upgrade import upgrade as upgrade_relations
 from conveyor.project import Project, Relation
 from conveyor.runctx import Reporter, RunContext
 from conveyor.tracking.store import TrackingStore
@@ -198,6 +203,56 @@ def load(
     return run.outcome
 
 
+def update(
+    project: Project,
+    selection: Sequence[str] = (),
+    *,
+    env: str | None = None,
+    reporter: Reporter | None = None,
+    scheduled_start_time: datetime | None = None,
+    wait_timeout: float = 3600.0,
+) -> Outcome:
+    """Refresh the selection and its dependents in place, in one transaction.
+
+    With ``scheduled_start_time``, first wait (up to ``wait_timeout`` seconds) until every
+    selected source table has a successful extract that started after that time.
+    """
+    warehouse = open_environment(project, env)
+    relations = with_dependents(project, project.select(selection))
+    manifests_for(project, relations)  # a missing extract is bad input: fail before writing
+    with _Run(project, "update", env=warehouse.name, selection=selection, reporter=reporter, jobs=1) as run:
+        run.outcome.warehouse = warehouse.describe()
+        if scheduled_start_time is not None:
+            wait_for_extracts(run.ctx, relations, scheduled_start_time, wait_timeout)
+        run.outcome.build = update_relations(run.ctx, relations, warehouse)
+    return run.outcome
+
+
+def upgrade(
+    project: Project,
+    selection: Sequence[str] = (),
+    *,
+    env: str | None = None,
+    reporter: Reporter | None = None,
+    only_selected: bool = False,
+    into_schema: str | None = None,
+) -> Outcome:
+    """Drop and rebuild the selection (and, unless ``only_selected``, its dependents) in place."""
+    warehouse = open_environment(project, env)
+    chosen = project.select(selection)
+    relations = chosen if only_selected else with_dependents(project, chosen)
+    if into_schema is not None and not IDENTIFIER.match(into_schema):
+        raise UserError(f'--into-schema "{into_schema}" is not a valid schema name.')
+    target_names(relations, into_schema)  # name clashes are bad input: fail before writing
+    manifests_for(project, relations)
+    with _Run(project, "upgrade", env=warehouse.name, selection=selection, reporter=reporter, jobs=1) as run:
+        run.outcome.warehouse = warehouse.describe()
+        run.outcome.build = upgrade_relations(run.ctx, relations, warehouse, into_schema)
+        if into_schema:
+            run.outcome.notes.append(f"rebuilt into schema {into_schema}")
+    return run.outcome
+
+
 def unload(
     project: Project,
     selection: Sequence[str] = (),
@@ -238,7 +293,7 @@ def relation_ddl(project: Project, relation: Relation, warehouse: Warehouse) -> 
     typed = bool(design.columns) and all(c.type for c in design.columns)
     if relation.kind == "source" or (relation.kind == "ctas" and typed):
         return warehouse.table_ddl(design)
-    sql = executable_sql(project, relation, None, set(), warehouse.DIALECT)
+    sql = executable_sql(project, relation, None, frozenset(), warehouse.DIALECT)
     kind = "VIEW" if relation.kind == "view" else "TABLE"
     create = f"CREATE {kind} {qualified(relation.name)} AS\n{sql}"
     return [create, *ddl.comments(design, view=relation.kind == "view")]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import click
@@ -64,7 +65,8 @@ def _print_summary(outcome: api.Outcome) -> None:
             stdout.print(f"Published to {outcome.warehouse}")
         else:
             stdout.print(f"[red]Not published[/]: {escape(b.reason or '')}. The previous warehouse is unchanged.")
-            stdout.print('The build was kept: fix the problem, then "conveyor load --resume" rebuilds what failed.')
+            if outcome.command in ("load", "run"):
+                stdout.print('The build was kept: fix the problem, then "conveyor load --resume" rebuilds what failed.')
     for note in outcome.notes:
         stdout.print(f"[yellow]Note:[/] {escape(note)}")
     if outcome.lake:
@@ -355,6 +357,93 @@ def unload(
     _finish(outcome, fmt, options)
 
 
+def _moment(value: str | None) -> datetime | None:
+    """An ISO-8601 time; without an offset it is local time."""
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise UserError(f'"{value}" is not an ISO-8601 time such as 2026-11-21T02:30:00+01:00.') from None
+    return moment if moment.tzinfo else moment.astimezone()
+
+
+@click.command()
+@selection_arg
+@env_option
+@click.option(
+    "--scheduled-start-time", metavar="TIME", help="First wait for extracts that started after TIME (ISO-8601)."
+)
+@click.option(
+    "--wait-timeout", type=float, default=3600.0, show_default=True, help="Seconds to wait for those extracts."
+)
+@dry_run_option
+@format_option
+@pass_options
+def update(
+    options: Options,
+    selection: tuple[str, ...],
+    env: str | None,
+    scheduled_start_time: str | None,
+    wait_timeout: float,
+    dry_run: bool,
+    fmt: str,
+) -> None:
+    """Refresh SELECTION and everything downstream of it in place, in one transaction.
+
+    Source tables take their newest extracts (incremental ones are merged by primary key),
+    CTAS relations are recomputed and views recreated. Any failure rolls everything back.
+    """
+    project = _project(options)
+    start = _moment(scheduled_start_time)
+    if dry_run:
+        relations = api.with_dependents(project, project.select(selection))
+        warehouse = api.open_environment(project, env)
+        stdout.print(f"Would update {len(relations)} relation(s) in {warehouse.describe()}, in one transaction:")
+        for relation in relations:
+            stdout.print(f"  {relation.kind:<6} {relation.name}")
+        return
+    with RichReporter(options.verbosity if fmt == "table" else -1) as reporter:
+        outcome = api.update(
+            project, selection, env=env, reporter=reporter, scheduled_start_time=start, wait_timeout=wait_timeout
+        )
+    _finish(outcome, fmt, options)
+
+
+@click.command()
+@selection_arg
+@env_option
+@click.option("--only-selected", is_flag=True, help="Rebuild only the selection, not what depends on it.")
+@click.option("--into-schema", metavar="SCHEMA", help="Rebuild into this schema instead of in place (a sandbox).")
+@dry_run_option
+@format_option
+@pass_options
+def upgrade(
+    options: Options,
+    selection: tuple[str, ...],
+    env: str | None,
+    only_selected: bool,
+    into_schema: str | None,
+    dry_run: bool,
+    fmt: str,
+) -> None:
+    """Drop and rebuild SELECTION and its dependents in place: quick, for development, not atomic."""
+    project = _project(options)
+    if dry_run:
+        chosen = project.select(selection)
+        relations = chosen if only_selected else api.with_dependents(project, chosen)
+        where = f"schema {into_schema}" if into_schema else "place"
+        stdout.print(f"Would drop and rebuild {len(relations)} relation(s) in {where}:")
+        for relation in relations:
+            stdout.print(f"  {relation.kind:<6} {relation.name}")
+        return
+    with RichReporter(options.verbosity if fmt == "table" else -1) as reporter:
+        outcome = api.upgrade(
+            project, selection, env=env, reporter=reporter, only_selected=only_selected, into_schema=into_schema
+        )
+    _finish(outcome, fmt, options)
+
+
 @click.group()
 def show() -> None:
     """Show what Conveyor would run: DDL of relations."""
@@ -376,4 +465,4 @@ def ddl(options: Options, selection: tuple[str, ...], env: str | None) -> None:
         click.echo(";\n".join(api.relation_ddl(project, relation, warehouse)) + ";\n")
 
 
-COMMANDS = [run, extract, load, unload, ls, validate, schema, show]
+COMMANDS = [run, extract, load, update, upgrade, unload, ls, validate, schema, show]

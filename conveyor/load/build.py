@@ -10,6 +10,7 @@ the previous warehouse stays exactly as it was.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Set
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
@@ -20,7 +21,7 @@ from conveyor.graph.sqldeps import parse_sql, referenced_tables, rewrite_tables
 from conveyor.lake.lake import Lake
 from conveyor.lake.manifest import Manifest
 from conveyor.project import Project, Relation
-from conveyor.runctx import RunContext
+from conveyor.runctx import RunContext, StepOutcome
 from conveyor.warehouse.base import Build, Warehouse, quote
 
 
@@ -52,7 +53,13 @@ def manifests_for(project: Project, relations: list[Relation]) -> dict[str, list
     return found
 
 
-def executable_sql(project: Project, relation: Relation, staging: Build | None, rebuilt: set[str], dialect: str) -> str:
+def executable_sql(
+    project: Project,
+    relation: Relation,
+    staged: Callable[[str], str] | None,
+    rebuilt: Set[str],
+    dialect: str,
+) -> str:
     """The relation's query, reading each dependency where it is during this build.
 
     Dependencies rebuilt by this build are read from their staging names; every other name
@@ -61,7 +68,7 @@ def executable_sql(project: Project, relation: Relation, staging: Build | None, 
     """
     assert relation.sql is not None
     tree = parse_sql(relation.sql, dialect)
-    mapping = {dep: staging.staged(dep) if staging and dep in rebuilt else dep for dep in relation.dependencies}
+    mapping = {dep: staged(dep) if staged and dep in rebuilt else dep for dep in relation.dependencies}
     qualified = all(ref.schema is not None or ref.catalog is not None for ref in referenced_tables(tree))
     if qualified and all(dep == target for dep, target in mapping.items()):
         return relation.sql.strip().rstrip(";")
@@ -136,7 +143,7 @@ def _statement(
     """The SELECT that fills a relation (an empty one with --skip-copy)."""
     if relation.kind == "source":
         return empty_select(relation, dialect) if options.skip_copy else ""
-    sql = executable_sql(project, relation, staging, rebuilt, dialect)
+    sql = executable_sql(project, relation, staging.staged, rebuilt, dialect)
     if options.skip_copy and relation.kind == "ctas":
         return f"SELECT * FROM ({sql}) AS q LIMIT 0"
     return sql
@@ -198,7 +205,7 @@ class _Runner:
         try:
             with self.ctx.step(relation.name, step) as outcome:
                 try:
-                    outcome.rows = self._create(relation)
+                    outcome.rows = self._create(relation, outcome)
                 except ConveyorError as exc:
                     if exc.location is None and relation.sql_path is not None:
                         exc.location = Location(str(relation.sql_path.relative_to(self.ctx.project.root)))
@@ -215,13 +222,15 @@ class _Runner:
             if error:
                 self.result.errors[relation.name] = error
 
-    def _create(self, relation: Relation) -> int | None:
+    def _create(self, relation: Relation, outcome: StepOutcome) -> int | None:
         if self.replace:
             self.staging.drop(relation.name)  # a leftover of the build being resumed
         if relation.kind == "source" and relation.name not in self.manifests:
             rows = self.staging.create_table(relation.design, self.sql[relation.name])
         elif relation.kind == "source":
-            rows = self.staging.load_chain(relation.design, self.manifests[relation.name])
+            chain = self.manifests[relation.name]
+            rows = self.staging.load_chain(relation.design, chain)
+            outcome.detail["extracts"] = [m.extract_id for m in chain]
         elif relation.kind == "ctas":
             rows = self.staging.create_table(relation.design, self.sql[relation.name])
         else:

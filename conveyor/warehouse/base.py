@@ -117,6 +117,27 @@ class Build(ABC):
         self.abort()
 
 
+class Transaction(Build):
+    """Changes made directly to the published warehouse (``update`` and ``upgrade``).
+
+    ``publish()`` commits and ``abort()`` rolls back. When the transaction is atomic (update),
+    every change becomes visible at once or not at all; otherwise (upgrade, for development)
+    each statement commits on its own.
+    """
+
+    def ensure_schema(self, schema: str) -> None:
+        """Create a schema if it does not exist (``upgrade --into-schema``)."""
+        raise NotImplementedError
+
+    @abstractmethod
+    def replace_rows(self, design: TableDesign, manifests: Sequence[Manifest]) -> int:
+        """Replace all rows of a source table with an extract chain (creating it if missing)."""
+
+    @abstractmethod
+    def refresh(self, design: TableDesign, sql: str) -> int:
+        """Recompute a CTAS relation in place (creating it if missing); returns rows."""
+
+
 class Warehouse(ABC):
     """A warehouse target (one environment)."""
 
@@ -147,6 +168,12 @@ class Warehouse(ABC):
         ``keep_schemas`` is true. ``resume_from`` names the run whose suspended staging area
         this build continues; a ``WarehouseError`` says so when it is gone.
         """
+
+    def transaction(self, *, run_id: str, atomic: bool = True) -> Transaction:
+        """Open the published warehouse for in-place changes (``update``, ``upgrade``)."""
+        from conveyor.errors import WarehouseError
+
+        raise WarehouseError(f"{type(self).__name__} cannot change relations in place yet.")
 
     @abstractmethod
     def relations(self) -> dict[str, str]:

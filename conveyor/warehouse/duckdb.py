@@ -14,21 +14,21 @@ from __future__ import annotations
 
 import fcntl
 import os
-import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import duckdb
 import pyarrow as pa
+import tenacity
 
 from conveyor.config.settings import EnvironmentConfig
 from conveyor.design.models import TableDesign
-from conveyor.errors import LoadError, WarehouseError
+from conveyor.errors import WarehouseError
 from conveyor.lake.manifest import Manifest, fsync_dir
-from conveyor.warehouse import ddl
-from conveyor.warehouse.base import Build, KeyViolation, Warehouse, literal, qualified, quote
+from conveyor.warehouse.base import Transaction, Warehouse, literal, qualified, quote
+from conveyor.warehouse.duckdb_sql import DuckDBRelations, select_extract
 
 _INTERNAL_SCHEMAS = ("information_schema", "pg_catalog")
 
@@ -40,6 +40,42 @@ def staging_path(target: Path, run_id: str) -> Path:
     a schema name, which would make "schema.table" ambiguous while building.
     """
     return target.with_name(f".conveyor_build_{run_id}.{target.name}.building")
+
+
+def _checkpoint_published(target: Path) -> None:
+    """Fold a WAL left beside the published file into it before the file is replaced.
+
+    DuckDB replays ``<file>.wal`` when it opens ``<file>``; a WAL of the old file must never
+    be replayed onto the new one.
+    """
+    wal = Path(f"{target}.wal")
+    if not wal.exists():
+        return
+    try:
+        with duckdb.connect(str(target)) as con:
+            con.execute("CHECKPOINT")
+    except duckdb.Error as exc:
+        raise WarehouseError(
+            f"{wal} holds changes not yet written into {target.name}, and checkpointing it failed: {exc}",
+            hint="Close programs that have the warehouse open for writing, then load again.",
+        ) from None
+    if wal.exists():
+        raise WarehouseError(f"{wal} is still there after a checkpoint.", hint="Close programs using the warehouse.")
+
+
+@tenacity.retry(
+    retry=tenacity.retry_if_exception(lambda exc: "file handle conflict" in str(exc)),
+    wait=tenacity.wait_random(0.01, 0.05),
+    stop=tenacity.stop_after_delay(5),
+    reraise=True,
+)
+def connect_shared(path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """Connect to a database file another thread of this process may be opening at the same moment.
+
+    DuckDB shares one open database per file within a process; two threads connecting at
+    once can collide ("Unique file handle conflict"), which passes when retried.
+    """
+    return duckdb.connect(str(path), read_only=read_only)
 
 
 def duckdb_path(dsn: str, root: Path | None = None) -> Path:
@@ -66,6 +102,9 @@ class DuckDBWarehouse(Warehouse):
     def describe(self) -> str:
         return f"DuckDB file {self.path}"
 
+    def transaction(self, *, run_id: str, atomic: bool = True) -> DuckDBTransaction:
+        return DuckDBTransaction(self, atomic=atomic)
+
     def begin(
         self, schemas: Sequence[str], *, run_id: str, keep_schemas: bool = True, resume_from: str | None = None
     ) -> DuckDBBuild:
@@ -73,7 +112,7 @@ class DuckDBWarehouse(Warehouse):
 
     def connect(self, *, read_only: bool = True) -> duckdb.DuckDBPyConnection:
         """Open the published file (read-only by default)."""
-        return duckdb.connect(str(self.path), read_only=read_only)
+        return connect_shared(self.path, read_only=read_only)
 
     def relations(self) -> dict[str, str]:
         if not self.path.exists():
@@ -107,7 +146,7 @@ def _relations(con: duckdb.DuckDBPyConnection, database: str) -> dict[str, str]:
     return found
 
 
-class DuckDBBuild(Build):
+class DuckDBBuild(DuckDBRelations):
     """One build: a private DuckDB file, published by renaming it over the warehouse."""
 
     def __init__(
@@ -123,9 +162,7 @@ class DuckDBBuild(Build):
         self.keep_backup = keep_backup
         self.schemas = schemas
         self.staging = staging_path(target, resume_from or run_id)
-        self._local = threading.local()
-        self._cursors: list[duckdb.DuckDBPyConnection] = []
-        self._cursors_lock = threading.Lock()
+        self._init_cursors()
         self._lock_file = self._lock()
         try:
             if resume_from and not self.staging.exists():
@@ -204,114 +241,6 @@ class DuckDBBuild(Build):
         ]
         self.con.execute("DETACH previous")
 
-    def _cursor(self) -> duckdb.DuckDBPyConnection:
-        cursor = getattr(self._local, "cursor", None)
-        if cursor is None:
-            cursor = self.con.cursor()
-            self._local.cursor = cursor
-            with self._cursors_lock:
-                self._cursors.append(cursor)
-        return cursor
-
-    def _run(self, design: TableDesign, sql: str, params: Any = None) -> Any:
-        try:
-            return self._cursor().execute(sql, params)
-        except duckdb.Error as exc:
-            raise LoadError(f'building "{design.name}" failed in DuckDB: {exc}') from None
-
-    def load_table(self, design: TableDesign, manifest: Manifest) -> int:
-        self._run(design, ddl.create_table(design, "duckdb"))
-        rows = self._count(design, f"INSERT INTO {qualified(design.name)} {_select_extract(design, manifest)}")
-        self._comment(design, view=False)
-        return rows
-
-    def merge_table(self, design: TableDesign, manifest: Manifest) -> int:
-        table = qualified(design.name)
-        key = design.constraints.primary_key
-        if key:
-            match = " AND ".join(f"{table}.{quote(c)} = incoming.{quote(c)}" for c in key)
-            keys = ", ".join(quote(c) for c in key)
-            files = _files(manifest)
-            self._run(
-                design,
-                f"DELETE FROM {table} USING (SELECT DISTINCT {keys} FROM read_parquet({files})) AS incoming "
-                f"WHERE {match}",
-            )
-        return self._count(design, f"INSERT INTO {table} {_select_extract(design, manifest)}")
-
-    def _count(self, design: TableDesign, sql: str) -> int:
-        """Run an INSERT and return its row count, consuming the whole result."""
-        rows = self._run(design, sql).fetchall()
-        return int(rows[0][0]) if rows else 0
-
-    def output_columns(self, design: TableDesign, sql: str) -> list[tuple[str, str]]:
-        """Names and types a query produces, without running it."""
-        return [(r[0], r[1]) for r in self._run(design, f"DESCRIBE {sql}").fetchall()]
-
-    def _check_columns(self, design: TableDesign, sql: str) -> None:
-        if not design.columns:
-            return
-        produced = [name for name, _ in self.output_columns(design, sql)]
-        expected = [c.name for c in design.columns]
-        if produced != expected:
-            raise LoadError(
-                f'the SQL of "{design.name}" produces columns ({", ".join(produced)}) '
-                f"but the design lists ({', '.join(expected)}).",
-                hint="Make the SELECT list and the design's columns agree, in the same order.",
-            )
-
-    def create_table(self, design: TableDesign, sql: str) -> int:
-        self._check_columns(design, sql)
-        typed = bool(design.columns) and all(c.type for c in design.columns)
-        if typed:
-            self._run(design, ddl.create_table(design, "duckdb"))
-            rows = self._count(design, f"INSERT INTO {qualified(design.name)} {sql}")
-        else:
-            self._run(design, f"CREATE TABLE {qualified(design.name)} AS {sql}")
-            rows = self._count(design, f"SELECT count(*) FROM {qualified(design.name)}")
-        self._comment(design, view=False)
-        return rows
-
-    def create_view(self, design: TableDesign, sql: str) -> None:
-        self._check_columns(design, sql)
-        self._run(design, f"CREATE VIEW {qualified(design.name)} AS {sql}")
-        self._comment(design, view=True)
-
-    def _comment(self, design: TableDesign, *, view: bool) -> None:
-        for statement in ddl.comments(design, view=view):
-            self._run(design, statement)
-
-    def check(self, design: TableDesign) -> list[KeyViolation]:
-        keys: list[tuple[str, list[str]]] = []
-        if design.constraints.primary_key:
-            keys.append(("primary_key", design.constraints.primary_key))
-        keys.extend(("unique", cols) for cols in design.constraints.unique)
-        if design.constraints.natural_key:
-            keys.append(("natural_key", design.constraints.natural_key))
-        found = [self._nulls(design, column) for column in _not_null_columns(design)]
-        found += [self._duplicates(design, constraint, columns) for constraint, columns in keys]
-        return [violation for violation in found if violation is not None]
-
-    def _nulls(self, design: TableDesign, column: str) -> KeyViolation | None:
-        """NOT NULL is in the DDL of typed tables; untyped CTAS tables are checked here."""
-        count = self._count(design, f"SELECT count(*) FROM {qualified(design.name)} WHERE {quote(column)} IS NULL")
-        return KeyViolation(design.name, "not_null", (column,), (), count) if count else None
-
-    def _duplicates(self, design: TableDesign, constraint: str, columns: list[str]) -> KeyViolation | None:
-        cols = ", ".join(quote(c) for c in columns)
-        table = qualified(design.name)
-        # rows with a NULL in the key are not duplicates (SQL unique semantics)
-        present = " AND ".join(f"{quote(c)} IS NOT NULL" for c in columns)
-        rows = self._run(
-            design,
-            f"SELECT {cols}, count(*) OVER () AS n FROM {table} WHERE {present} GROUP BY {cols} "
-            f"HAVING count(*) > 1 ORDER BY {cols} LIMIT 5",
-        ).fetchall()
-        if not rows:
-            return None
-        examples = tuple("(" + ", ".join(repr(v) for v in row[:-1]) + ")" for row in rows)
-        return KeyViolation(design.name, constraint, tuple(columns), examples, int(rows[0][-1]))
-
     def publish(self) -> None:
         try:
             self._restore_kept_views()
@@ -322,11 +251,7 @@ class DuckDBBuild(Build):
                 raise WarehouseError(f"cannot checkpoint the new warehouse file: {exc}") from None
             self.con.close()
             _fsync(self.staging)
-            if Path(f"{self.target}.wal").exists():
-                raise WarehouseError(
-                    f"{self.target}.wal exists: another program wrote to the warehouse without checkpointing.",
-                    hint="Open it once with DuckDB and run CHECKPOINT, then load again.",
-                )
+            _checkpoint_published(self.target)
             backup = self.target.with_name(self.target.name + ".previous")
             backup.unlink(missing_ok=True)
             if self.target.exists() and self.keep_backup:
@@ -337,12 +262,6 @@ class DuckDBBuild(Build):
             self.abort()
             raise
         self._release()
-
-    def drop(self, name: str) -> None:
-        (database,) = self.con.execute("SELECT current_database()").fetchone() or ("",)
-        kind = _relations(self.con, str(database)).get(name)
-        if kind is not None:
-            self.con.execute(f"DROP {'VIEW' if kind == 'view' else 'TABLE'} {qualified(name)}")
 
     def suspend(self) -> None:
         """Keep the unpublished file for ``conveyor load --resume``; the warehouse is untouched."""
@@ -366,14 +285,6 @@ class DuckDBBuild(Build):
             target = f"{quote(schema)}.{quote(table)}.{quote(column)}"
             self.con.execute(f"COMMENT ON COLUMN {target} IS {literal(comment)}")
 
-    def _close_cursors(self) -> None:
-        """Close every thread's cursor, so no open result holds a transaction during CHECKPOINT."""
-        with self._cursors_lock:
-            for cursor in self._cursors:
-                cursor.close()
-            self._cursors.clear()
-        self._local = threading.local()
-
     def abort(self) -> None:
         try:
             if hasattr(self, "con"):
@@ -389,34 +300,91 @@ class DuckDBBuild(Build):
             self._lock_file.close()
 
 
-def _not_null_columns(design: TableDesign) -> list[str]:
-    """Columns that must hold no NULL but whose DDL may not say so (untyped CTAS)."""
-    if design.columns and all(c.type for c in design.columns):
-        return []
-    declared = [c.name for c in design.loaded_columns if c.not_null]
-    return declared + [c for c in design.constraints.primary_key if c not in declared]
-
-
-def _files(manifest: Manifest) -> str:
-    return "[" + ", ".join(literal(str(p)) for p in manifest.paths()) + "]"
-
-
-def _select_extract(design: TableDesign, manifest: Manifest) -> str:
-    """``(cols) SELECT cols FROM read_parquet(parts)`` for the design's loaded columns."""
-    present = set(manifest.arrow_schema.names)
-    missing = [c.name for c in design.loaded_columns if c.name not in present]
-    if missing:
-        raise LoadError(
-            f'the extract {manifest.extract_id} of "{design.name}" lacks column(s) {", ".join(missing)}.',
-            hint=f'Re-extract it: "conveyor extract {design.name} --full".',
-        )
-    columns = ", ".join(quote(c.name) for c in design.loaded_columns)
-    return f"({columns}) SELECT {columns} FROM read_parquet({_files(manifest)})"
-
-
 def _fsync(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+class DuckDBTransaction(DuckDBRelations, Transaction):
+    """In-place changes to the published file, on one connection.
+
+    Atomic transactions (``update``) run everything in one DuckDB transaction: DuckDB's DDL
+    is transactional, so readers in this process see the old or the new state, and the
+    commit is all or nothing. While it runs, the file is open for writing, so other
+    processes cannot open it; updates are meant to be short.
+    """
+
+    def __init__(self, warehouse: DuckDBWarehouse, *, atomic: bool):
+        self.atomic = atomic
+        self._init_cursors()
+        if not warehouse.path.exists():
+            raise WarehouseError(
+                f"{warehouse.describe()} does not exist yet.", hint='Run "conveyor load" to build it first.'
+            )
+        try:
+            self.con = connect_shared(warehouse.path)
+        except duckdb.Error as exc:
+            raise WarehouseError(
+                f"cannot open {warehouse.describe()} for writing: {exc}",
+                hint="Close programs that have it open, then try again.",
+            ) from None
+        if atomic:
+            self.con.execute("BEGIN TRANSACTION")
+
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
+        # one connection: every statement belongs to the same transaction
+        return self.con
+
+    def ensure_schema(self, schema: str) -> None:
+        self.con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(schema)}")
+
+    def replace_rows(self, design: TableDesign, manifests: Sequence[Manifest]) -> int:
+        if self.kind(design.name) != "table":
+            self.drop(design.name)
+            return self.load_chain(design, manifests)
+        self._run(design, f"DELETE FROM {qualified(design.name)}")
+        rows = self._count(design, f"INSERT INTO {qualified(design.name)} {select_extract(design, manifests[0])}")
+        for manifest in manifests[1:]:
+            rows += self.merge_table(design, manifest)
+        return rows
+
+    def refresh(self, design: TableDesign, sql: str) -> int:
+        typed = bool(design.columns) and all(c.type for c in design.columns)
+        if typed and self.kind(design.name) == "table":
+            self._check_columns(design, sql)
+            self._run(design, f"DELETE FROM {qualified(design.name)}")
+            return self._count(design, f"INSERT INTO {qualified(design.name)} {sql}")
+        self.drop(design.name)
+        return self.create_table(design, sql)
+
+    def create_view(self, design: TableDesign, sql: str) -> None:
+        self.drop(design.name)
+        super().create_view(design, sql)
+
+    def publish(self) -> None:
+        try:
+            if self.atomic:
+                self.con.execute("COMMIT")
+        except duckdb.Error as exc:
+            self.con.close()
+            raise WarehouseError(f"committing the changes failed: {exc}") from None
+        try:
+            # folds the WAL into the file; readers with open transactions can make it wait for
+            # later, which is harmless: the next load checkpoints before it replaces the file
+            self.con.execute("CHECKPOINT")
+        except duckdb.Error:
+            pass
+        finally:
+            self.con.close()
+
+    def abort(self) -> None:
+        try:
+            if self.atomic:
+                self.con.execute("ROLLBACK")
+        except duckdb.Error:
+            pass  # the transaction is already gone
+        finally:
+            self.con.close()

@@ -1,0 +1,186 @@
+"""SQL that builds relations in a DuckDB database: shared by builds and in-place transactions."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import duckdb
+
+from conveyor.design.models import TableDesign
+from conveyor.errors import LoadError
+from conveyor.lake.manifest import Manifest
+from conveyor.warehouse import ddl
+from conveyor.warehouse.base import Build, KeyViolation, literal, qualified, quote
+
+
+class DuckDBRelations(Build):
+    """Creates, fills and checks relations over ``self.con``, one cursor per thread."""
+
+    con: duckdb.DuckDBPyConnection
+
+    def _init_cursors(self) -> None:
+        self._local = threading.local()
+        self._cursors: list[duckdb.DuckDBPyConnection] = []
+        self._cursors_lock = threading.Lock()
+
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
+        cursor = getattr(self._local, "cursor", None)
+        if cursor is None:
+            cursor = self.con.cursor()
+            self._local.cursor = cursor
+            with self._cursors_lock:
+                self._cursors.append(cursor)
+        return cursor
+
+    def _run(self, design: TableDesign, sql: str, params: Any = None) -> Any:
+        try:
+            return self._cursor().execute(sql, params)
+        except duckdb.Error as exc:
+            raise LoadError(f'building "{design.name}" failed in DuckDB: {exc}') from None
+
+    def load_table(self, design: TableDesign, manifest: Manifest) -> int:
+        self._run(design, ddl.create_table(design, "duckdb"))
+        rows = self._count(design, f"INSERT INTO {qualified(design.name)} {select_extract(design, manifest)}")
+        self._comment(design, view=False)
+        return rows
+
+    def merge_table(self, design: TableDesign, manifest: Manifest) -> int:
+        table = qualified(design.name)
+        key = design.constraints.primary_key
+        if key:
+            match = " AND ".join(f"{table}.{quote(c)} = incoming.{quote(c)}" for c in key)
+            keys = ", ".join(quote(c) for c in key)
+            files = _files(manifest)
+            self._run(
+                design,
+                f"DELETE FROM {table} USING (SELECT DISTINCT {keys} FROM read_parquet({files})) AS incoming "
+                f"WHERE {match}",
+            )
+        return self._count(design, f"INSERT INTO {table} {select_extract(design, manifest)}")
+
+    def _count(self, design: TableDesign, sql: str) -> int:
+        """Run an INSERT and return its row count, consuming the whole result."""
+        rows = self._run(design, sql).fetchall()
+        return int(rows[0][0]) if rows else 0
+
+    def output_columns(self, design: TableDesign, sql: str) -> list[tuple[str, str]]:
+        """Names and types a query produces, without running it."""
+        return [(r[0], r[1]) for r in self._run(design, f"DESCRIBE {sql}").fetchall()]
+
+    def _check_columns(self, design: TableDesign, sql: str) -> None:
+        if not design.columns:
+            return
+        produced = [name for name, _ in self.output_columns(design, sql)]
+        expected = [c.name for c in design.columns]
+        if produced != expected:
+            raise LoadError(
+                f'the SQL of "{design.name}" produces columns ({", ".join(produced)}) '
+                f"but the design lists ({', '.join(expected)}).",
+                hint="Make the SELECT list and the design's columns agree, in the same order.",
+            )
+
+    def create_table(self, design: TableDesign, sql: str) -> int:
+        self._check_columns(design, sql)
+        typed = bool(design.columns) and all(c.type for c in design.columns)
+        if typed:
+            self._run(design, ddl.create_table(design, "duckdb"))
+            rows = self._count(design, f"INSERT INTO {qualified(design.name)} {sql}")
+        else:
+            self._run(design, f"CREATE TABLE {qualified(design.name)} AS {sql}")
+            rows = self._count(design, f"SELECT count(*) FROM {qualified(design.name)}")
+        self._comment(design, view=False)
+        return rows
+
+    def create_view(self, design: TableDesign, sql: str) -> None:
+        self._check_columns(design, sql)
+        self._run(design, f"CREATE VIEW {qualified(design.name)} AS {sql}")
+        self._comment(design, view=True)
+
+    def _comment(self, design: TableDesign, *, view: bool) -> None:
+        for statement in ddl.comments(design, view=view):
+            self._run(design, statement)
+
+    def check(self, design: TableDesign) -> list[KeyViolation]:
+        keys: list[tuple[str, list[str]]] = []
+        if design.constraints.primary_key:
+            keys.append(("primary_key", design.constraints.primary_key))
+        keys.extend(("unique", cols) for cols in design.constraints.unique)
+        if design.constraints.natural_key:
+            keys.append(("natural_key", design.constraints.natural_key))
+        found = [self._nulls(design, column) for column in _not_null_columns(design)]
+        found += [self._duplicates(design, constraint, columns) for constraint, columns in keys]
+        return [violation for violation in found if violation is not None]
+
+    def _nulls(self, design: TableDesign, column: str) -> KeyViolation | None:
+        """NOT NULL is in the DDL of typed tables; untyped CTAS tables are checked here."""
+        count = self._count(design, f"SELECT count(*) FROM {qualified(design.name)} WHERE {quote(column)} IS NULL")
+        return KeyViolation(design.name, "not_null", (column,), (), count) if count else None
+
+    def _duplicates(self, design: TableDesign, constraint: str, columns: list[str]) -> KeyViolation | None:
+        cols = ", ".join(quote(c) for c in columns)
+        table = qualified(design.name)
+        # rows with a NULL in the key are not duplicates (SQL unique semantics)
+        present = " AND ".join(f"{quote(c)} IS NOT NULL" for c in columns)
+        rows = self._run(
+            design,
+            f"SELECT {cols}, count(*) OVER () AS n FROM {table} WHERE {present} GROUP BY {cols} "
+            f"HAVING count(*) > 1 ORDER BY {cols} LIMIT 5",
+        ).fetchall()
+        if not rows:
+            return None
+        examples = tuple("(" + ", ".join(repr(v) for v in row[:-1]) + ")" for row in rows)
+        return KeyViolation(design.name, constraint, tuple(columns), examples, int(rows[0][-1]))
+
+    def drop(self, name: str) -> None:
+        kind = self.kind(name)
+        if kind is not None:
+            self._cursor().execute(f"DROP {'VIEW' if kind == 'view' else 'TABLE'} {qualified(name)}")
+
+    def kind(self, name: str) -> str | None:
+        """ "table", "view" or None: what ``name`` is in this database."""
+        row = (
+            self._cursor()
+            .execute(
+                "SELECT 'view' FROM duckdb_views() WHERE database_name = current_database() "
+                "AND schema_name = ? AND view_name = ? UNION ALL "
+                "SELECT 'table' FROM duckdb_tables() WHERE database_name = current_database() "
+                "AND schema_name = ? AND table_name = ?",
+                [*name.split(".", 1), *name.split(".", 1)],
+            )
+            .fetchall()
+        )
+        return str(row[0][0]) if row else None
+
+    def _close_cursors(self) -> None:
+        """Close every thread's cursor, so no open result holds a transaction during CHECKPOINT."""
+        with self._cursors_lock:
+            for cursor in self._cursors:
+                cursor.close()
+            self._cursors.clear()
+        self._local = threading.local()
+
+
+def _not_null_columns(design: TableDesign) -> list[str]:
+    """Columns that must hold no NULL but whose DDL may not say so (untyped CTAS)."""
+    if design.columns and all(c.type for c in design.columns):
+        return []
+    declared = [c.name for c in design.loaded_columns if c.not_null]
+    return declared + [c for c in design.constraints.primary_key if c not in declared]
+
+
+def _files(manifest: Manifest) -> str:
+    return "[" + ", ".join(literal(str(p)) for p in manifest.paths()) + "]"
+
+
+def select_extract(design: TableDesign, manifest: Manifest) -> str:
+    """``(cols) SELECT cols FROM read_parquet(parts)`` for the design's loaded columns."""
+    present = set(manifest.arrow_schema.names)
+    missing = [c.name for c in design.loaded_columns if c.name not in present]
+    if missing:
+        raise LoadError(
+            f'the extract {manifest.extract_id} of "{design.name}" lacks column(s) {", ".join(missing)}.',
+            hint=f'Re-extract it: "conveyor extract {design.name} --full".',
+        )
+    columns = ", ".join(quote(c.name) for c in design.loaded_columns)
+    return f"({columns}) SELECT {columns} FROM read_parquet({_files(manifest)})"
