@@ -29,33 +29,14 @@ from conveyor.load.update import wait_for_extracts, with_dependents
 from conveyor.load.upgrade import target_names
 from conveyor.load.upgrade import upgrade as upgrade_relations
 from conveyor.project import Project, Relation
-from conveyor.runctx import Reporter, RunContext
-from conveyor.tracking.store import TrackingStore
-from conveyor.warehouse import ddl, open_warehouse
+from conveyor.runctx import Reporter, RunContext, open_environment, open_tracking, whole_schemas
+from conveyor.warehouse import ddl
 from conveyor.warehouse.base import Warehouse, qualified
 
 
 def open_project(path: Path | str = ".") -> Project:
     """Load and check a project; raises ``ProjectError`` listing every problem."""
     return Project.load(path)
-
-
-def open_tracking(project: Project) -> TrackingStore:
-    """Open (and migrate) the project's tracking store."""
-    dsn = project.settings.tracking.dsn
-    if dsn.startswith("sqlite:///") and not dsn.startswith("sqlite:////"):
-        path = project.path(dsn.removeprefix("sqlite:///"))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        dsn = f"sqlite:///{path}"
-    elif "://" in dsn:
-        dsn = project.resolve_dsn(dsn, ("tracking", "dsn"))
-    return TrackingStore.open(dsn)
-
-
-def open_environment(project: Project, env: str | None = None) -> Warehouse:
-    """The warehouse of an environment, its DSN resolved."""
-    name, config = project.environment(env)
-    return open_warehouse(config.type, name, project.environment_dsn(name), root=project.root, config=config)
 
 
 @dataclass
@@ -92,12 +73,6 @@ class Outcome:
             if self.build.reason:
                 data["not_published_because"] = self.build.reason
         return data
-
-
-def whole_schemas(project: Project, relations: Sequence[Relation]) -> list[Relation]:
-    """A load rebuilds whole schemas: every relation in a schema the selection touches."""
-    schemas = {r.schema for r in relations}
-    return [project.relations[n] for n in project.dag.order() if project.relations[n].schema in schemas]
 
 
 class _Run:

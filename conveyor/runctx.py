@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from conveyor.config.secrets import scrub
 from conveyor.errors import ConveyorError
-from conveyor.project import Project
+from conveyor.project import Project, Relation
 from conveyor.tracking.store import TrackingStore
+from conveyor.warehouse import open_warehouse
+from conveyor.warehouse.base import Warehouse
 
 
 class Reporter:
@@ -85,3 +87,27 @@ class RunContext:
             self.run_id, relation, step, "skipped", started_at=now, finished_at=now, error=reason
         )
         self.reporter.finished(relation, step, "skipped", None, reason)
+
+
+def open_tracking(project: Project) -> TrackingStore:
+    """Open (and migrate) the project's tracking store."""
+    dsn = project.settings.tracking.dsn
+    if dsn.startswith("sqlite:///") and not dsn.startswith("sqlite:////"):
+        path = project.path(dsn.removeprefix("sqlite:///"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        dsn = f"sqlite:///{path}"
+    elif "://" in dsn:
+        dsn = project.resolve_dsn(dsn, ("tracking", "dsn"))
+    return TrackingStore.open(dsn)
+
+
+def open_environment(project: Project, env: str | None = None) -> Warehouse:
+    """The warehouse of an environment, its DSN resolved."""
+    name, config = project.environment(env)
+    return open_warehouse(config.type, name, project.environment_dsn(name), root=project.root, config=config)
+
+
+def whole_schemas(project: Project, relations: Sequence[Relation]) -> list[Relation]:
+    """A load rebuilds whole schemas: every relation in a schema the selection touches."""
+    schemas = {r.schema for r in relations}
+    return [project.relations[n] for n in project.dag.order() if project.relations[n].schema in schemas]

@@ -31,6 +31,7 @@ LAYERS: dict[str, float] = {
     "conveyor.pipeline": 4,
     "conveyor.api": 4.5,
     "conveyor.cli": 5,
+    "conveyor.__main__": 5,
     "conveyor.web": 5,
 }
 

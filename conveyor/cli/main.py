@@ -12,7 +12,7 @@ import traceback
 import click
 from rich.markup import escape
 
-from conveyor.cli import bootstrap_cmd, commands, runs_cmd
+from conveyor.cli import bootstrap_cmd, commands, pipeline_cmd, runs_cmd
 from conveyor.cli.app import Options, cli, pass_options
 from conveyor.cli.output import console
 from conveyor.config.secrets import scrub
@@ -51,5 +51,11 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(0)
 
 
-for _command in (*commands.COMMANDS, runs_cmd.runs, bootstrap_cmd.bootstrap):
+for _command in (
+    *commands.COMMANDS,
+    runs_cmd.runs,
+    bootstrap_cmd.bootstrap,
+    pipeline_cmd.pipeline,
+    pipeline_cmd.scheduler,
+):
     cli.add_command(_command)

@@ -34,11 +34,18 @@ def _seconds(value: float | None) -> str:
 @click.option("--limit", "-n", type=click.IntRange(1, 10_000), default=20, show_default=True, help="How many runs.")
 @click.option("--status", type=click.Choice(["running", "succeeded", "failed", "cancelled"]), help="Only these.")
 @click.option("--command", "command_name", help="Only runs of this command (run, extract, load ...).")
+@click.option("--pipeline", "pipeline_name", help="Only runs of this pipeline.")
 @format_option
 @pass_options
 @click.pass_context
 def runs(
-    ctx: click.Context, options: Options, limit: int, status: str | None, command_name: str | None, fmt: str
+    ctx: click.Context,
+    options: Options,
+    limit: int,
+    status: str | None,
+    command_name: str | None,
+    pipeline_name: str | None,
+    fmt: str,
 ) -> None:
     """List recent runs, newest first. `conveyor runs show RUN` shows one in detail."""
     if ctx.invoked_subcommand is not None:
@@ -46,7 +53,7 @@ def runs(
     project = api.open_project(options.project_dir)
     store = api.open_tracking(project)
     try:
-        found = store.list_runs(limit=limit, status=status, command=command_name)
+        found = store.list_runs(limit=limit, status=status, command=command_name, pipeline=pipeline_name)
     finally:
         store.close()
     if fmt == "json":

@@ -7,18 +7,14 @@ descriptions as JSON Schema so editors can complete and check the file, and
 
 from __future__ import annotations
 
-import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
-IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+from conveyor.config.base import IDENTIFIER, StrictModel
+from conveyor.config.pipelines import PipelineConfig
 
-
-class StrictModel(BaseModel):
-    """A model that rejects unknown keys (so typos are caught with "did you mean")."""
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+__all__ = ["IDENTIFIER", "ProjectSettings", "StrictModel"]
 
 
 class SourceConfig(StrictModel):
@@ -141,13 +137,17 @@ class ProjectSettings(StrictModel):
         default_factory=list,
         description="Selection terms whose relations must succeed; if one fails, nothing is published.",
     )
+    pipelines: dict[str, PipelineConfig] = Field(
+        default_factory=dict,
+        description="Scheduled pipelines by name (more can live in pipelines/<name>.yaml).",
+    )
     credentials_file: str = Field(
         default=".env",
         description="Optional KEY=VALUE file (kept out of git) read for ${VAR} references; "
         "the process environment wins over it.",
     )
 
-    @field_validator("sources", "environments")
+    @field_validator("sources", "environments", "pipelines")
     @classmethod
     def _names_are_identifiers(cls, value: dict[str, object]) -> dict[str, object]:
         for name in value:

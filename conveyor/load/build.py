@@ -10,7 +10,7 @@ the previous warehouse stays exactly as it was.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Set
+from collections.abc import Callable, Mapping, Sequence, Set
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
@@ -34,6 +34,7 @@ class BuildResult:
     errors: dict[str, str] = field(default_factory=dict)
     published: bool = False
     reason: str | None = None
+    manifests: dict[str, list[Manifest]] = field(default_factory=dict)
 
     def with_status(self, status: str) -> list[str]:
         return [name for name, s in self.status.items() if s == status]
@@ -93,11 +94,16 @@ class BuildOptions:
             compiles every statement.
         resume_from: the run id of a failed build whose staging is continued.
         done: relations that build already finished; they are not rebuilt.
+        pinned: extracts to load instead of the newest ones (a pipeline loads its secondary
+            environment from exactly the extracts its primary loaded).
+        required: selection terms that must succeed, besides the project's ``required``.
     """
 
     skip_copy: bool = False
     resume_from: str | None = None
     done: frozenset[str] = frozenset()
+    pinned: Mapping[str, list[Manifest]] | None = None
+    required: tuple[str, ...] = ()
 
 
 def empty_select(relation: Relation, dialect: str) -> str:
@@ -115,16 +121,16 @@ def build(
     options = options or BuildOptions()
     project = ctx.project
     todo = [r for r in relations if r.name not in options.done]
-    manifests = {} if options.skip_copy else manifests_for(project, todo)
+    manifests = {} if options.skip_copy else dict(options.pinned or manifests_for(project, todo))
     schemas = sorted({r.schema for r in relations})
     ctx.reporter.phase("build", len(todo))
     staging = warehouse.begin(schemas, run_id=ctx.run_id, resume_from=options.resume_from)
-    result = BuildResult(status=dict.fromkeys(options.done, "succeeded"))
+    result = BuildResult(status=dict.fromkeys(options.done, "succeeded"), manifests=manifests)
     try:
         rebuilt = {r.name for r in relations}
         sql = {r.name: _statement(project, r, staging, rebuilt, warehouse.DIALECT, options) for r in todo}
         _Runner(ctx, staging, manifests, sql, result, replace=options.resume_from is not None).run(todo)
-        _decide(ctx, relations, result)
+        _decide(ctx, relations, result, options.required)
         if result.reason is None:
             with ctx.step("*", "publish"):
                 staging.publish()
@@ -149,13 +155,14 @@ def _statement(
     return sql
 
 
-def _decide(ctx: RunContext, relations: list[Relation], result: BuildResult) -> None:
+def _decide(ctx: RunContext, relations: list[Relation], result: BuildResult, extra: Sequence[str] = ()) -> None:
     """Set ``result.reason`` when the build must not be published."""
     failed = [n for n in result.status if result.status[n] in ("failed", "skipped")]
     if not failed:
         return
     settings = ctx.project.settings
-    required = set(select(ctx.project.dag, settings.required)) if settings.required else set()
+    terms = [*settings.required, *extra]
+    required = set(select(ctx.project.dag, terms)) if terms else set()
     broken_required = sorted(set(failed) & required & {r.name for r in relations})
     if broken_required:
         result.reason = f"required relation(s) failed: {', '.join(broken_required)}"

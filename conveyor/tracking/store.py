@@ -58,6 +58,7 @@ from conveyor.tracking.models import (
     parse_ts,
     row_from,
 )
+from conveyor.tracking.pipelines import PipelineState
 
 __all__ = [
     "Migration",
@@ -480,7 +481,7 @@ _STATE_COLUMNS = ", ".join(column_names(ExtractStateRow))
 _LOCK_COLUMNS = ", ".join(column_names(LockRow))
 
 
-class TrackingStore:
+class TrackingStore(PipelineState):
     """Runs, events, extracts, watermarks and locks in SQLite or PostgreSQL.
 
     Open one with :meth:`open`; all methods are safe to call from several threads.

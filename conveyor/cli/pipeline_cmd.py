@@ -1,0 +1,285 @@
+"""``conveyor pipeline ...`` and ``conveyor scheduler``."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+import yaml
+from rich.markup import escape
+
+from conveyor import api
+from conveyor.cli.app import Options, pass_options
+from conveyor.cli.output import RichReporter, print_json, print_table, stdout
+from conveyor.config.schedule import parse_schedule
+from conveyor.errors import RunFailed, UserError
+from conveyor.pipeline.definitions import Pipeline, get_pipeline, load_pipelines
+from conveyor.pipeline.locks import hold, lock_names
+from conveyor.pipeline.runner import run_pipeline
+from conveyor.pipeline.scheduler import Clock, Scheduler
+from conveyor.project import Project
+
+format_option = click.option(
+    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True, help="Output format."
+)
+
+
+@click.group()
+def pipeline() -> None:
+    """Define, install and run scheduled pipelines (see docs/pipelines.md)."""
+
+
+def _when(value: datetime | None) -> str:
+    return value.astimezone().strftime("%Y-%m-%d %H:%M:%S %Z") if value else ""
+
+
+@pipeline.command()
+@click.argument("name")
+@pass_options
+def install(options: Options, name: str) -> None:
+    """Activate pipeline NAME in the scheduler's store (install again after changing it)."""
+    project = api.open_project(options.project_dir)
+    definition = get_pipeline(project, name)
+    store = api.open_tracking(project)
+    try:
+        row = store.install_pipeline(
+            name, project=project.settings.name, project_dir=str(project.root),
+            schedule=definition.config.schedule, definition=definition.definition(),
+        )  # fmt: skip
+    finally:
+        store.close()
+    nxt = parse_schedule(row.schedule).next_after(datetime.now(UTC))
+    stdout.print(f"Installed pipeline {name}: {row.schedule}; next run {_when(nxt) or 'only when run by hand'}.")
+
+
+@pipeline.command(name="list")
+@format_option
+@pass_options
+def list_(options: Options, fmt: str) -> None:
+    """Installed pipelines: schedule, status, next run, last run's status and duration."""
+    project = api.open_project(options.project_dir)
+    store = api.open_tracking(project)
+    try:
+        rows = []
+        for row in store.list_pipelines():
+            runs = store.list_runs(limit=1, pipeline=row.name)
+            last = runs[0] if runs else None
+            nxt = None
+            if row.status == "active":
+                nxt = parse_schedule(row.schedule).next_after(row.last_slot or row.installed_at)
+            rows.append({
+                "name": row.name, "schedule": row.schedule, "status": row.status,
+                "next_run": nxt.isoformat() if nxt else None,
+                "last_run": last.run_id if last else None, "last_status": last.status if last else None,
+                "last_duration_s": last.duration_s if last else None,
+            })  # fmt: skip
+    finally:
+        store.close()
+    if fmt == "json":
+        print_json(rows)
+        return
+    print_table(["pipeline", "schedule", "status", "next run", "last status", "duration"], [_list_row(r) for r in rows])
+
+
+def _list_row(row: dict[str, Any]) -> tuple[str, ...]:
+    nxt = datetime.fromisoformat(row["next_run"]) if row["next_run"] else None
+    duration = f"{row['last_duration_s']:.1f} s" if row["last_duration_s"] else ""
+    return (row["name"], row["schedule"], row["status"], _when(nxt), row["last_status"] or "", duration)
+
+
+@pipeline.command()
+@click.argument("name")
+@format_option
+@pass_options
+def show(options: Options, name: str, fmt: str) -> None:
+    """The definition of NAME, its resolved steps, and its recent runs."""
+    project = api.open_project(options.project_dir)
+    definition = get_pipeline(project, name)
+    store = api.open_tracking(project)
+    try:
+        runs = store.list_runs(limit=10, pipeline=name)
+    finally:
+        store.close()
+    steps = _resolved_steps(definition)
+    if fmt == "json":
+        print_json(
+            {
+                "name": name,
+                "definition": definition.definition(),
+                "steps": steps,
+                "runs": [
+                    {
+                        "run_id": r.run_id,
+                        "status": r.status,
+                        "started_at": r.started_at.isoformat(),
+                        "duration_s": r.duration_s,
+                        "error": r.error,
+                    }
+                    for r in runs
+                ],
+            }
+        )
+        return
+    stdout.print(f"[bold]Pipeline {name}[/]  ({definition.location()})")
+    stdout.print(escape(yaml.safe_dump(definition.definition(), sort_keys=False, allow_unicode=True)))
+    stdout.print("[bold]Steps[/]")
+    for index, step in enumerate(steps, 1):
+        stdout.print(f"  {index}. {step}")
+    print_table(
+        ["run", "status", "started", "duration", "error"],
+        [
+            (
+                r.run_id,
+                r.status,
+                _when(r.started_at),
+                f"{r.duration_s:.1f} s" if r.duration_s else "",
+                (r.error or "")[:60],
+            )
+            for r in runs
+        ],
+        title="Recent runs",
+    )
+
+
+def _resolved_steps(definition: Pipeline) -> list[str]:
+    config = definition.config
+    envs = config.environments
+    lines = [f"setup: {command}" for command in config.setup]
+    if config.deadman:
+        lines.append("dead-man switch: /start")
+    for step in config.step_list:
+        if step in ("load", "update"):
+            lines.extend(f"{step} into {env}" for env in definition.environments)
+        elif step == "load_skip_copy":
+            lines.append(f"load --skip-copy into {envs.scratch or envs.primary}")
+        else:
+            lines.append(step + (f" ({', '.join(config.selection)})" if config.selection else ""))
+    if config.deadman:
+        lines.append("dead-man switch: success or /fail")
+    lines.extend(f"notify {', '.join(t.on)}: {t.url.split('://')[0]}://…" for t in config.notify)
+    return lines
+
+
+def _set_status(options: Options, name: str, status: str | None) -> None:
+    store = api.open_tracking(api.open_project(options.project_dir))
+    try:
+        if status is None:
+            store.remove_pipeline(name)
+        else:
+            store.set_pipeline_status(name, status)
+    finally:
+        store.close()
+
+
+@pipeline.command()
+@click.argument("name")
+@pass_options
+def pause(options: Options, name: str) -> None:
+    """Stop scheduling NAME (a running run finishes)."""
+    _set_status(options, name, "paused")
+    stdout.print(f"Paused pipeline {name}.")
+
+
+@pipeline.command()
+@click.argument("name")
+@pass_options
+def resume(options: Options, name: str) -> None:
+    """Schedule NAME again; runs missed while paused are not made up."""
+    _set_status(options, name, "active")
+    stdout.print(f"Resumed pipeline {name}.")
+
+
+@pipeline.command()
+@click.argument("name")
+@pass_options
+def remove(options: Options, name: str) -> None:
+    """Uninstall NAME from the scheduler's store (its run history stays)."""
+    _set_status(options, name, None)
+    stdout.print(f"Removed pipeline {name}.")
+
+
+@pipeline.command(name="run")
+@click.argument("name")
+@click.option("--run-id", hidden=True, help="Use this run id (the scheduler's).")
+@click.option("--slot", hidden=True, help="The scheduled instant this run serves (the scheduler's).")
+@format_option
+@pass_options
+def run_(options: Options, name: str, run_id: str | None, slot: str | None, fmt: str) -> None:
+    """Run pipeline NAME now, in the foreground, once, with progress."""
+    project = api.open_project(options.project_dir)
+    definition = get_pipeline(project, name)
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    store = api.open_tracking(project)
+    try:
+        from conveyor.tracking.store import new_run_id
+
+        run_id = run_id or new_run_id()
+        with (
+            hold(store, lock_names(name, definition.config), run_id),
+            RichReporter(options.verbosity if fmt == "table" else -1) as reporter,
+        ):
+            outcome = run_pipeline(
+                project,
+                definition,
+                run_id=run_id,
+                reporter=reporter,
+                stop=stop,
+                scheduled_for=datetime.fromisoformat(slot) if slot else None,
+            )
+    finally:
+        store.close()
+        signal.signal(signal.SIGTERM, previous)
+    _report(outcome, fmt)
+
+
+def _report(outcome: Any, fmt: str) -> None:
+    if fmt == "json":
+        print_json(
+            {
+                "run_id": outcome.run_id,
+                "pipeline": outcome.pipeline,
+                "status": outcome.status,
+                "seconds": round(outcome.seconds, 3),
+                "steps": [vars(s) for s in outcome.steps],
+            }
+        )
+    else:
+        for step in outcome.steps:
+            mark = "[green]✓[/]" if step.ok else "[red]✗[/]"
+            where = f" {step.environment}" if step.environment else ""
+            extra = f": {escape(step.error)}" if step.error else ""
+            stdout.print(f"{mark} {step.step}{where}{extra}")
+        stdout.print(f"Pipeline {outcome.pipeline} run {outcome.run_id} {outcome.status} in {outcome.seconds:.1f} s")
+    if not outcome.ok:
+        raise RunFailed(
+            f"pipeline run {outcome.run_id} {outcome.status}.", hint=f'See "conveyor runs show {outcome.run_id}".'
+        )
+
+
+@click.command()
+@click.option("--poll", type=float, default=1.0, show_default=True, help="Seconds between schedule checks.")
+@pass_options
+def scheduler(options: Options, poll: float) -> None:
+    """Run installed pipelines at their times, until stopped (SIGTERM or Ctrl-C).
+
+    Only one scheduler may run per tracking store. See docs/pipelines.md for running it
+    under systemd or in a container.
+    """
+    logging.basicConfig(
+        level=logging.INFO if options.verbosity >= 0 else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(message)s",
+    )
+    project: Project = api.open_project(options.project_dir)
+    load_pipelines(project)  # a broken definition is bad input before the scheduler starts
+    store = api.open_tracking(project)
+    try:
+        Scheduler(store, poll_s=poll, clock=Clock()).run()
+    except UserError:
+        raise
+    finally:
+        store.close()

@@ -1,0 +1,1 @@
+"""Pipelines: definitions, runs, the scheduler, the dead-man switch and notifications."""

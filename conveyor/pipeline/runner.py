@@ -1,0 +1,310 @@
+"""Run a pipeline once: setup, the dead-man /start ping, the steps, the final ping, notifications.
+
+All steps of one run share one tracking-store run, so ``conveyor runs show RUN`` shows every
+step and relation. Extraction happens once: the secondary environment is loaded from
+exactly the extracts the primary was loaded from. A failed step is retried up to
+``retries`` times; the first step that still fails ends the run. A stop request (SIGTERM)
+lets the current step finish and cleanly cancels the rest.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from conveyor.config.secrets import resolve, scrub
+from conveyor.errors import ConveyorError
+from conveyor.extract.extract import extract
+from conveyor.extract.jobs import plan
+from conveyor.lake.manifest import Manifest
+from conveyor.load.build import BuildOptions, BuildResult, build
+from conveyor.load.update import update, with_dependents
+from conveyor.pipeline import deadman, notify
+from conveyor.pipeline.definitions import Pipeline
+from conveyor.project import Project, Relation
+from conveyor.runctx import Reporter, RunContext, open_environment, open_tracking, whole_schemas
+
+
+@dataclass
+class StepResult:
+    """One step of a pipeline run, in one environment."""
+
+    step: str
+    environment: str | None
+    ok: bool
+    attempts: int = 1
+    error: str | None = None
+
+
+@dataclass
+class PipelineOutcome:
+    """How a pipeline run ended."""
+
+    run_id: str
+    pipeline: str
+    status: str  # succeeded | failed | cancelled
+    seconds: float
+    steps: list[StepResult] = field(default_factory=list)
+    report: notify.RunReport | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "succeeded"
+
+
+class StepFailed(Exception):
+    """A step finished without succeeding; the message says why."""
+
+
+@dataclass
+class _State:
+    """What the steps of one run share."""
+
+    ctx: RunContext
+    pipeline: Pipeline
+    relations: list[Relation]
+    deadline: float
+    stop: threading.Event
+    rows_extracted: int = 0
+    rows_loaded: int = 0
+    failed: list[str] = field(default_factory=list)
+    pinned: dict[str, list[Manifest]] | None = None
+
+
+def run_pipeline(
+    project: Project,
+    pipeline: Pipeline,
+    *,
+    run_id: str | None = None,
+    scheduled_for: datetime | None = None,
+    reporter: Reporter | None = None,
+    stop: threading.Event | None = None,
+) -> PipelineOutcome:
+    """Run ``pipeline`` once, now, in this process."""
+    config = pipeline.config
+    began = time.monotonic()
+    with _environment(config.runtime.env, config.runtime.spark_master):
+        tracking = open_tracking(project)
+        selection = " ".join(config.selection) or None
+        run_id = tracking.start_run(
+            "pipeline", project=project.settings.name, environment=config.environments.primary,
+            pipeline=pipeline.name, selection=selection, run_id=run_id,
+        )  # fmt: skip
+        ctx = RunContext(
+            project, tracking, run_id, reporter or Reporter(), config.runtime.jobs or project.settings.defaults.jobs
+        )
+        state = _State(
+            ctx, pipeline, project.select(config.selection), began + config.timeout_s, stop or threading.Event()
+        )
+        outcome = PipelineOutcome(run_id, pipeline.name, "running", 0.0)
+        try:
+            _run(state, outcome, scheduled_for)
+        finally:
+            _finish(state, outcome, began)
+            tracking.close()
+    return outcome
+
+
+def _run(state: _State, outcome: PipelineOutcome, scheduled_for: datetime | None) -> None:
+    config = state.pipeline.config
+    try:
+        _setup(state)
+    except (StepFailed, ConveyorError) as exc:
+        outcome.status = "failed"
+        outcome.steps.append(StepResult("setup", None, False, error=_text(exc)))
+        return
+    when = f" (scheduled for {scheduled_for.isoformat()})" if scheduled_for else ""
+    deadman.ping(
+        _deadman_urls(state), "start", f"Run {state.ctx.run_id} of pipeline {state.pipeline.name} started{when}."
+    )
+    for step in config.step_list:
+        if state.stop.is_set():
+            outcome.status = "cancelled"
+            outcome.steps.append(StepResult(step, None, False, error="stopped before this step (SIGTERM)"))
+            return
+        for environment in _environments(state, step):
+            result = _attempt(state, step, environment)
+            outcome.steps.append(result)
+            if not result.ok:
+                outcome.status = "failed"
+                return
+    outcome.status = "succeeded"
+
+
+def _environments(state: _State, step: str) -> list[str | None]:
+    envs = state.pipeline.config.environments
+    if step in ("load", "update"):
+        return list(state.pipeline.environments)
+    if step == "load_skip_copy":
+        return [envs.scratch or envs.primary]
+    return [None]
+
+
+def _attempt(state: _State, step: str, environment: str | None) -> StepResult:
+    retries = state.pipeline.config.retries
+    error = None
+    for attempt in range(1, retries + 2):
+        if time.monotonic() > state.deadline:
+            return StepResult(
+                step,
+                environment,
+                False,
+                attempt,
+                f"the run exceeded its timeout of {state.pipeline.config.timeout_s:.0f} s",
+            )
+        try:
+            STEPS[step](state, environment)
+            return StepResult(step, environment, True, attempt)
+        except (StepFailed, ConveyorError) as exc:
+            error = _text(exc)
+            state.ctx.reporter.message(f"step {step} failed (attempt {attempt}): {error}", "warning")
+    return StepResult(step, environment, False, retries + 1, error)
+
+
+def _text(exc: BaseException) -> str:
+    return scrub(exc.render() if isinstance(exc, ConveyorError) else str(exc))
+
+
+def _setup(state: _State) -> None:
+    """Run the setup commands; the dead-man /start ping waits for them."""
+    for command in state.pipeline.config.setup:
+        remaining = max(1.0, state.deadline - time.monotonic())
+        with state.ctx.step(command, "setup"):
+            try:
+                done = subprocess.run(
+                    command,
+                    shell=True,
+                    cwd=state.ctx.project.root,
+                    capture_output=True,
+                    text=True,
+                    timeout=remaining,
+                    check=False,
+                )
+            except subprocess.TimeoutExpired:
+                raise StepFailed(f"setup command timed out: {command}") from None
+            if done.returncode != 0:
+                tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-5:])
+                raise StepFailed(f"setup command {command!r} exited with {done.returncode}: {tail}")
+
+
+def _extract(state: _State, environment: str | None) -> None:
+    project = state.ctx.project
+    relations = whole_schemas(project, state.relations)
+    summary = extract(state.ctx, plan(project, relations))
+    state.rows_extracted += summary.rows
+    if summary.failed:
+        state.failed.extend(r.relation for r in summary.failed)
+        raise StepFailed(
+            f"extract failed for {', '.join(r.relation for r in summary.failed)}: {summary.failed[0].error}"
+        )
+
+
+def _load(state: _State, environment: str | None, *, skip_copy: bool = False) -> None:
+    project = state.ctx.project
+    warehouse = open_environment(project, environment)
+    options = BuildOptions(
+        skip_copy=skip_copy,
+        pinned=None if skip_copy else state.pinned,
+        required=tuple(state.pipeline.config.required),
+    )
+    result = build(state.ctx, whole_schemas(project, state.relations), warehouse, options)
+    _check_result(state, result, f"load into {environment}")
+    if not skip_copy and state.pinned is None:
+        state.pinned = dict(result.manifests)  # the secondary loads exactly these extracts
+
+
+def _update(state: _State, environment: str | None) -> None:
+    project = state.ctx.project
+    warehouse = open_environment(project, environment)
+    result = update(state.ctx, with_dependents(project, state.relations), warehouse)
+    _check_result(state, result, f"update of {environment}")
+
+
+def _check_result(state: _State, result: BuildResult, what: str) -> None:
+    state.rows_loaded += sum(result.rows.values())
+    failed = [n for n, s in result.status.items() if s == "failed"]
+    state.failed.extend(n for n in failed if n not in state.failed)
+    if not result.published or result.errors:
+        first = next(iter(result.errors.values()), result.reason or "")
+        raise StepFailed(f"{what} failed: {first}")
+
+
+def _validate(state: _State, environment: str | None) -> None:
+    """Re-read and check the whole project from disk: designs, SQL, dependencies."""
+    Project.load(state.ctx.project.root)
+
+
+def _load_skip_copy(state: _State, environment: str | None) -> None:
+    _load(state, environment, skip_copy=True)
+
+
+STEPS = {
+    "extract": _extract,
+    "load": _load,
+    "update": _update,
+    "validate": _validate,
+    "load_skip_copy": _load_skip_copy,
+}
+
+
+def _urls(state: _State, places: Sequence[tuple[tuple[str | int, ...], str]]) -> list[str]:
+    """Resolve ${VAR} secrets in dead-man and notification URLs (``places``: key path, url)."""
+    creds = state.ctx.project.credentials
+    return [resolve(url, where=state.pipeline.location(*loc), credentials=creds) for loc, url in places]
+
+
+def _deadman_urls(state: _State) -> list[str]:
+    return _urls(state, [(("deadman", i), url) for i, url in enumerate(state.pipeline.config.deadman)])
+
+
+def _finish(state: _State, outcome: PipelineOutcome, began: float) -> None:
+    if outcome.status == "running":
+        outcome.status = "failed"
+    outcome.seconds = time.monotonic() - began
+    first_error = next((s.error for s in outcome.steps if not s.ok and s.error), None)
+    report = notify.RunReport(
+        state.pipeline.name, state.ctx.run_id, state.pipeline.environments,
+        "succeeded" if outcome.ok else outcome.status, outcome.seconds, state.rows_extracted, state.rows_loaded,
+        state.failed, first_error,
+    )  # fmt: skip
+    outcome.report = report
+    summary = {
+        "steps": [vars(s) for s in outcome.steps],
+        "rows_extracted": state.rows_extracted,
+        "rows_loaded": state.rows_loaded,
+        "failed": state.failed,
+        "environments": state.pipeline.environments,
+    }
+    run_status = outcome.status if outcome.status in ("succeeded", "failed", "cancelled") else "failed"
+    state.ctx.tracking.finish_run(state.ctx.run_id, run_status, error=first_error, summary=summary)
+    event = "success" if outcome.ok else "failure"
+    try:
+        deadman.ping(_deadman_urls(state), "success" if outcome.ok else "fail", report.body)
+        targets = [(("notify", i, "url"), t.url) for i, t in enumerate(state.pipeline.config.notify) if event in t.on]
+        notify.send(_urls(state, targets), report)
+    except ConveyorError as exc:  # an unset secret in a URL: say so, never fail the run for it
+        state.ctx.reporter.message(f"could not notify: {exc.render()}", "warning")
+
+
+@contextmanager
+def _environment(variables: dict[str, str], spark_master: str | None) -> Iterator[None]:
+    """Set the pipeline's runtime environment variables for the duration of the run."""
+    wanted = dict(variables)
+    if spark_master:
+        wanted["CONVEYOR_SPARK_MASTER"] = spark_master
+    saved = {key: os.environ.get(key) for key in wanted}
+    os.environ.update(wanted)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

@@ -1,0 +1,197 @@
+"""Pipeline state in the tracking store: installed pipelines and scheduled slots.
+
+A *slot* is one scheduled instant of one pipeline. The scheduler claims a slot with an
+INSERT before it starts the run; the primary key (pipeline, scheduled_at) makes a second
+claim fail, so a slot runs at most once whatever restarts or races happen.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from conveyor.errors import UserError, did_you_mean
+from conveyor.tracking.models import format_ts, parse_ts
+
+PIPELINE_STATUSES = ("active", "paused", "done")
+SLOT_STATUSES = ("running", "succeeded", "failed", "missed", "cancelled")
+
+
+@dataclass(frozen=True)
+class PipelineRow:
+    """An installed pipeline."""
+
+    name: str
+    project: str
+    project_dir: str
+    status: str
+    schedule: str
+    definition: dict[str, Any]
+    installed_at: datetime
+    updated_at: datetime
+    last_slot: datetime | None
+
+
+@dataclass(frozen=True)
+class SlotRow:
+    """One scheduled instant of a pipeline, and what became of it."""
+
+    pipeline: str
+    scheduled_at: datetime
+    status: str
+    run_id: str | None
+    claimed_at: datetime
+    finished_at: datetime | None
+    detail: dict[str, Any] | None
+
+
+class _Db(Protocol):
+    def execute(self, sql: str, params: Any = ()) -> int: ...
+    def query(self, sql: str, params: Any = ()) -> list[dict[str, Any]]: ...
+
+
+def _pipeline(row: dict[str, Any]) -> PipelineRow:
+    return PipelineRow(
+        row["name"], row["project"], row["project_dir"], row["status"], row["schedule"],
+        json.loads(row["definition"]), _ts(row["installed_at"]), _ts(row["updated_at"]), parse_ts(row["last_slot"]),
+    )  # fmt: skip
+
+
+def _slot(row: dict[str, Any]) -> SlotRow:
+    detail = json.loads(row["detail"]) if row["detail"] else None
+    return SlotRow(
+        row["pipeline"], _ts(row["scheduled_at"]), row["status"], row["run_id"], _ts(row["claimed_at"]),
+        parse_ts(row["finished_at"]), detail,
+    )  # fmt: skip
+
+
+def _ts(value: str) -> datetime:
+    parsed = parse_ts(value)
+    assert parsed is not None
+    return parsed
+
+
+class PipelineState:
+    """Mixed into :class:`~conveyor.tracking.store.TrackingStore`."""
+
+    def _session(self) -> AbstractContextManager[_Db]:  # provided by TrackingStore
+        raise NotImplementedError
+
+    def install_pipeline(
+        self, name: str, *, project: str, project_dir: str, schedule: str, definition: dict[str, Any]
+    ) -> PipelineRow:
+        """Install (or reinstall, keeping its slot history) a pipeline; it becomes active."""
+        now = format_ts(datetime.now(UTC))
+        text = json.dumps(definition, sort_keys=True, default=str)
+        with self._session() as db:
+            updated = db.execute(
+                "UPDATE pipelines SET project = ?, project_dir = ?, status = 'active', schedule = ?, "
+                "definition = ?, updated_at = ? WHERE name = ?",
+                (project, project_dir, schedule, text, now, name),
+            )
+            if not updated:
+                db.execute(
+                    "INSERT INTO pipelines (name, project, project_dir, status, schedule, definition, installed_at, "
+                    "updated_at, last_slot) VALUES (?, ?, ?, 'active', ?, ?, ?, ?, ?)",
+                    (name, project, project_dir, schedule, text, now, now, now),
+                )
+        return self.get_pipeline(name)
+
+    def get_pipeline(self, name: str) -> PipelineRow:
+        """An installed pipeline; a missing one is a user error with a did-you-mean."""
+        with self._session() as db:
+            rows = db.query("SELECT * FROM pipelines WHERE name = ?", (name,))
+        if not rows:
+            known = [p.name for p in self.list_pipelines()]
+            raise UserError(
+                f'pipeline "{name}" is not installed.' + did_you_mean(name, known),
+                hint=f'Install it with "conveyor pipeline install {name}".',
+            )
+        return _pipeline(rows[0])
+
+    def list_pipelines(self) -> list[PipelineRow]:
+        with self._session() as db:
+            return [_pipeline(r) for r in db.query("SELECT * FROM pipelines ORDER BY name")]
+
+    def set_pipeline_status(self, name: str, status: str) -> None:
+        if status not in PIPELINE_STATUSES:
+            raise ValueError(f"unknown pipeline status {status!r}")
+        self.get_pipeline(name)
+        with self._session() as db:
+            db.execute(
+                "UPDATE pipelines SET status = ?, updated_at = ? WHERE name = ?",
+                (status, format_ts(datetime.now(UTC)), name),
+            )
+
+    def remove_pipeline(self, name: str) -> None:
+        """Uninstall a pipeline; its runs stay in the history."""
+        self.get_pipeline(name)
+        with self._session() as db:
+            db.execute("DELETE FROM pipelines WHERE name = ?", (name,))
+
+    def set_last_slot(self, name: str, slot: datetime) -> None:
+        """Remember the newest slot handled, so a restart knows what was missed."""
+        with self._session() as db:
+            db.execute(
+                "UPDATE pipelines SET last_slot = ? WHERE name = ? AND (last_slot IS NULL OR last_slot < ?)",
+                (format_ts(slot), name, format_ts(slot)),
+            )
+
+    def claim_slot(self, name: str, scheduled_at: datetime, run_id: str, status: str = "running") -> bool:
+        """Claim one scheduled instant for ``run_id``; False when it was claimed before.
+
+        The insert is a no-op on conflict and the row is read back: only the claimant whose
+        run id is in the row owns the slot, so two racing claims can never both win.
+        """
+        if status not in SLOT_STATUSES:
+            raise ValueError(f"unknown slot status {status!r}")
+        key = (name, format_ts(scheduled_at))
+        with self._session() as db:
+            db.execute(
+                "INSERT INTO pipeline_slots (pipeline, scheduled_at, status, run_id, claimed_at) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (pipeline, scheduled_at) DO NOTHING",
+                (*key, status, run_id, format_ts(datetime.now(UTC))),
+            )
+            owner = db.query("SELECT run_id FROM pipeline_slots WHERE pipeline = ? AND scheduled_at = ?", key)
+        return bool(owner) and owner[0]["run_id"] == run_id
+
+    def finish_slot(
+        self,
+        name: str,
+        scheduled_at: datetime,
+        status: str,
+        *,
+        run_id: str | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        if status not in SLOT_STATUSES:
+            raise ValueError(f"unknown slot status {status!r}")
+        with self._session() as db:
+            db.execute(
+                "UPDATE pipeline_slots SET status = ?, run_id = coalesce(?, run_id), finished_at = ?, detail = ? "
+                "WHERE pipeline = ? AND scheduled_at = ?",
+                (
+                    status,
+                    run_id,
+                    format_ts(datetime.now(UTC)),
+                    json.dumps(detail) if detail else None,
+                    name,
+                    format_ts(scheduled_at),
+                ),
+            )
+
+    def slots(self, name: str, limit: int = 20) -> list[SlotRow]:
+        with self._session() as db:
+            rows = db.query(
+                "SELECT * FROM pipeline_slots WHERE pipeline = ? ORDER BY scheduled_at DESC LIMIT ?", (name, limit)
+            )
+        return [_slot(r) for r in rows]
+
+    def iter_all_slots(self) -> Iterator[SlotRow]:
+        with self._session() as db:
+            rows = db.query("SELECT * FROM pipeline_slots ORDER BY pipeline, scheduled_at")
+        yield from (_slot(r) for r in rows)
