@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import sys
+import time
 from datetime import datetime
 from typing import Any
 
@@ -111,4 +114,47 @@ def show(options: Options, run_id: str, fmt: str) -> None:
             )
             for e in events
         ],
+    )
+
+
+@runs.command()
+@click.argument("run_id", default="last")
+@click.option("--interval", type=float, default=1.0, show_default=True, help="Seconds between polls.")
+@format_option
+@pass_options
+def tail(options: Options, run_id: str, interval: float, fmt: str) -> None:
+    """Follow a run (default: the newest) until it ends, printing each step as it changes."""
+    project = api.open_project(options.project_dir)
+    store = api.open_tracking(project)
+    seen: dict[int, str] = {}
+    try:
+        run = store.get_run(run_id)
+        if fmt != "json":
+            stdout.print(f"[bold]Following run {run.run_id}[/] ({run.command}, {run.status})")
+        while True:
+            for event in store.run_events(run.run_id):
+                if seen.get(event.id) != event.status:
+                    seen[event.id] = event.status
+                    _print_event(event, fmt)
+            run = store.get_run(run.run_id)
+            if run.status != "running":
+                break
+            time.sleep(interval)
+    finally:
+        store.close()
+    if fmt == "json":  # JSON lines: one object per event, then the run's end
+        sys.stdout.write(json.dumps({"run_id": run.run_id, "status": run.status, "error": run.error}) + "\n")
+    else:
+        stdout.print(f"Run {run.run_id} {run.status} in {_seconds(run.duration_s)}")
+
+
+def _print_event(event: Any, fmt: str) -> None:
+    if fmt == "json":
+        sys.stdout.write(json.dumps(_row(event), default=str) + "\n")
+        sys.stdout.flush()
+        return
+    rows = "" if event.rows is None else f" {event.rows:,} rows"
+    error = f": {escape(event.error)}" if event.error else ""
+    stdout.print(
+        f"{_when(event.finished_at or event.started_at)}  {event.status:<9} {event.step} {event.relation}{rows}{error}"
     )
