@@ -48,11 +48,14 @@ def _finish(outcome: api.Outcome, fmt: str, options: Options) -> None:
 def _print_summary(outcome: api.Outcome) -> None:
     if outcome.extract is not None:
         ex = outcome.extract
-        ok = len(ex.results) - len(ex.failed)
+        ok = sum(1 for r in ex.results if r.status == "succeeded")
         seconds = sum(r.seconds for r in ex.results)
         stdout.print(f"Extracted {ok}/{len(ex.results)} tables, {ex.rows:,} rows ({seconds:.1f} s of work)")
-        for failed in ex.failed:
-            stdout.print(f"  [red]✗ {failed.relation}[/]: {escape(failed.error or '')}")
+        for result in ex.results:
+            if result.status == "failed":
+                stdout.print(f"  [red]✗ {result.relation}[/]: {escape(result.error or '')}")
+            elif result.status == "skipped":
+                stdout.print(f"  [yellow]- {result.relation}[/] {escape(result.error or 'skipped')}")
     if outcome.build is not None:
         b = outcome.build
         built = b.with_status("succeeded")

@@ -14,7 +14,7 @@ import re
 import threading
 from collections.abc import Mapping
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 from conveyor.errors import Location, SecretError
 
@@ -97,12 +97,9 @@ def register_secret(value: str) -> None:
 
 def register_secret_from_dsn(value: str) -> None:
     """Register the password inside a URL (or the whole value when it is not a URL)."""
-    if "://" in value:
-        try:
-            password = urlsplit(value).password
-        except ValueError:
-            password = None
-        if password:
+    if "://" in value or "=" in value:
+        # raw and percent-decoded forms: drivers may echo either
+        for password in dsn_passwords(value):
             register_secret(password)
     else:
         register_secret(value)

@@ -34,7 +34,6 @@ _SIMPLE: dict[str, pa.DataType] = {
     "uuid": pa.uuid(),
     "json": pa.json_(),
     "bytes": pa.binary(),
-    "interval": pa.month_day_nano_interval(),
 }
 
 _ALIASES = {

@@ -9,8 +9,9 @@ the commit after that, so it never claims data the lake does not hold.
 from __future__ import annotations
 
 import json
+import threading
 import time
-from concurrent.futures import Executor, ThreadPoolExecutor, as_completed
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -64,20 +65,20 @@ def extract(ctx: RunContext, jobs: list[ExtractJob], *, fail_fast: bool = False)
     check_jobs(ctx.project, jobs)
     ctx.reporter.phase("extract", len(jobs))
     summary = ExtractSummary()
+    # with --fail-fast, a table that has not started when another failed does not start at all
+    stop = threading.Event()
+
+    def one(job: ExtractJob, pool: Executor) -> TableResult:
+        if stop.is_set():
+            return TableResult(job.relation, "skipped", error="not started: --fail-fast")
+        result = _extract_one(ctx, job, pool)
+        if fail_fast and result.status == "failed":
+            stop.set()
+        return result
+
     with ThreadPoolExecutor(max_workers=max(1, ctx.jobs), thread_name_prefix="extract") as pool:
-        futures = {job.relation: pool.submit(_extract_one, ctx, job, pool) for job in jobs}
-        if fail_fast:
-            for future in as_completed(futures.values()):
-                if future.result().status == "failed":
-                    for other in futures.values():
-                        other.cancel()
-                    break
-        for job in jobs:
-            future = futures[job.relation]
-            if future.cancelled():
-                summary.results.append(TableResult(job.relation, "skipped", error="not started: --fail-fast"))
-            else:
-                summary.results.append(future.result())
+        futures = [pool.submit(one, job, pool) for job in jobs]
+        summary.results = [future.result() for future in futures]
     return summary
 
 
@@ -99,7 +100,7 @@ def _extract_one(ctx: RunContext, job: ExtractJob, pool: Executor | None = None)
         return TableResult(
             job.relation, "succeeded", manifest.rows, manifest.bytes, time.monotonic() - began, manifest.extract_id
         )
-    except (ConveyorError, OSError, ValueError, RuntimeError) as exc:
+    except Exception as exc:  # any failure is this table's; the others go on
         message = scrub(exc.render() if isinstance(exc, ConveyorError) else f"{type(exc).__name__}: {exc}")
         return TableResult(job.relation, "failed", seconds=time.monotonic() - began, error=message)
 
@@ -152,18 +153,19 @@ def _commit(ctx: RunContext, job: ExtractJob, pool: Executor | None) -> Manifest
         rows=manifest.rows,
         bytes=manifest.bytes,
         manifest_path=str(path),
-        watermark_high=_watermark_text(manifest),
+        watermark_low=_watermark_text(manifest, "low"),
+        watermark_high=_watermark_text(manifest, "value"),
     )
     lake.prune(job.source, job.lake_table, settings.lake.keep)
     return manifest
 
 
-def _watermark_text(manifest: Manifest) -> str | None:
-    """The committed high-water mark as the tracking store keeps it."""
-    if not manifest.watermark or manifest.watermark.get("value") is None:
+def _watermark_text(manifest: Manifest, key: str) -> str | None:
+    """One end of the extract's cursor range (``low`` or the high ``value``) as the store keeps it."""
+    if not manifest.watermark or manifest.watermark.get(key) is None:
         return None
     mark = manifest.watermark
-    return json.dumps({"cursor": mark["cursor"], "type": mark["type"], "value": mark["value"]}, sort_keys=True)
+    return json.dumps({"cursor": mark["cursor"], "type": mark["type"], "value": mark[key]}, sort_keys=True)
 
 
 def _previous_watermark(ctx: RunContext, lake: Lake, job: ExtractJob) -> dict[str, Any] | None:
@@ -180,8 +182,9 @@ def _previous_watermark(ctx: RunContext, lake: Lake, job: ExtractJob) -> dict[st
         return None  # nothing in the lake to build on: start with a full extract
     if latest.watermark and latest.watermark.get("cursor") == job.incremental_cursor:
         return latest.watermark
-    stored = ctx.tracking.watermark(job.source, job.lake_table)
-    return json.loads(stored) if stored else None
+    stored = json.loads(ctx.tracking.watermark(job.source, job.lake_table) or "null")
+    # a watermark of another cursor says nothing about this one: start with a full extract
+    return stored if stored and stored.get("cursor") == job.incremental_cursor else None
 
 
 def _with_retries(ctx: RunContext, job: ExtractJob, given: RunnerInput) -> RunnerOutput:

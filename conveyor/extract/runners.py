@@ -130,7 +130,7 @@ class ArrowRunner(Runner):
         with open_source(job.source_type, job.source, given.dsn, root=given.root) as source:
             inc = plan_incremental(job, source, given.previous_watermark)
             request = ReadRequest(
-                schema=job.upstream_schema or source.DEFAULT_SCHEMA or "",
+                schema=job.upstream_schema or source.default_schema() or "",
                 table=job.upstream_table,
                 columns=columns,
                 where=combine(job.condition, inc.where),
@@ -160,8 +160,7 @@ def _partition_count(job: ExtractJob, source: Source, request: ReadRequest, work
         return 1
     if job.partitions is not None:
         return job.partitions
-    estimate = source.describe(request.schema, request.table).row_estimate
-    return partition.auto_count(estimate, workers)
+    return partition.auto_count(source.row_estimate(request.schema, request.table), workers)
 
 
 @dataclass

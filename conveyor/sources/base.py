@@ -112,6 +112,35 @@ class Source(ABC):
         partition read with the same id sees the same consistent state of the database.
         """
 
+    def literal(self, value: object) -> str:
+        """``value`` as a SQL literal of this engine (for engines that inline parameters)."""
+        raise NotImplementedError(f"{type(self).__name__} binds parameters instead")
+
+    def inline(self, where: str | None, params: Sequence[object]) -> str | None:
+        """``where`` with each ``PLACEHOLDER`` replaced by its parameter as a literal.
+
+        Engines whose readers take no bound parameters (ADBC's COPY, connectorx) use a
+        placeholder that cannot occur in SQL, so a ``%`` in a name or in a user's condition
+        is never mistaken for one.
+        """
+        if not where or not params:
+            return where
+        pieces = where.split(self.PLACEHOLDER)
+        if len(pieces) != len(params) + 1:
+            raise ValueError(f"{len(pieces) - 1} placeholders but {len(params)} parameters in: {where}")
+        text = pieces[0]
+        for value, piece in zip(params, pieces[1:], strict=True):
+            text += self.literal(value) + piece
+        return text
+
+    def default_schema(self) -> str | None:
+        """The schema of a table named without one (``DEFAULT_SCHEMA`` unless the DSN says)."""
+        return self.DEFAULT_SCHEMA
+
+    def row_estimate(self, schema: str, table: str) -> int | None:
+        """Roughly how many rows a table has (for the automatic partition count)."""
+        return self.describe(schema, table).row_estimate
+
     def snapshot(self) -> AbstractContextManager[str | None]:
         """Hold a snapshot that other connections can read; yields its id (None: not supported)."""
         return nullcontext(None)

@@ -58,6 +58,15 @@ SESSION_SETTINGS = ("SET NAMES utf8mb4", "SET time_zone = '+00:00'")
 # lock wait timeout, deadlock, server gone away, lost connection, too many connections,
 # server shutdown, lost connection during query, query interrupted by shutdown
 _TRANSIENT_CODES = {1205, 1213, 2006, 2013, 1040, 1053, 2055, 1927, 4031}
+# connectorx reports a lost connection in words, without a MySQL error code
+_TRANSIENT_PATTERNS = (
+    "bytes remaining on stream",
+    "lost connection",
+    "server has gone away",
+    "broken pipe",
+    "connection reset",
+    "connection refused by server",
+)
 _CODE_RE = re.compile(r"ERROR (\d{4})")
 
 _INT_TYPES = {
@@ -174,6 +183,20 @@ class MySQLSource(Source):
         self._conn: pymysql.connections.Connection[Any] | None = None
         self._mariadb: bool | None = None
 
+    PLACEHOLDER = "{{?}}"
+
+    def default_schema(self) -> str | None:
+        """The database the DSN names: a table written without a schema lives there."""
+        return self.database
+
+    @property
+    def database(self) -> str | None:
+        return unquote(urlsplit(self.dsn).path.lstrip("/")) or None
+
+    def row_estimate(self, schema: str, table: str) -> int | None:
+        """``information_schema.TABLES.TABLE_ROWS``, without reflecting the columns."""
+        return self._table_rows(schema, table)
+
     def quote(self, identifier: str) -> str:
         """Quote one identifier with backticks (doubling embedded backticks)."""
         return "`" + identifier.replace("`", "``") + "`"
@@ -229,7 +252,8 @@ class MySQLSource(Source):
         text = scrub_dsn(_error_text(exc), self.dsn)
         where = f" while running: {scrub_dsn(statement, self.dsn)}" if statement else ""
         message = f'source "{self.name}" ({mask_dsn(self.dsn)}) failed{where}: {text}'
-        if _error_code(exc) in _TRANSIENT_CODES:
+        lowered = text.lower()
+        if _error_code(exc) in _TRANSIENT_CODES or any(p in lowered for p in _TRANSIENT_PATTERNS):
             return TransientError(message)
         return ExtractError(message)
 
@@ -260,7 +284,13 @@ class MySQLSource(Source):
     # ------------------------------------------------------------------ catalog
 
     def list_tables(self) -> list[tuple[str, str]]:
-        """Every table and view outside the system databases."""
+        """The tables and views of the DSN's database, or of every non-system database when it names none."""
+        if self.database:
+            rows = self._query(
+                "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s ORDER BY 1, 2",
+                (self.database,),
+            )
+            return [(str(s), str(t)) for s, t in rows]
         placeholders = ", ".join(["%s"] * len(SYSTEM_SCHEMAS))
         rows = self._query(
             "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES "
@@ -397,12 +427,9 @@ class MySQLSource(Source):
         items = ", ".join(p.select for p in plans) or "NULL"
         text = f"SELECT {items} FROM {self.quote(request.schema)}.{self.quote(request.table)}"
         if request.where:
-            text += f" WHERE {request.where}"
+            text += f" WHERE {self.inline(request.where, request.params)}"
         if request.order_by:
             text += " ORDER BY " + ", ".join(self.quote(c) for c in request.order_by)
-        if request.params:
-            with self._errors(text), self.conn.cursor() as cur:
-                text = cur.mogrify(text, request.params)
         return text
 
     def read(self, request: ReadRequest, *, snapshot: str | None = None) -> Iterator[pa.RecordBatch]:
@@ -488,8 +515,8 @@ class MySQLSource(Source):
         col = self.quote(column)
         text = f"SELECT MIN({col}), MAX({col}) FROM {self.quote(schema)}.{self.quote(table)}"
         if where:
-            text += f" WHERE {where}"
-        rows = self._query(text, params or None)
+            text += f" WHERE {self.inline(where, params)}"
+        rows = self._query(text, None)
         return rows[0][0], rows[0][1]
 
     def quantiles(self, schema: str, table: str, column: str, n: int) -> list[Any]:

@@ -92,7 +92,6 @@ _SIMPLE_TYPES: dict[str, SqlType] = {
     "time": SqlType("time"),
     "timestamp": SqlType("timestamp"),
     "timestamptz": SqlType("timestamptz"),
-    "interval": SqlType("interval"),
     "uuid": SqlType("uuid"),
     "json": SqlType("json"),
     "jsonb": SqlType("json"),
@@ -225,6 +224,7 @@ class PostgresSource(Source):
     DEFAULT_SCHEMA = "public"
     SUPPORTS_SNAPSHOT = True
     SUPPORTS_CTID = True
+    PLACEHOLDER = "{{?}}"
 
     def __init__(self, name: str, dsn: str, *, connect_timeout: int = 10):
         super().__init__(name, dsn)
@@ -306,6 +306,11 @@ class PostgresSource(Source):
         """Every table, view and foreign table outside the system schemas."""
         return [(s, t) for s, t in self._query(_LIST_SQL, (list(SYSTEM_SCHEMAS),))]
 
+    def row_estimate(self, schema: str, table: str) -> int | None:
+        """The planner's estimate (``reltuples``), without reflecting the columns."""
+        _oid, reltuples = self._table_oid(schema, table)
+        return reltuples if reltuples is not None and reltuples >= 0 else None
+
     def _table_oid(self, schema: str, table: str) -> tuple[int, int]:
         oid, reltuples, _comment = self._table_row(schema, table)
         return oid, reltuples
@@ -383,12 +388,9 @@ class PostgresSource(Source):
         items += [f"{p.ndims} AS {self.quote('__ndims_' + p.name)}" for p in plans if p.ndims]
         text = f"SELECT {', '.join(items) or 'NULL'} FROM {self.quote(request.schema)}.{self.quote(request.table)}"
         if request.where:
-            text += f" WHERE {request.where}"
+            text += f" WHERE {self.inline(request.where, request.params)}"
         if request.order_by:
             text += " ORDER BY " + ", ".join(self.quote(c) for c in request.order_by)
-        if request.params:
-            with self._errors(text):
-                text = psycopg.ClientCursor(self.conn).mogrify(text, request.params)
         return text
 
     def read(self, request: ReadRequest, *, snapshot: str | None = None) -> Iterator[pa.RecordBatch]:
@@ -492,8 +494,8 @@ class PostgresSource(Source):
         col = self.quote(column)
         text = f"SELECT min({col}), max({col}) FROM {self.quote(schema)}.{self.quote(table)}"
         if where:
-            text += f" WHERE {where}"
-        rows = self._query(text, params or None)
+            text += f" WHERE {self.inline(where, params)}"
+        rows = self._query(text, None)
         return rows[0][0], rows[0][1]
 
     def quantiles(self, schema: str, table: str, column: str, n: int) -> list[Any]:

@@ -41,6 +41,10 @@ CREATE TABLE everything (
 COLUMN_COUNT = 35
 
 
+# filters mark parameters with the source's placeholder (it inlines them as literals)
+P = MySQLSource.PLACEHOLDER
+
+
 def columns_of(source: MySQLSource, db: str, table: str) -> tuple[tuple[str, SqlType], ...]:
     return tuple((c.name, c.type) for c in source.describe(db, table).columns)
 
@@ -179,7 +183,7 @@ def test_where_params_order_and_text_override(my_db: str, my_dsn: str, my: Run) 
             my_db,
             "p",
             (("amount", parse_type("text")), ("id", parse_type("bigint")), ("name", parse_type("text"))),
-            where="name <> %s AND id < %s",
+            where=f"name <> {P} AND id < {P}",
             params=("o'k%", 10),
             order_by=("id",),
         )
@@ -288,11 +292,11 @@ def test_splits_cover_every_row_once(my_db: str, my_dsn: str, my: Run) -> None:
         with source.conn.cursor() as cur:
             cur.executemany(f"INSERT INTO `{my_db}`.sp VALUES (%s, %s)", rows)
         assert source.min_max(my_db, "sp", "id") == (1, 5000)
-        assert source.min_max(my_db, "sp", "k", where="id < %s", params=(100,)) == (0, 96)
+        assert source.min_max(my_db, "sp", "k", where=f"id < {P}", params=(100,)) == (0, 96)
         cuts = source.quantiles(my_db, "sp", "k", 4)
         assert len(cuts) == 3 and cuts == sorted(cuts)
         ids: list[int] = []
-        for where, params in range_filters("`k`", cuts):
+        for where, params in range_filters("`k`", cuts, P):
             request = ReadRequest(my_db, "sp", (("id", parse_type("integer")),), where=where, params=params)
             ids += read_all(source, request).column("id").to_pylist()
     assert sorted(ids) == [r[0] for r in rows]
