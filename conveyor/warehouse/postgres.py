@@ -1,0 +1,843 @@
+"""PostgreSQL, a warehouse server: build into ``<schema>$staging``, publish by renaming schemas.
+
+A build creates one staging schema per rebuilt schema, loads and builds every relation
+there (several threads, one connection each), checks keys, and publishes in one
+transaction that renames ``<schema>`` to ``<schema>$backup`` and ``<schema>$staging`` to
+``<schema>``. Readers never see a mix: the publishing transaction first takes ACCESS
+EXCLUSIVE locks on every published relation of the rebuilt schemas, so a query that
+starts while it runs waits, and once it commits, looks its names up again and finds the
+new relations. Views in other schemas that read a rebuilt relation are bound to it by
+OID and would follow it into ``$backup``, so they are recreated from their definitions in
+the same transaction. See docs/warehouses.md.
+
+Source tables are loaded with ``COPY ... FROM STDIN (FORMAT binary, FREEZE)`` fed by
+:mod:`conveyor.warehouse.pgcopy`, which encodes Parquet batches in a second thread while
+the server ingests the previous ones.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import random
+import re
+import threading
+import time
+import zlib
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import psycopg.errors
+import pyarrow as pa
+import pyarrow.parquet as pq
+from psycopg.conninfo import conninfo_to_dict
+
+from conveyor.config.secrets import mask_dsn, scrub, scrub_dsn
+from conveyor.config.settings import EnvironmentConfig
+from conveyor.design.models import TableDesign
+from conveyor.errors import LoadError, WarehouseError
+from conveyor.lake.manifest import Manifest
+from conveyor.warehouse import ddl
+from conveyor.warehouse.base import Build, KeyViolation, Warehouse, literal, qualified, quote
+from conveyor.warehouse.pgcopy import SIGNATURE, TRAILER, CopyEncoder, EncodeError, PgColumn
+
+log = logging.getLogger("conveyor.warehouse.postgres")
+
+STAGING = "$staging"
+"""Suffix of the schema a rebuilt schema is built in."""
+BACKUP = "$backup"
+"""Suffix of the previous version of a schema after publishing (kept when ``keep_backup``)."""
+LOCK_CLASS = 0x436F6E76  # "Conv": first key of the advisory locks of loads (second: the schema)
+MAX_IDENTIFIER = 63  # PostgreSQL truncates longer names (NAMEDATALEN - 1 bytes)
+
+PUBLISH_LOCK_TIMEOUT_MS = 500
+"""How long one publish attempt waits for a relation a reader holds (readers queued behind it
+wait as long), before it lets go and tries again."""
+PUBLISH_PATIENCE_S = 120.0
+"""How long publishing keeps trying before it reports the queries that hold the relations."""
+BATCH_BYTES = 4 * 1024 * 1024
+"""Uncompressed Parquet bytes per batch read and encoded."""
+QUEUE_DEPTH = 4
+"""Encoded chunks waiting for the server: bounds a load's memory."""
+
+_BUILD_MARK = "conveyor build "
+_RELATION_KINDS = {"r": "table", "p": "table", "f": "table", "v": "view", "m": "view"}
+
+
+def _libpq_dsn(dsn: str) -> str:
+    """Accept SQLAlchemy-style ``postgresql+driver://`` URLs too."""
+    return re.sub(r"^postgres(?:ql)?\+[A-Za-z0-9_]+://", "postgresql://", dsn)
+
+
+def _lock_key(schema: str) -> int:
+    """The second advisory lock key of a schema: a stable signed 32-bit hash of its name."""
+    value = zlib.crc32(schema.encode())
+    return value - 2**32 if value >= 2**31 else value
+
+
+def _message(exc: BaseException) -> str:
+    """A PostgreSQL error in one line: message, detail, hint and where it happened."""
+    diag = getattr(exc, "diag", None)
+    primary = getattr(diag, "message_primary", None)
+    if diag is None or not primary:
+        return " ".join(str(exc).split())
+    parts = [primary]
+    for extra in (diag.message_detail, diag.message_hint, diag.context):
+        if extra:
+            parts.append(" ".join(extra.split()))
+    return "; ".join(parts)
+
+
+class PostgresWarehouse(Warehouse):
+    """A PostgreSQL database (13+)."""
+
+    ENGINE = "postgres"
+    DIALECT = "postgres"
+    SUPPORTS_SCHEMA_RENAME = True
+    SUPPORTS_TRANSACTIONAL_DDL = True
+    PUBLISH = "schema_swap"
+    ENFORCES_KEYS_ON_LOAD = False
+    """Keys are checked before publishing (with examples), not declared: see docs/warehouses.md."""
+
+    def __init__(self, name: str, dsn: str, *, root: Path | None = None, config: EnvironmentConfig | None = None):
+        super().__init__(name, dsn)
+        self.keep_backup = config.keep_backup if config else True
+        self.readers = list(config.readers) if config else []
+        self.writers = list(config.writers) if config else []
+
+    def describe(self) -> str:
+        try:
+            info = conninfo_to_dict(_libpq_dsn(self.dsn))
+        except psycopg.Error:
+            return f"PostgreSQL {mask_dsn(self.dsn)}"
+        host = info.get("host") or info.get("hostaddr") or "localhost"
+        port = info.get("port") or "5432"
+        user = f"{info['user']}@" if info.get("user") else ""
+        return f"PostgreSQL {user}{host}:{port}/{info.get('dbname') or info.get('user') or ''}"
+
+    def connect(self) -> psycopg.Connection[Any]:
+        """A new autocommit connection; failures become a WarehouseError without secrets."""
+        options: dict[str, Any] = {"autocommit": True, "client_encoding": "UTF8"}
+        try:
+            given = conninfo_to_dict(_libpq_dsn(self.dsn))
+            defaults = {"application_name": "conveyor", "connect_timeout": 15}
+            options.update({key: value for key, value in defaults.items() if key not in given})
+            return psycopg.connect(_libpq_dsn(self.dsn), **options)
+        except psycopg.Error as exc:
+            text = scrub(scrub_dsn(_message(exc), self.dsn))
+            raise WarehouseError(
+                f'cannot connect to the PostgreSQL warehouse "{self.name}" ({mask_dsn(self.dsn)}): {text}',
+                hint="Check that the server is running and the environment's dsn in conveyor.yaml "
+                "(host, port, database, user and the password variable).",
+            ) from None
+
+    def begin(
+        self, schemas: Sequence[str], *, run_id: str, keep_schemas: bool = True, resume_from: str | None = None
+    ) -> PostgresBuild:
+        if not keep_schemas:
+            raise WarehouseError(
+                "a PostgreSQL warehouse is a shared database: a load replaces only the schemas it rebuilds "
+                "and never drops the others (keep_schemas=False is not supported)."
+            )
+        return PostgresBuild(self, list(schemas), run_id, resume_from)
+
+    def relations(self) -> dict[str, str]:
+        with self.connect() as con:
+            rows = con.execute(
+                """
+                SELECT n.nspname, c.relname, c.relkind
+                FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                WHERE c.relkind IN ('r', 'p', 'f', 'v', 'm') AND NOT c.relispartition
+                  AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%%'
+                  AND n.nspname NOT LIKE %s AND n.nspname NOT LIKE %s
+                  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                                  AND d.objid = c.oid AND d.deptype = 'e')
+                ORDER BY 1, 2
+                """,
+                ("%" + STAGING, "%" + BACKUP),
+            ).fetchall()
+        return {f"{schema}.{name}": _RELATION_KINDS[kind] for schema, name, kind in rows}
+
+
+class PostgresBuild(Build):
+    """One build: staging schemas, a lock connection that publishes, and a connection per thread."""
+
+    def __init__(self, warehouse: PostgresWarehouse, schemas: list[str], run_id: str, resume_from: str | None = None):
+        self.warehouse = warehouse
+        self.schemas = sorted(set(schemas))
+        self.run_id = run_id
+        self.build_id = resume_from or run_id
+        """The run whose staging this is (a resumed build continues another run's)."""
+        self._local = threading.local()
+        self._pool: list[psycopg.Connection[Any]] = []
+        self._pool_lock = threading.Lock()
+        self._finished = False
+        self._owns_staging = False  # abort drops staging only once it is this build's
+        for schema in self.schemas:
+            longest = schema + max(STAGING, BACKUP, key=len)
+            if len(longest.encode()) > MAX_IDENTIFIER:
+                raise WarehouseError(
+                    f'schema name "{schema}" is too long for PostgreSQL staging: "{longest}" exceeds '
+                    f"{MAX_IDENTIFIER} bytes.",
+                    hint="Use a shorter schema name.",
+                )
+        self.con = warehouse.connect()
+        try:
+            self._lock()
+            self._check_roles()
+            if resume_from:
+                self._check_resumable(resume_from)
+            else:
+                self._create_staging()
+            self._owns_staging = True
+        except BaseException:
+            self.abort()
+            raise
+
+    # ------------------------------------------------------------------ setup
+
+    def _lock(self) -> None:
+        """One session advisory lock per schema, held by ``self.con`` until publish or abort."""
+        for schema in self.schemas:
+            row = self.con.execute("SELECT pg_try_advisory_lock(%s, %s)", (LOCK_CLASS, _lock_key(schema))).fetchone()
+            if row and row[0]:
+                continue
+            holder = self.con.execute(
+                "SELECT a.pid, a.application_name, a.backend_start FROM pg_locks l "
+                "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' "
+                "AND l.classid = %s AND l.objid = %s AND l.granted",
+                (LOCK_CLASS, _lock_key(schema) & 0xFFFFFFFF),
+            ).fetchone()
+            by = ""
+            if holder:
+                by = f" (backend pid {holder[0]}, {holder[1] or 'no name'}, since {holder[2]:%Y-%m-%d %H:%M:%S})"
+            raise WarehouseError(
+                f'another load into schema "{schema}" of the PostgreSQL warehouse "{self.warehouse.name}" '
+                f"is running{by}.",
+                hint="Wait for it to finish, then try again.",
+            )
+
+    def _check_roles(self) -> None:
+        wanted = sorted({*self.warehouse.readers, *self.warehouse.writers})
+        if not wanted:
+            return
+        found = {r[0] for r in self.con.execute("SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)", (wanted,))}
+        missing = [role for role in wanted if role not in found]
+        if missing:
+            raise WarehouseError(
+                f'role(s) {", ".join(missing)} named in readers/writers of environment "{self.warehouse.name}" '
+                "do not exist in the warehouse.",
+                hint="Create them (CREATE ROLE name NOLOGIN) or remove them from conveyor.yaml.",
+            )
+
+    def _create_staging(self) -> None:
+        """Drop what a crashed or suspended build left (the lock proves none runs); create empty staging.
+
+        Each staging schema's comment names the run it belongs to, so a resume can tell.
+        """
+        with self.con.transaction():
+            for schema in self.schemas:
+                staging = quote(schema + STAGING)
+                self.con.execute(f"DROP SCHEMA IF EXISTS {staging} CASCADE")
+                self.con.execute(f"CREATE SCHEMA {staging}")
+                self.con.execute(f"COMMENT ON SCHEMA {staging} IS {literal(_BUILD_MARK + self.build_id)}")
+
+    def _check_resumable(self, run_id: str) -> None:
+        rows = self.con.execute(
+            "SELECT nspname, obj_description(oid, 'pg_namespace') FROM pg_namespace WHERE nspname = ANY(%s)",
+            ([s + STAGING for s in self.schemas],),
+        ).fetchall()
+        marks = dict(rows)
+        if any(marks.get(s + STAGING) != _BUILD_MARK + run_id for s in self.schemas):
+            raise WarehouseError(
+                f"the build of run {run_id} is no longer there to resume (another load replaced it).",
+                hint="Run the load again without --resume.",
+            )
+
+    # ------------------------------------------------------------------ connections
+
+    def staged(self, name: str) -> str:
+        schema, _, table = name.partition(".")
+        return f"{schema}{STAGING}.{table}" if schema in self.schemas else name
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        con: psycopg.Connection[Any] | None = getattr(self._local, "con", None)
+        if con is None or con.closed or con.broken:
+            if self._finished:
+                raise WarehouseError("this build is already published or abandoned.")
+            con = self.warehouse.connect()
+            with self._pool_lock:
+                self._pool.append(con)
+            self._local.con = con
+        return con
+
+    @contextmanager
+    def _transaction(self, design: TableDesign, doing: str = "building") -> Iterator[psycopg.Connection[Any]]:
+        """A transaction on this thread's connection; PostgreSQL errors become a LoadError."""
+        con = self._connection()
+        try:
+            with con.transaction():
+                yield con
+        except psycopg.Error as exc:
+            raise LoadError(f'{doing} "{design.name}" failed in PostgreSQL: {_message(exc)}') from None
+
+    # ------------------------------------------------------------------ relations
+
+    def load_table(self, design: TableDesign, manifest: Manifest) -> int:
+        _require_columns(design, manifest)
+        target = self.staged(design.name)
+        with self._transaction(design, "loading") as con:
+            con.execute(ddl.create_table(design, "postgres", name=target))
+            rows = self._copy(con, design, manifest, target)
+            for statement in ddl.comments(design, name=target):
+                con.execute(statement)
+        return rows
+
+    def merge_table(self, design: TableDesign, manifest: Manifest) -> int:
+        """COPY an incremental extract into a temporary table, then replace rows by primary key."""
+        target = qualified(self.staged(design.name))
+        _require_columns(design, manifest)
+        with self._transaction(design, "merging into") as con:
+            con.execute(f"CREATE TEMPORARY TABLE incoming (LIKE {target}) ON COMMIT DROP")
+            self._copy(con, design, manifest, "pg_temp.incoming")
+            key = design.constraints.primary_key
+            if key:
+                keys = ", ".join(quote(c) for c in key)
+                match = " AND ".join(f"{target}.{quote(c)} = i.{quote(c)}" for c in key)
+                con.execute(f"DELETE FROM {target} USING (SELECT DISTINCT {keys} FROM incoming) AS i WHERE {match}")
+            columns = ", ".join(quote(c.name) for c in design.loaded_columns)
+            rows = con.execute(f"INSERT INTO {target} ({columns}) SELECT {columns} FROM incoming").rowcount
+        return max(rows, 0)
+
+    def _copy(self, con: psycopg.Connection[Any], design: TableDesign, manifest: Manifest, table: str) -> int:
+        """COPY an extract into ``table`` (created in this transaction); errors name the relation."""
+        try:
+            encoder = CopyEncoder(table_columns(con, table), manifest.arrow_schema)
+        except EncodeError as exc:
+            raise LoadError(
+                f'the extract {manifest.extract_id} of "{design.name}" cannot be loaded into PostgreSQL '
+                f"exactly: {exc}.",
+                hint="Make the design's column type match the extract, then re-extract the table.",
+            ) from None
+        try:
+            return copy_parquet(con, table, encoder, manifest.paths(), manifest.arrow_schema)
+        except EncodeError as exc:
+            raise LoadError(f'loading "{design.name}" from extract {manifest.extract_id} failed: {exc}.') from None
+        except (OSError, pa.ArrowException) as exc:
+            raise LoadError(
+                f'reading extract {manifest.extract_id} of "{design.name}" failed: {exc}.',
+                hint=f'Re-extract it: "conveyor extract {design.name} --full".',
+            ) from None
+
+    def drop(self, name: str) -> None:
+        """Drop a relation from staging if it is there (a leftover of the build being resumed)."""
+        target = self.staged(name)
+        con = self._connection()
+        try:
+            with con.transaction():
+                row = con.execute("SELECT relkind FROM pg_class WHERE oid = to_regclass(%s)", (qualified(target),))
+                kind = row.fetchone()
+                if kind:
+                    con.execute(f"DROP {'VIEW' if kind[0] == 'v' else 'TABLE'} {qualified(target)}")
+        except psycopg.Error as exc:
+            raise LoadError(f'dropping the unfinished "{name}" failed in PostgreSQL: {_message(exc)}') from None
+
+    def output_columns(self, design: TableDesign, sql: str) -> list[str]:
+        """Names of the columns a query produces, without reading any row."""
+        with self._transaction(design) as con:
+            cursor = con.execute(f"SELECT * FROM ({sql}) AS q LIMIT 0")
+            return [column.name for column in cursor.description or []]
+
+    def _check_columns(self, design: TableDesign, sql: str) -> None:
+        if not design.columns:
+            return
+        produced = self.output_columns(design, sql)
+        expected = [c.name for c in design.columns]
+        if produced != expected:
+            raise LoadError(
+                f'the SQL of "{design.name}" produces columns ({", ".join(produced)}) '
+                f"but the design lists ({', '.join(expected)}).",
+                hint="Make the SELECT list and the design's columns agree, in the same order.",
+            )
+
+    def create_table(self, design: TableDesign, sql: str) -> int:
+        self._check_columns(design, sql)
+        target = qualified(self.staged(design.name))
+        typed = bool(design.columns) and all(c.type for c in design.columns)
+        with self._transaction(design) as con:
+            if typed:
+                con.execute(ddl.create_table(design, "postgres", name=self.staged(design.name)))
+                rows = con.execute(f"INSERT INTO {target} {sql}").rowcount
+            else:
+                rows = con.execute(f"CREATE TABLE {target} AS {sql}").rowcount
+            for statement in ddl.comments(design, name=self.staged(design.name)):
+                con.execute(statement)
+        return max(rows, 0)
+
+    def create_view(self, design: TableDesign, sql: str) -> None:
+        self._check_columns(design, sql)
+        with self._transaction(design) as con:
+            con.execute(f"CREATE VIEW {qualified(self.staged(design.name))} AS {sql}")
+            for statement in ddl.comments(design, name=self.staged(design.name), view=True):
+                con.execute(statement)
+
+    def check(self, design: TableDesign) -> list[KeyViolation]:
+        keys: list[tuple[str, list[str]]] = []
+        if design.constraints.primary_key:
+            keys.append(("primary_key", design.constraints.primary_key))
+        keys.extend(("unique", cols) for cols in design.constraints.unique)
+        if design.constraints.natural_key:
+            keys.append(("natural_key", design.constraints.natural_key))
+        found = [self._nulls(design, column) for column in _not_null_columns(design)]
+        found += [self._duplicates(design, constraint, columns) for constraint, columns in keys]
+        return [violation for violation in found if violation is not None]
+
+    def _nulls(self, design: TableDesign, column: str) -> KeyViolation | None:
+        """NOT NULL is in the DDL of typed tables; untyped CTAS tables are checked here."""
+        table = qualified(self.staged(design.name))
+        with self._transaction(design, "checking") as con:
+            row = con.execute(f"SELECT count(*) FROM {table} WHERE {quote(column)} IS NULL").fetchone()
+        count = int(row[0]) if row else 0
+        return KeyViolation(design.name, "not_null", (column,), (), count) if count else None
+
+    def _duplicates(self, design: TableDesign, constraint: str, columns: list[str]) -> KeyViolation | None:
+        cols = ", ".join(quote(c) for c in columns)
+        table = qualified(self.staged(design.name))
+        # rows with a NULL in the key are not duplicates (SQL unique semantics)
+        present = " AND ".join(f"{quote(c)} IS NOT NULL" for c in columns)
+        with self._transaction(design, "checking") as con:
+            rows = con.execute(
+                f"SELECT {cols}, count(*) OVER () AS n FROM {table} WHERE {present} GROUP BY {cols} "
+                f"HAVING count(*) > 1 ORDER BY {cols} LIMIT 5"
+            ).fetchall()
+        if not rows:
+            return None
+        examples = tuple("(" + ", ".join(repr(v) for v in row[:-1]) + ")" for row in rows)
+        return KeyViolation(design.name, constraint, tuple(columns), examples, int(rows[0][-1]))
+
+    # ------------------------------------------------------------------ publish / abort
+
+    def publish(self) -> None:
+        if self._finished:
+            raise WarehouseError("this build is already published or abandoned.")
+        self._close_pool()
+        try:
+            self._publish_retrying()
+        except psycopg.Error as exc:
+            self.abort()
+            raise WarehouseError(
+                f'publishing to the PostgreSQL warehouse "{self.warehouse.name}" failed: {_message(exc)}'
+            ) from None
+        except BaseException:
+            self.abort()
+            raise
+        self._finished = True
+        self._release()
+
+    def _publish_retrying(self) -> None:
+        """Run the publishing transaction until it has every lock it needs (or patience runs out).
+
+        Readers lock relations one at a time, in the order of their query, and keep the
+        locks to the end of the statement; the publisher needs all of them. If it waited
+        for one lock while holding others, a reader holding that one and wanting another
+        would deadlock with it. So an attempt takes every lock with NOWAIT; when one is
+        taken, the attempt rolls back (releasing the rest) and the next one first waits
+        for that relation alone, holding nothing, for at most ``lock_timeout``. The
+        publisher never waits while it holds a lock, and a reader never waits longer than
+        one such wait. Views are locked last (locking a view locks the tables it reads,
+        which the attempt then already holds) and never waited for.
+        """
+        deadline = time.monotonic() + PUBLISH_PATIENCE_S
+        blocker: str | None = None  # a table to wait for before the next attempt
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                with self.con.transaction():
+                    self._swap(blocker)
+                return
+            except _Blocked as blocked:
+                cause = blocked.cause
+                # waiting to lock a view would lock its tables while holding the view: poll instead
+                blocker = None if blocked.view else blocked.relation
+                if blocked.view:
+                    time.sleep(random.uniform(0.002, 0.02))
+            except (psycopg.errors.LockNotAvailable, psycopg.errors.DeadlockDetected) as exc:
+                cause = exc
+                time.sleep(random.uniform(0.005, 0.05))
+            log.debug("publish attempt %d could not lock every relation: %s", attempt, _message(cause))
+            if time.monotonic() > deadline:
+                raise WarehouseError(
+                    f'publishing to the PostgreSQL warehouse "{self.warehouse.name}" gave up after {attempt} '
+                    f"attempts in {PUBLISH_PATIENCE_S:.0f} s to lock the relations it replaces: {_message(cause)}",
+                    hint="Long-running queries read them; load again when they are done.",
+                )
+
+    def _swap(self, blocker: str | None) -> None:
+        """The publishing transaction (run by ``publish``, retried when a lock is not free)."""
+        con = self.con
+        con.execute(f"SET LOCAL lock_timeout = {PUBLISH_LOCK_TIMEOUT_MS}")
+        if blocker is not None:
+            found = con.execute("SELECT to_regclass(%s)", (blocker,)).fetchone()
+            if found and found[0] is not None:
+                con.execute(f"LOCK TABLE {blocker} IN ACCESS EXCLUSIVE MODE")  # waits, holding nothing else
+        # view definitions printed with every name schema-qualified
+        con.execute("SET LOCAL search_path = pg_catalog")
+        existing = {
+            r[0] for r in con.execute("SELECT nspname FROM pg_namespace WHERE nspname = ANY(%s)", (self.schemas,))
+        }
+        dependents = dependent_views(con, self.schemas)
+        # readers block on these until commit, then look their names up again and see the new
+        # schema; tables first, then views (a view's lock takes its tables' locks too)
+        tables, views = _published(con, sorted(existing))
+        views += [f"{v.schema}.{v.name}" for v in dependents]
+        for relation, is_view in [(t, False) for t in tables] + [(v, True) for v in views]:
+            try:
+                con.execute(f"LOCK TABLE {qualified(relation)} IN ACCESS EXCLUSIVE MODE NOWAIT")
+            except psycopg.errors.LockNotAvailable as exc:
+                raise _Blocked(qualified(relation), exc, view=is_view) from None
+        if dependents:
+            con.execute("DROP VIEW " + ", ".join(qualified(f"{v.schema}.{v.name}") for v in dependents))
+        for schema in self.schemas:
+            backup = quote(schema + BACKUP)
+            con.execute(f"DROP SCHEMA IF EXISTS {backup} CASCADE")
+            if schema in existing:
+                con.execute(f"ALTER SCHEMA {quote(schema)} RENAME TO {backup}")
+            con.execute(f"ALTER SCHEMA {quote(schema + STAGING)} RENAME TO {quote(schema)}")
+        for view in dependents:
+            view.recreate(con)
+        if not self.warehouse.keep_backup:
+            for schema in self.schemas:
+                con.execute(f"DROP SCHEMA IF EXISTS {quote(schema + BACKUP)} CASCADE")
+        self._grant(con)
+
+    def _grant(self, con: psycopg.Connection[Any]) -> None:
+        for schema in self.schemas:
+            target = quote(schema)
+            for role in self.warehouse.readers:
+                con.execute(f"GRANT USAGE ON SCHEMA {target} TO {quote(role)}")
+                con.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA {target} TO {quote(role)}")
+            for role in self.warehouse.writers:
+                con.execute(f"GRANT USAGE, CREATE ON SCHEMA {target} TO {quote(role)}")
+                con.execute(f"GRANT ALL ON ALL TABLES IN SCHEMA {target} TO {quote(role)}")
+
+    def suspend(self) -> None:
+        """Keep the staging schemas for ``--resume``; the published warehouse is untouched."""
+        self._close_pool()
+        self._finished = True
+        self._release()
+
+    def abort(self) -> None:
+        self._close_pool()
+        if not self._finished and self._owns_staging and not self.con.closed:
+            try:
+                if self.con.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                    self.con.rollback()
+                for schema in self.schemas:
+                    self.con.execute(f"DROP SCHEMA IF EXISTS {quote(schema + STAGING)} CASCADE")
+            except psycopg.Error as exc:  # the next build drops the leftovers
+                log.warning("could not drop staging schemas: %s", _message(exc))
+        self._finished = True
+        self._release()
+
+    def _close_pool(self) -> None:
+        with self._pool_lock:
+            pool, self._pool = self._pool, []
+        for con in pool:
+            with suppress(psycopg.Error):
+                con.close()
+
+    def _release(self) -> None:
+        """Close the lock connection, which releases the advisory locks."""
+        con = getattr(self, "con", None)
+        if con is not None and not con.closed:
+            with suppress(psycopg.Error):
+                con.execute("SELECT pg_advisory_unlock_all()")
+            con.close()
+
+
+# ---------------------------------------------------------------------------- catalog helpers
+
+
+def _require_columns(design: TableDesign, manifest: Manifest) -> None:
+    present = set(manifest.arrow_schema.names)
+    missing = [c.name for c in design.loaded_columns if c.name not in present]
+    if missing:
+        raise LoadError(
+            f'the extract {manifest.extract_id} of "{design.name}" lacks column(s) {", ".join(missing)}.',
+            hint=f'Re-extract it: "conveyor extract {design.name} --full".',
+        )
+
+
+def _not_null_columns(design: TableDesign) -> list[str]:
+    """Columns that must hold no NULL but whose DDL may not say so (untyped CTAS)."""
+    if design.columns and all(c.type for c in design.columns):
+        return []
+    declared = [c.name for c in design.loaded_columns if c.not_null]
+    return declared + [c for c in design.constraints.primary_key if c not in declared]
+
+
+def table_columns(con: psycopg.Connection[Any], table: str) -> list[PgColumn]:
+    """The columns of ``table`` ("schema.table") with their catalog types, in order."""
+    rows = con.execute(
+        """
+        SELECT a.attname, t.typname, a.atttypmod, e.typname, t.typelem::int
+        FROM pg_attribute a
+        JOIN pg_type t ON t.oid = a.atttypid
+        LEFT JOIN pg_type e ON e.oid = t.typelem AND t.typcategory = 'A'
+        WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped
+        ORDER BY a.attnum
+        """,
+        (qualified(table),),
+    ).fetchall()
+    return [PgColumn(name, typ, mod, elem, elem_oid if elem else 0) for name, typ, mod, elem, elem_oid in rows]
+
+
+def _published(con: psycopg.Connection[Any], schemas: list[str]) -> tuple[list[str], list[str]]:
+    """(tables, views) of ``schemas`` as "schema.name", in creation order: what readers lock."""
+    if not schemas:
+        return [], []
+    rows = con.execute(
+        "SELECT n.nspname, c.relname, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = ANY(%s) AND c.relkind IN ('r', 'p', 'v') ORDER BY c.oid",
+        (schemas,),
+    ).fetchall()
+    tables = [f"{schema}.{name}" for schema, name, kind in rows if kind != "v"]
+    views = [f"{schema}.{name}" for schema, name, kind in rows if kind == "v"]
+    return tables, views
+
+
+class _Blocked(Exception):
+    """A publish attempt found a relation locked by someone else."""
+
+    def __init__(self, relation: str, cause: psycopg.Error, *, view: bool):
+        super().__init__(relation)
+        self.relation, self.cause, self.view = relation, cause, view
+
+
+class DependentView:
+    """A view outside the rebuilt schemas that reads one of their relations: recreated on publish."""
+
+    def __init__(self, schema: str, name: str, definition: str, options: list[str] | None, owner: str):
+        self.schema, self.name, self.definition, self.options, self.owner = schema, name, definition, options, owner
+        self.comment: str | None = None
+        self.column_comments: list[tuple[str, str]] = []
+        self.grants: list[tuple[str, str, bool]] = []
+
+    def recreate(self, con: psycopg.Connection[Any]) -> None:
+        target = qualified(f"{self.schema}.{self.name}")
+        with_options = f" WITH ({', '.join(self.options)})" if self.options else ""
+        try:
+            con.execute(f"CREATE VIEW {target}{with_options} AS {self.definition.rstrip().rstrip(';')}")
+        except psycopg.Error as exc:
+            raise WarehouseError(
+                f'the view "{self.schema}.{self.name}" reads a rebuilt relation and no longer works with the '
+                f"new version: {_message(exc)}",
+                hint="Change or drop that view, then load again.",
+            ) from None
+        if self.comment is not None:
+            con.execute(f"COMMENT ON VIEW {target} IS {literal(self.comment)}")
+        for column, comment in self.column_comments:
+            con.execute(f"COMMENT ON COLUMN {target}.{quote(column)} IS {literal(comment)}")
+        for privilege, grantee, grantable in self.grants:
+            role = "PUBLIC" if grantee == "PUBLIC" else quote(grantee)
+            con.execute(f"GRANT {privilege} ON {target} TO {role}" + (" WITH GRANT OPTION" if grantable else ""))
+        current = con.execute("SELECT current_user").fetchone()
+        if current and self.owner != current[0]:
+            con.execute(f"ALTER VIEW {target} OWNER TO {quote(self.owner)}")
+
+
+def dependent_views(con: psycopg.Connection[Any], schemas: list[str]) -> list[DependentView]:
+    """Views outside ``schemas`` that read their relations, directly or through other such views.
+
+    Returned in an order they can be created in. Materialized views and foreign keys that
+    reference a rebuilt table are refused: they cannot be recreated safely.
+    """
+    if not schemas:
+        return []
+    outside = (
+        "SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = ANY(%(all)s)"
+    )
+    params = {
+        "schemas": schemas,
+        "all": [*schemas, *(s + STAGING for s in schemas), *(s + BACKUP for s in schemas)],
+    }
+    rows = con.execute(
+        f"""
+        WITH RECURSIVE rebuilt AS (
+            SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE n.nspname = ANY(%(schemas)s)
+        ), reader(oid, depth) AS (
+            SELECT DISTINCT r.ev_class, 1
+            FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid
+            WHERE d.classid = 'pg_rewrite'::regclass AND d.refclassid = 'pg_class'::regclass
+              AND d.refobjid IN (SELECT oid FROM rebuilt) AND r.ev_class NOT IN ({outside})
+            UNION
+            SELECT r.ev_class, reader.depth + 1
+            FROM reader
+            JOIN pg_depend d ON d.refobjid = reader.oid AND d.refclassid = 'pg_class'::regclass
+                            AND d.classid = 'pg_rewrite'::regclass
+            JOIN pg_rewrite r ON r.oid = d.objid
+            WHERE r.ev_class <> reader.oid AND r.ev_class NOT IN ({outside})
+        )
+        SELECT c.oid, n.nspname, c.relname, c.relkind, pg_get_viewdef(c.oid), c.reloptions,
+               pg_get_userbyid(c.relowner), obj_description(c.oid, 'pg_class'), max(reader.depth) AS depth
+        FROM reader JOIN pg_class c ON c.oid = reader.oid JOIN pg_namespace n ON n.oid = c.relnamespace
+        GROUP BY c.oid, n.nspname, c.relname, c.relkind, c.reloptions, c.relowner
+        ORDER BY depth, c.oid
+        """,
+        params,
+    ).fetchall()
+    for _oid, schema, name, kind, *_ in rows:
+        if kind != "v":
+            raise WarehouseError(
+                f'the materialized view "{schema}.{name}" reads a relation of a schema this load replaces '
+                f"({', '.join(schemas)}); it would keep reading the old version.",
+                hint="Make it a view or a Conveyor relation, or drop it, then load again.",
+            )
+    foreign = con.execute(
+        """
+        SELECT conrelid::regclass::text, conname, confrelid::regclass::text
+        FROM pg_constraint c
+        WHERE c.contype = 'f'
+          AND c.confrelid IN (SELECT c2.oid FROM pg_class c2 JOIN pg_namespace n ON n.oid = c2.relnamespace
+                              WHERE n.nspname = ANY(%(schemas)s))
+          AND c.conrelid NOT IN (SELECT c3.oid FROM pg_class c3 JOIN pg_namespace n ON n.oid = c3.relnamespace
+                                 WHERE n.nspname = ANY(%(schemas)s))
+        """,
+        {"schemas": schemas},
+    ).fetchone()
+    if foreign:
+        raise WarehouseError(
+            f"the foreign key {foreign[1]} of table {foreign[0]} references {foreign[2]}, which this load replaces; "
+            "it would keep referencing the old version.",
+            hint="Drop the foreign key (Conveyor checks keys itself), then load again.",
+        )
+    views = []
+    for oid, schema, name, _kind, definition, options, owner, comment, _depth in rows:
+        view = DependentView(schema, name, definition, options, owner)
+        view.comment = comment
+        view.column_comments = [
+            (column, text)
+            for column, text in con.execute(
+                "SELECT attname, col_description(attrelid, attnum) FROM pg_attribute "
+                "WHERE attrelid = %s AND attnum > 0 AND col_description(attrelid, attnum) IS NOT NULL "
+                "ORDER BY attnum",
+                (oid,),
+            )
+        ]
+        view.grants = [
+            (privilege, grantee, grantable)
+            for privilege, grantee, grantable in con.execute(
+                "SELECT a.privilege_type, CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee) END, "
+                "a.is_grantable FROM pg_class c, aclexplode(c.relacl) a WHERE c.oid = %s AND a.grantee <> c.relowner",
+                (oid,),
+            )
+        ]
+        views.append(view)
+    return views
+
+
+# ---------------------------------------------------------------------------- loading
+
+
+def copy_parquet(
+    con: psycopg.Connection[Any], table: str, encoder: CopyEncoder, paths: Sequence[Path], schema: pa.Schema
+) -> int:
+    """COPY the Parquet files into ``table`` (created in the current transaction); returns rows.
+
+    A thread reads and encodes batches while this one sends them, through a queue of
+    :data:`QUEUE_DEPTH` chunks, so memory stays bounded whatever the size of the data.
+    """
+    columns = ", ".join(quote(c) for c in encoder.copy_columns)
+    statement = f"COPY {qualified(table)} ({columns}) FROM STDIN (FORMAT binary, FREEZE)"
+    with _Encoded(paths, encoder, schema) as chunks, con.cursor() as cursor:
+        with cursor.copy(statement) as copy:
+            copy.write(SIGNATURE)
+            for chunk in chunks:
+                copy.write(chunk)
+            copy.write(TRAILER)
+        return max(cursor.rowcount, 0)
+
+
+_END = object()
+
+
+class _Encoded:
+    """Encoded COPY chunks of Parquet files, produced by a background thread."""
+
+    def __init__(self, paths: Sequence[Path], encoder: CopyEncoder, schema: pa.Schema):
+        self.paths, self.encoder, self.schema = list(paths), encoder, schema
+        self.names = encoder.copy_columns
+        self.queue: queue.Queue[Any] = queue.Queue(maxsize=QUEUE_DEPTH)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._produce, name="conveyor-pgcopy", daemon=True)
+
+    def __enter__(self) -> Iterator[pa.Buffer]:
+        self.thread.start()
+        return self._chunks()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop.set()
+        while self.thread.is_alive():
+            with suppress(queue.Empty):
+                self.queue.get(timeout=0.05)
+        self.thread.join()
+
+    def _chunks(self) -> Iterator[pa.Buffer]:
+        while True:
+            item = self.queue.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def _put(self, item: object) -> bool:
+        while not self.stop.is_set():
+            try:
+                self.queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _produce(self) -> None:
+        try:
+            for path in self.paths:
+                with pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20) as parquet:
+                    rows = batch_rows(parquet.metadata)
+                    for batch in parquet.iter_batches(batch_size=rows, columns=self.names, use_threads=True):
+                        for chunk in self.encoder.encode(_conform(batch, self.schema)):
+                            if not self._put(chunk):
+                                return
+        except BaseException as exc:  # handed to the consumer, which raises it
+            self._put(exc)
+        else:
+            self._put(_END)
+
+
+def batch_rows(metadata: pq.FileMetaData) -> int:
+    """Rows per batch so a batch holds about :data:`BATCH_BYTES` of uncompressed data."""
+    if metadata.num_rows == 0 or metadata.num_row_groups == 0:
+        return 65_536
+    size = sum(metadata.row_group(i).total_byte_size for i in range(metadata.num_row_groups))
+    per_row = max(1.0, size / metadata.num_rows)
+    return int(min(131_072, max(1_024, BATCH_BYTES // per_row)))
+
+
+def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    """Cast columns whose type differs from the manifest's schema (a part written differently)."""
+    changed = False
+    arrays = []
+    for field, array in zip(batch.schema, batch.columns, strict=True):
+        index = schema.get_field_index(field.name)
+        expected = schema.field(index).type if index >= 0 else field.type
+        if array.type != expected:
+            array = array.cast(expected)  # safe cast: lossy conversions are errors
+            changed = True
+        arrays.append(array)
+    return pa.RecordBatch.from_arrays(arrays, names=batch.schema.names) if changed else batch

@@ -1,0 +1,408 @@
+"""Amazon Redshift: SQL generation for tables, S3 loads and unloads.
+
+No Redshift cluster is reachable from where Conveyor is developed, so this module
+generates SQL and checks it (golden tests, and a parse with sqlglot's redshift dialect)
+but has never run it. :class:`RedshiftWarehouse` therefore refuses to start a build; what
+is and is not verified is listed in docs/warehouses.md.
+
+Physical layout comes from a design's ``attributes``:
+
+``distribution``
+    ``even``, ``key``, ``all`` or ``auto`` (DISTSTYLE). ``key`` needs ``distkey``.
+``distkey``
+    The distribution column; implies ``distribution: key``.
+``sortkey``
+    A column, a list of columns, or ``auto``.
+``sortkey_style``
+    ``compound`` (the default) or ``interleaved`` (at most 8 columns).
+``encode``
+    The compression of every column (``zstd``, ``az64`` ...) or ``auto`` (table ENCODE AUTO).
+``encode.<column>``
+    The compression of one column; wins over ``encode``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from conveyor.config.settings import EnvironmentConfig
+from conveyor.design.models import TableDesign
+from conveyor.design.types import SqlType
+from conveyor.errors import ConfigError, UserError, WarehouseError, did_you_mean
+from conveyor.lake.manifest import Manifest
+from conveyor.warehouse.base import literal, qualified, quote
+from conveyor.warehouse.postgres import PostgresBuild, PostgresWarehouse
+
+DISTRIBUTIONS = ("even", "key", "all", "auto")
+SORTKEY_STYLES = ("compound", "interleaved")
+ENCODINGS = (
+    "raw",
+    "az64",
+    "bytedict",
+    "delta",
+    "delta32k",
+    "lzo",
+    "mostly8",
+    "mostly16",
+    "mostly32",
+    "runlength",
+    "text255",
+    "text32k",
+    "zstd",
+)
+ATTRIBUTES = ("distribution", "distkey", "sortkey", "sortkey_style", "encode")
+"""Known attribute keys (plus ``encode.<column>``)."""
+
+VARCHAR_MAX = 65_535
+VARBYTE_MAX = 1_024_000
+MAX_INTERLEAVED = 8
+MAX_COMPOUND = 400
+
+# design type -> Redshift type (parametric ones are handled in redshift_type)
+_TYPES = {
+    "boolean": "BOOLEAN",
+    "tinyint": "SMALLINT",
+    "utinyint": "SMALLINT",
+    "smallint": "SMALLINT",
+    "usmallint": "INTEGER",
+    "integer": "INTEGER",
+    "uinteger": "BIGINT",
+    "bigint": "BIGINT",
+    "ubigint": "DECIMAL(20,0)",
+    "real": "REAL",
+    "double": "DOUBLE PRECISION",
+    "text": f"VARCHAR({VARCHAR_MAX})",
+    "json": f"VARCHAR({VARCHAR_MAX})",
+    "date": "DATE",
+    "time": "TIME",
+    "timestamp": "TIMESTAMP",
+    "timestamptz": "TIMESTAMPTZ",
+    "uuid": "VARBYTE(16)",
+    "bytes": f"VARBYTE({VARBYTE_MAX})",
+}
+
+# encodings that only some types take (the others take any type but SUPER's restrictions)
+_INTEGERS = {"SMALLINT", "INTEGER", "BIGINT"}
+_ENCODING_TYPES: dict[str, set[str]] = {
+    "az64": _INTEGERS | {"DECIMAL", "DATE", "TIME", "TIMESTAMP", "TIMESTAMPTZ"},
+    "delta": _INTEGERS | {"DECIMAL", "DATE", "TIMESTAMP", "TIMESTAMPTZ"},
+    "delta32k": {"INTEGER", "BIGINT", "DECIMAL", "DATE", "TIMESTAMP", "TIMESTAMPTZ"},
+    "mostly8": _INTEGERS | {"DECIMAL"},
+    "mostly16": {"INTEGER", "BIGINT", "DECIMAL"},
+    "mostly32": {"BIGINT", "DECIMAL"},
+    "text255": {"VARCHAR"},
+    "text32k": {"VARCHAR"},
+    "bytedict": _INTEGERS
+    | {"DECIMAL", "REAL", "DOUBLE PRECISION", "CHAR", "VARCHAR", "DATE", "TIMESTAMP", "TIMESTAMPTZ"},
+}
+_ANY_TYPE_ENCODINGS = {"raw", "zstd", "lzo", "runlength"}
+_IAM_ROLE = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
+
+
+def redshift_type(sql_type: SqlType, *, column: str = "", design: str = "") -> str:
+    """How Redshift spells a design type (exactly: nothing is truncated or rounded).
+
+    ``text`` and ``json`` become VARCHAR(65535), the longest Redshift has (its TEXT is
+    VARCHAR(256)); ``varchar(n)`` counts characters but Redshift counts bytes, so it becomes
+    VARCHAR(4n); ``uuid`` becomes its 16 bytes (VARBYTE(16)), as the lake stores it;
+    arrays become SUPER.
+    """
+    if sql_type.is_array:
+        return "SUPER"
+    name = sql_type.name
+    if name == "decimal":
+        precision, scale = sql_type.precision or 38, sql_type.scale or 0
+        if precision > 38:
+            raise ConfigError(
+                f'design "{design}": column "{column}" is decimal({precision},{scale}) but Redshift decimals '
+                "have at most 38 digits."
+            )
+        return f"DECIMAL({precision},{scale})"
+    if name in ("varchar", "char"):
+        length = sql_type.precision
+        return f"VARCHAR({min(4 * length, VARCHAR_MAX)})" if length else f"VARCHAR({VARCHAR_MAX})"
+    if name not in _TYPES:
+        raise ConfigError(f'design "{design}": column "{column}" has type {sql_type}, which Redshift cannot load.')
+    return _TYPES[name]
+
+
+def _base(redshift: str) -> str:
+    """DECIMAL(12,2) -> DECIMAL."""
+    return redshift.split("(")[0]
+
+
+@dataclass(frozen=True)
+class RedshiftAttributes:
+    """A design's validated physical attributes."""
+
+    distribution: str | None = None
+    distkey: str | None = None
+    sortkey: tuple[str, ...] = ()
+    sortkey_auto: bool = False
+    sortkey_style: str = "compound"
+    encode_all: str | None = None
+    encode: dict[str, str] = field(default_factory=dict)
+
+    def table_clauses(self) -> list[str]:
+        """DISTSTYLE / DISTKEY / SORTKEY / ENCODE AUTO clauses, one per line."""
+        clauses = []
+        if self.distribution:
+            clauses.append(f"DISTSTYLE {self.distribution.upper()}")
+        if self.distkey:
+            clauses.append(f"DISTKEY ({quote(self.distkey)})")
+        if self.sortkey_auto:
+            clauses.append("SORTKEY AUTO")
+        elif self.sortkey:
+            clauses.append(f"{self.sortkey_style.upper()} SORTKEY ({', '.join(quote(c) for c in self.sortkey)})")
+        if self.encode_all == "auto":
+            clauses.append("ENCODE AUTO")
+        return clauses
+
+
+def redshift_attributes(design: TableDesign) -> RedshiftAttributes:
+    """Validate and read a design's Redshift attributes.
+
+    Raises:
+        ConfigError: naming the design and the attribute key that is wrong.
+    """
+    attributes: Mapping[str, Any] = design.attributes
+    columns = {c.name: c for c in design.loaded_columns}
+    typed = {name: redshift_type(c.sql_type, column=name, design=design.name) for name, c in columns.items() if c.type}
+
+    def fail(key: str, problem: str) -> ConfigError:
+        return ConfigError(f'design "{design.name}": attribute "{key}": {problem}')
+
+    def text(key: str) -> str:
+        value = attributes[key]
+        if not isinstance(value, str):
+            raise fail(key, f"expected one word, got {value!r}.")
+        return value.strip()
+
+    def column(key: str, name: str) -> str:
+        if columns and name not in columns:
+            raise fail(key, f'"{name}" is not a column of the design.' + did_you_mean(name, columns))
+        if typed.get(name) == "SUPER":
+            raise fail(key, f'column "{name}" is SUPER, which cannot be a distribution or sort key.')
+        return name
+
+    encode_map: dict[str, str] = {}
+    for key in attributes:
+        if key.startswith("encode."):
+            encode_map[key.removeprefix("encode.")] = key
+        elif key not in ATTRIBUTES:
+            raise fail(key, "unknown Redshift attribute." + did_you_mean(key, [*ATTRIBUTES, "encode.<column>"]))
+
+    distribution = text("distribution").lower() if "distribution" in attributes else None
+    if distribution is not None and distribution not in DISTRIBUTIONS:
+        raise fail("distribution", f'"{distribution}" is not one of {", ".join(DISTRIBUTIONS)}.')
+    distkey = column("distkey", text("distkey")) if "distkey" in attributes else None
+    if distkey and distribution not in (None, "key"):
+        raise fail("distkey", f"a distribution key needs distribution: key, not {distribution}.")
+    if distkey and distribution is None:
+        distribution = "key"
+    if distribution == "key" and not distkey:
+        raise fail("distribution", "distribution: key needs a distkey column.")
+
+    sortkey: tuple[str, ...] = ()
+    sortkey_auto = False
+    if "sortkey" in attributes:
+        raw = attributes["sortkey"]
+        names = [raw] if isinstance(raw, str) else list(raw)
+        if names == ["auto"] or names == ["AUTO"]:
+            sortkey_auto = True
+        elif not names or not all(isinstance(n, str) and n for n in names):
+            raise fail("sortkey", f"expected a column or a list of columns, got {raw!r}.")
+        else:
+            sortkey = tuple(column("sortkey", n) for n in names)
+            if len(set(sortkey)) != len(sortkey):
+                raise fail("sortkey", "a column appears twice.")
+    style = text("sortkey_style").lower() if "sortkey_style" in attributes else "compound"
+    if style not in SORTKEY_STYLES:
+        raise fail("sortkey_style", f'"{style}" is not one of {", ".join(SORTKEY_STYLES)}.')
+    if "sortkey_style" in attributes and not sortkey:
+        raise fail("sortkey_style", "it needs a sortkey list of columns.")
+    limit = MAX_INTERLEAVED if style == "interleaved" else MAX_COMPOUND
+    if len(sortkey) > limit:
+        raise fail("sortkey", f"a {style} sort key has at most {limit} columns, not {len(sortkey)}.")
+
+    encode_all = None
+    if "encode" in attributes:
+        raw = attributes["encode"]
+        if isinstance(raw, Mapping):  # a nested map of column -> encoding, where the model allows it
+            encode_map.update({name: f"encode.{name}" for name in raw})
+        else:
+            encode_all = text("encode").lower()
+            if encode_all != "auto" and encode_all not in ENCODINGS:
+                raise fail(
+                    "encode", f'"{encode_all}" is not a Redshift encoding.' + did_you_mean(encode_all, ENCODINGS)
+                )
+    encode: dict[str, str] = {}
+    if encode_all and encode_all != "auto":
+        encode = {name: encode_all for name, redshift in typed.items() if _encodable(encode_all, redshift)}
+    raw_encode = attributes.get("encode")
+    nested: Mapping[str, Any] = raw_encode if isinstance(raw_encode, Mapping) else {}
+    for name, key in encode_map.items():
+        value = nested[name] if name in nested else attributes[key]
+        if not isinstance(value, str):
+            raise fail(key, f"expected one encoding, got {value!r}.")
+        encoding = value.strip().lower()
+        if name not in columns:
+            raise fail(key, f'"{name}" is not a column of the design.' + did_you_mean(name, columns))
+        if encoding not in ENCODINGS:
+            raise fail(key, f'"{encoding}" is not a Redshift encoding.' + did_you_mean(encoding, ENCODINGS))
+        if name in typed and not _encodable(encoding, typed[name]):
+            raise fail(key, f"{encoding} cannot compress a {typed[name]} column.")
+        encode[name] = encoding
+    if encode and encode_all == "auto":
+        raise fail("encode", "encode: auto leaves every column to Redshift; remove the encode.<column> keys.")
+    return RedshiftAttributes(distribution, distkey, sortkey, sortkey_auto, style, encode_all, encode)
+
+
+def _encodable(encoding: str, redshift: str) -> bool:
+    base = _base(redshift)
+    if base == "SUPER":
+        return encoding in ("raw", "zstd")
+    if base == "VARBYTE":
+        return encoding in ("raw", "zstd", "lzo")
+    if encoding in _ANY_TYPE_ENCODINGS:
+        return not (encoding == "lzo" and base in ("BOOLEAN", "REAL", "DOUBLE PRECISION"))
+    return base in _ENCODING_TYPES.get(encoding, set())
+
+
+def redshift_ddl(design: TableDesign, *, name: str | None = None) -> str:
+    """CREATE TABLE for a typed design, with ENCODE per column and the table's DISTSTYLE/SORTKEY.
+
+    Raises:
+        ConfigError: an attribute is wrong, a column has no type, or a type Redshift lacks.
+    """
+    attributes = redshift_attributes(design)
+    lines = []
+    for column in design.loaded_columns:
+        if not column.type:
+            raise ConfigError(f'design "{design.name}": column "{column.name}" needs a type for Redshift DDL.')
+        line = f"{quote(column.name)} {redshift_type(column.sql_type, column=column.name, design=design.name)}"
+        if column.not_null or column.name in design.constraints.primary_key:
+            line += " NOT NULL"
+        if column.name in attributes.encode:
+            line += f" ENCODE {attributes.encode[column.name]}"
+        lines.append(line)
+    if not lines:
+        raise ConfigError(f'design "{design.name}" has no columns to create a Redshift table with.')
+    body = ",\n    ".join(lines)
+    tail = "".join("\n" + clause for clause in attributes.table_clauses())
+    return f"CREATE TABLE {qualified(name or design.name)} (\n    {body}\n){tail}"
+
+
+def redshift_ctas(design: TableDesign, select: str, *, name: str | None = None) -> str:
+    """CREATE TABLE ... AS for a design without column types (table attributes only).
+
+    Raises:
+        ConfigError: the design sets a column encoding (CTAS cannot; give the columns types).
+    """
+    attributes = redshift_attributes(design)
+    if attributes.encode or attributes.encode_all:
+        key = "encode" if attributes.encode_all else "encode." + next(iter(attributes.encode))
+        raise ConfigError(
+            f'design "{design.name}": attribute "{key}": CREATE TABLE AS cannot set column encodings; '
+            "declare the columns with their types to get a CREATE TABLE with ENCODE."
+        )
+    tail = "".join("\n" + clause for clause in attributes.table_clauses())
+    return f"CREATE TABLE {qualified(name or design.name)}{tail}\nAS {select.strip().rstrip(';')}"
+
+
+def redshift_manifest(manifest: Manifest, s3_prefix: str) -> dict[str, Any]:
+    """The Redshift manifest of an extract uploaded under ``s3_prefix`` (its folder, as is).
+
+    Parquet loads need ``meta.content_length``, the exact size of every file.
+    """
+    prefix = _s3(s3_prefix, "s3_prefix").rstrip("/")
+    return {
+        "entries": [
+            {"url": f"{prefix}/{part.path}", "mandatory": True, "meta": {"content_length": part.bytes}}
+            for part in manifest.files
+        ]
+    }
+
+
+def copy_from_manifest_sql(
+    table: str, manifest_url: str, iam_role: str, *, region: str | None = None, serialize_to_json: bool = False
+) -> str:
+    """COPY "schema"."table" FROM a Parquet manifest.
+
+    Parquet columns load by position, so the table's columns must be in the design's order
+    (as :func:`redshift_ddl` creates them). ``serialize_to_json`` loads nested Parquet
+    columns (lists) into SUPER columns.
+    """
+    sql = (
+        f"COPY {qualified(table)} FROM {literal(_s3(manifest_url, 'manifest_url'))} "
+        f"IAM_ROLE {literal(_role(iam_role))} FORMAT AS PARQUET"
+    )
+    if serialize_to_json:
+        sql += " SERIALIZETOJSON"
+    sql += " MANIFEST"
+    if region:
+        sql += f" REGION {literal(region)}"
+    return sql
+
+
+def unload_sql(select: str, s3_prefix: str, iam_role: str, *, max_file_size_mb: int | None = None) -> str:
+    """UNLOAD a query's result to Parquet files under ``s3_prefix``, with a manifest."""
+    query = select.strip().rstrip(";")
+    sql = (
+        f"UNLOAD ({literal(query)}) TO {literal(_s3(s3_prefix, 's3_prefix'))} "
+        f"IAM_ROLE {literal(_role(iam_role))} FORMAT AS PARQUET MANIFEST"
+    )
+    if max_file_size_mb is not None:
+        if not 5 <= max_file_size_mb <= 6_200:
+            raise UserError(f"max_file_size_mb must be between 5 and 6200 (Redshift's limits), not {max_file_size_mb}.")
+        sql += f" MAXFILESIZE {max_file_size_mb} MB"
+    return sql
+
+
+def _s3(url: str, what: str) -> str:
+    if not url.startswith("s3://") or len(url) <= len("s3://") or "'" in url:
+        raise UserError(f'{what} must be an s3://bucket/... URL, not "{url}".')
+    return url
+
+
+def _role(iam_role: str) -> str:
+    roles = iam_role.split(",")
+    if not all(_IAM_ROLE.match(role) for role in roles):
+        raise UserError(
+            f'"{iam_role}" is not an IAM role ARN (arn:aws:iam::<account>:role/<name>, comma-separated to chain).'
+        )
+    return iam_role
+
+
+class RedshiftWarehouse(PostgresWarehouse):
+    """Amazon Redshift: SQL generation only in this version (see the module docstring)."""
+
+    ENGINE = "redshift"
+    DIALECT = "redshift"
+    SUPPORTS_SCHEMA_RENAME = True
+    SUPPORTS_TRANSACTIONAL_DDL = True
+    PUBLISH = "schema_swap"
+    ENFORCES_KEYS_ON_LOAD = False
+
+    def __init__(self, name: str, dsn: str, *, root: Path | None = None, config: EnvironmentConfig | None = None):
+        super().__init__(name, dsn, root=root, config=config)
+
+    def describe(self) -> str:
+        return "Redshift" + super().describe().removeprefix("PostgreSQL")
+
+    def begin(
+        self, schemas: Sequence[str], *, run_id: str, keep_schemas: bool = True, resume_from: str | None = None
+    ) -> PostgresBuild:
+        raise WarehouseError(
+            f'loading the Redshift warehouse "{self.name}" is not available in this version: Conveyor generates '
+            "Redshift's DDL, COPY and UNLOAD statements but has not run them against a cluster.",
+            hint="See docs/warehouses.md (Redshift) for the generated SQL and what is untested.",
+        )
+
+    def create_table_sql(self, design: TableDesign, *, name: str | None = None) -> str:
+        """The CREATE TABLE this warehouse would run for ``design``."""
+        return redshift_ddl(design, name=name)
