@@ -13,6 +13,10 @@ the same transaction. See docs/warehouses.md.
 Source tables are loaded with ``COPY ... FROM STDIN (FORMAT binary, FREEZE)`` fed by
 :mod:`conveyor.warehouse.pgcopy`, which encodes Parquet batches in a second thread while
 the server ingests the previous ones.
+
+``update`` and ``upgrade`` change the published schemas in place through
+:class:`PostgresTransaction` (one transaction for ``update``), and ``unload`` reads relations
+back as Arrow through the PostgreSQL source's exact conversions.
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ from conveyor.design.models import TableDesign
 from conveyor.errors import LoadError, WarehouseError
 from conveyor.lake.manifest import Manifest
 from conveyor.warehouse import ddl
-from conveyor.warehouse.base import Build, KeyViolation, Warehouse, literal, qualified, quote
+from conveyor.warehouse.base import Build, KeyViolation, Transaction, Warehouse, literal, qualified, quote
 from conveyor.warehouse.pgcopy import SIGNATURE, TRAILER, CopyEncoder, EncodeError, PgColumn
 
 log = logging.getLogger("conveyor.warehouse.postgres")
@@ -144,6 +148,47 @@ class PostgresWarehouse(Warehouse):
             )
         return PostgresBuild(self, list(schemas), run_id, resume_from)
 
+    def transaction(self, *, run_id: str, atomic: bool = True) -> PostgresTransaction:
+        return PostgresTransaction(self, run_id=run_id, atomic=atomic)
+
+    @contextmanager
+    def read_relation(self, name: str, batch_rows: int = 65_536) -> Iterator[pa.RecordBatchReader]:
+        """Stream a published relation in the lake's exact types.
+
+        It is read like a PostgreSQL source table (ADBC's binary COPY, then the source's exact
+        conversions): numeric(p,s) is decimal128(p,s) (unconstrained numeric is decimal(38,9),
+        and a value that does not fit is an error), timestamptz is timestamp[us, UTC], uuid
+        and json/jsonb keep their Arrow extension types, bytea is binary, arrays are lists.
+        """
+        from conveyor.errors import ConveyorError, ExtractError, TransientError
+        from conveyor.sources.base import ReadRequest
+        from conveyor.sources.postgres import PostgresSource
+
+        if name not in self.relations():
+            raise WarehouseError(f'"{name}" is not published in {self.describe()}.', hint='Run "conveyor load" first.')
+        schema, _, table = name.partition(".")
+        source = PostgresSource(self.name, _libpq_dsn(self.dsn))
+        batches: Iterator[pa.RecordBatch] | None = None
+        try:
+            try:
+                info = source.describe(schema, table)
+                columns = tuple((c.name, c.type) for c in info.columns)
+                request = ReadRequest(schema, table, columns, batch_rows=batch_rows)
+                batches = source.read(request)
+                reader = pa.RecordBatchReader.from_batches(request.arrow_schema, batches)
+            except ConveyorError as exc:
+                raise WarehouseError(f'reading "{name}" from {self.describe()} failed: {exc.message}') from None
+            try:
+                yield reader
+            except (ExtractError, TransientError) as exc:  # the stream broke while being read
+                raise WarehouseError(f'reading "{name}" from {self.describe()} failed: {exc.message}') from None
+        finally:
+            close = getattr(batches, "close", None)  # ends the COPY and its connection
+            if close is not None:
+                with suppress(Exception):
+                    close()
+            source.close()
+
     def relations(self) -> dict[str, str]:
         with self.connect() as con:
             rows = con.execute(
@@ -164,6 +209,9 @@ class PostgresWarehouse(Warehouse):
 
 class PostgresBuild(Build):
     """One build: staging schemas, a lock connection that publishes, and a connection per thread."""
+
+    FREEZE = True
+    """COPY with FREEZE: every table is created in the transaction that fills it."""
 
     def __init__(self, warehouse: PostgresWarehouse, schemas: list[str], run_id: str, resume_from: str | None = None):
         self.warehouse = warehouse
@@ -202,23 +250,7 @@ class PostgresBuild(Build):
     def _lock(self) -> None:
         """One session advisory lock per schema, held by ``self.con`` until publish or abort."""
         for schema in self.schemas:
-            row = self.con.execute("SELECT pg_try_advisory_lock(%s, %s)", (LOCK_CLASS, _lock_key(schema))).fetchone()
-            if row and row[0]:
-                continue
-            holder = self.con.execute(
-                "SELECT a.pid, a.application_name, a.backend_start FROM pg_locks l "
-                "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' "
-                "AND l.classid = %s AND l.objid = %s AND l.granted",
-                (LOCK_CLASS, _lock_key(schema) & 0xFFFFFFFF),
-            ).fetchone()
-            by = ""
-            if holder:
-                by = f" (backend pid {holder[0]}, {holder[1] or 'no name'}, since {holder[2]:%Y-%m-%d %H:%M:%S})"
-            raise WarehouseError(
-                f'another load into schema "{schema}" of the PostgreSQL warehouse "{self.warehouse.name}" '
-                f"is running{by}.",
-                hint="Wait for it to finish, then try again.",
-            )
+            lock_schema(self.con, schema, self.warehouse.name)
 
     def _check_roles(self) -> None:
         wanted = sorted({*self.warehouse.readers, *self.warehouse.writers})
@@ -301,6 +333,7 @@ class PostgresBuild(Build):
         target = qualified(self.staged(design.name))
         _require_columns(design, manifest)
         with self._transaction(design, "merging into") as con:
+            con.execute("DROP TABLE IF EXISTS pg_temp.incoming")
             con.execute(f"CREATE TEMPORARY TABLE incoming (LIKE {target}) ON COMMIT DROP")
             self._copy(con, design, manifest, "pg_temp.incoming")
             key = design.constraints.primary_key
@@ -310,10 +343,24 @@ class PostgresBuild(Build):
                 con.execute(f"DELETE FROM {target} USING (SELECT DISTINCT {keys} FROM incoming) AS i WHERE {match}")
             columns = ", ".join(quote(c.name) for c in design.loaded_columns)
             rows = con.execute(f"INSERT INTO {target} ({columns}) SELECT {columns} FROM incoming").rowcount
+            # several merges can share one transaction (update): the next creates it again
+            con.execute("DROP TABLE pg_temp.incoming")
         return max(rows, 0)
 
-    def _copy(self, con: psycopg.Connection[Any], design: TableDesign, manifest: Manifest, table: str) -> int:
-        """COPY an extract into ``table`` (created in this transaction); errors name the relation."""
+    def _copy(
+        self,
+        con: psycopg.Connection[Any],
+        design: TableDesign,
+        manifest: Manifest,
+        table: str,
+        *,
+        freeze: bool | None = None,
+    ) -> int:
+        """COPY an extract into ``table``; errors name the relation.
+
+        With ``freeze`` (the default of builds) the table must have been created in the current
+        (sub)transaction.
+        """
         try:
             encoder = CopyEncoder(table_columns(con, table), manifest.arrow_schema)
         except EncodeError as exc:
@@ -323,7 +370,14 @@ class PostgresBuild(Build):
                 hint="Make the design's column type match the extract, then re-extract the table.",
             ) from None
         try:
-            return copy_parquet(con, table, encoder, manifest.paths(), manifest.arrow_schema)
+            return copy_parquet(
+                con,
+                table,
+                encoder,
+                manifest.paths(),
+                manifest.arrow_schema,
+                freeze=self.FREEZE if freeze is None else freeze,
+            )
         except EncodeError as exc:
             raise LoadError(f'loading "{design.name}" from extract {manifest.extract_id} failed: {exc}.') from None
         except (OSError, pa.ArrowException) as exc:
@@ -559,7 +613,352 @@ class PostgresBuild(Build):
             con.close()
 
 
+class PostgresTransaction(PostgresBuild, Transaction):
+    """In-place changes to the published schemas (``update``, ``upgrade``), on one connection.
+
+    Atomic transactions (``update``) run everything in one PostgreSQL transaction, each
+    step in a savepoint: DDL is transactional in PostgreSQL, so readers see the old state
+    until the commit and the new one after it, and a failure rolls everything back.
+    Non-atomic ones (``upgrade``) commit each step (a relation's DDL, data and comments) on
+    its own. ``staged(name)`` is the identity: the published relations are changed directly.
+
+    How relations are replaced, chosen so readers keep reading without waiting:
+
+    - Source tables: ``DELETE`` all rows, then COPY the extract (and merge increments by
+      primary key). ``DELETE`` rather than ``TRUNCATE``: TRUNCATE takes an ACCESS EXCLUSIVE
+      lock until the commit, blocking every reader of the table for the whole update (and
+      is not MVCC-safe for older snapshots), while ``DELETE`` leaves readers on the old rows
+      until the commit; the price is dead rows for autovacuum. The table is recreated only
+      when its columns no longer match the design.
+    - CTAS relations: ``DELETE`` + ``INSERT ... SELECT`` when the table's columns match the
+      query's (typed: the design's DDL; untyped: the query's result), which keeps grants,
+      comments and the views that read the table; otherwise DROP and CREATE.
+    - Views: left alone when the definition is unchanged, ``CREATE OR REPLACE VIEW`` when
+      PostgreSQL accepts the new columns, DROP and CREATE otherwise.
+
+    Views that read a dropped relation (PostgreSQL binds them by OID, so the DROP would
+    fail) are dropped with it and recreated from their definitions, with their comments,
+    grants and owner, as soon as what they read exists again. One that no longer binds
+    when an atomic transaction is published fails it (nothing changes); a non-atomic one
+    (upgrade, whose steps have committed) logs its definition as a warning. Grants a dropped
+    relation had, and those of the environment's ``readers`` and ``writers``, are given to
+    its replacement. Dropping a relation takes an ACCESS EXCLUSIVE lock until the commit, so
+    its readers wait for the update; PostgreSQL may break a lock cycle with such a reader by
+    failing one of the two (then the update rolls back and can be run again).
+
+    Each schema the transaction touches is locked with the advisory lock loads take, so a
+    load, update or upgrade of the same schema cannot run at the same time.
+    """
+
+    FREEZE = False  # tables are filled after DELETE, in a transaction that began earlier
+
+    def __init__(self, warehouse: PostgresWarehouse, *, run_id: str, atomic: bool):
+        self.warehouse = warehouse
+        self.run_id = run_id
+        self.atomic = atomic
+        self.schemas = []
+        self._finished = False
+        self._claimed: set[str] = set()
+        self._schemas_made: set[str] = set()
+        self._pending: dict[str, DependentView] = {}
+        """Views dropped with a relation they read, waiting to be recreated."""
+        self._acl: dict[str, list[tuple[str, str, bool]]] = {}
+        """Grants of dropped relations, for their replacements."""
+        self.con = warehouse.connect()
+        try:
+            self._check_roles()
+            if atomic:
+                # one implicit transaction from here to publish/abort; psycopg's transaction
+                # blocks inside it are savepoints
+                self.con.autocommit = False
+                self.con.execute("SELECT 1")
+        except BaseException:
+            self.abort()
+            raise
+
+    # ------------------------------------------------------------------ plumbing
+
+    def staged(self, name: str) -> str:
+        return name
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        if self._finished or self.con.closed:
+            raise WarehouseError("this transaction is already committed or rolled back.")
+        return self.con
+
+    def _claim(self, name: str) -> None:
+        schema = name.partition(".")[0]
+        if schema in self._claimed:
+            return
+        try:
+            lock_schema(self._connection(), schema, self.warehouse.name)
+        except psycopg.Error as exc:
+            raise WarehouseError(f'locking schema "{schema}" failed in PostgreSQL: {_message(exc)}') from None
+        self._claimed.add(schema)
+
+    @contextmanager
+    def _transaction(self, design: TableDesign, doing: str = "building") -> Iterator[psycopg.Connection[Any]]:
+        """A savepoint (atomic) or a transaction of its own; PostgreSQL errors become a LoadError."""
+        self._claim(design.name)
+        with super()._transaction(design, doing) as con:
+            yield con
+
+    def _kind(self, name: str) -> str | None:
+        """ "table", "view" (or another relkind) or None: what ``name`` is now."""
+        row = (
+            self._connection()
+            .execute("SELECT relkind FROM pg_class WHERE oid = to_regclass(%s)", (qualified(name),))
+            .fetchone()
+        )
+        if not row:
+            return None
+        return "view" if row[0] == "v" else "table" if row[0] in ("r", "p") else str(row[0])
+
+    def _shape_matches(self, design: TableDesign, probe: str, *, not_null: bool) -> bool:
+        """Whether ``design.name`` has the columns (names, types, NOT NULL) of the table ``probe`` creates.
+
+        ``probe`` creates ``pg_temp.conveyor_shape``; it is rolled back.
+        """
+        same = False
+        with self._transaction(design, "comparing the columns of") as con:
+            con.execute(probe)
+            same = _shape(con, "pg_temp.conveyor_shape", not_null) == _shape(con, design.name, not_null)
+            raise psycopg.Rollback()
+        return same
+
+    # ------------------------------------------------------------------ relations
+
+    def ensure_schema(self, schema: str) -> None:
+        self._claim(schema)
+        con = self._connection()
+        try:
+            with con.transaction():
+                con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(schema)}")
+                for role in self.warehouse.readers:
+                    con.execute(f"GRANT USAGE ON SCHEMA {quote(schema)} TO {quote(role)}")
+                for role in self.warehouse.writers:
+                    con.execute(f"GRANT USAGE, CREATE ON SCHEMA {quote(schema)} TO {quote(role)}")
+        except psycopg.Error as exc:
+            raise LoadError(f'creating schema "{schema}" failed in PostgreSQL: {_message(exc)}') from None
+
+    def _schema_of(self, design: TableDesign) -> None:
+        """Create the schema of a relation about to be created, once (an update of a new schema)."""
+        schema = design.name.partition(".")[0]
+        if schema not in self._schemas_made:
+            self.ensure_schema(schema)
+            self._schemas_made.add(schema)
+
+    def load_table(self, design: TableDesign, manifest: Manifest) -> int:
+        self._schema_of(design)
+        rows = super().load_table(design, manifest)
+        self._created(design)
+        return rows
+
+    def replace_rows(self, design: TableDesign, manifests: Sequence[Manifest]) -> int:
+        _require_columns(design, manifests[0])
+        typed = all(c.type for c in design.loaded_columns)
+        probe = ddl.create_table(design, "postgres", name="pg_temp.conveyor_shape") if typed else ""
+        if not (self._kind(design.name) == "table" and typed and self._shape_matches(design, probe, not_null=True)):
+            self.drop(design.name)
+            return self.load_chain(design, manifests)
+        with self._transaction(design, "loading") as con:
+            con.execute(f"DELETE FROM {qualified(design.name)}")
+            rows = self._copy(con, design, manifests[0], design.name)
+            for statement in ddl.comments(design):
+                con.execute(statement)
+        for manifest in manifests[1:]:
+            rows += self.merge_table(design, manifest)
+        return rows
+
+    def create_table(self, design: TableDesign, sql: str) -> int:
+        self._schema_of(design)
+        rows = super().create_table(design, sql)
+        self._created(design)
+        return rows
+
+    def refresh(self, design: TableDesign, sql: str) -> int:
+        if self._kind(design.name) == "table":
+            self._check_columns(design, sql)
+            if bool(design.columns) and all(c.type for c in design.columns):
+                probe, not_null = ddl.create_table(design, "postgres", name="pg_temp.conveyor_shape"), True
+            else:
+                probe, not_null = f"CREATE TEMPORARY TABLE conveyor_shape AS\n{sql}\nWITH NO DATA", False
+            if self._shape_matches(design, probe, not_null=not_null):
+                target = qualified(design.name)
+                with self._transaction(design) as con:
+                    con.execute(f"DELETE FROM {target}")
+                    rows = con.execute(f"INSERT INTO {target}\n{sql}").rowcount
+                    for statement in ddl.comments(design):
+                        con.execute(statement)
+                return max(rows, 0)
+        self.drop(design.name)
+        return self.create_table(design, sql)
+
+    def create_view(self, design: TableDesign, sql: str) -> None:
+        kind = self._kind(design.name)
+        if kind == "view":
+            self._check_columns(design, sql)
+            if self._same_view(design, sql):
+                with self._transaction(design) as con:
+                    for statement in ddl.comments(design, view=True):
+                        con.execute(statement)
+                return
+            try:
+                with self._transaction(design) as con:
+                    con.execute(f"CREATE OR REPLACE VIEW {qualified(design.name)} AS\n{sql}")
+                    for statement in ddl.comments(design, view=True):
+                        con.execute(statement)
+            except LoadError:
+                pass  # other columns than before: drop and create
+            else:
+                self._restore_views()
+                return
+        if kind is not None:
+            self.drop(design.name)
+        self._schema_of(design)
+        super().create_view(design, sql)
+        self._created(design)
+
+    def _same_view(self, design: TableDesign, sql: str) -> bool:
+        """Whether the published view already has this definition (then it is not replaced)."""
+        same = False
+        try:
+            with self._transaction(design) as con:
+                con.execute(f"CREATE TEMPORARY VIEW conveyor_probe AS\n{sql}")
+                con.execute("SET LOCAL search_path = pg_catalog")  # both printed schema-qualified
+                row = con.execute(
+                    "SELECT pg_get_viewdef('pg_temp.conveyor_probe'::regclass) = pg_get_viewdef(%s::regclass)",
+                    (qualified(design.name),),
+                ).fetchone()
+                same = bool(row and row[0])
+                raise psycopg.Rollback()
+        except LoadError:
+            return False
+        return same
+
+    def drop(self, name: str) -> None:
+        """Drop a relation, and the views that read it (recreated once it exists again)."""
+        kind = self._kind(name)
+        if kind is None:
+            return
+        if kind not in ("table", "view"):
+            raise LoadError(f'"{name}" is a relation of kind "{kind}" in PostgreSQL; drop it yourself first.')
+        self._claim(name)
+        con = self._connection()
+        try:
+            with con.transaction() as probe:
+                con.execute("SET LOCAL search_path = pg_catalog")  # view definitions schema-qualified
+                views = views_reading(con, name)
+                grants = _grants(con, name)
+                raise psycopg.Rollback(probe)
+            with con.transaction():
+                if views:
+                    con.execute("DROP VIEW " + ", ".join(qualified(f"{v.schema}.{v.name}") for v in views))
+                con.execute(f"DROP {'VIEW' if kind == 'view' else 'TABLE'} {qualified(name)}")
+        except psycopg.Error as exc:
+            raise LoadError(f'dropping "{name}" failed in PostgreSQL: {_message(exc)}') from None
+        for view in views:
+            self._pending.setdefault(f"{view.schema}.{view.name}", view)
+        self._acl[name] = grants
+
+    def _created(self, design: TableDesign) -> None:
+        """A relation was (re)created: give it its grants, then recreate the views waiting for it."""
+        name = design.name
+        pending = self._pending.pop(name, None)
+        grants = self._acl.pop(name, []) + (pending.grants if pending else [])
+        target = qualified(name)
+        with self._transaction(design, "granting privileges on") as con:
+            for privilege, grantee, grantable in grants:
+                role = "PUBLIC" if grantee == "PUBLIC" else quote(grantee)
+                con.execute(f"GRANT {privilege} ON {target} TO {role}" + (" WITH GRANT OPTION" if grantable else ""))
+            for role in self.warehouse.readers:
+                con.execute(f"GRANT SELECT ON {target} TO {quote(role)}")
+            for role in self.warehouse.writers:
+                con.execute(f"GRANT ALL ON {target} TO {quote(role)}")
+        self._restore_views()
+
+    def _restore_views(self) -> None:
+        """Recreate every waiting view that binds now (each in a savepoint: one that fails waits on)."""
+        con = self._connection()
+        progress = True
+        while self._pending and progress:
+            progress = False
+            for key, view in list(self._pending.items()):
+                try:
+                    with con.transaction():
+                        view.recreate(con)
+                except (WarehouseError, psycopg.Error):
+                    continue
+                del self._pending[key]
+                progress = True
+
+    # ------------------------------------------------------------------ commit / rollback
+
+    def publish(self) -> None:
+        if self._finished:
+            raise WarehouseError("this transaction is already committed or rolled back.")
+        try:
+            self._restore_views()
+            if self._pending and self.atomic:
+                names = ", ".join(self._pending)
+                raise WarehouseError(
+                    f"view(s) {names} read relations that were replaced and no longer work with the new version.",
+                    hint="Change or drop those views, then try again.",
+                )
+            for key, view in self._pending.items():
+                # upgrade: what they read failed to build (or changed); each step has committed
+                log.warning(
+                    "view %s was dropped with a relation it reads and cannot be created again; it was: %s",
+                    key,
+                    view.definition,
+                )
+            if self.atomic:
+                self.con.commit()
+        except psycopg.Error as exc:
+            self.abort()
+            raise WarehouseError(
+                f'committing to the PostgreSQL warehouse "{self.warehouse.name}" failed: {_message(exc)}'
+            ) from None
+        except BaseException:
+            self.abort()
+            raise
+        self._finished = True
+        self._release()
+
+    def suspend(self) -> None:
+        self.abort()
+
+    def abort(self) -> None:
+        con = getattr(self, "con", None)
+        if con is not None and not con.closed and self.atomic:
+            with suppress(psycopg.Error):
+                con.rollback()
+        self._finished = True
+        self._release()
+
+
 # ---------------------------------------------------------------------------- catalog helpers
+
+
+def lock_schema(con: psycopg.Connection[Any], schema: str, warehouse: str) -> None:
+    """Take the session advisory lock of a schema (loads, updates and upgrades into it exclude each other)."""
+    row = con.execute("SELECT pg_try_advisory_lock(%s, %s)", (LOCK_CLASS, _lock_key(schema))).fetchone()
+    if row and row[0]:
+        return
+    holder = con.execute(
+        "SELECT a.pid, a.application_name, a.backend_start FROM pg_locks l "
+        "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' "
+        "AND l.classid = %s AND l.objid = %s AND l.granted",
+        (LOCK_CLASS, _lock_key(schema) & 0xFFFFFFFF),
+    ).fetchone()
+    by = ""
+    if holder:
+        by = f" (backend pid {holder[0]}, {holder[1] or 'no name'}, since {holder[2]:%Y-%m-%d %H:%M:%S})"
+    raise WarehouseError(
+        f'another load into schema "{schema}" of the PostgreSQL warehouse "{warehouse}" '
+        f"(or an update or upgrade of it) is running{by}.",
+        hint="Wait for it to finish, then try again.",
+    )
 
 
 def _require_columns(design: TableDesign, manifest: Manifest) -> None:
@@ -716,8 +1115,13 @@ def dependent_views(con: psycopg.Connection[Any], schemas: list[str]) -> list[De
             "it would keep referencing the old version.",
             hint="Drop the foreign key (Conveyor checks keys itself), then load again.",
         )
+    return _describe_views(con, [row[:8] for row in rows])
+
+
+def _describe_views(con: psycopg.Connection[Any], rows: Sequence[Sequence[Any]]) -> list[DependentView]:
+    """DependentViews from rows of (oid, schema, name, kind, definition, options, owner, comment)."""
     views = []
-    for oid, schema, name, _kind, definition, options, owner, comment, _depth in rows:
+    for oid, schema, name, _kind, definition, options, owner, comment in rows:
         view = DependentView(schema, name, definition, options, owner)
         view.comment = comment
         view.column_comments = [
@@ -741,19 +1145,89 @@ def dependent_views(con: psycopg.Connection[Any], schemas: list[str]) -> list[De
     return views
 
 
+def _shape(con: psycopg.Connection[Any], table: str, not_null: bool) -> list[tuple[Any, ...]]:
+    """(name, type[, NOT NULL]) of every column of ``table``, in order."""
+    rows = con.execute(
+        "SELECT attname, format_type(atttypid, atttypmod), attnotnull FROM pg_attribute "
+        "WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+        (qualified(table),),
+    ).fetchall()
+    return [tuple(row) if not_null else tuple(row[:2]) for row in rows]
+
+
+def _grants(con: psycopg.Connection[Any], name: str) -> list[tuple[str, str, bool]]:
+    """(privilege, grantee or PUBLIC, grantable) a relation has, besides its owner's."""
+    return [
+        (privilege, grantee, grantable)
+        for privilege, grantee, grantable in con.execute(
+            "SELECT a.privilege_type, CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee) END, "
+            "a.is_grantable FROM pg_class c, aclexplode(c.relacl) a "
+            "WHERE c.oid = to_regclass(%s) AND a.grantee <> c.relowner",
+            (qualified(name),),
+        )
+    ]
+
+
+def views_reading(con: psycopg.Connection[Any], name: str) -> list[DependentView]:
+    """Views that read relation ``name``, directly or through each other, in an order they can be created in.
+
+    Materialized views among them are refused: they cannot be recreated safely.
+    """
+    rows = con.execute(
+        """
+        WITH RECURSIVE reader(oid, depth) AS (
+            SELECT DISTINCT r.ev_class, 1
+            FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid
+            WHERE d.classid = 'pg_rewrite'::regclass AND d.refclassid = 'pg_class'::regclass
+              AND d.refobjid = to_regclass(%(name)s) AND r.ev_class <> d.refobjid
+            UNION
+            SELECT r.ev_class, reader.depth + 1
+            FROM reader
+            JOIN pg_depend d ON d.refobjid = reader.oid AND d.refclassid = 'pg_class'::regclass
+                            AND d.classid = 'pg_rewrite'::regclass
+            JOIN pg_rewrite r ON r.oid = d.objid
+            WHERE r.ev_class <> reader.oid
+        )
+        SELECT c.oid, n.nspname, c.relname, c.relkind, pg_get_viewdef(c.oid), c.reloptions,
+               pg_get_userbyid(c.relowner), obj_description(c.oid, 'pg_class'), max(reader.depth) AS depth
+        FROM reader JOIN pg_class c ON c.oid = reader.oid JOIN pg_namespace n ON n.oid = c.relnamespace
+        GROUP BY c.oid, n.nspname, c.relname, c.relkind, c.reloptions, c.relowner
+        ORDER BY depth, c.oid
+        """,
+        {"name": qualified(name)},
+    ).fetchall()
+    for _oid, schema, view, kind, *_ in rows:
+        if kind != "v":
+            raise LoadError(
+                f'the materialized view "{schema}.{view}" reads "{name}", which must be dropped and created again.',
+                hint="Make it a view or a Conveyor relation, or drop it, then try again.",
+            )
+    return _describe_views(con, [row[:8] for row in rows])
+
+
 # ---------------------------------------------------------------------------- loading
 
 
 def copy_parquet(
-    con: psycopg.Connection[Any], table: str, encoder: CopyEncoder, paths: Sequence[Path], schema: pa.Schema
+    con: psycopg.Connection[Any],
+    table: str,
+    encoder: CopyEncoder,
+    paths: Sequence[Path],
+    schema: pa.Schema,
+    *,
+    freeze: bool = True,
 ) -> int:
-    """COPY the Parquet files into ``table`` (created in the current transaction); returns rows.
+    """COPY the Parquet files into ``table``; returns rows.
+
+    With ``freeze`` the table must have been created or truncated in the current
+    (sub)transaction: its rows are written frozen, which saves vacuuming them later.
 
     A thread reads and encodes batches while this one sends them, through a queue of
     :data:`QUEUE_DEPTH` chunks, so memory stays bounded whatever the size of the data.
     """
     columns = ", ".join(quote(c) for c in encoder.copy_columns)
-    statement = f"COPY {qualified(table)} ({columns}) FROM STDIN (FORMAT binary, FREEZE)"
+    options = "FORMAT binary, FREEZE" if freeze else "FORMAT binary"
+    statement = f"COPY {qualified(table)} ({columns}) FROM STDIN ({options})"
     with _Encoded(paths, encoder, schema) as chunks, con.cursor() as cursor:
         with cursor.copy(statement) as copy:
             copy.write(SIGNATURE)
