@@ -158,9 +158,9 @@ def from_arrow(dtype: pa.DataType) -> SqlType:
         return SqlType(inner.name, inner.precision, inner.scale, True)
     if pa.types.is_decimal(dtype):
         return SqlType("decimal", dtype.precision, dtype.scale)
-    if pa.types.is_large_string(dtype) or pa.types.is_string(dtype):
+    if pa.types.is_large_string(dtype) or pa.types.is_string(dtype) or pa.types.is_string_view(dtype):
         return SqlType("text")
-    if pa.types.is_large_binary(dtype) or pa.types.is_fixed_size_binary(dtype):
+    if pa.types.is_large_binary(dtype) or pa.types.is_fixed_size_binary(dtype) or pa.types.is_binary_view(dtype):
         return SqlType("bytes")
     if pa.types.is_timestamp(dtype):
         return SqlType("timestamptz" if dtype.tz else "timestamp")

@@ -15,6 +15,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 from conveyor.config.secrets import scrub
+from conveyor.design.models import TableDesign
 from conveyor.errors import ConveyorError, LoadError, Location
 from conveyor.graph.selection import select
 from conveyor.graph.sqldeps import parse_sql, referenced_tables, rewrite_tables
@@ -104,6 +105,12 @@ class BuildOptions:
     done: frozenset[str] = frozenset()
     pinned: Mapping[str, list[Manifest]] | None = None
     required: tuple[str, ...] = ()
+
+
+def has_checks(design: TableDesign) -> bool:
+    """Whether a built table has constraints to check (keys, or not-null columns)."""
+    keys = design.constraints
+    return bool(keys.primary_key or keys.unique or keys.natural_key) or any(c.not_null for c in design.columns)
 
 
 def empty_select(relation: Relation, dialect: str) -> str:
@@ -217,7 +224,7 @@ class _Runner:
                     if exc.location is None and relation.sql_path is not None:
                         exc.location = Location(str(relation.sql_path.relative_to(self.ctx.project.root)))
                     raise
-            if relation.kind != "view":
+            if relation.kind != "view" and has_checks(relation.design):
                 with self.ctx.step(relation.name, "check"):
                     self._check(relation)
             status, error = "succeeded", None

@@ -87,8 +87,8 @@ class DuckDBRelations(Build):
             self._run(design, ddl.create_table(design, "duckdb"))
             rows = self._count(design, f"INSERT INTO {qualified(design.name)} {sql}")
         else:
-            self._run(design, f"CREATE TABLE {qualified(design.name)} AS {sql}")
-            rows = self._count(design, f"SELECT count(*) FROM {qualified(design.name)}")
+            # duckdb answers CREATE TABLE ... AS with the number of rows it wrote
+            rows = self._count(design, f"CREATE TABLE {qualified(design.name)} AS {sql}")
         self._comment(design, view=False)
         return rows
 
