@@ -7,6 +7,7 @@ user fixes a broken project in one pass instead of one error at a time.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -715,4 +716,5 @@ class _ParseCache:
             temp.write_text(json.dumps(data, separators=(",", ":")), encoding="utf-8")
             os.replace(temp, self.path)
         except OSError:
-            temp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                temp.unlink(missing_ok=True)

@@ -137,6 +137,12 @@ class ProjectSettings(StrictModel):
         default_factory=list,
         description="Selection terms whose relations must succeed; if one fails, nothing is published.",
     )
+    external: list[str] = Field(
+        default_factory=list,
+        description='Tables outside the project that SQL may read, as globs over "schema.table" (a bare word is a '
+        "whole schema), e.g. legacy.*. They are not dependencies; a table of a schema the project does not "
+        "manage that is not listed here is an error.",
+    )
     pipelines: dict[str, PipelineConfig] = Field(
         default_factory=dict,
         description="Scheduled pipelines by name (more can live in pipelines/<name>.yaml).",

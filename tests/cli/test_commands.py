@@ -18,7 +18,10 @@ CHANGING = {("run",), ("extract",), ("load",)}
 def walk(group: click.Command, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], click.Command]]:
     yield path, group
     if isinstance(group, click.Group):
-        for name, command in sorted(group.commands.items()):
+        context = click.Context(group)
+        for name in group.list_commands(context):  # the public API: lazy commands load here
+            command = group.get_command(context, name)
+            assert command is not None, name
             yield from walk(command, (*path, name))
 
 
@@ -108,9 +111,14 @@ def test_ls_json_has_name_kind_and_level(project_dir: Path, capsys: pytest.Captu
 
 
 def test_validate_ok(project_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = invoke(["-p", str(project_dir), "validate", "--format", "json", "--skip-sources"], capsys)
+    assert code == 0
+    data = json.loads(out)
+    assert (data["ok"], data["relations"], data["problems"]) == (True, 6, [])
+    # the fixture's hand-written designs differ a little from its SQLite upstream: warnings only
     code, out, _ = invoke(["-p", str(project_dir), "validate", "--format", "json"], capsys)
     assert code == 0
-    assert json.loads(out) == {"ok": True, "relations": 6, "problems": []}
+    assert {p["severity"] for p in json.loads(out)["problems"]} == {"warning"}
 
 
 def test_ls_upstream_of_a_view_in_order(project_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -128,8 +128,8 @@ def test_several_problems_are_all_shown(make_project: Callable[..., Path], cli: 
     )
     result = cli("validate", cwd=root)
     assert result.code == 2
-    assert result.stderr.startswith("Error: ")
-    text = " ".join(result.stderr.split())
+    assert result.stderr.startswith("Error: validation found 2 errors.")
+    text = " ".join(result.stdout.split())
     assert 'schemas/mart/report.yaml:2: unknown key "kindd"' in text
     assert "schemas/mart/top_customers.sql:1:" in text
 

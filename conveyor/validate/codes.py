@@ -1,0 +1,200 @@
+"""Every problem code ``conveyor validate`` reports, with its usual severity, check and meaning.
+
+docs/validate.md has the same table (a test keeps them in sync); JSON output and tests use
+the codes, which never change meaning.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Severity = Literal["error", "warning", "info"]
+
+
+@dataclass(frozen=True)
+class Code:
+    """What a code means and how serious it is."""
+
+    severity: Severity
+    check: str
+    meaning: str
+
+
+def _codes(*rows: tuple[str, Severity, str, str]) -> dict[str, Code]:
+    return {code: Code(severity, check, meaning) for code, severity, check, meaning in rows}
+
+
+CODES: dict[str, Code] = _codes(
+    # ----------------------------------------------------------------- project files (Project.load)
+    ("no-project", "error", "project", "There is no conveyor.yaml in the folder."),
+    ("yaml-syntax", "error", "project", "A YAML file does not parse (indentation, a colon, a quote)."),
+    ("duplicate-key", "error", "project", "A key appears twice in the same mapping."),
+    ("unknown-key", "error", "project", 'A key the file format does not know (at any depth), with "did you mean".'),
+    ("missing-key", "error", "project", "A required key is missing."),
+    (
+        "invalid-value",
+        "error",
+        "project",
+        "A value has the wrong type or is out of range (e.g. an unknown column type, "
+        "a duplicate column, an unknown default_environment).",
+    ),
+    ("config", "error", "project", "A file cannot be read, or is not a mapping."),
+    ("name-mismatch", "error", "designs", "A design's name does not match its path schemas/<schema>/<table>.yaml."),
+    ("wrong-schema-kind", "error", "designs", "A source table outside a source's schema, or a CTAS/view inside one."),
+    ("missing-sql", "error", "designs", "A CTAS or view has no .sql file beside its design."),
+    ("sql-without-design", "error", "designs", "A .sql file has no design beside it."),
+    ("sql-parse", "error", "sql", "The SQL does not parse, is empty, holds several statements or is not a SELECT."),
+    (
+        "missing-dependency",
+        "error",
+        "dependencies",
+        'The SQL or depends_on names a relation the project does not define, with "did you mean".',
+    ),
+    (
+        "external-dependency",
+        "error",
+        "dependencies",
+        "The SQL reads a table from a schema the project does not "
+        "manage, and `external` in conveyor.yaml does not list it.",
+    ),
+    ("cycle", "error", "dependencies", "Relations depend on each other in a circle (the whole path is shown)."),
+    ("dependency", "error", "dependencies", "The dependency graph cannot be built."),
+    ("catalog-clash", "error", "project", "A DuckDB file is named like a schema, which makes schema.table ambiguous."),
+    ("bad-required", "error", "project", "A `required` selection term matches no relation (e.g. an unknown tag)."),
+    ("inline-password", "error", "project", "A connection string holds a password instead of a ${VAR} reference."),
+    ("unset-env", "error", "sources", "A ${VAR} in a DSN names an environment variable that is not set."),
+    ("secret", "error", "sources", "A secret cannot be resolved."),
+    ("bad-selection", "error", "project", "The selection given to validate matches nothing or is malformed."),
+    # ----------------------------------------------------------------- designs
+    (
+        "view-column",
+        "error",
+        "designs",
+        "A view's column has a type, not_null, skipped or identity; views carry only name and description.",
+    ),
+    ("missing-type", "error", "designs", "A loaded column of a source table has no type."),
+    (
+        "unknown-column",
+        "error",
+        "designs",
+        "A key, split_by, incremental cursor or attribute names a column the "
+        "design (or the query's select list) does not have.",
+    ),
+    ("skipped-column", "error", "designs", "A key, split_by, incremental cursor or attribute names a skipped column."),
+    ("split-by-nullable", "error", "designs", "extract.split_by names a column that may be NULL."),
+    (
+        "split-by-type",
+        "error",
+        "designs",
+        "extract.split_by names a column whose type cannot be split into ranges "
+        "(integers, date, timestamp, uuid and text can).",
+    ),
+    ("identity-nullable", "error", "designs", "An identity column is not not_null."),
+    ("source-depends-on", "error", "designs", "A source table has depends_on (it is loaded, not built)."),
+    ("cursor-type", "error", "designs", "The incremental cursor's type cannot order rows exactly."),
+    ("bad-lag", "error", "designs", "The incremental lag does not fit the cursor's type."),
+    (
+        "extract-on-derived",
+        "warning",
+        "designs",
+        "A CTAS or view has extract settings, which apply to source tables only.",
+    ),
+    ("view-constraints", "warning", "designs", "A view has constraints; only tables are checked before publishing."),
+    ("bad-attribute", "error", "designs", "A warehouse attribute (e.g. Redshift distkey, sortkey) is invalid."),
+    ("spark-unavailable", "error", "designs", "A table uses job_type spark but pyspark cannot be imported."),
+    ("job-type-unavailable", "error", "designs", "A table uses a job type this version of Conveyor cannot run."),
+    ("command-missing", "error", "designs", "A table uses job_type command but has no extract.command."),
+    ("bad-command-template", "error", "designs", "extract.command uses a placeholder that does not exist."),
+    ("command-ignored", "warning", "designs", "extract.command is set but the table's job type is not command."),
+    # ----------------------------------------------------------------- dependencies
+    ("unneeded-dependency", "warning", "dependencies", "depends_on names a relation the SQL does not read."),
+    ("redundant-dependency", "warning", "dependencies", "depends_on names a relation the SQL reads already."),
+    # ----------------------------------------------------------------- SQL output columns
+    ("output-column-missing", "error", "sql", "A design column is not among the columns the SQL produces."),
+    ("output-column-extra", "error", "sql", "The SQL produces a column the design does not list."),
+    ("output-column-duplicate", "error", "sql", "The SQL produces two columns with the same name."),
+    ("output-column-order", "error", "sql", "The SQL produces the design's columns in another order."),
+    (
+        "output-column-type",
+        "error",
+        "warehouse",
+        "The SQL produces a column of another kind than the design's type (e.g. text for integer).",
+    ),
+    (
+        "output-column-narrowing",
+        "warning",
+        "warehouse",
+        "The SQL produces a wider type than the design's, so values may not fit (e.g. bigint into integer).",
+    ),
+    ("output-column-unknown-type", "info", "warehouse", "The warehouse reports a type validate cannot compare."),
+    (
+        "compile-failed",
+        "error",
+        "warehouse",
+        "The warehouse rejected the relation's statement (e.g. a missing column).",
+    ),
+    (
+        "not-compiled",
+        "info",
+        "warehouse",
+        "A relation was not compiled: it reads a table outside the project, or a relation that failed.",
+    ),
+    ("warehouse-unavailable", "error", "warehouse", "The throwaway warehouse for --with-warehouse cannot be created."),
+    (
+        "unknown-environment",
+        "error",
+        "warehouse",
+        "--with-warehouse names an environment conveyor.yaml does not define.",
+    ),
+    # ----------------------------------------------------------------- upstream drift
+    ("upstream-unreachable", "error", "sources", "A source cannot be reached (the DSN is shown masked)."),
+    ("upstream-table-missing", "error", "sources", "The upstream table of a source design is gone."),
+    (
+        "upstream-describe-failed",
+        "error",
+        "sources",
+        "The upstream table cannot be described (e.g. a column type Conveyor cannot map).",
+    ),
+    ("upstream-column-removed", "error", "sources", "A loaded design column no longer exists upstream."),
+    (
+        "upstream-column-retyped",
+        "error",
+        "sources",
+        "An upstream column's type cannot be read as the design type (e.g. text for integer).",
+    ),
+    (
+        "upstream-type-may-not-fit",
+        "warning",
+        "sources",
+        "An upstream column's type is wider than the design's, or converts to it value by value (e.g. bigint for "
+        "integer, text for varchar(2) or uuid); a value that does not fit fails the extract.",
+    ),
+    (
+        "upstream-type-fits",
+        "info",
+        "sources",
+        "An upstream column's type differs from the design's, but every value fits (e.g. integer for bigint).",
+    ),
+    (
+        "upstream-column-nullable",
+        "warning",
+        "sources",
+        "A column the design declares not null (or a key) allows NULL upstream now; a NULL would fail the load.",
+    ),
+    (
+        "upstream-column-not-null",
+        "warning",
+        "sources",
+        "An upstream column became NOT NULL; the design could say not_null.",
+    ),
+    (
+        "upstream-column-added",
+        "warning",
+        "sources",
+        "Upstream has a column the design does not list (it is not extracted).",
+    ),
+    ("upstream-skipped-column-removed", "warning", "sources", "A skipped design column no longer exists upstream."),
+    ("upstream-key-changed", "warning", "sources", "The upstream primary key differs from the design's."),
+    ("upstream-unique-changed", "warning", "sources", "An upstream unique constraint was added or dropped."),
+)

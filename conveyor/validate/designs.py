@@ -1,0 +1,262 @@
+"""Semantic checks of one table design, beyond what its schema (the pydantic model) says.
+
+Each check takes the project and one relation and yields problems; :data:`DESIGN_CHECKS`
+lists them in the order they run. They never raise: a design they cannot judge (e.g. a
+CTAS without columns) yields nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from conveyor.bootstrap import SPLIT_TYPES
+from conveyor.design.models import ColumnDesign
+from conveyor.design.types import parse_type
+from conveyor.errors import ConveyorError, did_you_mean
+from conveyor.extract.incremental import check_cursor_type, parse_lag
+from conveyor.project import Project, Relation
+from conveyor.validate.problems import Problem, problem
+
+Check = Callable[[Project, Relation], Iterator[Problem]]
+Loc = tuple[str | int, ...]
+
+_VIEW_ONLY_KEYS = ("type", "not_null", "skipped", "identity")
+
+
+@dataclass(frozen=True)
+class ColumnUse:
+    """A place in a design that names a column: a key, the split key, the cursor, an attribute."""
+
+    loc: Loc
+    column: str
+    what: str
+
+
+def _columns(relation: Relation) -> dict[str, tuple[int, ColumnDesign]]:
+    return {c.name: (i, c) for i, c in enumerate(relation.design.columns)}
+
+
+def _not_null(relation: Relation, column: ColumnDesign) -> bool:
+    """Declared not null, or part of the primary key (whose DDL says NOT NULL)."""
+    return column.not_null or column.name in relation.design.constraints.primary_key
+
+
+def _say(code: str, relation: Relation, loc: Loc, message: str, hint: str | None = None) -> Problem:
+    return problem(code, message, location=relation.location(*loc), hint=hint, relation=relation.name)
+
+
+def view_columns(project: Project, relation: Relation) -> Iterator[Problem]:
+    """A view's columns carry only name and description; its constraints are never checked."""
+    if relation.kind != "view":
+        return
+    for index, column in enumerate(relation.design.columns):
+        given = [key for key in _VIEW_ONLY_KEYS if getattr(column, key) not in (None, False)]
+        if given:
+            yield _say(
+                "view-column",
+                relation,
+                ("columns", index, given[0]),
+                f'column "{column.name}" of the view "{relation.name}" has {", ".join(given)}; '
+                "a view's columns carry only name and description.",
+                hint="Remove it: a view's types come from its query. Use kind: ctas for a typed table.",
+            )
+    constraints = relation.design.constraints
+    if constraints.primary_key or constraints.unique or constraints.natural_key:
+        yield _say(
+            "view-constraints",
+            relation,
+            ("constraints",),
+            f'the view "{relation.name}" has constraints, but only tables are checked before publishing.',
+            hint="Remove them, or make the relation a ctas.",
+        )
+
+
+def column_uses(relation: Relation) -> list[ColumnUse]:
+    """Every place in the design that names a column."""
+    design = relation.design
+    uses = [
+        ColumnUse(("constraints", "primary_key", i), c, "primary key")
+        for i, c in enumerate(design.constraints.primary_key)
+    ]
+    for u, columns in enumerate(design.constraints.unique):
+        uses += [ColumnUse(("constraints", "unique", u, i), c, "unique constraint") for i, c in enumerate(columns)]
+    uses += [
+        ColumnUse(("constraints", "natural_key", i), c, "natural key")
+        for i, c in enumerate(design.constraints.natural_key)
+    ]
+    if design.extract.split_by is not None:
+        uses.append(ColumnUse(("extract", "split_by"), design.extract.split_by, "extract.split_by"))
+    if design.extract.incremental is not None:
+        cursor = design.extract.incremental.cursor
+        uses.append(ColumnUse(("extract", "incremental", "cursor"), cursor, "incremental cursor"))
+    for key, value in design.attributes.items():
+        names: list[str] = []
+        if key == "distkey" and isinstance(value, str):
+            names = [value]
+        elif key == "sortkey":
+            names = [value] if isinstance(value, str) else list(value)
+            names = [n for n in names if n.lower() != "auto"]
+        elif key.startswith("encode."):
+            names = [key.removeprefix("encode.")]
+        uses += [ColumnUse(("attributes", key), n, f'attribute "{key}"') for n in names]
+    return uses
+
+
+def named_columns(project: Project, relation: Relation) -> Iterator[Problem]:
+    """Keys, split_by, the incremental cursor and attributes name existing, loaded columns."""
+    columns = _columns(relation)
+    known: list[str] = list(columns) or list(relation.select_names or [])
+    if not known:
+        return  # a CTAS or view without columns: the warehouse check compares with its output
+    for use in column_uses(relation):
+        if use.column not in known:
+            where = "the design" if columns else "the query's select list"
+            yield _say(
+                "unknown-column",
+                relation,
+                use.loc,
+                f'the {use.what} of "{relation.name}" names column "{use.column}", which is not in {where}.'
+                + did_you_mean(use.column, known),
+                hint="Fix the name, or add the column to the design's columns.",
+            )
+        elif use.column in columns and columns[use.column][1].skipped:
+            yield _say(
+                "skipped-column",
+                relation,
+                use.loc,
+                f'the {use.what} of "{relation.name}" names column "{use.column}", which is skipped '
+                "(not extracted, not loaded).",
+                hint="Use another column, or stop skipping this one.",
+            )
+
+
+def split_by(project: Project, relation: Relation) -> Iterator[Problem]:
+    """A split key is not null and of a type that splits into ranges."""
+    name = relation.design.extract.split_by
+    found = _columns(relation).get(name or "")
+    if relation.kind != "source" or found is None or found[1].skipped:
+        return
+    column = found[1]
+    if not _not_null(relation, column):
+        yield _say(
+            "split-by-nullable",
+            relation,
+            ("extract", "split_by"),
+            f'extract.split_by of "{relation.name}" is "{name}", which may be NULL; rows with NULL would be in no '
+            "partition.",
+            hint=f'Mark "{name}" not_null (if it is NOT NULL upstream), or split by another column.',
+        )
+    if column.type is not None:
+        sql_type = parse_type(column.type)
+        if sql_type.is_array or sql_type.name not in SPLIT_TYPES:
+            yield _say(
+                "split-by-type",
+                relation,
+                ("extract", "split_by"),
+                f'extract.split_by of "{relation.name}" is "{name}" of type {sql_type}, which cannot be split into '
+                "ranges.",
+                hint="Split by an integer, date, timestamp, uuid or text column, or set extract.partitions only.",
+            )
+
+
+def source_types(project: Project, relation: Relation) -> Iterator[Problem]:
+    """Every loaded column of a source table has a type: the extract reads values as that type."""
+    if relation.kind != "source":
+        return
+    for index, column in enumerate(relation.design.columns):
+        if column.type is None and not column.skipped:
+            yield _say(
+                "missing-type",
+                relation,
+                ("columns", index),
+                f'column "{column.name}" of the source table "{relation.name}" has no type.',
+                hint="Add its design type (conveyor bootstrap writes them), or mark it skipped: true.",
+            )
+
+
+def source_depends_on(project: Project, relation: Relation) -> Iterator[Problem]:
+    """Source tables are loaded from the lake; they depend on nothing in the warehouse."""
+    if relation.kind == "source" and relation.design.depends_on:
+        yield _say(
+            "source-depends-on",
+            relation,
+            ("depends_on",),
+            f'the source table "{relation.name}" has depends_on, but source tables are loaded, not built.',
+            hint="Remove depends_on (it applies to CTAS and views).",
+        )
+
+
+def identity_not_null(project: Project, relation: Relation) -> Iterator[Problem]:
+    """An identity column must be not_null."""
+    for index, column in enumerate(relation.design.columns):
+        if column.identity and not _not_null(relation, column):
+            yield _say(
+                "identity-nullable",
+                relation,
+                ("columns", index, "identity"),
+                f'column "{column.name}" of "{relation.name}" is an identity column but not not_null.',
+                hint="Add not_null: true to it.",
+            )
+
+
+def incremental(project: Project, relation: Relation) -> Iterator[Problem]:
+    """The incremental cursor orders rows exactly, and the lag fits its type."""
+    settings = relation.design.extract.incremental
+    if relation.kind != "source" or settings is None:
+        return
+    found = _columns(relation).get(settings.cursor)
+    if found is None or found[1].skipped or found[1].type is None:
+        return  # reported by named_columns
+    sql_type = parse_type(found[1].type)
+    try:
+        check_cursor_type(sql_type, relation.name, settings.cursor)
+    except ConveyorError as exc:
+        yield _say("cursor-type", relation, ("extract", "incremental", "cursor"), exc.message, exc.hint)
+        return
+    try:
+        parse_lag(settings.lag, sql_type, relation.name)
+    except ConveyorError as exc:
+        yield _say("bad-lag", relation, ("extract", "incremental", "lag"), exc.message, exc.hint)
+
+
+def extract_on_derived(project: Project, relation: Relation) -> Iterator[Problem]:
+    """Extract settings on a CTAS or view do nothing."""
+    if relation.kind == "source":
+        return
+    given = [key for key in ("extract", "source_table") if key in (relation.doc.data or {})]
+    for key in given:
+        yield _say(
+            "extract-on-derived",
+            relation,
+            (key,),
+            f'the {relation.kind} "{relation.name}" has {key}, which applies to source tables only and is ignored.',
+            hint=f"Remove {key}.",
+        )
+
+
+def redshift_attributes(project: Project, relation: Relation) -> Iterator[Problem]:
+    """Attributes are checked by the warehouse that uses them (Redshift) when an environment is one."""
+    if not relation.design.attributes:
+        return
+    if not any(env.type == "redshift" for env in project.settings.environments.values()):
+        return
+    from conveyor.warehouse.redshift import redshift_attributes as check
+
+    try:
+        check(relation.design)
+    except ConveyorError as exc:
+        yield _say("bad-attribute", relation, ("attributes",), exc.message, exc.hint)
+
+
+DESIGN_CHECKS: list[Check] = [
+    view_columns,
+    source_types,
+    named_columns,
+    split_by,
+    source_depends_on,
+    identity_not_null,
+    incremental,
+    extract_on_derived,
+    redshift_attributes,
+]

@@ -1,0 +1,118 @@
+"""``validate()``: every check in order, every problem collected, nothing stopped at the first.
+
+1. project: ``Project.collect`` reads conveyor.yaml, every design and every query (through
+   the parse cache), with the checks loading always makes (schema, names, schema kinds, SQL
+   syntax, missing and external dependencies, cycles, secrets written inline ...).
+2. designs: semantic checks of each selected design (:data:`~conveyor.validate.designs.DESIGN_CHECKS`)
+   and of how its source tables are extracted (:mod:`~conveyor.validate.jobs`).
+3. dependencies: ``depends_on`` entries the SQL does not need.
+4. sql: explicit select lists against the design's columns (when the warehouse does not compile).
+5. sources: upstream drift (``sources=False`` skips it).
+6. warehouse: the selection built empty in a throwaway warehouse (``warehouse=ENV``; ``sql=False`` skips it).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from conveyor.errors import Location, SelectionError
+from conveyor.project import LoadResult, Project
+from conveyor.validate.columns import static_columns
+from conveyor.validate.compile import check_warehouse
+from conveyor.validate.dependencies import depends_on
+from conveyor.validate.designs import DESIGN_CHECKS
+from conveyor.validate.drift import check_sources
+from conveyor.validate.jobs import job_types
+from conveyor.validate.problems import Problem, Report, from_error, problem
+
+
+def validate(
+    root: Path | str = ".",
+    selection: Sequence[str] = (),
+    *,
+    sources: bool = True,
+    sql: bool = True,
+    warehouse: str | None = None,
+    cache: bool = True,
+) -> Report:
+    """Check a project (or the relations of a selection) and return every problem found.
+
+    Args:
+        root: the project folder.
+        selection: selection terms, as for ``conveyor ls``; empty means every relation. Problems
+            of the project's files are reported whatever the selection.
+        sources: compare selected source tables with their live upstream tables.
+        sql: compile with the warehouse when ``warehouse`` is given (False skips that slow part).
+        warehouse: an environment name: build the selection empty in a throwaway copy of it.
+        cache: read and write the parse cache in ``.conveyor/cache/``.
+
+    Returns:
+        The report; ``report.exit_code`` is 2 when there is an error, else 0.
+    """
+    began = time.perf_counter()
+    report = Report(checks=["project"])
+    loaded = Project.collect(root, cache=bool(cache))
+    report.extend(_load_problems(loaded))
+    project = loaded.project
+    if project is not None:
+        _check(project, selection, report, sources=sources, sql=sql, warehouse=warehouse)
+    report.seconds = time.perf_counter() - began
+    return report
+
+
+def _check(
+    project: Project, selection: Sequence[str], report: Report, *, sources: bool, sql: bool, warehouse: str | None
+) -> None:
+    report.order = {name: index for index, name in enumerate(project.dag.order())}
+    try:
+        selected = project.select(selection)
+    except SelectionError as exc:
+        report.extend([problem("bad-selection", exc.message, hint=exc.hint)])
+        return
+    report.relations = len(selected)
+
+    report.checks.append("designs")
+    for relation in selected:
+        for check in DESIGN_CHECKS:
+            report.extend(check(project, relation))
+    report.extend(job_types(project, selected))
+
+    report.checks.append("dependencies")
+    for relation in selected:
+        report.extend(depends_on(project, relation))
+
+    compile_now = warehouse is not None and sql
+    if not compile_now:
+        report.checks.append("sql")
+        for relation in selected:
+            report.extend(static_columns(project, relation))
+    if warehouse is not None and not sql:
+        report.notes.append("--skip-sql: the warehouse did not compile anything.")
+
+    if sources:
+        report.checks.append("sources")
+        report.extend(check_sources(project, selected, jobs=project.settings.defaults.jobs))
+    else:
+        report.notes.append("--skip-sources: upstream tables were not compared with their designs.")
+
+    if compile_now:
+        assert warehouse is not None
+        report.checks.append("warehouse")
+        report.extend(check_warehouse(project, selected, warehouse))
+
+
+def _load_problems(loaded: LoadResult) -> list[Problem]:
+    """Problems of loading, each given to the relation whose file it is in."""
+    return [from_error(exc, relation=relation_of(exc.location)) for exc in loaded.problems]
+
+
+def relation_of(location: Location | None) -> str | None:
+    """The relation a file belongs to: ``schemas/<schema>/<table>.<ext>`` is ``<schema>.<table>``."""
+    if location is None:
+        return None
+    parts = Path(str(location.path)).parts
+    if len(parts) == 3 and parts[0] == "schemas":
+        return f"{parts[1]}.{parts[2].rpartition('.')[0]}"
+    return None

@@ -1,0 +1,3 @@
+SELECT day, orders
+-- reads itself
+FROM mart.order_days

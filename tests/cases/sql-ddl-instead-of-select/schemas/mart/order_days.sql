@@ -1,0 +1,2 @@
+-- clean up first
+DROP TABLE shop.orders

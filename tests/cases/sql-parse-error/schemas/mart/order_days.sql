@@ -1,0 +1,4 @@
+SELECT CAST(updated_at AS DATE) AS day,
+       count(* AS orders
+FROM shop.orders
+GROUP BY 1
