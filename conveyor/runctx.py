@@ -17,25 +17,10 @@ from typing import Any
 from conveyor.config.secrets import scrub
 from conveyor.errors import ConveyorError
 from conveyor.project import Project, Relation
+from conveyor.reporting import Reporter
 from conveyor.tracking.store import TrackingStore
 from conveyor.warehouse import open_warehouse
 from conveyor.warehouse.base import Warehouse
-
-
-class Reporter:
-    """Receives progress; the base class ignores everything (library use)."""
-
-    def phase(self, name: str, total: int) -> None:
-        """A phase (extract, build ...) with ``total`` units of work begins."""
-
-    def started(self, relation: str, step: str) -> None:
-        """A unit of work began."""
-
-    def finished(self, relation: str, step: str, status: str, rows: int | None, error: str | None) -> None:
-        """A unit of work ended with ``status`` (succeeded, failed, skipped)."""
-
-    def message(self, text: str, level: str = "info") -> None:
-        """A line for the user."""
 
 
 @dataclass

@@ -24,6 +24,7 @@ LAYERS: dict[str, float] = {
     "conveyor.warehouse": 2,
     "conveyor.tracking": 2,
     "conveyor.runctx": 2.5,
+    "conveyor.reporting": 1,
     "conveyor.extract": 3,
     "conveyor.load": 3,
     "conveyor.bootstrap": 3,  # designs from upstream catalogs: uses sources and the project, like extract

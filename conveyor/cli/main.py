@@ -12,7 +12,6 @@ import traceback
 import click
 from rich.markup import escape
 
-from conveyor.cli import bootstrap_cmd, commands, pipeline_cmd, runs_cmd
 from conveyor.cli.app import Options, cli, pass_options
 from conveyor.cli.output import console
 from conveyor.config.secrets import scrub
@@ -51,11 +50,25 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(0)
 
 
-for _command in (
-    *commands.COMMANDS,
-    runs_cmd.runs,
-    bootstrap_cmd.bootstrap,
-    pipeline_cmd.pipeline,
-    pipeline_cmd.scheduler,
-):
-    cli.add_command(_command)
+# commands are imported when they run (see LazyGroup)
+cli.lazy = {
+    **{
+        name: f"conveyor.cli.commands:{attr}"
+        for name, attr in (
+            ("run", "run"),
+            ("extract", "extract"),
+            ("load", "load"),
+            ("update", "update"),
+            ("upgrade", "upgrade"),
+            ("unload", "unload"),
+            ("ls", "ls"),
+            ("schema", "schema"),
+            ("show", "show"),
+        )
+    },
+    "runs": "conveyor.cli.runs_cmd:runs",
+    "validate": "conveyor.cli.validate_cmd:validate",
+    "bootstrap": "conveyor.cli.bootstrap_cmd:bootstrap",
+    "pipeline": "conveyor.cli.pipeline_cmd:pipeline",
+    "scheduler": "conveyor.cli.pipeline_cmd:scheduler",
+}

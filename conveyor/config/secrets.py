@@ -67,10 +67,23 @@ def resolve(
                 hint=f"Export {name}=... or add it to the credentials file.",
                 code="unset-env",
             )
-        register_secret_from_dsn(value)
+        if _looks_secret(value, text):
+            register_secret(value)
         return value
 
-    return _REFERENCE.sub(substitute, text)
+    resolved = _REFERENCE.sub(substitute, text)
+    register_secret_from_dsn(resolved)
+    return resolved
+
+
+def _looks_secret(value: str, text: str) -> bool:
+    """Whether a resolved value should be scrubbed from output.
+
+    Tokens and passwords are long; a short value ("set", "one") would scrub common words out
+    of every message, and a file path (a SQLite DSN) is not a secret. Inside a URL, any long
+    value is treated as one (a webhook token is part of the URL's path).
+    """
+    return len(value) >= 8 and ("://" in text or ("/" not in value and "\\" not in value))
 
 
 def check_no_inline_password(dsn: str, where: Location) -> None:
@@ -96,13 +109,13 @@ def register_secret(value: str) -> None:
 
 
 def register_secret_from_dsn(value: str) -> None:
-    """Register the password inside a URL (or the whole value when it is not a URL)."""
-    if "://" in value or "=" in value:
-        # raw and percent-decoded forms: drivers may echo either
-        for password in dsn_passwords(value):
-            register_secret(password)
-    else:
-        register_secret(value)
+    """Register every password written in a connection string (raw and percent-decoded forms).
+
+    Only passwords: a file path or a host name is not a secret, and scrubbing short common
+    words out of every message would make errors unreadable.
+    """
+    for password in dsn_passwords(value):
+        register_secret(password)
 
 
 def mask_dsn(dsn: str) -> str:

@@ -44,7 +44,6 @@ CREATE TABLE customers (
     labels text[],
     nums integer[],
     feeling mood,
-    waited interval,
     free numeric
 );
 CREATE TABLE orders (id bigint PRIMARY KEY, customer_id integer NOT NULL, amount numeric(10,2), note text);
@@ -131,7 +130,6 @@ def test_many_types_keys_globs_and_name_clashes(project_root: Path, conveyor) ->
         ("labels", "text[]", False),
         ("nums", "integer[]", False),
         ("feeling", "text", False),
-        ("waited", "interval", False),
         ("free", "decimal(38,9)", False),
     ]
     assert all("not_null" not in c or c["not_null"] is True for c in customers["columns"])

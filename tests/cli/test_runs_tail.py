@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import CONVEYOR  # the console script beside this interpreter
+CONVEYOR = str(Path(sys.executable).parent / "conveyor")  # the console script beside this interpreter
 
 
 def test_tail_follows_a_running_run_to_its_end(project_dir: Path, cli: Callable[..., Any]) -> None:

@@ -20,7 +20,10 @@ def test_generated_references_are_up_to_date() -> None:
 
 def _commands(group: click.Group, prefix: str = "conveyor") -> list[str]:
     found = []
-    for name, command in group.commands.items():
+    context = click.Context(group)
+    for name in group.list_commands(context):
+        command = group.get_command(context, name)
+        assert command is not None, name
         path = f"{prefix} {name}"
         if isinstance(command, click.Group):
             found.extend(_commands(command, path))

@@ -120,12 +120,14 @@ def test_long_chain_has_no_recursion_limit() -> None:
         Dag([Node(n, "view") for n in names], [*edges, (names[-1], names[0])])
 
 
-def test_thousand_nodes_build_fast() -> None:
+def test_thousand_nodes_order_respects_every_edge() -> None:
+    # speed is measured by bench/dag, never by a timed test; this checks the result at that size
     names = [f"s{i % 10}.t{i:04d}" for i in range(1000)]
     edges = [(names[i], names[j]) for i in range(1000) for j in (i * 7 + 1, i * 13 + 2) if j < 1000 and j > i]
-    start = time.perf_counter()
-    Dag([Node(n, "ctas") for n in names], edges).order()
-    assert time.perf_counter() - start < 0.1
+    order = Dag([Node(n, "ctas") for n in names], edges).order()
+    position = {name: index for index, name in enumerate(order)}
+    assert sorted(order) == sorted(names)
+    assert all(position[up] < position[down] for up, down in edges)
 
 
 # ---------------------------------------------------------------------- scheduler
