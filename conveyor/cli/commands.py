@@ -1,4 +1,4 @@
-"""Project commands: run, extract, load, ls, validate, schema."""
+"""Project commands: run, extract, load, update, upgrade, unload, ls, schema, show."""
 
 from __future__ import annotations
 
@@ -302,23 +302,6 @@ def ls(options: Options, selection: tuple[str, ...], fmt: str) -> None:
 
 
 @click.command()
-@selection_arg
-@format_option
-@pass_options
-def validate(options: Options, selection: tuple[str, ...], fmt: str) -> None:
-    """Check the project: designs, SQL syntax, dependencies and cycles.
-
-    Every problem is reported with its file and line; the exit code is 2 when there are any.
-    """
-    project = _project(options)
-    relations = project.select(selection)
-    if fmt == "json":
-        print_json({"ok": True, "relations": len(relations), "problems": []})
-    else:
-        stdout.print(f"[green]OK[/]: {len(relations)} relation(s) checked, no problems.")
-
-
-@click.command()
 @click.argument("kind", type=click.Choice(["settings", "design", "all"]), default="all")
 def schema(kind: str) -> None:
     """Print the JSON Schema of conveyor.yaml (settings) and of table designs (design).
@@ -466,6 +449,3 @@ def ddl(options: Options, selection: tuple[str, ...], env: str | None) -> None:
     warehouse = api.open_environment(project, env)
     for relation in project.select(selection):
         click.echo(";\n".join(api.relation_ddl(project, relation, warehouse)) + ";\n")
-
-
-COMMANDS = [run, extract, load, update, upgrade, unload, ls, validate, schema, show]
