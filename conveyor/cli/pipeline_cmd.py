@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import click
@@ -16,7 +16,7 @@ from conveyor import api
 from conveyor.cli.app import Options, pass_options
 from conveyor.cli.output import RichReporter, print_json, print_table, stdout
 from conveyor.config.schedule import parse_schedule
-from conveyor.errors import RunFailed, UserError
+from conveyor.errors import ConveyorError, ProjectError, RunFailed, UserError
 from conveyor.pipeline.definitions import Pipeline, get_pipeline, load_pipelines
 from conveyor.pipeline.locks import hold, lock_names
 from conveyor.pipeline.runner import run_pipeline
@@ -45,14 +45,15 @@ def install(options: Options, name: str) -> None:
     project = api.open_project(options.project_dir)
     definition = get_pipeline(project, name)
     store = api.open_tracking(project)
+    now = Clock().now()  # the scheduler's clock (CONVEYOR_CLOCK in tests): no earlier slot runs
     try:
         row = store.install_pipeline(
             name, project=project.settings.name, project_dir=str(project.root),
-            schedule=definition.config.schedule, definition=definition.definition(),
+            schedule=definition.config.schedule, definition=definition.definition(), now=now,
         )  # fmt: skip
     finally:
         store.close()
-    nxt = parse_schedule(row.schedule).next_after(datetime.now(UTC))
+    nxt = parse_schedule(row.schedule).next_after(now)
     stdout.print(f"Installed pipeline {name}: {row.schedule}; next run {_when(nxt) or 'only when run by hand'}.")
 
 
@@ -169,8 +170,10 @@ def _set_status(options: Options, name: str, status: str | None) -> None:
     try:
         if status is None:
             store.remove_pipeline(name)
-        else:
-            store.set_pipeline_status(name, status)
+            return
+        if status == "active" and store.get_pipeline(name).status == "paused":
+            store.set_last_slot(name, Clock().now())  # runs missed while paused are not made up
+        store.set_pipeline_status(name, status)
     finally:
         store.close()
 
@@ -210,7 +213,7 @@ def remove(options: Options, name: str) -> None:
 @pass_options
 def run_(options: Options, name: str, run_id: str | None, slot: str | None, fmt: str) -> None:
     """Run pipeline NAME now, in the foreground, once, with progress."""
-    project = api.open_project(options.project_dir)
+    project, problems = _open_for_run(options.project_dir)
     definition = get_pipeline(project, name)
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -230,11 +233,28 @@ def run_(options: Options, name: str, run_id: str | None, slot: str | None, fmt:
                 reporter=reporter,
                 stop=stop,
                 scheduled_for=datetime.fromisoformat(slot) if slot else None,
+                problems=problems,
             )
     finally:
         store.close()
         signal.signal(signal.SIGTERM, previous)
     _report(outcome, fmt)
+
+
+def _open_for_run(path: str) -> tuple[Project, list[ConveyorError]]:
+    """The project, and why it did not load completely.
+
+    A project with a broken file still runs its pipelines as far as it loaded, so that the
+    failure is recorded, pings the dead-man switch and is notified (a validation pipeline
+    reports it); a broken conveyor.yaml or pipeline definition stays a plain error.
+    """
+    try:
+        return api.open_project(path), []
+    except ProjectError as exc:
+        loaded = Project.collect(path)
+        if loaded.project is None:
+            raise
+        return loaded.project, list(exc.problems)
 
 
 def _report(outcome: Any, fmt: str) -> None:
@@ -274,8 +294,10 @@ def scheduler(options: Options, poll: float) -> None:
         level=logging.INFO if options.verbosity >= 0 else logging.WARNING,
         format="%(asctime)s %(levelname)s %(message)s",
     )
-    project: Project = api.open_project(options.project_dir)
-    load_pipelines(project)  # a broken definition is bad input before the scheduler starts
+    # a broken definition is bad input before the scheduler starts; a broken SQL file is not
+    # (the runs fail, recorded and notified, instead of no run at all)
+    project, _ = _open_for_run(options.project_dir)
+    load_pipelines(project)
     store = api.open_tracking(project)
     try:
         Scheduler(store, poll_s=poll, clock=Clock()).run()

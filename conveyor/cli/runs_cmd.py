@@ -15,10 +15,23 @@ from rich.markup import escape
 from conveyor import api
 from conveyor.cli.app import Options, pass_options
 from conveyor.cli.output import print_json, print_table, stdout
+from conveyor.errors import ProjectError
+from conveyor.project import Project
 
 format_option = click.option(
     "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True, help="Output format."
 )
+
+
+def _project(path: str) -> Project:
+    """The project, even one with a broken file: its run history must stay readable."""
+    try:
+        return api.open_project(path)
+    except ProjectError:
+        loaded = Project.collect(path)
+        if loaded.project is None:
+            raise
+        return loaded.project
 
 
 def _row(obj: Any) -> dict[str, Any]:
@@ -53,7 +66,7 @@ def runs(
     """List recent runs, newest first. `conveyor runs show RUN` shows one in detail."""
     if ctx.invoked_subcommand is not None:
         return
-    project = api.open_project(options.project_dir)
+    project = _project(options.project_dir)
     store = api.open_tracking(project)
     try:
         found = store.list_runs(limit=limit, status=status, command=command_name, pipeline=pipeline_name)
@@ -85,7 +98,7 @@ def runs(
 @pass_options
 def show(options: Options, run_id: str, fmt: str) -> None:
     """Show one run (an id, a unique prefix of one, or "last") with every step."""
-    project = api.open_project(options.project_dir)
+    project = _project(options.project_dir)
     store = api.open_tracking(project)
     try:
         run = store.get_run(run_id)
@@ -124,7 +137,7 @@ def show(options: Options, run_id: str, fmt: str) -> None:
 @pass_options
 def tail(options: Options, run_id: str, interval: float, fmt: str) -> None:
     """Follow a run (default: the newest) until it ends, printing each step as it changes."""
-    project = api.open_project(options.project_dir)
+    project = _project(options.project_dir)
     store = api.open_tracking(project)
     seen: dict[int, str] = {}
     try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from conveyor.config.base import IDENTIFIER, StrictModel
 
@@ -54,6 +54,14 @@ class NotifyTarget(StrictModel):
     on: list[Outcome] = Field(
         default_factory=lambda: list[Outcome](["failure"]), description="When to notify: success, failure or both."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _yaml_on(cls, value: object) -> object:
+        # YAML 1.1 (PyYAML) reads a bare `on:` key as the boolean true, as in {url: ..., on: [failure]}
+        if isinstance(value, dict) and any(key is True for key in value) and "on" not in value:
+            return {("on" if key is True else key): item for key, item in value.items()}
+        return value
 
 
 class Runtime(StrictModel):

@@ -10,7 +10,7 @@ transaction, so any failure rolls everything back and readers never see a partia
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from conveyor.errors import ConveyorError, LoadError, RunFailed
@@ -60,8 +60,18 @@ def _after(moment: datetime | None, after: datetime) -> bool:
     return moment is not None and moment > after
 
 
-def update(ctx: RunContext, relations: Sequence[Relation], warehouse: Warehouse) -> BuildResult:
-    """Apply ``relations`` (already closed over their dependents) to the published warehouse."""
+def update(
+    ctx: RunContext,
+    relations: Sequence[Relation],
+    warehouse: Warehouse,
+    pinned: Mapping[str, list[Manifest]] | None = None,
+) -> BuildResult:
+    """Apply ``relations`` (already closed over their dependents) to the published warehouse.
+
+    ``pinned`` gives source relations the extract chains to apply instead of the newest ones (a
+    pipeline updates its secondary environment from exactly what its primary got); the chains
+    applied are in ``result.manifests``.
+    """
     ctx.reporter.phase("update", len(relations))
     lake = Lake(ctx.project.path(ctx.project.settings.lake.path))
     result = BuildResult()
@@ -70,7 +80,7 @@ def update(ctx: RunContext, relations: Sequence[Relation], warehouse: Warehouse)
     try:
         for relation in relations:
             current = relation.name
-            _apply(ctx, tx, lake, warehouse, relation, result)
+            _apply(ctx, tx, lake, warehouse, relation, result, pinned or {})
             result.status[relation.name] = "succeeded"
         with ctx.step("*", "commit"):
             tx.publish()
@@ -82,13 +92,22 @@ def update(ctx: RunContext, relations: Sequence[Relation], warehouse: Warehouse)
 
 
 def _apply(
-    ctx: RunContext, tx: Transaction, lake: Lake, warehouse: Warehouse, relation: Relation, result: BuildResult
+    ctx: RunContext,
+    tx: Transaction,
+    lake: Lake,
+    warehouse: Warehouse,
+    relation: Relation,
+    result: BuildResult,
+    pinned: Mapping[str, list[Manifest]],
 ) -> None:
     design = relation.design
     with ctx.step(relation.name, "update") as outcome:
         if relation.kind == "source":
             assert relation.source is not None
-            chain = lake.require_chain(relation.source, ctx.project.lake_table(relation), relation.name)
+            chain = pinned.get(relation.name) or lake.require_chain(
+                relation.source, ctx.project.lake_table(relation), relation.name
+            )
+            result.manifests[relation.name] = chain
             outcome.rows = _apply_extracts(ctx, tx, warehouse.name, relation, chain)
             outcome.detail["extracts"] = [m.extract_id for m in chain]
         elif relation.kind == "ctas":

@@ -9,7 +9,10 @@ lets the current step finish and cleanly cancels the rest.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+import signal
 import subprocess
 import threading
 import time
@@ -17,9 +20,10 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 
 from conveyor.config.secrets import resolve, scrub
-from conveyor.errors import ConveyorError
+from conveyor.errors import ConveyorError, Location
 from conveyor.extract.extract import extract
 from conveyor.extract.jobs import plan
 from conveyor.lake.manifest import Manifest
@@ -29,6 +33,9 @@ from conveyor.pipeline import deadman, notify
 from conveyor.pipeline.definitions import Pipeline
 from conveyor.project import Project, Relation
 from conveyor.runctx import Reporter, RunContext, open_environment, open_tracking, whole_schemas
+from conveyor.warehouse.base import Warehouse
+
+log = logging.getLogger("conveyor.pipeline")
 
 
 @dataclass
@@ -75,6 +82,8 @@ class _State:
     rows_loaded: int = 0
     failed: list[str] = field(default_factory=list)
     pinned: dict[str, list[Manifest]] | None = None
+    kept: set[str] = field(default_factory=set)  # environments holding an unpublished build of this run
+    problems: Sequence[ConveyorError] = ()  # why the project did not load completely
 
 
 def run_pipeline(
@@ -85,8 +94,14 @@ def run_pipeline(
     scheduled_for: datetime | None = None,
     reporter: Reporter | None = None,
     stop: threading.Event | None = None,
+    problems: Sequence[ConveyorError] = (),
 ) -> PipelineOutcome:
-    """Run ``pipeline`` once, now, in this process."""
+    """Run ``pipeline`` once, now, in this process.
+
+    ``problems`` are why the project did not load completely (``Project.collect``): the run
+    then fails at once, recorded and notified, unless its first step is ``validate``, which
+    reports them itself.
+    """
     config = pipeline.config
     began = time.monotonic()
     with _environment(config.runtime.env, config.runtime.spark_master):
@@ -100,8 +115,9 @@ def run_pipeline(
             project, tracking, run_id, reporter or Reporter(), config.runtime.jobs or project.settings.defaults.jobs
         )
         state = _State(
-            ctx, pipeline, project.select(config.selection), began + config.timeout_s, stop or threading.Event()
-        )
+            ctx, pipeline, project.select(config.selection), began + config.timeout_s, stop or threading.Event(),
+            problems=problems,
+        )  # fmt: skip
         outcome = PipelineOutcome(run_id, pipeline.name, "running", 0.0)
         try:
             _run(state, outcome, scheduled_for)
@@ -113,6 +129,11 @@ def run_pipeline(
 
 def _run(state: _State, outcome: PipelineOutcome, scheduled_for: datetime | None) -> None:
     config = state.pipeline.config
+    if state.problems and config.step_list[0] != "validate":
+        error = _failure(state, [(p.render(), _relation_of(p.location)) for p in state.problems])
+        outcome.status = "failed"
+        outcome.steps.append(StepResult("project", None, False, error=scrub(error)))
+        return
     try:
         _setup(state)
     except (StepFailed, ConveyorError) as exc:
@@ -120,9 +141,12 @@ def _run(state: _State, outcome: PipelineOutcome, scheduled_for: datetime | None
         outcome.steps.append(StepResult("setup", None, False, error=_text(exc)))
         return
     when = f" (scheduled for {scheduled_for.isoformat()})" if scheduled_for else ""
-    deadman.ping(
-        _deadman_urls(state), "start", f"Run {state.ctx.run_id} of pipeline {state.pipeline.name} started{when}."
+    body = (
+        f"Run {state.ctx.run_id} of pipeline {state.pipeline.name} started{when}.\n"
+        f"Environments: {', '.join(state.pipeline.environments)}.\n"
+        f"Steps: {', '.join(config.step_list)}."
     )
+    deadman.ping(_deadman_urls(state), "start", body)
     for step in config.step_list:
         if state.stop.is_set():
             outcome.status = "cancelled"
@@ -177,20 +201,27 @@ def _setup(state: _State) -> None:
         remaining = max(1.0, state.deadline - time.monotonic())
         with state.ctx.step(command, "setup"):
             try:
-                done = subprocess.run(
-                    command,
-                    shell=True,
-                    cwd=state.ctx.project.root,
-                    capture_output=True,
-                    text=True,
-                    timeout=remaining,
-                    check=False,
-                )
+                done = _shell(command, state.ctx.project.root, remaining)
             except subprocess.TimeoutExpired:
                 raise StepFailed(f"setup command timed out: {command}") from None
             if done.returncode != 0:
                 tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-5:])
                 raise StepFailed(f"setup command {command!r} exited with {done.returncode}: {tail}")
+
+
+def _shell(command: str, cwd: Path, timeout: float) -> subprocess.CompletedProcess[str]:
+    """Run a shell command in a process group of its own, so a timeout stops all of it (not just the shell)."""
+    process = subprocess.Popen(
+        command, shell=True, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, process_group=0
+    )
+    try:
+        out, err = process.communicate(timeout=timeout)
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        raise
+    return subprocess.CompletedProcess(command, process.returncode, out, err)
 
 
 def _extract(state: _State, environment: str | None) -> None:
@@ -208,26 +239,44 @@ def _extract(state: _State, environment: str | None) -> None:
 def _load(state: _State, environment: str | None, *, skip_copy: bool = False) -> None:
     project = state.ctx.project
     warehouse = open_environment(project, environment)
+    relations = whole_schemas(project, state.relations)
+    if warehouse.name in state.kept:  # a retry starts afresh, not on top of the failed attempt's build
+        _discard_kept_build(state, warehouse, relations)
     options = BuildOptions(
         skip_copy=skip_copy,
         pinned=None if skip_copy else state.pinned,
         required=tuple(state.pipeline.config.required),
     )
-    result = build(state.ctx, whole_schemas(project, state.relations), warehouse, options)
+    result = build(state.ctx, relations, warehouse, options)
+    if not result.published:
+        state.kept.add(warehouse.name)  # build() keeps an unpublished build for a resume
     _check_result(state, result, f"load into {environment}")
     if not skip_copy and state.pinned is None:
         state.pinned = dict(result.manifests)  # the secondary loads exactly these extracts
 
 
+def _discard_kept_build(state: _State, warehouse: Warehouse, relations: list[Relation]) -> None:
+    """Throw away the unpublished build an earlier attempt of this run kept (a build is named after its run)."""
+    schemas = sorted({r.schema for r in relations})
+    try:
+        warehouse.begin(schemas, run_id=state.ctx.run_id, resume_from=state.ctx.run_id).abort()
+    except Exception as exc:  # gone already, or the engine keeps nothing: the retry builds afresh anyway
+        log.debug("no kept build of run %s in %s: %s", state.ctx.run_id, warehouse.name, exc)
+    state.kept.discard(warehouse.name)
+
+
 def _update(state: _State, environment: str | None) -> None:
     project = state.ctx.project
     warehouse = open_environment(project, environment)
-    result = update(state.ctx, with_dependents(project, state.relations), warehouse)
+    result = update(state.ctx, with_dependents(project, state.relations), warehouse, pinned=state.pinned)
     _check_result(state, result, f"update of {environment}")
+    if state.pinned is None:
+        state.pinned = dict(result.manifests)  # the secondary gets exactly these extracts
 
 
 def _check_result(state: _State, result: BuildResult, what: str) -> None:
-    state.rows_loaded += sum(result.rows.values())
+    if result.published:  # rows of a build that was thrown away were never loaded
+        state.rows_loaded += sum(result.rows.values())
     failed = [n for n, s in result.status.items() if s == "failed"]
     state.failed.extend(n for n in failed if n not in state.failed)
     if not result.published or result.errors:
@@ -236,8 +285,30 @@ def _check_result(state: _State, result: BuildResult, what: str) -> None:
 
 
 def _validate(state: _State, environment: str | None) -> None:
-    """Re-read and check the whole project from disk: designs, SQL, dependencies."""
-    Project.load(state.ctx.project.root)
+    """Check the project as ``conveyor validate`` does, re-read from disk: designs, SQL,
+    dependencies, and the selected source tables against their live upstream tables (drift)."""
+    from conveyor.validate import validate
+
+    with state.ctx.step("*", "validate") as outcome:
+        report = validate(state.ctx.project.root, state.pipeline.config.selection, sources=True, sql=False)
+        outcome.detail.update(errors=len(report.errors), warnings=len(report.warnings))
+        if not report.ok:
+            raise StepFailed(
+                _failure(state, [(p.render(), p.relation) for p in report.sorted() if p.severity == "error"])
+            )
+
+
+def _failure(state: _State, errors: list[tuple[str, str | None]]) -> str:
+    """Note the relations of ``errors`` (text, relation) as failed; the message names the first error."""
+    state.failed.extend(r for _, r in errors if r and r not in state.failed)
+    count = f"{len(errors)} error{'s' if len(errors) > 1 else ''}"
+    return f"the project has {count}; the first: {errors[0][0]}"
+
+
+def _relation_of(location: Location | None) -> str | None:
+    """The relation whose file ``schemas/<schema>/<table>.<ext>`` a problem is in."""
+    parts = Path(str(location.path)).parts if location else ()
+    return f"{parts[1]}.{parts[2].rpartition('.')[0]}" if len(parts) == 3 and parts[0] == "schemas" else None
 
 
 def _load_skip_copy(state: _State, environment: str | None) -> None:
@@ -254,9 +325,19 @@ STEPS = {
 
 
 def _urls(state: _State, places: Sequence[tuple[tuple[str | int, ...], str]]) -> list[str]:
-    """Resolve ${VAR} secrets in dead-man and notification URLs (``places``: key path, url)."""
+    """Resolve ${VAR} secrets in dead-man and notification URLs (``places``: key path, url).
+
+    A URL whose secret is unset is left out with a warning: monitoring never fails the run,
+    and one unset variable does not silence the other URLs.
+    """
     creds = state.ctx.project.credentials
-    return [resolve(url, where=state.pipeline.location(*loc), credentials=creds) for loc, url in places]
+    resolved = []
+    for loc, url in places:
+        try:
+            resolved.append(resolve(url, where=state.pipeline.location(*loc), credentials=creds))
+        except ConveyorError as exc:
+            state.ctx.reporter.message(f"cannot notify {url}: {exc.render()}", "warning")
+    return resolved
 
 
 def _deadman_urls(state: _State) -> list[str]:

@@ -52,6 +52,7 @@ class SlotRow:
 class _Db(Protocol):
     def execute(self, sql: str, params: Any = ()) -> int: ...
     def query(self, sql: str, params: Any = ()) -> list[dict[str, Any]]: ...
+    def transaction(self) -> AbstractContextManager[None]: ...
 
 
 def _pipeline(row: dict[str, Any]) -> PipelineRow:
@@ -82,22 +83,32 @@ class PipelineState:
         raise NotImplementedError
 
     def install_pipeline(
-        self, name: str, *, project: str, project_dir: str, schedule: str, definition: dict[str, Any]
+        self,
+        name: str,
+        *,
+        project: str,
+        project_dir: str,
+        schedule: str,
+        definition: dict[str, Any],
+        now: datetime | None = None,
     ) -> PipelineRow:
-        """Install (or reinstall, keeping its slot history) a pipeline; it becomes active."""
-        now = format_ts(datetime.now(UTC))
+        """Install (or reinstall, keeping its slot history) a pipeline; it becomes active.
+
+        ``now`` is the install instant on the scheduler's clock: no slot before it runs.
+        """
+        stamp = format_ts(now or datetime.now(UTC))
         text = json.dumps(definition, sort_keys=True, default=str)
         with self._session() as db:
             updated = db.execute(
                 "UPDATE pipelines SET project = ?, project_dir = ?, status = 'active', schedule = ?, "
                 "definition = ?, updated_at = ? WHERE name = ?",
-                (project, project_dir, schedule, text, now, name),
+                (project, project_dir, schedule, text, stamp, name),
             )
             if not updated:
                 db.execute(
                     "INSERT INTO pipelines (name, project, project_dir, status, schedule, definition, installed_at, "
                     "updated_at, last_slot) VALUES (?, ?, ?, 'active', ?, ?, ?, ?, ?)",
-                    (name, project, project_dir, schedule, text, now, now, now),
+                    (name, project, project_dir, schedule, text, stamp, stamp, stamp),
                 )
         return self.get_pipeline(name)
 
@@ -182,6 +193,29 @@ class PipelineState:
                     name,
                     format_ts(scheduled_at),
                 ),
+            )
+
+    def get_slot(self, name: str, scheduled_at: datetime) -> SlotRow | None:
+        """One slot, or None when it was never claimed."""
+        with self._session() as db:
+            rows = db.query(
+                "SELECT * FROM pipeline_slots WHERE pipeline = ? AND scheduled_at = ?", (name, format_ts(scheduled_at))
+            )
+        return _slot(rows[0]) if rows else None
+
+    def note_slot(self, name: str, scheduled_at: datetime, detail: dict[str, Any]) -> None:
+        """Merge ``detail`` into a slot's detail (the scheduler notes its run's process there)."""
+        with self._session() as db, db.transaction():
+            rows = db.query(
+                "SELECT detail FROM pipeline_slots WHERE pipeline = ? AND scheduled_at = ?",
+                (name, format_ts(scheduled_at)),
+            )
+            if not rows:
+                return
+            merged = {**json.loads(rows[0]["detail"] or "{}"), **detail}
+            db.execute(
+                "UPDATE pipeline_slots SET detail = ? WHERE pipeline = ? AND scheduled_at = ?",
+                (json.dumps(merged), name, format_ts(scheduled_at)),
             )
 
     def slots(self, name: str, limit: int = 20) -> list[SlotRow]:

@@ -170,7 +170,7 @@ class DuckDBBuild(DuckDBRelations):
                     f"the build of run {resume_from} is no longer there to resume (another load replaced it).",
                     hint="Run the load again without --resume.",
                 )
-            self._remove_leftovers()
+            self._remove_leftovers(resuming=resume_from is not None)
             self.con = duckdb.connect(str(self.staging))
             for schema in schemas:
                 self.con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(schema)}")
@@ -192,10 +192,12 @@ class DuckDBBuild(DuckDBRelations):
             ) from None
         return handle
 
-    def _remove_leftovers(self) -> None:
-        # builds that crashed before publishing; the lock proves none is still running
+    def _remove_leftovers(self, *, resuming: bool) -> None:
+        # builds that crashed before publishing; the lock proves none is still running. A new
+        # (not resumed) build also drops a kept build of its own run id: a pipeline retries a
+        # failed load under the same run id, and must not reopen the failed attempt's file
         for leftover in self.target.parent.glob(f".conveyor_build_*.{self.target.name}.building*"):
-            if leftover.name not in (self.staging.name, f"{self.staging.name}.wal"):
+            if not resuming or leftover.name not in (self.staging.name, f"{self.staging.name}.wal"):
                 leftover.unlink(missing_ok=True)
 
     def _copy_kept_schemas(self, *, copy_tables: bool = True) -> None:
