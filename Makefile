@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup demo test test-fast lint services clean
+.PHONY: setup spark demo test test-fast lint services clean
 
 # a virtual environment with the locked dependencies, rebuilt when the lock changes
 $(VENV)/.installed: pyproject.toml requirements.lock
@@ -15,17 +15,25 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 
 setup: $(VENV)/.installed
 
+# the optional spark job type: Java and the JDBC drivers on the system, pyspark in the venv
+$(VENV)/.spark-installed: $(VENV)/.installed requirements-spark.lock scripts/system-packages.sh
+	bash scripts/system-packages.sh
+	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements-spark.lock
+	touch $@
+
+spark: $(VENV)/.spark-installed
+
 ## demo: set up, generate the example's upstream database, run the whole ETL on it
 demo: setup
 	$(BIN)/python examples/shop/generate.py
 	cd examples/shop && ../../$(BIN)/conveyor run
 
 ## test: set up, make sure PostgreSQL and MariaDB are up, lint, type-check, run every test
-test: setup services lint
+test: setup spark services lint
 	$(BIN)/python -m pytest -q
 
 test-fast: setup
-	$(BIN)/python -m pytest -q -m "not slow and not postgres and not mysql"
+	$(BIN)/python -m pytest -q -m "not slow and not postgres and not mysql and not spark"
 
 lint: setup
 	$(BIN)/ruff check conveyor tests examples bench

@@ -17,6 +17,44 @@ from conveyor.config.pipelines import PipelineConfig
 __all__ = ["IDENTIFIER", "ProjectSettings", "StrictModel"]
 
 
+class SparkConfig(StrictModel):
+    """Where and how the `spark` job type runs this source's tables (see docs/spark.md).
+
+    The environment overrides each key: CONVEYOR_SPARK_MASTER (a pipeline's spark_master sets
+    it), CONVEYOR_SPARK_SUBMIT, CONVEYOR_SPARK_JARS and CONVEYOR_SPARK_CONF.
+    """
+
+    master: str = Field(
+        default="local[*]",
+        description="The Spark master: local[*] (in this process's machine), local[N], spark://host:7077, "
+        "yarn, k8s://...",
+    )
+    submit: str | None = Field(
+        default=None,
+        description="A submit command for a cluster, e.g. `spark-submit --deploy-mode client`; Conveyor appends "
+        "--master, --jars, --conf and the application's path, or fills in {app}, {master} and {jars} when the "
+        "command names them. Unset: the application runs as `python -m conveyor.extract.spark_app`.",
+    )
+    jars: list[str] = Field(
+        default_factory=list,
+        description="JDBC driver jars (paths, or URLs the cluster reads). Default: Debian's "
+        "/usr/share/java/postgresql.jar or /usr/share/java/mariadb-java-client.jar.",
+    )
+    conf: dict[str, str] = Field(
+        default_factory=dict,
+        description="Spark settings, e.g. {spark.executor.memory: 4g}. The time zone and Parquet timestamp "
+        "settings the exact type mapping needs cannot be changed.",
+    )
+    jdbc_url: str | None = Field(
+        default=None,
+        description="The JDBC URL executors connect to, when they reach the database by another name than "
+        "Conveyor does. User and password still come from the DSN.",
+    )
+    driver: str | None = Field(
+        default=None, description="The JDBC driver class; default org.postgresql.Driver or org.mariadb.jdbc.Driver."
+    )
+
+
 class SourceConfig(StrictModel):
     """An upstream database, or a static set of files, that tables are extracted from."""
 
@@ -41,6 +79,9 @@ class SourceConfig(StrictModel):
     exclude: list[str] = Field(default_factory=list, description="Globs over upstream names to leave out.")
     job_type: Literal["arrow", "command", "spark"] = Field(
         default="arrow", description="Default job type of this source's tables (a design can override it)."
+    )
+    spark: SparkConfig | None = Field(
+        default=None, description="Settings of the `spark` job type for this source's tables (docs/spark.md)."
     )
     description: str | None = Field(default=None, description="Free text shown by `conveyor ls`.")
 

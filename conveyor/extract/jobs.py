@@ -142,4 +142,5 @@ def _job(project: Project, relation: Relation, full: bool) -> ExtractJob:
         incremental_lag=incremental.lag if incremental else None,
         command=design.extract.command,
         full=full,
+        options={"spark": source.spark.model_dump(exclude_none=True)} if source.spark else {},
     )

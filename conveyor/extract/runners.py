@@ -319,7 +319,19 @@ def collect_parts(folder: Path, expected: pa.Schema, relation: str) -> list[Part
     return parts
 
 
+class _SparkRunner(Runner):
+    """The ``spark`` job type, imported on first use (see conveyor/extract/spark_runner.py)."""
+
+    JOB_TYPE = "spark"
+
+    def run(self, job: ExtractJob, given: RunnerInput) -> RunnerOutput:
+        from conveyor.extract.spark_runner import SparkRunner
+
+        return SparkRunner().run(job, given)
+
+
 RUNNERS: dict[str, type[Runner]] = {"arrow": ArrowRunner, "command": CommandRunner}
+RUNNERS["spark"] = _SparkRunner
 
 
 def runner_for(job_type: str) -> Runner:

@@ -1,0 +1,393 @@
+"""The ``spark`` job type without a JVM: settings, commands, secrets and the conversion back.
+
+These tests need no pyspark and no Java. The submit-command test runs a stand-in for
+``spark-submit`` that executes the planned SQL with psycopg and writes Parquet the way
+Spark does, so the whole path (plan, environment, staging, exact conversion, manifest)
+runs in a second.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import sys
+import textwrap
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from conveyor.design.types import SqlType, parse_type
+from conveyor.errors import ExtractError
+from conveyor.extract import spark_app, spark_runner
+from conveyor.extract.jobs import ExtractJob
+from conveyor.extract.spark_runner import (
+    MySQLEngine,
+    PostgresEngine,
+    SparkPlan,
+    SparkRunner,
+    SparkSettings,
+    normalize,
+)
+from conveyor.sources import open_source
+from conveyor.sources.base import ReadRequest
+from conveyor.sources.typemap import ColumnRef
+
+from .conftest import (
+    committed,
+    extract,
+    extract_state,
+    manifest_table,
+    pg_run,
+    reachable,
+    result_of,
+    write_project,
+)
+
+REF = ColumnRef("up", "public", "t", "c", "x")
+
+
+def job(**options: Any) -> ExtractJob:
+    return ExtractJob("up.t", "up", "postgres", "public", "t", (("id", "integer"),), job_type="spark", options=options)
+
+
+# ----------------------------------------------------------------------------- settings
+
+
+def test_settings_default_to_local_mode() -> None:
+    settings = SparkSettings.resolve(job(), environ={})
+    assert (settings.master, settings.submit, settings.jars, settings.conf) == ("local[*]", None, [], {})
+    assert settings.local
+
+
+def test_environment_overrides_the_configuration() -> None:
+    configured = job(spark={"master": "spark://a:7077", "jars": ["/x.jar"], "conf": {"a": "1", "b": "2"}})
+    assert SparkSettings.resolve(configured, environ={}).master == "spark://a:7077"
+    env = {
+        "CONVEYOR_SPARK_MASTER": "local[2]",
+        "CONVEYOR_SPARK_JARS": "/y.jar, /z.jar",
+        "CONVEYOR_SPARK_CONF": '{"b": "3"}',
+        "CONVEYOR_SPARK_SUBMIT": "spark-submit --deploy-mode client",
+    }
+    settings = SparkSettings.resolve(configured, environ=env)
+    assert settings.master == "local[2]"
+    assert settings.jars == ["/y.jar", "/z.jar"]
+    assert settings.conf == {"a": "1", "b": "3"}
+    assert settings.submit == "spark-submit --deploy-mode client" and not settings.local
+
+
+def test_bad_conf_json_is_a_clear_error() -> None:
+    with pytest.raises(ExtractError, match="CONVEYOR_SPARK_CONF is not valid JSON"):
+        SparkSettings.resolve(job(), environ={"CONVEYOR_SPARK_CONF": "{nope"})
+
+
+def plan(**extra: Any) -> SparkPlan:
+    return SparkPlan(
+        relation="up.t",
+        master="spark://m:7077",
+        jars=["/usr/share/java/postgresql.jar"],
+        conf={"spark.executor.memory": "2g", "spark.sql.session.timeZone": "Europe/Paris"},
+        jdbc={"url": "jdbc:postgresql://h:5432/db", "driver": "org.postgresql.Driver", "options": {}},
+        dbtable="(SELECT 1) AS conveyor_q",
+        output="file:///tmp/out",
+        compression="zstd",
+        **extra,
+    )
+
+
+def test_local_mode_runs_the_module_with_this_python() -> None:
+    argv = SparkRunner()._argv(SparkSettings(), plan())
+    assert argv == [sys.executable, "-m", "conveyor.extract.spark_app"]
+
+
+def test_submit_command_gets_master_jars_conf_and_the_app_file() -> None:
+    argv = SparkRunner()._argv(SparkSettings(submit="spark-submit --deploy-mode client"), plan())
+    assert argv[:5] == ["spark-submit", "--deploy-mode", "client", "--master", "spark://m:7077"]
+    assert argv[5:7] == ["--jars", "/usr/share/java/postgresql.jar"]
+    confs = [argv[i + 1] for i, word in enumerate(argv) if word == "--conf"]
+    assert "spark.executor.memory=2g" in confs
+    assert "spark.sql.session.timeZone=UTC" in confs  # fixed: the type mapping depends on it
+    assert "spark.driver.extraJavaOptions=-Duser.timezone=UTC" in confs
+    assert argv[-1] == str(Path(spark_app.__file__).resolve())
+
+
+def test_submit_template_places_the_app_itself() -> None:
+    settings = SparkSettings(submit="my-submit --cluster c --app {app} --jars {jars}")
+    argv = SparkRunner()._argv(settings, plan())
+    assert argv == [
+        "my-submit",
+        "--cluster",
+        "c",
+        "--app",
+        str(Path(spark_app.__file__).resolve()),
+        "--jars",
+        "/usr/share/java/postgresql.jar",
+    ]
+
+
+def test_plan_json_holds_no_secret() -> None:
+    url = PostgresEngine.jdbc_url("postgresql://etl:s3cret%21@db.example:6543/shop?sslmode=require&password=x")
+    assert url == "jdbc:postgresql://db.example:6543/shop?sslmode=require"
+    assert "s3cret" not in plan(predicates=[url]).to_json()
+    my = MySQLEngine.jdbc_url("mysql://root:pw@127.0.0.1:3307/shop")
+    assert my.startswith("jdbc:mysql://127.0.0.1:3307/shop?") and "pw" not in my
+    assert "tinyInt1isBit=false" in my and "yearIsDateType=false" in my
+
+
+def test_a_dsn_that_is_not_a_url_is_refused() -> None:
+    with pytest.raises(ExtractError, match="postgresql:// URL DSN"):
+        PostgresEngine.jdbc_url("host=db user=etl password=secret")
+
+
+# ----------------------------------------------------------------------------- the application's helpers
+
+
+def test_app_reads_credentials_from_the_dsn() -> None:
+    assert spark_app.credentials("postgresql://etl:p%40ss@h/db") == ("etl", "p@ss")
+    assert spark_app.credentials("postgresql://h/db") == (None, None)
+
+
+def test_app_conf_keeps_the_fixed_settings_and_appends_the_jvm_zone() -> None:
+    conf = spark_app.spark_conf(
+        {
+            "conf": {"spark.sql.session.timeZone": "Europe/Paris", "spark.driver.extraJavaOptions": "-Xss4m"},
+            "jars": ["/a.jar", "/b.jar"],
+        }
+    )
+    assert conf["spark.sql.session.timeZone"] == "UTC"
+    assert conf["spark.sql.parquet.outputTimestampType"] == "TIMESTAMP_MICROS"
+    assert conf["spark.driver.extraJavaOptions"] == "-Xss4m -Duser.timezone=UTC"
+    assert conf["spark.executor.extraJavaOptions"] == "-Duser.timezone=UTC"
+    assert conf["spark.jars"] == "/a.jar,/b.jar"
+
+
+def test_app_error_report_masks_the_password() -> None:
+    report = spark_app.describe_error(RuntimeError("login failed for pw hunter2"), ["hunter2"])
+    assert "hunter2" not in report["message"] and "***" in report["message"]
+    assert report["transient"] is False
+
+
+def test_app_without_a_plan_reports_an_error(monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
+    monkeypatch.delenv("CONVEYOR_SPARK_PLAN", raising=False)
+    assert spark_app.main() == 2
+    assert capsys.readouterr().out.startswith("CONVEYOR_SPARK_ERROR ")
+
+
+# ----------------------------------------------------------------------------- converting back
+
+
+def test_normalize_turns_spark_utc_instants_into_naive_timestamps() -> None:
+    instants = pa.array([datetime(2024, 3, 10, 2, 30, tzinfo=UTC), None], pa.timestamp("us", tz="UTC"))
+    naive = normalize(instants, SqlType("timestamp"), REF)
+    assert naive.type == pa.timestamp("us") and naive.to_pylist() == [datetime(2024, 3, 10, 2, 30), None]
+    lists = pa.array([[datetime(2024, 1, 1, tzinfo=UTC)], None], pa.list_(pa.timestamp("us", tz="UTC")))
+    assert normalize(lists, parse_type("timestamp[]"), REF).to_pylist() == [[datetime(2024, 1, 1)], None]
+
+
+def test_normalize_narrows_doubles_only_when_exact() -> None:
+    exact = pa.array([0.5, float(pa.scalar(0.1, pa.float32()).as_py()), None, float("nan")], pa.float64())
+    assert normalize(exact, SqlType("real"), REF).type == pa.float32()
+    with pytest.raises(ExtractError, match="not a 32-bit float"):
+        normalize(pa.array([0.1], pa.float64()), SqlType("real"), REF)
+
+
+# ----------------------------------------------------------------------------- without pyspark
+
+
+def test_without_pyspark_the_table_fails_with_what_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    db = tmp_path / "up.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE a (id INTEGER)")
+        conn.execute("CREATE TABLE b (id INTEGER)")
+        conn.execute("INSERT INTO a VALUES (1)")
+        conn.execute("INSERT INTO b VALUES (2)")
+    designs: dict[str, dict[str, Any]] = {
+        "up.a": {"columns": [{"name": "id", "type": "bigint"}], "extract": {"job_type": "spark"}},
+        "up.b": {"columns": [{"name": "id", "type": "bigint"}]},
+    }
+    root = write_project(tmp_path / "p", {"up": {"type": "sqlite", "dsn": str(db)}}, designs, job_type="arrow")
+    real = spark_runner.importlib.util.find_spec
+    monkeypatch.setattr(
+        spark_runner.importlib.util, "find_spec", lambda name, *a: None if name == "pyspark" else real(name, *a)
+    )
+    outcome = extract(root)
+    failed = result_of(outcome, "up.a")
+    assert failed.status == "failed"
+    assert 'pip install "conveyor[spark]"' in failed.error and "pyspark" in failed.error
+    assert result_of(outcome, "up.b").status == "succeeded"
+    state = {name.split(".")[-1]: row for name, row in extract_state(root).items()}
+    assert state["a"].status == "failed" and "pyspark" in state["a"].error
+    assert state["b"].status == "succeeded"
+
+
+def test_a_source_spark_cannot_read_fails_clearly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    db = tmp_path / "up.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE a (id INTEGER)")
+    designs = {"up.a": {"columns": [{"name": "id", "type": "bigint"}]}}
+    root = write_project(tmp_path / "p", {"up": {"type": "sqlite", "dsn": str(db)}}, designs, job_type="spark")
+    monkeypatch.setenv("CONVEYOR_SPARK_SUBMIT", "spark-submit")  # no local pyspark needed to get this far
+    outcome = extract(root)
+    assert "reads postgres and mysql sources" in result_of(outcome, "up.a").error
+
+
+# ----------------------------------------------------------------------------- a stand-in for spark-submit
+
+FAKE_SUBMIT = textwrap.dedent(
+    """
+    # Plays spark-submit: runs the planned SQL with psycopg and writes Parquet the way Spark
+    # does (uuid and json as strings, naive timestamps as UTC instants, decimals as decimals).
+    import json, os, sys, uuid
+    from urllib.parse import urlsplit
+    import psycopg, pyarrow as pa, pyarrow.parquet as pq
+
+    plan = json.loads(os.environ["CONVEYOR_SPARK_PLAN"])
+    dsn = os.environ["CONVEYOR_SOURCE_DSN"]
+    record = {"argv": sys.argv, "dsn_in_argv": any(dsn in a for a in sys.argv), "plan": plan}
+    open(os.environ["FAKE_RECORD"], "w").write(json.dumps(record))
+    out = urlsplit(plan["output"]).path
+    os.makedirs(out)
+    predicates = plan.get("predicates") or ["TRUE"]
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("SET TIME ZONE 'UTC'")
+        for i, predicate in enumerate(predicates):
+            cur = conn.execute(f"SELECT * FROM {plan['dbtable']} WHERE {predicate}".encode())
+            names = [d.name for d in cur.description]
+            rows = cur.fetchall()
+            columns = {}
+            for j, name in enumerate(names):
+                values = [r[j] for r in rows]
+                if any(isinstance(v, uuid.UUID) for v in values):
+                    values = [None if v is None else str(v) for v in values]
+                if any(isinstance(v, (dict, list)) for v in values) and name not in ("ai",):
+                    values = [None if v is None else json.dumps(v) for v in values]
+                columns[name] = pa.array(values)
+                if pa.types.is_timestamp(columns[name].type) and columns[name].type.tz is None:
+                    columns[name] = columns[name].cast(pa.timestamp("us")).cast(pa.timestamp("us", tz="UTC"))
+            table = pa.table(columns).drop_columns([c for c in plan.get("drop", []) if c in names])
+            pq.write_table(table, os.path.join(out, f"part-{i:05d}-fake.c000.zstd.parquet"))
+    open(os.path.join(out, "_SUCCESS"), "w").close()
+    print("CONVEYOR_SPARK_RESULT " + json.dumps({"partitions": len(predicates), "spark_version": "fake"}))
+    """
+)
+
+
+@pytest.fixture
+def pg_dsn() -> Any:
+    import uuid as uuidlib
+
+    import psycopg
+
+    from .conftest import PG_ADMIN
+
+    if not reachable(5432):
+        pytest.skip("PostgreSQL is not running on 127.0.0.1:5432")
+    name = f"conveyor_spu_{uuidlib.uuid4().hex[:12]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"'.encode())
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'.encode())
+
+
+@pytest.mark.postgres
+def test_submit_command_path_converts_and_commits(pg_dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pg = pg_run(pg_dsn)
+    pg(
+        "CREATE TABLE t (id integer, u uuid, ts timestamp(6), amount numeric(12,2), j jsonb, k text);"
+        "INSERT INTO t SELECT g, md5(g::text)::uuid, timestamp '2024-03-10 02:30:00' + g * interval '1 us', "
+        "g * 1.25, jsonb_build_object('g', g), 'k' || (g % 10) FROM generate_series(1, 100) g;"
+        "INSERT INTO t (id) VALUES (0)"
+    )
+    columns = [("id", "integer"), ("u", "uuid"), ("ts", "timestamp"), ("amount", "decimal(12,2)"), ("j", "json")]
+    design = {
+        "source_table": "public.t",
+        "columns": [{"name": n, "type": t} for n, t in columns],
+        "extract": {"split_by": "k", "partitions": 3},
+    }
+    sources = {"up": {"type": "postgres", "dsn": "${UP_DSN}"}}
+    spark_root = write_project(tmp_path / "spark", sources, {"up.t": design}, job_type="spark")
+    arrow_root = write_project(tmp_path / "arrow", sources, {"up.t": design}, job_type="arrow")
+    fake = tmp_path / "fake_submit.py"
+    fake.write_text(FAKE_SUBMIT, encoding="utf-8")
+    record = tmp_path / "record.json"
+    monkeypatch.setenv("UP_DSN", pg_dsn)
+    monkeypatch.setenv("FAKE_RECORD", str(record))
+    monkeypatch.setenv("CONVEYOR_SPARK_SUBMIT", f"{sys.executable} {fake} {{app}}")
+    outcome = extract(spark_root)
+    assert result_of(outcome, "up.t").status == "succeeded", result_of(outcome, "up.t").error
+    assert extract(arrow_root).ok
+    seen = json.loads(record.read_text())
+    assert not seen["dsn_in_argv"]
+    assert seen["argv"][-1].endswith("conveyor/extract/spark_app.py")
+    assert len(seen["plan"]["predicates"]) == 3  # a text key: predicates at the quantiles
+    (spark,) = committed(spark_root, "up", "public.t")
+    (arrow,) = committed(arrow_root, "up", "public.t")
+    assert spark.job_type == "spark" and spark.rows == 101
+    left = manifest_table(arrow).sort_by("id")
+    right = manifest_table(spark).sort_by("id")
+    assert right.schema.equals(left.schema) and right.equals(left)
+    assert spark.folder is not None and not (spark.folder / "_spark").exists()
+
+
+@pytest.mark.postgres
+def test_time_wire_form_matches_arrow(pg_dsn: str) -> None:
+    """PostgreSQL ``time`` travels as microseconds (Spark has no time type) and comes back exactly."""
+    pg = pg_run(pg_dsn)
+    pg(
+        "CREATE TABLE w (id integer, tm time(6));"
+        "INSERT INTO w VALUES (1, '00:00:00'), (2, '23:59:59.999999'), (3, '12:00:00.5'), (4, NULL), (5, '01:02:03')"
+    )
+    request = ReadRequest("public", "w", (("id", SqlType("integer")), ("tm", SqlType("time"))))
+    with open_source("postgres", "up", pg_dsn) as source:
+        expected = pa.Table.from_batches(list(source.read(request)))
+        engine = PostgresEngine(source, request)
+        sql = engine.select_sql(None)
+        assert "EXTRACT(EPOCH FROM" in sql
+        cur = source.conn.execute(sql.encode())  # type: ignore[attr-defined]
+        names = [d.name for d in cur.description]
+        rows = cur.fetchall()
+    spark_like = pa.RecordBatch.from_pydict({n: [r[i] for r in rows] for i, n in enumerate(names)})
+    converted = engine.convert(spark_like, request.arrow_schema)
+    assert converted.to_pydict() == expected.to_pydict()
+
+
+def test_time_outside_a_day_raises() -> None:
+    from conveyor.extract.spark_runner import _time_from_micros
+
+    assert _time_from_micros(pa.array([0, 86_399_999_999]), REF).to_pylist()[1].isoformat() == "23:59:59.999999"
+    with pytest.raises(ExtractError, match="not a time of day"):
+        _time_from_micros(pa.array([86_400_000_000]), REF)
+
+
+def test_bounds_are_utc_text() -> None:
+    from conveyor.extract.spark_runner import bound_text
+
+    paris = datetime(2024, 1, 1, 12, tzinfo=UTC).astimezone(tz=__import__("zoneinfo").ZoneInfo("Europe/Paris"))
+    assert bound_text(paris) == "2024-01-01 12:00:00.000000"
+    assert bound_text(datetime(2024, 1, 1) + timedelta(microseconds=5)) == "2024-01-01 00:00:00.000005"
+    assert bound_text(Decimal(7)) == "7" and bound_text(-3) == "-3"
+
+
+def test_a_timeout_ends_the_whole_spark_process_group(tmp_path: Path) -> None:
+    from conveyor.extract.runners import RunnerInput
+
+    pid_file = tmp_path / "child.pid"
+    script = (
+        "import subprocess, sys, time; "
+        f"child = subprocess.Popen(['sleep', '60']); open({str(pid_file)!r}, 'w').write(str(child.pid)); "
+        "time.sleep(60)"
+    )
+    settings = SparkSettings(submit=f"{sys.executable} -c {json.dumps(script)} {{app}}")
+    given = RunnerInput(tmp_path, "postgresql://u:pw@h/db", tmp_path, timeout_s=2)
+    with pytest.raises(ExtractError, match="timed out after 2 s"):
+        SparkRunner()._launch(job(), given, settings, plan())
+    child = int(pid_file.read_text())
+    # the grandchild (the JVM's stand-in) is gone too: no such process, or a zombie not yet reaped
+    stat = Path(f"/proc/{child}/stat")
+    assert not stat.exists() or stat.read_text().split(") ")[1].startswith(("Z", "X"))
