@@ -38,6 +38,25 @@ class KeyViolation:
         return f"{self.relation}: {self.constraint} ({cols}) has {self.count} duplicate value(s), e.g. {shown}"
 
 
+def key_constraints(design: TableDesign) -> list[tuple[str, list[str]]]:
+    """(constraint, columns) for every key a build checks: primary, unique and natural keys."""
+    keys: list[tuple[str, list[str]]] = []
+    if design.constraints.primary_key:
+        keys.append(("primary_key", design.constraints.primary_key))
+    keys.extend(("unique", cols) for cols in design.constraints.unique)
+    if design.constraints.natural_key:
+        keys.append(("natural_key", design.constraints.natural_key))
+    return keys
+
+
+def unchecked_not_null(design: TableDesign) -> list[str]:
+    """Columns that must hold no NULL but whose DDL does not say so (CTAS without typed columns)."""
+    if design.columns and all(c.type for c in design.columns):
+        return []
+    declared = [c.name for c in design.loaded_columns if c.not_null]
+    return declared + [c for c in design.constraints.primary_key if c not in declared]
+
+
 def quote(identifier: str) -> str:
     """Quote an identifier the SQL-standard way, doubling embedded double quotes."""
     return '"' + identifier.replace('"', '""') + '"'

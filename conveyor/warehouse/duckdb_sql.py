@@ -11,7 +11,7 @@ from conveyor.design.models import TableDesign
 from conveyor.errors import LoadError
 from conveyor.lake.manifest import Manifest
 from conveyor.warehouse import ddl
-from conveyor.warehouse.base import Build, KeyViolation, literal, qualified, quote
+from conveyor.warehouse.base import Build, KeyViolation, key_constraints, literal, qualified, quote, unchecked_not_null
 
 
 class DuckDBRelations(Build):
@@ -102,14 +102,8 @@ class DuckDBRelations(Build):
             self._run(design, statement)
 
     def check(self, design: TableDesign) -> list[KeyViolation]:
-        keys: list[tuple[str, list[str]]] = []
-        if design.constraints.primary_key:
-            keys.append(("primary_key", design.constraints.primary_key))
-        keys.extend(("unique", cols) for cols in design.constraints.unique)
-        if design.constraints.natural_key:
-            keys.append(("natural_key", design.constraints.natural_key))
-        found = [self._nulls(design, column) for column in _not_null_columns(design)]
-        found += [self._duplicates(design, constraint, columns) for constraint, columns in keys]
+        found = [self._nulls(design, column) for column in unchecked_not_null(design)]
+        found += [self._duplicates(design, constraint, columns) for constraint, columns in key_constraints(design)]
         return [violation for violation in found if violation is not None]
 
     def _nulls(self, design: TableDesign, column: str) -> KeyViolation | None:
@@ -159,14 +153,6 @@ class DuckDBRelations(Build):
                 cursor.close()
             self._cursors.clear()
         self._local = threading.local()
-
-
-def _not_null_columns(design: TableDesign) -> list[str]:
-    """Columns that must hold no NULL but whose DDL may not say so (untyped CTAS)."""
-    if design.columns and all(c.type for c in design.columns):
-        return []
-    declared = [c.name for c in design.loaded_columns if c.not_null]
-    return declared + [c for c in design.constraints.primary_key if c not in declared]
 
 
 def _files(manifest: Manifest) -> str:
