@@ -204,10 +204,19 @@ def run_tasks(pool: Executor | None, tasks: Sequence[Callable[[], T]]) -> list[T
     if pool is None or len(tasks) < 2:
         return [task() for task in tasks]
     futures = [pool.submit(task) for task in tasks[1:]]
-    results = [tasks[0]()]
+    results: list[Any] = [tasks[0](), *([None] * len(futures))]
     try:
-        for future, task in zip(futures, tasks[1:], strict=True):
-            results.append(task() if future.cancel() else future.result())
+        pending = set(range(len(futures)))
+        while pending:
+            # take back a task nobody started yet and run it here; wait only when every
+            # remaining task is running on another worker (so no worker sits idle)
+            index = next((i for i in sorted(pending) if futures[i].cancel()), None)
+            if index is None:
+                for i in sorted(pending):
+                    results[i + 1] = futures[i].result()
+                break
+            results[index + 1] = tasks[index + 1]()
+            pending.discard(index)
     except BaseException:
         for future in futures:
             future.cancel()
