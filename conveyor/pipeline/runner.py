@@ -33,7 +33,6 @@ from conveyor.pipeline import deadman, notify
 from conveyor.pipeline.definitions import Pipeline
 from conveyor.project import Project, Relation
 from conveyor.runctx import Reporter, RunContext, open_environment, open_tracking, whole_schemas
-from conveyor.warehouse.base import Warehouse
 
 log = logging.getLogger("conveyor.pipeline")
 
@@ -82,7 +81,6 @@ class _State:
     rows_loaded: int = 0
     failed: list[str] = field(default_factory=list)
     pinned: dict[str, list[Manifest]] | None = None
-    kept: set[str] = field(default_factory=set)  # environments holding an unpublished build of this run
     problems: Sequence[ConveyorError] = ()  # why the project did not load completely
 
 
@@ -240,29 +238,16 @@ def _load(state: _State, environment: str | None, *, skip_copy: bool = False) ->
     project = state.ctx.project
     warehouse = open_environment(project, environment)
     relations = whole_schemas(project, state.relations)
-    if warehouse.name in state.kept:  # a retry starts afresh, not on top of the failed attempt's build
-        _discard_kept_build(state, warehouse, relations)
     options = BuildOptions(
         skip_copy=skip_copy,
         pinned=None if skip_copy else state.pinned,
         required=tuple(state.pipeline.config.required),
     )
+    # a retry under the same run id starts afresh: a new build drops the failed attempt's kept one
     result = build(state.ctx, relations, warehouse, options)
-    if not result.published:
-        state.kept.add(warehouse.name)  # build() keeps an unpublished build for a resume
     _check_result(state, result, f"load into {environment}")
     if not skip_copy and state.pinned is None:
         state.pinned = dict(result.manifests)  # the secondary loads exactly these extracts
-
-
-def _discard_kept_build(state: _State, warehouse: Warehouse, relations: list[Relation]) -> None:
-    """Throw away the unpublished build an earlier attempt of this run kept (a build is named after its run)."""
-    schemas = sorted({r.schema for r in relations})
-    try:
-        warehouse.begin(schemas, run_id=state.ctx.run_id, resume_from=state.ctx.run_id).abort()
-    except Exception as exc:  # gone already, or the engine keeps nothing: the retry builds afresh anyway
-        log.debug("no kept build of run %s in %s: %s", state.ctx.run_id, warehouse.name, exc)
-    state.kept.discard(warehouse.name)
 
 
 def _update(state: _State, environment: str | None) -> None:
