@@ -22,6 +22,14 @@ selection_arg = click.argument("selection", nargs=-1)
 env_option = click.option("--env", "-e", help="The warehouse environment (default: default_environment).")
 jobs_option = click.option("--jobs", "-j", type=click.IntRange(1, 256), help="Parallel workers.")
 dry_run_option = click.option("--dry-run", is_flag=True, help="Show what would happen; change nothing.")
+lock_timeout_option = click.option(
+    "--lock-timeout",
+    type=click.FloatRange(min=0),
+    default=api.LOCK_TIMEOUT_S,
+    show_default=True,
+    metavar="S",
+    help="Seconds to wait for a load or update of the same warehouse that is running.",
+)
 format_option = click.option(
     "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True, help="Output format."
 )
@@ -363,6 +371,7 @@ def _moment(value: str | None) -> datetime | None:
 @click.option(
     "--wait-timeout", type=float, default=3600.0, show_default=True, help="Seconds to wait for those extracts."
 )
+@lock_timeout_option
 @dry_run_option
 @format_option
 @pass_options
@@ -372,6 +381,7 @@ def update(
     env: str | None,
     scheduled_start_time: str | None,
     wait_timeout: float,
+    lock_timeout: float,
     dry_run: bool,
     fmt: str,
 ) -> None:
@@ -391,7 +401,13 @@ def update(
         return
     with RichReporter(options.verbosity if fmt == "table" else -1) as reporter:
         outcome = api.update(
-            project, selection, env=env, reporter=reporter, scheduled_start_time=start, wait_timeout=wait_timeout
+            project,
+            selection,
+            env=env,
+            reporter=reporter,
+            scheduled_start_time=start,
+            wait_timeout=wait_timeout,
+            lock_timeout=lock_timeout,
         )
     _finish(outcome, fmt, options)
 
@@ -401,6 +417,7 @@ def update(
 @env_option
 @click.option("--only-selected", is_flag=True, help="Rebuild only the selection, not what depends on it.")
 @click.option("--into-schema", metavar="SCHEMA", help="Rebuild into this schema instead of in place (a sandbox).")
+@lock_timeout_option
 @dry_run_option
 @format_option
 @pass_options
@@ -410,6 +427,7 @@ def upgrade(
     env: str | None,
     only_selected: bool,
     into_schema: str | None,
+    lock_timeout: float,
     dry_run: bool,
     fmt: str,
 ) -> None:
@@ -425,7 +443,13 @@ def upgrade(
         return
     with RichReporter(options.verbosity if fmt == "table" else -1) as reporter:
         outcome = api.upgrade(
-            project, selection, env=env, reporter=reporter, only_selected=only_selected, into_schema=into_schema
+            project,
+            selection,
+            env=env,
+            reporter=reporter,
+            only_selected=only_selected,
+            into_schema=into_schema,
+            lock_timeout=lock_timeout,
         )
     _finish(outcome, fmt, options)
 

@@ -9,7 +9,7 @@ orchestration asks capability flags, never the engine's name.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import ClassVar
@@ -148,6 +148,14 @@ class Transaction(Build):
         """Create a schema if it does not exist (``upgrade --into-schema``)."""
         raise NotImplementedError
 
+    def lock(self, names: Sequence[str]) -> None:
+        """Take, before changing anything, every lock that changing relations ``names`` needs.
+
+        Taking them all at once, in a fixed order, keeps two waiting transactions from each
+        holding what the other waits for. Engines that lock the whole warehouse when the
+        transaction opens (DuckDB) have nothing more to do.
+        """
+
     @abstractmethod
     def replace_rows(self, design: TableDesign, manifests: Sequence[Manifest]) -> int:
         """Replace all rows of a source table with an extract chain (creating it if missing)."""
@@ -188,8 +196,21 @@ class Warehouse(ABC):
         this build continues; a ``WarehouseError`` says so when it is gone.
         """
 
-    def transaction(self, *, run_id: str, atomic: bool = True) -> Transaction:
-        """Open the published warehouse for in-place changes (``update``, ``upgrade``)."""
+    def transaction(
+        self,
+        *,
+        run_id: str,
+        atomic: bool = True,
+        lock_timeout_s: float = 0.0,
+        waiting: Callable[[str], None] | None = None,
+    ) -> Transaction:
+        """Open the published warehouse for in-place changes (``update``, ``upgrade``).
+
+        A load, update or upgrade of the same warehouse (or, where the engine locks per
+        schema, of the same schemas) excludes this one: it is waited for, at most
+        ``lock_timeout_s`` seconds, and ``waiting`` is told what it waits for. After that a
+        ``WarehouseError`` says who holds the warehouse.
+        """
         from conveyor.errors import WarehouseError
 
         raise WarehouseError(f"{type(self).__name__} cannot change relations in place yet.")
