@@ -165,6 +165,7 @@ def load(
             relation after it in execution order are rebuilt).
     """
     warehouse = open_environment(project, env)
+    warehouse.require("load")  # an engine that cannot do it refuses before anything is written
     options = BuildOptions(skip_copy=skip_copy)
     if resume or continue_from:
         selection, options = _resume_point(project, warehouse.name, selection, continue_from, skip_copy)
@@ -198,6 +199,7 @@ def update(
     for, up to ``lock_timeout`` seconds.
     """
     warehouse = open_environment(project, env)
+    warehouse.require("update")  # an engine that cannot do it refuses before anything is written
     relations = with_dependents(project, project.select(selection))
     manifests_for(project, relations)  # a missing extract is bad input: fail before writing
     with _Run(project, "update", env=warehouse.name, selection=selection, reporter=reporter, jobs=1) as run:
@@ -223,6 +225,7 @@ def upgrade(
     A running load or update of the same warehouse is waited for, up to ``lock_timeout`` seconds.
     """
     warehouse = open_environment(project, env)
+    warehouse.require("upgrade")  # an engine that cannot do it refuses before anything is written
     chosen = project.select(selection)
     relations = chosen if only_selected else with_dependents(project, chosen)
     if into_schema is not None and not IDENTIFIER.match(into_schema):
@@ -251,6 +254,7 @@ def unload(
     defaults to ``unload_<env>``), where another project reads them with a ``lake`` source.
     """
     warehouse = open_environment(project, env)
+    warehouse.require("unload")  # an engine that cannot do it refuses before anything is written
     relations = project.select(selection)
     name = source_name or f"unload_{warehouse.name}"
     if not IDENTIFIER.match(name):
@@ -278,9 +282,9 @@ def relation_ddl(project: Project, relation: Relation, warehouse: Warehouse) -> 
     if relation.kind == "source" or (relation.kind == "ctas" and typed):
         return warehouse.table_ddl(design)
     sql = executable_sql(project, relation, None, frozenset(), warehouse.DIALECT)
-    kind = "VIEW" if relation.kind == "view" else "TABLE"
-    create = f"CREATE {kind} {qualified(relation.name)} AS\n{sql}"
-    return [create, *ddl.comments(design, view=relation.kind == "view")]
+    if relation.kind == "ctas":
+        return warehouse.ctas_ddl(design, sql)
+    return [f"CREATE VIEW {qualified(relation.name)} AS\n{sql}", *ddl.comments(design, view=True)]
 
 
 def _resume_point(
@@ -346,6 +350,7 @@ def run(
     """Extract, load, build and publish: the whole ETL for a selection."""
     relations = whole_schemas(project, project.select(selection))
     warehouse = open_environment(project, env)
+    warehouse.require("load")  # an engine that cannot do it refuses before anything is written
     jobs_list = plan(project, relations)
     check_jobs(project, jobs_list)
     with _Run(project, "run", env=warehouse.name, selection=selection, reporter=reporter, jobs=jobs) as run:

@@ -88,12 +88,14 @@ def _print_summary(outcome: api.Outcome) -> None:
 
 def _dry_run(project: Project, selection: Sequence[str], *, extract: bool, load: bool, env: str | None) -> None:
     relations = api.whole_schemas(project, project.select(selection)) if load else project.select(selection)
+    warehouse = api.open_environment(project, env) if load else None
+    if warehouse is not None:
+        warehouse.require("load")
     if extract:
         jobs = plan(project, relations)
         check_jobs(project, jobs)
         stdout.print(f"Would extract {len(jobs)} table(s): " + ", ".join(j.relation for j in jobs))
-    if load:
-        warehouse = api.open_environment(project, env)
+    if warehouse is not None:
         stdout.print(f"Would build {len(relations)} relation(s) into {warehouse.describe()}:")
         for relation in relations:
             stdout.print(f"  {relation.kind:<6} {relation.name}")
@@ -340,6 +342,7 @@ def unload(
     project = _project(options)
     if dry_run:
         warehouse = api.open_environment(project, env)
+        warehouse.require("unload")
         names = [r.name for r in project.select(selection)]
         target = source_name or f"unload_{warehouse.name}"
         stdout.print(f"Would unload {len(names)} relation(s) from {warehouse.describe()} to lake source {target}:")
@@ -395,6 +398,7 @@ def update(
     if dry_run:
         relations = api.with_dependents(project, project.select(selection))
         warehouse = api.open_environment(project, env)
+        warehouse.require("update")
         stdout.print(f"Would update {len(relations)} relation(s) in {warehouse.describe()}, in one transaction:")
         for relation in relations:
             stdout.print(f"  {relation.kind:<6} {relation.name}")
@@ -434,6 +438,7 @@ def upgrade(
     """Drop and rebuild SELECTION and its dependents in place: quick, for development, not atomic."""
     project = _project(options)
     if dry_run:
+        api.open_environment(project, env).require("upgrade")
         chosen = project.select(selection)
         relations = chosen if only_selected else api.with_dependents(project, chosen)
         where = f"schema {into_schema}" if into_schema else "place"
