@@ -24,12 +24,14 @@ from conveyor.extract.jobs import ExtractEvent, plan
 from conveyor.lake.lake import Lake
 from conveyor.load.build import BuildOptions, BuildResult, build, executable_sql, manifests_for
 from conveyor.load.unload import unload as unload_relations
+from conveyor.load.update import LOCK_TIMEOUT_S, wait_for_extracts, with_dependents
 from conveyor.load.update import update as update_relations
-from conveyor.load.update import wait_for_extracts, with_dependents
 from conveyor.load.upgrade import target_names
 from conveyor.load.upgrade import upgrade as upgrade_relations
 from conveyor.project import Project, Relation
 from conveyor.runctx import Reporter, RunContext, open_environment, open_tracking, whole_schemas
+from conveyor.tracking.models import RunRow
+from conveyor.tracking.store import TrackingStore
 from conveyor.warehouse import ddl
 from conveyor.warehouse.base import Warehouse, qualified
 
@@ -163,6 +165,7 @@ def load(
             relation after it in execution order are rebuilt).
     """
     warehouse = open_environment(project, env)
+    warehouse.require("load")  # an engine that cannot do it refuses before anything is written
     options = BuildOptions(skip_copy=skip_copy)
     if resume or continue_from:
         selection, options = _resume_point(project, warehouse.name, selection, continue_from, skip_copy)
@@ -186,20 +189,24 @@ def update(
     reporter: Reporter | None = None,
     scheduled_start_time: datetime | None = None,
     wait_timeout: float = 3600.0,
+    lock_timeout: float = LOCK_TIMEOUT_S,
 ) -> Outcome:
     """Refresh the selection and its dependents in place, in one transaction.
 
     With ``scheduled_start_time``, first wait (up to ``wait_timeout`` seconds) until every
-    selected source table has a successful extract that started after that time.
+    selected source table has a successful extract that started after that time. A load or
+    update of the same warehouse (DuckDB) or schemas (PostgreSQL) that is running is waited
+    for, up to ``lock_timeout`` seconds.
     """
     warehouse = open_environment(project, env)
+    warehouse.require("update")  # an engine that cannot do it refuses before anything is written
     relations = with_dependents(project, project.select(selection))
     manifests_for(project, relations)  # a missing extract is bad input: fail before writing
     with _Run(project, "update", env=warehouse.name, selection=selection, reporter=reporter, jobs=1) as run:
         run.outcome.warehouse = warehouse.describe()
         if scheduled_start_time is not None:
             wait_for_extracts(run.ctx, relations, scheduled_start_time, wait_timeout)
-        run.outcome.build = update_relations(run.ctx, relations, warehouse)
+        run.outcome.build = update_relations(run.ctx, relations, warehouse, lock_timeout_s=lock_timeout)
     return run.outcome
 
 
@@ -211,9 +218,14 @@ def upgrade(
     reporter: Reporter | None = None,
     only_selected: bool = False,
     into_schema: str | None = None,
+    lock_timeout: float = LOCK_TIMEOUT_S,
 ) -> Outcome:
-    """Drop and rebuild the selection (and, unless ``only_selected``, its dependents) in place."""
+    """Drop and rebuild the selection (and, unless ``only_selected``, its dependents) in place.
+
+    A running load or update of the same warehouse is waited for, up to ``lock_timeout`` seconds.
+    """
     warehouse = open_environment(project, env)
+    warehouse.require("upgrade")  # an engine that cannot do it refuses before anything is written
     chosen = project.select(selection)
     relations = chosen if only_selected else with_dependents(project, chosen)
     if into_schema is not None and not IDENTIFIER.match(into_schema):
@@ -222,7 +234,7 @@ def upgrade(
     manifests_for(project, relations)
     with _Run(project, "upgrade", env=warehouse.name, selection=selection, reporter=reporter, jobs=1) as run:
         run.outcome.warehouse = warehouse.describe()
-        run.outcome.build = upgrade_relations(run.ctx, relations, warehouse, into_schema)
+        run.outcome.build = upgrade_relations(run.ctx, relations, warehouse, into_schema, lock_timeout)
         if into_schema:
             run.outcome.notes.append(f"rebuilt into schema {into_schema}")
     return run.outcome
@@ -242,6 +254,7 @@ def unload(
     defaults to ``unload_<env>``), where another project reads them with a ``lake`` source.
     """
     warehouse = open_environment(project, env)
+    warehouse.require("unload")  # an engine that cannot do it refuses before anything is written
     relations = project.select(selection)
     name = source_name or f"unload_{warehouse.name}"
     if not IDENTIFIER.match(name):
@@ -269,9 +282,9 @@ def relation_ddl(project: Project, relation: Relation, warehouse: Warehouse) -> 
     if relation.kind == "source" or (relation.kind == "ctas" and typed):
         return warehouse.table_ddl(design)
     sql = executable_sql(project, relation, None, frozenset(), warehouse.DIALECT)
-    kind = "VIEW" if relation.kind == "view" else "TABLE"
-    create = f"CREATE {kind} {qualified(relation.name)} AS\n{sql}"
-    return [create, *ddl.comments(design, view=relation.kind == "view")]
+    if relation.kind == "ctas":
+        return warehouse.ctas_ddl(design, sql)
+    return [f"CREATE VIEW {qualified(relation.name)} AS\n{sql}", *ddl.comments(design, view=True)]
 
 
 def _resume_point(
@@ -286,6 +299,7 @@ def _resume_point(
             raise UserError(
                 f'there is no failed load of environment "{env}" to resume.', hint="Run conveyor load without --resume."
             )
+        _refuse_stale_resume(store, env, last)
         events = store.run_events(last.run_id)
     finally:
         store.close()
@@ -303,6 +317,28 @@ def _resume_point(
     return chosen, BuildOptions(skip_copy=skip_copy, resume_from=last.run_id, done=frozenset(built))
 
 
+def _refuse_stale_resume(store: TrackingStore, env: str, load: RunRow) -> None:
+    """A kept build must not be published over an update or upgrade that came after it began.
+
+    Its relations were built from the warehouse and extracts as they were then; publishing
+    them would undo the later change (and the tracking store would still say it was applied).
+    """
+    later = [
+        r
+        for r in store.list_runs(limit=200, status="succeeded")
+        if r.environment == env and r.command in _IN_PLACE and r.started_at > load.started_at
+    ]
+    if later:
+        raise UserError(
+            f'the {later[-1].command} run {later[-1].run_id} changed environment "{env}" after the failed load '
+            f"{load.run_id} began, so its kept build is out of date and cannot be resumed.",
+            hint="Run conveyor load without --resume or --continue-from.",
+        )
+
+
+_IN_PLACE = ("update", "upgrade", "pipeline")
+
+
 def run(
     project: Project,
     selection: Sequence[str] = (),
@@ -314,6 +350,7 @@ def run(
     """Extract, load, build and publish: the whole ETL for a selection."""
     relations = whole_schemas(project, project.select(selection))
     warehouse = open_environment(project, env)
+    warehouse.require("load")  # an engine that cannot do it refuses before anything is written
     jobs_list = plan(project, relations)
     check_jobs(project, jobs_list)
     with _Run(project, "run", env=warehouse.name, selection=selection, reporter=reporter, jobs=jobs) as run:

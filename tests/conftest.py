@@ -18,7 +18,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -260,3 +260,129 @@ def warehouse_digest(path: Path) -> dict[str, str]:
 def digest() -> Callable[[Path], dict[str, str]]:
     """``digest(warehouse_file)``: a checksum of every relation's rows."""
     return warehouse_digest
+
+
+# ---------------------------------------------------------------------------- concurrent commands
+
+PAUSED_LOAD = """
+import sys, time
+from pathlib import Path
+from conveyor import api
+from conveyor.reporting import Reporter
+
+root, env, relation, started, release = sys.argv[1:6]
+
+class Pause(Reporter):
+    # holds the build when ``relation`` starts: the load is then under way (staging built,
+    # the warehouse's lock held) and waits until the test lets it go on
+    def started(self, name, step):
+        if name == relation:
+            Path(started).touch()
+            while not Path(release).exists():
+                time.sleep(0.02)
+
+outcome = api.load(api.open_project(root), env=env, reporter=Pause())
+print("published" if outcome.ok else f"not published: {outcome.build and outcome.build.errors}", flush=True)
+sys.exit(0 if outcome.ok else 1)
+"""
+
+
+class Background:
+    """A command running in a subprocess; its output (stdout and stderr merged) is collected as it comes."""
+
+    def __init__(self, args: list[str], cwd: Path | None = None, env: dict[str, str] | None = None):
+        import threading
+
+        full_env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb", **(env or {})}
+        full_env.pop("CONVEYOR_PROJECT", None)
+        self.process = subprocess.Popen(
+            args, cwd=cwd, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line)
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def wait_for(self, text: str, timeout: float = 60) -> bool:
+        """Whether ``text`` appears in the output before the process ends or ``timeout`` passes."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in self.output:
+                return True
+            if self.process.poll() is not None:
+                self._reader.join(timeout=5)
+                return text in self.output
+            time.sleep(0.05)
+        return False
+
+    def finish(self, timeout: float = 120) -> int:
+        """Wait for the end; returns the exit code."""
+        code = self.process.wait(timeout=timeout)
+        self._reader.join(timeout=5)
+        return code
+
+
+class PausedLoad(Background):
+    """``conveyor load`` of an environment in a subprocess, held when ``relation`` starts to build."""
+
+    def __init__(self, root: Path, env: str, relation: str, extra_env: dict[str, str] | None = None):
+        import time
+
+        self.started, self.release_file = root / ".paused-load-started", root / ".paused-load-release"
+        args = [sys.executable, "-c", PAUSED_LOAD, str(root), env, relation, str(self.started), str(self.release_file)]
+        super().__init__(args, cwd=root, env=extra_env)
+        deadline = time.monotonic() + 120
+        while not self.started.exists():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"the load never reached {relation}: {self.output}")
+            time.sleep(0.02)
+
+    def release(self) -> None:
+        self.release_file.touch()
+
+
+@pytest.fixture
+def paused_load() -> Iterator[Callable[..., PausedLoad]]:
+    """``paused_load(root, env, relation)``: a load held in the middle of its build; ``.release()`` lets it go on."""
+    started: list[PausedLoad] = []
+
+    def start(root: Path, env: str, relation: str, extra_env: dict[str, str] | None = None) -> PausedLoad:
+        load = PausedLoad(root, env, relation, extra_env)
+        started.append(load)
+        return load
+
+    yield start
+    for load in started:
+        load.release()
+        try:
+            load.finish(timeout=120)
+        except subprocess.TimeoutExpired:
+            load.process.kill()
+            load.process.wait()
+
+
+@pytest.fixture
+def background() -> Iterator[Callable[..., Background]]:
+    """``background("update", "x", cwd=root)``: the console script running in a subprocess (killed at the end)."""
+    started: list[Background] = []
+
+    def start(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> Background:
+        command = Background([CONVEYOR, *args], cwd=cwd, env=env)
+        started.append(command)
+        return command
+
+    yield start
+    for command in started:
+        if command.process.poll() is None:
+            command.process.kill()
+            command.process.wait()

@@ -22,6 +22,14 @@ selection_arg = click.argument("selection", nargs=-1)
 env_option = click.option("--env", "-e", help="The warehouse environment (default: default_environment).")
 jobs_option = click.option("--jobs", "-j", type=click.IntRange(1, 256), help="Parallel workers.")
 dry_run_option = click.option("--dry-run", is_flag=True, help="Show what would happen; change nothing.")
+lock_timeout_option = click.option(
+    "--lock-timeout",
+    type=click.FloatRange(min=0),
+    default=api.LOCK_TIMEOUT_S,
+    show_default=True,
+    metavar="S",
+    help="Seconds to wait for a load or update of the same warehouse that is running.",
+)
 format_option = click.option(
     "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True, help="Output format."
 )
@@ -80,12 +88,14 @@ def _print_summary(outcome: api.Outcome) -> None:
 
 def _dry_run(project: Project, selection: Sequence[str], *, extract: bool, load: bool, env: str | None) -> None:
     relations = api.whole_schemas(project, project.select(selection)) if load else project.select(selection)
+    warehouse = api.open_environment(project, env) if load else None
+    if warehouse is not None:
+        warehouse.require("load")
     if extract:
         jobs = plan(project, relations)
         check_jobs(project, jobs)
         stdout.print(f"Would extract {len(jobs)} table(s): " + ", ".join(j.relation for j in jobs))
-    if load:
-        warehouse = api.open_environment(project, env)
+    if warehouse is not None:
         stdout.print(f"Would build {len(relations)} relation(s) into {warehouse.describe()}:")
         for relation in relations:
             stdout.print(f"  {relation.kind:<6} {relation.name}")
@@ -332,6 +342,7 @@ def unload(
     project = _project(options)
     if dry_run:
         warehouse = api.open_environment(project, env)
+        warehouse.require("unload")
         names = [r.name for r in project.select(selection)]
         target = source_name or f"unload_{warehouse.name}"
         stdout.print(f"Would unload {len(names)} relation(s) from {warehouse.describe()} to lake source {target}:")
@@ -363,6 +374,7 @@ def _moment(value: str | None) -> datetime | None:
 @click.option(
     "--wait-timeout", type=float, default=3600.0, show_default=True, help="Seconds to wait for those extracts."
 )
+@lock_timeout_option
 @dry_run_option
 @format_option
 @pass_options
@@ -372,6 +384,7 @@ def update(
     env: str | None,
     scheduled_start_time: str | None,
     wait_timeout: float,
+    lock_timeout: float,
     dry_run: bool,
     fmt: str,
 ) -> None:
@@ -385,13 +398,20 @@ def update(
     if dry_run:
         relations = api.with_dependents(project, project.select(selection))
         warehouse = api.open_environment(project, env)
+        warehouse.require("update")
         stdout.print(f"Would update {len(relations)} relation(s) in {warehouse.describe()}, in one transaction:")
         for relation in relations:
             stdout.print(f"  {relation.kind:<6} {relation.name}")
         return
     with RichReporter(options.verbosity if fmt == "table" else -1) as reporter:
         outcome = api.update(
-            project, selection, env=env, reporter=reporter, scheduled_start_time=start, wait_timeout=wait_timeout
+            project,
+            selection,
+            env=env,
+            reporter=reporter,
+            scheduled_start_time=start,
+            wait_timeout=wait_timeout,
+            lock_timeout=lock_timeout,
         )
     _finish(outcome, fmt, options)
 
@@ -401,6 +421,7 @@ def update(
 @env_option
 @click.option("--only-selected", is_flag=True, help="Rebuild only the selection, not what depends on it.")
 @click.option("--into-schema", metavar="SCHEMA", help="Rebuild into this schema instead of in place (a sandbox).")
+@lock_timeout_option
 @dry_run_option
 @format_option
 @pass_options
@@ -410,12 +431,14 @@ def upgrade(
     env: str | None,
     only_selected: bool,
     into_schema: str | None,
+    lock_timeout: float,
     dry_run: bool,
     fmt: str,
 ) -> None:
     """Drop and rebuild SELECTION and its dependents in place: quick, for development, not atomic."""
     project = _project(options)
     if dry_run:
+        api.open_environment(project, env).require("upgrade")
         chosen = project.select(selection)
         relations = chosen if only_selected else api.with_dependents(project, chosen)
         where = f"schema {into_schema}" if into_schema else "place"
@@ -425,7 +448,13 @@ def upgrade(
         return
     with RichReporter(options.verbosity if fmt == "table" else -1) as reporter:
         outcome = api.upgrade(
-            project, selection, env=env, reporter=reporter, only_selected=only_selected, into_schema=into_schema
+            project,
+            selection,
+            env=env,
+            reporter=reporter,
+            only_selected=only_selected,
+            into_schema=into_schema,
+            lock_timeout=lock_timeout,
         )
     _finish(outcome, fmt, options)
 

@@ -118,8 +118,14 @@ class SqlType:
         return _SIMPLE[self.name]
 
     def render(self, dialect: str) -> str:
-        """Spell the type for a warehouse dialect (``duckdb``, ``postgres``, ``redshift``)."""
-        names = _DIALECT_NAMES.get(dialect, _DIALECT_NAMES["postgres"] if dialect == "redshift" else {})
+        """Spell the type for a warehouse dialect (``duckdb``, ``postgres``).
+
+        Other warehouses spell types through their class (``Warehouse.render_type``, e.g.
+        Redshift's); they never silently take another dialect's names.
+        """
+        if dialect not in _DIALECT_NAMES:
+            raise ValueError(f'design types have no spelling for dialect "{dialect}" here; use its warehouse class')
+        names = _DIALECT_NAMES[dialect]
         if self.is_array:
             return self.element.render(dialect) + "[]"
         if self.name in _PARAMETRIC and self.precision is not None:

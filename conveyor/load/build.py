@@ -23,6 +23,7 @@ from conveyor.lake.lake import Lake
 from conveyor.lake.manifest import Manifest
 from conveyor.project import Project, Relation
 from conveyor.runctx import RunContext, StepOutcome
+from conveyor.warehouse import render_type
 from conveyor.warehouse.base import Build, Warehouse, quote
 
 
@@ -115,8 +116,10 @@ def has_checks(design: TableDesign) -> bool:
 
 def empty_select(relation: Relation, dialect: str) -> str:
     """A query with the design's columns and types that returns no rows."""
+    design = relation.design
     columns = ", ".join(
-        f"CAST(NULL AS {c.sql_type.render(dialect)}) AS {quote(c.name)}" for c in relation.design.loaded_columns
+        f"CAST(NULL AS {render_type(c.sql_type, dialect, column=c.name, design=design.name)}) AS {quote(c.name)}"
+        for c in design.loaded_columns
     )
     return f"SELECT {columns} WHERE 1 = 0"
 

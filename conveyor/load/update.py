@@ -21,6 +21,9 @@ from conveyor.project import Project, Relation
 from conveyor.runctx import RunContext
 from conveyor.warehouse.base import Transaction, Warehouse
 
+LOCK_TIMEOUT_S = 600.0
+"""How long an update or upgrade waits for a load (or another update) of the same warehouse."""
+
 
 def with_dependents(project: Project, relations: Sequence[Relation]) -> list[Relation]:
     """The relations and everything downstream of them, in execution order."""
@@ -65,17 +68,20 @@ def update(
     relations: Sequence[Relation],
     warehouse: Warehouse,
     pinned: Mapping[str, list[Manifest]] | None = None,
+    lock_timeout_s: float = LOCK_TIMEOUT_S,
 ) -> BuildResult:
     """Apply ``relations`` (already closed over their dependents) to the published warehouse.
 
     ``pinned`` gives source relations the extract chains to apply instead of the newest ones (a
     pipeline updates its secondary environment from exactly what its primary got); the chains
-    applied are in ``result.manifests``.
+    applied are in ``result.manifests``. A load or update of the same warehouse that is running
+    is waited for (at most ``lock_timeout_s`` seconds): a load publishing after this update
+    committed would throw the update away.
     """
     ctx.reporter.phase("update", len(relations))
     lake = Lake(ctx.project.path(ctx.project.settings.lake.path))
     result = BuildResult()
-    tx = warehouse.transaction(run_id=ctx.run_id, atomic=True)
+    tx = open_transaction(ctx, warehouse, [r.name for r in relations], atomic=True, lock_timeout_s=lock_timeout_s)
     current: str | None = None
     try:
         for relation in relations:
@@ -89,6 +95,21 @@ def update(
         tx.abort()
         _record_rollback(ctx, relations, current, exc, result)
     return result
+
+
+def open_transaction(
+    ctx: RunContext, warehouse: Warehouse, names: Sequence[str], *, atomic: bool, lock_timeout_s: float
+) -> Transaction:
+    """Open the warehouse for in-place changes of ``names`` and take every lock they need, waiting visibly."""
+    tx = warehouse.transaction(
+        run_id=ctx.run_id, atomic=atomic, lock_timeout_s=lock_timeout_s, waiting=ctx.reporter.message
+    )
+    try:
+        tx.lock(names)
+    except BaseException:
+        tx.abort()
+        raise
+    return tx
 
 
 def _apply(

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from conveyor.errors import ConveyorError, LakeError, LoadError, UserError
 from conveyor.lake.lake import Lake
 from conveyor.load.build import BuildResult, executable_sql
+from conveyor.load.update import LOCK_TIMEOUT_S, open_transaction
 from conveyor.project import Relation
 from conveyor.runctx import RunContext
 from conveyor.warehouse.base import Transaction, Warehouse
@@ -36,13 +37,20 @@ def target_names(relations: Sequence[Relation], into_schema: str | None) -> dict
 
 
 def upgrade(
-    ctx: RunContext, relations: Sequence[Relation], warehouse: Warehouse, into_schema: str | None = None
+    ctx: RunContext,
+    relations: Sequence[Relation],
+    warehouse: Warehouse,
+    into_schema: str | None = None,
+    lock_timeout_s: float = LOCK_TIMEOUT_S,
 ) -> BuildResult:
-    """Rebuild ``relations`` in DAG order; a failure skips what depends on it."""
+    """Rebuild ``relations`` in DAG order; a failure skips what depends on it.
+
+    A running load or update of the same warehouse is waited for (at most ``lock_timeout_s`` seconds).
+    """
     targets = target_names(relations, into_schema)
     ctx.reporter.phase("upgrade", len(relations))
     lake = Lake(ctx.project.path(ctx.project.settings.lake.path))
-    tx = warehouse.transaction(run_id=ctx.run_id, atomic=False)
+    tx = open_transaction(ctx, warehouse, list(targets.values()), atomic=False, lock_timeout_s=lock_timeout_s)
     result = BuildResult()
     try:
         for schema in sorted({t.split(".")[0] for t in targets.values()}):

@@ -33,6 +33,7 @@ from conveyor.pipeline import deadman, notify
 from conveyor.pipeline.definitions import Pipeline
 from conveyor.project import Project, Relation
 from conveyor.runctx import Reporter, RunContext, open_environment, open_tracking, whole_schemas
+from conveyor.warehouse import engine_class, open_warehouse
 
 log = logging.getLogger("conveyor.pipeline")
 
@@ -133,6 +134,12 @@ def _run(state: _State, outcome: PipelineOutcome, scheduled_for: datetime | None
         outcome.steps.append(StepResult("project", None, False, error=scrub(error)))
         return
     try:
+        _refuse_unsupported(state)
+    except ConveyorError as exc:
+        outcome.status = "failed"
+        outcome.steps.append(StepResult("check", None, False, error=_text(exc)))
+        return
+    try:
         _setup(state)
     except (StepFailed, ConveyorError) as exc:
         outcome.status = "failed"
@@ -157,6 +164,16 @@ def _run(state: _State, outcome: PipelineOutcome, scheduled_for: datetime | None
                 outcome.status = "failed"
                 return
     outcome.status = "succeeded"
+
+
+def _refuse_unsupported(state: _State) -> None:
+    """A step its environment's engine cannot run fails the run before any step (nothing is extracted)."""
+    for step in state.pipeline.config.step_list:
+        operation = {"load": "load", "load_skip_copy": "load", "update": "update"}.get(step)
+        for environment in _environments(state, step) if operation else []:
+            name, config = state.ctx.project.environment(environment)
+            if operation not in engine_class(config.type).OPERATIONS:  # no DSN needed to say so
+                open_warehouse(config.type, name, "", config=config).require(operation or "")
 
 
 def _environments(state: _State, step: str) -> list[str | None]:

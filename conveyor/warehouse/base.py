@@ -9,7 +9,7 @@ orchestration asks capability flags, never the engine's name.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import ClassVar
@@ -17,6 +17,7 @@ from typing import ClassVar
 import pyarrow as pa
 
 from conveyor.design.models import TableDesign
+from conveyor.design.types import SqlType
 from conveyor.lake.manifest import Manifest
 
 
@@ -148,6 +149,14 @@ class Transaction(Build):
         """Create a schema if it does not exist (``upgrade --into-schema``)."""
         raise NotImplementedError
 
+    def lock(self, names: Sequence[str]) -> None:
+        """Take, before changing anything, every lock that changing relations ``names`` needs.
+
+        Taking them all at once, in a fixed order, keeps two waiting transactions from each
+        holding what the other waits for. Engines that lock the whole warehouse when the
+        transaction opens (DuckDB) have nothing more to do.
+        """
+
     @abstractmethod
     def replace_rows(self, design: TableDesign, manifests: Sequence[Manifest]) -> int:
         """Replace all rows of a source table with an extract chain (creating it if missing)."""
@@ -172,10 +181,39 @@ class Warehouse(ABC):
     """How a build becomes visible: ``file_swap`` or ``schema_swap``."""
     ENFORCES_KEYS_ON_LOAD: ClassVar[bool] = False
     """Primary keys are declared in DDL and enforced while loading."""
+    OPERATIONS: ClassVar[frozenset[str]] = frozenset({"load", "update", "upgrade", "unload"})
+    """What the engine can run against the warehouse; :meth:`require` refuses the others up front."""
 
     def __init__(self, name: str, dsn: str):
         self.name = name
         self.dsn = dsn
+
+    @classmethod
+    def render_type(cls, sql_type: SqlType, *, column: str = "", design: str = "") -> str:
+        """How this warehouse spells a design type in DDL and casts (``column``/``design`` name errors).
+
+        Engines whose spelling is not :meth:`SqlType.render` of their dialect override it.
+        """
+        return sql_type.render(cls.DIALECT)
+
+    def require(self, operation: str) -> None:
+        """Refuse an operation this engine cannot run, before anything is written.
+
+        Raises:
+            UserError: (exit code 2) naming the operation and what is missing.
+        """
+        if operation not in self.OPERATIONS:
+            from conveyor.errors import UserError
+
+            message, hint = self.unsupported(operation)
+            raise UserError(message, hint=hint)
+
+    def unsupported(self, operation: str) -> tuple[str, str]:
+        """(message, hint) saying why ``operation`` is not available on this engine."""
+        return (
+            f'{operation} is not supported on the {self.ENGINE} environment "{self.name}".',
+            "See docs/warehouses.md for what each warehouse supports.",
+        )
 
     @abstractmethod
     def begin(
@@ -188,8 +226,21 @@ class Warehouse(ABC):
         this build continues; a ``WarehouseError`` says so when it is gone.
         """
 
-    def transaction(self, *, run_id: str, atomic: bool = True) -> Transaction:
-        """Open the published warehouse for in-place changes (``update``, ``upgrade``)."""
+    def transaction(
+        self,
+        *,
+        run_id: str,
+        atomic: bool = True,
+        lock_timeout_s: float = 0.0,
+        waiting: Callable[[str], None] | None = None,
+    ) -> Transaction:
+        """Open the published warehouse for in-place changes (``update``, ``upgrade``).
+
+        A load, update or upgrade of the same warehouse (or, where the engine locks per
+        schema, of the same schemas) excludes this one: it is waited for, at most
+        ``lock_timeout_s`` seconds, and ``waiting`` is told what it waits for. After that a
+        ``WarehouseError`` says who holds the warehouse.
+        """
         from conveyor.errors import WarehouseError
 
         raise WarehouseError(f"{type(self).__name__} cannot change relations in place yet.")
@@ -203,6 +254,12 @@ class Warehouse(ABC):
         from conveyor.warehouse import ddl
 
         return [ddl.create_table(design, self.DIALECT, keys=True), *ddl.comments(design)]
+
+    def ctas_ddl(self, design: TableDesign, select: str) -> list[str]:
+        """CREATE TABLE ... AS and COMMENT statements for a CTAS design without typed columns."""
+        from conveyor.warehouse import ddl
+
+        return [f"CREATE TABLE {qualified(design.name)} AS\n{select}", *ddl.comments(design)]
 
     def read_relation(self, name: str, batch_rows: int = 65_536) -> AbstractContextManager[pa.RecordBatchReader]:
         """Open a published relation as an Arrow stream in the lake's exact types (for unload)."""

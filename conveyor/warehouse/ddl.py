@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from conveyor.design.models import TableDesign
+from conveyor.warehouse import render_type
 from conveyor.warehouse.base import literal, qualified, quote
 
 
 def column_definitions(design: TableDesign, dialect: str) -> list[str]:
-    """``"name" type [NOT NULL]`` for every loaded column."""
+    """``"name" type [NOT NULL]`` for every loaded column, types spelled by the dialect's warehouse class."""
     lines = []
     for column in design.loaded_columns:
-        line = f"{quote(column.name)} {column.sql_type.render(dialect)}"
+        spelled = render_type(column.sql_type, dialect, column=column.name, design=design.name)
+        line = f"{quote(column.name)} {spelled}"
         if column.not_null or column.name in design.constraints.primary_key:
             line += " NOT NULL"
         lines.append(line)

@@ -12,12 +12,10 @@ See docs/architecture.md.
 
 from __future__ import annotations
 
-import fcntl
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
 
 import duckdb
 import pyarrow as pa
@@ -27,6 +25,7 @@ from conveyor.config.settings import EnvironmentConfig
 from conveyor.design.models import TableDesign
 from conveyor.errors import WarehouseError
 from conveyor.lake.manifest import Manifest, fsync_dir
+from conveyor.warehouse import duckdb_lock
 from conveyor.warehouse.base import Transaction, Warehouse, literal, qualified, quote
 from conveyor.warehouse.duckdb_sql import DuckDBRelations, select_extract
 
@@ -102,8 +101,15 @@ class DuckDBWarehouse(Warehouse):
     def describe(self) -> str:
         return f"DuckDB file {self.path}"
 
-    def transaction(self, *, run_id: str, atomic: bool = True) -> DuckDBTransaction:
-        return DuckDBTransaction(self, atomic=atomic)
+    def transaction(
+        self,
+        *,
+        run_id: str,
+        atomic: bool = True,
+        lock_timeout_s: float = 0.0,
+        waiting: Callable[[str], None] | None = None,
+    ) -> DuckDBTransaction:
+        return DuckDBTransaction(self, run_id=run_id, atomic=atomic, lock_timeout_s=lock_timeout_s, waiting=waiting)
 
     def begin(
         self, schemas: Sequence[str], *, run_id: str, keep_schemas: bool = True, resume_from: str | None = None
@@ -129,6 +135,25 @@ class DuckDBWarehouse(Warehouse):
             con.execute("SET TimeZone = 'UTC'")
             con.execute("SET arrow_lossless_conversion = true")
             yield con.sql(f"SELECT * FROM {qualified(name)}").to_arrow_reader(batch_rows)
+
+
+FileIdentity = tuple[tuple[int, int, int] | None, tuple[int, int, int] | None]
+
+
+def file_identity(target: Path) -> FileIdentity:
+    """(inode, size, mtime in ns) of the warehouse file and of its WAL (None when missing).
+
+    Any write to the file, in place or by a rename over it, changes one of them.
+    """
+
+    def stat(path: Path) -> tuple[int, int, int] | None:
+        try:
+            found = path.stat()
+        except FileNotFoundError:
+            return None
+        return found.st_ino, found.st_size, found.st_mtime_ns
+
+    return stat(target), stat(Path(f"{target}.wal"))
 
 
 def _relations(con: duckdb.DuckDBPyConnection, database: str) -> dict[str, str]:
@@ -163,7 +188,9 @@ class DuckDBBuild(DuckDBRelations):
         self.schemas = schemas
         self.staging = staging_path(target, resume_from or run_id)
         self._init_cursors()
-        self._lock_file = self._lock()
+        self._lock_file = duckdb_lock.take(target, duckdb_lock.holder_text("load", run_id))
+        self._base = file_identity(target)
+        """The published file this build started from: publishing over any other version would lose it."""
         try:
             if resume_from and not self.staging.exists():
                 raise WarehouseError(
@@ -179,18 +206,6 @@ class DuckDBBuild(DuckDBRelations):
         except BaseException:
             self.abort()
             raise
-
-    def _lock(self) -> IO[str]:
-        self.target.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(self.target.with_name(f".{self.target.name}.lock"), "w")  # noqa: SIM115 - held until publish
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.close()
-            raise WarehouseError(
-                f"another load into {self.target} is running.", hint="Wait for it to finish, then try again."
-            ) from None
-        return handle
 
     def _remove_leftovers(self, *, resuming: bool) -> None:
         # builds that crashed before publishing; the lock proves none is still running. A new
@@ -253,6 +268,7 @@ class DuckDBBuild(DuckDBRelations):
                 raise WarehouseError(f"cannot checkpoint the new warehouse file: {exc}") from None
             self.con.close()
             _fsync(self.staging)
+            self._refuse_if_changed()
             _checkpoint_published(self.target)
             backup = self.target.with_name(self.target.name + ".previous")
             backup.unlink(missing_ok=True)
@@ -264,6 +280,20 @@ class DuckDBBuild(DuckDBRelations):
             self.abort()
             raise
         self._release()
+
+    def _refuse_if_changed(self) -> None:
+        """Refuse to publish over a warehouse file that changed since this build began.
+
+        Updates wait for the lock a build holds, so only a program that ignores it (a DuckDB
+        client writing to the file) can get here. Its changes would be lost by the rename,
+        and a resumed build would lose them too, so the build is discarded.
+        """
+        if file_identity(self.target) != self._base:
+            raise WarehouseError(
+                f"{self.target} changed while this load was building (another program wrote to it), so "
+                "publishing would throw those changes away; nothing was published and the build was discarded.",
+                hint="Stop programs that write to the warehouse file, then run the load again.",
+            )
 
     def suspend(self) -> None:
         """Keep the unpublished file for ``conveyor load --resume``; the warehouse is untouched."""
@@ -297,9 +327,7 @@ class DuckDBBuild(DuckDBRelations):
             self._release()
 
     def _release(self) -> None:
-        if not self._lock_file.closed:
-            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
-            self._lock_file.close()
+        duckdb_lock.release(self._lock_file)
 
 
 def _fsync(path: Path) -> None:
@@ -317,24 +345,49 @@ class DuckDBTransaction(DuckDBRelations, Transaction):
     is transactional, so readers in this process see the old or the new state, and the
     commit is all or nothing. While it runs, the file is open for writing, so other
     processes cannot open it; updates are meant to be short.
+
+    It holds the warehouse's lock (:mod:`conveyor.warehouse.duckdb_lock`) from before it
+    opens the file until it commits or rolls back: a load that is building would otherwise
+    rename its new file over the committed changes. A busy lock is waited for, at most
+    ``lock_timeout_s`` seconds, and ``waiting`` is told what for.
     """
 
-    def __init__(self, warehouse: DuckDBWarehouse, *, atomic: bool):
+    def __init__(
+        self,
+        warehouse: DuckDBWarehouse,
+        *,
+        run_id: str,
+        atomic: bool,
+        lock_timeout_s: float = 0.0,
+        waiting: Callable[[str], None] | None = None,
+    ):
         self.atomic = atomic
         self._init_cursors()
+        kind = "update" if atomic else "upgrade"
+        self._lock_file = duckdb_lock.take(
+            warehouse.path, duckdb_lock.holder_text(kind, run_id), timeout_s=lock_timeout_s, waiting=waiting
+        )
+        try:
+            self.con = self._open(warehouse)
+            if atomic:
+                self.con.execute("BEGIN TRANSACTION")
+        except BaseException:
+            duckdb_lock.release(self._lock_file)
+            raise
+
+    @staticmethod
+    def _open(warehouse: DuckDBWarehouse) -> duckdb.DuckDBPyConnection:
         if not warehouse.path.exists():
             raise WarehouseError(
                 f"{warehouse.describe()} does not exist yet.", hint='Run "conveyor load" to build it first.'
             )
         try:
-            self.con = connect_shared(warehouse.path)
+            return connect_shared(warehouse.path)
         except duckdb.Error as exc:
             raise WarehouseError(
                 f"cannot open {warehouse.describe()} for writing: {exc}",
                 hint="Close programs that have it open, then try again.",
             ) from None
-        if atomic:
-            self.con.execute("BEGIN TRANSACTION")
 
     def _cursor(self) -> duckdb.DuckDBPyConnection:
         # one connection: every statement belongs to the same transaction
@@ -372,6 +425,7 @@ class DuckDBTransaction(DuckDBRelations, Transaction):
                 self.con.execute("COMMIT")
         except duckdb.Error as exc:
             self.con.close()
+            duckdb_lock.release(self._lock_file)
             raise WarehouseError(f"committing the changes failed: {exc}") from None
         try:
             # folds the WAL into the file; readers with open transactions can make it wait for
@@ -381,6 +435,7 @@ class DuckDBTransaction(DuckDBRelations, Transaction):
             pass
         finally:
             self.con.close()
+            duckdb_lock.release(self._lock_file)
 
     def abort(self) -> None:
         try:
@@ -390,3 +445,4 @@ class DuckDBTransaction(DuckDBRelations, Transaction):
             pass  # the transaction is already gone
         finally:
             self.con.close()
+            duckdb_lock.release(self._lock_file)

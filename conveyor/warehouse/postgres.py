@@ -28,7 +28,7 @@ import re
 import threading
 import time
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -158,8 +158,15 @@ class PostgresWarehouse(Warehouse):
             )
         return PostgresBuild(self, list(schemas), run_id, resume_from)
 
-    def transaction(self, *, run_id: str, atomic: bool = True) -> PostgresTransaction:
-        return PostgresTransaction(self, run_id=run_id, atomic=atomic)
+    def transaction(
+        self,
+        *,
+        run_id: str,
+        atomic: bool = True,
+        lock_timeout_s: float = 0.0,
+        waiting: Callable[[str], None] | None = None,
+    ) -> PostgresTransaction:
+        return PostgresTransaction(self, run_id=run_id, atomic=atomic, lock_timeout_s=lock_timeout_s, waiting=waiting)
 
     @contextmanager
     def read_relation(self, name: str, batch_rows: int = 65_536) -> Iterator[pa.RecordBatchReader]:
@@ -651,15 +658,28 @@ class PostgresTransaction(PostgresBuild, Transaction):
     failing one of the two (then the update rolls back and can be run again).
 
     Each schema the transaction touches is locked with the advisory lock loads take, so a
-    load, update or upgrade of the same schema cannot run at the same time.
+    load, update or upgrade of the same schema cannot run at the same time: a load that
+    built ``s$staging`` would otherwise swap it in over the committed update. ``lock`` takes
+    them all up front, in name order; a busy one is waited for, at most ``lock_timeout_s``
+    seconds (``waiting`` is told what for), while a load never waits for one.
     """
 
     FREEZE = False  # tables are filled after DELETE, in a transaction that began earlier
 
-    def __init__(self, warehouse: PostgresWarehouse, *, run_id: str, atomic: bool):
+    def __init__(
+        self,
+        warehouse: PostgresWarehouse,
+        *,
+        run_id: str,
+        atomic: bool,
+        lock_timeout_s: float = 0.0,
+        waiting: Callable[[str], None] | None = None,
+    ):
         self.warehouse = warehouse
         self.run_id = run_id
         self.atomic = atomic
+        self.lock_timeout_s = lock_timeout_s
+        self.waiting = waiting
         self.schemas = []
         self._finished = False
         self._claimed: set[str] = set()
@@ -690,12 +710,18 @@ class PostgresTransaction(PostgresBuild, Transaction):
             raise WarehouseError("this transaction is already committed or rolled back.")
         return self.con
 
+    def lock(self, names: Sequence[str]) -> None:
+        for schema in sorted({name.partition(".")[0] for name in names}):
+            self._claim(schema)
+
     def _claim(self, name: str) -> None:
         schema = name.partition(".")[0]
         if schema in self._claimed:
             return
         try:
-            lock_schema(self._connection(), schema, self.warehouse.name)
+            lock_schema(
+                self._connection(), schema, self.warehouse.name, timeout_s=self.lock_timeout_s, waiting=self.waiting
+            )
         except psycopg.Error as exc:
             raise WarehouseError(f'locking schema "{schema}" failed in PostgreSQL: {_message(exc)}') from None
         self._claimed.add(schema)
@@ -944,25 +970,55 @@ class PostgresTransaction(PostgresBuild, Transaction):
 # ---------------------------------------------------------------------------- catalog helpers
 
 
-def lock_schema(con: psycopg.Connection[Any], schema: str, warehouse: str) -> None:
-    """Take the session advisory lock of a schema (loads, updates and upgrades into it exclude each other)."""
-    row = con.execute("SELECT pg_try_advisory_lock(%s, %s)", (LOCK_CLASS, _lock_key(schema))).fetchone()
-    if row and row[0]:
-        return
+def lock_schema(
+    con: psycopg.Connection[Any],
+    schema: str,
+    warehouse: str,
+    *,
+    timeout_s: float = 0.0,
+    waiting: Callable[[str], None] | None = None,
+) -> None:
+    """Take the session advisory lock of a schema (loads, updates and upgrades into it exclude each other).
+
+    A busy lock is tried again for at most ``timeout_s`` seconds; ``waiting`` is told once.
+    """
+    deadline = time.monotonic() + timeout_s
+    told = False
+    while True:
+        row = con.execute("SELECT pg_try_advisory_lock(%s, %s)", (LOCK_CLASS, _lock_key(schema))).fetchone()
+        if row and row[0]:
+            return
+        by = _lock_holder(con, schema)
+        if time.monotonic() >= deadline:
+            break
+        if waiting is not None and not told:
+            waiting(f'waiting for the load (or update) of schema "{schema}" to finish{by}')
+            told = True
+        time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+    if timeout_s > 0:
+        raise WarehouseError(
+            f'a load (or an update or upgrade) of schema "{schema}" of the PostgreSQL warehouse "{warehouse}" '
+            f"was still running{by} after {timeout_s:.0f} s of waiting for it; nothing was changed.",
+            hint="Run the command again when it has finished, or wait longer with --lock-timeout.",
+        )
+    raise WarehouseError(
+        f'another load into schema "{schema}" of the PostgreSQL warehouse "{warehouse}" '
+        f"(or an update or upgrade of it) is running{by}.",
+        hint="Wait for it to finish, then try again.",
+    )
+
+
+def _lock_holder(con: psycopg.Connection[Any], schema: str) -> str:
+    """Who holds a schema's advisory lock, as " (backend pid ..., application, since ...)"."""
     holder = con.execute(
         "SELECT a.pid, a.application_name, a.backend_start FROM pg_locks l "
         "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' "
         "AND l.classid = %s AND l.objid = %s AND l.granted",
         (LOCK_CLASS, _lock_key(schema) & 0xFFFFFFFF),
     ).fetchone()
-    by = ""
-    if holder:
-        by = f" (backend pid {holder[0]}, {holder[1] or 'no name'}, since {holder[2]:%Y-%m-%d %H:%M:%S})"
-    raise WarehouseError(
-        f'another load into schema "{schema}" of the PostgreSQL warehouse "{warehouse}" '
-        f"(or an update or upgrade of it) is running{by}.",
-        hint="Wait for it to finish, then try again.",
-    )
+    if not holder:
+        return ""
+    return f" (backend pid {holder[0]}, {holder[1] or 'no name'}, since {holder[2]:%Y-%m-%d %H:%M:%S})"
 
 
 def _require_columns(design: TableDesign, manifest: Manifest) -> None:

@@ -2,8 +2,12 @@
 
 No Redshift cluster is reachable from where Conveyor is developed, so this module
 generates SQL and checks it (golden tests, and a parse with sqlglot's redshift dialect)
-but has never run it. :class:`RedshiftWarehouse` therefore refuses to start a build; what
-is and is not verified is listed in docs/warehouses.md.
+but has never run it. :class:`RedshiftWarehouse` overrides every public method of the
+PostgreSQL engine it derives from: DDL and type spelling are Redshift's, and what would
+run against the cluster (load, update, upgrade, unload) is refused up front with a
+``UserError`` saying what is missing, because Redshift loads and unloads through S3 and
+the lake is a local folder. Nothing silently runs PostgreSQL code on Redshift. The
+decision for each method is a table in docs/warehouses.md.
 
 Physical layout comes from a design's ``attributes``:
 
@@ -24,18 +28,22 @@ Physical layout comes from a design's ``attributes``:
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
+
+import pyarrow as pa
 
 from conveyor.config.settings import EnvironmentConfig
 from conveyor.design.models import TableDesign
 from conveyor.design.types import SqlType
-from conveyor.errors import ConfigError, UserError, WarehouseError, did_you_mean
+from conveyor.errors import ConfigError, UserError, did_you_mean
 from conveyor.lake.manifest import Manifest
+from conveyor.warehouse import ddl
 from conveyor.warehouse.base import literal, qualified, quote
-from conveyor.warehouse.postgres import PostgresBuild, PostgresWarehouse
+from conveyor.warehouse.postgres import PostgresBuild, PostgresTransaction, PostgresWarehouse
 
 DISTRIBUTIONS = ("even", "key", "all", "auto")
 SORTKEY_STYLES = ("compound", "interleaved")
@@ -62,8 +70,11 @@ VARBYTE_MAX = 1_024_000
 MAX_INTERLEAVED = 8
 MAX_COMPOUND = 400
 
+MAX_DECIMAL_DIGITS = 38
+"""Redshift's largest DECIMAL precision."""
+
 # design type -> Redshift type (parametric ones are handled in redshift_type)
-_TYPES = {
+TYPE_MAPPING = {
     "boolean": "BOOLEAN",
     "tinyint": "SMALLINT",
     "utinyint": "SMALLINT",
@@ -112,22 +123,24 @@ def redshift_type(sql_type: SqlType, *, column: str = "", design: str = "") -> s
     arrays become SUPER.
     """
     if sql_type.is_array:
+        redshift_type(sql_type.element, column=column, design=design)  # its elements must fit Redshift too
         return "SUPER"
     name = sql_type.name
     if name == "decimal":
-        precision, scale = sql_type.precision or 38, sql_type.scale or 0
-        if precision > 38:
+        precision, scale = sql_type.precision or MAX_DECIMAL_DIGITS, sql_type.scale or 0
+        if precision > MAX_DECIMAL_DIGITS:
             raise ConfigError(
                 f'design "{design}": column "{column}" is decimal({precision},{scale}) but Redshift decimals '
-                "have at most 38 digits."
+                f"have at most {MAX_DECIMAL_DIGITS} digits.",
+                hint="Narrow the column's type in the design, or leave this relation out of the Redshift environment.",
             )
         return f"DECIMAL({precision},{scale})"
     if name in ("varchar", "char"):
         length = sql_type.precision
         return f"VARCHAR({min(4 * length, VARCHAR_MAX)})" if length else f"VARCHAR({VARCHAR_MAX})"
-    if name not in _TYPES:
+    if name not in TYPE_MAPPING:
         raise ConfigError(f'design "{design}": column "{column}" has type {sql_type}, which Redshift cannot load.')
-    return _TYPES[name]
+    return TYPE_MAPPING[name]
 
 
 def _base(redshift: str) -> str:
@@ -273,8 +286,12 @@ def _encodable(encoding: str, redshift: str) -> bool:
     return base in _ENCODING_TYPES.get(encoding, set())
 
 
-def redshift_ddl(design: TableDesign, *, name: str | None = None) -> str:
+def redshift_ddl(design: TableDesign, *, name: str | None = None, keys: bool = False) -> str:
     """CREATE TABLE for a typed design, with ENCODE per column and the table's DISTSTYLE/SORTKEY.
+
+    ``keys`` declares the primary key and unique keys. Redshift does not enforce them; its
+    planner trusts them (and may return wrong results when they do not hold), which is safe
+    because Conveyor checks every key before publishing.
 
     Raises:
         ConfigError: an attribute is wrong, a column has no type, or a type Redshift lacks.
@@ -292,6 +309,10 @@ def redshift_ddl(design: TableDesign, *, name: str | None = None) -> str:
         lines.append(line)
     if not lines:
         raise ConfigError(f'design "{design.name}" has no columns to create a Redshift table with.')
+    if keys and design.constraints.primary_key:
+        lines.append("PRIMARY KEY (" + ", ".join(quote(c) for c in design.constraints.primary_key) + ")")
+    if keys:
+        lines.extend("UNIQUE (" + ", ".join(quote(c) for c in cols) + ")" for cols in design.constraints.unique)
     body = ",\n    ".join(lines)
     tail = "".join("\n" + clause for clause in attributes.table_clauses())
     return f"CREATE TABLE {qualified(name or design.name)} (\n    {body}\n){tail}"
@@ -378,8 +399,22 @@ def _role(iam_role: str) -> str:
     return iam_role
 
 
+_NO_S3 = "Redshift loads with COPY from S3, and this project's lake is a local folder"
+_NOT_PG = "its in-place steps use PostgreSQL features Redshift lacks (advisory locks, pg_depend)"
+_WHY: dict[str, str] = {
+    "load": _NO_S3,
+    "update": f"{_NO_S3}, and {_NOT_PG}",
+    "upgrade": f"{_NO_S3}, and {_NOT_PG}",
+    "unload": "Redshift's UNLOAD writes to S3 only, and this project's lake is a local folder",
+}
+
+
 class RedshiftWarehouse(PostgresWarehouse):
-    """Amazon Redshift: SQL generation only in this version (see the module docstring)."""
+    """Amazon Redshift: DDL and SQL generation; operations on a cluster are refused (see the module docstring).
+
+    Every public method of :class:`PostgresWarehouse` is overridden: none of PostgreSQL's
+    code runs against Redshift by inheritance.
+    """
 
     ENGINE = "redshift"
     DIALECT = "redshift"
@@ -387,6 +422,9 @@ class RedshiftWarehouse(PostgresWarehouse):
     SUPPORTS_TRANSACTIONAL_DDL = True
     PUBLISH = "schema_swap"
     ENFORCES_KEYS_ON_LOAD = False
+    OPERATIONS = frozenset[str]()
+    TYPE_MAPPING = TYPE_MAPPING
+    """Design type -> Redshift type, for the types without parameters."""
 
     def __init__(self, name: str, dsn: str, *, root: Path | None = None, config: EnvironmentConfig | None = None):
         super().__init__(name, dsn, root=root, config=config)
@@ -394,15 +432,57 @@ class RedshiftWarehouse(PostgresWarehouse):
     def describe(self) -> str:
         return "Redshift" + super().describe().removeprefix("PostgreSQL")
 
-    def begin(
-        self, schemas: Sequence[str], *, run_id: str, keep_schemas: bool = True, resume_from: str | None = None
-    ) -> PostgresBuild:
-        raise WarehouseError(
-            f'loading the Redshift warehouse "{self.name}" is not available in this version: Conveyor generates '
-            "Redshift's DDL, COPY and UNLOAD statements but has not run them against a cluster.",
-            hint="See docs/warehouses.md (Redshift) for the generated SQL and what is untested.",
+    def unsupported(self, operation: str) -> tuple[str, str]:
+        why = _WHY.get(operation, "Conveyor generates Redshift SQL but runs none of it against a cluster yet")
+        return (
+            f'{operation} is not supported on the Redshift environment "{self.name}" yet: {why}. Nothing was changed.',
+            f'"conveyor show ddl --env {self.name}" prints the Redshift DDL; docs/warehouses.md (Redshift) lists '
+            "what is supported.",
         )
+
+    @classmethod
+    def render_type(cls, sql_type: SqlType, *, column: str = "", design: str = "") -> str:
+        return redshift_type(sql_type, column=column, design=design)
+
+    def table_ddl(self, design: TableDesign) -> list[str]:
+        """CREATE TABLE with Redshift types, informational keys and the design's DIST/SORT/ENCODE attributes."""
+        return [redshift_ddl(design, keys=True), *ddl.comments(design)]
+
+    def ctas_ddl(self, design: TableDesign, select: str) -> list[str]:
+        return [redshift_ctas(design, select), *ddl.comments(design)]
 
     def create_table_sql(self, design: TableDesign, *, name: str | None = None) -> str:
         """The CREATE TABLE this warehouse would run for ``design``."""
         return redshift_ddl(design, name=name)
+
+    # what would run against the cluster: refused up front (PostgreSQL's versions must not run here)
+
+    def _refuse(self, operation: str) -> NoReturn:
+        message, hint = self.unsupported(operation)
+        raise UserError(message, hint=hint)
+
+    def connect(self) -> Any:
+        self._refuse("connecting to the cluster")
+
+    def begin(
+        self, schemas: Sequence[str], *, run_id: str, keep_schemas: bool = True, resume_from: str | None = None
+    ) -> PostgresBuild:
+        self._refuse("load")
+
+    def transaction(
+        self,
+        *,
+        run_id: str,
+        atomic: bool = True,
+        lock_timeout_s: float = 0.0,
+        waiting: Callable[[str], None] | None = None,
+    ) -> PostgresTransaction:
+        self._refuse("update" if atomic else "upgrade")
+
+    @contextmanager
+    def read_relation(self, name: str, batch_rows: int = 65_536) -> Iterator[pa.RecordBatchReader]:
+        self._refuse("unload")
+        yield from ()  # a generator like PostgreSQL's; never reached
+
+    def relations(self) -> dict[str, str]:
+        self._refuse("listing published relations")

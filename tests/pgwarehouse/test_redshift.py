@@ -12,9 +12,11 @@ import sqlglot
 from sqlglot import exp
 
 from conveyor.design.models import TableDesign
-from conveyor.errors import ConfigError, UserError, WarehouseError
+from conveyor.errors import ConfigError, UserError
 from conveyor.lake.manifest import Manifest, PartFile
 from conveyor.warehouse import open_warehouse
+from conveyor.warehouse.base import Warehouse
+from conveyor.warehouse.postgres import PostgresWarehouse
 from conveyor.warehouse.redshift import (
     RedshiftWarehouse,
     copy_from_manifest_sql,
@@ -272,5 +274,31 @@ def test_the_warehouse_generates_sql_but_does_not_load() -> None:
     assert (warehouse.ENGINE, warehouse.DIALECT, warehouse.PUBLISH) == ("redshift", "redshift", "schema_swap")
     assert warehouse.describe() == "Redshift etl@cluster.example.com:5439/dev"
     assert warehouse.create_table_sql(design(columns=ORDERS_COLUMNS[:1])).startswith('CREATE TABLE "shop"."orders"')
-    with pytest.raises(WarehouseError, match="not available in this version"):
+    with pytest.raises(UserError, match=r'load is not supported on the Redshift environment "rs" yet: .* S3'):
         warehouse.begin(["shop"], run_id="r")
+
+
+def test_every_public_method_of_the_postgres_engine_is_decided_for_redshift() -> None:
+    """Redshift overrides each one (DDL, types) or refuses it; none is inherited from PostgreSQL silently."""
+    public = {
+        name
+        for name, member in vars(PostgresWarehouse).items()
+        if not name.startswith("_") and (callable(member) or isinstance(member, (classmethod, property)))
+    }
+    public |= {name for name in vars(Warehouse) if not name.startswith("_") and callable(getattr(Warehouse, name))}
+    inherited_on_purpose = {"require"}  # reads OPERATIONS, which Redshift sets to nothing
+    undecided = {name for name in public - inherited_on_purpose if name not in vars(RedshiftWarehouse)}
+    assert undecided == set()
+    warehouse = open_warehouse("redshift", "rs", "postgresql://etl@127.0.0.1:1/dev")
+    refused = {
+        "connect": lambda: warehouse.connect(),
+        "transaction": lambda: warehouse.transaction(run_id="r", atomic=True),
+        "relations": lambda: warehouse.relations(),
+        "read_relation": lambda: warehouse.read_relation("shop.orders").__enter__(),
+    }
+    for name, call in refused.items():
+        with pytest.raises(UserError, match='not supported on the Redshift environment "rs"'):
+            call()
+            pytest.fail(f"{name} was not refused")
+    with pytest.raises(UserError, match="upgrade is not supported"):
+        warehouse.transaction(run_id="r", atomic=False)
