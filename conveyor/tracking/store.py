@@ -44,6 +44,9 @@ from typing import Any
 from conveyor import __version__
 from conveyor.config.secrets import URL_SCHEME, mask_dsn, scrub_dsn
 from conveyor.errors import ConveyorError, UserError
+from conveyor.tracking.liveness import Heartbeat, dead_reason, process_start
+from conveyor.tracking.liveness import is_zombie as _is_zombie  # noqa: F401 - kept importable from here
+from conveyor.tracking.liveness import pid_alive as _pid_alive
 from conveyor.tracking.models import (
     EVENT_STATUSES,
     EXTRACT_STATUSES,
@@ -72,6 +75,10 @@ __all__ = [
 
 SQLITE_BUSY_TIMEOUT_S = 30.0
 DEFAULT_LOCK_TTL_S = 60.0
+RUN_HEARTBEAT_S = 30.0
+"""How often a running run's process refreshes ``runs.heartbeat_at``."""
+RUN_TTL_S = 120.0
+"""A run on another host whose heartbeat is older than this is abandoned (four missed beats)."""
 
 _MIGRATION_FILE = re.compile(r"^(\d{4})_([a-z0-9_]+?)(?:\.(sqlite|postgres))?\.sql$")
 _SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
@@ -434,37 +441,6 @@ def migrate(backend: _Backend, migrations: Sequence[Migration], where: str) -> l
     return done
 
 
-# -- locks helpers -------------------------------------------------------------------------
-
-
-def _pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` on this host is alive (zombies count as dead)."""
-    if os.name == "nt":
-        # os.kill would terminate the process on windows: rely on lock expiry there
-        return True
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True  # exists but belongs to another user
-    return not _is_zombie(pid)
-
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        # gone since os.kill, or a system without /proc where we cannot tell
-        return Path("/proc/self").exists()
-    except OSError:
-        return False
-    fields = stat.rpartition(")")[2].split()
-    return bool(fields) and fields[0] in ("Z", "X")
-
-
 def _current_user() -> str | None:
     try:
         return getpass.getuser()
@@ -494,6 +470,7 @@ class TrackingStore(PipelineState):
         self._lock = threading.RLock()
         self._closed = False
         self._host = socket.gethostname()
+        self._beats: dict[str, Heartbeat] = {}  # runs this store started and still heartbeats
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -522,6 +499,8 @@ class TrackingStore(PipelineState):
 
     def close(self) -> None:
         """Close the connection; the store cannot be used afterwards."""
+        for run_id in list(self._beats):
+            self._stop_beat(run_id)
         with self._lock:
             self._closed = True
             with suppress(*self._backend.errors):
@@ -589,7 +568,12 @@ class TrackingStore(PipelineState):
         selection: str | None = None,
         run_id: str | None = None,
     ) -> str:
-        """Record a new run with status ``running``.
+        """Record a new run with status ``running``, made by this process, and heartbeat it.
+
+        The run records this host, pid and process start time, and a daemon thread refreshes
+        its ``heartbeat_at`` every 30 s until :meth:`finish_run` or :meth:`close`. A run whose
+        process dies without finishing it is marked ``abandoned`` by its readers (see
+        :meth:`abandon_dead_runs`).
 
         Args:
             command: The command, e.g. ``run``, ``extract``, ``load`` or ``schedule``.
@@ -603,17 +587,43 @@ class TrackingStore(PipelineState):
             The run id.
         """
         run_id = run_id or new_run_id()
+        now = format_ts(_now())
         values = (
-            run_id, command, project, environment, pipeline, selection, "running",
-            format_ts(_now()), self._host, os.getpid(), _current_user(), __version__,
+            run_id, command, project, environment, pipeline, selection, "running", now, self._host, os.getpid(),
+            _current_user(), __version__, process_start(os.getpid()), now,
         )  # fmt: skip
         with self._session() as db:
             db.execute(
-                "INSERT INTO runs (run_id, command, project, environment, pipeline, selection, status, "
-                "started_at, host, pid, username, conveyor_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO runs (run_id, command, project, environment, pipeline, selection, status, started_at, "
+                "host, pid, username, conveyor_version, process_start, heartbeat_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 values,
             )
+        self._beats[run_id] = Heartbeat(lambda: self.beat_run(run_id), RUN_HEARTBEAT_S, f"run-heartbeat-{run_id}")
+        self._beats[run_id].start()
         return run_id
+
+    def beat_run(self, run_id: str) -> bool:
+        """Refresh a running run's heartbeat; ``False`` once the run has ended.
+
+        A run that another host marked ``abandoned`` (its heartbeats could not reach the store
+        for a while) is alive after all: it is marked ``running`` again.
+        """
+        stamp = format_ts(_now())
+        with self._session() as db:
+            if db.execute("UPDATE runs SET heartbeat_at = ? WHERE run_id = ? AND status = 'running'", (stamp, run_id)):
+                return True
+            revived = db.execute(
+                "UPDATE runs SET heartbeat_at = ?, status = 'running', finished_at = NULL, duration_s = NULL, "
+                "error = NULL WHERE run_id = ? AND status = 'abandoned' AND host = ? AND pid = ?",
+                (stamp, run_id, self._host, os.getpid()),
+            )
+        return bool(revived)
+
+    def _stop_beat(self, run_id: str) -> None:
+        beat = self._beats.pop(run_id, None)
+        if beat is not None:
+            beat.stop()
 
     def finish_run(
         self, run_id: str, status: str, *, error: str | None = None, summary: Mapping[str, Any] | None = None
@@ -622,7 +632,8 @@ class TrackingStore(PipelineState):
 
         Args:
             run_id: The run.
-            status: ``succeeded``, ``failed`` or ``cancelled``.
+            status: ``succeeded``, ``failed``, ``cancelled`` or ``abandoned``. A run marked
+                ``abandoned`` that finishes after all takes its real status.
             error: The error that ended the run, if any.
             summary: A JSON-serializable summary (counts per status, ...).
 
@@ -631,6 +642,7 @@ class TrackingStore(PipelineState):
             TrackingStoreError: there is no such run.
         """
         _check_status(status, RUN_STATUSES - {"running"}, "run")
+        self._stop_beat(run_id)  # outside the session: a beat in progress waits for it
         now = _now()
         with self._session() as db:
             started = self._started_at(db, "runs", "run_id", run_id)
@@ -646,17 +658,75 @@ class TrackingStore(PipelineState):
         pipeline: str | None = None,
         status: str | None = None,
         command: str | None = None,
+        statuses: Sequence[str] = (),
     ) -> list[RunRow]:
-        """The most recent runs first, optionally filtered."""
+        """The most recent runs first, optionally filtered (``statuses``: any of these).
+
+        Runs whose process died are marked ``abandoned`` first (:meth:`abandon_dead_runs`).
+        """
+        self.abandon_dead_runs()
         clause, params = _where({"pipeline": pipeline, "status": status, "command": command})
+        if statuses:
+            clause += ("AND " if clause else "WHERE ") + f"status IN ({', '.join('?' * len(statuses))}) "
+            params += list(statuses)
         return self._runs(clause, params, limit)
+
+    def abandon_dead_runs(self) -> list[str]:
+        """Mark every ``running`` run whose process is dead ``abandoned``; return their ids.
+
+        A run is dead when it ran on this host and its process is gone, a zombie, or its pid
+        now belongs to another process; or, on another host, when its heartbeat is older than
+        :data:`RUN_TTL_S`. Its running events are abandoned with it. Readers call this, so a
+        killed run never stays ``running``.
+        """
+        now = _now()
+        with self._session() as db:
+            rows = [row_from(RunRow, r) for r in db.query(f"SELECT {_RUN_COLUMNS} FROM runs WHERE status = 'running'")]
+        dead = []
+        for run in rows:
+            reason = dead_reason(
+                host=run.host, pid=run.pid, started=run.process_start, heartbeat_at=run.heartbeat_at,
+                this_host=self._host, now=now, ttl=timedelta(seconds=RUN_TTL_S),
+            )  # fmt: skip
+            if reason is not None and self._abandon(run, reason):
+                dead.append(run.run_id)
+        return dead
+
+    def _abandon(self, run: RunRow, reason: str) -> bool:
+        """Mark one dead run and its running events abandoned, ending them at the last sign of life."""
+        error = (
+            f"{reason}, and the run never recorded its end (it was killed, e.g. by SIGKILL or the "
+            "out-of-memory killer, or its machine stopped)"
+        )
+        with self._session() as db, db.transaction():
+            events = db.query("SELECT id, started_at, finished_at, status FROM events WHERE run_id = ?", (run.run_id,))
+            seen = [parse_ts(e["finished_at"] or e["started_at"]) for e in events]
+            last = max([run.heartbeat_at or run.started_at, *[t for t in seen if t is not None]])
+            changed = db.execute(
+                "UPDATE runs SET status = 'abandoned', finished_at = ?, duration_s = ?, error = ? "
+                "WHERE run_id = ? AND status = 'running'",
+                (format_ts(last), _seconds(run.started_at, last), error, run.run_id),
+            )
+            for event in events if changed else []:
+                if event["status"] == "running":
+                    started = parse_ts(event["started_at"])
+                    db.execute(
+                        "UPDATE events SET status = 'abandoned', finished_at = ?, duration_s = ?, error = ? "
+                        "WHERE id = ? AND status = 'running'",
+                        (format_ts(last), _seconds(started, last), "the run's process died during this step",
+                         event["id"]),
+                    )  # fmt: skip
+        return bool(changed)
 
     def get_run(self, run_id_or_prefix: str) -> RunRow:
         """Find one run by its id, a unique prefix of it, or ``last`` / ``latest``.
 
+        Runs whose process died are marked ``abandoned`` first (:meth:`abandon_dead_runs`).
+
         Raises:
             UserError: nothing matches, or the prefix matches several runs.
         """
+        self.abandon_dead_runs()
         key = run_id_or_prefix.strip()
         if key.lower() in ("last", "latest"):
             return self._latest_run()
