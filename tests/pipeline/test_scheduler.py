@@ -475,6 +475,24 @@ def _is_sleep_of(proc: Path, root: Path) -> bool:
         return False
 
 
+def test_a_run_killed_by_something_else_is_abandoned_and_so_is_its_slot(
+    pipeline_project: Callable[..., Path], schedulers: Callable[..., SchedulerProcess], store_of: Callable[..., Any]
+) -> None:
+    """SIGKILL from outside (the out-of-memory killer, say): the run could not record its end.
+    The scheduler records it abandoned, naming the signal, and the slot takes that status."""
+    root = pipeline_project({"nightly": waiting()})
+    install(root, "nightly", INSTALLED)
+    store = store_of(root)
+    scheduler = schedulers(root, clock=at("02:29:58"))
+    run_id = setup_running(store, "nightly")
+    os.kill(int(store.slots("nightly")[0].detail["pid"]), signal.SIGKILL)
+    slot = finished_slot(store, "nightly")
+    assert (slot.status, slot.run_id) == ("abandoned", run_id)
+    (run,) = runs_of(root, "nightly")
+    assert run["status"] == "abandoned" and "ended with SIGKILL before it recorded its end" in run["error"]
+    assert scheduler.stop() == 0
+
+
 def test_a_run_that_ignores_sigterm_is_killed(
     pipeline_project: Callable[..., Path], store_of: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
