@@ -4,6 +4,9 @@ A run or lock records its holder's host and pid. On the same host the process ta
 the pid is gone, a zombie, or (for runs, which also record the process's start time) reused
 by another process. For a holder on another host only its heartbeat tells: it stopped
 refreshing a timestamp in the tracking store.
+
+:class:`RunLiveness` (part of the tracking store) heartbeats the runs a process started and
+marks runs whose process died ``abandoned``.
 """
 
 from __future__ import annotations
@@ -12,12 +15,20 @@ import logging
 import os
 import threading
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from contextlib import AbstractContextManager
+from dataclasses import fields
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any, Protocol
 
-__all__ = ["Heartbeat", "dead_reason", "pid_alive", "process_start"]
+from conveyor.tracking.models import RunRow, format_ts, parse_ts, row_from
+
+__all__ = ["Heartbeat", "RunLiveness", "dead_reason", "pid_alive", "process_start"]
 
 log = logging.getLogger("conveyor.tracking")
+
+RUN_TTL_S = 120.0
+"""A run on another host whose heartbeat is older than this is abandoned (four missed beats)."""
 
 
 def pid_alive(pid: int) -> bool:
@@ -135,3 +146,96 @@ class Heartbeat:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class _Db(Protocol):
+    def execute(self, sql: str, params: Any = ()) -> int: ...
+    def query(self, sql: str, params: Any = ()) -> list[dict[str, Any]]: ...
+    def transaction(self) -> AbstractContextManager[None]: ...
+
+
+_RUN_COLUMNS = ", ".join(field.name for field in fields(RunRow))
+
+
+class RunLiveness:
+    """Mixed into :class:`~conveyor.tracking.store.TrackingStore`: heartbeats of its runs, and
+    abandoning the runs whose process died."""
+
+    _host: str
+    _beats: dict[str, Heartbeat]
+
+    def _session(self) -> AbstractContextManager[_Db]:  # provided by TrackingStore
+        raise NotImplementedError
+
+    def beat_run(self, run_id: str) -> bool:
+        """Refresh a running run's heartbeat; ``False`` once the run has ended.
+
+        A run that another host marked ``abandoned`` (its heartbeats could not reach the store
+        for a while) is alive after all: it is marked ``running`` again.
+        """
+        stamp = format_ts(datetime.now(UTC))
+        with self._session() as db:
+            if db.execute("UPDATE runs SET heartbeat_at = ? WHERE run_id = ? AND status = 'running'", (stamp, run_id)):
+                return True
+            revived = db.execute(
+                "UPDATE runs SET heartbeat_at = ?, status = 'running', finished_at = NULL, duration_s = NULL, "
+                "error = NULL WHERE run_id = ? AND status = 'abandoned' AND host = ? AND pid = ?",
+                (stamp, run_id, self._host, os.getpid()),
+            )
+        return bool(revived)
+
+    def _stop_beat(self, run_id: str) -> None:
+        beat = self._beats.pop(run_id, None)
+        if beat is not None:
+            beat.stop()
+
+    def abandon_dead_runs(self) -> list[str]:
+        """Mark every ``running`` run whose process is dead ``abandoned``; return their ids.
+
+        A run is dead when it ran on this host and its process is gone, a zombie, or its pid
+        now belongs to another process; or, on another host, when its heartbeat is older than
+        :data:`RUN_TTL_S`. Its running events are abandoned with it. Readers call this, so a
+        killed run never stays ``running``.
+        """
+        now = datetime.now(UTC)
+        with self._session() as db:
+            rows = [row_from(RunRow, r) for r in db.query(f"SELECT {_RUN_COLUMNS} FROM runs WHERE status = 'running'")]
+        dead = []
+        for run in rows:
+            reason = dead_reason(
+                host=run.host, pid=run.pid, started=run.process_start, heartbeat_at=run.heartbeat_at,
+                this_host=self._host, now=now, ttl=timedelta(seconds=RUN_TTL_S),
+            )  # fmt: skip
+            if reason is not None and self._abandon(run, reason):
+                dead.append(run.run_id)
+        return dead
+
+    def _abandon(self, run: RunRow, reason: str) -> bool:
+        """Mark one dead run and its running events abandoned, ending them at the last sign of life."""
+        error = (
+            f"{reason}, and the run never recorded its end (it was killed, e.g. by SIGKILL or the "
+            "out-of-memory killer, or its machine stopped)"
+        )
+        with self._session() as db, db.transaction():
+            events = db.query("SELECT id, started_at, finished_at, status FROM events WHERE run_id = ?", (run.run_id,))
+            seen = [parse_ts(e["finished_at"] or e["started_at"]) for e in events]
+            last = max([run.heartbeat_at or run.started_at, *[t for t in seen if t is not None]])
+            changed = db.execute(
+                "UPDATE runs SET status = 'abandoned', finished_at = ?, duration_s = ?, error = ? "
+                "WHERE run_id = ? AND status = 'running'",
+                (format_ts(last), _seconds(run.started_at, last), error, run.run_id),
+            )
+            for event in events if changed else []:
+                if event["status"] == "running":
+                    started = parse_ts(event["started_at"]) or last
+                    db.execute(
+                        "UPDATE events SET status = 'abandoned', finished_at = ?, duration_s = ?, error = ? "
+                        "WHERE id = ? AND status = 'running'",
+                        (format_ts(last), _seconds(started, last), "the run's process died during this step",
+                         event["id"]),
+                    )  # fmt: skip
+        return bool(changed)
+
+
+def _seconds(started: datetime, finished: datetime) -> float:
+    return (finished - started).total_seconds()

@@ -44,7 +44,7 @@ from typing import Any
 from conveyor import __version__
 from conveyor.config.secrets import URL_SCHEME, mask_dsn, scrub_dsn
 from conveyor.errors import ConveyorError, UserError
-from conveyor.tracking.liveness import Heartbeat, dead_reason, process_start
+from conveyor.tracking.liveness import Heartbeat, RunLiveness, process_start
 from conveyor.tracking.liveness import is_zombie as _is_zombie  # noqa: F401 - kept importable from here
 from conveyor.tracking.liveness import pid_alive as _pid_alive
 from conveyor.tracking.models import (
@@ -76,9 +76,7 @@ __all__ = [
 SQLITE_BUSY_TIMEOUT_S = 30.0
 DEFAULT_LOCK_TTL_S = 60.0
 RUN_HEARTBEAT_S = 30.0
-"""How often a running run's process refreshes ``runs.heartbeat_at``."""
-RUN_TTL_S = 120.0
-"""A run on another host whose heartbeat is older than this is abandoned (four missed beats)."""
+"""How often a running run's process refreshes ``runs.heartbeat_at`` (see :mod:`.liveness`)."""
 
 _MIGRATION_FILE = re.compile(r"^(\d{4})_([a-z0-9_]+?)(?:\.(sqlite|postgres))?\.sql$")
 _SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
@@ -457,7 +455,7 @@ _STATE_COLUMNS = ", ".join(column_names(ExtractStateRow))
 _LOCK_COLUMNS = ", ".join(column_names(LockRow))
 
 
-class TrackingStore(PipelineState):
+class TrackingStore(RunLiveness, PipelineState):
     """Runs, events, extracts, watermarks and locks in SQLite or PostgreSQL.
 
     Open one with :meth:`open`; all methods are safe to call from several threads.
@@ -603,28 +601,6 @@ class TrackingStore(PipelineState):
         self._beats[run_id].start()
         return run_id
 
-    def beat_run(self, run_id: str) -> bool:
-        """Refresh a running run's heartbeat; ``False`` once the run has ended.
-
-        A run that another host marked ``abandoned`` (its heartbeats could not reach the store
-        for a while) is alive after all: it is marked ``running`` again.
-        """
-        stamp = format_ts(_now())
-        with self._session() as db:
-            if db.execute("UPDATE runs SET heartbeat_at = ? WHERE run_id = ? AND status = 'running'", (stamp, run_id)):
-                return True
-            revived = db.execute(
-                "UPDATE runs SET heartbeat_at = ?, status = 'running', finished_at = NULL, duration_s = NULL, "
-                "error = NULL WHERE run_id = ? AND status = 'abandoned' AND host = ? AND pid = ?",
-                (stamp, run_id, self._host, os.getpid()),
-            )
-        return bool(revived)
-
-    def _stop_beat(self, run_id: str) -> None:
-        beat = self._beats.pop(run_id, None)
-        if beat is not None:
-            beat.stop()
-
     def finish_run(
         self, run_id: str, status: str, *, error: str | None = None, summary: Mapping[str, Any] | None = None
     ) -> None:
@@ -670,53 +646,6 @@ class TrackingStore(PipelineState):
             clause += ("AND " if clause else "WHERE ") + f"status IN ({', '.join('?' * len(statuses))}) "
             params += list(statuses)
         return self._runs(clause, params, limit)
-
-    def abandon_dead_runs(self) -> list[str]:
-        """Mark every ``running`` run whose process is dead ``abandoned``; return their ids.
-
-        A run is dead when it ran on this host and its process is gone, a zombie, or its pid
-        now belongs to another process; or, on another host, when its heartbeat is older than
-        :data:`RUN_TTL_S`. Its running events are abandoned with it. Readers call this, so a
-        killed run never stays ``running``.
-        """
-        now = _now()
-        with self._session() as db:
-            rows = [row_from(RunRow, r) for r in db.query(f"SELECT {_RUN_COLUMNS} FROM runs WHERE status = 'running'")]
-        dead = []
-        for run in rows:
-            reason = dead_reason(
-                host=run.host, pid=run.pid, started=run.process_start, heartbeat_at=run.heartbeat_at,
-                this_host=self._host, now=now, ttl=timedelta(seconds=RUN_TTL_S),
-            )  # fmt: skip
-            if reason is not None and self._abandon(run, reason):
-                dead.append(run.run_id)
-        return dead
-
-    def _abandon(self, run: RunRow, reason: str) -> bool:
-        """Mark one dead run and its running events abandoned, ending them at the last sign of life."""
-        error = (
-            f"{reason}, and the run never recorded its end (it was killed, e.g. by SIGKILL or the "
-            "out-of-memory killer, or its machine stopped)"
-        )
-        with self._session() as db, db.transaction():
-            events = db.query("SELECT id, started_at, finished_at, status FROM events WHERE run_id = ?", (run.run_id,))
-            seen = [parse_ts(e["finished_at"] or e["started_at"]) for e in events]
-            last = max([run.heartbeat_at or run.started_at, *[t for t in seen if t is not None]])
-            changed = db.execute(
-                "UPDATE runs SET status = 'abandoned', finished_at = ?, duration_s = ?, error = ? "
-                "WHERE run_id = ? AND status = 'running'",
-                (format_ts(last), _seconds(run.started_at, last), error, run.run_id),
-            )
-            for event in events if changed else []:
-                if event["status"] == "running":
-                    started = parse_ts(event["started_at"])
-                    db.execute(
-                        "UPDATE events SET status = 'abandoned', finished_at = ?, duration_s = ?, error = ? "
-                        "WHERE id = ? AND status = 'running'",
-                        (format_ts(last), _seconds(started, last), "the run's process died during this step",
-                         event["id"]),
-                    )  # fmt: skip
-        return bool(changed)
 
     def get_run(self, run_id_or_prefix: str) -> RunRow:
         """Find one run by its id, a unique prefix of it, or ``last`` / ``latest``.
