@@ -146,6 +146,7 @@ class Scheduler:
         for row in self.store.list_pipelines():
             if self.stopping.is_set():
                 return
+            self.store.refresh_lock(LOCK, self.holder, ttl_s=LOCK_TTL_S)  # a long catch-up keeps it
             if row.status == "active":
                 self._catch_up_pipeline(row, now)
 
@@ -418,7 +419,7 @@ class Scheduler:
             self.store.finish_run(child.run_id, ended, error=error)
             return ended
         if run.status in ("running", "abandoned"):
-            if child.reason is None:  # it died on its own (SIGKILL, out of memory): abandoned, resumable
+            if child.reason is None:  # it died on its own (SIGKILL, out of memory, a crash)
                 ended = "abandoned"
                 error = f"the run's process ended with {_exit(code)} before it recorded its end"
             self.store.finish_run(child.run_id, ended, error=error, summary=run.summary)
