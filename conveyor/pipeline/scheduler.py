@@ -109,6 +109,7 @@ class Scheduler:
         try:
             log.info("scheduler %s started", self.holder)
             self._catch_up()
+            log.info("stopped catching up with missed runs" if self.stopping.is_set() else "caught up with missed runs")
             while not self.stopping.is_set():
                 self._tick()
                 self.stopping.wait(self.poll_s)
