@@ -22,7 +22,7 @@ from conveyor.errors import ConveyorError, LakeError, UserError, did_you_mean
 from conveyor.extract.extract import ExtractSummary, check_jobs, extract
 from conveyor.extract.jobs import ExtractEvent, plan
 from conveyor.lake.lake import Lake
-from conveyor.load.build import BuildOptions, BuildResult, build, executable_sql, manifests_for
+from conveyor.load.build import BuildOptions, BuildResult, build, executable_sql, has_checks, manifests_for
 from conveyor.load.unload import unload as unload_relations
 from conveyor.load.update import LOCK_TIMEOUT_S, wait_for_extracts, with_dependents
 from conveyor.load.update import update as update_relations
@@ -30,7 +30,7 @@ from conveyor.load.upgrade import target_names
 from conveyor.load.upgrade import upgrade as upgrade_relations
 from conveyor.project import Project, Relation
 from conveyor.runctx import Reporter, RunContext, open_environment, open_tracking, whole_schemas
-from conveyor.tracking.models import RunRow
+from conveyor.tracking.models import EventRow, RunRow
 from conveyor.tracking.store import TrackingStore
 from conveyor.warehouse import ddl
 from conveyor.warehouse.base import Warehouse, qualified
@@ -159,24 +159,25 @@ def load(
 
     Args:
         skip_copy: create every relation with no data (a compile check by the warehouse).
-        resume: continue the last failed load of this environment, rebuilding only what
-            failed or was skipped.
+        resume: continue the last failed (or abandoned: its process died) load of this
+            environment, rebuilding only what failed, was skipped or never finished.
         continue_from: continue the last failed load from this relation on (it and every
             relation after it in execution order are rebuilt).
     """
     warehouse = open_environment(project, env)
     warehouse.require("load")  # an engine that cannot do it refuses before anything is written
     options = BuildOptions(skip_copy=skip_copy)
+    note = None
     if resume or continue_from:
-        selection, options = _resume_point(project, warehouse.name, selection, continue_from, skip_copy)
+        selection, options, note = _resume_point(project, warehouse.name, selection, continue_from, skip_copy)
     relations = whole_schemas(project, project.select(selection))
     if not skip_copy:
         todo = [r for r in relations if r.name not in options.done]
         manifests_for(project, todo)  # a missing extract is bad input: fail before writing
     with _Run(project, "load", env=warehouse.name, selection=selection, reporter=reporter, jobs=jobs) as run:
         run.outcome.warehouse = warehouse.describe()
-        if options.resume_from:
-            run.outcome.notes.append(f"resumed the build of run {options.resume_from}")
+        if note:
+            run.outcome.notes.append(note)
         run.outcome.build = build(run.ctx, relations, warehouse, options)
     return run.outcome
 
@@ -289,12 +290,17 @@ def relation_ddl(project: Project, relation: Relation, warehouse: Warehouse) -> 
 
 def _resume_point(
     project: Project, env: str, selection: Sequence[str], continue_from: str | None, skip_copy: bool
-) -> tuple[Sequence[str], BuildOptions]:
-    """The last failed load of ``env``, and which of its relations need no rebuilding."""
+) -> tuple[Sequence[str], BuildOptions, str]:
+    """The last failed or abandoned load of ``env``, which of its relations need no rebuilding, and a note.
+
+    An abandoned load (its process was killed) is resumed like a failed one: its build was
+    kept where it stopped. One that died before its build began (while extracting, say) left
+    no build: its selection is loaded afresh.
+    """
     store = open_tracking(project)
     try:
-        failed = [r for r in store.list_runs(limit=50, status="failed") if r.command in ("load", "run")]
-        last = next((r for r in failed if r.environment == env), None)
+        ended = store.list_runs(limit=50, statuses=("failed", "abandoned"))  # dead runs read as abandoned
+        last = next((r for r in ended if r.command in ("load", "run") and r.environment == env), None)
         if last is None:
             raise UserError(
                 f'there is no failed load of environment "{env}" to resume.', hint="Run conveyor load without --resume."
@@ -303,9 +309,11 @@ def _resume_point(
         events = store.run_events(last.run_id)
     finally:
         store.close()
-    built = {e.relation for e in events if e.step in ("load", "build") and e.status == "succeeded"}
-    built -= {e.relation for e in events if e.step == "check" and e.status == "failed"}
     chosen = tuple(selection) or tuple((last.selection or "").split())
+    if last.status == "abandoned" and not any(e.step in ("load", "build") for e in events):
+        note = f"run {last.run_id} died before its build began: loaded afresh"
+        return chosen, BuildOptions(skip_copy=skip_copy), note
+    built = _finished(project, events)
     relations = [r.name for r in whole_schemas(project, project.select(chosen))]
     if continue_from is not None:
         if continue_from not in relations:
@@ -314,7 +322,23 @@ def _resume_point(
                 + did_you_mean(continue_from, relations)
             )
         built &= set(relations[: relations.index(continue_from)])
-    return chosen, BuildOptions(skip_copy=skip_copy, resume_from=last.run_id, done=frozenset(built))
+    options = BuildOptions(skip_copy=skip_copy, resume_from=last.run_id, done=frozenset(built))
+    return chosen, options, f"resumed the build of run {last.run_id} ({last.status})"
+
+
+def _finished(project: Project, events: Sequence[EventRow]) -> set[str]:
+    """Relations a run built and, where they have constraints, checked.
+
+    A run killed between a relation's build and its check left it unchecked: it is rebuilt.
+    """
+    built = {e.relation for e in events if e.step in ("load", "build") and e.status == "succeeded"}
+    checked = {e.relation for e in events if e.step == "check" and e.status == "succeeded"}
+
+    def needs_check(name: str) -> bool:
+        relation = project.relations.get(name)
+        return relation is not None and relation.kind != "view" and has_checks(relation.design)
+
+    return {name for name in built if name in checked or not needs_check(name)}
 
 
 def _refuse_stale_resume(store: TrackingStore, env: str, load: RunRow) -> None:

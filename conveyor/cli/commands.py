@@ -243,7 +243,11 @@ def _watermark_value(text: str | None) -> str:
 @click.option(
     "--skip-copy", is_flag=True, help="Create every relation with no data (the warehouse still compiles all SQL)."
 )
-@click.option("--resume", is_flag=True, help="Continue the last failed load: rebuild only what failed or was skipped.")
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue the last failed (or abandoned) load: rebuild only what failed, was skipped or never finished.",
+)
 @click.option("--continue-from", metavar="RELATION", help="Continue the last failed load from RELATION on.")
 @dry_run_option
 @format_option
@@ -262,7 +266,8 @@ def load(
     """Rebuild the schemas of SELECTION in a warehouse from the latest extracts, then publish.
 
     A failed load publishes nothing and keeps its build: --resume rebuilds only what failed
-    or was skipped, --continue-from RELATION rebuilds RELATION and everything after it.
+    or was skipped, --continue-from RELATION rebuilds RELATION and everything after it. A load
+    whose process was killed (abandoned) is resumed the same way.
     """
     project = _project(options)
     if dry_run:

@@ -15,7 +15,7 @@ from rich.markup import escape
 from conveyor import api
 from conveyor.cli.app import Options, pass_options
 from conveyor.cli.output import print_json, print_table, stdout
-from conveyor.errors import ProjectError
+from conveyor.errors import ProjectError, RunFailed
 from conveyor.project import Project
 
 format_option = click.option(
@@ -48,7 +48,11 @@ def _seconds(value: float | None) -> str:
 
 @click.group(invoke_without_command=True)
 @click.option("--limit", "-n", type=click.IntRange(1, 10_000), default=20, show_default=True, help="How many runs.")
-@click.option("--status", type=click.Choice(["running", "succeeded", "failed", "cancelled"]), help="Only these.")
+@click.option(
+    "--status",
+    type=click.Choice(["running", "succeeded", "failed", "cancelled", "abandoned"]),
+    help="Only these (abandoned: its process died without recording an end).",
+)
 @click.option("--command", "command_name", help="Only runs of this command (run, extract, load ...).")
 @click.option("--pipeline", "pipeline_name", help="Only runs of this pipeline.")
 @format_option
@@ -136,7 +140,12 @@ def show(options: Options, run_id: str, fmt: str) -> None:
 @format_option
 @pass_options
 def tail(options: Options, run_id: str, interval: float, fmt: str) -> None:
-    """Follow a run (default: the newest) until it ends, printing each step as it changes."""
+    """Follow a run (default: the newest) until it ends, printing each step as it changes.
+
+    Exit code 1 when the run did not succeed (failed, cancelled, or abandoned: its process
+    died, which is noticed within moments on this host and after its heartbeat expires on
+    another).
+    """
     project = _project(options.project_dir)
     store = api.open_tracking(project)
     seen: dict[int, str] = {}
@@ -159,6 +168,12 @@ def tail(options: Options, run_id: str, interval: float, fmt: str) -> None:
         sys.stdout.write(json.dumps({"run_id": run.run_id, "status": run.status, "error": run.error}) + "\n")
     else:
         stdout.print(f"Run {run.run_id} {run.status} in {_seconds(run.duration_s)}")
+    if run.status != "succeeded":
+        resumable = run.status in ("failed", "abandoned") and run.command in ("load", "run")
+        raise RunFailed(
+            f"run {run.run_id} {run.status}" + (f": {run.error}" if run.error else "."),
+            hint='"conveyor load --resume" continues it.' if resumable else f'See "conveyor runs show {run.run_id}".',
+        )
 
 
 def _print_event(event: Any, fmt: str) -> None:

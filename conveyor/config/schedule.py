@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -47,12 +48,15 @@ class Schedule:
 
     def slots_between(self, start: datetime, end: datetime) -> list[datetime]:
         """Every scheduled instant in (start, end]."""
-        found: list[datetime] = []
+        return list(self.iter_between(start, end))
+
+    def iter_between(self, start: datetime, end: datetime) -> Iterator[datetime]:
+        """Every scheduled instant in (start, end], one at a time (a minutely schedule down for
+        a year has half a million: a caller can stop part way)."""
         current = start
         while (nxt := self.next_after(current)) is not None and nxt <= end:
-            found.append(nxt)
+            yield nxt
             current = nxt
-        return found
 
     def _next_nightly(self, after: datetime) -> datetime:
         assert self.at is not None

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import os
 import socket
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from conveyor.config.pipelines import PipelineConfig
 from conveyor.errors import UserError
+from conveyor.tracking.liveness import Heartbeat
 from conveyor.tracking.store import TrackingStore
 
 TTL_S = 60.0
@@ -47,19 +47,9 @@ def hold(store: TrackingStore, names: list[str], run_id: str) -> Iterator[None]:
             store.release_lock(name, holder)
 
 
-@contextmanager
-def _heartbeat(store: TrackingStore, names: list[str], holder: str) -> Iterator[None]:
-    stop = threading.Event()
-
+def _heartbeat(store: TrackingStore, names: list[str], holder: str) -> Heartbeat:
     def beat() -> None:
-        while not stop.wait(TTL_S / 3):
-            for name in names:
-                store.refresh_lock(name, holder, ttl_s=TTL_S)
+        for name in names:
+            store.refresh_lock(name, holder, ttl_s=TTL_S)
 
-    thread = threading.Thread(target=beat, name="lock-heartbeat", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join(timeout=5)
+    return Heartbeat(beat, TTL_S / 3, name="lock-heartbeat")

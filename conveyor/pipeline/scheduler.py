@@ -5,13 +5,17 @@
 - Every scheduled instant (a *slot*) is claimed in the store before its run starts, so a
   restart neither loses nor doubles a run. At start, for each pipeline, the newest slot that
   was missed while the scheduler was down runs once if it is within the pipeline's ``grace``;
-  older missed slots are recorded as missed and alerted.
+  older missed slots are recorded as missed (each slot row says ``missed``) and alerted once
+  per pipeline, with their count and the first and last missed time.
 - Each run is a child process (``conveyor pipeline run NAME --slot ...``), which holds the
   pipeline's and its environments' locks, so a scheduled and a manual run never overlap. A
   slot whose locks are busy waits. A run that outlives its ``timeout`` gets SIGTERM, then
   SIGKILL.
-- SIGTERM (or Ctrl-C) stops the scheduler taking new runs; running children get SIGTERM, which
-  makes them finish or cleanly fail their current step, and the scheduler waits for them.
+- SIGTERM (or Ctrl-C) stops the scheduler taking new runs, also while it catches up missed
+  slots; running children get SIGTERM, which makes them finish or cleanly fail their current
+  step, and the scheduler waits for them.
+- Runs whose process died without recording their end (SIGKILL, out of memory) are marked
+  ``abandoned``, every ``SWEEP_S`` seconds and whenever the scheduler reads a run.
 
 Test hook: ``CONVEYOR_CLOCK=<ISO-8601 time>`` makes the scheduler's clock start at that
 instant and advance in real time, so a test can stand just before 02:30 on any date.
@@ -39,13 +43,19 @@ from conveyor.errors import ConveyorError, Location, UserError
 from conveyor.pipeline import deadman, notify
 from conveyor.pipeline.locks import lock_names
 from conveyor.tracking.models import RunRow
-from conveyor.tracking.pipelines import PipelineRow
+from conveyor.tracking.pipelines import PipelineRow, SlotRow
 from conveyor.tracking.store import TrackingStore, _pid_alive, new_run_id
 
 log = logging.getLogger("conveyor.scheduler")
 LOCK = "scheduler"
 LOCK_TTL_S = 30.0
 KILL_AFTER_S = 30.0
+CATCH_UP_BATCH = 500
+"""Missed slots recorded per transaction; a stop request is honoured between batches."""
+SWEEP_S = 10.0
+"""How often the scheduler marks dead runs abandoned (readers also do, as they read)."""
+ORPHAN_GRACE_S = 120.0
+"""How long a run claimed by a scheduler on another host may take to record itself."""
 
 
 class Clock:
@@ -88,6 +98,9 @@ class Scheduler:
         self.holder = f"scheduler@{socket.gethostname()}:{os.getpid()}"
         self.stopping = threading.Event()
         self.children: dict[str, Child] = {}
+        # slots an earlier scheduler claimed whose run still goes on: settled when it ends
+        self.orphans: set[tuple[str, datetime]] = set()
+        self._swept = 0.0
 
     def run(self) -> None:
         """Schedule until SIGTERM or SIGINT; refuses to start beside another scheduler."""
@@ -96,6 +109,7 @@ class Scheduler:
         try:
             log.info("scheduler %s started", self.holder)
             self._catch_up()
+            log.info("stopped catching up with missed runs" if self.stopping.is_set() else "caught up with missed runs")
             while not self.stopping.is_set():
                 self._tick()
                 self.stopping.wait(self.poll_s)
@@ -124,28 +138,107 @@ class Scheduler:
                 child.reason = "shutdown"
 
     def _catch_up(self) -> None:
-        """Slots missed while the scheduler was down: the newest within grace runs, the rest are missed."""
+        """Slots missed while the scheduler was down: the newest within grace runs, the rest are missed.
+
+        A stop request (SIGTERM, Ctrl-C) is honoured between pipelines and between batches of
+        slots, so the scheduler stops within moments however long it was down.
+        """
         now = self.clock.now()
         for row in self.store.list_pipelines():
-            if row.status != "active" or row.last_slot is None:
+            if self.stopping.is_set():
+                return
+            self.store.refresh_lock(LOCK, self.holder, ttl_s=LOCK_TTL_S)  # a long catch-up keeps it
+            if row.status == "active":
+                self._catch_up_pipeline(row, now)
+
+    def _catch_up_pipeline(self, row: PipelineRow, now: datetime) -> None:
+        """Record one pipeline's missed slots and alert them once, with their count and span."""
+        config = PipelineConfig.model_validate(row.definition)
+        missed = _Missed()
+        runnable = None
+        if row.last_slot is not None:
+            runnable = self._record_missed(row, config, now, missed)
+        if not self.stopping.is_set():
+            self._settle_orphans(row, config, runnable, missed)
+        if missed.count:
+            self._alert_missed(row, config, missed)
+
+    def _record_missed(
+        self, row: PipelineRow, config: PipelineConfig, now: datetime, missed: _Missed
+    ) -> datetime | None:
+        """Record the slots in (last_slot, now] as missed, but the newest if it is within grace.
+
+        Returns that newest slot (left for the normal tick to run), or None.
+        """
+        assert row.last_slot is not None
+        batch: list[datetime] = []
+        newest = None
+        for slot in parse_schedule(row.schedule).iter_between(row.last_slot, now):
+            if newest is not None:
+                batch.append(newest)
+            newest = slot
+            if len(batch) >= CATCH_UP_BATCH:
+                missed.add(self.store.record_missed(row.name, batch))
+                batch = []
+                self.store.refresh_lock(LOCK, self.holder, ttl_s=LOCK_TTL_S)  # a long catch-up keeps it
+                if self.stopping.is_set():
+                    return None
+        if newest is not None and now - newest > timedelta(seconds=config.grace_s):
+            batch.append(newest)
+            newest = None
+        missed.add(self.store.record_missed(row.name, batch))
+        return newest
+
+    def _settle_orphans(
+        self, row: PipelineRow, config: PipelineConfig, runnable: datetime | None, missed: _Missed
+    ) -> None:
+        """Slots an earlier scheduler claimed and never saw through.
+
+        One whose run never started is missed (alerted when it is among this catch-up's slots;
+        older ones date from before a reinstall or resume and stay quiet); one whose run ended
+        takes its status; one whose run goes on is watched until it ends. The slot that may
+        still run is left to the tick, which runs it under the claimed run id.
+        """
+        for claimed in self.store.running_slots(row.name):
+            if claimed.scheduled_at == runnable:
                 continue
-            config = PipelineConfig.model_validate(row.definition)
-            missed = parse_schedule(row.schedule).slots_between(row.last_slot, now)
-            late = [s for s in missed if now - s <= timedelta(seconds=config.grace_s)]
-            runnable = late[-1:] if late else []
-            for slot in missed:
-                if slot not in runnable:
-                    self._record_missed(row, config, slot)
+            state = self._settle(row.name, claimed)
+            if state == "alive":
+                self.orphans.add((row.name, claimed.scheduled_at))
+            elif state == "never_started":
+                self._never_started(claimed)
+                if row.last_slot is not None and claimed.scheduled_at > row.last_slot:
+                    missed.add([claimed.scheduled_at])
 
-    def _record_missed(self, row: PipelineRow, config: PipelineConfig, slot: datetime) -> None:
-        run_id = new_run_id()
-        if not self.store.claim_slot(row.name, slot, run_id, status="missed"):
-            return
-        self.store.set_last_slot(row.name, slot)
-        self._alert_missed(row, config, slot)
+    def _settle(self, name: str, claimed: SlotRow) -> str:
+        """What became of a slot claimed by an earlier scheduler: ``alive`` (its run goes on),
+        ``never_started``, or the status of its ended run, which the slot now takes."""
+        detail = claimed.detail or {}
+        host, pid = detail.get("host"), detail.get("pid")
+        here = host is None or host == socket.gethostname()
+        if here and ((pid and _pid_alive(pid)) or _running_here(claimed.run_id)):
+            return "alive"  # the previous scheduler's child is still at it
+        run = _run_row(self.store, claimed.run_id)  # a dead run reads as abandoned
+        if run is None:
+            age = (datetime.now(UTC) - claimed.claimed_at).total_seconds()
+            return "alive" if not here and pid and age < ORPHAN_GRACE_S else "never_started"
+        if run.status == "running":
+            return "alive"
+        self.store.finish_slot(name, claimed.scheduled_at, run.status, detail={**detail, "adopted": True})
+        return run.status
 
-    def _alert_missed(self, row: PipelineRow, config: PipelineConfig, slot: datetime) -> None:
-        log.warning("pipeline %s missed its run at %s", row.name, slot.isoformat())
+    def _never_started(self, claimed: SlotRow) -> None:
+        detail = {**(claimed.detail or {}), "never_started": True}
+        self.store.finish_slot(claimed.pipeline, claimed.scheduled_at, "missed", detail=detail)
+
+    def _alert_missed(self, row: PipelineRow, config: PipelineConfig, missed: _Missed) -> None:
+        assert missed.first is not None and missed.last is not None
+        if missed.count == 1:
+            what = f"the run scheduled for {missed.first.isoformat()} was missed"
+        else:
+            span = f"from {missed.first.isoformat()} to {missed.last.isoformat()}"
+            what = f"{missed.count} runs scheduled {span} were missed"
+        log.warning("pipeline %s: %s", row.name, what)
         envs = config.environments
         report = notify.RunReport(
             row.name,
@@ -153,14 +246,17 @@ class Scheduler:
             [envs.primary] + ([envs.secondary] if envs.secondary else []),
             "missed",
             0.0,
-            error=f"the run scheduled for {slot.isoformat()} was missed (scheduler down)",
+            error=f"{what} (scheduler down)",
         )
-        deadman.ping(_resolved(row, config.deadman), "fail", report.body)
+        # stopping: one attempt, so that an unreachable URL does not hold the stop up
+        attempts = 1 if self.stopping.is_set() else 3
+        deadman.ping(_resolved(row, config.deadman), "fail", report.body, attempts=attempts)
         notify.send(_resolved(row, [t.url for t in config.notify if "failure" in t.on]), report)
 
     def _tick(self) -> None:
         self.store.refresh_lock(LOCK, self.holder, ttl_s=LOCK_TTL_S)
         self._reap()
+        self._sweep()
         now = self.clock.now()
         for row in self.store.list_pipelines():
             if row.status == "active" and row.name not in self.children:
@@ -185,33 +281,41 @@ class Scheduler:
         """A slot claimed by an earlier scheduler (which died): see it through, never run it twice.
 
         Its run may still be going (the child outlives a killed scheduler): wait for it. If
-        the run ended, the slot takes its status. If the run never started, it starts now,
-        under the claimed run id, or is missed when it is older than ``grace``.
+        the run ended (or died: it is then abandoned), the slot takes its status. If the run
+        never started, it starts now, under the claimed run id, or is missed when it is older
+        than ``grace``.
         """
         claimed = self.store.get_slot(row.name, slot)
         if claimed is not None and claimed.status == "running":
-            detail = claimed.detail or {}
-            if _alive(detail.get("host"), detail.get("pid")) or _running_here(claimed.run_id):
-                return  # the previous scheduler's child is still at it
-            config = PipelineConfig.model_validate(row.definition)
-            run = _run_row(self.store, claimed.run_id)
-            if run is None:
+            state = self._settle(row.name, claimed)
+            if state == "alive":
+                return
+            if state == "never_started":
+                config = PipelineConfig.model_validate(row.definition)
                 if now - slot <= timedelta(seconds=config.grace_s):
                     assert claimed.run_id is not None
                     self._spawn(row, slot, claimed.run_id)
                     return
-                self.store.finish_slot(row.name, slot, "missed", detail={**detail, "never_started": True})
-                self._alert_missed(row, config, slot)
-            else:
-                if run.status == "running":
-                    if _alive(run.host, run.pid):
-                        return
-                    self.store.finish_run(run.run_id, "failed", error="the run's process died before it finished")
-                status = "failed" if run.status == "running" else run.status
-                self.store.finish_slot(row.name, slot, status, detail={**detail, "adopted": True})
+                self._never_started(claimed)
+                self._alert_missed(row, config, _Missed(1, slot, slot))
         self.store.set_last_slot(row.name, slot)  # handled: never again
         if parse_schedule(row.schedule).kind == "once":
             self.store.set_pipeline_status(row.name, "done")
+
+    def _sweep(self) -> None:
+        """Mark dead runs abandoned now and then; settle watched orphan slots whose run ended."""
+        if time.monotonic() - self._swept < SWEEP_S:
+            return
+        self._swept = time.monotonic()
+        self.store.abandon_dead_runs()
+        for name, slot in sorted(self.orphans):
+            claimed = self.store.get_slot(name, slot)
+            if claimed is None or claimed.status != "running":
+                self.orphans.discard((name, slot))
+            elif (state := self._settle(name, claimed)) != "alive":
+                self.orphans.discard((name, slot))
+                if state == "never_started":
+                    self._never_started(claimed)
 
     def _busy(self, row: PipelineRow) -> bool:
         """Another run of this pipeline (or of one of its environments) is running or holds its lock."""
@@ -303,8 +407,8 @@ class Scheduler:
         else:
             error = f"the run process ended with exit code {code}"
         ended = "cancelled" if child.reason == "shutdown" else "failed"
-        run = _run_row(self.store, child.run_id)
-        if run is not None and run.status == "running" and run.pid != child.process.pid and _alive(run.host, run.pid):
+        run = _run_row(self.store, child.run_id)  # a dead run reads as abandoned
+        if run is not None and run.status == "running" and run.pid != child.process.pid:
             self.store.note_slot(child.pipeline, child.slot, {"host": run.host, "pid": run.pid})
             return None
         if run is None:
@@ -315,7 +419,10 @@ class Scheduler:
             )  # fmt: skip
             self.store.finish_run(child.run_id, ended, error=error)
             return ended
-        if run.status == "running":
+        if run.status in ("running", "abandoned"):
+            if child.reason is None:  # it died on its own (SIGKILL, out of memory, a crash)
+                ended = "abandoned"
+                error = f"the run's process ended with {_exit(code)} before it recorded its end"
             self.store.finish_run(child.run_id, ended, error=error, summary=run.summary)
             return ended
         if child.reason == "timeout" and run.status != "failed":
@@ -329,6 +436,30 @@ class Scheduler:
             self.store.refresh_lock(LOCK, self.holder, ttl_s=LOCK_TTL_S)
             self._reap()
             time.sleep(0.2)
+
+
+@dataclass
+class _Missed:
+    """The missed slots of one pipeline in one catch-up: how many, the first and the last."""
+
+    count: int = 0
+    first: datetime | None = None
+    last: datetime | None = None
+
+    def add(self, slots: list[datetime]) -> None:
+        if not slots:
+            return
+        self.count += len(slots)
+        self.first = min(slots[0], self.first or slots[0])
+        self.last = max(slots[-1], self.last or slots[-1])
+
+
+def _exit(code: int) -> str:
+    """An exit code as a person reads it: ``exit code 3`` or ``SIGKILL``."""
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return signal.Signals(-code).name
+    return f"exit code {code}"
 
 
 def _alive(host: str | None, pid: int | None) -> bool:

@@ -13,8 +13,9 @@ from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-RUN_STATUSES = frozenset({"running", "succeeded", "failed", "cancelled"})
-EVENT_STATUSES = frozenset({"running", "succeeded", "failed", "skipped", "cancelled"})
+RUN_STATUSES = frozenset({"running", "succeeded", "failed", "cancelled", "abandoned"})
+"""``abandoned``: the run's process died without recording its end (SIGKILL, out of memory, power cut)."""
+EVENT_STATUSES = frozenset({"running", "succeeded", "failed", "skipped", "cancelled", "abandoned"})
 EXTRACT_STATUSES = frozenset({"running", "succeeded", "failed"})
 
 _TIME_FIELDS = frozenset({"started_at", "finished_at", "last_success_at", "acquired_at", "heartbeat_at", "expires_at"})
@@ -81,6 +82,10 @@ class RunRow:
     pid: int
     username: str | None
     conveyor_version: str | None
+    process_start: str | None = None
+    """Which process ran it (boot id and start time), so a reused pid is not taken for it."""
+    heartbeat_at: datetime | None = None
+    """The last time the run's process said it was alive (every 30 s while it runs)."""
 
 
 @dataclass(frozen=True)

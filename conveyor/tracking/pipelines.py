@@ -8,7 +8,7 @@ claim fail, so a slot runs at most once whatever restarts or races happen.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,7 +18,8 @@ from conveyor.errors import UserError, did_you_mean
 from conveyor.tracking.models import format_ts, parse_ts
 
 PIPELINE_STATUSES = ("active", "paused", "done")
-SLOT_STATUSES = ("running", "succeeded", "failed", "missed", "cancelled")
+SLOT_STATUSES = ("running", "succeeded", "failed", "missed", "cancelled", "abandoned")
+MISSED_BATCH = 150  # slots per INSERT (6 parameters each: under SQLite's old limit of 999)
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,11 @@ def _slot(row: dict[str, Any]) -> SlotRow:
     )  # fmt: skip
 
 
+def _missed_id(slot: datetime) -> str:
+    """The run id a missed slot is claimed under (no run ever has it)."""
+    return f"{slot.astimezone(UTC):%Y%m%dT%H%M%SZ}-missed"
+
+
 def _ts(value: str) -> datetime:
     parsed = parse_ts(value)
     assert parsed is not None
@@ -94,15 +100,20 @@ class PipelineState:
     ) -> PipelineRow:
         """Install (or reinstall, keeping its slot history) a pipeline; it becomes active.
 
-        ``now`` is the install instant on the scheduler's clock: no slot before it runs.
+        ``now`` is the install instant on the scheduler's clock: no slot before it runs. A
+        reinstall that changes the schedule, or of a pipeline that was paused or done, starts
+        afresh from ``now`` too: slots of the old schedule (or from while it was not active) are
+        neither caught up nor alerted as missed. A reinstall that only changes the steps keeps
+        the catch-up state, so runs missed while the scheduler was down still count.
         """
         stamp = format_ts(now or datetime.now(UTC))
         text = json.dumps(definition, sort_keys=True, default=str)
-        with self._session() as db:
+        with self._session() as db, db.transaction():
             updated = db.execute(
-                "UPDATE pipelines SET project = ?, project_dir = ?, status = 'active', schedule = ?, "
-                "definition = ?, updated_at = ? WHERE name = ?",
-                (project, project_dir, schedule, text, stamp, name),
+                "UPDATE pipelines SET project = ?, project_dir = ?, definition = ?, updated_at = ?, "
+                "last_slot = CASE WHEN schedule <> ? OR status <> 'active' THEN ? ELSE last_slot END, "
+                "schedule = ?, status = 'active' WHERE name = ?",
+                (project, project_dir, text, stamp, schedule, stamp, schedule, name),
             )
             if not updated:
                 db.execute(
@@ -169,6 +180,42 @@ class PipelineState:
             )
             owner = db.query("SELECT run_id FROM pipeline_slots WHERE pipeline = ? AND scheduled_at = ?", key)
         return bool(owner) and owner[0]["run_id"] == run_id
+
+    def record_missed(self, name: str, slots: Sequence[datetime]) -> list[datetime]:
+        """Record ``slots`` (in order) as missed, in one transaction, and move ``last_slot`` to the last.
+
+        Slots claimed before (by a scheduler that died) are left as they are. Returns the slots
+        recorded now, so that a caller alerts each missed slot once only.
+        """
+        if not slots:
+            return []
+        claimed = format_ts(datetime.now(UTC))
+        recorded: list[datetime] = []
+        with self._session() as db, db.transaction():
+            for start in range(0, len(slots), MISSED_BATCH):
+                chunk = slots[start : start + MISSED_BATCH]
+                values = ", ".join(["(?, ?, 'missed', ?, ?)"] * len(chunk))
+                params = [v for slot in chunk for v in (name, format_ts(slot), _missed_id(slot), claimed)]
+                rows = db.query(
+                    "INSERT INTO pipeline_slots (pipeline, scheduled_at, status, run_id, claimed_at) "
+                    f"VALUES {values} ON CONFLICT (pipeline, scheduled_at) DO NOTHING RETURNING scheduled_at",
+                    params,
+                )
+                recorded.extend(_ts(r["scheduled_at"]) for r in rows)
+            last = format_ts(slots[-1])
+            db.execute(
+                "UPDATE pipelines SET last_slot = ? WHERE name = ? AND (last_slot IS NULL OR last_slot < ?)",
+                (last, name, last),
+            )
+        return sorted(recorded)
+
+    def running_slots(self, name: str) -> list[SlotRow]:
+        """The slots of ``name`` still marked running (oldest first)."""
+        with self._session() as db:
+            rows = db.query(
+                "SELECT * FROM pipeline_slots WHERE pipeline = ? AND status = 'running' ORDER BY scheduled_at", (name,)
+            )
+        return [_slot(r) for r in rows]
 
     def finish_slot(
         self,

@@ -44,6 +44,9 @@ from typing import Any
 from conveyor import __version__
 from conveyor.config.secrets import URL_SCHEME, mask_dsn, scrub_dsn
 from conveyor.errors import ConveyorError, UserError
+from conveyor.tracking.liveness import Heartbeat, RunLiveness, process_start
+from conveyor.tracking.liveness import is_zombie as _is_zombie  # noqa: F401 - kept importable from here
+from conveyor.tracking.liveness import pid_alive as _pid_alive
 from conveyor.tracking.models import (
     EVENT_STATUSES,
     EXTRACT_STATUSES,
@@ -72,6 +75,8 @@ __all__ = [
 
 SQLITE_BUSY_TIMEOUT_S = 30.0
 DEFAULT_LOCK_TTL_S = 60.0
+RUN_HEARTBEAT_S = 30.0
+"""How often a running run's process refreshes ``runs.heartbeat_at`` (see :mod:`.liveness`)."""
 
 _MIGRATION_FILE = re.compile(r"^(\d{4})_([a-z0-9_]+?)(?:\.(sqlite|postgres))?\.sql$")
 _SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
@@ -434,37 +439,6 @@ def migrate(backend: _Backend, migrations: Sequence[Migration], where: str) -> l
     return done
 
 
-# -- locks helpers -------------------------------------------------------------------------
-
-
-def _pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` on this host is alive (zombies count as dead)."""
-    if os.name == "nt":
-        # os.kill would terminate the process on windows: rely on lock expiry there
-        return True
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True  # exists but belongs to another user
-    return not _is_zombie(pid)
-
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        # gone since os.kill, or a system without /proc where we cannot tell
-        return Path("/proc/self").exists()
-    except OSError:
-        return False
-    fields = stat.rpartition(")")[2].split()
-    return bool(fields) and fields[0] in ("Z", "X")
-
-
 def _current_user() -> str | None:
     try:
         return getpass.getuser()
@@ -481,7 +455,7 @@ _STATE_COLUMNS = ", ".join(column_names(ExtractStateRow))
 _LOCK_COLUMNS = ", ".join(column_names(LockRow))
 
 
-class TrackingStore(PipelineState):
+class TrackingStore(RunLiveness, PipelineState):
     """Runs, events, extracts, watermarks and locks in SQLite or PostgreSQL.
 
     Open one with :meth:`open`; all methods are safe to call from several threads.
@@ -494,6 +468,7 @@ class TrackingStore(PipelineState):
         self._lock = threading.RLock()
         self._closed = False
         self._host = socket.gethostname()
+        self._beats: dict[str, Heartbeat] = {}  # runs this store started and still heartbeats
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -522,6 +497,8 @@ class TrackingStore(PipelineState):
 
     def close(self) -> None:
         """Close the connection; the store cannot be used afterwards."""
+        for run_id in list(self._beats):
+            self._stop_beat(run_id)
         with self._lock:
             self._closed = True
             with suppress(*self._backend.errors):
@@ -589,7 +566,12 @@ class TrackingStore(PipelineState):
         selection: str | None = None,
         run_id: str | None = None,
     ) -> str:
-        """Record a new run with status ``running``.
+        """Record a new run with status ``running``, made by this process, and heartbeat it.
+
+        The run records this host, pid and process start time, and a daemon thread refreshes
+        its ``heartbeat_at`` every 30 s until :meth:`finish_run` or :meth:`close`. A run whose
+        process dies without finishing it is marked ``abandoned`` by its readers (see
+        :meth:`abandon_dead_runs`).
 
         Args:
             command: The command, e.g. ``run``, ``extract``, ``load`` or ``schedule``.
@@ -603,16 +585,20 @@ class TrackingStore(PipelineState):
             The run id.
         """
         run_id = run_id or new_run_id()
+        now = format_ts(_now())
         values = (
-            run_id, command, project, environment, pipeline, selection, "running",
-            format_ts(_now()), self._host, os.getpid(), _current_user(), __version__,
+            run_id, command, project, environment, pipeline, selection, "running", now, self._host, os.getpid(),
+            _current_user(), __version__, process_start(os.getpid()), now,
         )  # fmt: skip
         with self._session() as db:
             db.execute(
-                "INSERT INTO runs (run_id, command, project, environment, pipeline, selection, status, "
-                "started_at, host, pid, username, conveyor_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO runs (run_id, command, project, environment, pipeline, selection, status, started_at, "
+                "host, pid, username, conveyor_version, process_start, heartbeat_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 values,
             )
+        self._beats[run_id] = Heartbeat(lambda: self.beat_run(run_id), RUN_HEARTBEAT_S, f"run-heartbeat-{run_id}")
+        self._beats[run_id].start()
         return run_id
 
     def finish_run(
@@ -622,7 +608,8 @@ class TrackingStore(PipelineState):
 
         Args:
             run_id: The run.
-            status: ``succeeded``, ``failed`` or ``cancelled``.
+            status: ``succeeded``, ``failed``, ``cancelled`` or ``abandoned``. A run marked
+                ``abandoned`` that finishes after all takes its real status.
             error: The error that ended the run, if any.
             summary: A JSON-serializable summary (counts per status, ...).
 
@@ -631,6 +618,7 @@ class TrackingStore(PipelineState):
             TrackingStoreError: there is no such run.
         """
         _check_status(status, RUN_STATUSES - {"running"}, "run")
+        self._stop_beat(run_id)  # outside the session: a beat in progress waits for it
         now = _now()
         with self._session() as db:
             started = self._started_at(db, "runs", "run_id", run_id)
@@ -646,17 +634,28 @@ class TrackingStore(PipelineState):
         pipeline: str | None = None,
         status: str | None = None,
         command: str | None = None,
+        statuses: Sequence[str] = (),
     ) -> list[RunRow]:
-        """The most recent runs first, optionally filtered."""
+        """The most recent runs first, optionally filtered (``statuses``: any of these).
+
+        Runs whose process died are marked ``abandoned`` first (:meth:`abandon_dead_runs`).
+        """
+        self.abandon_dead_runs()
         clause, params = _where({"pipeline": pipeline, "status": status, "command": command})
+        if statuses:
+            clause += ("AND " if clause else "WHERE ") + f"status IN ({', '.join('?' * len(statuses))}) "
+            params += list(statuses)
         return self._runs(clause, params, limit)
 
     def get_run(self, run_id_or_prefix: str) -> RunRow:
         """Find one run by its id, a unique prefix of it, or ``last`` / ``latest``.
 
+        Runs whose process died are marked ``abandoned`` first (:meth:`abandon_dead_runs`).
+
         Raises:
             UserError: nothing matches, or the prefix matches several runs.
         """
+        self.abandon_dead_runs()
         key = run_id_or_prefix.strip()
         if key.lower() in ("last", "latest"):
             return self._latest_run()

@@ -86,6 +86,19 @@ def _libpq_dsn(dsn: str) -> str:
     return re.sub(r"^postgres(?:ql)?\+[A-Za-z0-9_]+://", "postgresql://", dsn)
 
 
+def _end_with_client(con: psycopg.Connection[Any]) -> None:
+    """Have the server end this session's statement soon after the client is gone.
+
+    A killed load (SIGKILL) leaves its statements running on the server, holding locks on the
+    staging objects until they finish, which could be hours; ``load --resume`` would wait
+    for them. Servers from PostgreSQL 14 check the client's socket every 2 s while a statement
+    runs and cancel it once the client has gone; older ones (and Redshift) do not.
+    """
+    if con.info.server_version >= 140000:
+        with suppress(psycopg.Error):
+            con.execute("SET client_connection_check_interval = '2s'")
+
+
 def _lock_key(schema: str) -> int:
     """The second advisory lock key of a schema: a stable signed 32-bit hash of its name."""
     value = zlib.crc32(schema.encode())
@@ -139,7 +152,7 @@ class PostgresWarehouse(Warehouse):
             given = conninfo_to_dict(_libpq_dsn(self.dsn))
             defaults = {"application_name": "conveyor", "connect_timeout": 15}
             options.update({key: value for key, value in defaults.items() if key not in given})
-            return psycopg.connect(_libpq_dsn(self.dsn), **options)
+            con = psycopg.connect(_libpq_dsn(self.dsn), **options)
         except psycopg.Error as exc:
             text = scrub(scrub_dsn(_message(exc), self.dsn))
             raise WarehouseError(
@@ -147,6 +160,8 @@ class PostgresWarehouse(Warehouse):
                 hint="Check that the server is running and the environment's dsn in conveyor.yaml "
                 "(host, port, database, user and the password variable).",
             ) from None
+        _end_with_client(con)
+        return con
 
     def begin(
         self, schemas: Sequence[str], *, run_id: str, keep_schemas: bool = True, resume_from: str | None = None

@@ -127,7 +127,9 @@ def test_migration_files_load_for_both_dialects() -> None:
     sqlite_migrations = load_migrations("sqlite")
     postgres_migrations = load_migrations("postgres")
     versions = [m.version for m in sqlite_migrations]
-    assert versions == list(range(1, len(versions) + 1))
+    # increasing and unique; numbers are reserved per branch (0004 lands with the extract work),
+    # so a gap is allowed and applied in order once it is filled
+    assert versions[0] == 1 and versions == sorted(set(versions))
     assert versions == [m.version for m in postgres_migrations]
     assert [m.name for m in sqlite_migrations] == [m.name for m in postgres_migrations]
     assert all(m.statements() for m in sqlite_migrations + postgres_migrations)
