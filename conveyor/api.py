@@ -22,7 +22,15 @@ from conveyor.errors import ConveyorError, LakeError, UserError, did_you_mean
 from conveyor.extract.extract import ExtractSummary, check_jobs, extract
 from conveyor.extract.jobs import ExtractEvent, plan
 from conveyor.lake.lake import Lake
-from conveyor.load.build import BuildOptions, BuildResult, build, executable_sql, manifests_for
+from conveyor.load.build import (
+    BuildOptions,
+    BuildResult,
+    build,
+    check_own_database,
+    executable_sql,
+    fingerprint,
+    manifests_for,
+)
 from conveyor.load.unload import unload as unload_relations
 from conveyor.load.update import update as update_relations
 from conveyor.load.update import wait_for_extracts, with_dependents
@@ -30,6 +38,7 @@ from conveyor.load.upgrade import target_names
 from conveyor.load.upgrade import upgrade as upgrade_relations
 from conveyor.project import Project, Relation
 from conveyor.runctx import Reporter, RunContext, open_environment, open_tracking, whole_schemas
+from conveyor.tracking.models import EventRow
 from conveyor.warehouse import ddl
 from conveyor.warehouse.base import Warehouse, qualified
 
@@ -167,13 +176,19 @@ def load(
     if resume or continue_from:
         selection, options = _resume_point(project, warehouse.name, selection, continue_from, skip_copy)
     relations = whole_schemas(project, project.select(selection))
+    todo = [r for r in relations if r.name not in options.done]
+    check_own_database(project, todo, warehouse)  # bad input: fail before writing
     if not skip_copy:
-        todo = [r for r in relations if r.name not in options.done]
         manifests_for(project, todo)  # a missing extract is bad input: fail before writing
     with _Run(project, "load", env=warehouse.name, selection=selection, reporter=reporter, jobs=jobs) as run:
         run.outcome.warehouse = warehouse.describe()
         if options.resume_from:
             run.outcome.notes.append(f"resumed the build of run {options.resume_from}")
+        if options.changed:
+            run.outcome.notes.append(
+                f"changed since run {options.resume_from}, so built again with what depends on them: "
+                + ", ".join(options.changed)
+            )
         run.outcome.build = build(run.ctx, relations, warehouse, options)
     return run.outcome
 
@@ -194,6 +209,7 @@ def update(
     """
     warehouse = open_environment(project, env)
     relations = with_dependents(project, project.select(selection))
+    check_own_database(project, relations, warehouse)
     manifests_for(project, relations)  # a missing extract is bad input: fail before writing
     with _Run(project, "update", env=warehouse.name, selection=selection, reporter=reporter, jobs=1) as run:
         run.outcome.warehouse = warehouse.describe()
@@ -219,6 +235,7 @@ def upgrade(
     if into_schema is not None and not IDENTIFIER.match(into_schema):
         raise UserError(f'--into-schema "{into_schema}" is not a valid schema name.')
     target_names(relations, into_schema)  # name clashes are bad input: fail before writing
+    check_own_database(project, relations, warehouse)
     manifests_for(project, relations)
     with _Run(project, "upgrade", env=warehouse.name, selection=selection, reporter=reporter, jobs=1) as run:
         run.outcome.warehouse = warehouse.describe()
@@ -291,6 +308,7 @@ def _resume_point(
         store.close()
     built = {e.relation for e in events if e.step in ("load", "build") and e.status == "succeeded"}
     built -= {e.relation for e in events if e.step == "check" and e.status == "failed"}
+    built, changed = _unchanged(project, last.run_id, built, events)
     chosen = tuple(selection) or tuple((last.selection or "").split())
     relations = [r.name for r in whole_schemas(project, project.select(chosen))]
     if continue_from is not None:
@@ -300,7 +318,41 @@ def _resume_point(
                 + did_you_mean(continue_from, relations)
             )
         built &= set(relations[: relations.index(continue_from)])
-    return chosen, BuildOptions(skip_copy=skip_copy, resume_from=last.run_id, done=frozenset(built))
+    return chosen, BuildOptions(
+        skip_copy=skip_copy, resume_from=last.run_id, done=frozenset(built), changed=tuple(changed)
+    )
+
+
+def _unchanged(
+    project: Project, run_id: str, built: set[str], events: Sequence[EventRow]
+) -> tuple[set[str], list[str]]:
+    """The built relations still as the project defines them, and those that changed since.
+
+    A relation whose SQL, design or dependencies changed since the failed load is built
+    again, and so is everything downstream of it. Without a recorded fingerprint (a load
+    recorded by an older Conveyor) there is no telling: the resume is refused.
+    """
+    recorded = {
+        e.relation: (e.detail or {}).get("fingerprint")
+        for e in events
+        if e.step in ("load", "build") and e.status == "succeeded" and e.relation in built
+    }
+    unknown = sorted(name for name, value in recorded.items() if not value and name in project.relations)
+    if unknown:
+        raise UserError(
+            f"cannot tell whether {', '.join(unknown[:3])}{' ...' if len(unknown) > 3 else ''} changed since the "
+            f"failed load {run_id}: it was recorded without fingerprints of what it built.",
+            hint="Run conveyor load without --resume.",
+        )
+    changed = sorted(
+        name
+        for name, value in recorded.items()
+        if name in project.relations and value != fingerprint(project.relations[name])
+    )
+    stale = set(changed)
+    for name in changed:
+        stale |= project.dag.downstream(name)
+    return {name for name in built if name in project.relations and name not in stale}, changed
 
 
 def run(
@@ -314,6 +366,7 @@ def run(
     """Extract, load, build and publish: the whole ETL for a selection."""
     relations = whole_schemas(project, project.select(selection))
     warehouse = open_environment(project, env)
+    check_own_database(project, relations, warehouse)
     jobs_list = plan(project, relations)
     check_jobs(project, jobs_list)
     with _Run(project, "run", env=warehouse.name, selection=selection, reporter=reporter, jobs=jobs) as run:
