@@ -39,6 +39,8 @@ _LEAVES = (exp.Identifier, exp.Column, exp.Literal, exp.Star)
 # a string right after FROM, JOIN or a comma may be a DuckDB file scan; cheap pre-check
 _FILE_SCAN_HINT = re.compile(r"(?:\bfrom|\bjoin|,)\s*'", re.IGNORECASE)
 _TOKEN_POS = re.compile(r"from (\d+):(\d+)")
+# sqlglot names its expression classes in some messages: "<class 'sqlglot.expressions.core.Parameter'>"
+_CLASS_REPR = re.compile(r"<class '(?:\w+\.)*(\w+)'>")
 
 
 class SqlParseError(UserError):
@@ -121,6 +123,7 @@ def _from_parse_error(err: ParseError) -> SqlParseError:
         return SqlParseError(str(err).splitlines()[0], grammar=True)
     first = err.errors[0]
     detail = _TOKEN_REPR.sub(lambda m: f'"{m.group(1)}"', str(first.get("description") or err))
+    detail = _CLASS_REPR.sub(lambda m: m.group(1), detail)
     line, col = first.get("line"), first.get("col")
     highlight = first.get("highlight") or ""
     # sqlglot reports the column where the offending token ends; point at its start
