@@ -116,3 +116,23 @@ def test_unparsed_sql_is_a_warning_and_compiles_in_the_warehouse(pg_project: Cal
     report = validate(root, warehouse="pg", sources=False)
     errors = [(p.code, str(p.location)) for p in report.problems if p.severity == "error"]
     assert errors == [("compile-failed", "schemas/dia/unparsed_view.sql")], [p.render() for p in report.problems]
+
+
+@pytest.mark.parametrize(
+    "sql",
+    ["SELECT id FROM shop.orders -- the last line is a comment", "SELECT id FROM shop.orders; -- after the semicolon"],
+    ids=["comment", "semicolon-comment"],
+)
+def test_sql_ending_in_a_comment_compiles_and_loads_empty(pg_project: Callable[..., Path], sql: str) -> None:
+    root = pg_project(
+        designs={
+            "dia/tail.yaml": "name: dia.tail\nkind: ctas\ncolumns:\n  - {name: id, type: bigint}\n",
+            "dia/tail_view.yaml": "name: dia.tail_view\nkind: view\n",
+        }
+    )
+    (root / "schemas/dia/tail.sql").write_text(sql, encoding="utf-8")
+    (root / "schemas/dia/tail_view.sql").write_text(sql.replace("shop.orders", "tail"), encoding="utf-8")
+    report = validate(root, warehouse="pg", sources=False)
+    assert [p for p in report.problems if p.severity == "error"] == [], [p.render() for p in report.problems]
+    outcome = api.load(api.open_project(root), env="pg", skip_copy=True)
+    assert outcome.ok, outcome.build.errors if outcome.build else outcome
