@@ -8,6 +8,7 @@ from sqlglot import exp
 from sqlglot.optimizer.scope import traverse_scope
 
 from conveyor.errors import UserError
+from conveyor.graph.splice import splice_tables
 from conveyor.graph.sqldeps import (
     SqlParseError,
     TableRef,
@@ -15,7 +16,6 @@ from conveyor.graph.sqldeps import (
     referenced_tables,
     resolve,
 )
-from conveyor.graph.splice import splice_tables
 
 
 def names(sql: str) -> list[str]:
@@ -206,9 +206,12 @@ def test_rewrite_runs_against_staged_tables(
 
 def test_rewrite_changes_only_the_names() -> None:
     sql = rewrite(
-        "select o.id, sales.orders.id from sales.orders o, sales.orders -- the end", {"sales.orders": "sales$stage.orders"}
+        "select o.id, sales.orders.id from sales.orders o, sales.orders -- the end",
+        {"sales.orders": "sales$stage.orders"},
     )
-    assert sql == 'select o.id, "sales$stage".orders.id from "sales$stage"."orders" o, "sales$stage"."orders" -- the end'
+    assert (
+        sql == 'select o.id, "sales$stage".orders.id from "sales$stage"."orders" o, "sales$stage"."orders" -- the end'
+    )
     renamed = rewrite("select orders.id, sales.orders.x from sales.orders", {"sales.orders": "stage.o2"})
     assert renamed == 'select orders.id, orders.x from "stage"."o2" AS orders'
 

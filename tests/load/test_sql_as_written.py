@@ -22,17 +22,25 @@ SETTINGS = CONVEYOR_YAML + "  search_path: [shop]\n"
 
 # name -> (kind, SQL text as the user wrote it)
 QUERIES: dict[str, tuple[str, str]] = {
-    "date_part": ("ctas", "SELECT id, date_part('week', ordered_at) AS w, date_part('isodow', ordered_at) AS d\nFROM base"),
+    "date_part": (
+        "ctas",
+        "SELECT id, date_part('week', ordered_at) AS w, date_part('isodow', ordered_at) AS d\nFROM base",
+    ),
     "lambdas": (
         "ctas",
         "SELECT id, list_transform([id, customer_id], lambda x: x * 2) AS doubled,\n"
         "       list_filter([id, customer_id], lambda x: x > 5) AS big\nFROM base",
     ),
-    "list_agg": ("ctas", "SELECT customer_id, list(id ORDER BY id) AS ids, list(amount) AS amounts\nFROM base GROUP BY 1"),
+    "list_agg": (
+        "ctas",
+        "SELECT customer_id, list(id ORDER BY id) AS ids, list(amount) AS amounts\nFROM base GROUP BY 1",
+    ),
     "comprehension": ("ctas", "SELECT id, [x + 1 FOR x IN [id, customer_id] IF x > 1] AS c FROM base"),
     "pivot": ("ctas", "PIVOT base ON customer_id IN (1, 2, 3) USING sum(amount) GROUP BY id"),
-    "unpivot": ("ctas", "UNPIVOT (SELECT id, customer_id, id * 10 AS tenfold FROM base) ON customer_id, tenfold\n"
-                "INTO NAME k VALUE v"),
+    "unpivot": (
+        "ctas",
+        "UNPIVOT (SELECT id, customer_id, id * 10 AS tenfold FROM base) ON customer_id, tenfold\nINTO NAME k VALUE v",
+    ),
     "struct_map": ("ctas", "SELECT id, {'a': id, 'b': 'x'} AS s, MAP {'k': amount} AS m FROM base"),
     "qualify": (
         "ctas",
@@ -45,8 +53,11 @@ QUERIES: dict[str, tuple[str, str]] = {
     "trailing_semicolon_comment": ("ctas", "SELECT id, amount FROM base; -- the end"),
     "comment_at_end": ("ctas", "SELECT id FROM base -- the end, no newline"),
     "dashes_in_strings": ("ctas", "SELECT '--;' AS s, id, 'a;b' AS t FROM base -- ';"),
-    "qualified_columns": ("ctas", "SELECT dia.base.id, base.amount, shop.customers.name\nFROM base, shop.customers\n"
-                          "WHERE shop.customers.id = dia.base.customer_id"),
+    "qualified_columns": (
+        "ctas",
+        "SELECT dia.base.id, base.amount, shop.customers.name\nFROM base, shop.customers\n"
+        "WHERE shop.customers.id = dia.base.customer_id",
+    ),
     "mixed_view": (
         "view",
         "/* names: own schema, search path, qualified */\n"

@@ -1,4 +1,4 @@
-"""The SQL that runs is the SQL in the file (PostgreSQL): relations built by Conveyor against the same text run directly.
+"""The SQL that runs is the SQL in the file (PostgreSQL): relations Conveyor builds against the text run directly.
 
 The build reads the schema being rebuilt from ``dia$staging``, so every name of it must be
 pointed there; nothing else of the text may change. Each query uses something a re-printing
@@ -18,13 +18,20 @@ import psycopg
 import pytest
 
 from conveyor import api
+from conveyor.errors import DependencyError
 from conveyor.validate import validate
+
+from .conftest import make_upstream
 
 pytestmark = pytest.mark.postgres
 
 # name -> (kind, SQL text as the user wrote it, depends_on)
 QUERIES: dict[str, tuple[str, str, str]] = {
-    "date_part": ("ctas", "SELECT id, date_part('week', ordered_at) AS w, date_part('epoch', ordered_at) AS e\nFROM base", ""),
+    "date_part": (
+        "ctas",
+        "SELECT id, date_part('week', ordered_at) AS w, date_part('epoch', ordered_at) AS e\nFROM base",
+        "",
+    ),
     "extract": ("ctas", "SELECT id, EXTRACT(week FROM ordered_at) AS w FROM base", ""),
     "roots": ("ctas", "SELECT id, |/ (id * 1.0) AS r, @ (-id) AS a, ||/ 27.0 AS cube\nFROM base", "dia.base"),
     "casts": (
@@ -33,16 +40,32 @@ QUERIES: dict[str, tuple[str, str, str]] = {
         "       amount::numeric(10,1) AS rounded\nFROM base",
         "",
     ),
-    "strings": ("ctas", "SELECT E'a\\tb\\n' || id::text AS e, $$dollar ' -- quoted$$ AS dq, 'it''s' AS q FROM base", ""),
-    "json": ("ctas", "SELECT id, ('{\"a\": ' || id || '}')::jsonb -> 'a' AS j, '{\"a\": 1}'::jsonb ->> 'a' AS t\nFROM base", ""),
-    "distinct_on": ("ctas", "SELECT DISTINCT ON (customer_id) customer_id, id FROM base ORDER BY customer_id, id DESC", ""),
+    "strings": (
+        "ctas",
+        "SELECT E'a\\tb\\n' || id::text AS e, $$dollar ' -- quoted$$ AS dq, 'it''s' AS q FROM base",
+        "",
+    ),
+    "json": (
+        "ctas",
+        "SELECT id, ('{\"a\": ' || id || '}')::jsonb -> 'a' AS j, '{\"a\": 1}'::jsonb ->> 'a' AS t\nFROM base",
+        "",
+    ),
+    "distinct_on": (
+        "ctas",
+        "SELECT DISTINCT ON (customer_id) customer_id, id FROM base ORDER BY customer_id, id DESC",
+        "",
+    ),
     "aggregates": (
         "ctas",
         "SELECT customer_id, string_agg(id::text, ',' ORDER BY id) AS ids, array_agg(id ORDER BY id) AS arr\n"
         "FROM base GROUP BY customer_id",
         "",
     ),
-    "patterns": ("ctas", "SELECT id, note ILIKE '%e%' AS has_e, note ~ '^t' AS re, note IS DISTINCT FROM '' AS d FROM base", ""),
+    "patterns": (
+        "ctas",
+        "SELECT id, note ILIKE '%e%' AS has_e, note ~ '^t' AS re, note IS DISTINCT FROM '' AS d FROM base",
+        "",
+    ),
     "intervals": ("ctas", "SELECT id, ordered_at + interval '1 day' AS next, now() - now() AS zero FROM base", ""),
     "series": ("ctas", "SELECT b.id, g FROM base b, generate_series(1, 2) AS g", ""),
     "any_array": ("ctas", "SELECT id FROM base WHERE id = ANY(ARRAY[10, 11, 12])", ""),
@@ -136,3 +159,62 @@ def test_sql_ending_in_a_comment_compiles_and_loads_empty(pg_project: Callable[.
     assert [p for p in report.problems if p.severity == "error"] == [], [p.render() for p in report.problems]
     outcome = api.load(api.open_project(root), env="pg", skip_copy=True)
     assert outcome.ok, outcome.build.errors if outcome.build else outcome
+
+
+def test_load_one_schema_reads_the_views_of_the_kept_schemas(pg_project: Callable[..., Path], sql: Any) -> None:
+    """dbt's layout: staging views over sources, mart tables over staging; ``load marts`` alone."""
+    from tests.warehouse.test_duckdb_kept_views import LAYOUT
+
+    layout = {k: v for k, v in LAYOUT.items() if not k.startswith("marts/top")}
+    root = pg_project(designs=layout)
+    project = api.open_project(root)
+    assert api.run(project, env="pg").ok
+    outcome = api.load(project, ["marts"], env="pg")
+    assert outcome.ok, outcome.build.errors if outcome.build else outcome
+    assert outcome.build is not None and set(outcome.build.status) == {"marts.revenue"}
+    assert sql("SELECT orders FROM reporting.big WHERE customer_id = 1") == [(2,)]
+    assert sql(
+        "SELECT table_schema, table_name FROM information_schema.views WHERE table_schema IN ('staging', 'reporting') "
+        "ORDER BY 1, 2"
+    ) == [("reporting", "big"), ("staging", "stg_customers"), ("staging", "stg_orders")]
+
+
+OWN_DATABASE = {
+    "dia/latest.yaml": "name: dia.latest\nkind: ctas\n",
+    "dia/latest.sql": 'SELECT max("{db}"."shop"."orders".version) AS version FROM "{db}"."shop"."orders"\n',
+}
+
+
+def test_names_with_the_own_database_read_the_new_build(
+    pg_project: Callable[..., Path], pgwh_dsn: str, sql: Any
+) -> None:
+    """``"db"."shop"."orders"`` is the project's shop.orders: built after it, from its new version."""
+    database = pgwh_dsn.rpartition("/")[2]
+    designs = {k: v.replace("{db}", database) for k, v in OWN_DATABASE.items()}
+    root = pg_project(designs=designs)
+    settings = root / "conveyor.yaml"
+    settings.write_text(settings.read_text(encoding="utf-8").replace('"${PGWH_DSN}"', pgwh_dsn), encoding="utf-8")
+    project = api.open_project(root)
+    assert project.relations["dia.latest"].dependencies == ["shop.orders"]
+    assert api.run(project, env="pg").ok
+    make_upstream(root / "upstream.db", version=2)
+    assert api.run(project, env="pg").ok
+    assert sql("SELECT version FROM dia.latest") == [(2,)]
+
+
+def test_a_database_name_unknown_at_load_is_refused_before_building(
+    pg_project: Callable[..., Path], pgwh_dsn: str, sql: Any
+) -> None:
+    """The default environment's DSN is a variable: the name cannot be recognised when the project loads."""
+    database = pgwh_dsn.rpartition("/")[2]
+    designs = {k: v.replace("{db}", database) for k, v in OWN_DATABASE.items()}
+    root = pg_project(designs=designs)
+    project = api.open_project(root)
+    assert project.relations["dia.latest"].dependencies == []
+    with pytest.raises(DependencyError) as info:
+        api.run(project, env="pg")
+    assert info.value.exit_code == 2
+    column = designs["dia/latest.sql"].index('FROM "') + len("FROM ") + 1
+    assert str(info.value.location) == f"schemas/dia/latest.sql:1:{column}"
+    assert f'"{database}" is the database of the warehouse being built' in info.value.message
+    assert sql("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'dia%'") == []
