@@ -15,8 +15,6 @@ import pytest
 
 from conveyor import api
 from conveyor.config.settings import EnvironmentConfig
-from conveyor.graph.splice import splice_tables
-from conveyor.graph.sqldeps import parse_sql
 
 # the test project's warehouse is warehouse.duckdb: DuckDB calls its catalog "warehouse"
 QUALIFIED = {
@@ -73,6 +71,9 @@ def test_the_database_name_comes_from_the_dsn_without_secrets(kind: str, dsn: st
 
 
 def test_only_the_names_change_in_the_text() -> None:
+    from conveyor.graph.splice import splice_tables
+    from conveyor.graph.sqldeps import parse_sql
+
     sql = 'select "db".s.t.x, db.s.t.y /* db.s.t */ from "db"."s"."t" -- db.s.t\n'
     out = splice_tables(sql, parse_sql(sql), {"s.t": "s$staging.t"}, own_schema="s", known={"s.t"}, catalogs={"db"})
     assert out == 'select "s$staging".t.x, "s$staging".t.y /* db.s.t */ from "s$staging"."t" -- db.s.t\n'
