@@ -65,7 +65,11 @@ QUERIES: dict[str, tuple[str, str]] = {
         "JOIN customers AS c2 ON c2.id = c.id",
     ),
     "lambda_view": ("view", "SELECT id, list_reduce([id, customer_id, 1], lambda a, b: a + b) AS total FROM base"),
+    # sqlglot cannot parse these (DuckDB can): they run as written, bound by the search path
+    "unparsed": ("ctas", "SELECT id, @ (-id) AS a, (id % 5)::INTEGER ! AS f FROM base"),
+    "unparsed_view": ("view", "SELECT id, (id % 4)::INTEGER ! AS f FROM base"),
 }
+UNPARSED = {"unparsed", "unparsed_view"}
 
 
 def _files() -> dict[str, str | None]:
@@ -74,7 +78,8 @@ def _files() -> dict[str, str | None]:
         "dia/base.sql": "SELECT id, customer_id, amount, ordered_at FROM shop.orders\n",
     }
     for name, (kind, sql) in QUERIES.items():
-        files[f"dia/{name}.yaml"] = f"name: dia.{name}\nkind: {kind}\n"
+        extra = "depends_on: [dia.base]\n" if name in UNPARSED else ""
+        files[f"dia/{name}.yaml"] = f"name: dia.{name}\nkind: {kind}\n{extra}"
         files[f"dia/{name}.sql"] = sql
     return files
 
@@ -94,6 +99,7 @@ def built(tmp_path_factory: pytest.TempPathFactory, new_project: Callable[..., P
         if name in QUERIES:
             path.write_text(QUERIES[name][1], encoding="utf-8")
     project = api.open_project(root)
+    assert sorted(w.code for w in project.warnings) == ["sql-unparsed", "sql-unparsed"]
     outcome = api.run(project)
     assert outcome.ok, outcome.build.errors if outcome.build else outcome
     return root
@@ -135,3 +141,41 @@ def test_sql_ending_in_a_comment_compiles_and_loads_empty(make_project: Callable
     assert outcome.ok, outcome.build.errors if outcome.build else outcome
     with duckdb.connect(str(root / "warehouse.duckdb"), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM dia.tail_view").fetchall() == [(0,)]
+
+
+def test_an_unparsed_view_must_work_for_its_readers(make_project: Callable[..., Path]) -> None:
+    """DuckDB binds a view's names when it is read: one only the build's search path finds is refused."""
+    root = make_project(
+        settings=SETTINGS,
+        designs={
+            "dia/names.yaml": "name: dia.names\nkind: view\ndepends_on: [shop.customers]\n",
+            "dia/names.sql": "SELECT 3 ! AS six, name FROM customers\n",
+        },
+    )
+    outcome = api.run(api.open_project(root))
+    assert outcome.build is not None and not outcome.build.published
+    error = outcome.build.errors["dia.names"]
+    assert 'the view "dia.names" does not work for readers' in error and "Qualify the names" in error
+    (root / "schemas/dia/names.sql").write_text("SELECT 3 ! AS six, name FROM shop.customers\n")
+    assert api.run(api.open_project(root)).ok
+    with duckdb.connect(str(root / "warehouse.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT DISTINCT six FROM dia.names").fetchall() == [(6,)]
+
+
+def test_sql_only_the_warehouse_can_parse_is_a_warning(make_project: Callable[..., Path]) -> None:
+    from conveyor.validate import validate
+
+    root = make_project(
+        designs={
+            "dia/roots.yaml": "name: dia.roots\nkind: ctas\ndepends_on: [shop.orders]\n",
+            "dia/roots.sql": "SELECT id,\n       id::INTEGER ! AS f\nFROM shop.orders\n",
+            "dia/broken.yaml": "name: dia.broken\nkind: ctas\n",
+            "dia/broken.sql": "SELECT id FROM shop.orders ORDER BY id USING <\n",
+        }
+    )
+    report = validate(root, sources=False)
+    found = sorted((p.severity, p.code, str(p.location)) for p in report.problems)
+    assert found == [
+        ("error", "sql-parse", "schemas/dia/broken.sql:1:40"),  # DuckDB's own parser rejects it too
+        ("warning", "sql-unparsed", "schemas/dia/roots.sql:2:20"),
+    ], [p.render() for p in report.problems]
