@@ -41,7 +41,7 @@ from conveyor.errors import (
 )
 from conveyor.graph.dag import Dag, Node
 from conveyor.graph.selection import select
-from conveyor.graph.sqldeps import SqlParseError, TableRef, parse_sql, referenced_tables
+from conveyor.graph.sqldeps import SqlParseError, TableRef, is_own_catalog, parse_sql, referenced_tables
 from conveyor.graph.sqldeps import resolve as resolve_ref
 
 SETTINGS_FILE = "conveyor.yaml"
@@ -447,7 +447,7 @@ class _Loader:
             name = relation.name
             deps: list[str] = []
             for ref in relation.references:
-                if ref.catalog is not None and ref.catalog not in catalogs:
+                if ref.catalog is not None and not is_own_catalog(ref.catalog, catalogs):
                     relation.external.append(".".join(p for p in (ref.catalog, ref.schema, ref.name) if p))
                     continue
                 target = resolve_ref(ref, relation.schema, search_path, known, catalogs)

@@ -25,6 +25,7 @@ from conveyor.errors import UserError
 __all__ = [
     "SqlParseError",
     "TableRef",
+    "is_own_catalog",
     "parse_sql",
     "referenced_tables",
     "resolve",
@@ -332,6 +333,15 @@ def _norm_opt(node: exp.Expr | None) -> str | None:
 # ---------------------------------------------------------------------- resolution
 
 
+def is_own_catalog(catalog: str, catalogs: Set[str]) -> bool:
+    """Whether a reference's catalog (normalised like ``TableRef``) names one of ``catalogs``.
+
+    A quoted name matches exactly or in lower case: DuckDB compares catalog names without
+    case (its names are given in lower case too), PostgreSQL rejects any other database.
+    """
+    return catalog in catalogs or catalog.lower() in catalogs
+
+
 def resolve(
     ref: TableRef, own_schema: str, search_path: Sequence[str], known: Set[str], catalogs: Set[str] = frozenset()
 ) -> str | None:
@@ -350,7 +360,7 @@ def resolve(
         ``own_schema`` (so the caller can report it missing); ``None`` for a
         reference qualified with another catalog, which is outside the warehouse.
     """
-    if ref.catalog is not None and ref.catalog not in catalogs:
+    if ref.catalog is not None and not is_own_catalog(ref.catalog, catalogs):
         return None
     if ref.schema is not None:
         return f"{ref.schema}.{ref.name}"

@@ -22,7 +22,7 @@ from conveyor.design.models import TableDesign
 from conveyor.errors import ConveyorError, DependencyError, LoadError, Location
 from conveyor.graph.selection import select
 from conveyor.graph.splice import limit_zero, splice_tables, statement_text
-from conveyor.graph.sqldeps import SqlParseError, TableRef, parse_sql, resolve
+from conveyor.graph.sqldeps import SqlParseError, TableRef, is_own_catalog, parse_sql, resolve
 from conveyor.lake.lake import Lake
 from conveyor.lake.manifest import Manifest
 from conveyor.project import Project, Relation, own_catalogs
@@ -123,10 +123,14 @@ def check_own_database(project: Project, relations: Sequence[Relation], warehous
     would read the published relation, not the one this build makes.
     """
     environment = EnvironmentConfig.model_construct(type=warehouse.ENGINE, dsn=warehouse.dsn)
-    target = own_catalogs(environment) - project.catalogs
+    target = own_catalogs(environment)
     for relation in relations:
         for ref in relation.references or []:
-            if ref.catalog is None or ref.catalog not in target:
+            if (
+                ref.catalog is None
+                or not is_own_catalog(ref.catalog, target)
+                or is_own_catalog(ref.catalog, project.catalogs)
+            ):
                 continue
             plain = TableRef(ref.schema, ref.name)
             name = resolve(plain, relation.schema, project.settings.defaults.search_path, set(project.relations))

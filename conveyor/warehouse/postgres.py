@@ -977,12 +977,11 @@ def set_search_path(con: psycopg.Connection[Any], schemas: Sequence[str]) -> str
     """
     if not schemas:
         return None
-    row = con.execute(
-        "SELECT current_setting('search_path'), set_config('search_path', "
-        "concat_ws(', ', %s::text, nullif(current_setting('search_path'), '')), true)",
-        (", ".join(quote(s) for s in schemas),),
-    ).fetchone()
-    return str(row[0]) if row else ""
+    row = con.execute("SELECT current_setting('search_path')").fetchone()
+    previous = str(row[0]) if row else ""
+    path = ", ".join([*(quote(s) for s in schemas), *([previous] if previous.strip() else [])])
+    con.execute("SELECT set_config('search_path', %s, true)", (path,))
+    return previous
 
 
 def _require_columns(design: TableDesign, manifest: Manifest) -> None:
