@@ -26,6 +26,7 @@ from conveyor.load.build import (
     BuildOptions,
     BuildResult,
     build,
+    check_kept_views,
     check_own_database,
     executable_sql,
     fingerprint,
@@ -178,6 +179,7 @@ def load(
     relations = whole_schemas(project, project.select(selection))
     todo = [r for r in relations if r.name not in options.done]
     check_own_database(project, todo, warehouse)  # bad input: fail before writing
+    check_kept_views(project, relations, warehouse)
     if not skip_copy:
         manifests_for(project, todo)  # a missing extract is bad input: fail before writing
     with _Run(project, "load", env=warehouse.name, selection=selection, reporter=reporter, jobs=jobs) as run:

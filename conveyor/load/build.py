@@ -138,6 +138,48 @@ def check_own_database(project: Project, relations: Sequence[Relation], warehous
                 raise _foreign_own_database(project, relation, ref, name)
 
 
+def check_kept_views(project: Project, relations: Sequence[Relation], warehouse: Warehouse) -> None:
+    """Refuse reading a rebuilt relation through a kept view where the build would see its old rows.
+
+    PostgreSQL binds a view to the relations it read when it was created: during a build a
+    kept view still reads the published relations, not their staging copies. (DuckDB binds
+    views when they are read, in the build's own file, so it is not affected.)
+    """
+    if warehouse.PUBLISH != "schema_swap":
+        return
+    rebuilt = {r.name for r in relations}
+    for relation in relations:
+        for dep in relation.dependencies:
+            stale = _read_through_views(project, dep, rebuilt)
+            if stale:
+                schema = dep.partition(".")[0]
+                raise DependencyError(
+                    f'"{relation.name}" reads "{dep}", a view of a schema this load keeps, which reads "{stale[0]}", '
+                    "which this load rebuilds: during the build the view still shows the published rows.",
+                    location=relation.location("name"),
+                    hint=f'Load schema "{schema}" too (e.g. conveyor load {relation.schema} {schema}).',
+                    code="dependency",
+                )
+
+
+def _read_through_views(project: Project, name: str, rebuilt: set[str]) -> list[str]:
+    """The rebuilt relations a kept view ``name`` reads, directly or through other kept views."""
+    found: list[str] = []
+    todo, seen = [name], set()
+    while todo:
+        current = todo.pop()
+        relation = project.relations.get(current)
+        if current in seen or current in rebuilt or relation is None or relation.kind != "view":
+            continue
+        seen.add(current)
+        for dep in relation.dependencies:
+            if dep in rebuilt:
+                found.append(dep)
+            else:
+                todo.append(dep)
+    return sorted(set(found))
+
+
 def _foreign_own_database(project: Project, relation: Relation, ref: TableRef, name: str) -> DependencyError:
     assert relation.sql_path is not None
     default = project.settings.environment_name(None)
@@ -199,6 +241,7 @@ def build(
     project = ctx.project
     todo = [r for r in relations if r.name not in options.done]
     check_own_database(project, todo, warehouse)
+    check_kept_views(project, relations, warehouse)
     manifests = {} if options.skip_copy else dict(options.pinned or manifests_for(project, todo))
     schemas = sorted({r.schema for r in relations})
     ctx.reporter.phase("build", len(todo))

@@ -10,6 +10,7 @@ that the text gives when run directly on the published schemas.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -218,3 +219,23 @@ def test_a_database_name_unknown_at_load_is_refused_before_building(
     assert str(info.value.location) == f"schemas/dia/latest.sql:1:{column}"
     assert f'"{database}" is the database of the warehouse being built' in info.value.message
     assert sql("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'dia%'") == []
+
+
+def test_reading_a_rebuilt_relation_through_a_kept_view_is_refused(pg_project: Callable[..., Path], sql: Any) -> None:
+    """PostgreSQL views are bound to what they read: during the build a kept view shows the published rows."""
+    from tests.warehouse.test_duckdb_kept_views import LAYOUT
+
+    root = pg_project(designs=LAYOUT)
+    project = api.open_project(root)
+    assert api.run(project, env="pg").ok
+    with sqlite3.connect(root / "upstream.db") as con:
+        con.execute("INSERT INTO orders VALUES (20, 1, '1.5', NULL, NULL, 1)")
+    assert api.run(project, ["shop"], env="pg").ok
+    with pytest.raises(DependencyError) as info:
+        api.load(project, ["marts"], env="pg")
+    assert '"marts.top" reads "reporting.big", a view of a schema this load keeps' in info.value.message
+    assert "conveyor load marts reporting" in (info.value.hint or "")
+    assert sql("SELECT most FROM marts.top") == [(2,)]
+    # loading both schemas builds the view over the new rows
+    assert api.load(project, ["marts", "reporting"], env="pg").ok
+    assert sql("SELECT most FROM marts.top") == [(3,)]
