@@ -191,6 +191,7 @@ def load(
                 f"changed since run {options.resume_from}, so built again with what depends on them: "
                 + ", ".join(options.changed)
             )
+        run.outcome.notes.extend(unparsed_notes(project, relations))
         run.outcome.build = build(run.ctx, relations, warehouse, options)
     return run.outcome
 
@@ -293,6 +294,16 @@ def relation_ddl(project: Project, relation: Relation, warehouse: Warehouse) -> 
     return [create, *ddl.comments(design, view=relation.kind == "view")]
 
 
+def unparsed_notes(project: Project, relations: Sequence[Relation]) -> list[str]:
+    """A note per relation whose SQL sqlglot cannot parse: it runs as written, its dependencies from depends_on."""
+    return [
+        f"{r.sql_path.relative_to(project.root)}: sqlglot cannot parse it ({r.unparsed}); it runs as written, "
+        "with dependencies from depends_on only"
+        for r in relations
+        if r.unparsed is not None and r.sql_path is not None
+    ]
+
+
 def _resume_point(
     project: Project, env: str, selection: Sequence[str], continue_from: str | None, skip_copy: bool
 ) -> tuple[Sequence[str], BuildOptions]:
@@ -377,6 +388,7 @@ def run(
         if run.outcome.extract.failed:
             run.outcome.notes.append("extract failed for some tables; the load uses their previous extracts")
         try:
+            run.outcome.notes.extend(unparsed_notes(project, relations))
             run.outcome.build = build(run.ctx, relations, warehouse)
         except LakeError as exc:
             # a table with no extract at all: nothing to load it from, so the run fails

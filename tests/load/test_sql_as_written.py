@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
@@ -179,3 +180,16 @@ def test_sql_only_the_warehouse_can_parse_is_a_warning(make_project: Callable[..
         ("error", "sql-parse", "schemas/dia/broken.sql:1:40"),  # DuckDB's own parser rejects it too
         ("warning", "sql-unparsed", "schemas/dia/roots.sql:2:20"),
     ], [p.render() for p in report.problems]
+
+
+def test_a_load_notes_the_sql_it_runs_unparsed(make_project: Callable[..., Path], cli: Callable[..., Any]) -> None:
+    root = make_project(
+        designs={
+            "dia/fact.yaml": "name: dia.fact\nkind: ctas\ndepends_on: [shop.orders]\n",
+            "dia/fact.sql": "SELECT id::INTEGER ! AS f FROM shop.orders WHERE id < 12\n",
+        }
+    )
+    result = cli("run", cwd=root)
+    assert result.code == 0, result.stdout + result.stderr
+    shown = " ".join(result.stdout.split())
+    assert "schemas/dia/fact.sql: sqlglot cannot parse it" in shown and "depends_on only" in shown
