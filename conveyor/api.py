@@ -22,7 +22,17 @@ from conveyor.errors import ConveyorError, LakeError, UserError, did_you_mean
 from conveyor.extract.extract import ExtractSummary, check_jobs, extract
 from conveyor.extract.jobs import ExtractEvent, plan
 from conveyor.lake.lake import Lake
-from conveyor.load.build import BuildOptions, BuildResult, build, executable_sql, has_checks, manifests_for
+from conveyor.load.build import (
+    BuildOptions,
+    BuildResult,
+    build,
+    check_kept_views,
+    check_own_database,
+    executable_sql,
+    fingerprint,
+    has_checks,
+    manifests_for,
+)
 from conveyor.load.unload import unload as unload_relations
 from conveyor.load.update import LOCK_TIMEOUT_S, wait_for_extracts, with_dependents
 from conveyor.load.update import update as update_relations
@@ -171,13 +181,21 @@ def load(
     if resume or continue_from:
         selection, options, note = _resume_point(project, warehouse.name, selection, continue_from, skip_copy)
     relations = whole_schemas(project, project.select(selection))
+    todo = [r for r in relations if r.name not in options.done]
+    check_own_database(project, todo, warehouse)  # bad input: fail before writing
+    check_kept_views(project, relations, warehouse)
     if not skip_copy:
-        todo = [r for r in relations if r.name not in options.done]
         manifests_for(project, todo)  # a missing extract is bad input: fail before writing
     with _Run(project, "load", env=warehouse.name, selection=selection, reporter=reporter, jobs=jobs) as run:
         run.outcome.warehouse = warehouse.describe()
         if note:
             run.outcome.notes.append(note)
+        if options.changed:
+            run.outcome.notes.append(
+                f"changed since run {options.resume_from}, so built again with what depends on them: "
+                + ", ".join(options.changed)
+            )
+        run.outcome.notes.extend(unparsed_notes(project, relations))
         run.outcome.build = build(run.ctx, relations, warehouse, options)
     return run.outcome
 
@@ -202,6 +220,7 @@ def update(
     warehouse = open_environment(project, env)
     warehouse.require("update")  # an engine that cannot do it refuses before anything is written
     relations = with_dependents(project, project.select(selection))
+    check_own_database(project, relations, warehouse)
     manifests_for(project, relations)  # a missing extract is bad input: fail before writing
     with _Run(project, "update", env=warehouse.name, selection=selection, reporter=reporter, jobs=1) as run:
         run.outcome.warehouse = warehouse.describe()
@@ -232,6 +251,7 @@ def upgrade(
     if into_schema is not None and not IDENTIFIER.match(into_schema):
         raise UserError(f'--into-schema "{into_schema}" is not a valid schema name.')
     target_names(relations, into_schema)  # name clashes are bad input: fail before writing
+    check_own_database(project, relations, warehouse)
     manifests_for(project, relations)
     with _Run(project, "upgrade", env=warehouse.name, selection=selection, reporter=reporter, jobs=1) as run:
         run.outcome.warehouse = warehouse.describe()
@@ -288,6 +308,16 @@ def relation_ddl(project: Project, relation: Relation, warehouse: Warehouse) -> 
     return [f"CREATE VIEW {qualified(relation.name)} AS\n{sql}", *ddl.comments(design, view=True)]
 
 
+def unparsed_notes(project: Project, relations: Sequence[Relation]) -> list[str]:
+    """A note per relation whose SQL sqlglot cannot parse: it runs as written, its dependencies from depends_on."""
+    return [
+        f"{r.sql_path.relative_to(project.root)}: sqlglot cannot parse it ({r.unparsed}); it runs as written, "
+        "with dependencies from depends_on only"
+        for r in relations
+        if r.unparsed is not None and r.sql_path is not None
+    ]
+
+
 def _resume_point(
     project: Project, env: str, selection: Sequence[str], continue_from: str | None, skip_copy: bool
 ) -> tuple[Sequence[str], BuildOptions, str]:
@@ -313,7 +343,7 @@ def _resume_point(
     if last.status == "abandoned" and not any(e.step in ("load", "build") for e in events):
         note = f"run {last.run_id} died before its build began: loaded afresh"
         return chosen, BuildOptions(skip_copy=skip_copy), note
-    built = _finished(project, events)
+    built, changed = _unchanged(project, last.run_id, _finished(project, events), events)
     relations = [r.name for r in whole_schemas(project, project.select(chosen))]
     if continue_from is not None:
         if continue_from not in relations:
@@ -322,7 +352,7 @@ def _resume_point(
                 + did_you_mean(continue_from, relations)
             )
         built &= set(relations[: relations.index(continue_from)])
-    options = BuildOptions(skip_copy=skip_copy, resume_from=last.run_id, done=frozenset(built))
+    options = BuildOptions(skip_copy=skip_copy, resume_from=last.run_id, done=frozenset(built), changed=tuple(changed))
     return chosen, options, f"resumed the build of run {last.run_id} ({last.status})"
 
 
@@ -363,6 +393,38 @@ def _refuse_stale_resume(store: TrackingStore, env: str, load: RunRow) -> None:
 _IN_PLACE = ("update", "upgrade", "pipeline")
 
 
+def _unchanged(
+    project: Project, run_id: str, built: set[str], events: Sequence[EventRow]
+) -> tuple[set[str], list[str]]:
+    """The built relations still as the project defines them, and those that changed since.
+
+    A relation whose SQL, design or dependencies changed since the failed load is built
+    again, and so is everything downstream of it. Without a recorded fingerprint (a load
+    recorded by an older Conveyor) there is no telling: the resume is refused.
+    """
+    recorded = {
+        e.relation: (e.detail or {}).get("fingerprint")
+        for e in events
+        if e.step in ("load", "build") and e.status == "succeeded" and e.relation in built
+    }
+    unknown = sorted(name for name, value in recorded.items() if not value and name in project.relations)
+    if unknown:
+        raise UserError(
+            f"cannot tell whether {', '.join(unknown[:3])}{' ...' if len(unknown) > 3 else ''} changed since the "
+            f"failed load {run_id}: it was recorded without fingerprints of what it built.",
+            hint="Run conveyor load without --resume.",
+        )
+    changed = sorted(
+        name
+        for name, value in recorded.items()
+        if name in project.relations and value != fingerprint(project.relations[name])
+    )
+    stale = set(changed)
+    for name in changed:
+        stale |= project.dag.downstream(name)
+    return {name for name in built if name in project.relations and name not in stale}, changed
+
+
 def run(
     project: Project,
     selection: Sequence[str] = (),
@@ -375,6 +437,7 @@ def run(
     relations = whole_schemas(project, project.select(selection))
     warehouse = open_environment(project, env)
     warehouse.require("load")  # an engine that cannot do it refuses before anything is written
+    check_own_database(project, relations, warehouse)
     jobs_list = plan(project, relations)
     check_jobs(project, jobs_list)
     with _Run(project, "run", env=warehouse.name, selection=selection, reporter=reporter, jobs=jobs) as run:
@@ -383,6 +446,7 @@ def run(
         if run.outcome.extract.failed:
             run.outcome.notes.append("extract failed for some tables; the load uses their previous extracts")
         try:
+            run.outcome.notes.extend(unparsed_notes(project, relations))
             run.outcome.build = build(run.ctx, relations, warehouse)
         except LakeError as exc:
             # a table with no extract at all: nothing to load it from, so the run fails

@@ -41,7 +41,7 @@ from conveyor.errors import (
 )
 from conveyor.graph.dag import Dag, Node
 from conveyor.graph.selection import select
-from conveyor.graph.sqldeps import SqlParseError, TableRef, parse_sql, referenced_tables
+from conveyor.graph.sqldeps import SqlParseError, TableRef, is_own_catalog, parse_sql, referenced_tables
 from conveyor.graph.sqldeps import resolve as resolve_ref
 
 SETTINGS_FILE = "conveyor.yaml"
@@ -71,6 +71,9 @@ class Relation:
     """Tables outside the project the SQL reads: matched by ``external`` in conveyor.yaml, or catalog-qualified."""
     select_names: list[str] | None = None
     """The output column names when the query's select list is explicit (no ``*``, every expression named)."""
+    unparsed: str | None = None
+    """Why sqlglot cannot parse the SQL, which the warehouse may accept: it runs exactly as written, its
+    names bound by the warehouse's search path, and its dependencies come from ``depends_on`` only."""
 
     @property
     def name(self) -> str:
@@ -101,6 +104,11 @@ class Project:
     dialect: str
     broken: dict[str, Location] = field(default_factory=dict)
     """Relations (named after their path) whose design did not load, with the design's file."""
+    catalogs: frozenset[str] = frozenset()
+    """The default environment's own database names: ``db.schema.table`` with one of them is a
+    relation of the project (see docs/transformations.md)."""
+    warnings: list[ConveyorError] = field(default_factory=list)
+    """Problems that do not stop the project from loading (SQL only the warehouse can parse)."""
 
     @classmethod
     def load(cls, root: Path | str = ".", *, cache: bool | None = None) -> Project:
@@ -198,6 +206,7 @@ class _Loader:
         self.prefix = len(str(root)) + 1
         self.cache = _ParseCache(root, cache)
         self.problems: list[ConveyorError] = []
+        self.warnings: list[ConveyorError] = []
         self.broken: dict[str, Location] = {}
         self.files: set[str] = set()
 
@@ -216,7 +225,7 @@ class _Loader:
         except ConveyorError as exc:
             return LoadResult(None, [exc])
         project = self._project(doc, settings)
-        return LoadResult(project, self.problems)
+        return LoadResult(project, self.problems + self.warnings)
 
     def _settings(self) -> tuple[YamlDoc, ProjectSettings]:
         settings_path = self.root / SETTINGS_FILE
@@ -230,26 +239,26 @@ class _Loader:
         return doc, validate(ProjectSettings, doc, SETTINGS_FILE)
 
     def _project(self, doc: YamlDoc, settings: ProjectSettings) -> Project:
-        env_type = settings.environments[settings.environment_name(None)].type
-        dialect = DIALECTS[env_type]
+        environment = settings.environments[settings.environment_name(None)]
+        dialect = DIALECTS[environment.type]
+        catalogs = own_catalogs(environment)
         relations = self._designs(settings)
         self._sql(relations, dialect)
-        self._dependencies(relations, settings)
+        self._dependencies(relations, settings, catalogs)
         dag = self._dag(relations)
         self._catalog_clashes(settings, doc, {r.schema for r in relations.values()})
         self._required_terms(settings, doc, dag)
         self._inline_passwords(settings, doc)
         self.cache.save()
-        return Project(self.root, settings, doc, relations, dag, dialect, dict(self.broken))
+        return Project(
+            self.root, settings, doc, relations, dag, dialect, dict(self.broken), catalogs, list(self.warnings)
+        )
 
     def _catalog_clashes(self, settings: ProjectSettings, doc: YamlDoc, schemas: set[str]) -> None:
         """DuckDB names a file's catalog after the file; a catalog named like a schema is ambiguous."""
         for name, env in settings.environments.items():
-            if env.type != "duckdb" or "${" in env.dsn:
-                continue
-            # duckdb names a file's catalog after its name, without a leading dot, up to the first dot
-            catalog = Path(env.dsn.removeprefix("duckdb:///")).name.lstrip(".").split(".")[0]
-            if catalog in schemas:
+            catalog = env.database_name() if env.type == "duckdb" else None
+            if catalog is not None and catalog in schemas:
                 self.problems.append(
                     ConfigError(
                         f'the DuckDB file of environment "{name}" is named "{catalog}", like the schema "{catalog}"; '
@@ -407,6 +416,10 @@ class _Loader:
                     tree = parse_sql(relation.sql, dialect)
                 except SqlParseError as exc:
                     where = Location(self._display(relation.sql_path), exc.line, exc.column)
+                    if exc.grammar and warehouse_may_accept(relation.sql, dialect):
+                        self.warnings.append(_unparsed(relation, exc, dialect, where))
+                        relation.unparsed, relation.references = exc.message, []
+                        continue
                     self.problems.append(
                         ConfigError(
                             f'the SQL of "{relation.name}" does not parse ({dialect}): {exc.message}',
@@ -420,7 +433,9 @@ class _Loader:
                 self.cache.put_sql(dialect, digest, *facts)
             relation.references, relation.select_names = facts
 
-    def _dependencies(self, relations: dict[str, Relation], settings: ProjectSettings) -> None:
+    def _dependencies(
+        self, relations: dict[str, Relation], settings: ProjectSettings, catalogs: frozenset[str]
+    ) -> None:
         known = set(relations)
         search_path = settings.defaults.search_path
         external: list[str] = list(getattr(settings, "external", None) or [])
@@ -432,10 +447,10 @@ class _Loader:
             name = relation.name
             deps: list[str] = []
             for ref in relation.references:
-                if ref.catalog is not None:
+                if ref.catalog is not None and not is_own_catalog(ref.catalog, catalogs):
                     relation.external.append(".".join(p for p in (ref.catalog, ref.schema, ref.name) if p))
                     continue
-                target = resolve_ref(ref, relation.schema, search_path, known)
+                target = resolve_ref(ref, relation.schema, search_path, known, catalogs)
                 if target is None:
                     continue
                 where = Location(self._display(relation.sql_path), ref.line, ref.column)
@@ -516,6 +531,46 @@ class _Loader:
 
 
 # ------------------------------------------------------------------------------- helpers
+
+
+def own_catalogs(environment: EnvironmentConfig) -> frozenset[str]:
+    """The names SQL may give the environment's own database (``db.schema.table``); empty when unknown.
+
+    DuckDB matches catalog names case-insensitively, so the lower-case name counts too.
+    """
+    name = environment.database_name()
+    if name is None:
+        return frozenset()
+    return frozenset({name, name.lower()} if environment.type == "duckdb" else {name})
+
+
+def warehouse_may_accept(sql: str, dialect: str) -> bool:
+    """Whether a query sqlglot cannot parse may still be one the warehouse runs.
+
+    DuckDB's own parser is at hand (no database needed): it decides. PostgreSQL's and
+    Redshift's are not, so their text is given the benefit of the doubt; the warehouse
+    reports a genuine mistake when the relation is built or compiled.
+    """
+    if dialect != "duckdb":
+        return True
+    import duckdb
+
+    try:
+        statements = duckdb.extract_statements(sql)
+    except duckdb.Error:
+        return False
+    return len(statements) == 1 and statements[0].type == duckdb.StatementType.SELECT
+
+
+def _unparsed(relation: Relation, exc: SqlParseError, dialect: str, where: Location) -> ConfigError:
+    return ConfigError(
+        f'sqlglot cannot parse the SQL of "{relation.name}" ({dialect}): {exc.detail}. It runs exactly as '
+        "written; Conveyor cannot see which relations it reads, so they come from depends_on only.",
+        location=where,
+        hint="If the query is wrong, fix it. If the warehouse accepts it, list the relations it reads in "
+        "depends_on and qualify names of other schemas (validate --with-warehouse compiles it).",
+        code="sql-unparsed",
+    )
 
 
 def is_external(name: str, patterns: Sequence[str]) -> bool:

@@ -1,9 +1,9 @@
-"""Infer which tables a SQL query reads, and point those references elsewhere.
+"""Infer which tables a SQL query reads, and which relations those names mean.
 
 Conveyor builds its DAG from the SQL itself: every relation's query is parsed once
 with sqlglot, and the tables it references become its upstream dependencies. The
-same parse tree is later rewritten to read from staging schemas, so a whole
-selection can be built and validated before it replaces the live relations.
+positions sqlglot records for each name let :mod:`conveyor.graph.splice` later point
+those names at the relations being built, without re-printing the query.
 
 Identifiers follow SQL's usual rule: unquoted names are folded to lower case,
 quoted names are kept exactly as written.
@@ -12,7 +12,7 @@ quoted names are kept exactly as written.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping, Sequence, Set
+from collections.abc import Iterator, Sequence, Set
 from dataclasses import dataclass
 
 import sqlglot
@@ -25,14 +25,14 @@ from conveyor.errors import UserError
 __all__ = [
     "SqlParseError",
     "TableRef",
+    "is_own_catalog",
     "parse_sql",
     "referenced_tables",
     "resolve",
-    "rewrite_tables",
 ]
 
-# statement types that read rows and have no side effect
-_QUERY_TYPES = (exp.Query, exp.Values)
+# statement types that read rows and have no side effect (DuckDB's PIVOT statement is a query)
+_QUERY_TYPES = (exp.Query, exp.Values, exp.Pivot)
 # sqlglot prints tokens as "<Token token_type: ..., text: where, ...>"; users want the text
 _TOKEN_REPR = re.compile(r"<Token token_type: [^,]*, text: (.*?), line: \d+, col: \d+[^>]*>")
 # nodes that never contain a table reference, skipped when scanning a tree
@@ -40,6 +40,8 @@ _LEAVES = (exp.Identifier, exp.Column, exp.Literal, exp.Star)
 # a string right after FROM, JOIN or a comma may be a DuckDB file scan; cheap pre-check
 _FILE_SCAN_HINT = re.compile(r"(?:\bfrom|\bjoin|,)\s*'", re.IGNORECASE)
 _TOKEN_POS = re.compile(r"from (\d+):(\d+)")
+# sqlglot names its expression classes in some messages: "<class 'sqlglot.expressions.core.Parameter'>"
+_CLASS_REPR = re.compile(r"<class '(?:\w+\.)*(\w+)'>")
 
 
 class SqlParseError(UserError):
@@ -49,12 +51,16 @@ class SqlParseError(UserError):
         detail: the short reason, without position.
         line: 1-based line in the SQL text, when known.
         column: 1-based column in the SQL text, when known.
+        grammar: sqlglot's grammar did not accept the text (the warehouse's own may: see
+            ``conveyor.project``); false for text that splits into no tokens, is empty, holds
+            several statements or is not a query.
     """
 
-    def __init__(self, detail: str, line: int | None = None, column: int | None = None):
+    def __init__(self, detail: str, line: int | None = None, column: int | None = None, *, grammar: bool = False):
         self.detail = detail
         self.line = line
         self.column = column
+        self.grammar = grammar
         where = f" at line {line}, column {column}" if line is not None and column is not None else ""
         super().__init__(f"invalid SQL{where}: {detail}")
 
@@ -93,7 +99,8 @@ def parse_sql(sql: str, dialect: str = "duckdb") -> exp.Expr:
             on several statements, or on a statement that is not a query.
     """
     try:
-        statements = [s for s in sqlglot.parse(sql, read=dialect) if s is not None]
+        # a comment after the last ";" comes back as a Semicolon statement holding the comment
+        statements = [s for s in sqlglot.parse(sql, read=dialect) if s is not None and not isinstance(s, exp.Semicolon)]
     except ParseError as err:
         raise _from_parse_error(err) from None
     except TokenError as err:
@@ -114,15 +121,16 @@ def parse_sql(sql: str, dialect: str = "duckdb") -> exp.Expr:
 def _from_parse_error(err: ParseError) -> SqlParseError:
     """Turn sqlglot's first parse error into a short message and its start position."""
     if not err.errors:
-        return SqlParseError(str(err).splitlines()[0])
+        return SqlParseError(str(err).splitlines()[0], grammar=True)
     first = err.errors[0]
     detail = _TOKEN_REPR.sub(lambda m: f'"{m.group(1)}"', str(first.get("description") or err))
+    detail = _CLASS_REPR.sub(lambda m: m.group(1), detail)
     line, col = first.get("line"), first.get("col")
     highlight = first.get("highlight") or ""
     # sqlglot reports the column where the offending token ends; point at its start
     if isinstance(col, int) and highlight and "\n" not in highlight:
         col = max(col - len(highlight) + 1, 1)
-    return SqlParseError(detail, line, col)
+    return SqlParseError(detail, line, col, grammar=True)
 
 
 def _from_token_error(err: TokenError, sql: str) -> SqlParseError:
@@ -325,7 +333,18 @@ def _norm_opt(node: exp.Expr | None) -> str | None:
 # ---------------------------------------------------------------------- resolution
 
 
-def resolve(ref: TableRef, own_schema: str, search_path: Sequence[str], known: Set[str]) -> str | None:
+def is_own_catalog(catalog: str, catalogs: Set[str]) -> bool:
+    """Whether a reference's catalog (normalised like ``TableRef``) names one of ``catalogs``.
+
+    A quoted name matches exactly or in lower case: DuckDB compares catalog names without
+    case (its names are given in lower case too), PostgreSQL rejects any other database.
+    """
+    return catalog in catalogs or catalog.lower() in catalogs
+
+
+def resolve(
+    ref: TableRef, own_schema: str, search_path: Sequence[str], known: Set[str], catalogs: Set[str] = frozenset()
+) -> str | None:
     """Find the relation ``"schema.table"`` a table reference means.
 
     Args:
@@ -333,13 +352,15 @@ def resolve(ref: TableRef, own_schema: str, search_path: Sequence[str], known: S
         own_schema: the schema of the relation whose query holds the reference.
         search_path: further schemas to try for unqualified names, in order.
         known: all relation names of the project, normalised like ``TableRef``.
+        catalogs: the warehouse's own database names: ``db.schema.table`` with one of
+            them means ``schema.table`` (``dbt compile`` writes names that way).
 
     Returns:
         The qualified name; for an unqualified name found nowhere, the name in
         ``own_schema`` (so the caller can report it missing); ``None`` for a
-        catalog-qualified reference, which is outside the warehouse's schemas.
+        reference qualified with another catalog, which is outside the warehouse.
     """
-    if ref.catalog is not None:
+    if ref.catalog is not None and not is_own_catalog(ref.catalog, catalogs):
         return None
     if ref.schema is not None:
         return f"{ref.schema}.{ref.name}"
@@ -348,127 +369,3 @@ def resolve(ref: TableRef, own_schema: str, search_path: Sequence[str], known: S
         if candidate in known:
             return candidate
     return f"{own_schema}.{ref.name}"
-
-
-# ------------------------------------------------------------------------ rewriting
-
-
-def rewrite_tables(
-    tree: exp.Expr,
-    mapping: Mapping[str, str],
-    dialect: str = "duckdb",
-    *,
-    own_schema: str,
-    search_path: Sequence[str] = (),
-    known: Set[str] = frozenset(),
-    pretty: bool = False,
-) -> str:
-    """Print the query with some tables replaced, e.g. to read from staging schemas.
-
-    Each real table whose resolved ``"schema.table"`` is a key of ``mapping`` is
-    replaced by the quoted ``"newschema"."newtable"`` of its value. A replaced
-    table without an alias gets its original name as alias, so column references
-    such as ``orders.id`` keep working; ``sales.orders.id`` is shortened to match.
-
-    Args:
-        tree: a tree from ``parse_sql``; it is not modified.
-        mapping: resolved name to replacement name, both ``"schema.table"``.
-        dialect: the sqlglot dialect to print.
-        own_schema: as for ``resolve``.
-        search_path: as for ``resolve``.
-        known: as for ``resolve``.
-        pretty: print one clause per line (for SQL a person will read, such as a view's).
-
-    Returns:
-        The rewritten SQL text.
-    """
-    tree = tree.copy()
-    replaced: dict[int, _Replaced] = {}
-    for table in _real_tables(tree):
-        key = resolve(_table_ref(table), own_schema, search_path, known)
-        if key is not None and key in mapping:
-            had_alias = bool(table.alias)
-            replaced[id(table)] = _Replaced(key, had_alias, _replace_table(table, mapping[key]))
-    if replaced:
-        _rewrite_columns(tree, replaced)
-    return tree.sql(dialect=dialect, pretty=pretty)
-
-
-@dataclass(frozen=True)
-class _Replaced:
-    """What happened to one replaced table node, to fix the columns that name it."""
-
-    key: str
-    had_alias: bool
-    aliased: bool
-
-
-def _replace_table(table: exp.Table, target: str) -> bool:
-    """Point ``table`` at ``target``; return True when it was given its old name as alias."""
-    schema, _, name = target.partition(".")
-    old_name = table.this.copy()
-    aliased = False
-    if not table.alias and not _binding_conflict(table):
-        table.set("alias", exp.TableAlias(this=old_name))
-        aliased = True
-    table.set("catalog", None)
-    table.set("db", exp.to_identifier(schema, quoted=True))
-    table.set("this", exp.to_identifier(name, quoted=True))
-    return aliased
-
-
-def _binding_conflict(table: exp.Table) -> bool:
-    """Tell whether another table in the same FROM is bound to the same name.
-
-    ``FROM sales.orders, crm.orders`` is valid SQL; aliasing both ``orders`` is not.
-    """
-    select = table.find_ancestor(exp.Select)
-    if select is None:
-        return False
-    name = _norm(table.this)
-    return any(other is not table and _binding_name(other) == name for other in _from_tables(select))
-
-
-def _from_tables(select: exp.Select) -> list[exp.Table]:
-    sources = [select.args.get("from_"), *(select.args.get("joins") or [])]
-    return [s.this for s in sources if s is not None and isinstance(s.this, exp.Table)]
-
-
-def _binding_name(table: exp.Table) -> str:
-    alias = table.args.get("alias")
-    if isinstance(alias, exp.TableAlias) and alias.this is not None:
-        return _norm(alias.this)
-    return _norm(table.this)
-
-
-def _rewrite_columns(tree: exp.Expr, replaced: dict[int, _Replaced]) -> None:
-    """Fix ``schema.table.column`` references to tables that were replaced."""
-    for column in list(tree.find_all(exp.Column)):
-        db, table_part = column.args.get("db"), column.args.get("table")
-        if db is None or table_part is None or column.args.get("catalog") is not None:
-            continue
-        key = f"{_norm(db)}.{_norm(table_part)}"
-        bound = _bound_table(column, key, replaced)
-        if bound is None:
-            continue
-        if replaced[id(bound)].aliased:
-            # the table now carries its old name as alias: qualify by that alone
-            column.set("db", None)
-        else:
-            column.set("db", bound.args["db"].copy())
-            column.set("table", bound.this.copy())
-
-
-def _bound_table(column: exp.Column, key: str, replaced: dict[int, _Replaced]) -> exp.Table | None:
-    """The replaced table a qualified column belongs to, searching outwards like SQL does.
-
-    Only tables without an alias of their own can be named as ``schema.table``.
-    """
-    select = column.find_ancestor(exp.Select)
-    while select is not None:
-        for table in _from_tables(select):
-            entry = replaced.get(id(table))
-            if entry is not None and entry.key == key and not entry.had_alias:
-                return table
-        select = select.find_ancestor(exp.Select)
-    return None

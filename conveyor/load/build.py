@@ -9,19 +9,23 @@ the previous warehouse stays exactly as it was.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import threading
 from collections.abc import Callable, Mapping, Sequence, Set
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 from conveyor.config.secrets import scrub
+from conveyor.config.settings import EnvironmentConfig
 from conveyor.design.models import TableDesign
-from conveyor.errors import ConveyorError, LoadError, Location
+from conveyor.errors import ConveyorError, DependencyError, LoadError, Location
 from conveyor.graph.selection import select
-from conveyor.graph.sqldeps import parse_sql, referenced_tables, rewrite_tables
+from conveyor.graph.splice import limit_zero, splice_tables, statement_text
+from conveyor.graph.sqldeps import SqlParseError, TableRef, is_own_catalog, parse_sql, resolve
 from conveyor.lake.lake import Lake
 from conveyor.lake.manifest import Manifest
-from conveyor.project import Project, Relation
+from conveyor.project import Project, Relation, own_catalogs
 from conveyor.runctx import RunContext, StepOutcome
 from conveyor.warehouse import render_type
 from conveyor.warehouse.base import Build, Warehouse, quote
@@ -63,26 +67,131 @@ def executable_sql(
     rebuilt: Set[str],
     dialect: str,
 ) -> str:
-    """The relation's query, reading each dependency where it is during this build.
+    """The relation's query as the user wrote it, with only the names changed that binding requires.
 
-    Dependencies rebuilt by this build are read from their staging names; every other name
-    is fully qualified, because views bind names when they are read, against the reader's
-    search path. Queries that need neither run exactly as written.
+    Each name of a project relation is spliced into the text as the quoted ``"schema"."table"``
+    it is read from during this build (its staging name when this build rebuilds it), unless
+    it is written that way already: views bind names when they are read, against the
+    reader's search path, and a database part (``db.schema.table``) cannot name the build's
+    file or staging schema. Every other byte stays as written. SQL sqlglot cannot parse runs
+    unchanged; run it inside ``Build.binding(binding_schemas(...))`` so the warehouse's
+    search path binds its names.
     """
     assert relation.sql is not None
-    tree = parse_sql(relation.sql, dialect)
+    if relation.unparsed is not None:
+        return statement_text(relation.sql, dialect)
+    try:
+        tree = parse_sql(relation.sql, dialect)
+    except SqlParseError:
+        return statement_text(relation.sql, dialect)  # parsed in the default environment's dialect only
     mapping = {dep: staged(dep) if staged and dep in rebuilt else dep for dep in relation.dependencies}
-    qualified = all(ref.schema is not None or ref.catalog is not None for ref in referenced_tables(tree))
-    if qualified and all(dep == target for dep, target in mapping.items()):
-        return relation.sql.strip().rstrip(";")
-    return rewrite_tables(
+    spliced = splice_tables(
+        relation.sql,
         tree,
         mapping,
-        dialect,
         own_schema=relation.schema,
         search_path=project.settings.defaults.search_path,
         known=set(project.relations),
-        pretty=True,
+        catalogs=project.catalogs,
+    )
+    return statement_text(spliced, dialect)
+
+
+def binding_schemas(project: Project, relation: Relation) -> list[str]:
+    """Where unqualified names of a relation's query are looked up: its own schema, then ``search_path``."""
+    return list(dict.fromkeys([relation.schema, *project.settings.defaults.search_path]))
+
+
+def fingerprint(relation: Relation) -> str:
+    """Identifies what a relation is built from: kind, design, SQL text and the relations it reads.
+
+    Recorded with each load and build step, so ``load --resume`` can tell what changed since.
+    """
+    data = {
+        "kind": relation.kind,
+        "design": relation.design.model_dump(mode="json"),
+        "sql": relation.sql,
+        "dependencies": sorted(relation.dependencies),
+    }
+    return hashlib.blake2b(json.dumps(data, sort_keys=True).encode(), digest_size=16).hexdigest()
+
+
+def check_own_database(project: Project, relations: Sequence[Relation], warehouse: Warehouse) -> None:
+    """Refuse names qualified with the target warehouse's database that the project took for external.
+
+    The dependency graph is built with the default environment's database name (the only
+    one known when the project loads). A query naming the target's own database otherwise
+    would read the published relation, not the one this build makes.
+    """
+    environment = EnvironmentConfig.model_construct(type=warehouse.ENGINE, dsn=warehouse.dsn)
+    target = own_catalogs(environment)
+    for relation in relations:
+        for ref in relation.references or []:
+            if (
+                ref.catalog is None
+                or not is_own_catalog(ref.catalog, target)
+                or is_own_catalog(ref.catalog, project.catalogs)
+            ):
+                continue
+            plain = TableRef(ref.schema, ref.name)
+            name = resolve(plain, relation.schema, project.settings.defaults.search_path, set(project.relations))
+            if name in project.relations:
+                raise _foreign_own_database(project, relation, ref, name)
+
+
+def check_kept_views(project: Project, relations: Sequence[Relation], warehouse: Warehouse) -> None:
+    """Refuse reading a rebuilt relation through a kept view where the build would see its old rows.
+
+    PostgreSQL binds a view to the relations it read when it was created: during a build a
+    kept view still reads the published relations, not their staging copies. (DuckDB binds
+    views when they are read, in the build's own file, so it is not affected.)
+    """
+    if warehouse.PUBLISH != "schema_swap":
+        return
+    rebuilt = {r.name for r in relations}
+    for relation in relations:
+        for dep in relation.dependencies:
+            stale = _read_through_views(project, dep, rebuilt)
+            if stale:
+                schema = dep.partition(".")[0]
+                raise DependencyError(
+                    f'"{relation.name}" reads "{dep}", a view of a schema this load keeps, which reads "{stale[0]}", '
+                    "which this load rebuilds: during the build the view still shows the published rows.",
+                    location=relation.location("name"),
+                    hint=f'Load schema "{schema}" too (e.g. conveyor load {relation.schema} {schema}).',
+                    code="dependency",
+                )
+
+
+def _read_through_views(project: Project, name: str, rebuilt: set[str]) -> list[str]:
+    """The rebuilt relations a kept view ``name`` reads, directly or through other kept views."""
+    found: list[str] = []
+    todo, seen = [name], set()
+    while todo:
+        current = todo.pop()
+        relation = project.relations.get(current)
+        if current in seen or current in rebuilt or relation is None or relation.kind != "view":
+            continue
+        seen.add(current)
+        for dep in relation.dependencies:
+            if dep in rebuilt:
+                found.append(dep)
+            else:
+                todo.append(dep)
+    return sorted(set(found))
+
+
+def _foreign_own_database(project: Project, relation: Relation, ref: TableRef, name: str) -> DependencyError:
+    assert relation.sql_path is not None
+    default = project.settings.environment_name(None)
+    known = " or ".join(f'"{c}"' for c in sorted(project.catalogs)) or "unknown (its dsn holds it in a variable)"
+    return DependencyError(
+        f'"{relation.name}" reads "{ref.catalog}.{name}": "{ref.catalog}" is the database of the warehouse '
+        f'being built, but dependencies are found with the database of the default environment "{default}", '
+        f"which is {known}; so it was taken for a table outside the project.",
+        location=Location(str(relation.sql_path.relative_to(project.root)), ref.line, ref.column),
+        hint="Write the name without the database part, or load with the default environment.",
+        code="external-dependency",
     )
 
 
@@ -96,6 +205,8 @@ class BuildOptions:
             compiles every statement.
         resume_from: the run id of a failed build whose staging is continued.
         done: relations that build already finished; they are not rebuilt.
+        changed: relations that build finished whose SQL, design or dependencies changed since;
+            they and what depends on them are rebuilt (not in ``done``).
         pinned: extracts to load instead of the newest ones (a pipeline loads its secondary
             environment from exactly the extracts its primary loaded).
         required: selection terms that must succeed, besides the project's ``required``.
@@ -104,6 +215,7 @@ class BuildOptions:
     skip_copy: bool = False
     resume_from: str | None = None
     done: frozenset[str] = frozenset()
+    changed: tuple[str, ...] = ()
     pinned: Mapping[str, list[Manifest]] | None = None
     required: tuple[str, ...] = ()
 
@@ -131,6 +243,8 @@ def build(
     options = options or BuildOptions()
     project = ctx.project
     todo = [r for r in relations if r.name not in options.done]
+    check_own_database(project, todo, warehouse)
+    check_kept_views(project, relations, warehouse)
     manifests = {} if options.skip_copy else dict(options.pinned or manifests_for(project, todo))
     schemas = sorted({r.schema for r in relations})
     ctx.reporter.phase("build", len(todo))
@@ -161,7 +275,7 @@ def _statement(
         return empty_select(relation, dialect) if options.skip_copy else ""
     sql = executable_sql(project, relation, staging.staged, rebuilt, dialect)
     if options.skip_copy and relation.kind == "ctas":
-        return f"SELECT * FROM ({sql}) AS q LIMIT 0"
+        return limit_zero(sql, dialect)
     return sql
 
 
@@ -221,6 +335,7 @@ class _Runner:
         step = "load" if relation.kind == "source" else "build"
         try:
             with self.ctx.step(relation.name, step) as outcome:
+                outcome.detail["fingerprint"] = fingerprint(relation)
                 try:
                     outcome.rows = self._create(relation, outcome)
                 except ConveyorError as exc:
@@ -249,9 +364,11 @@ class _Runner:
             rows = self.staging.load_chain(relation.design, chain)
             outcome.detail["extracts"] = [m.extract_id for m in chain]
         elif relation.kind == "ctas":
-            rows = self.staging.create_table(relation.design, self.sql[relation.name])
+            with self.staging.binding(binding_schemas(self.ctx.project, relation)):
+                rows = self.staging.create_table(relation.design, self.sql[relation.name])
         else:
-            self.staging.create_view(relation.design, self.sql[relation.name])
+            with self.staging.binding(binding_schemas(self.ctx.project, relation)):
+                self.staging.create_view(relation.design, self.sql[relation.name])
             return None
         with self.lock:
             self.result.rows[relation.name] = rows

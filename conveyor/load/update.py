@@ -16,7 +16,7 @@ from datetime import datetime
 from conveyor.errors import ConveyorError, LoadError, RunFailed
 from conveyor.lake.lake import Lake
 from conveyor.lake.manifest import Manifest
-from conveyor.load.build import BuildResult, executable_sql
+from conveyor.load.build import BuildResult, binding_schemas, executable_sql
 from conveyor.project import Project, Relation
 from conveyor.runctx import RunContext
 from conveyor.warehouse.base import Transaction, Warehouse
@@ -131,12 +131,13 @@ def _apply(
             result.manifests[relation.name] = chain
             outcome.rows = _apply_extracts(ctx, tx, warehouse.name, relation, chain)
             outcome.detail["extracts"] = [m.extract_id for m in chain]
-        elif relation.kind == "ctas":
-            outcome.rows = tx.refresh(
-                design, executable_sql(ctx.project, relation, None, frozenset(), warehouse.DIALECT)
-            )
         else:
-            tx.create_view(design, executable_sql(ctx.project, relation, None, frozenset(), warehouse.DIALECT))
+            sql = executable_sql(ctx.project, relation, None, frozenset(), warehouse.DIALECT)
+            with tx.binding(binding_schemas(ctx.project, relation)):
+                if relation.kind == "ctas":
+                    outcome.rows = tx.refresh(design, sql)
+                else:
+                    tx.create_view(design, sql)
         if outcome.rows is not None:
             result.rows[relation.name] = outcome.rows
     if relation.kind != "view":

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from conveyor.errors import ConveyorError, LakeError, LoadError, UserError
 from conveyor.lake.lake import Lake
-from conveyor.load.build import BuildResult, executable_sql
+from conveyor.load.build import BuildResult, binding_schemas, executable_sql
 from conveyor.load.update import LOCK_TIMEOUT_S, open_transaction
 from conveyor.project import Relation
 from conveyor.runctx import RunContext
@@ -91,10 +91,11 @@ def _one(
                 outcome.rows = tx.load_chain(design, chain)
             else:
                 sql = executable_sql(ctx.project, relation, targets.__getitem__, set(targets), warehouse.DIALECT)
-                if relation.kind == "ctas":
-                    outcome.rows = tx.create_table(design, sql)
-                else:
-                    tx.create_view(design, sql)
+                with tx.binding(binding_schemas(ctx.project, relation)):
+                    if relation.kind == "ctas":
+                        outcome.rows = tx.create_table(design, sql)
+                    else:
+                        tx.create_view(design, sql)
         if relation.kind != "view":
             with ctx.step(relation.name, "check"):
                 violations = tx.check(design)

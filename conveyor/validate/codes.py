@@ -46,6 +46,13 @@ CODES: dict[str, Code] = _codes(
     ("sql-without-design", "error", "designs", "A .sql file has no design beside it."),
     ("sql-parse", "error", "sql", "The SQL does not parse, is empty, holds several statements or is not a SELECT."),
     (
+        "sql-unparsed",
+        "warning",
+        "sql",
+        "sqlglot cannot parse the SQL, which the warehouse may accept: it runs exactly as written and its "
+        "dependencies come from depends_on only.",
+    ),
+    (
         "missing-dependency",
         "error",
         "dependencies",

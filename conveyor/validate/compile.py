@@ -20,7 +20,8 @@ from collections.abc import Sequence
 
 from conveyor.config.secrets import scrub
 from conveyor.errors import ConveyorError, Location
-from conveyor.load.build import empty_select, executable_sql
+from conveyor.graph.splice import limit_zero
+from conveyor.load.build import binding_schemas, empty_select, executable_sql
 from conveyor.project import Project, Relation
 from conveyor.validate.columns import Produced, compare_columns, locate_error
 from conveyor.validate.problems import Problem, from_error, problem
@@ -130,6 +131,10 @@ class _Compiler:
             self._report(relation, self._failed(relation, exc.message, relation.location("columns")))
 
     def _query(self, relation: Relation) -> None:
+        with self.build.binding(binding_schemas(self.project, relation)):
+            self._bound_query(relation)
+
+    def _bound_query(self, relation: Relation) -> None:
         sql = executable_sql(self.project, relation, self.build.staged, self.rebuilt, self.dialect)
         try:
             described = self.scratch.describe(self.build, relation.design, sql)
@@ -173,7 +178,7 @@ class _Compiler:
             if relation.kind == "view":
                 self.build.create_view(relation.design, sql)
             else:
-                self.build.create_table(relation.design, f"SELECT * FROM ({sql}) AS q LIMIT 0")
+                self.build.create_table(relation.design, limit_zero(sql, self.dialect))
         except ConveyorError as exc:
             where = locate_error(self.project, relation, exc.message)
             self._report(relation, self._failed(relation, exc.message, where))

@@ -15,7 +15,7 @@ from conveyor.validate.problems import Problem, problem
 
 def depends_on(project: Project, relation: Relation) -> Iterator[Problem]:
     """``depends_on`` is for dependencies the SQL cannot show: flag entries the SQL reads, or does not need."""
-    if relation.kind == "source" or relation.references is None:
+    if relation.kind == "source" or relation.references is None or relation.unparsed is not None:
         return  # source tables are checked by the design checks; SQL that does not parse shows nothing
     for index, dep in enumerate(relation.design.depends_on):
         if dep not in project.relations:

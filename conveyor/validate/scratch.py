@@ -28,6 +28,7 @@ from conveyor.config.secrets import mask_dsn, scrub
 from conveyor.config.settings import EnvironmentConfig
 from conveyor.design.models import TableDesign
 from conveyor.errors import ConveyorError, WarehouseError
+from conveyor.graph.splice import limit_zero
 from conveyor.warehouse import open_warehouse
 from conveyor.warehouse.base import Build, Warehouse
 
@@ -97,10 +98,14 @@ class PostgresScratch(Scratch):
     def describe(self, build: Build, design: TableDesign, sql: str) -> list[tuple[str, str]]:
         import psycopg
 
+        from conveyor.warehouse.postgres import set_search_path
+
         try:
             if self._con is None:
                 self._con = psycopg.connect(self.scratch_dsn, autocommit=True)
-            cursor = self._con.execute(f"SELECT * FROM ({sql}) AS q LIMIT 0".encode())
+            with self._con.transaction():
+                set_search_path(self._con, build.bound_schemas())
+                cursor = self._con.execute(limit_zero(sql, "postgres").encode())
         except psycopg.Error as exc:
             raise WarehouseError(summary(str(exc))) from None
         return [(column.name, column.type_display) for column in cursor.description or []]

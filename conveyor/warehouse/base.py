@@ -8,9 +8,10 @@ orchestration asks capability flags, never the engine's name.
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -84,6 +85,33 @@ class Build(ABC):
         name, and the load layer rewrites SQL to read from it. The default builds in place.
         """
         return name
+
+    @contextmanager
+    def binding(self, schemas: Sequence[str]) -> Iterator[None]:
+        """Statements run inside, on this thread, look unqualified names up in ``schemas`` first.
+
+        ``schemas`` are the project's names (a relation's own schema, then ``search_path``);
+        the engine searches them where this build keeps them (``staged``). Queries whose
+        names Conveyor could not bind itself (SQL sqlglot cannot parse) rely on it.
+        """
+        local = self._binding_local()
+        previous = getattr(local, "schemas", ())
+        local.schemas = tuple(schemas)
+        try:
+            yield
+        finally:
+            local.schemas = previous
+
+    def bound_schemas(self) -> tuple[str, ...]:
+        """The schemas of the innermost ``binding`` on this thread, named as this build keeps them."""
+        schemas = getattr(self._binding_local(), "schemas", ())
+        return tuple(dict.fromkeys(self.staged(f"{schema}.x").rpartition(".")[0] for schema in schemas))
+
+    def _binding_local(self) -> threading.local:
+        local = self.__dict__.get("_binding")
+        if local is None:
+            local = self.__dict__.setdefault("_binding", threading.local())
+        return local
 
     @abstractmethod
     def load_table(self, design: TableDesign, manifest: Manifest) -> int:

@@ -13,6 +13,7 @@ See docs/architecture.md.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -188,6 +189,12 @@ class DuckDBBuild(DuckDBRelations):
         self.schemas = schemas
         self.staging = staging_path(target, resume_from or run_id)
         self._init_cursors()
+        self._kept_views: list[tuple[str, str, str, str | None]] = []
+        """Views of the schemas this build keeps: (schema, name, CREATE VIEW, comment), in creation order."""
+        self._waiting_views: list[tuple[str, str, str, str | None]] = []
+        """Kept views not created yet: they read a relation this build has not made."""
+        self._views_lock = threading.Lock()
+        self._kept_column_comments: list[tuple[str, str, str, str]] = []
         self._lock_file = duckdb_lock.take(target, duckdb_lock.holder_text("load", run_id))
         self._base = file_identity(target)
         """The published file this build started from: publishing over any other version would lose it."""
@@ -218,8 +225,11 @@ class DuckDBBuild(DuckDBRelations):
     def _copy_kept_schemas(self, *, copy_tables: bool = True) -> None:
         """Carry over every schema this build does not replace, with DDL, data and comments.
 
-        Views are only noted here and created at publish time, after everything they may
-        read exists. A resumed build has its tables already and only notes the views.
+        Views follow the tables, so that the build can read them (dbt's layout: a load of
+        the mart tables reads the staging views). A view that reads a relation this build
+        has not made yet waits, and is created as soon as it binds; at publish every kept
+        view is created again, over the relations as they are then. A resumed build has its
+        tables already.
         """
         try:
             self.con.execute(f"ATTACH {literal(str(self.target))} AS previous (READ_ONLY)")
@@ -257,6 +267,62 @@ class DuckDBBuild(DuckDBRelations):
             if row[0] not in rebuilt
         ]
         self.con.execute("DETACH previous")
+        self._waiting_views = list(self._kept_views)
+        self._create_waiting_views()
+
+    def _create_waiting_views(self, built: str | None = None) -> None:
+        """Create the waiting kept views that bind now, and then those that read the ones made.
+
+        ``built`` is the table name of a relation just made: only views whose text names it
+        can bind because of it. None tries every waiting view.
+        """
+        with self._views_lock:
+            cursor = self.con.cursor()
+            try:
+                names = None if built is None else {built.lower()}
+                while self._waiting_views and (names is None or names):
+                    made: set[str] = set()
+                    for view in list(self._waiting_views):
+                        if names is not None and not any(n in view[2].lower() for n in names):
+                            continue
+                        try:
+                            self._create_kept_view(cursor, *view)
+                        except duckdb.Error:
+                            continue  # it reads something not built yet
+                        self._waiting_views.remove(view)
+                        made.add(view[1].lower())
+                    names = made
+            finally:
+                cursor.close()
+
+    @staticmethod
+    def _create_kept_view(
+        cursor: duckdb.DuckDBPyConnection, schema: str, name: str, create_sql: str, comment: str | None
+    ) -> None:
+        target = f"{quote(schema)}.{quote(name)}"
+        cursor.execute(f"DROP VIEW IF EXISTS {target}")
+        cursor.execute(create_sql)
+        if comment:
+            cursor.execute(f"COMMENT ON VIEW {target} IS {literal(comment)}")
+
+    def load_table(self, design: TableDesign, manifest: Manifest) -> int:
+        rows = super().load_table(design, manifest)
+        self._built(design)
+        return rows
+
+    def create_table(self, design: TableDesign, sql: str) -> int:
+        rows = super().create_table(design, sql)
+        self._built(design)
+        return rows
+
+    def create_view(self, design: TableDesign, sql: str) -> None:
+        super().create_view(design, sql)
+        self._built(design)
+
+    def _built(self, design: TableDesign) -> None:
+        """A relation exists now: kept views waiting for it may bind."""
+        if self._waiting_views:
+            self._create_waiting_views(design.table_name)
 
     def publish(self) -> None:
         try:
@@ -305,15 +371,19 @@ class DuckDBBuild(DuckDBRelations):
             self._release()
 
     def _restore_kept_views(self) -> None:
-        """Views of kept schemas go last: they may read relations this build created."""
-        for schema, name, create_sql, comment in getattr(self, "_kept_views", []):
+        """Create every view of the kept schemas again, over the relations as they are now.
+
+        Each one again: a view made early in the build may read a relation that was
+        replaced since (a resumed build drops and rebuilds what failed).
+        """
+        self._waiting_views = list(self._kept_views)
+        self._create_waiting_views()
+        for schema, name, create_sql, comment in self._waiting_views[:1]:
             try:
-                self.con.execute(create_sql)
-                if comment:
-                    self.con.execute(f"COMMENT ON VIEW {quote(schema)}.{quote(name)} IS {literal(comment)}")
+                self._create_kept_view(self.con, schema, name, create_sql, comment)
             except duckdb.Error as exc:
                 raise WarehouseError(f'the kept view "{schema}.{name}" no longer binds: {exc}') from None
-        for schema, table, column, comment in getattr(self, "_kept_column_comments", []):
+        for schema, table, column, comment in self._kept_column_comments:
             target = f"{quote(schema)}.{quote(table)}.{quote(column)}"
             self.con.execute(f"COMMENT ON COLUMN {target} IS {literal(comment)}")
 

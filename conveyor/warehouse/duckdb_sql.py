@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
 from typing import Any
 
 import duckdb
@@ -32,6 +34,22 @@ class DuckDBRelations(Build):
             with self._cursors_lock:
                 self._cursors.append(cursor)
         return cursor
+
+    @contextmanager
+    def binding(self, schemas: Sequence[str]) -> Iterator[None]:
+        """Set this thread's ``search_path`` (then ``main``, DuckDB's default) while statements run inside."""
+        with super().binding(schemas):
+            self._search_path(self._cursor())
+            try:
+                yield
+            finally:
+                with suppress(duckdb.Error):
+                    self._cursor().execute("RESET search_path")
+
+    def _search_path(self, cursor: duckdb.DuckDBPyConnection) -> None:
+        path = self.bound_schemas()
+        if path:
+            cursor.execute(f"SET search_path = {literal(','.join(quote(s) for s in dict.fromkeys([*path, 'main'])))}")
 
     def _run(self, design: TableDesign, sql: str, params: Any = None) -> Any:
         try:
@@ -96,6 +114,26 @@ class DuckDBRelations(Build):
         self._check_columns(design, sql)
         self._run(design, f"CREATE VIEW {qualified(design.name)} AS {sql}")
         self._comment(design, view=True)
+        if self.bound_schemas():
+            self._readable_without_search_path(design)
+
+    def _readable_without_search_path(self, design: TableDesign) -> None:
+        """DuckDB binds a view's names when it is read, against its own schema and the reader's path.
+
+        A name only the build's search path finds would break the view for every reader.
+        """
+        cursor = self._cursor()
+        cursor.execute("RESET search_path")
+        try:
+            cursor.execute(f"SELECT * FROM {qualified(design.name)} LIMIT 0").fetchall()
+        except duckdb.Error as exc:
+            raise LoadError(
+                f'the view "{design.name}" does not work for readers: {exc}',
+                hint="Qualify the names of other schemas' relations (schema.table) in its SQL; DuckDB looks up "
+                "a view's unqualified names in the view's own schema only.",
+            ) from None
+        finally:
+            self._search_path(cursor)
 
     def _comment(self, design: TableDesign, *, view: bool) -> None:
         for statement in ddl.comments(design, view=view):

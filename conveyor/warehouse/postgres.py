@@ -43,6 +43,7 @@ from conveyor.config.secrets import mask_dsn, scrub, scrub_dsn
 from conveyor.config.settings import EnvironmentConfig
 from conveyor.design.models import TableDesign
 from conveyor.errors import LoadError, WarehouseError
+from conveyor.graph.splice import limit_zero
 from conveyor.lake.manifest import Manifest
 from conveyor.warehouse import ddl
 from conveyor.warehouse.base import (
@@ -344,7 +345,10 @@ class PostgresBuild(Build):
         con = self._connection()
         try:
             with con.transaction():
+                restore = set_search_path(con, self.bound_schemas())
                 yield con
+                if restore is not None:
+                    con.execute("SELECT set_config('search_path', %s, true)", (restore,))
         except psycopg.Error as exc:
             raise LoadError(f'{doing} "{design.name}" failed in PostgreSQL: {_message(exc)}') from None
 
@@ -434,7 +438,7 @@ class PostgresBuild(Build):
     def output_columns(self, design: TableDesign, sql: str) -> list[str]:
         """Names of the columns a query produces, without reading any row."""
         with self._transaction(design) as con:
-            cursor = con.execute(f"SELECT * FROM ({sql}) AS q LIMIT 0")
+            cursor = con.execute(limit_zero(sql, "postgres"))
             return [column.name for column in cursor.description or []]
 
     def _check_columns(self, design: TableDesign, sql: str) -> None:
@@ -1034,6 +1038,21 @@ def _lock_holder(con: psycopg.Connection[Any], schema: str) -> str:
     if not holder:
         return ""
     return f" (backend pid {holder[0]}, {holder[1] or 'no name'}, since {holder[2]:%Y-%m-%d %H:%M:%S})"
+
+
+def set_search_path(con: psycopg.Connection[Any], schemas: Sequence[str]) -> str | None:
+    """Search ``schemas`` first, then the session's own path, until the transaction ends.
+
+    Returns the path it replaced (None when ``schemas`` is empty and nothing changed). A
+    transaction that goes on after a savepoint (an atomic update) sets it back with it.
+    """
+    if not schemas:
+        return None
+    row = con.execute("SELECT current_setting('search_path')").fetchone()
+    previous = str(row[0]) if row else ""
+    path = ", ".join([*(quote(s) for s in schemas), *([previous] if previous.strip() else [])])
+    con.execute("SELECT set_config('search_path', %s, true)", (path,))
+    return previous
 
 
 def _require_columns(design: TableDesign, manifest: Manifest) -> None:

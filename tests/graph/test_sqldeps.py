@@ -8,13 +8,13 @@ from sqlglot import exp
 from sqlglot.optimizer.scope import traverse_scope
 
 from conveyor.errors import UserError
+from conveyor.graph.splice import splice_tables
 from conveyor.graph.sqldeps import (
     SqlParseError,
     TableRef,
     parse_sql,
     referenced_tables,
     resolve,
-    rewrite_tables,
 )
 
 
@@ -159,7 +159,7 @@ def test_resolve_is_case_insensitive_for_unquoted_names() -> None:
     assert resolve(ref, "sales", ["crm"], KNOWN) == "crm.customers"
 
 
-# ----------------------------------------------------------------- rewrite_tables
+# ----------------------------------------------------------------- splice_tables
 
 STAGE = {"sales.orders": "stage.orders", "crm.customers": "stage.customers"}
 
@@ -178,7 +178,7 @@ def warehouse() -> duckdb.DuckDBPyConnection:
 
 
 def rewrite(sql: str, mapping: dict[str, str] = STAGE) -> str:
-    return rewrite_tables(parse_sql(sql), mapping, "duckdb", own_schema="sales", search_path=["crm"], known=KNOWN)
+    return splice_tables(sql, parse_sql(sql), mapping, own_schema="sales", search_path=["crm"], known=KNOWN)
 
 
 REWRITE_CASES = [
@@ -204,11 +204,16 @@ def test_rewrite_runs_against_staged_tables(
     assert warehouse.execute(rewrite(sql)).fetchall() == rows
 
 
-def test_rewrite_text_quotes_and_aliases() -> None:
+def test_rewrite_changes_only_the_names() -> None:
     sql = rewrite(
-        "select o.id, sales.orders.id from sales.orders o, sales.orders", {"sales.orders": "sales$stage.orders"}
+        "select o.id, sales.orders.id from sales.orders o, sales.orders -- the end",
+        {"sales.orders": "sales$stage.orders"},
     )
-    assert sql == 'SELECT o.id, orders.id FROM "sales$stage"."orders" AS o, "sales$stage"."orders" AS orders'
+    assert (
+        sql == 'select o.id, "sales$stage".orders.id from "sales$stage"."orders" o, "sales$stage"."orders" -- the end'
+    )
+    renamed = rewrite("select orders.id, sales.orders.x from sales.orders", {"sales.orders": "stage.o2"})
+    assert renamed == 'select orders.id, orders.x from "stage"."o2" AS orders'
 
 
 def test_rewrite_same_name_in_two_schemas_needs_no_alias(warehouse: duckdb.DuckDBPyConnection) -> None:
@@ -220,12 +225,11 @@ def test_rewrite_same_name_in_two_schemas_needs_no_alias(warehouse: duckdb.DuckD
 
 
 def test_rewrite_leaves_other_tables_and_input_tree_alone() -> None:
-    tree = parse_sql("select * from util.dates, read_parquet('x.parquet'), 'f.csv'")
-    assert rewrite_tables(tree, STAGE, own_schema="sales") == (
-        "SELECT * FROM util.dates, READ_PARQUET('x.parquet'), 'f.csv'"
-    )
+    sql = "select * from util.dates, read_parquet('x.parquet'), 'f.csv'"
+    tree = parse_sql(sql)
+    assert splice_tables(sql, tree, STAGE, own_schema="sales") == sql
     before = tree.sql()
-    rewrite_tables(tree, {"util.dates": "stage.dates"}, own_schema="sales")
+    splice_tables(sql, tree, {"util.dates": "stage.dates"}, own_schema="sales")
     assert tree.sql() == before
 
 
