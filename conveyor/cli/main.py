@@ -13,7 +13,7 @@ import click
 from rich.markup import escape
 
 from conveyor.cli.app import Options, cli, pass_options
-from conveyor.cli.output import console
+from conveyor.cli.output import configure_logging, console
 from conveyor.config.secrets import scrub
 from conveyor.errors import ConveyorError
 
@@ -23,6 +23,7 @@ __all__ = ["Options", "cli", "main", "pass_options"]
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the console script."""
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    configure_logging()
     try:
         cli.main(args=argv, prog_name="conveyor", standalone_mode=False)
     except click.exceptions.Abort:
@@ -35,7 +36,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except ConveyorError as exc:
         if debug:
-            traceback.print_exc()
+            _print_traceback()
         console.print("[red bold]Error:[/] " + escape(scrub(exc.render())), highlight=False)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
@@ -43,11 +44,17 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except Exception as exc:  # a bug: say so briefly, show the traceback with --debug
         if debug:
-            traceback.print_exc()
+            _print_traceback()
         console.print("[red bold]Internal error:[/] " + escape(scrub(f"{type(exc).__name__}: {exc}")))
         console.print("This is a bug in Conveyor. Run again with --debug for the traceback.")
         sys.exit(1)
     sys.exit(0)
+
+
+def _print_traceback() -> None:
+    """The traceback of the exception being handled, with secrets scrubbed (frames show DSNs)."""
+    sys.stderr.write(scrub(traceback.format_exc()))
+    sys.stderr.flush()
 
 
 # commands are imported when they run (see LazyGroup)

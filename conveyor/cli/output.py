@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import threading
 from collections.abc import Sequence
@@ -13,6 +14,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from conveyor.config.secrets import LOG_FILTER, scrub_loggers
 from conveyor.reporting import Reporter
 
 console = Console(stderr=True, highlight=False)
@@ -72,6 +74,36 @@ class RichReporter(Reporter):
     def message(self, text: str, level: str = "info") -> None:
         if self.verbosity >= 0 or level != "info":
             console.print(text)
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a record comes (like logging's last resort)."""
+
+    def __init__(self) -> None:
+        logging.Handler.__init__(self)
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+
+def configure_logging(level: int = logging.WARNING, fmt: str = "%(message)s") -> None:
+    """Send log records to stderr through one handler that scrubs secrets from every record.
+
+    Called by every command (warnings only) and by the scheduler (INFO, with times). The HTTP
+    clients' INFO lines (one per request, with its URL) are not wanted at any level.
+    """
+    root = logging.getLogger()
+    handler = next((h for h in root.handlers if isinstance(h, _StderrHandler)), None)
+    if handler is None:
+        handler = _StderrHandler()
+        handler.addFilter(LOG_FILTER)
+        root.addHandler(handler)
+    handler.setFormatter(logging.Formatter(fmt))
+    root.setLevel(level)
+    for noisy in ("httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    scrub_loggers()
 
 
 def print_json(data: Any) -> None:

@@ -14,7 +14,7 @@ from rich.markup import escape
 
 from conveyor import api
 from conveyor.cli.app import Options, pass_options
-from conveyor.cli.output import RichReporter, print_json, print_table, stdout
+from conveyor.cli.output import RichReporter, configure_logging, print_json, print_table, stdout
 from conveyor.config.schedule import parse_schedule
 from conveyor.errors import ConveyorError, ProjectError, RunFailed, UserError
 from conveyor.pipeline.definitions import Pipeline, get_pipeline, load_pipelines
@@ -290,9 +290,8 @@ def scheduler(options: Options, poll: float) -> None:
     Only one scheduler may run per tracking store. See docs/pipelines.md for running it
     under systemd or in a container.
     """
-    logging.basicConfig(
-        level=logging.INFO if options.verbosity >= 0 else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(message)s",
+    configure_logging(
+        logging.INFO if options.verbosity >= 0 else logging.WARNING, "%(asctime)s %(levelname)s %(message)s"
     )
     # a broken definition is bad input before the scheduler starts; a broken SQL file is not
     # (the runs fail, recorded and notified, instead of no run at all)

@@ -5,16 +5,22 @@ Connection strings in project files name their secrets as ``${VAR}`` (or
 optional credentials file (``.env`` by default, which the project's ``.gitignore`` keeps
 out of git). Resolved values are registered so that :func:`scrub` can remove them from
 any text that might reach a log, an error, the tracking store or a web page.
+
+Dead-man and notification URLs are secrets as a whole (a healthchecks.io ping URL, a Slack
+webhook), so they are registered whole and by their secret-bearing parts (see
+:func:`register_url`). Log records pass through :class:`ScrubFilter`, which the CLI puts on
+its one log handler and which sits on the loggers of the HTTP clients that deliver them.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import threading
 from collections.abc import Mapping
 from pathlib import Path
-from urllib.parse import unquote
+from urllib.parse import quote, unquote, urlsplit
 
 from conveyor.errors import Location, SecretError
 
@@ -24,6 +30,11 @@ _QUERY_PASSWORD = re.compile(r"(\b(?:ssl)?password=)([^&#]*)", re.IGNORECASE)
 _KV_PASSWORD = re.compile(r"(\b(?:ssl)?password\s*=\s*)('(?:[^'\\]|\\.)*'|\S*)", re.IGNORECASE)
 _SECRETS: set[str] = set()
 _LOCK = threading.Lock()
+# schemes whose host is a host name (apprise's json://host/path, mailto://...); in the others
+# (slack://TokenA/TokenB/TokenC, discord://id/token ...) host and path segments are tokens
+_HOST_SCHEMES = frozenset(["http", "https", "json", "jsons", "xml", "xmls", "form", "forms", "mailto", "mailtos"])
+# connection strings: their secret is the password, never the database name in the path
+_DSN_SCHEMES = ("postgres", "mysql", "sqlite", "duckdb", "redshift")
 
 
 def read_credentials_file(path: Path) -> dict[str, str]:
@@ -50,8 +61,13 @@ def resolve(
     credentials: Mapping[str, str],
     credentials_path: Path | None = None,
     environ: Mapping[str, str] | None = None,
+    url: bool = False,
 ) -> str:
-    """Replace every ``${VAR}`` in ``text``; an unset variable without default is an error."""
+    """Replace every ``${VAR}`` in ``text``; an unset variable without default is an error.
+
+    Every resolved secret is registered for :func:`scrub`. ``url``: ``text`` is a dead-man or
+    notification URL, a secret as a whole (see :func:`register_url`).
+    """
     env = os.environ if environ is None else environ
 
     def substitute(match: re.Match[str]) -> str:
@@ -67,13 +83,32 @@ def resolve(
                 hint=f"Export {name}=... or add it to the credentials file.",
                 code="unset-env",
             )
-        if _looks_secret(value, text):
-            register_secret(value)
+        _register_value(value, text)
         return value
 
     resolved = _REFERENCE.sub(substitute, text)
     register_secret_from_dsn(resolved)
+    if url:
+        register_url(resolved)
     return resolved
+
+
+def _register_value(value: str, text: str) -> None:
+    """Register what is secret in one value a ``${VAR}`` resolved to.
+
+    A whole URL (``${HEALTHCHECK_URL}``, ``${DATABASE_URL}``) is the secret, with the parts
+    that carry it: a connection string's password, a webhook's tokens.
+    """
+    if not URL_SCHEME.match(value):
+        if _looks_secret(value, text):
+            register_secret(value)
+        return
+    if value.lower().startswith(_DSN_SCHEMES):
+        if dsn_passwords(value):
+            register_secret(value)
+            register_secret_from_dsn(value)
+        return
+    register_url(value)
 
 
 def _looks_secret(value: str, text: str) -> bool:
@@ -106,6 +141,69 @@ def register_secret(value: str) -> None:
     if value and len(value) >= 3:
         with _LOCK:
             _SECRETS.add(value)
+
+
+def register_url(url: str) -> None:
+    """Register a dead-man or notification URL: the whole URL and every part that carries a secret.
+
+    The parts matter because libraries print them apart from the URL (apprise names a host,
+    an HTTP client a normalised URL): the user info's password, every query value of 8 or
+    more characters, and tokens in the host and path (see :func:`url_secrets`).
+    """
+    register_secret(url)
+    register_secret(url.rstrip("/"))
+    for part in url_secrets(url):
+        register_secret(part)
+        register_secret(unquote(part))
+        register_secret(quote(unquote(part), safe=""))
+
+
+def url_secrets(url: str) -> list[str]:
+    """The secret-bearing parts of a URL (raw, as written).
+
+    For schemes whose host is a host name (http, json, mailto ...) a path segment is a token
+    when it looks like one (16 or more characters, or 8 or more mixing letters and digits: a
+    UUID, a ping key); ``/ping/nightly`` keeps its words. In apprise's other schemes
+    (``slack://TokenA/TokenB/TokenC``) the host, the user and every segment of 8 or more
+    characters are tokens.
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return []
+    tokens_everywhere = parts.scheme.lower() not in _HOST_SCHEMES
+    userinfo, at, host = parts.netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    found = [password] if at and password else []
+    if tokens_everywhere:
+        found += [p for p in (user, host) if len(p) >= 8 and "." not in p and p != "localhost"]
+    segments = [s for s in parts.path.split("/") if s]
+    found += [s for s in segments if (tokens_everywhere and len(s) >= 8) or _token_like(s)]
+    pairs = [pair.partition("=") for pair in parts.query.split("&")]
+    found += [value for _, eq, value in pairs if eq and len(value) >= 8]
+    return found
+
+
+def _token_like(text: str) -> bool:
+    """A key or token rather than a word: long, or letters mixed with digits."""
+    has_digit = any(c.isdigit() for c in text)
+    return len(text) >= 16 or (len(text) >= 8 and has_digit and any(c.isalpha() for c in text))
+
+
+def redact_url(url: str) -> str:
+    """A URL as a log line may show it: the scheme, and the host where it is a host name.
+
+    ``https://hc-ping.com/<key>`` becomes ``https://hc-ping.com/…``; ``slack://T/B/C`` becomes
+    ``slack://…``. What is left goes through :func:`scrub` too.
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "(a URL)"
+    if not parts.scheme:
+        return "(a URL)"
+    host = parts.hostname if parts.scheme.lower() in _HOST_SCHEMES else None
+    return scrub(f"{parts.scheme}://{host or ''}/…" if host else f"{parts.scheme}://…")
 
 
 def register_secret_from_dsn(value: str) -> None:
@@ -170,3 +268,48 @@ def scrub(text: str) -> str:
     for secret in secrets:
         text = text.replace(secret, "***")
     return re.sub(r"(\w+://[^:/\s@]*:)([^@\s/]+)(@)", r"\1***\3", text)
+
+
+class ScrubFilter(logging.Filter):
+    """Run :func:`scrub` over every log record: its message with the arguments, traceback and stack.
+
+    On a handler it covers every record the handler writes, whichever library logged it; on
+    a logger (``httpx``, ``apprise``) it covers that logger's records for any handler.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format string: still say what was logged, scrubbed
+            message = f"{record.msg} {record.args!r}"
+        record.msg, record.args = scrub(message), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = scrub(record.exc_text)
+        if record.stack_info:
+            record.stack_info = scrub(record.stack_info)
+        return True
+
+
+LOG_FILTER = ScrubFilter()
+#: loggers that may print a URL or a DSN: Conveyor's own and those of the HTTP clients it uses
+SCRUBBED_LOGGERS = (
+    "conveyor",
+    "conveyor.pipeline",
+    "conveyor.scheduler",
+    "httpx",
+    "httpcore.connection",
+    "httpcore.http11",
+    "httpcore.proxy",
+    "apprise",
+    "urllib3.connectionpool",
+)
+
+
+def scrub_loggers() -> None:
+    """Put :data:`LOG_FILTER` on :data:`SCRUBBED_LOGGERS` (a logger's filter sees only its own records)."""
+    for name in SCRUBBED_LOGGERS:
+        logger = logging.getLogger(name)
+        if LOG_FILTER not in logger.filters:
+            logger.addFilter(LOG_FILTER)

@@ -12,11 +12,12 @@ from dataclasses import dataclass, field
 
 import apprise
 
-from conveyor.config.secrets import mask_dsn, scrub
+from conveyor.config.secrets import redact_url, register_url, scrub, scrub_loggers
 
 log = logging.getLogger("conveyor.pipeline")
 MAX_ERROR = 600
 MAX_RELATIONS = 10
+scrub_loggers()  # apprise logs hosts and, at debug level, whole URLs
 
 
 @dataclass
@@ -66,12 +67,13 @@ def send(urls: list[str], report: RunReport) -> list[str]:
     failed = []
     notify_type = apprise.NotifyType.SUCCESS if report.status == "succeeded" else apprise.NotifyType.FAILURE
     for url in urls:
+        register_url(url)  # a notification URL carries its service's token
         sender = apprise.Apprise()
         if not sender.add(url):
-            log.warning("notification URL %s is not a valid apprise URL", mask_dsn(url))
+            log.warning("notification URL %s is not a valid apprise URL", redact_url(url))
             failed.append(url)
             continue
         if not sender.notify(title=report.title, body=report.body, notify_type=notify_type):
-            log.warning("notification to %s could not be delivered", mask_dsn(url))
+            log.warning("notification to %s could not be delivered", redact_url(url))
             failed.append(url)
     return failed

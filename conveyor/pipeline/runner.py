@@ -336,7 +336,7 @@ def _urls(state: _State, places: Sequence[tuple[tuple[str | int, ...], str]]) ->
     resolved = []
     for loc, url in places:
         try:
-            resolved.append(resolve(url, where=state.pipeline.location(*loc), credentials=creds))
+            resolved.append(resolve(url, where=state.pipeline.location(*loc), credentials=creds, url=True))
         except ConveyorError as exc:
             state.ctx.reporter.message(f"cannot notify {url}: {exc.render()}", "warning")
     return resolved

@@ -30,6 +30,12 @@ CODES: dict[str, Code] = _codes(
     ("no-project", "error", "project", "There is no conveyor.yaml in the folder."),
     ("yaml-syntax", "error", "project", "A YAML file does not parse (indentation, a colon, a quote)."),
     ("duplicate-key", "error", "project", "A key appears twice in the same mapping."),
+    (
+        "yaml-aliases",
+        "error",
+        "project",
+        "A YAML file's aliases expand to more than 100,000 values (nested anchors, a billion-laughs document).",
+    ),
     ("unknown-key", "error", "project", 'A key the file format does not know (at any depth), with "did you mean".'),
     ("missing-key", "error", "project", "A required key is missing."),
     (

@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+import io
+import logging
 import secrets
+import string
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conveyor.config.secrets import (
+    LOG_FILTER,
     check_no_inline_password,
     mask_dsn,
     read_credentials_file,
+    redact_url,
     register_secret,
     resolve,
     scrub,
+    url_secrets,
 )
 from conveyor.errors import Location, ProjectError, SecretError
 from conveyor.project import Project
@@ -201,3 +209,102 @@ def test_resolved_secrets_are_registered_for_scrubbing() -> None:
 
 def test_scrub_masks_url_passwords_it_never_saw() -> None:
     assert scrub("failed: postgresql://app:unregistered1@db/x") == "failed: postgresql://app:***@db/x"
+
+
+# -- dead-man and notification URLs: secrets as a whole and by their parts ---------------------
+
+TOKENS = st.text(alphabet=string.ascii_letters + string.digits + "-_", min_size=16, max_size=40)
+URL_TEMPLATES = [
+    "${URL}",  # the whole URL from one variable
+    "https://hc-ping.com/${TOKEN}",
+    "http://127.0.0.1:8000/ping/${TOKEN}/nightly",
+    "json://hooks.example.com/hook?token=${TOKEN}&mode=x",
+    "json://user:${TOKEN}@127.0.0.1:9/auth",
+    "mailtos://etl:${TOKEN}@smtp.example.com?to=ops@example.com",
+    "slack://${TOKEN}/B0000000/C0000000/#ops",
+    "discord://123456789012/${TOKEN}",
+]
+
+
+@settings(max_examples=60, deadline=None)
+@given(token=TOKENS, template=st.sampled_from(URL_TEMPLATES), suffix=st.sampled_from(["", "/start", "/fail"]))
+def test_a_resolved_url_and_its_token_are_scrubbed_wherever_they_appear(token: str, template: str, suffix: str) -> None:
+    whole = f"https://hc-ping.com/{token}"
+    url = resolve(template, where=WHERE, credentials={"TOKEN": token, "URL": whole}, environ={}, url=True)
+    messages = [
+        f"POST {url}{suffix} failed",  # an HTTP client's message
+        f"Server error '500' for url '{url.rstrip('/')}{suffix}'",
+        f"invalid token ({token}) was specified",  # a library naming the token alone
+    ]
+    for message in messages:
+        assert token not in scrub(message)
+
+
+def test_a_whole_url_variable_is_registered_even_without_a_url_template() -> None:
+    """``deadman: ${HEALTHCHECK_URL}``: the value holds the slashes, the text does not."""
+    key = "0f8fad5b-d9cb-469f-a165-" + secrets.token_hex(6)
+    url = resolve("${HC}", where=WHERE, credentials={}, environ={"HC": f"https://hc-ping.com/{key}"})
+    assert key in url
+    assert scrub(f"HTTP Request: POST {url}/start 200 OK") == "HTTP Request: POST ***/start 200 OK"
+    assert key not in scrub(f"ping key {key} unknown")
+
+
+def test_a_whole_url_dsn_is_registered_but_its_database_name_is_not() -> None:
+    password = "pw-" + secrets.token_hex(8)
+    dsn = f"postgresql://app:{password}@db.example.com/warehouse2024"
+    assert resolve("${DATABASE_URL}", where=WHERE, credentials={}, environ={"DATABASE_URL": dsn}) == dsn
+    assert scrub(f"cannot connect to {dsn}") == "cannot connect to ***"
+    assert scrub('database "warehouse2024" does not exist') == 'database "warehouse2024" does not exist'
+
+
+@pytest.mark.parametrize(
+    ("url", "parts"),
+    [
+        ("https://hc-ping.com/0f8fad5b-d9cb-469f-a165-70867728950e", ["0f8fad5b-d9cb-469f-a165-70867728950e"]),
+        ("http://127.0.0.1:8000/ping/nightly", []),  # words, not tokens
+        ("json://h:8/p?token=abcdefgh12&mode=x", ["abcdefgh12"]),
+        ("mailto://etl:pw@smtp.example.com?to=o@example.com", ["pw", "o@example.com"]),
+        ("slack://T1234ABCD/B1234ABCD/xoxbsecretsecret/#ops", ["T1234ABCD", "B1234ABCD", "xoxbsecretsecret"]),
+        ("http://[::1", []),  # not a URL: nothing to take apart (the whole is still registered)
+    ],
+)
+def test_url_secrets(url: str, parts: list[str]) -> None:
+    assert sorted(url_secrets(url)) == sorted(parts)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://hc-ping.com/0f8fad5b-d9cb-469f-a165-70867728950e/start", "https://hc-ping.com/…"),
+        ("json://user:pw@127.0.0.1:9/hook?token=x", "json://127.0.0.1/…"),
+        ("slack://TokenA/TokenB/TokenC", "slack://…"),
+        ("not a url", "(a URL)"),
+    ],
+)
+def test_redact_url_keeps_scheme_and_host_only(url: str, shown: str) -> None:
+    assert redact_url(url) == shown
+
+
+def test_the_log_filter_scrubs_message_arguments_and_tracebacks() -> None:
+    secret = "tok-" + secrets.token_hex(8)
+    register_secret(secret)
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(LOG_FILTER)
+    logger = logging.getLogger(f"test.scrub.{secret[-6:]}")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        logger.warning("ping %s failed", f"https://h/{secret}")
+        logger.warning(f"literal {secret} in the message, 100%")
+        try:
+            raise RuntimeError(f"boom with {secret}")
+        except RuntimeError:
+            logger.exception("failed at %s", secret)
+        logger.warning("bad format %d", secret)  # a broken call still logs, scrubbed
+    finally:
+        logger.removeHandler(handler)
+    text = stream.getvalue()
+    assert secret not in text
+    assert "ping https://h/*** failed" in text and "RuntimeError: boom with ***" in text
+    assert "100%" in text and "bad format" in text

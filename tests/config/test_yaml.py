@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import tempfile
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conveyor.config.settings import ProjectSettings
-from conveyor.config.yamlfile import load_yaml, validate
+from conveyor.config.yamlfile import MAX_ALIAS_NODES, load_yaml, validate
 from conveyor.design.models import TableDesign
 from conveyor.errors import ConfigError, ConveyorError, ProjectError
 
@@ -185,3 +190,89 @@ def test_non_utf8_file_is_a_config_error(tmp_path: Path) -> None:
     path.write_bytes("name: café\n".encode("latin-1"))
     with pytest.raises(ConfigError, match="not UTF-8"):
         load_yaml(path, "latin1.yaml")
+
+
+# -- anchors and aliases: they work, within a bound (a "billion laughs" file must not hang) ---
+
+
+def _nested_anchors(depth: int, fanout: int) -> tuple[str, int, Any]:
+    """A file of ``depth`` anchors, each a list of ``fanout`` aliases of the one before.
+
+    Returns the text, the number of values the aliases expand to, and the data it means.
+    """
+    lines = ["a0: &a0 [" + ", ".join(["lol"] * fanout) + "]"]
+    size, through_aliases, value = fanout + 1, 0, ["lol"] * fanout
+    for level in range(1, depth + 1):
+        lines.append(f"a{level}: &a{level} [" + ", ".join([f"*a{level - 1}"] * fanout) + "]")
+        through_aliases += fanout * size
+        size = 1 + fanout * size
+        value = [value] * fanout
+    return "\n".join(lines) + "\n", through_aliases, value
+
+
+def test_a_billion_laughs_is_refused_at_the_alias_quickly(tmp_path: Path) -> None:
+    text, expanded, _ = _nested_anchors(9, 10)  # ten anchors, 10^10 values, under 1 KB
+    assert len(text) < 1024 and expanded > 10**9
+    path = tmp_path / "bomb.yaml"
+    path.write_text(text, encoding="utf-8")
+    began = time.monotonic()
+    with pytest.raises(ConfigError) as info:
+        load_yaml(path, "bomb.yaml")
+    assert time.monotonic() - began < 1.0
+    error = info.value
+    assert error.code == "yaml-aliases" and error.exit_code == 2
+    assert error.location is not None and error.location.path == "bomb.yaml"
+    line = text.splitlines()[(error.location.line or 0) - 1]
+    assert line.startswith("a") and "*a" in line and error.hint
+
+
+@settings(max_examples=40, deadline=None)
+@given(depth=st.integers(1, 12), fanout=st.integers(1, 12))
+def test_nested_aliases_load_exactly_or_are_refused_by_their_expanded_size(depth: int, fanout: int) -> None:
+    text, expanded, value = _nested_anchors(depth, fanout)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "file.yaml"
+        path.write_text(text, encoding="utf-8")
+        began = time.monotonic()
+        try:
+            doc = load_yaml(path, "file.yaml")
+        except ConfigError as exc:
+            assert exc.code == "yaml-aliases"
+            assert expanded > MAX_ALIAS_NODES
+        else:
+            assert expanded <= MAX_ALIAS_NODES
+            assert doc.data[f"a{depth}"] == value
+        assert time.monotonic() - began < 1.0
+
+
+def test_ordinary_anchors_aliases_and_merge_keys_still_work(tmp_path: Path) -> None:
+    text = """\
+name: shop.customers
+description: &about People & the things they buy
+columns:
+  - &id {name: id, type: bigint, not_null: true}
+  - <<: *id
+    name: parent_id
+    not_null: false
+  - {name: note, type: text, description: *about}
+"""
+    design = validate(TableDesign, load_yaml(_write(tmp_path, text), "file.yaml"), "the design")
+    assert [(c.name, c.type, c.not_null) for c in design.columns] == [
+        ("id", "bigint", True),
+        ("parent_id", "bigint", False),
+        ("note", "text", False),
+    ]
+    assert design.columns[2].description == "People & the things they buy"
+
+
+def test_many_small_aliases_within_the_bound_load(tmp_path: Path) -> None:
+    columns = "".join(f"  - {{<<: *text, name: c{i}}}\n" for i in range(5000))
+    text = "name: s.t\ndefaults: &text {type: text, not_null: true}\ncolumns:\n" + columns
+    doc = load_yaml(_write(tmp_path, text), "file.yaml")
+    assert len(doc.data["columns"]) == 5000 and doc.data["columns"][-1]["type"] == "text"
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "file.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
