@@ -27,7 +27,6 @@ from conveyor.project import Project, Relation
 from conveyor.sources import open_source
 from conveyor.sources.base import ColumnInfo, Source, TableInfo
 from conveyor.validate.problems import Problem, from_error, problem
-from conveyor.validate.typecompat import readable
 
 
 @dataclass(frozen=True)
@@ -130,7 +129,7 @@ def _table(project: Project, source: Source, relation: Relation, tables: set[tup
             relation=relation.name,
         )
         return
-    for code, message, loc, change in _differences(relation, info):
+    for code, message, loc, change in _differences(relation, info, source):
         yield problem(
             code,
             message,
@@ -145,8 +144,17 @@ def _nullable(value: bool) -> str:
     return "not null" if value else "nullable"
 
 
-def _differences(relation: Relation, info: TableInfo) -> Iterator[tuple[str, str, tuple[str | int, ...], Change]]:
-    """(code, message, design key path, change) for every difference, in design column order."""
+def _shown(column: ColumnInfo) -> str:
+    return str(column.type) if column.type is not None else "no exact design type"
+
+
+def _differences(
+    relation: Relation, info: TableInfo, source: Source
+) -> Iterator[tuple[str, str, tuple[str | int, ...], Change]]:
+    """(code, message, design key path, change) for every difference, in design column order.
+
+    Types are judged by ``source.read_verdict``, the decision the extract itself makes.
+    """
     design = relation.design
     upstream: dict[str, ColumnInfo] = {c.name: c for c in info.columns}
     where = f"{info.qualified} upstream"
@@ -174,30 +182,31 @@ def _differences(relation: Relation, info: TableInfo) -> Iterator[tuple[str, str
             continue
         if column.type is not None:
             wanted = parse_type(column.type)
-            verdict = readable(up.type, wanted)
+            verdict = source.read_verdict(up, wanted)
+            given = _shown(up)
             if verdict == "mismatch":
                 yield (
                     "upstream-column-retyped",
-                    f'column "{column.name}" of "{relation.name}" is {up.native_type} ({up.type}) in {where}, which '
+                    f'column "{column.name}" of "{relation.name}" is {up.native_type} ({given}) in {where}, which '
                     f"cannot be read as the design's {wanted}; the extract would fail.",
                     ("columns", index, "type"),
-                    Change(column.name, "retyped", str(wanted), str(up.type)),
+                    Change(column.name, "retyped", str(wanted), given),
                 )
             elif verdict == "narrowing":
                 yield (
                     "upstream-type-may-not-fit",
-                    f'column "{column.name}" of "{relation.name}" is {up.type} in {where} but {wanted} in the design; '
-                    "the extract checks every value and fails on the first that does not fit.",
+                    f'column "{column.name}" of "{relation.name}" is {up.native_type} ({given}) in {where} but '
+                    f"{wanted} in the design; the extract checks every value and fails on the first that does not fit.",
                     ("columns", index, "type"),
-                    Change(column.name, "may not fit", str(wanted), str(up.type)),
+                    Change(column.name, "may not fit", str(wanted), given),
                 )
             elif verdict == "widening":
                 yield (
                     "upstream-type-fits",
-                    f'column "{column.name}" of "{relation.name}" is {up.type} in {where} but {wanted} in the design; '
-                    "every value fits.",
+                    f'column "{column.name}" of "{relation.name}" is {up.native_type} ({given}) in {where} but '
+                    f"{wanted} in the design; every value fits.",
                     ("columns", index, "type"),
-                    Change(column.name, "fits", str(wanted), str(up.type)),
+                    Change(column.name, "fits", str(wanted), given),
                 )
         declared = column.not_null or column.name in pk
         if declared and not up.not_null:
@@ -220,9 +229,9 @@ def _differences(relation: Relation, info: TableInfo) -> Iterator[tuple[str, str
         if up.name not in known:
             yield (
                 "upstream-column-added",
-                f'{where} has a new column "{up.name}" ({up.type}), which "{relation.name}" does not extract.',
+                f'{where} has a new column "{up.name}" ({_shown(up)}), which "{relation.name}" does not extract.',
                 ("columns",),
-                Change(up.name, "added", "-", f"{up.type} {_nullable(up.not_null)}"),
+                Change(up.name, "added", "-", f"{_shown(up)} {_nullable(up.not_null)}"),
             )
     yield from _keys(relation, info, where)
 

@@ -15,6 +15,13 @@ ENGINES = {
 }
 
 
+def engine_class(engine_type: str) -> type[Warehouse]:
+    """The class of a warehouse type, for its capability flags (imports its driver)."""
+    module, _, cls = ENGINES[engine_type].partition(":")
+    engine: type[Warehouse] = getattr(import_module(module), cls)
+    return engine
+
+
 def open_warehouse(
     engine_type: str, name: str, dsn: str, *, root: Path | None = None, config: EnvironmentConfig | None = None
 ) -> Warehouse:

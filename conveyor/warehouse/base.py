@@ -17,6 +17,7 @@ from typing import ClassVar
 import pyarrow as pa
 
 from conveyor.design.models import TableDesign
+from conveyor.design.types import SqlType
 from conveyor.lake.manifest import Manifest
 
 
@@ -172,6 +173,20 @@ class Warehouse(ABC):
     """How a build becomes visible: ``file_swap`` or ``schema_swap``."""
     ENFORCES_KEYS_ON_LOAD: ClassVar[bool] = False
     """Primary keys are declared in DDL and enforced while loading."""
+    BLANK_PADDED_CHAR: ClassVar[bool] = False
+    """``char(n)`` has SQL's blank-padded semantics (trailing blanks are insignificant in
+    comparisons, ``length``, casts to text). Without it a ``char(n)`` column is loaded with
+    its trailing blanks removed, so queries answer as they do on a warehouse with it."""
+    MAX_DECIMAL_PRECISION: ClassVar[int] = 38
+    """The widest ``decimal(p,s)`` a column can have; every engine holds at least 38."""
+
+    @classmethod
+    def type_problem(cls, sql_type: SqlType) -> str | None:
+        """Why a column of this design type cannot be created here, or None when it can."""
+        element = sql_type.element
+        if element.name == "decimal" and (element.precision or 0) > cls.MAX_DECIMAL_PRECISION:
+            return f"{cls.ENGINE} holds decimals up to decimal({cls.MAX_DECIMAL_PRECISION},s)"
+        return None
 
     def __init__(self, name: str, dsn: str):
         self.name = name

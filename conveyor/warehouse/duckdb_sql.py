@@ -7,7 +7,7 @@ from typing import Any
 
 import duckdb
 
-from conveyor.design.models import TableDesign
+from conveyor.design.models import ColumnDesign, TableDesign
 from conveyor.errors import LoadError
 from conveyor.lake.manifest import Manifest
 from conveyor.warehouse import ddl
@@ -50,7 +50,8 @@ class DuckDBRelations(Build):
         key = design.constraints.primary_key
         if key:
             match = " AND ".join(f"{table}.{quote(c)} = incoming.{quote(c)}" for c in key)
-            keys = ", ".join(quote(c) for c in key)
+            by_name = {c.name: c for c in design.loaded_columns}
+            keys = ", ".join(_loaded_value(by_name[c]) if c in by_name else quote(c) for c in key)
             files = _files(manifest)
             self._run(
                 design,
@@ -169,4 +170,20 @@ def select_extract(design: TableDesign, manifest: Manifest) -> str:
             hint=f'Re-extract it: "conveyor extract {design.name} --full".',
         )
     columns = ", ".join(quote(c.name) for c in design.loaded_columns)
-    return f"({columns}) SELECT {columns} FROM read_parquet({_files(manifest)})"
+    values = ", ".join(_loaded_value(c) for c in design.loaded_columns)
+    return f"({columns}) SELECT {values} FROM read_parquet({_files(manifest)})"
+
+
+def _blank_padded_char() -> bool:
+    from conveyor.warehouse.duckdb import DuckDBWarehouse  # the engine's flag (a cycle at import time)
+
+    return DuckDBWarehouse.BLANK_PADDED_CHAR
+
+
+def _loaded_value(column: ColumnDesign) -> str:
+    """How a column is read from the lake: ``char(n)`` without its trailing blanks where char is
+    not blank-padded (the value PostgreSQL gives when it casts char(n) to text; docs/types.md)."""
+    sql_type = column.sql_type
+    if sql_type.name == "char" and not sql_type.is_array and not _blank_padded_char():
+        return f"rtrim({quote(column.name)}, ' ') AS {quote(column.name)}"
+    return quote(column.name)

@@ -114,6 +114,8 @@ class PostgresWarehouse(Warehouse):
     SUPPORTS_TRANSACTIONAL_DDL = True
     PUBLISH = "schema_swap"
     ENFORCES_KEYS_ON_LOAD = False
+    BLANK_PADDED_CHAR = True
+    MAX_DECIMAL_PRECISION = 1000
     """Keys are checked before publishing (with examples), not declared: see docs/warehouses.md."""
 
     def __init__(self, name: str, dsn: str, *, root: Path | None = None, config: EnvironmentConfig | None = None):
@@ -182,7 +184,10 @@ class PostgresWarehouse(Warehouse):
         try:
             try:
                 info = source.describe(schema, table)
-                columns = tuple((c.name, c.type) for c in info.columns)
+                odd = [f"{c.name} ({c.native_type})" for c in info.columns if c.type is None]
+                if odd:
+                    raise ExtractError(f"column(s) {', '.join(odd)} have no exact design type.")
+                columns = tuple((c.name, c.type) for c in info.columns if c.type is not None)
                 request = ReadRequest(schema, table, columns, batch_rows=batch_rows)
                 batches = source.read(request)
                 reader = pa.RecordBatchReader.from_batches(request.arrow_schema, batches)

@@ -387,6 +387,7 @@ class RedshiftWarehouse(PostgresWarehouse):
     SUPPORTS_TRANSACTIONAL_DDL = True
     PUBLISH = "schema_swap"
     ENFORCES_KEYS_ON_LOAD = False
+    MAX_DECIMAL_PRECISION = 38
 
     def __init__(self, name: str, dsn: str, *, root: Path | None = None, config: EnvironmentConfig | None = None):
         super().__init__(name, dsn, root=root, config=config)
