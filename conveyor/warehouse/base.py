@@ -173,10 +173,6 @@ class Warehouse(ABC):
     """How a build becomes visible: ``file_swap`` or ``schema_swap``."""
     ENFORCES_KEYS_ON_LOAD: ClassVar[bool] = False
     """Primary keys are declared in DDL and enforced while loading."""
-    BLANK_PADDED_CHAR: ClassVar[bool] = False
-    """``char(n)`` has SQL's blank-padded semantics (trailing blanks are insignificant in
-    comparisons, ``length``, casts to text). Without it a ``char(n)`` column is loaded with
-    its trailing blanks removed, so queries answer as they do on a warehouse with it."""
     MAX_DECIMAL_PRECISION: ClassVar[int] = 38
     """The widest ``decimal(p,s)`` a column can have; every engine holds at least 38."""
 

@@ -93,7 +93,6 @@ class DuckDBWarehouse(Warehouse):
     SUPPORTS_TRANSACTIONAL_DDL = True
     PUBLISH = "file_swap"
     ENFORCES_KEYS_ON_LOAD = False
-    BLANK_PADDED_CHAR = False  # CHAR(n) is VARCHAR: char(n) loads without trailing blanks
     MAX_DECIMAL_PRECISION = 38
 
     def __init__(self, name: str, dsn: str, *, root: Path | None = None, config: EnvironmentConfig | None = None):

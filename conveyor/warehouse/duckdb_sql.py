@@ -174,16 +174,10 @@ def select_extract(design: TableDesign, manifest: Manifest) -> str:
     return f"({columns}) SELECT {values} FROM read_parquet({_files(manifest)})"
 
 
-def _blank_padded_char() -> bool:
-    from conveyor.warehouse.duckdb import DuckDBWarehouse  # the engine's flag (a cycle at import time)
-
-    return DuckDBWarehouse.BLANK_PADDED_CHAR
-
-
 def _loaded_value(column: ColumnDesign) -> str:
-    """How a column is read from the lake: ``char(n)`` without its trailing blanks where char is
-    not blank-padded (the value PostgreSQL gives when it casts char(n) to text; docs/types.md)."""
+    """How a column is read from the lake: ``char(n)`` without its trailing blanks, the value
+    PostgreSQL gives when it casts char(n) to text (the same on every warehouse; docs/types.md)."""
     sql_type = column.sql_type
-    if sql_type.name == "char" and not sql_type.is_array and not _blank_padded_char():
+    if sql_type.name == "char" and not sql_type.is_array:
         return f"rtrim({quote(column.name)}, ' ') AS {quote(column.name)}"
     return quote(column.name)

@@ -114,7 +114,6 @@ class PostgresWarehouse(Warehouse):
     SUPPORTS_TRANSACTIONAL_DDL = True
     PUBLISH = "schema_swap"
     ENFORCES_KEYS_ON_LOAD = False
-    BLANK_PADDED_CHAR = True
     MAX_DECIMAL_PRECISION = 1000
     """Keys are checked before publishing (with examples), not declared: see docs/warehouses.md."""
 
@@ -377,7 +376,9 @@ class PostgresBuild(Build):
         (sub)transaction.
         """
         try:
-            encoder = CopyEncoder(table_columns(con, table), manifest.arrow_schema)
+            # char(n) loads without its trailing blanks on every warehouse (docs/types.md)
+            padded = [c.name for c in design.loaded_columns if c.sql_type.name == "char" and not c.sql_type.is_array]
+            encoder = CopyEncoder(table_columns(con, table), manifest.arrow_schema, rtrim=padded)
         except EncodeError as exc:
             raise LoadError(
                 f'the extract {manifest.extract_id} of "{design.name}" cannot be loaded into PostgreSQL '

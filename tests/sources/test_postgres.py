@@ -415,3 +415,22 @@ def test_splits_cover_every_row_once(pg_dsn: str, pg: psycopg.Connection[Any]) -
         for where in ranges:
             ids += read_all(source, ReadRequest("public", "sp", columns, where=where)).column("id").to_pylist()
         assert sorted(ids) == sorted(set(ids)) and len(ids) == total + 100
+
+
+def test_every_char_value_reads_as_postgresql_renders_it(pg_dsn: str, pg: psycopg.Connection[Any]) -> None:
+    """The whole range of the one-byte "char" type: '' is the empty string, never a NUL character."""
+    pg.execute('CREATE TABLE chars (id int, c "char", cs "char"[])')
+    pg.execute(
+        """INSERT INTO chars SELECT b, CASE WHEN b = 0 THEN ''::"char"
+                  WHEN b < 128 THEN chr(b)::"char"
+                  ELSE ('\\' || (b >> 6) || ((b >> 3) & 7) || (b & 7))::"char" END, NULL
+           FROM generate_series(0, 255) AS b"""
+    )
+    pg.execute("""UPDATE chars SET cs = ARRAY[c, ''::"char"] WHERE id % 17 = 0""")
+    expected = pg.execute("SELECT c::text, cs::text[] FROM chars ORDER BY id").fetchall()
+    assert len({row[0] for row in expected}) == 256  # every byte, distinct
+    with PostgresSource("up", pg_dsn) as source:
+        request = ReadRequest("public", "chars", columns_of(source, "chars")[1:], order_by=("id",))
+        table = read_all(source, request)
+    assert list(zip(table.column("c").to_pylist(), table.column("cs").to_pylist(), strict=True)) == expected
+    assert not any("\x00" in (value or "") for value in table.column("c").to_pylist())
