@@ -46,7 +46,7 @@ from conveyor.design.types import SqlType, parse_type
 from conveyor.errors import ConveyorError, SelectionError, did_you_mean
 from conveyor.lake.manifest import fsync_dir
 from conveyor.project import Project, Relation
-from conveyor.sources import open_source
+from conveyor.sources import open_source, partition
 from conveyor.sources.base import ColumnInfo, Source, TableInfo
 from conveyor.warehouse import engine_class
 from conveyor.warehouse.base import Warehouse
@@ -55,25 +55,7 @@ from conveyor.warehouse.base import Warehouse
 LARGE_TABLE_ROWS = 5_000_000
 
 #: design types a single-column primary key may have to be suggested as extract.split_by
-SPLIT_TYPES = frozenset(
-    {
-        "tinyint",
-        "smallint",
-        "integer",
-        "bigint",
-        "utinyint",
-        "usmallint",
-        "uinteger",
-        "ubigint",
-        "date",
-        "timestamp",
-        "timestamptz",
-        "uuid",
-        "text",
-        "varchar",
-        "char",
-    }
-)
+SPLIT_TYPES = partition.SPLIT_TYPES
 INTEGER_TYPES = frozenset({"tinyint", "smallint", "integer", "bigint", "utinyint", "usmallint", "uinteger", "ubigint"})
 
 #: canonical key order of a design and of a column; new keys are inserted in this order

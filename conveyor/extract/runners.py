@@ -127,6 +127,8 @@ class ArrowRunner(Runner):
 
     def run(self, job: ExtractJob, given: RunnerInput) -> RunnerOutput:
         columns = tuple((name, parse_type(type_text)) for name, type_text in job.columns)
+        if job.split_by is not None and job.split_by in dict(columns):
+            partition.check_split_type(dict(columns)[job.split_by], job.relation, job.split_by)
         with open_source(job.source_type, job.source, given.dsn, root=given.root) as source:
             inc = plan_incremental(job, source, given.previous_watermark)
             request = ReadRequest(

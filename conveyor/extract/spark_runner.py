@@ -583,6 +583,8 @@ class SparkRunner(Runner):
             key_type = dict(columns).get(job.split_by or "")
             if job.split_by is not None and key_type is None:
                 key_type = self._key_type(source, request, job.split_by)
+            if job.split_by is not None and key_type is not None:
+                partition.check_split_type(key_type, job.relation, job.split_by)
             use_snapshot = count > 1 and source.SUPPORTS_SNAPSHOT
             with source.snapshot() if use_snapshot else nullcontext(None) as snapshot:
                 partitioning, predicates = plan_partitions(engine, job, key_type, count)

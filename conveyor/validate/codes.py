@@ -82,7 +82,12 @@ CODES: dict[str, Code] = _codes(
         "design (or the query's select list) does not have.",
     ),
     ("skipped-column", "error", "designs", "A key, split_by, incremental cursor or attribute names a skipped column."),
-    ("split-by-nullable", "error", "designs", "extract.split_by names a column that may be NULL."),
+    (
+        "split-by-nullable",
+        "warning",
+        "designs",
+        "extract.split_by names a column that may be NULL; the first partition reads all NULL keys.",
+    ),
     (
         "split-by-type",
         "error",

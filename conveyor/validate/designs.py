@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from conveyor.bootstrap import SPLIT_TYPES
 from conveyor.design.models import ColumnDesign
 from conveyor.design.types import parse_type
 from conveyor.errors import ConveyorError, did_you_mean
 from conveyor.extract.incremental import check_cursor_type, parse_lag
 from conveyor.project import Project, Relation
+from conveyor.sources.partition import check_split_type
 from conveyor.validate.problems import Problem, problem
 
 Check = Callable[[Project, Relation], Iterator[Problem]]
@@ -143,21 +143,15 @@ def split_by(project: Project, relation: Relation) -> Iterator[Problem]:
             "split-by-nullable",
             relation,
             ("extract", "split_by"),
-            f'extract.split_by of "{relation.name}" is "{name}", which may be NULL; rows with NULL would be in no '
-            "partition.",
-            hint=f'Mark "{name}" not_null (if it is NOT NULL upstream), or split by another column.',
+            f'extract.split_by of "{relation.name}" is "{name}", which may be NULL; the first partition reads '
+            "every row whose key is NULL, so many NULLs make it larger than the others.",
+            hint=f'Mark "{name}" not_null (if it is NOT NULL upstream), or split by a column that is never NULL.',
         )
     if column.type is not None:
-        sql_type = parse_type(column.type)
-        if sql_type.is_array or sql_type.name not in SPLIT_TYPES:
-            yield _say(
-                "split-by-type",
-                relation,
-                ("extract", "split_by"),
-                f'extract.split_by of "{relation.name}" is "{name}" of type {sql_type}, which cannot be split into '
-                "ranges.",
-                hint="Split by an integer, date, timestamp, uuid or text column, or set extract.partitions only.",
-            )
+        try:
+            check_split_type(parse_type(column.type), relation.name, column.name)
+        except ConveyorError as exc:  # the check the extract makes
+            yield _say("split-by-type", relation, ("extract", "split_by"), exc.message, exc.hint)
 
 
 def source_types(project: Project, relation: Relation) -> Iterator[Problem]:
