@@ -321,7 +321,7 @@ def _plan_source(
         return whole or hit
 
     try:
-        source = open_source(config.type, name, dsn, root=project.root)
+        source = open_source(config.type, name, dsn, root=project.root, zero_dates=config.zero_dates)
     except ImportError as exc:
         plan.reports.append(
             TableReport(f"{target}.*", name, None, "failed", error=f"the {config.type} engine is not available: {exc}.")

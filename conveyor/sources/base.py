@@ -104,6 +104,10 @@ class Source(ABC):
     def __init__(self, name: str, dsn: str):
         self.name = name
         self.dsn = dsn
+        self.zero_dates = "null"
+        """What a read does with a MySQL zero date: ``null`` (read as NULL) or ``error``."""
+        self.notices: list[str] = []
+        """Warnings of this source's reads (e.g. zero dates read as NULL), for the run and the manifest."""
 
     @abstractmethod
     def list_tables(self) -> list[tuple[str, str]]:

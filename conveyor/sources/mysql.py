@@ -92,6 +92,7 @@ _SIMPLE = {
     "uuid": SqlType("uuid"),
 }
 _MICROS_PER_DAY = 86_400 * 1_000_000
+_ZERO_DATE_TYPES = {"date", "datetime", "timestamp"}
 _SPATIAL = {
     "geometry",
     "point",
@@ -143,8 +144,9 @@ def design_type(column: MyColumn) -> SqlType | None:
 TEXT = SqlType("text")
 
 
-def column_info(column: MyColumn) -> ColumnInfo:
-    """What ``describe`` says of one column: its exact design type, or its text form."""
+def column_info(column: MyColumn, zero_dates: str = "null") -> ColumnInfo:
+    """What ``describe`` says of one column: its exact design type, or its text form; a NOT NULL
+    date may read as NULL when zero dates read as NULL (``zero_dates: null``)."""
     sql_type = design_type(column)
     text_form = None
     if sql_type is None:
@@ -153,7 +155,8 @@ def column_info(column: MyColumn) -> ColumnInfo:
             if column.data_type.lower() in _SPATIAL
             else f"the server's text form of {column.column_type} (CAST AS CHAR)"
         )
-    return ColumnInfo(column.name, sql_type, column.column_type, column.not_null, column.comment, text_form)
+    zero = zero_dates == "null" and column.not_null and column.data_type.lower() in _ZERO_DATE_TYPES
+    return ColumnInfo(column.name, sql_type, column.column_type, column.not_null, column.comment, text_form, zero)
 
 
 @dataclass
@@ -364,7 +367,7 @@ class MySQLSource(Source):
         (spatial types: WKT; others: the server's ``CAST(... AS CHAR)``).
         """
         estimate = self._table_rows(schema, table)
-        columns = [column_info(col) for col in self.my_columns(schema, table)]
+        columns = [column_info(col, self.zero_dates) for col in self.my_columns(schema, table)]
         primary, unique = self._keys(schema, table)
         return TableInfo(schema, table, tuple(columns), primary, unique, estimate, self._table_comment(schema, table))
 
@@ -473,11 +476,13 @@ class MySQLSource(Source):
         finally:
             for plan in plans:
                 if plan.zero_dates[0]:
-                    log.warning(
-                        "%s: read %d zero date(s) ('0000-00-00' or with a zero month or day) as NULL",
-                        plan.ref,
-                        plan.zero_dates[0],
-                    )
+                    self.notice_zero_dates(plan.ref, plan.zero_dates[0])
+
+    def notice_zero_dates(self, ref: ColumnRef, count: int) -> None:
+        """Log and keep (for the run's events and the manifest) the zero dates a read made NULL."""
+        text = f"{ref}: read {count} zero date(s) ('0000-00-00' or with a zero month or day) as NULL"
+        log.warning("%s", text)
+        self.notices.append(text)
 
     def connectorx_url(self) -> str:
         """The DSN as connectorx wants it: TCP only (never a socket as another user)."""
@@ -521,6 +526,13 @@ class MySQLSource(Source):
         day = pc.utf8_slice_codeunits(arr, 8, 10)
         zero = pc.or_kleene(pc.equal(month, "00"), pc.equal(day, "00"))
         zeros = pc.sum(pc.cast(zero, pa.int64())).as_py() or 0
+        if zeros and self.zero_dates == "error":
+            shown = pc.filter(arr, zero)[0].as_py()
+            raise ExtractError(
+                f'{plan.ref} holds the zero date "{shown}", which is not a date (zero_dates: error).',
+                hint=f'Set zero_dates: null on source "{self.name}" to read zero dates as NULL, or filter them out '
+                "with the design's `condition`.",
+            )
         if zeros:
             plan.zero_dates[0] += zeros
             arr = pc.if_else(zero, pa.scalar(None, pa.string()), arr)

@@ -73,7 +73,10 @@ def storage_classes(native: SqlType | None) -> frozenset[str]:
         return frozenset({"integer", "real"})
     if native.name == "bytes":
         return frozenset({"blob"})
-    return frozenset({"text"})
+    if native.name in STRING_TYPES:
+        return frozenset({"text"})
+    # NUMERIC affinity (DATE, UUID, JSON ...): text that looks like a number is stored as one
+    return frozenset({"text", "integer", "real"})
 
 
 def storage_verdict(storage: str, target: SqlType) -> Verdict:
@@ -104,7 +107,18 @@ def column_verdict(column: ColumnInfo, target: SqlType) -> Verdict:
     """How a SQLite column reads as ``target``: the worst verdict over the storage classes it holds."""
     if column.type == target or (column.type is None and target == SqlType("text")):
         return "same" if column.type is not None or column.text_form else "narrowing"
-    verdicts = {storage_verdict(storage, target) for storage in storage_classes(column.type)}
+    native = column.type
+    if native is not None and native.name not in STRING_TYPES and target.name not in STRING_TYPES:
+        # a typed column reads as what its type allows (a DATE column is no decimal), plus
+        # what parsing its text or float makes exact
+        extra = {native.name, target.name} <= {"date", "timestamp", "timestamptz"} or (native.name, target.name) in (
+            ("double", "decimal"),
+            ("double", "real"),
+            ("bytes", "uuid"),
+        )
+        if read_verdict(native, target) == "mismatch" and not extra:
+            return "mismatch"
+    verdicts = {storage_verdict(storage, target) for storage in storage_classes(native)}
     if verdicts == {"mismatch"}:
         return "mismatch"
     if "mismatch" in verdicts:
@@ -316,10 +330,11 @@ def _convert(values: list[Any], sql_type: SqlType, target: pa.DataType) -> pa.Ar
                 raise ValueError(f"{bad!r} is longer than {sql_type.precision} characters")
         return pa.array(texts, type=pa.string())
     if name == "json":
-        bad = next((v for v in values if v is not None and not (isinstance(v, str) and is_json(v))), None)
+        texts = [_as_text(v) for v in values]  # a number stored as one is its JSON text
+        bad = next((t for t in texts if t is not None and not is_json(t)), None)
         if bad is not None:
             raise ValueError(f"{bad!r} is not a JSON document")
-        return pa.array(values, type=pa.string()).cast(target)
+        return pa.array(texts, type=pa.string()).cast(target)
     if name == "real":
         # a double that float32 cannot hold exactly would be rounded silently by pa.array
         bad = next((v for v in values if isinstance(v, float) and _float32(v) != v and v == v), None)

@@ -257,6 +257,10 @@ def numeric_cast(arr: pa.Array, target: SqlType, ref: ColumnRef) -> pa.Array:
         raise unsupported_override_error(ref, target)
     if pa.types.is_floating(source) and target.arrow.bit_width < source.bit_width:
         raise unsupported_override_error(ref, target)
+    if pa.types.is_integer(source) and pa.types.is_decimal(target.arrow):
+        # Arrow refuses an integer into a decimal too narrow for the whole integer type,
+        # whatever the values: go through a decimal every integer fits, then check the values
+        return decimal_from_decimal(arr.cast(pa.decimal128(38, 0)), target, ref)
     try:
         return arr.cast(target.arrow, safe=True)
     except pa.ArrowInvalid:
@@ -268,14 +272,15 @@ def boolean_from_int(arr: pa.Array, ref: ColumnRef) -> pa.Array:
     """Turn 0/1 integers into booleans; any other value raises (MySQL BOOL is tinyint(1))."""
     if pa.types.is_boolean(arr.type):
         return arr
-    bad_mask = pc.and_kleene(pc.not_equal(arr, 0), pc.not_equal(arr, 1))
+    zero, one = pa.scalar(0, arr.type), pa.scalar(1, arr.type)  # no cast: a uint64 may not fit int64
+    bad_mask = pc.and_kleene(pc.not_equal(arr, zero), pc.not_equal(arr, one))
     if pc.any(bad_mask).as_py():
         bad = pc.filter(arr, bad_mask)[0].as_py()
         raise ExtractError(
             f"{ref} holds the value {bad}; a boolean column must hold only 0, 1 or NULL.",
             hint="Declare the column as `type: tinyint` in the design to read it as a number.",
         )
-    return pc.not_equal(arr, 0)
+    return pc.not_equal(arr, zero)
 
 
 def uuid_from_any(arr: pa.Array, ref: ColumnRef) -> pa.Array:

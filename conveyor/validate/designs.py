@@ -17,6 +17,8 @@ from conveyor.extract.incremental import check_cursor_type, parse_lag
 from conveyor.project import Project, Relation
 from conveyor.sources.partition import check_split_type
 from conveyor.validate.problems import Problem, problem
+from conveyor.warehouse import engine_class
+from conveyor.warehouse.base import Warehouse
 
 Check = Callable[[Project, Relation], Iterator[Problem]]
 Loc = tuple[str | int, ...]
@@ -243,6 +245,30 @@ def redshift_attributes(project: Project, relation: Relation) -> Iterator[Proble
         yield _say("bad-attribute", relation, ("attributes",), exc.message, exc.hint)
 
 
+def warehouse_types(project: Project, relation: Relation) -> Iterator[Problem]:
+    """Every column's type is one each environment's warehouse can hold (e.g. decimal precision)."""
+    environments = project.settings.environments
+    for index, column in enumerate(relation.design.columns):
+        if column.type is None or column.skipped or relation.kind == "view":
+            continue
+        sql_type = parse_type(column.type)
+        if Warehouse.type_problem(sql_type) is None:
+            continue  # every engine holds it: no need to import the engines
+        for env_name, env in sorted(environments.items()):
+            why = engine_class(env.type).type_problem(sql_type)
+            if why is not None:
+                yield _say(
+                    "type-unsupported",
+                    relation,
+                    ("columns", index, "type"),
+                    f'column "{column.name}" of "{relation.name}" has type {sql_type}, which the {env.type} '
+                    f'environment "{env_name}" cannot hold ({why}).',
+                    hint="Declare `type: text` (every digit kept) or a narrower decimal (each value checked at "
+                    "extract); see docs/types.md.",
+                )
+                break
+
+
 DESIGN_CHECKS: list[Check] = [
     view_columns,
     source_types,
@@ -250,6 +276,7 @@ DESIGN_CHECKS: list[Check] = [
     split_by,
     source_depends_on,
     identity_not_null,
+    warehouse_types,
     incremental,
     extract_on_derived,
     redshift_attributes,

@@ -42,16 +42,24 @@ class Change:
         return {"column": self.column, "change": self.change, "design": self.design, "upstream": self.upstream}
 
 
-def check_sources(project: Project, relations: Sequence[Relation], *, jobs: int = 4) -> list[Problem]:
-    """Compare every selected source table with its upstream table; one source's failure spares the others."""
+def check_sources(
+    project: Project, relations: Sequence[Relation], *, jobs: int = 4, undesigned: bool = False
+) -> list[Problem]:
+    """Compare every selected source table with its upstream table; one source's failure spares the others.
+
+    With ``undesigned`` (validating the whole project) every configured source is opened, and
+    the upstream tables its globs select that no design extracts are reported too.
+    """
     by_source: dict[str, list[Relation]] = {}
+    if undesigned:
+        by_source = {name: [] for name, config in project.settings.sources.items() if config.type != "lake"}
     for relation in relations:
         if relation.kind == "source" and relation.source is not None:
             by_source.setdefault(relation.source, []).append(relation)
     if not by_source:
         return []
     with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(by_source))), thread_name_prefix="drift") as pool:
-        results = [pool.submit(_source, project, name, tables) for name, tables in by_source.items()]
+        results = [pool.submit(_source, project, name, tables, undesigned) for name, tables in by_source.items()]
         return [found for future in results for found in future.result()]
 
 
@@ -65,14 +73,14 @@ def _unreachable(project: Project, name: str, why: str) -> Problem:
     )
 
 
-def _source(project: Project, name: str, relations: list[Relation]) -> list[Problem]:
+def _source(project: Project, name: str, relations: list[Relation], undesigned: bool = False) -> list[Problem]:
     config = project.source_config(name)
     try:
         dsn = project.source_dsn(name)
     except ConveyorError as exc:
         return [from_error(exc, check="sources")]
     try:
-        source = open_source(config.type, name, dsn, root=project.root)
+        source = open_source(config.type, name, dsn, root=project.root, zero_dates=config.zero_dates)
     except ImportError as exc:
         return [_unreachable(project, name, f"the {config.type} engine is not available ({exc}).")]
     found: list[Problem] = []
@@ -84,9 +92,32 @@ def _source(project: Project, name: str, relations: list[Relation]) -> list[Prob
                 return [_unreachable(project, name, exc.message)]
             for relation in relations:
                 found.extend(_table(project, source, relation, tables))
+            if undesigned:
+                found.extend(_undesigned(project, name, source, tables))
     except Exception as exc:  # a driver failure must not stop the other sources
         found.append(_unreachable(project, name, f"{type(exc).__name__}: {exc}"))
     return found
+
+
+def _undesigned(project: Project, name: str, source: Source, tables: set[tuple[str, str]]) -> Iterator[Problem]:
+    """Upstream tables the source's globs select that no design of the source extracts."""
+    config = project.source_config(name)
+    designed = {
+        _upstream_name(project, source, r, tables)
+        for r in project.relations.values()
+        if r.kind == "source" and r.source == name
+    }
+    key = ("sources", name, "include") if "include" in config.model_fields_set else ("sources", name)
+    for schema, table in source.matching_tables(config.include, config.exclude):
+        if (schema, table) not in designed:
+            yield problem(
+                "upstream-table-undesigned",
+                f'source "{name}" has the upstream table {schema}.{table}, which its include/exclude globs select '
+                "but no design extracts.",
+                location=project.settings_doc.location(key),
+                hint=f"Run `conveyor bootstrap {name}` to write its design, or add it to the source's exclude globs.",
+                details=Change("(table)", "undesigned", "-", f"{schema}.{table}").details(),
+            )
 
 
 def _upstream_name(
@@ -209,7 +240,15 @@ def _differences(
                     Change(column.name, "fits", str(wanted), given),
                 )
         declared = column.not_null or column.name in pk
-        if declared and not up.not_null:
+        if declared and up.may_read_null:
+            yield (
+                "upstream-zero-date-not-null",
+                f'column "{column.name}" of "{relation.name}" is a NOT NULL {up.native_type} in {where}, but its zero '
+                "dates read as NULL (zero_dates: null), so a zero date would fail the load of a not-null column.",
+                ("columns", index),
+                Change(column.name, "zero dates read as NULL", "not null", "not null"),
+            )
+        elif declared and not up.not_null:
             yield (
                 "upstream-column-nullable",
                 f'column "{column.name}" of "{relation.name}" allows NULL in {where}, but the design says not null; '
@@ -217,7 +256,7 @@ def _differences(
                 ("columns", index),
                 Change(column.name, "nullable", "not null", "nullable"),
             )
-        elif up.not_null and not declared:
+        elif up.not_null and not declared and not up.may_read_null:
             yield (
                 "upstream-column-not-null",
                 f'column "{column.name}" of "{relation.name}" is NOT NULL in {where}; the design could say not_null.',
