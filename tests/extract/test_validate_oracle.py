@@ -107,7 +107,9 @@ def _oracle(root: Path, natives: list[str]) -> list[str]:
     report = validate(root, cache=False)
     problems: dict[str, list[Any]] = {}
     for p in report.problems:
-        assert p.relation is not None, p.render()  # nothing about the project as a whole
+        if p.relation is None:  # the sample table v has no design: a warning, nothing more
+            assert p.code == "upstream-table-undesigned", p.render()
+            continue
         problems.setdefault(p.relation, []).append(p)
     outcome = extract(root, jobs=2)
     assert outcome.extract is not None
