@@ -115,7 +115,11 @@ def _oracle(root: Path, natives: list[str]) -> list[str]:
     assert outcome.extract is not None
     wrong = []
     for result in outcome.extract.results:
-        errors = [p for p in problems.get(result.relation, []) if p.severity == "error"]
+        # type-unsupported is the load's verdict (decimal(50,10) on DuckDB), checked against
+        # the load in tests/validate/test_upstream_policies.py
+        errors = [
+            p for p in problems.get(result.relation, []) if p.severity == "error" and p.code != "type-unsupported"
+        ]
         if bool(errors) != (result.status == "failed"):
             i, j = (int(x[1:]) for x in result.relation.split(".")[1].split("_"))
             said = "; ".join(f"{p.code}: {p.message}" for p in errors) or "no error"

@@ -44,9 +44,7 @@ def _design(root: Path) -> dict[str, Any]:
     return data
 
 
-def test_zero_dates_read_as_null_bootstrap_validate_and_load_agree(
-    tmp_path: Path, my_db: str, zeros: None
-) -> None:
+def test_zero_dates_read_as_null_bootstrap_validate_and_load_agree(tmp_path: Path, my_db: str, zeros: None) -> None:
     root = _project(tmp_path, my_db, None)
     assert bootstrap(api.open_project(root)).ok
     columns = {c["name"]: c for c in _design(root)["columns"]}
@@ -82,9 +80,7 @@ def test_a_not_null_design_on_zero_dates_is_a_warning_and_the_load_fails(
     assert not outcome.ok  # what the warning said: the zero date is NULL in a not-null column
 
 
-def test_zero_dates_error_policy_fails_the_extract_and_keeps_not_null(
-    tmp_path: Path, my_db: str, zeros: None
-) -> None:
+def test_zero_dates_error_policy_fails_the_extract_and_keeps_not_null(tmp_path: Path, my_db: str, zeros: None) -> None:
     root = _project(tmp_path, my_db, "error")
     assert bootstrap(api.open_project(root)).ok
     assert all(c.get("not_null") for c in _design(root)["columns"])
