@@ -78,7 +78,9 @@ def _source(project: Project, name: str, relations: list[Relation], undesigned: 
     try:
         dsn = project.source_dsn(name)
     except ConveyorError as exc:
-        return [from_error(exc, check="sources")]
+        # a source without designs is opened only to list undesigned tables: its DSN's
+        # problem is reported with the settings already
+        return [from_error(exc, check="sources")] if relations else []
     try:
         source = open_source(config.type, name, dsn, root=project.root, zero_dates=config.zero_dates)
     except ImportError as exc:
@@ -102,6 +104,9 @@ def _source(project: Project, name: str, relations: list[Relation], undesigned: 
 def _undesigned(project: Project, name: str, source: Source, tables: set[tuple[str, str]]) -> Iterator[Problem]:
     """Upstream tables the source's globs select that no design of the source extracts."""
     config = project.source_config(name)
+    target = config.target_schema or name
+    if any(broken.partition(".")[0] == target for broken in project.broken):
+        return  # a design that does not load may be the one extracting a table
     designed = {
         _upstream_name(project, source, r, tables)
         for r in project.relations.values()

@@ -109,7 +109,7 @@ def test_many_types_keys_and_globs(project_root: Path, my_db: str, conveyor) -> 
         ("score", "double", False),
         ("born", "date", False),
         ("wakes", "time", False),
-        ("created_at", "timestamp", True),
+        ("created_at", "timestamp", False),  # NOT NULL, but a zero date reads as NULL (zero_dates: null)
         ("updated_at", "timestamptz", False),
         ("since", "smallint", False),
         ("profile", "json", False),
