@@ -42,36 +42,20 @@ from ruamel.yaml.tokens import CommentToken
 
 from conveyor.config.secrets import scrub
 from conveyor.design.models import TableDesign
-from conveyor.design.types import parse_type
+from conveyor.design.types import SqlType, parse_type
 from conveyor.errors import ConveyorError, SelectionError, did_you_mean
 from conveyor.lake.manifest import fsync_dir
 from conveyor.project import Project, Relation
-from conveyor.sources import open_source
+from conveyor.sources import open_source, partition
 from conveyor.sources.base import ColumnInfo, Source, TableInfo
+from conveyor.warehouse import engine_class
+from conveyor.warehouse.base import Warehouse
 
 #: tables with more rows than this get a comment noting the estimate in their new design
 LARGE_TABLE_ROWS = 5_000_000
 
 #: design types a single-column primary key may have to be suggested as extract.split_by
-SPLIT_TYPES = frozenset(
-    {
-        "tinyint",
-        "smallint",
-        "integer",
-        "bigint",
-        "utinyint",
-        "usmallint",
-        "uinteger",
-        "ubigint",
-        "date",
-        "timestamp",
-        "timestamptz",
-        "uuid",
-        "text",
-        "varchar",
-        "char",
-    }
-)
+SPLIT_TYPES = partition.SPLIT_TYPES
 INTEGER_TYPES = frozenset({"tinyint", "smallint", "integer", "bigint", "utinyint", "usmallint", "uinteger", "ubigint"})
 
 #: canonical key order of a design and of a column; new keys are inserted in this order
@@ -252,6 +236,9 @@ class _SourcePlan:
     warnings: list[str] = field(default_factory=list)
     names: set[str] = field(default_factory=set)
     opened: bool = False
+    limit: DecimalLimit = field(default_factory=lambda: DecimalLimit())
+    odd: list[str] = field(default_factory=list)
+    """Columns written without their exact type (``pg.docs.search (tsvector) as text``)."""
 
 
 def bootstrap(
@@ -277,7 +264,8 @@ def bootstrap(
     terms = _parse_terms(project, selection)
     chosen = [n for n in project.settings.sources if not terms or any(n in t.sources for t in terms)]
     dsns = {name: project.source_dsn(name) for name in chosen}  # bad input fails before any connection
-    plans = [_plan_source(project, name, dsns[name], terms, update=update) for name in chosen]
+    limit = decimal_limit(project)
+    plans = [_plan_source(project, name, dsns[name], terms, update=update, limit=limit) for name in chosen]
 
     for term in terms:
         if term.matched:
@@ -307,13 +295,21 @@ def bootstrap(
         shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
         state = "would still have" if dry_run else "have"
         report.warnings.append(f"{len(missing)} upstream table(s) {state} no design: {shown}.")
+    odd = [column for plan in plans for column in plan.odd]
+    if odd:
+        report.warnings.append(
+            f"{len(odd)} column(s) have no exact design type a warehouse here holds, written visibly (a comment "
+            f"on each says why; docs/types.md): {', '.join(odd)}."
+        )
     return report
 
 
-def _plan_source(project: Project, name: str, dsn: str, terms: list[_Term], *, update: bool) -> _SourcePlan:
+def _plan_source(
+    project: Project, name: str, dsn: str, terms: list[_Term], *, update: bool, limit: DecimalLimit
+) -> _SourcePlan:
     config = project.source_config(name)
     target = config.target_schema or name
-    plan = _SourcePlan(name, target)
+    plan = _SourcePlan(name, target, limit=limit)
     whole = not terms or any(t.whole and name in t.sources for t in terms)
     globs = [t for t in terms if not t.whole and name in t.sources]
 
@@ -325,7 +321,7 @@ def _plan_source(project: Project, name: str, dsn: str, terms: list[_Term], *, u
         return whole or hit
 
     try:
-        source = open_source(config.type, name, dsn, root=project.root)
+        source = open_source(config.type, name, dsn, root=project.root, zero_dates=config.zero_dates)
     except ImportError as exc:
         plan.reports.append(
             TableReport(f"{target}.*", name, None, "failed", error=f"the {config.type} engine is not available: {exc}.")
@@ -484,6 +480,61 @@ def _assign_names(
 # --------------------------------------------------------------------------- new designs
 
 
+@dataclass(frozen=True)
+class DecimalLimit:
+    """The widest decimal every configured environment holds, and which environment sets it."""
+
+    precision: int = Warehouse.MAX_DECIMAL_PRECISION
+    holder: str = "every warehouse"
+
+
+def decimal_limit(project: Project) -> DecimalLimit:
+    """The narrowest ``MAX_DECIMAL_PRECISION`` over the project's environments (38 without any)."""
+    found = DecimalLimit()
+    environments = project.settings.environments
+    if environments:
+        found = DecimalLimit(10**6)
+    for env_name, env in sorted(environments.items()):
+        precision = engine_class(env.type).MAX_DECIMAL_PRECISION
+        if precision < found.precision:
+            found = DecimalLimit(precision, f'the {env.type} environment "{env_name}"')
+    return found
+
+
+@dataclass(frozen=True)
+class Choice:
+    """What bootstrap writes for one upstream column: a type (None: skipped), not_null, and why."""
+
+    type: SqlType | None
+    not_null: bool
+    note: str | None = None
+    """Set when the design does not say the column's exact type; a comment on its line."""
+    null_note: str | None = None
+    """Set when upstream says NOT NULL but the design does not."""
+
+
+def choose(column: ColumnInfo, limit: DecimalLimit = DecimalLimit()) -> Choice:
+    """The design type and nullability bootstrap writes for an upstream column (docs/types.md)."""
+    not_null = column.not_null and not column.may_read_null
+    null_note = None
+    if column.not_null and column.may_read_null:
+        null_note = "NOT NULL upstream, but the read may give NULL (zero dates, zero_dates: null)"
+    sql_type = column.type
+    if sql_type is None and column.text_form is not None:
+        note = f"{column.native_type} has no exact design type: text is {column.text_form}"
+        return Choice(SqlType("text"), not_null, note, null_note)
+    if sql_type is None:
+        note = f"{column.native_type} has no exact design type nor faithful text form: skipped"
+        return Choice(None, False, note, null_note)
+    if sql_type.element.name == "decimal" and (sql_type.element.precision or 0) > limit.precision:
+        note = (
+            f"{column.native_type} is wider than the decimal({limit.precision},s) {limit.holder} holds: text keeps "
+            f"every digit (or declare decimal({limit.precision},s), checked value by value at extract)"
+        )
+        return Choice(SqlType("text", is_array=sql_type.is_array), not_null, note, null_note)
+    return Choice(sql_type, not_null, None, null_note)
+
+
 def suggest_split_by(info: TableInfo) -> str | None:
     """A split key for partitioned extracts, or None to let the extractor decide.
 
@@ -493,13 +544,14 @@ def suggest_split_by(info: TableInfo) -> str | None:
     columns = {c.name: c for c in info.columns}
     if len(info.primary_key) == 1:
         key = columns.get(info.primary_key[0])
-        if key is not None and not key.type.is_array and key.type.name in SPLIT_TYPES:
+        if key is not None and key.type is not None and not key.type.is_array and key.type.name in SPLIT_TYPES:
             return key.name
     single_unique = {u[0] for u in info.unique if len(u) == 1}
     for column in info.columns:
         if (
             column.name in single_unique
             and column.not_null
+            and column.type is not None
             and not column.type.is_array
             and column.type.name in INTEGER_TYPES
         ):
@@ -526,14 +578,22 @@ def _flow(items: Iterable[str]) -> CommentedSeq:
     return seq
 
 
-def _column_map(column: ColumnInfo) -> CommentedMap:
+def _column_map(column: ColumnInfo, limit: DecimalLimit = DecimalLimit()) -> CommentedMap:
+    choice = choose(column, limit)
     item = CommentedMap()
     item["name"] = _scalar(column.name)
-    item["type"] = _scalar(str(column.type))
-    if column.not_null:
+    if choice.type is None:
+        item["skipped"] = True
+    else:
+        item["type"] = _scalar(str(choice.type))
+    if choice.not_null:
         item["not_null"] = True
     if (text := _comment(column)) is not None:
         item["description"] = _scalar(text)
+    if choice.note is not None:
+        item.yaml_add_eol_comment(choice.note, "skipped" if choice.type is None else "type")
+    if choice.null_note is not None:
+        item.yaml_add_eol_comment(choice.null_note, "name")
     return item
 
 
@@ -541,14 +601,14 @@ def _unique_seq(unique: Sequence[Sequence[str]]) -> CommentedSeq:
     return CommentedSeq([_flow(u) for u in unique])
 
 
-def new_design(name: str, source: str, info: TableInfo) -> CommentedMap:
+def new_design(name: str, source: str, info: TableInfo, limit: DecimalLimit = DecimalLimit()) -> CommentedMap:
     """The design document for an upstream table (header comment included)."""
     doc = CommentedMap()
     doc["name"] = _scalar(name)
     if (text := _comment(info)) is not None:
         doc["description"] = _scalar(text)
     doc["source_table"] = _scalar(info.qualified)
-    doc["columns"] = CommentedSeq([_column_map(c) for c in info.columns])
+    doc["columns"] = CommentedSeq([_column_map(c, limit) for c in info.columns])
     constraints = CommentedMap()
     if info.primary_key:
         constraints["primary_key"] = _flow(info.primary_key)
@@ -570,6 +630,15 @@ def new_design(name: str, source: str, info: TableInfo) -> CommentedMap:
     return doc
 
 
+def _note_odd(plan: _SourcePlan, table: str, columns: Iterable[ColumnInfo]) -> None:
+    """Remember the columns a design holds without their exact type, for the one warning."""
+    for column in columns:
+        choice = choose(column, plan.limit)
+        if choice.note is not None:
+            shown = "skipped" if choice.type is None else f"as {choice.type}"
+            plan.odd.append(f"{table}.{column.name} ({column.native_type}) {shown}")
+
+
 def _plan_create(project: Project, plan: _SourcePlan, upstream: _Upstream, info: TableInfo) -> None:
     name = f"{plan.target}.{upstream.name}"
     path = project.root / "schemas" / plan.target / f"{upstream.name}.yaml"
@@ -588,7 +657,8 @@ def _plan_create(project: Project, plan: _SourcePlan, upstream: _Upstream, info:
         return
     if info.row_estimate is not None and info.row_estimate > LARGE_TABLE_ROWS:
         report.notes.append(f"about {info.row_estimate:,} rows upstream")
-    text = dump(new_design(name, plan.name, info), _DEFAULT_INDENT)
+    text = dump(new_design(name, plan.name, info, plan.limit), _DEFAULT_INDENT)
+    _note_odd(plan, name, info.columns)
     problem = _check(text)
     if problem is not None:
         report.action, report.path, report.error = "failed", None, problem
@@ -601,11 +671,14 @@ def _plan_create(project: Project, plan: _SourcePlan, upstream: _Upstream, info:
 # --------------------------------------------------------------------------- updates
 
 
-def merge(doc: CommentedMap, design: TableDesign, info: TableInfo) -> tuple[list[str], list[str]]:
+def merge(
+    doc: CommentedMap, design: TableDesign, info: TableInfo, limit: DecimalLimit = DecimalLimit()
+) -> tuple[list[str], list[str]]:
     """Merge the reflected table into a design document in place; return (changes, notes).
 
     ``design`` is the validated view of ``doc`` (as the project loader read it): decisions
     are made on it, edits are made on ``doc`` so comments, quoting and key order survive.
+    Types and not_null become what a new design would say (:func:`choose`).
     """
     changes: list[str] = []
     notes: list[str] = []
@@ -627,11 +700,19 @@ def merge(doc: CommentedMap, design: TableDesign, info: TableInfo) -> tuple[list
         up = upstream.get(column.name)
         if up is None or item is None:
             continue
-        if column.type is None or parse_type(column.type) != up.type:
-            _put(item, "type", _scalar(str(up.type)), COLUMN_KEYS)
-            changes.append(f"~{column.name} type {column.type or 'none'}->{up.type}")
-        if column.not_null != up.not_null:
-            if up.not_null:
+        choice = choose(up, limit)
+        if choice.type is None:
+            if not column.skipped:
+                _put(item, "skipped", True, COLUMN_KEYS)
+                item.yaml_add_eol_comment(choice.note, "skipped")
+                changes.append(f"~{column.name} skipped (no exact design type)")
+        elif column.type is None or parse_type(column.type) != choice.type:
+            _put(item, "type", _scalar(str(choice.type)), COLUMN_KEYS)
+            if choice.note is not None:
+                item.yaml_add_eol_comment(choice.note, "type")
+            changes.append(f"~{column.name} type {column.type or 'none'}->{choice.type}")
+        if column.not_null != choice.not_null:
+            if choice.not_null:
                 _put(item, "not_null", True, COLUMN_KEYS)
                 changes.append(f"~{column.name} not null")
             else:
@@ -647,7 +728,7 @@ def merge(doc: CommentedMap, design: TableDesign, info: TableInfo) -> tuple[list
             if isinstance(seq[index], dict) and str(seq[index].get("name")) == column.name:
                 _delete_item(seq, index)
         changes.append(f"-{column.name}")
-    added = [_column_map(c) for c in info.columns if c.name not in present]
+    added = [_column_map(c, limit) for c in info.columns if c.name not in present]
     if added:
         _append_items(seq, added)
         changes.extend(f"+{item['name']}" for item in added)
@@ -821,7 +902,9 @@ def _plan_update(plan: _SourcePlan, relation: Relation, info: TableInfo) -> None
         report.action, report.error = "failed", f"{relation.doc.display} is not a mapping."
         plan.reports.append(report)
         return
-    changes, notes = merge(doc, relation.design, info)
+    changes, notes = merge(doc, relation.design, info, plan.limit)
+    touched = {c.lstrip("+~").split(" ")[0] for c in changes}
+    _note_odd(plan, relation.name, [c for c in info.columns if c.name in touched])
     report.notes.extend(notes)
     if not changes:
         plan.reports.append(report)

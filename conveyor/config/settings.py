@@ -87,6 +87,12 @@ class SourceConfig(StrictModel):
         default=None, description="Settings of the `spark` job type for this source's tables (docs/spark.md)."
     )
     description: str | None = Field(default=None, description="Free text shown by `conveyor ls`.")
+    zero_dates: Literal["null", "error"] = Field(
+        default="null",
+        description="MySQL zero dates ('0000-00-00', or a zero month or day): `null` reads them as NULL and "
+        "records a warning in the run and the manifest; `error` fails the extract. Under `null`, bootstrap "
+        "writes no not_null on date columns and validate warns where a design says not_null (docs/types.md).",
+    )
 
 
 class LakeConfig(StrictModel):

@@ -128,6 +128,9 @@ class SqlType:
         names = _DIALECT_NAMES[dialect]
         if self.is_array:
             return self.element.render(dialect) + "[]"
+        if self.name == "char" and self.precision is not None:
+            # loaded without its trailing blanks (docs/types.md): no warehouse pads it again
+            return f"varchar({self.precision})"
         if self.name in _PARAMETRIC and self.precision is not None:
             return str(self)
         return names.get(self.name, self.name)

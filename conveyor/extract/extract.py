@@ -97,6 +97,10 @@ def _extract_one(ctx: RunContext, job: ExtractJob, pool: Executor | None = None)
             outcome.rows, outcome.bytes = manifest.rows, manifest.bytes
             outcome.detail["extract_id"] = manifest.extract_id
             outcome.detail["parts"] = len(manifest.files)
+            if manifest.warnings:
+                outcome.detail["warnings"] = manifest.warnings
+                for warning in manifest.warnings:
+                    ctx.reporter.message(f"{job.relation}: {warning}", "warning")
         return TableResult(
             job.relation, "succeeded", manifest.rows, manifest.bytes, time.monotonic() - began, manifest.extract_id
         )
@@ -140,6 +144,7 @@ def _commit(ctx: RunContext, job: ExtractJob, pool: Executor | None) -> Manifest
                 incremental=output.incremental,
                 watermark=output.watermark,
                 columns=[{"name": n, "type": t} for n, t in job.columns],
+                warnings=scrub_all(output.warnings),
             )
             path = write_manifest(folder, manifest)
             manifest.folder = folder
@@ -158,6 +163,10 @@ def _commit(ctx: RunContext, job: ExtractJob, pool: Executor | None) -> Manifest
     )
     lake.prune(job.source, job.lake_table, settings.lake.keep)
     return manifest
+
+
+def scrub_all(texts: list[str]) -> list[str]:
+    return [scrub(text) for text in texts]
 
 
 def _watermark_text(manifest: Manifest, key: str) -> str | None:

@@ -76,6 +76,8 @@ class ExtractJob:
     command: str | None = None
     full: bool = False
     options: dict[str, Any] = field(default_factory=dict)
+    zero_dates: str = "null"
+    """The source's zero_dates setting (MySQL zero dates read as NULL, or an error)."""
 
     @property
     def lake_table(self) -> str:
@@ -143,4 +145,5 @@ def _job(project: Project, relation: Relation, full: bool) -> ExtractJob:
         command=design.extract.command,
         full=full,
         options={"spark": source.spark.model_dump(exclude_none=True)} if source.spark else {},
+        zero_dates=source.zero_dates,
     )

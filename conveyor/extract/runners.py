@@ -63,6 +63,8 @@ class RunnerOutput:
     watermark: dict[str, Any] | None = None
     incremental: bool = False
     detail: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    """What the read noticed and the run records (e.g. zero dates read as NULL)."""
 
 
 class Runner(ABC):
@@ -127,7 +129,9 @@ class ArrowRunner(Runner):
 
     def run(self, job: ExtractJob, given: RunnerInput) -> RunnerOutput:
         columns = tuple((name, parse_type(type_text)) for name, type_text in job.columns)
-        with open_source(job.source_type, job.source, given.dsn, root=given.root) as source:
+        if job.split_by is not None and job.split_by in dict(columns):
+            partition.check_split_type(dict(columns)[job.split_by], job.relation, job.split_by)
+        with open_source(job.source_type, job.source, given.dsn, root=given.root, zero_dates=job.zero_dates) as source:
             inc = plan_incremental(job, source, given.previous_watermark)
             request = ReadRequest(
                 schema=job.upstream_schema or source.default_schema() or "",
@@ -151,7 +155,8 @@ class ArrowRunner(Runner):
             inc.high_water.value = max((r.high for r in results if r.high is not None), default=None)
         watermark = _watermark(inc, given.previous_watermark)
         detail = {"partitions": len(requests)} if len(requests) > 1 else {}
-        return RunnerOutput(parts, request.arrow_schema, query, watermark, inc.is_increment, detail)
+        warnings = [w for r in results for w in r.warnings]
+        return RunnerOutput(parts, request.arrow_schema, query, watermark, inc.is_increment, detail, warnings)
 
 
 def _partition_count(job: ExtractJob, source: Source, request: ReadRequest, workers: int) -> int:
@@ -167,6 +172,7 @@ def _partition_count(job: ExtractJob, source: Source, request: ReadRequest, work
 class _PartitionResult:
     parts: list[PartFile]
     high: Any = None
+    warnings: list[str] = field(default_factory=list)
 
 
 def _read_partition(
@@ -177,7 +183,7 @@ def _read_partition(
     high_water = None
     if job.incremental_cursor:
         high_water = incremental.HighWater(job.incremental_cursor, dict(request.columns)[job.incremental_cursor])
-    with open_source(job.source_type, job.source, given.dsn, root=given.root) as source:
+    with open_source(job.source_type, job.source, given.dsn, root=given.root, zero_dates=job.zero_dates) as source:
         writer = PartWriter(
             given.folder, request.arrow_schema, prefix=prefix, part_rows=given.part_rows, compression=given.compression
         )
@@ -190,7 +196,7 @@ def _read_partition(
         except BaseException:
             writer.abort()
             raise
-    return _PartitionResult(parts, high_water.value if high_water else None)
+    return _PartitionResult(parts, high_water.value if high_water else None, list(source.notices))
 
 
 def run_tasks(pool: Executor | None, tasks: Sequence[Callable[[], T]]) -> list[T]:

@@ -450,11 +450,7 @@ class MySQLEngine(Engine):
     def finish(self) -> None:
         for plan in self.plans:
             if plan.zero_dates[0]:
-                log.warning(
-                    "%s: read %d zero date(s) ('0000-00-00' or with a zero month or day) as NULL",
-                    plan.ref,
-                    plan.zero_dates[0],
-                )
+                self.source.notice_zero_dates(plan.ref, plan.zero_dates[0])  # type: ignore[attr-defined]
 
 
 ENGINES: dict[str, type[Engine]] = {"postgres": PostgresEngine, "mysql": MySQLEngine}
@@ -568,7 +564,7 @@ class SparkRunner(Runner):
         columns = tuple((name, parse_type(type_text)) for name, type_text in job.columns)
         schema = pa.schema([pa.field(name, sql_type.arrow) for name, sql_type in columns])
         staging = given.folder / STAGING
-        with open_source(job.source_type, job.source, given.dsn, root=given.root) as source:
+        with open_source(job.source_type, job.source, given.dsn, root=given.root, zero_dates=job.zero_dates) as source:
             inc = plan_incremental(job, source, given.previous_watermark)
             request = ReadRequest(
                 schema=job.upstream_schema or source.default_schema() or "",
@@ -583,6 +579,8 @@ class SparkRunner(Runner):
             key_type = dict(columns).get(job.split_by or "")
             if job.split_by is not None and key_type is None:
                 key_type = self._key_type(source, request, job.split_by)
+            if job.split_by is not None and key_type is not None:
+                partition.check_split_type(key_type, job.relation, job.split_by)
             use_snapshot = count > 1 and source.SUPPORTS_SNAPSHOT
             with source.snapshot() if use_snapshot else nullcontext(None) as snapshot:
                 partitioning, predicates = plan_partitions(engine, job, key_type, count)
@@ -618,7 +616,9 @@ class SparkRunner(Runner):
             inc.high_water.value = high
         watermark = _watermark(inc, given.previous_watermark)
         detail = {"partitions": result.get("partitions"), "spark": result}
-        return RunnerOutput(parts, schema, plan.describe(), watermark, inc.is_increment, detail)
+        return RunnerOutput(
+            parts, schema, plan.describe(), watermark, inc.is_increment, detail, warnings=list(source.notices)
+        )
 
     # -- planning helpers
 

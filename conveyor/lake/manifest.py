@@ -49,6 +49,8 @@ class Manifest:
     watermark: dict[str, Any] | None = None
     columns: list[dict[str, Any]] = field(default_factory=list)
     folder: Path | None = None
+    warnings: list[str] = field(default_factory=list)
+    """What the extract noticed, e.g. MySQL zero dates it read as NULL."""
 
     @property
     def rows(self) -> int:
@@ -91,6 +93,7 @@ class Manifest:
             "incremental": self.incremental,
             "watermark": self.watermark,
             "columns": self.columns,
+            "warnings": self.warnings,
             "schema": [{"name": f.name, "arrow": str(f.type), "nullable": f.nullable} for f in self.arrow_schema],
             "arrow_schema_ipc": schema_ipc,
             "files": [asdict(f) for f in self.files],
@@ -116,6 +119,7 @@ class Manifest:
             watermark=data.get("watermark"),
             columns=data.get("columns", []),
             folder=folder,
+            warnings=data.get("warnings", []),
         )
 
 

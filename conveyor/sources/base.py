@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Self
 import pyarrow as pa
 
 from conveyor.design.types import SqlType
+from conveyor.sources.typemap import Verdict, read_verdict
 
 #: rows per Arrow batch read from an upstream cursor; bounds memory per worker
 DEFAULT_BATCH_ROWS = 65_536
@@ -28,11 +29,19 @@ class ColumnInfo:
     """One upstream column as the catalog describes it."""
 
     name: str
-    type: SqlType
+    type: SqlType | None
+    """The exact design type; None when the native type has none (see ``text_form``)."""
     native_type: str
     not_null: bool = False
     comment: str | None = None
     """The upstream column comment, when the engine has one (bootstrap makes it the description)."""
+    text_form: str | None = None
+    """For a column without an exact design type: what ``type: text`` reads, when that is a
+    faithful text form of every value (e.g. ``PostgreSQL's text form of interval``); None
+    when there is none and the column can only be skipped."""
+    may_read_null: bool = False
+    """The read may give NULL although the column is NOT NULL upstream (MySQL zero dates
+    under the source's ``zero_dates: null``), so a design must not say not_null."""
 
 
 @dataclass(frozen=True)
@@ -95,6 +104,10 @@ class Source(ABC):
     def __init__(self, name: str, dsn: str):
         self.name = name
         self.dsn = dsn
+        self.zero_dates = "null"
+        """What a read does with a MySQL zero date: ``null`` (read as NULL) or ``error``."""
+        self.notices: list[str] = []
+        """Warnings of this source's reads (e.g. zero dates read as NULL), for the run and the manifest."""
 
     @abstractmethod
     def list_tables(self) -> list[tuple[str, str]]:
@@ -111,6 +124,16 @@ class Source(ABC):
         ``snapshot`` is an id from :meth:`snapshot` (engines with ``SUPPORTS_SNAPSHOT``): every
         partition read with the same id sees the same consistent state of the database.
         """
+
+    def read_verdict(self, column: ColumnInfo, target: SqlType) -> Verdict:
+        """Whether :meth:`read` reads ``column`` as design type ``target``; see :func:`read_verdict`.
+
+        The one decision both the read (which refuses a ``mismatch`` before reading) and
+        ``conveyor validate`` use. Engines extend it with what their server renders.
+        """
+        if column.type is None:
+            return "mismatch"
+        return read_verdict(column.type, target)
 
     def literal(self, value: object) -> str:
         """``value`` as a SQL literal of this engine (for engines that inline parameters)."""

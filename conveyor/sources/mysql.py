@@ -38,13 +38,14 @@ from conveyor.sources.base import ColumnInfo, ReadRequest, Source, TableInfo
 from conveyor.sources.partition import distinct_sorted
 from conveyor.sources.typemap import (
     ColumnRef,
+    Verdict,
     assemble,
     convert,
     missing_column_error,
     missing_table_error,
+    read_verdict,
     rebatch,
-    unmapped_type_error,
-    unsupported_override_error,
+    refuse,
 )
 
 log = logging.getLogger("conveyor.sources")
@@ -91,6 +92,7 @@ _SIMPLE = {
     "uuid": SqlType("uuid"),
 }
 _MICROS_PER_DAY = 86_400 * 1_000_000
+_ZERO_DATE_TYPES = {"date", "datetime", "timestamp"}
 _SPATIAL = {
     "geometry",
     "point",
@@ -137,6 +139,24 @@ def design_type(column: MyColumn) -> SqlType | None:
     if data_type in _BYTES_TYPES:
         return SqlType("bytes")
     return _SIMPLE.get(data_type)
+
+
+TEXT = SqlType("text")
+
+
+def column_info(column: MyColumn, zero_dates: str = "null") -> ColumnInfo:
+    """What ``describe`` says of one column: its exact design type, or its text form; a NOT NULL
+    date may read as NULL when zero dates read as NULL (``zero_dates: null``)."""
+    sql_type = design_type(column)
+    text_form = None
+    if sql_type is None:
+        text_form = (
+            "WKT (ST_AsText; coordinates exact, the SRID is not kept: type bytes keeps SRID + WKB)"
+            if column.data_type.lower() in _SPATIAL
+            else f"the server's text form of {column.column_type} (CAST AS CHAR)"
+        )
+    zero = zero_dates == "null" and column.not_null and column.data_type.lower() in _ZERO_DATE_TYPES
+    return ColumnInfo(column.name, sql_type, column.column_type, column.not_null, column.comment, text_form, zero)
 
 
 @dataclass
@@ -341,14 +361,13 @@ class MySQLSource(Source):
         return found
 
     def describe(self, schema: str, table: str) -> TableInfo:
-        """Reflect columns, keys and ``information_schema.TABLES.TABLE_ROWS``; unmapped types raise."""
+        """Reflect columns, keys and ``information_schema.TABLES.TABLE_ROWS``.
+
+        A column whose type has no exact design type has ``type`` None and a ``text_form``
+        (spatial types: WKT; others: the server's ``CAST(... AS CHAR)``).
+        """
         estimate = self._table_rows(schema, table)
-        columns = []
-        for col in self.my_columns(schema, table):
-            sql_type = design_type(col)
-            if sql_type is None:
-                raise unmapped_type_error(ColumnRef(self.name, schema, table, col.name, col.column_type))
-            columns.append(ColumnInfo(col.name, sql_type, col.column_type, col.not_null, col.comment))
+        columns = [column_info(col, self.zero_dates) for col in self.my_columns(schema, table)]
         primary, unique = self._keys(schema, table)
         return TableInfo(schema, table, tuple(columns), primary, unique, estimate, self._table_comment(schema, table))
 
@@ -391,13 +410,24 @@ class MySQLSource(Source):
             plans.append(self._plan_column(request, col, target))
         return plans
 
+    def read_verdict(self, column: ColumnInfo, target: SqlType) -> Verdict:
+        """The generic verdict, plus the server's renderings: any column reads as ``text``
+        (spatial types as WKT), a column without a design type as ``bytes`` (its stored
+        bytes), and MySQL's ``BOOL`` (``tinyint(1)``) as the number it is."""
+        if target == TEXT:
+            return "same" if column.type in (TEXT, None) else "widening"
+        if column.type is None:
+            return "widening" if target == SqlType("bytes") else "mismatch"
+        if column.type == SqlType("boolean") and column.native_type.lower() == "tinyint(1)":
+            return "same" if target == column.type else read_verdict(SqlType("tinyint"), target)
+        return super().read_verdict(column, target)
+
     def _plan_column(self, request: ReadRequest, col: MyColumn, target: SqlType) -> _Plan:
         ref = ColumnRef(self.name, request.schema, request.table, col.name, col.column_type)
         quoted = self.quote(col.name)
         data_type = col.data_type.lower()
         native = design_type(col)
-        if target.is_array:
-            raise unsupported_override_error(ref, target)
+        refuse(self.read_verdict(column_info(col), target), ref, target, mapped=native is not None)
         if target.name == "text" and data_type in _SPATIAL:
             return _Plan(col.name, f"ST_AsText({quoted}) AS {quoted}", target, ref)
         if target.name == "text" and (native is None or native.name not in ("text", "json")):
@@ -406,8 +436,6 @@ class MySQLSource(Source):
         if target.name == "bytes" and native is None:
             # the server's own bytes (e.g. a geometry's SRID + WKB)
             return _Plan(col.name, f"CAST({quoted} AS BINARY) AS {quoted}", target, ref)
-        if native is None:
-            raise unmapped_type_error(ref)
         wire = "plain"
         select = quoted
         if data_type in ("decimal", "numeric", "uuid", "json"):
@@ -448,11 +476,13 @@ class MySQLSource(Source):
         finally:
             for plan in plans:
                 if plan.zero_dates[0]:
-                    log.warning(
-                        "%s: read %d zero date(s) ('0000-00-00' or with a zero month or day) as NULL",
-                        plan.ref,
-                        plan.zero_dates[0],
-                    )
+                    self.notice_zero_dates(plan.ref, plan.zero_dates[0])
+
+    def notice_zero_dates(self, ref: ColumnRef, count: int) -> None:
+        """Log and keep (for the run's events and the manifest) the zero dates a read made NULL."""
+        text = f"{ref}: read {count} zero date(s) ('0000-00-00' or with a zero month or day) as NULL"
+        log.warning("%s", text)
+        self.notices.append(text)
 
     def connectorx_url(self) -> str:
         """The DSN as connectorx wants it: TCP only (never a socket as another user)."""
@@ -496,6 +526,13 @@ class MySQLSource(Source):
         day = pc.utf8_slice_codeunits(arr, 8, 10)
         zero = pc.or_kleene(pc.equal(month, "00"), pc.equal(day, "00"))
         zeros = pc.sum(pc.cast(zero, pa.int64())).as_py() or 0
+        if zeros and self.zero_dates == "error":
+            shown = pc.filter(arr, zero)[0].as_py()
+            raise ExtractError(
+                f'{plan.ref} holds the zero date "{shown}", which is not a date (zero_dates: error).',
+                hint=f'Set zero_dates: null on source "{self.name}" to read zero dates as NULL, or filter them out '
+                "with the design's `condition`.",
+            )
         if zeros:
             plan.zero_dates[0] += zeros
             arr = pc.if_else(zero, pa.scalar(None, pa.string()), arr)

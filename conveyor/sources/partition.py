@@ -17,7 +17,26 @@ from datetime import date, datetime
 from typing import Any
 
 from conveyor.design.types import SqlType
+from conveyor.errors import UserError
 from conveyor.sources.base import ReadRequest, Source
+
+#: design types a split key may have: they order exactly and split into ranges
+SPLIT_TYPES = frozenset(
+    {
+        *("tinyint", "smallint", "integer", "bigint", "utinyint", "usmallint", "uinteger", "ubigint"),
+        *("date", "timestamp", "timestamptz", "uuid", "text", "varchar", "char"),
+    }
+)
+
+
+def check_split_type(sql_type: SqlType, relation: str, column: str) -> None:
+    """Refuse a split key whose type cannot be split into ranges (validate reports the same)."""
+    if sql_type.is_array or sql_type.name not in SPLIT_TYPES:
+        raise UserError(
+            f'extract.split_by of "{relation}" is "{column}" of type {sql_type}, which cannot be split into ranges.',
+            hint="Split by an integer, date, timestamp, uuid or text column, or set extract.partitions only.",
+        )
+
 
 #: rows per partition when the count is automatic
 ROWS_PER_PARTITION = 2_000_000

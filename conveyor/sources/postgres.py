@@ -30,14 +30,15 @@ from conveyor.errors import ConveyorError, ExtractError, TransientError
 from conveyor.sources.base import ColumnInfo, ReadRequest, Source, TableInfo
 from conveyor.sources.partition import distinct_sorted
 from conveyor.sources.typemap import (
+    STRING_TYPES,
     ColumnRef,
+    Verdict,
     assemble,
     convert,
     missing_column_error,
     missing_table_error,
     rebatch,
-    unmapped_type_error,
-    unsupported_override_error,
+    refuse,
 )
 
 #: schemas list_tables() never shows
@@ -84,7 +85,7 @@ _SIMPLE_TYPES: dict[str, SqlType] = {
     "float8": SqlType("double"),
     "text": SqlType("text"),
     "varchar": SqlType("text"),
-    "bpchar": SqlType("text"),
+    "bpchar": SqlType("text"),  # unbounded bpchar; char(n) is handled in design_type
     "name": SqlType("text"),
     "char": SqlType("text"),
     "citext": SqlType("text"),
@@ -99,7 +100,8 @@ _SIMPLE_TYPES: dict[str, SqlType] = {
 }
 
 # types ADBC already returns as Arrow strings; everything else read as text gets ::text
-_TEXT_NATIVE = {"text", "varchar", "bpchar", "name", "char"}
+# ("char" too: its binary form of '' is a NUL byte, its text form the empty string)
+_TEXT_NATIVE = {"text", "varchar", "bpchar", "name"}
 _SNAPSHOT_RE = re.compile(r"^[0-9A-Fa-f]+-[0-9A-Fa-f]+(-[0-9A-Fa-f]+)?$")
 
 
@@ -151,11 +153,24 @@ def design_type(column: PgColumn) -> SqlType | None:
         scalar: SqlType | None = SqlType("text")
     elif name == "numeric":
         scalar = numeric_type(column.typmod)
+    elif name == "bpchar" and not column.is_array and column.typmod >= 5:
+        scalar = SqlType("char", column.typmod - 4)  # blank-padded: see docs/types.md
     else:
         scalar = _SIMPLE_TYPES.get(name)
     if scalar is None:
         return None
     return SqlType(scalar.name, scalar.precision, scalar.scale, column.is_array)
+
+
+TEXT = SqlType("text")
+TEXT_ARRAY = SqlType("text", is_array=True)
+
+
+def column_info(column: PgColumn) -> ColumnInfo:
+    """What ``describe`` says of one column: its exact design type, or its text form."""
+    sql_type = design_type(column)
+    text_form = None if sql_type is not None else f"PostgreSQL's text form of {column.native}"
+    return ColumnInfo(column.name, sql_type, column.native, column.not_null, column.comment, text_form)
 
 
 _COLUMNS_SQL = """
@@ -328,14 +343,13 @@ class PostgresSource(Source):
         return [PgColumn(*row) for row in self._query(_COLUMNS_SQL, (oid,))]
 
     def describe(self, schema: str, table: str) -> TableInfo:
-        """Reflect columns, keys and the planner's row estimate; unmapped types raise."""
+        """Reflect columns, keys and the planner's row estimate.
+
+        A column whose type has no exact design type has ``type`` None and a ``text_form``:
+        every PostgreSQL type has a text form its own input function reads back.
+        """
         oid, reltuples, comment = self._table_row(schema, table)
-        columns = []
-        for col in (PgColumn(*row) for row in self._query(_COLUMNS_SQL, (oid,))):
-            sql_type = design_type(col)
-            if sql_type is None:
-                raise unmapped_type_error(ColumnRef(self.name, schema, table, col.name, col.native))
-            columns.append(ColumnInfo(col.name, sql_type, col.native, col.not_null, col.comment))
+        columns = [column_info(col) for col in (PgColumn(*row) for row in self._query(_COLUMNS_SQL, (oid,)))]
         primary: tuple[str, ...] = ()
         unique: list[tuple[str, ...]] = []
         for is_primary, names in self._query(_KEYS_SQL, (oid,)):
@@ -358,20 +372,27 @@ class PostgresSource(Source):
             plans.append(self._plan_column(request, col, target))
         return plans
 
+    def read_verdict(self, column: ColumnInfo, target: SqlType) -> Verdict:
+        """The generic verdict, plus the server's text form: any column reads as ``text``, any
+        array as ``text[]``."""
+        if target == TEXT:
+            return "same" if column.type in (TEXT, None) else "widening"
+        if target == TEXT_ARRAY and (column.type is None or column.type.is_array):
+            native_array = column.type is not None or column.native_type.endswith("[]")
+            return "widening" if native_array else "mismatch"
+        return super().read_verdict(column, target)
+
     def _plan_column(self, request: ReadRequest, col: PgColumn, target: SqlType) -> _Plan:
         ref = ColumnRef(self.name, request.schema, request.table, col.name, col.native)
         quoted = self.quote(col.name)
-        native = design_type(col)
+        info = column_info(col)
+        refuse(self.read_verdict(info, target), ref, target, mapped=info.type is not None)
         cast = col.scalar_name not in _TEXT_NATIVE or col.scalar_kind == "e"
-        if target.name == "text" and not target.is_array:
+        if target.name in STRING_TYPES and not target.is_array:
             # exact server-side rendering (numeric digits, timetz, money, array literals, ...)
             select = f"{quoted}::text" if cast or col.is_array else quoted
             return _Plan(col.name, f"{select} AS {quoted}", target, ref, col)
-        if native is None and not (target.name == "text" and col.is_array):
-            raise unmapped_type_error(ref)
-        if target.is_array != col.is_array:
-            raise unsupported_override_error(ref, target)
-        select = f"{quoted}::text[]" if cast and target.name == "text" else quoted
+        select = f"{quoted}::text[]" if cast and target.name in STRING_TYPES else quoted
         if col.scalar_kind == "e":
             select = f"{quoted}::text[]" if col.is_array else f"{quoted}::text"
         elif col.scalar_name == "numeric" and not col.is_array:

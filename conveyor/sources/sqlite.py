@@ -12,8 +12,10 @@ design's type and checks every value:
 
 from __future__ import annotations
 
+import math
 import re
 import sqlite3
+import struct
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import time
@@ -27,6 +29,15 @@ from conveyor.design.types import SqlType, parse_type
 from conveyor.errors import ExtractError
 from conveyor.sources.base import ColumnInfo, ReadRequest, Source, TableInfo
 from conveyor.sources.partition import distinct_sorted
+from conveyor.sources.typemap import (
+    STRING_TYPES,
+    ColumnRef,
+    Verdict,
+    is_json,
+    missing_column_error,
+    read_verdict,
+    unsupported_override_error,
+)
 
 _DECLARED = [
     (re.compile(r"^(tiny|small|medium|big)?int(eger)?( unsigned)?$"), "bigint"),
@@ -41,6 +52,78 @@ _DECLARED = [
     (re.compile(r"^uuid$"), "uuid"),
     (re.compile(r"^jsonb?$"), "json"),
 ]
+
+
+# storage classes of sqlite3's Python values
+_CLASSES = {int: "integer", float: "real", str: "text", bytes: "blob"}
+#: the text form bootstrap reads a column of a declared type without an exact design type as
+TEXT_FORM = "the stored value as text (integers in decimal, reals as their shortest round-trip text)"
+_ORDER = ("same", "widening", "narrowing")
+
+
+def storage_classes(native: SqlType | None) -> frozenset[str]:
+    """The storage classes a column holds, by its declared type's design type (its affinity)."""
+    if native is None:
+        return frozenset({"integer", "real", "text"})
+    if native.name in ("boolean", "tinyint", "smallint", "integer", "bigint"):
+        return frozenset({"integer"})
+    if native.name in ("double", "real"):
+        return frozenset({"real"})
+    if native.name == "decimal":
+        return frozenset({"integer", "real"})
+    if native.name == "bytes":
+        return frozenset({"blob"})
+    if native.name in STRING_TYPES:
+        return frozenset({"text"})
+    # NUMERIC affinity (DATE, UUID, JSON ...): text that looks like a number is stored as one
+    return frozenset({"text", "integer", "real"})
+
+
+def storage_verdict(storage: str, target: SqlType) -> Verdict:
+    """Whether a value stored in ``storage`` is read as ``target`` (see :func:`_convert`)."""
+    name = target.name
+    if target.is_array or (storage == "blob" and name not in ("bytes", "uuid")):
+        return "mismatch"
+    if name in STRING_TYPES:
+        return "narrowing" if target.precision is not None else "widening"  # rendered as text
+    if storage == "text":
+        return "widening" if name == "bytes" else "narrowing" if name in _PARSED else "mismatch"
+    if storage == "blob":
+        return "widening" if name == "bytes" else "narrowing"
+    if storage == "real":
+        if name == "double":
+            return "widening"
+        # decimals via the shortest round-trip text; reals only when float32 holds the value exactly
+        return "narrowing" if name in ("decimal", "real") else "mismatch"
+    if name in _PARSED - {"decimal"} or name == "bytes":
+        return "mismatch"
+    return "narrowing" if name == "boolean" else read_verdict(SqlType("bigint"), target)
+
+
+_PARSED = frozenset({"decimal", "date", "time", "timestamp", "timestamptz", "uuid", "json"})
+
+
+def column_verdict(column: ColumnInfo, target: SqlType) -> Verdict:
+    """How a SQLite column reads as ``target``: the worst verdict over the storage classes it holds."""
+    if column.type == target or (column.type is None and target == SqlType("text")):
+        return "same" if column.type is not None or column.text_form else "narrowing"
+    native = column.type
+    if native is not None and native.name not in STRING_TYPES and target.name not in STRING_TYPES:
+        # a typed column reads as what its type allows (a DATE column is no decimal), plus
+        # what parsing its text or float makes exact
+        extra = {native.name, target.name} <= {"date", "timestamp", "timestamptz"} or (native.name, target.name) in (
+            ("double", "decimal"),
+            ("double", "real"),
+            ("bytes", "uuid"),
+        )
+        if read_verdict(native, target) == "mismatch" and not extra:
+            return "mismatch"
+    verdicts = {storage_verdict(storage, target) for storage in storage_classes(native)}
+    if verdicts == {"mismatch"}:
+        return "mismatch"
+    if "mismatch" in verdicts:
+        return "narrowing"  # values of the other storage classes are read, these fail
+    return max(verdicts, key=_ORDER.index)
 
 
 def map_declared_type(declared: str) -> SqlType:
@@ -91,25 +174,51 @@ class SqliteSource(Source):
         return [("main", r[0]) for r in rows]
 
     def describe(self, schema: str, table: str) -> TableInfo:
+        """Reflect columns (by declared type, see :func:`map_declared_type`), keys and the row count.
+
+        A declared type without an exact design type gives ``type`` None; ``NUMERIC`` or
+        ``DECIMAL`` without a precision and no declared type at all get a ``text_form``
+        (their values are numbers or text), any other (``GEOMETRY``, ``MONEY`` ...) none.
+        """
         with self.connect() as con:
-            info = con.execute(f"PRAGMA {self.quote(schema)}.table_info({self.quote(table)})").fetchall()
-            if not info:
-                raise ExtractError(f'table "{schema}.{table}" does not exist in source "{self.name}".')
-            columns, pk = [], []
-            for _cid, name, declared, notnull, _default, pk_pos in info:
-                try:
-                    sql_type = map_declared_type(declared)
-                except ValueError as exc:
-                    raise ExtractError(
-                        f'{schema}.{table}.{name}: {exc} (source "{self.name}").',
-                        hint="Set the column's type in the design, or mark it skipped.",
-                    ) from None
-                columns.append(ColumnInfo(name, sql_type, declared, bool(notnull) or pk_pos > 0))
-                if pk_pos:
-                    pk.append((pk_pos, name))
+            columns, pk = self._columns(con, schema, table)
             unique = self._unique(con, schema, table)
             count = con.execute(f"SELECT count(*) FROM {self.quote(schema)}.{self.quote(table)}").fetchone()[0]
         return TableInfo(schema, table, tuple(columns), tuple(n for _, n in sorted(pk)), unique, count)
+
+    def _columns(
+        self, con: sqlite3.Connection, schema: str, table: str
+    ) -> tuple[list[ColumnInfo], list[tuple[int, str]]]:
+        info = con.execute(f"PRAGMA {self.quote(schema)}.table_info({self.quote(table)})").fetchall()
+        if not info:
+            raise ExtractError(f'table "{schema}.{table}" does not exist in source "{self.name}".')
+        columns, pk = [], []
+        for _cid, name, declared, notnull, _default, pk_pos in info:
+            try:
+                sql_type: SqlType | None = map_declared_type(declared)
+                text_form = None
+            except ValueError:
+                plain = declared.strip().lower() in ("", "numeric", "decimal")
+                sql_type, text_form = None, TEXT_FORM if plain else None
+            columns.append(ColumnInfo(name, sql_type, declared, bool(notnull) or pk_pos > 0, text_form=text_form))
+            if pk_pos:
+                pk.append((pk_pos, name))
+        return columns, pk
+
+    def read_verdict(self, column: ColumnInfo, target: SqlType) -> Verdict:
+        """By storage class: SQLite keeps each value in the class its declared type's affinity picks."""
+        return column_verdict(column, target)
+
+    def _check(self, con: sqlite3.Connection, request: ReadRequest) -> None:
+        """Refuse a column that cannot be read as its design type, before reading a row."""
+        columns = {c.name: c for c in self._columns(con, request.schema, request.table)[0]}
+        for name, target in request.columns:
+            column = columns.get(name)
+            if column is None:
+                raise missing_column_error(self.name, request.schema, request.table, name, columns)
+            if self.read_verdict(column, target) == "mismatch":
+                ref = ColumnRef(self.name, request.schema, request.table, name, column.native_type or "no type")
+                raise unsupported_override_error(ref, target)
 
     def _unique(self, con: sqlite3.Connection, schema: str, table: str) -> tuple[tuple[str, ...], ...]:
         found = []
@@ -159,6 +268,7 @@ class SqliteSource(Source):
         converters = [_converter(name, t, f"{request.schema}.{request.table}") for name, t in request.columns]
         con = self.connect()
         try:
+            self._check(con, request)
             cursor = con.execute(self.select_sql(request), request.params)
             while rows := cursor.fetchmany(request.batch_rows):
                 columns = list(zip(*rows, strict=True))
@@ -212,16 +322,46 @@ def _convert(values: list[Any], sql_type: SqlType, target: pa.DataType) -> pa.Ar
         return pa.array([None if v is None else bool(v) for v in values], type=target)
     if name == "uuid":
         return pa.array([None if v is None else _uuid(v) for v in values], type=pa.binary(16)).cast(target)
-    if name in ("text", "varchar", "char", "json"):
-        if any(v is not None and not isinstance(v, str) for v in values):
-            bad = next(v for v in values if v is not None and not isinstance(v, str))
-            raise ValueError(f"{bad!r} is stored as {type(bad).__name__}, not text")
-        return pa.array(values, type=pa.string()).cast(target)
+    if name in ("text", "varchar", "char"):
+        texts = [_as_text(v) for v in values]
+        if sql_type.precision is not None:
+            bad = next((t for t in texts if t is not None and len(t) > sql_type.precision), None)
+            if bad is not None:
+                raise ValueError(f"{bad!r} is longer than {sql_type.precision} characters")
+        return pa.array(texts, type=pa.string())
+    if name == "json":
+        texts = [_as_text(v) for v in values]  # a number stored as one is its JSON text
+        bad = next((t for t in texts if t is not None and not is_json(t)), None)
+        if bad is not None:
+            raise ValueError(f"{bad!r} is not a JSON document")
+        return pa.array(texts, type=pa.string()).cast(target)
+    if name == "real":
+        # a double that float32 cannot hold exactly would be rounded silently by pa.array
+        bad = next((v for v in values if isinstance(v, float) and _float32(v) != v and v == v), None)
+        if bad is not None:
+            raise ValueError(f"{bad!r} has no exact real (float32) value")
     if pa.types.is_integer(target):
         bad = next((v for v in values if v is not None and (not isinstance(v, int) or isinstance(v, bool))), None)
         if bad is not None:
             raise ValueError(f"{bad!r} is stored as {type(bad).__name__}, not an integer")
     return pa.array(values, type=target)
+
+
+def _as_text(value: Any) -> str | None:
+    """The value as text: integers in decimal, reals as their shortest round-trip text."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int | float):
+        return repr(value)
+    raise ValueError(f"{value!r} is stored as {type(value).__name__}, not text")
+
+
+def _float32(value: float) -> float:
+    """``value`` through float32 (NaN for a finite value float32 cannot hold at all)."""
+    try:
+        return float(struct.unpack("f", struct.pack("f", value))[0])
+    except OverflowError:
+        return math.nan
 
 
 def _decimal(value: Any) -> Decimal | None:

@@ -9,11 +9,12 @@ none rounds, truncates or wraps silently.
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -87,6 +88,114 @@ def missing_column_error(source: str, schema: str, table: str, column: str, know
     )
 
 
+# --------------------------------------------------------------------------- what can be read as what
+
+Verdict = Literal["same", "widening", "narrowing", "mismatch"]
+"""Whether a column can be read as a design type: ``same`` type; ``widening``, every value
+fits; ``narrowing``, each value is checked and the first that does not fit fails the read;
+``mismatch``, the read refuses the column before reading any row."""
+
+_SIGNED = {"tinyint": 8, "smallint": 16, "integer": 32, "bigint": 64}
+_UNSIGNED = {"utinyint": 8, "usmallint": 16, "uinteger": 32, "ubigint": 64}
+# decimal digits the widest value of an integer type has
+_DIGITS = {8: 3, 16: 5, 32: 10, 64: 19}
+_UDIGITS = {8: 3, 16: 5, 32: 10, 64: 20}
+_FLOAT_BITS = {"real": 32, "double": 64}
+_MANTISSA = {"real": 24, "double": 53}
+STRING_TYPES = frozenset({"text", "varchar", "char"})
+
+
+def _int(name: str) -> tuple[int, bool] | None:
+    """(bits, signed) of an integer design type."""
+    if name in _SIGNED:
+        return _SIGNED[name], True
+    if name in _UNSIGNED:
+        return _UNSIGNED[name], False
+    return None
+
+
+def _digits(bits: int, signed: bool) -> int:
+    return (_DIGITS if signed else _UDIGITS)[bits]
+
+
+def _numbers(native: SqlType, target: SqlType) -> Verdict:
+    """Numbers into numbers, as :func:`numeric_cast` and the decimal casts convert them."""
+    a, b = _int(native.name), _int(target.name)
+    if a and b:
+        (wa, sa), (wb, sb) = a, b
+        fits = wb >= wa if sa == sb else sb and wb > wa
+        return "widening" if fits else "narrowing"
+    if a and target.name == "decimal":
+        whole = (target.precision or 38) - (target.scale or 0)
+        return "widening" if whole >= _digits(*a) else "narrowing"
+    if a and target.name in _MANTISSA:
+        return "widening" if a[0] <= _MANTISSA[target.name] else "narrowing"
+    if native.name == "decimal" and target.name == "decimal":
+        scale_a, scale_b = native.scale or 0, target.scale or 0
+        whole_a, whole_b = (native.precision or 38) - scale_a, (target.precision or 38) - scale_b
+        return "widening" if scale_b >= scale_a and whole_b >= whole_a else "narrowing"
+    if native.name == "decimal" and b:
+        if not native.scale and (native.precision or 38) < _digits(*b):
+            return "widening"
+        return "narrowing"
+    if native.name in _FLOAT_BITS and target.name in _FLOAT_BITS:
+        # a narrower float would round: refused, never checked value by value
+        return "widening" if _FLOAT_BITS[target.name] >= _FLOAT_BITS[native.name] else "mismatch"
+    return "mismatch"  # binary floats have no exact decimal or integer; decimals no exact float
+
+
+def _strings(native: SqlType, target: SqlType) -> Verdict:
+    """Strings into strings: a bounded target checks every value's length."""
+    if target.precision is None:
+        return "widening"
+    if native.precision is not None and native.precision <= target.precision:
+        return "widening"
+    return "narrowing"
+
+
+def read_verdict(native: SqlType, target: SqlType) -> Verdict:
+    """Whether :func:`convert` reads a column of design type ``native`` as ``target``.
+
+    This is the one table of conversions: sources refuse a ``mismatch`` before reading (and
+    ``conveyor validate`` reports the same verdict as an error), and :func:`convert`
+    implements every other pair, checking values where the verdict is ``narrowing``.
+    Engines add what their server renders (any column as ``text``) on top of it.
+    """
+    if native.is_array != target.is_array:
+        return "mismatch"
+    if native.is_array:
+        return read_verdict(native.element, target.element)
+    if native == target:
+        return "same"
+    n, t = native.name, target.name
+    numeric = _int(n) is not None or n in _FLOAT_BITS or n == "decimal"
+    if t in STRING_TYPES:
+        if n in STRING_TYPES:
+            return _strings(native, target)
+        if n == "json":
+            return _strings(SqlType("text"), target)
+        return "narrowing" if n == "bytes" else "mismatch"  # bytes must be UTF-8
+    if t == "json":
+        return "narrowing" if n in STRING_TYPES or n == "bytes" else "mismatch"
+    if t == "uuid":
+        return "narrowing" if n in STRING_TYPES else "mismatch"
+    if t == "bytes":
+        return "widening" if n in STRING_TYPES or n in ("json", "uuid") else "mismatch"
+    if t == "boolean":
+        return "narrowing" if _int(n) is not None else "mismatch"
+    if t == "decimal" and n in STRING_TYPES:
+        return "narrowing"
+    if numeric and (t == "decimal" or _int(t) is not None or t in _FLOAT_BITS):
+        return _numbers(native, target)
+    return "mismatch"  # dates, times and timestamps read only as themselves
+
+
+def refuse(verdict: Verdict, ref: ColumnRef, target: SqlType, *, mapped: bool = True) -> None:
+    """Raise the extract's error for a ``mismatch`` (the read then reads nothing)."""
+    if verdict == "mismatch":
+        raise unsupported_override_error(ref, target) if mapped else unmapped_type_error(ref)
+
+
 # --------------------------------------------------------------------------- conversions
 
 
@@ -148,6 +257,10 @@ def numeric_cast(arr: pa.Array, target: SqlType, ref: ColumnRef) -> pa.Array:
         raise unsupported_override_error(ref, target)
     if pa.types.is_floating(source) and target.arrow.bit_width < source.bit_width:
         raise unsupported_override_error(ref, target)
+    if pa.types.is_integer(source) and pa.types.is_decimal(target.arrow):
+        # Arrow refuses an integer into a decimal too narrow for the whole integer type,
+        # whatever the values: go through a decimal every integer fits, then check the values
+        return decimal_from_decimal(arr.cast(pa.decimal128(38, 0)), target, ref)
     try:
         return arr.cast(target.arrow, safe=True)
     except pa.ArrowInvalid:
@@ -159,14 +272,15 @@ def boolean_from_int(arr: pa.Array, ref: ColumnRef) -> pa.Array:
     """Turn 0/1 integers into booleans; any other value raises (MySQL BOOL is tinyint(1))."""
     if pa.types.is_boolean(arr.type):
         return arr
-    bad_mask = pc.and_kleene(pc.not_equal(arr, 0), pc.not_equal(arr, 1))
+    zero, one = pa.scalar(0, arr.type), pa.scalar(1, arr.type)  # no cast: a uint64 may not fit int64
+    bad_mask = pc.and_kleene(pc.not_equal(arr, zero), pc.not_equal(arr, one))
     if pc.any(bad_mask).as_py():
         bad = pc.filter(arr, bad_mask)[0].as_py()
         raise ExtractError(
             f"{ref} holds the value {bad}; a boolean column must hold only 0, 1 or NULL.",
             hint="Declare the column as `type: tinyint` in the design to read it as a number.",
         )
-    return pc.not_equal(arr, 0)
+    return pc.not_equal(arr, zero)
 
 
 def uuid_from_any(arr: pa.Array, ref: ColumnRef) -> pa.Array:
@@ -203,16 +317,22 @@ def list_convert(arr: pa.Array, target: SqlType, ref: ColumnRef, element: Any) -
 
 
 def to_text(arr: pa.Array, target: SqlType, ref: ColumnRef) -> pa.Array:
-    """Strings (or UTF-8 bytes) as ``pa.string()``; invalid UTF-8 raises."""
+    """Strings (or UTF-8 bytes) as ``pa.string()``; invalid UTF-8, or a value longer than a
+    ``varchar(n)`` or ``char(n)`` target allows, raises."""
     arr = unwrap(arr)
-    if pa.types.is_string(arr.type):
-        return arr
     if pa.types.is_large_string(arr.type) or pa.types.is_binary(arr.type) or pa.types.is_large_binary(arr.type):
         try:
-            return arr.cast(pa.string())
+            arr = arr.cast(pa.string())
         except pa.ArrowInvalid:
             raise ExtractError(f"{ref} holds bytes that are not valid UTF-8.", hint=OVERRIDE_HINT) from None
-    raise unsupported_override_error(ref, target)
+    if not pa.types.is_string(arr.type):
+        raise unsupported_override_error(ref, target)
+    if target.precision is not None and len(arr):
+        too_long = pc.greater(pc.utf8_length(arr), target.precision)
+        if pc.any(too_long).as_py():
+            bad = pc.filter(arr, too_long)[0].as_py()
+            raise value_error(ref, target, bad, f"is longer than {target.precision} characters")
+    return arr
 
 
 def to_bytes(arr: pa.Array, target: SqlType, ref: ColumnRef) -> pa.Array:
@@ -226,10 +346,35 @@ def to_bytes(arr: pa.Array, target: SqlType, ref: ColumnRef) -> pa.Array:
 
 
 def to_json(arr: pa.Array, target: SqlType, ref: ColumnRef) -> pa.Array:
-    """JSON text as ``pa.json_()``."""
+    """JSON text as ``pa.json_()``; text that is not one JSON document raises."""
     if isinstance(arr.type, pa.JsonType):
         return arr
-    return pa.ExtensionArray.from_storage(pa.json_(), to_text(arr, SqlType("text"), ref))
+    text = to_text(arr, SqlType("text"), ref)
+    for value in text.to_pylist():
+        if value is not None and not is_json(value):
+            raise value_error(ref, target, value, "is not a JSON document")
+    return pa.ExtensionArray.from_storage(pa.json_(), text)
+
+
+def is_json(text: str) -> bool:
+    def refuse(constant: str) -> object:
+        raise ValueError(constant)  # NaN and Infinity are not JSON
+
+    try:
+        json.loads(text, parse_constant=refuse)
+    except ValueError:
+        return False
+    return True
+
+
+def int_from_string(arr: pa.Array, target: SqlType, ref: ColumnRef) -> pa.Array:
+    """Decimal text (a numeric the server rendered) as an integer; a fraction or overflow raises."""
+    try:
+        whole = arr.cast(pa.decimal256(76, 0), safe=True)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        bad = _first_bad(arr.to_pylist(), lambda v: pa.array([v]).cast(pa.decimal256(76, 0), safe=True))
+        raise value_error(ref, target, bad, "is not a whole number that fits") from None
+    return numeric_cast(whole, target, ref)
 
 
 def convert(arr: pa.Array, target: SqlType, ref: ColumnRef) -> pa.Array:
@@ -263,6 +408,8 @@ def convert(arr: pa.Array, target: SqlType, ref: ColumnRef) -> pa.Array:
         return to_bytes(raw, target, ref)
     if name == "boolean" and pa.types.is_integer(raw.type):
         return boolean_from_int(raw, ref)
+    if pa.types.is_integer(want) and (pa.types.is_string(raw.type) or pa.types.is_large_string(raw.type)):
+        return int_from_string(raw, target, ref)  # a numeric sent as its text
     numeric_source = pa.types.is_integer(raw.type) or pa.types.is_floating(raw.type) or pa.types.is_decimal(raw.type)
     if numeric_source and (pa.types.is_integer(want) or pa.types.is_floating(want)):
         if pa.types.is_decimal(raw.type) and not pa.types.is_integer(want):

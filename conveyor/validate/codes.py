@@ -95,7 +95,12 @@ CODES: dict[str, Code] = _codes(
         "design (or the query's select list) does not have.",
     ),
     ("skipped-column", "error", "designs", "A key, split_by, incremental cursor or attribute names a skipped column."),
-    ("split-by-nullable", "error", "designs", "extract.split_by names a column that may be NULL."),
+    (
+        "split-by-nullable",
+        "warning",
+        "designs",
+        "extract.split_by names a column that may be NULL; the first partition reads all NULL keys.",
+    ),
     (
         "split-by-type",
         "error",
@@ -104,6 +109,13 @@ CODES: dict[str, Code] = _codes(
         "(integers, date, timestamp, uuid and text can).",
     ),
     ("identity-nullable", "error", "designs", "An identity column is not not_null."),
+    (
+        "type-unsupported",
+        "error",
+        "designs",
+        "A column's type is one an environment's warehouse cannot hold (e.g. decimal(50,20) on DuckDB, which holds "
+        "decimal(38,s) at most).",
+    ),
     ("source-depends-on", "error", "designs", "A source table has depends_on (it is loaded, not built)."),
     ("cursor-type", "error", "designs", "The incremental cursor's type cannot order rows exactly."),
     ("bad-lag", "error", "designs", "The incremental lag does not fit the cursor's type."),
@@ -208,6 +220,20 @@ CODES: dict[str, Code] = _codes(
         "Upstream has a column the design does not list (it is not extracted).",
     ),
     ("upstream-skipped-column-removed", "warning", "sources", "A skipped design column no longer exists upstream."),
+    (
+        "upstream-zero-date-not-null",
+        "warning",
+        "sources",
+        "A design says not_null on a MySQL date column whose zero dates read as NULL (zero_dates: null); a zero "
+        "date would fail the load.",
+    ),
+    (
+        "upstream-table-undesigned",
+        "warning",
+        "sources",
+        "A source's include/exclude globs select an upstream table no design extracts (validating the whole "
+        "project only).",
+    ),
     ("upstream-key-changed", "warning", "sources", "The upstream primary key differs from the design's."),
     ("upstream-unique-changed", "warning", "sources", "An upstream unique constraint was added or dropped."),
 )

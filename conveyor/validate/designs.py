@@ -10,13 +10,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from conveyor.bootstrap import SPLIT_TYPES
 from conveyor.design.models import ColumnDesign
 from conveyor.design.types import parse_type
 from conveyor.errors import ConveyorError, did_you_mean
 from conveyor.extract.incremental import check_cursor_type, parse_lag
 from conveyor.project import Project, Relation
+from conveyor.sources.partition import check_split_type
 from conveyor.validate.problems import Problem, problem
+from conveyor.warehouse import engine_class
+from conveyor.warehouse.base import Warehouse
 
 Check = Callable[[Project, Relation], Iterator[Problem]]
 Loc = tuple[str | int, ...]
@@ -143,21 +145,15 @@ def split_by(project: Project, relation: Relation) -> Iterator[Problem]:
             "split-by-nullable",
             relation,
             ("extract", "split_by"),
-            f'extract.split_by of "{relation.name}" is "{name}", which may be NULL; rows with NULL would be in no '
-            "partition.",
-            hint=f'Mark "{name}" not_null (if it is NOT NULL upstream), or split by another column.',
+            f'extract.split_by of "{relation.name}" is "{name}", which may be NULL; the first partition reads '
+            "every row whose key is NULL, so many NULLs make it larger than the others.",
+            hint=f'Mark "{name}" not_null (if it is NOT NULL upstream), or split by a column that is never NULL.',
         )
     if column.type is not None:
-        sql_type = parse_type(column.type)
-        if sql_type.is_array or sql_type.name not in SPLIT_TYPES:
-            yield _say(
-                "split-by-type",
-                relation,
-                ("extract", "split_by"),
-                f'extract.split_by of "{relation.name}" is "{name}" of type {sql_type}, which cannot be split into '
-                "ranges.",
-                hint="Split by an integer, date, timestamp, uuid or text column, or set extract.partitions only.",
-            )
+        try:
+            check_split_type(parse_type(column.type), relation.name, column.name)
+        except ConveyorError as exc:  # the check the extract makes
+            yield _say("split-by-type", relation, ("extract", "split_by"), exc.message, exc.hint)
 
 
 def source_types(project: Project, relation: Relation) -> Iterator[Problem]:
@@ -249,6 +245,30 @@ def redshift_attributes(project: Project, relation: Relation) -> Iterator[Proble
         yield _say("bad-attribute", relation, ("attributes",), exc.message, exc.hint)
 
 
+def warehouse_types(project: Project, relation: Relation) -> Iterator[Problem]:
+    """Every column's type is one each environment's warehouse can hold (e.g. decimal precision)."""
+    environments = project.settings.environments
+    for index, column in enumerate(relation.design.columns):
+        if column.type is None or column.skipped or relation.kind == "view":
+            continue
+        sql_type = parse_type(column.type)
+        if Warehouse.type_problem(sql_type) is None:
+            continue  # every engine holds it: no need to import the engines
+        for env_name, env in sorted(environments.items()):
+            why = engine_class(env.type).type_problem(sql_type)
+            if why is not None:
+                yield _say(
+                    "type-unsupported",
+                    relation,
+                    ("columns", index, "type"),
+                    f'column "{column.name}" of "{relation.name}" has type {sql_type}, which the {env.type} '
+                    f'environment "{env_name}" cannot hold ({why}).',
+                    hint="Declare `type: text` (every digit kept) or a narrower decimal (each value checked at "
+                    "extract); see docs/types.md.",
+                )
+                break
+
+
 DESIGN_CHECKS: list[Check] = [
     view_columns,
     source_types,
@@ -256,6 +276,7 @@ DESIGN_CHECKS: list[Check] = [
     split_by,
     source_depends_on,
     identity_not_null,
+    warehouse_types,
     incremental,
     extract_on_derived,
     redshift_attributes,

@@ -27,7 +27,6 @@ from conveyor.project import Project, Relation
 from conveyor.sources import open_source
 from conveyor.sources.base import ColumnInfo, Source, TableInfo
 from conveyor.validate.problems import Problem, from_error, problem
-from conveyor.validate.typecompat import readable
 
 
 @dataclass(frozen=True)
@@ -43,16 +42,24 @@ class Change:
         return {"column": self.column, "change": self.change, "design": self.design, "upstream": self.upstream}
 
 
-def check_sources(project: Project, relations: Sequence[Relation], *, jobs: int = 4) -> list[Problem]:
-    """Compare every selected source table with its upstream table; one source's failure spares the others."""
+def check_sources(
+    project: Project, relations: Sequence[Relation], *, jobs: int = 4, undesigned: bool = False
+) -> list[Problem]:
+    """Compare every selected source table with its upstream table; one source's failure spares the others.
+
+    With ``undesigned`` (validating the whole project) every configured source is opened, and
+    the upstream tables its globs select that no design extracts are reported too.
+    """
     by_source: dict[str, list[Relation]] = {}
+    if undesigned:
+        by_source = {name: [] for name, config in project.settings.sources.items() if config.type != "lake"}
     for relation in relations:
         if relation.kind == "source" and relation.source is not None:
             by_source.setdefault(relation.source, []).append(relation)
     if not by_source:
         return []
     with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(by_source))), thread_name_prefix="drift") as pool:
-        results = [pool.submit(_source, project, name, tables) for name, tables in by_source.items()]
+        results = [pool.submit(_source, project, name, tables, undesigned) for name, tables in by_source.items()]
         return [found for future in results for found in future.result()]
 
 
@@ -66,14 +73,16 @@ def _unreachable(project: Project, name: str, why: str) -> Problem:
     )
 
 
-def _source(project: Project, name: str, relations: list[Relation]) -> list[Problem]:
+def _source(project: Project, name: str, relations: list[Relation], undesigned: bool = False) -> list[Problem]:
     config = project.source_config(name)
     try:
         dsn = project.source_dsn(name)
     except ConveyorError as exc:
-        return [from_error(exc, check="sources")]
+        # a source without designs is opened only to list undesigned tables: its DSN's
+        # problem is reported with the settings already
+        return [from_error(exc, check="sources")] if relations else []
     try:
-        source = open_source(config.type, name, dsn, root=project.root)
+        source = open_source(config.type, name, dsn, root=project.root, zero_dates=config.zero_dates)
     except ImportError as exc:
         return [_unreachable(project, name, f"the {config.type} engine is not available ({exc}).")]
     found: list[Problem] = []
@@ -85,9 +94,35 @@ def _source(project: Project, name: str, relations: list[Relation]) -> list[Prob
                 return [_unreachable(project, name, exc.message)]
             for relation in relations:
                 found.extend(_table(project, source, relation, tables))
+            if undesigned:
+                found.extend(_undesigned(project, name, source, tables))
     except Exception as exc:  # a driver failure must not stop the other sources
         found.append(_unreachable(project, name, f"{type(exc).__name__}: {exc}"))
     return found
+
+
+def _undesigned(project: Project, name: str, source: Source, tables: set[tuple[str, str]]) -> Iterator[Problem]:
+    """Upstream tables the source's globs select that no design of the source extracts."""
+    config = project.source_config(name)
+    target = config.target_schema or name
+    if any(broken.partition(".")[0] == target for broken in project.broken):
+        return  # a design that does not load may be the one extracting a table
+    designed = {
+        _upstream_name(project, source, r, tables)
+        for r in project.relations.values()
+        if r.kind == "source" and r.source == name
+    }
+    key = ("sources", name, "include") if "include" in config.model_fields_set else ("sources", name)
+    for schema, table in source.matching_tables(config.include, config.exclude):
+        if (schema, table) not in designed:
+            yield problem(
+                "upstream-table-undesigned",
+                f'source "{name}" has the upstream table {schema}.{table}, which its include/exclude globs select '
+                "but no design extracts.",
+                location=project.settings_doc.location(key),
+                hint=f"Run `conveyor bootstrap {name}` to write its design, or add it to the source's exclude globs.",
+                details=Change("(table)", "undesigned", "-", f"{schema}.{table}").details(),
+            )
 
 
 def _upstream_name(
@@ -130,7 +165,7 @@ def _table(project: Project, source: Source, relation: Relation, tables: set[tup
             relation=relation.name,
         )
         return
-    for code, message, loc, change in _differences(relation, info):
+    for code, message, loc, change in _differences(relation, info, source):
         yield problem(
             code,
             message,
@@ -145,8 +180,17 @@ def _nullable(value: bool) -> str:
     return "not null" if value else "nullable"
 
 
-def _differences(relation: Relation, info: TableInfo) -> Iterator[tuple[str, str, tuple[str | int, ...], Change]]:
-    """(code, message, design key path, change) for every difference, in design column order."""
+def _shown(column: ColumnInfo) -> str:
+    return str(column.type) if column.type is not None else "no exact design type"
+
+
+def _differences(
+    relation: Relation, info: TableInfo, source: Source
+) -> Iterator[tuple[str, str, tuple[str | int, ...], Change]]:
+    """(code, message, design key path, change) for every difference, in design column order.
+
+    Types are judged by ``source.read_verdict``, the decision the extract itself makes.
+    """
     design = relation.design
     upstream: dict[str, ColumnInfo] = {c.name: c for c in info.columns}
     where = f"{info.qualified} upstream"
@@ -174,33 +218,42 @@ def _differences(relation: Relation, info: TableInfo) -> Iterator[tuple[str, str
             continue
         if column.type is not None:
             wanted = parse_type(column.type)
-            verdict = readable(up.type, wanted)
+            verdict = source.read_verdict(up, wanted)
+            given = _shown(up)
             if verdict == "mismatch":
                 yield (
                     "upstream-column-retyped",
-                    f'column "{column.name}" of "{relation.name}" is {up.native_type} ({up.type}) in {where}, which '
+                    f'column "{column.name}" of "{relation.name}" is {up.native_type} ({given}) in {where}, which '
                     f"cannot be read as the design's {wanted}; the extract would fail.",
                     ("columns", index, "type"),
-                    Change(column.name, "retyped", str(wanted), str(up.type)),
+                    Change(column.name, "retyped", str(wanted), given),
                 )
             elif verdict == "narrowing":
                 yield (
                     "upstream-type-may-not-fit",
-                    f'column "{column.name}" of "{relation.name}" is {up.type} in {where} but {wanted} in the design; '
-                    "the extract checks every value and fails on the first that does not fit.",
+                    f'column "{column.name}" of "{relation.name}" is {up.native_type} ({given}) in {where} but '
+                    f"{wanted} in the design; the extract checks every value and fails on the first that does not fit.",
                     ("columns", index, "type"),
-                    Change(column.name, "may not fit", str(wanted), str(up.type)),
+                    Change(column.name, "may not fit", str(wanted), given),
                 )
             elif verdict == "widening":
                 yield (
                     "upstream-type-fits",
-                    f'column "{column.name}" of "{relation.name}" is {up.type} in {where} but {wanted} in the design; '
-                    "every value fits.",
+                    f'column "{column.name}" of "{relation.name}" is {up.native_type} ({given}) in {where} but '
+                    f"{wanted} in the design; every value fits.",
                     ("columns", index, "type"),
-                    Change(column.name, "fits", str(wanted), str(up.type)),
+                    Change(column.name, "fits", str(wanted), given),
                 )
         declared = column.not_null or column.name in pk
-        if declared and not up.not_null:
+        if declared and up.may_read_null:
+            yield (
+                "upstream-zero-date-not-null",
+                f'column "{column.name}" of "{relation.name}" is a NOT NULL {up.native_type} in {where}, but its zero '
+                "dates read as NULL (zero_dates: null), so a zero date would fail the load of a not-null column.",
+                ("columns", index),
+                Change(column.name, "zero dates read as NULL", "not null", "not null"),
+            )
+        elif declared and not up.not_null:
             yield (
                 "upstream-column-nullable",
                 f'column "{column.name}" of "{relation.name}" allows NULL in {where}, but the design says not null; '
@@ -208,7 +261,7 @@ def _differences(relation: Relation, info: TableInfo) -> Iterator[tuple[str, str
                 ("columns", index),
                 Change(column.name, "nullable", "not null", "nullable"),
             )
-        elif up.not_null and not declared:
+        elif up.not_null and not declared and not up.may_read_null:
             yield (
                 "upstream-column-not-null",
                 f'column "{column.name}" of "{relation.name}" is NOT NULL in {where}; the design could say not_null.',
@@ -220,9 +273,9 @@ def _differences(relation: Relation, info: TableInfo) -> Iterator[tuple[str, str
         if up.name not in known:
             yield (
                 "upstream-column-added",
-                f'{where} has a new column "{up.name}" ({up.type}), which "{relation.name}" does not extract.',
+                f'{where} has a new column "{up.name}" ({_shown(up)}), which "{relation.name}" does not extract.',
                 ("columns",),
-                Change(up.name, "added", "-", f"{up.type} {_nullable(up.not_null)}"),
+                Change(up.name, "added", "-", f"{_shown(up)} {_nullable(up.not_null)}"),
             )
     yield from _keys(relation, info, where)
 

@@ -93,7 +93,8 @@ def _check(
 
     if sources:
         report.checks.append("sources")
-        report.extend(check_sources(project, selected, jobs=project.settings.defaults.jobs))
+        jobs = project.settings.defaults.jobs
+        report.extend(check_sources(project, selected, jobs=jobs, undesigned=not selection))
     else:
         report.notes.append("--skip-sources: upstream tables were not compared with their designs.")
 

@@ -136,29 +136,6 @@ def compare(given: SqlType, wanted: SqlType) -> Verdict:
     return "mismatch"
 
 
-def readable(upstream: SqlType, wanted: SqlType) -> Verdict:
-    """Whether an extract reads an upstream column of type ``upstream`` as the design type ``wanted``.
-
-    Like :func:`compare`, plus the conversions sources make on purpose (a design may declare
-    them to read a column another way): anything reads as ``text`` (the server renders it),
-    strings read as ``uuid``, ``decimal``, ``json`` or ``bytes`` and integers as ``boolean``
-    with every value checked (narrowing).
-    """
-    verdict = compare(upstream, wanted)
-    if verdict != "mismatch" or upstream.is_array != wanted.is_array:
-        return verdict
-    if wanted.name == "text" and not wanted.is_array:
-        return "widening"
-    given, target = _kind(upstream.name), _kind(wanted.name)
-    if given == "string" and wanted.name in ("uuid", "decimal", "json", "bytes"):
-        return "narrowing"
-    if upstream.name in _SIGNED or upstream.name in _UNSIGNED:
-        return "narrowing" if target == "boolean" else verdict
-    if given == "bytes" and target == "uuid":
-        return "narrowing"
-    return verdict
-
-
 def _kind(name: str) -> str:
     if name in _SIGNED or name in _UNSIGNED or name in _FLOATS or name == "decimal":
         return "number"

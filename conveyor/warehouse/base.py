@@ -212,6 +212,17 @@ class Warehouse(ABC):
     OPERATIONS: ClassVar[frozenset[str]] = frozenset({"load", "update", "upgrade", "unload"})
     """What the engine can run against the warehouse; :meth:`require` refuses the others up front."""
 
+    MAX_DECIMAL_PRECISION: ClassVar[int] = 38
+    """The widest ``decimal(p,s)`` a column can have; every engine holds at least 38."""
+
+    @classmethod
+    def type_problem(cls, sql_type: SqlType) -> str | None:
+        """Why a column of this design type cannot be created here, or None when it can."""
+        element = sql_type.element
+        if element.name == "decimal" and (element.precision or 0) > cls.MAX_DECIMAL_PRECISION:
+            return f"{cls.ENGINE} holds decimals up to decimal({cls.MAX_DECIMAL_PRECISION},s)"
+        return None
+
     def __init__(self, name: str, dsn: str):
         self.name = name
         self.dsn = dsn

@@ -93,6 +93,7 @@ class DuckDBWarehouse(Warehouse):
     SUPPORTS_TRANSACTIONAL_DDL = True
     PUBLISH = "file_swap"
     ENFORCES_KEYS_ON_LOAD = False
+    MAX_DECIMAL_PRECISION = 38
 
     def __init__(self, name: str, dsn: str, *, root: Path | None = None, config: EnvironmentConfig | None = None):
         super().__init__(name, dsn)

@@ -9,7 +9,7 @@ from typing import Any
 
 import duckdb
 
-from conveyor.design.models import TableDesign
+from conveyor.design.models import ColumnDesign, TableDesign
 from conveyor.errors import LoadError
 from conveyor.lake.manifest import Manifest
 from conveyor.warehouse import ddl
@@ -68,7 +68,8 @@ class DuckDBRelations(Build):
         key = design.constraints.primary_key
         if key:
             match = " AND ".join(f"{table}.{quote(c)} = incoming.{quote(c)}" for c in key)
-            keys = ", ".join(quote(c) for c in key)
+            by_name = {c.name: c for c in design.loaded_columns}
+            keys = ", ".join(_loaded_value(by_name[c]) if c in by_name else quote(c) for c in key)
             files = _files(manifest)
             self._run(
                 design,
@@ -207,4 +208,14 @@ def select_extract(design: TableDesign, manifest: Manifest) -> str:
             hint=f'Re-extract it: "conveyor extract {design.name} --full".',
         )
     columns = ", ".join(quote(c.name) for c in design.loaded_columns)
-    return f"({columns}) SELECT {columns} FROM read_parquet({_files(manifest)})"
+    values = ", ".join(_loaded_value(c) for c in design.loaded_columns)
+    return f"({columns}) SELECT {values} FROM read_parquet({_files(manifest)})"
+
+
+def _loaded_value(column: ColumnDesign) -> str:
+    """How a column is read from the lake: ``char(n)`` without its trailing blanks, the value
+    PostgreSQL gives when it casts char(n) to text (the same on every warehouse; docs/types.md)."""
+    sql_type = column.sql_type
+    if sql_type.name == "char" and not sql_type.is_array:
+        return f"rtrim({quote(column.name)}, ' ') AS {quote(column.name)}"
+    return quote(column.name)

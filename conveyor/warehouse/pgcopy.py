@@ -27,7 +27,7 @@ errors (never wrapped into its infinity values), intervals need whole microsecon
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -117,13 +117,15 @@ class CopyEncoder:
             or a column is missing from the schema.
     """
 
-    def __init__(self, columns: Sequence[PgColumn], schema: pa.Schema):
+    def __init__(self, columns: Sequence[PgColumn], schema: pa.Schema, *, rtrim: Collection[str] = ()):
         encoders: list[tuple[int | None, PgColumn, ColumnEncoder]] = []
         for column in columns:
             index = schema.get_field_index(column.name)
             if index < 0:
                 raise EncodeError(f'column "{column.name}" is missing from the data')
             width, encoder = field_encoder(column, schema.field(index).type)
+            if column.name in rtrim:
+                encoder = _rtrimmed(encoder)
             encoders.append((width, column, encoder))
         # fixed-width columns first: they form one block of every row
         encoders.sort(key=lambda item: item[0] is None)
@@ -306,6 +308,15 @@ def field_encoder(column: PgColumn, arrow_type: pa.DataType) -> tuple[int | None
             f"{column.type_name}"
         )
     return found
+
+
+def _rtrimmed(encoder: ColumnEncoder) -> ColumnEncoder:
+    """``encoder`` over the strings without their trailing blanks (a design's ``char(n)``)."""
+
+    def encode(array: pa.Array) -> Encoded:
+        return encoder(pc.utf8_rtrim(array, characters=" "))
+
+    return encode
 
 
 def _storage(arrow_type: pa.DataType) -> pa.DataType:

@@ -425,6 +425,7 @@ class RedshiftWarehouse(PostgresWarehouse):
     OPERATIONS = frozenset[str]()
     TYPE_MAPPING = TYPE_MAPPING
     """Design type -> Redshift type, for the types without parameters."""
+    MAX_DECIMAL_PRECISION = 38
 
     def __init__(self, name: str, dsn: str, *, root: Path | None = None, config: EnvironmentConfig | None = None):
         super().__init__(name, dsn, root=root, config=config)

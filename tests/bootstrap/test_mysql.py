@@ -109,7 +109,7 @@ def test_many_types_keys_and_globs(project_root: Path, my_db: str, conveyor) -> 
         ("score", "double", False),
         ("born", "date", False),
         ("wakes", "time", False),
-        ("created_at", "timestamp", True),
+        ("created_at", "timestamp", False),  # NOT NULL, but a zero date reads as NULL (zero_dates: null)
         ("updated_at", "timestamptz", False),
         ("since", "smallint", False),
         ("profile", "json", False),
@@ -170,18 +170,23 @@ def test_update_after_alter_table_keeps_hand_edits(
     assert files_of(project_root) == before
 
 
-def test_unmappable_column_type_fails_that_table(
+def test_a_spatial_column_is_written_as_wkt_with_a_comment(
     project_root: Path, my: Callable[..., list[tuple[Any, ...]]], conveyor
 ) -> None:
-    my("CREATE TABLE places (id INT PRIMARY KEY, name TEXT, location POINT)")
+    my("CREATE TABLE places (id INT PRIMARY KEY, name TEXT, location POINT, area POLYGON)")
+    my("INSERT INTO places VALUES (1, 'a', POINT(1e0/3, 2), ST_GeomFromText('POLYGON((0 0,1 0,1 1,0 0))'))")
     result = conveyor(project_root, "bootstrap", "--format", "json")
-    assert result.code == 1
-    places = by_table(result.json())["my.places"]
-    assert places["action"] == "failed"
-    assert 'column "location" (point)' in places["error"] and "places" in places["error"]
-    assert 'has type "point"' in places["error"]
-    assert not (project_root / "schemas/my/places.yaml").exists()
-    assert (project_root / "schemas/my/orders.yaml").exists()
+    assert result.code == 0, result.stderr
+    assert by_table(result.json())["my.places"]["action"] == "created"
+    text = (project_root / "schemas/my/places.yaml").read_text()
+    assert [c.get("type") for c in yaml.safe_load(text)["columns"]] == ["integer", "text", "text", "text"]
+    assert "point has no exact design type: text is WKT" in text and "SRID is not kept" in text
+    assert "my.places.location (point) as text, my.places.area (polygon) as text" in result.stderr
+    outcome = api.run(Project.load(project_root), ["my.places"])
+    assert outcome.ok, outcome
+    with duckdb.connect(str(project_root / "warehouse/dev.duckdb"), read_only=True) as con:
+        got = con.execute("SELECT location, area FROM my.places").fetchall()
+    assert got == my("SELECT ST_AsText(location), ST_AsText(area) FROM places")
 
 
 def test_bootstrapped_mysql_tables_extract_and_load(

@@ -112,7 +112,7 @@ def test_many_types_keys_globs_and_name_clashes(project_root: Path, conveyor) ->
         ("id", "integer", True),
         ("email", "text", True),
         ("name", "text", True),
-        ("code", "text", False),
+        ("code", "char(3)", False),
         ("balance", "decimal(12,2)", True),
         ("ratio", "real", False),
         ("score", "double", False),
@@ -221,18 +221,53 @@ def test_update_twice_is_unchanged_and_byte_identical(project_root: Path) -> Non
         assert files_of(project_root) == before
 
 
-def test_unmappable_column_type_fails_that_table(project_root: Path, pg: psycopg.Connection[Any], conveyor) -> None:
-    pg.execute(b"CREATE TABLE docs (id integer PRIMARY KEY, body text, search tsvector)")
+UNMAPPED = {  # native type -> a value
+    "tsvector": "'a':1 'fat':2",
+    "interval": "1 year 2 mons -3 days 04:05:06.000007",
+    "money": "12.34",
+    "inet": "10.0.0.1/8",
+    "cidr": "10.0.0.0/8",
+    "macaddr": "08:00:2b:01:02:03",
+    "time with time zone": "12:00:00.5+02",
+    "point": "(1.5,2)",
+    "interval[]": '{"1 day","2 hours"}',
+    "numeric(50,20)": "123456789012345678901234567890.12345678901234567890",
+}
+
+
+def test_columns_without_an_exact_type_are_written_visibly_and_extract_exactly(
+    project_root: Path, pg: psycopg.Connection[Any], conveyor
+) -> None:
+    """Every such column is text (the server's text form) with a comment; one warning names them all."""
+    names = {native: f"c{i}" for i, native in enumerate(UNMAPPED)}
+    pg.execute(
+        ("CREATE TABLE docs (id integer PRIMARY KEY, " + ", ".join(f"{n} {t}" for t, n in names.items()) + ")").encode()
+    )
+    pg.execute(
+        f"INSERT INTO docs VALUES (1, {', '.join(['%s'] * len(UNMAPPED))}), (2{', NULL' * len(UNMAPPED)})".encode(),
+        list(UNMAPPED.values()),
+    )
     result = conveyor(project_root, "bootstrap", "--format", "json")
-    assert result.code == 1
-    docs = by_table(result.json())["pg.docs"]
-    assert docs["action"] == "failed"
-    assert 'column "search" (tsvector) of table "public.docs"' in docs["error"]
-    assert 'has type "tsvector", which has no exact design type' in docs["error"]
-    assert "skipped: true" in docs["error"]  # the hint
-    assert not (project_root / "schemas/pg/docs.yaml").exists()
-    assert (project_root / "schemas/pg/customers.yaml").exists()
-    assert "bootstrap failed for 1 table(s): pg.docs" in result.stderr
+    assert result.code == 0, result.stderr
+    assert by_table(result.json())["pg.docs"]["action"] == "created"
+    text = (project_root / "schemas/pg/docs.yaml").read_text()
+    design = yaml.safe_load(text)
+    assert [c.get("type") for c in design["columns"][1:]] == ["text"] * len(UNMAPPED)
+    for native, name in names.items():
+        assert f"{native} has no exact design type" in text or f"{native} is wider" in text, native
+        # every column is named in the one warning
+        assert f"pg.docs.{name} ({native}) as text" in result.stderr, native
+    assert result.stderr.count("column(s) have no exact design type") == 1
+
+    outcome = api.run(Project.load(project_root), ["pg.docs"])
+    assert outcome.ok, outcome
+    expected = pg.execute(
+        ("SELECT " + ", ".join(f"{n}::text" for n in names.values()) + " FROM docs ORDER BY id").encode()
+    ).fetchall()
+    with duckdb.connect(str(project_root / "warehouse/dev.duckdb"), read_only=True) as con:
+        got = con.execute(f"SELECT {', '.join(names.values())} FROM pg.docs ORDER BY id").fetchall()
+    assert got == expected
+    assert "upstream-" not in conveyor(project_root, "validate").stdout
 
 
 def test_selection_globs_over_warehouse_names(project_root: Path, conveyor) -> None:

@@ -76,6 +76,12 @@ def quoted(names: list[str]) -> str:
     return ", ".join(f'"{n}"' for n in names)
 
 
+def api_project(root: Path) -> Any:
+    from conveyor import api
+
+    return api.open_project(root)
+
+
 def bootstrap_and_extract(root: Path) -> None:
     from conveyor import api
 
@@ -167,7 +173,10 @@ def test_postgres_every_type_round_trips_exactly(tmp_path: Path, pg, pg_dsn: str
     assert types["tz"] == "TIMESTAMP WITH TIME ZONE" and types["ts"] == "TIMESTAMP"
     assert types["u"] == "UUID" and types["an"] == "DECIMAL(10,2)[]"
     loaded = duck(root, f"SELECT {quoted(PG_NAMES)} FROM up.everything ORDER BY id")
-    compare(expected, loaded, PG_NAMES, PG_KINDS)
+    # a char(n) is loaded without its trailing blanks, the lake keeps them (docs/types.md)
+    at = PG_NAMES.index("ch")
+    trimmed = [(*row[:at], None if row[at] is None else row[at].rstrip(" "), *row[at + 1 :]) for row in expected]
+    compare(trimmed, loaded, PG_NAMES, PG_KINDS)
     # instants survive whatever the reading session's time zone is
     assert duck(root, "SELECT epoch_us(tz) FROM up.everything WHERE id = 1")[0][0] == 1704144845123456
     assert duck(root, "SELECT count(*) FROM up.everything WHERE id = 3 AND COLUMNS(* EXCLUDE (id)) IS NULL") == [(1,)]
@@ -183,7 +192,12 @@ def test_postgres_wide_decimals_reach_the_lake_exactly(tmp_path: Path, pg, pg_ds
         " 12345678901234567890123456789.123456789), (2, 1e-38, -0.000000001), (3, NULL, NULL)"
     )
     root = write_project(tmp_path / "p", "postgres")
-    bootstrap_and_extract(root)
+    assert bootstrap(api_project(root)).ok
+    design = root / "schemas/up/wide.yaml"
+    # bootstrap writes text for a decimal wider than DuckDB's (docs/types.md); the exact type reads exactly
+    assert "numeric(76,38) is wider than the decimal(38,s)" in design.read_text()
+    design.write_text(design.read_text().replace("type: text", "type: decimal(76,38)", 1))
+    assert extract(root).ok
     manifest = lake(root).latest("up", "public.wide")
     assert manifest is not None
     assert manifest.arrow_schema.field("w").type == pa.decimal256(76, 38)
@@ -210,15 +224,15 @@ def test_postgres_interval_is_extracted_or_refused_by_name(tmp_path: Path, pg, p
     from conveyor import api
 
     report = bootstrap(api.open_project(root))
-    failed = report.failed[0].error if report.failed else None
-    if failed is None:
-        outcome = extract(root)
-        failed = outcome.extract.failed[0].error if outcome.extract and outcome.extract.failed else None
-    if failed is None:  # extracted: it must be exact
-        rows = parquet_rows(root, "public.waits", ["id", "waited"])
-        assert rows == [(1, pa.MonthDayNano([1, 2, 3000]))]
-    else:  # refused: the error must say which column and type
-        assert '"waited"' in failed and "interval" in failed, failed
+    assert report.ok  # written as text, PostgreSQL's text form (docs/types.md)
+    assert "interval has no exact design type" in (root / "schemas/up/waits.yaml").read_text()
+    assert extract(root).ok
+    assert parquet_rows(root, "public.waits", ["id", "waited"]) == [(1, "1 mon 2 days 00:00:00.000003")]
+    design = root / "schemas/up/waits.yaml"
+    design.write_text(design.read_text().replace("type: text", "type: bigint", 1))
+    outcome = extract(root)
+    failed = outcome.extract.failed[0].error if outcome.extract and outcome.extract.failed else ""
+    assert '"waited"' in failed and "interval" in failed, failed  # refused by name
 
 
 # ------------------------------------------------------------------------------ MariaDB
@@ -327,7 +341,10 @@ def test_mariadb_decimal_65_30_reaches_the_lake_exactly(tmp_path: Path, my, my_d
         " (2, 0.000000000000000000000000000001), (3, NULL)"
     )
     root = write_project(tmp_path / "p", "mysql", settings=only_schema(my_db))
-    bootstrap_and_extract(root)
+    assert bootstrap(api_project(root)).ok
+    design = root / "schemas/up/wide.yaml"
+    design.write_text(design.read_text().replace("type: text", "type: decimal(65,30)", 1))  # see above
+    assert extract(root).ok
     manifest = lake(root).latest("up", f"{my_db}.wide")
     assert manifest is not None and manifest.arrow_schema.field("w").type == pa.decimal256(65, 30)
     expected = my("SELECT id, w FROM wide ORDER BY id")

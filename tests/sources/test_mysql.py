@@ -199,8 +199,10 @@ def test_missing_table_and_unmapped_type(my_db: str, my_dsn: str, my: Run) -> No
             source.describe(my_db, "place")
         assert f'table "{my_db}.place" does not exist in source "up"' in str(caught.value)
         assert f"{my_db}.places" in str(caught.value)
+        pos = source.describe(my_db, "places").columns[1]
+        assert pos.type is None and pos.text_form is not None and "WKT" in pos.text_form
         with pytest.raises(ExtractError) as caught:
-            source.describe(my_db, "places")
+            list(source.read(ReadRequest(my_db, "places", (("pos", parse_type("double")),))))
         message = str(caught.value)
         assert '"pos"' in message and f"{my_db}.places" in message and '"point"' in message
         assert "text" in message and "skipped: true" in message

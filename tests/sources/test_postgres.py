@@ -100,8 +100,10 @@ def everything(pg: psycopg.Connection[Any]) -> None:
 def test_interval_has_no_mapping_but_reads_as_text(pg_dsn: str, pg: psycopg.Connection[Any], everything: None) -> None:
     # parquet cannot store arrow intervals: describe names the column, a text override reads it exactly
     with PostgresSource("up", pg_dsn) as source:
+        iv = {c.name: c for c in source.describe("public", "everything").columns}["iv"]
+        assert iv.type is None and iv.text_form == "PostgreSQL's text form of interval"
         with pytest.raises(ExtractError, match=r'column "iv" \(interval\)'):
-            source.describe("public", "everything")
+            list(source.read(ReadRequest("public", "everything", (("iv", parse_type("integer")),))))
         request = ReadRequest("public", "everything", (("iv", parse_type("text")),), order_by=("id",))
         got = read_all(source, request).column("iv").to_pylist()
     assert got == [r[0] for r in pg.execute("SELECT iv::text FROM everything ORDER BY id").fetchall()]
@@ -235,13 +237,13 @@ def test_unmapped_types_error_and_can_be_read_as_text(
     pg.execute(f"CREATE TABLE odd (id int, x {native})".encode())
     pg.execute("INSERT INTO odd VALUES (1, %s)", (value,))
     with PostgresSource("up", pg_dsn) as source:
-        with pytest.raises(ExtractError) as caught:
-            source.describe("public", "odd")
+        x = source.describe("public", "odd").columns[1]
+        assert x.type is None and x.text_form is not None and native.split()[0] in x.text_form
+        with pytest.raises(ExtractError, match="no exact design type") as caught:
+            list(source.read(ReadRequest("public", "odd", (("x", parse_type("double")),))))
         message = str(caught.value)
         assert '"x"' in message and "public.odd" in message and native.split()[0] in message
         assert "text" in message and "skipped: true" in message
-        with pytest.raises(ExtractError, match="no exact design type"):
-            list(source.read(ReadRequest("public", "odd", (("x", parse_type("double")),))))
         table = read_all(source, ReadRequest("public", "odd", (("x", parse_type("text")),)))
     assert table.column("x").to_pylist() == [pg.execute("SELECT x::text FROM odd").fetchone()[0]]  # type: ignore[index]
 
@@ -413,3 +415,22 @@ def test_splits_cover_every_row_once(pg_dsn: str, pg: psycopg.Connection[Any]) -
         for where in ranges:
             ids += read_all(source, ReadRequest("public", "sp", columns, where=where)).column("id").to_pylist()
         assert sorted(ids) == sorted(set(ids)) and len(ids) == total + 100
+
+
+def test_every_char_value_reads_as_postgresql_renders_it(pg_dsn: str, pg: psycopg.Connection[Any]) -> None:
+    """The whole range of the one-byte "char" type: '' is the empty string, never a NUL character."""
+    pg.execute('CREATE TABLE chars (id int, c "char", cs "char"[])')
+    pg.execute(
+        """INSERT INTO chars SELECT b, CASE WHEN b = 0 THEN ''::"char"
+                  WHEN b < 128 THEN chr(b)::"char"
+                  ELSE ('\\' || (b >> 6) || ((b >> 3) & 7) || (b & 7))::"char" END, NULL
+           FROM generate_series(0, 255) AS b"""
+    )
+    pg.execute("""UPDATE chars SET cs = ARRAY[c, ''::"char"] WHERE id % 17 = 0""")
+    expected = pg.execute("SELECT c::text, cs::text[] FROM chars ORDER BY id").fetchall()
+    assert len({row[0] for row in expected}) == 256  # every byte, distinct
+    with PostgresSource("up", pg_dsn) as source:
+        request = ReadRequest("public", "chars", columns_of(source, "chars")[1:], order_by=("id",))
+        table = read_all(source, request)
+    assert list(zip(table.column("c").to_pylist(), table.column("cs").to_pylist(), strict=True)) == expected
+    assert not any("\x00" in (value or "") for value in table.column("c").to_pylist())

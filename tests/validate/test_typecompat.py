@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from conveyor.design.types import SqlType, parse_type
-from conveyor.validate.typecompat import compare, native_type, readable
+from conveyor.validate.typecompat import compare, native_type
 
 
 @pytest.mark.parametrize(
@@ -79,28 +79,6 @@ def test_types_without_a_design_equivalent(text: str) -> None:
 )
 def test_verdicts(given: str, wanted: str, verdict: str) -> None:
     assert compare(parse_type(given), parse_type(wanted)) == verdict
-
-
-@pytest.mark.parametrize(
-    ("upstream", "design", "verdict"),
-    [
-        ("integer", "text", "widening"),  # a design may read any column as text
-        ("timestamptz", "text", "widening"),
-        ("text", "uuid", "narrowing"),  # SQLite keeps uuids as text
-        ("text", "decimal(10,2)", "narrowing"),
-        ("text", "json", "narrowing"),
-        ("text", "bytes", "narrowing"),
-        ("tinyint", "boolean", "narrowing"),  # MySQL's BOOL
-        ("bytes", "uuid", "narrowing"),
-        ("text", "integer", "mismatch"),
-        ("boolean", "date", "mismatch"),
-        ("integer[]", "text", "mismatch"),
-        ("bigint", "integer", "narrowing"),
-        ("smallint", "integer", "widening"),
-    ],
-)
-def test_what_an_extract_can_read(upstream: str, design: str, verdict: str) -> None:
-    assert readable(parse_type(upstream), parse_type(design)) == verdict
 
 
 def test_unconstrained_numeric_fits_any_decimal() -> None:
