@@ -1,7 +1,7 @@
 """Plain ``validate``: bind every query against the designs, in an in-memory DuckDB, without a warehouse.
 
 Every selected CTAS and view, and everything upstream of it, goes through the compiler of
-:mod:`conveyor.validate.compile` with an in-memory DuckDB as its target:
+:mod:`conveyor.validate.compiler` with an in-memory DuckDB as its target:
 
 * a source table is an empty table with its design's columns and types;
 * a query is bound (``con.sql``: parsed, names and types resolved, nothing run), which finds
@@ -31,7 +31,7 @@ from typing import Any
 from conveyor.project import Project, Relation
 from conveyor.validate.bindcache import BindCache, Entry
 from conveyor.validate.columns import locate_error
-from conveyor.validate.compile import Compiler, Rejected, Target, Wording, needed, reads, typed
+from conveyor.validate.compiler import Compiler, Reads, Rejected, Target, Wording, brief, needed, typed
 from conveyor.validate.problems import Problem
 from conveyor.warehouse.base import qualified, quote
 
@@ -57,8 +57,9 @@ class SqlCheck:
 def check_sql(project: Project, relations: Sequence[Relation], *, cache: bool = True) -> SqlCheck:
     """Bind ``relations`` (and what they read) in an in-memory DuckDB; problems of ``relations`` only."""
     order = [project.relations[n] for n in project.dag.order(needed(project, relations))]
-    target = MemoryTarget(project)
-    compiler = Compiler(project, target, {r.name for r in order})
+    reads = Reads(project)
+    target = MemoryTarget(project, reads)
+    compiler = Compiler(project, target, {r.name for r in order}, reads)
     store = BindCache(project, enabled=cache)
     try:
         for relation in order:
@@ -79,7 +80,7 @@ def _bind(relation: Relation, compiler: Compiler, target: MemoryTarget, store: B
     if relation.kind == "source":
         compiler.compile(relation)
         return
-    inputs = [(name, target.tables.get(name), compiler.missing.get(name)) for name in reads(compiler.project, relation)]
+    inputs = [(name, target.tables.get(name), compiler.missing.get(name)) for name in compiler.reads(relation)]
     key = store.key(relation, inputs)
     entry = store.get(key)
     if entry is not None:
@@ -115,8 +116,8 @@ class MemoryTarget(Target):
     wording = Wording("sql", "bind-failed", "not-bound", "bound", "the in-memory warehouse", exact=True)
     dialect = "duckdb"
 
-    def __init__(self, project: Project):
-        self.project = project
+    def __init__(self, project: Project, reads: Reads):
+        self.project, self.reads = project, reads
         self.foreign = project.dialect != "duckdb"
         if self.foreign:
             self.wording = replace(self.wording, exact=False)
@@ -187,7 +188,7 @@ class MemoryTarget(Target):
         """Create the tables the query reads, and look unqualified names up where a load does."""
         import duckdb
 
-        todo = [name for name in reads(self.project, relation) if name not in self.created]
+        todo = [name for name in self.reads(relation) if name not in self.created]
         if todo:
             statements = [_create_table(name, self.tables[name]) for name in todo]
             try:
@@ -221,15 +222,15 @@ class MemoryTarget(Target):
         kind = text.partition(":")[0]
         if kind in _NOT_HERE or "exists in the" in text:
             why = "it reads files or needs an extension, which validate does not load"
-            return Rejected(f"{why} ({short(text)})", certain=False)
+            return Rejected(f"{why} ({brief(text)})", certain=False)
         if self.foreign:
             certain = any(part in text for part in _UNKNOWN_NAME)
             place = locate_error(self.project, relation, text)
             if not certain:
-                text = f"DuckDB cannot check this {self.project.dialect} query ({short(text)})"
-            return Rejected(short(text), place, certain=certain)
+                text = f"DuckDB cannot check this {self.project.dialect} query ({brief(text)})"
+            return Rejected(brief(text), place, certain=certain)
         context = self._context(sql) or text
-        return Rejected(short(text), locate_error(self.project, relation, context, sql, len(_EXPLAIN)))
+        return Rejected(brief(text), locate_error(self.project, relation, context, sql, len(_EXPLAIN)))
 
     def _context(self, sql: str) -> str | None:
         """DuckDB's message with ``LINE n:`` and a caret (the relation API's messages have none)."""
@@ -240,17 +241,6 @@ class MemoryTarget(Target):
         except duckdb.Error as exc:
             return str(exc)
         return None
-
-
-def short(text: str) -> str:
-    """A DuckDB message without its statement context and candidate lists, on one line."""
-    kept: list[str] = []
-    for line in text.strip().splitlines():
-        if not line.strip() or line.startswith("LINE ") or line.strip().startswith("Candidate functions"):
-            break
-        kept.append(line.strip())
-    joined = " ".join(kept) or text.strip()
-    return joined if len(joined) <= 300 else joined[:297] + "..."
 
 
 def _design_columns(relation: Relation) -> Signature:

@@ -144,9 +144,9 @@ def _fingerprint() -> str:
     import sqlglot
 
     from conveyor.design import types
-    from conveyor.validate import bind, columns, compile, typecompat
+    from conveyor.validate import bind, columns, compiler, typecompat
 
-    files = [m.__file__ for m in (types, bind, columns, compile, typecompat)]
+    files = [m.__file__ for m in (types, bind, columns, compiler, typecompat)]
     spec = importlib.util.find_spec("duckdb")
     files.append(spec.origin if spec else None)
     parts = [str(_FORMAT), conveyor.__version__, sqlglot.__version__]

@@ -24,7 +24,6 @@ from conveyor.errors import Location, SelectionError
 from conveyor.project import LoadResult, Project, Relation
 from conveyor.validate.bind import check_sql
 from conveyor.validate.columns import static_columns
-from conveyor.validate.compile import check_warehouse
 from conveyor.validate.dependencies import depends_on
 from conveyor.validate.designs import DESIGN_CHECKS
 from conveyor.validate.drift import check_sources
@@ -110,6 +109,8 @@ def _check(
 
     if compile_now:
         assert warehouse is not None
+        from conveyor.validate.compile import check_warehouse  # the warehouse's modules, only when asked
+
         report.checks.append("warehouse")
         report.extend(check_warehouse(project, selected, warehouse))
 
