@@ -137,6 +137,7 @@ class MemoryTarget(Target):
                 "threads": 1,
                 "enable_external_access": False,
                 "autoinstall_known_extensions": False,
+                "python_enable_replacements": False,  # a missing table is never a Python variable of this module
             }
             self._con = duckdb.connect(":memory:", config=config)
             schemas = {r.schema for r in self.project.relations.values()}
