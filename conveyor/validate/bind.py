@@ -37,6 +37,8 @@ from conveyor.warehouse.base import qualified, quote
 
 #: DuckDB error kinds that say the query cannot be checked here, not that it is wrong
 _NOT_HERE = ("Permission Error", "IO Error", "HTTP Error", "Extension Error")
+#: what DuckDB says of a function or table function of an extension it may not load here
+_EXTENSION = ("but it exists in the", "the required extension")
 #: DuckDB error kinds that name an unknown column or table (the only errors of transpiled SQL)
 _UNKNOWN_NAME = ("Referenced column", "does not have a column named", "Referenced table", "Table with name")
 _EXPLAIN = "EXPLAIN "
@@ -221,7 +223,7 @@ class MemoryTarget(Target):
     def _refusal(self, relation: Relation, sql: str, text: str) -> Rejected:
         """The problem of a query DuckDB refused: an error, or a note when DuckDB is not the judge."""
         kind = text.partition(":")[0]
-        if kind in _NOT_HERE or "exists in the" in text:
+        if kind in _NOT_HERE or any(part in text for part in _EXTENSION):
             why = "it reads files or needs an extension, which validate does not load"
             return Rejected(f"{why} ({brief(text)})", certain=False)
         if self.foreign:

@@ -1,8 +1,9 @@
 """The bind cache: what binding found for each query, so a second ``validate`` binds only what changed.
 
 One JSON file, ``.conveyor/cache/bind.json``, beside the parse cache. An entry is keyed by a
-hash of everything binding a relation depends on: its name, kind, query text and design file
-(columns, types, keys and the lines problems point at), the project's dialect and search
+hash of everything binding a relation depends on: its name, kind, query text and design (its
+content, and its file's size and modification time for the lines problems point at), the
+project's dialect and search
 path, the tables it reads outside the project, and, for every relation it reads, the columns
 and types of what was made for it (or why nothing was). So a change anywhere upstream that
 changes a relation's columns re-binds everything that reads it, and nothing else.
@@ -74,13 +75,14 @@ class BindCache:
         if not self.enabled:
             return None
         try:
-            design = relation.doc.path.read_bytes()
-        except OSError:
+            # the design's content, and its file's size and time for the lines problems point at
+            stat = os.stat(relation.doc.path)
+            parts: list[Any] = [relation.name, relation.kind, relation.sql or "", relation.external, inputs]
+            parts += [relation.doc.data, stat.st_size, stat.st_mtime_ns]
+            text = json.dumps(parts)
+        except (OSError, TypeError, ValueError):
             return None
-        parts = [relation.name, relation.kind, relation.sql or "", relation.external, inputs]
-        digest = hashlib.blake2b(design, digest_size=16)
-        digest.update(json.dumps(parts).encode("utf-8"))
-        return digest.hexdigest()
+        return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
 
     def get(self, key: str | None) -> Entry | None:
         raw = self.old.get(key) if key is not None else None

@@ -113,14 +113,25 @@ def test_unqualified_names_are_found_through_the_search_path(case_project: Calla
     assert _errors(root) == [("bind-failed", "report.top", "schemas/report/top.sql:1:14")]
 
 
-def test_queries_that_read_files_are_noted_not_failed(case_project: Callable[[str], Path], tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT day FROM read_csv('{data}')",
+        "SELECT * FROM '{data}'",
+        "SELECT ST_Area(NULL) AS day",  # the spatial extension's
+        "SELECT * FROM sqlite_scan('{data}', 't')",  # the sqlite extension's
+    ],
+)
+def test_queries_that_read_files_or_need_extensions_are_noted_not_failed(
+    sql: str, case_project: Callable[[str], Path], tmp_path: Path
+) -> None:
     data = tmp_path / "calendar.csv"
     data.write_text("day\n2024-01-01\n", encoding="utf-8")
     root = case_project("_base")
-    _write(root, {"schemas/mart/order_days.sql": f"SELECT day FROM read_csv('{data}')\n"})
+    _write(root, {"schemas/mart/order_days.sql": sql.format(data=data) + "\n"})
     report = validate(root, sources=False)
     assert [(p.code, p.severity) for p in report.problems] == [("not-bound", "info")], _shown(report.problems)
-    assert "reads files" in report.problems[0].message
+    assert "reads files or needs an extension" in report.problems[0].message
     assert report.ok
 
 
