@@ -26,8 +26,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from typing import Any
 
+from conveyor.design.types import parse_type
 from conveyor.project import Project, Relation
 from conveyor.validate.bindcache import BindCache, Entry
 from conveyor.validate.columns import locate_error
@@ -247,7 +249,12 @@ class MemoryTarget(Target):
 
 
 def _design_columns(relation: Relation) -> Signature:
-    return [(c.name, c.sql_type.render("duckdb")) for c in relation.design.loaded_columns]
+    return [(c.name, _duckdb_type(c.type or "")) for c in relation.design.loaded_columns]
+
+
+@lru_cache(maxsize=4096)
+def _duckdb_type(text: str) -> str:
+    return parse_type(text).render("duckdb")
 
 
 def _unique(columns: Signature) -> Signature:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import sqlglot
 from sqlglot.tokens import TokenType
@@ -234,7 +235,7 @@ def _types(
         found = by_name.get(key(column.name))
         if found is None or column.type is None or found.native is None:
             continue
-        wanted = parse_type(column.type)
+        wanted = _parsed(column.type)
         if found.type is None:
             yield problem(
                 "output-column-unknown-type",
@@ -269,6 +270,10 @@ def _types(
                 check=check,
                 details={"column": column.name, "produced": found.native, "design": str(wanted)},
             )
+
+
+_parsed = lru_cache(maxsize=4096)(parse_type)
+"""Design types, parsed once each (SqlType is immutable)."""
 
 
 def _shown(project: Project, relation: Relation) -> str:
