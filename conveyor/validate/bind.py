@@ -70,7 +70,7 @@ def check_sql(project: Project, relations: Sequence[Relation], *, cache: bool = 
             _bind(relation, compiler, target, store)
     finally:
         target.close()
-    store.save()
+    store.save(prune=len(order) == len(project.relations))  # a selection keeps the others' entries
     selected = {r.name for r in relations}
     done = compiler.described | compiler.refused
     return SqlCheck(

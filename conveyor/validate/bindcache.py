@@ -3,16 +3,17 @@
 One JSON file, ``.conveyor/cache/bind.json``, beside the parse cache. An entry is keyed by a
 hash of everything binding a relation depends on: its name, kind, query text and design (its
 content, and its file's size and modification time for the lines problems point at), the
-project's dialect and search
-path, the tables it reads outside the project, and, for every relation it reads, the columns
-and types of what was made for it (or why nothing was). So a change anywhere upstream that
-changes a relation's columns re-binds everything that reads it, and nothing else.
+project's dialect and search path, the tables it reads outside the project, and, for every
+relation it reads, the columns and types of what was made for it (or why nothing was). So a
+change upstream that changes a relation's columns re-binds everything that reads it, and
+nothing else.
 
 The file as a whole carries a key naming the code that wrote it (Conveyor's version, the
-DuckDB and sqlglot packages, and the validate modules' size and modification time); a cache
+DuckDB and sqlglot packages, and the binding modules' size and modification time); a cache
 from other code, or one that is unreadable, is ignored. Writing replaces the file atomically
-and keeps only the entries this run used. The cache is read and written under the same
-conditions as the parse cache (``validate --no-cache`` bypasses both).
+and keeps only the entries this run used (a run over a selection keeps the others' too). The
+cache is read and written under the same conditions as the parse cache (``validate
+--no-cache`` bypasses both).
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ import importlib.util
 import json
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import conveyor
@@ -111,10 +111,17 @@ class BindCache:
             "problems": [p.to_json() for p in entry.problems],
         }
 
-    def save(self) -> None:
-        """Write this run's entries when anything changed (atomically; a failure to write is ignored)."""
+    def save(self, *, prune: bool = True) -> None:
+        """Write this run's entries when anything changed (atomically; a failure to write is ignored).
+
+        Args:
+            prune: keep only this run's entries (a run over the whole project); otherwise keep
+                the earlier entries too.
+        """
         if not self.enabled or self.new.keys() == self.old.keys():
             return
+        if not prune:
+            self.new = {**self.old, **self.new}
         temp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -159,8 +166,3 @@ def _fingerprint() -> str:
         except (OSError, TypeError):
             parts.append("?")
     return "|".join(parts)
-
-
-def cache_path(root: Path) -> Path:
-    """Where the bind cache of the project in ``root`` is."""
-    return root / BIND_CACHE_FILE

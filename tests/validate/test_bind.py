@@ -317,6 +317,18 @@ def test_a_change_rebinds_what_it_changes_and_nothing_else(case_project: Callabl
     assert len(_keys(root) - keys) == 1  # customer_orders; what reads it is bound against its stand-in, unchanged
 
 
+def test_a_selection_keeps_the_entries_of_the_others(case_project: Callable[[str], Path]) -> None:
+    root = case_project("_base")
+    assert _errors(root) == []
+    keys = _keys(root)
+    path = root / "schemas/mart/order_days.sql"
+    path.write_text(path.read_text() + "-- changed\n", encoding="utf-8")
+    assert _errors(root, "mart.order_days") == []
+    assert len(_keys(root) - keys) == 1 and len(keys - _keys(root)) == 0
+    assert _errors(root) == []
+    assert len(keys - _keys(root)) == 1  # a whole run keeps only what it used
+
+
 def test_no_cache_neither_reads_nor_writes_and_a_bad_cache_is_ignored(case_project: Callable[[str], Path]) -> None:
     root = case_project("_base")
     _write(root, {"schemas/mart/big_customers.sql": "SELECT customer_idd AS customer_id, name FROM customer_orders\n"})
