@@ -272,6 +272,18 @@ def test_the_example_validates_clean_on_both_dialects(tmp_path: Path) -> None:
     assert [p for p in validate(root, sources=False).problems if p.severity != "info"] == []
 
 
+def test_the_postgresql_warehouse_tests_project_validates_clean(tmp_path: Path) -> None:
+    """The project tests/pgwarehouse builds in PostgreSQL (its default environment) binds without a problem."""
+    from tests.pgwarehouse.conftest import CONVEYOR_YAML, DESIGNS
+
+    root = tmp_path / "pgproj"
+    _write(root, {"conveyor.yaml": CONVEYOR_YAML.replace("{pg_extra}", "")})
+    _write(root, {f"schemas/{name}": text for name, text in DESIGNS.items()})
+    assert Project.load(root).dialect == "postgres"
+    report = validate(root, sources=False)
+    assert report.problems == [], _shown(report.problems)
+
+
 # ------------------------------------------------------------------------------ the bind cache
 
 PROBE = """\
