@@ -50,7 +50,7 @@ def validate(
         sql: bind every query in an in-memory DuckDB, or compile it with the warehouse when
             ``warehouse`` is given (False compares explicit select lists only).
         warehouse: an environment name: build the selection empty in a throwaway copy of it.
-        cache: read and write the parse cache in ``.conveyor/cache/``.
+        cache: read and write the parse and bind caches in ``.conveyor/cache/``.
 
     Returns:
         The report; ``report.exit_code`` is 2 when there is an error, else 0.
