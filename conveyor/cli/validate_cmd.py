@@ -28,7 +28,11 @@ _STYLE = {"error": "red", "warning": "yellow", "info": "dim"}
     "every statement and the output columns are compared with the designs.",
 )
 @click.option("--skip-sources", is_flag=True, help="Do not compare source tables with their live upstream tables.")
-@click.option("--skip-sql", is_flag=True, help="Do not compile with the warehouse (even with --with-warehouse).")
+@click.option(
+    "--skip-sql",
+    is_flag=True,
+    help="Do not bind or compile the queries (even with --with-warehouse); compare select lists by name only.",
+)
 @click.option("--no-cache", is_flag=True, help="Parse every file again, ignoring the parse cache in .conveyor/cache/.")
 @click.option(
     "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True, help="Output format."

@@ -154,6 +154,20 @@ CODES: dict[str, Code] = _codes(
     ),
     ("output-column-unknown-type", "info", "warehouse", "The warehouse reports a type validate cannot compare."),
     (
+        "bind-failed",
+        "error",
+        "sql",
+        "The query does not bind against the designs (in an in-memory DuckDB): an unknown column, table or "
+        "function, or a type error such as 'a' + 1.",
+    ),
+    (
+        "not-bound",
+        "info",
+        "sql",
+        "A query was not bound: it reads a table outside the project, files, or a relation that failed, or "
+        "(PostgreSQL/Redshift) DuckDB cannot check it.",
+    ),
+    (
         "compile-failed",
         "error",
         "warehouse",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import sqlglot
 from sqlglot.tokens import TokenType
@@ -24,11 +25,28 @@ from conveyor.validate.problems import Problem, problem
 from conveyor.validate.typecompat import compare
 
 _NAME_TOKENS = (TokenType.VAR, TokenType.IDENTIFIER)
-# 'column "x" does not exist', 'column o.x does not exist' (PostgreSQL), 'Referenced column "x" not found',
-# 'Table "o" does not have a column named "x"' (DuckDB)
-_MISSING_COLUMN = re.compile(
-    r'column named "([^"]+)"|column "?([^"\s]+?)"?(?: \(.*?\))? (?:not found|does not exist)', re.IGNORECASE
+#: what an engine's error names, first match wins: a column, a function or a table (alias)
+_NAMED = tuple(
+    re.compile(pattern, re.IGNORECASE)
+    for pattern in (
+        # DuckDB: 'Table "o" does not have a column named "x"'
+        r'column named "([^"]+)"',
+        # DuckDB: 'Referenced column "x" not found'; PostgreSQL: 'column "x" does not exist', 'column o.x ...'
+        r'column "?([^"\s]+?)"?(?: \(.*?\))? (?:not found|does not exist)',
+        # DuckDB: 'Scalar Function with name lenn does not exist', '... is not in the catalog'
+        r'function with name "?([^"\s!]+?)"? (?:does not exist|is not in the catalog)',
+        # PostgreSQL: 'function lenn(text) does not exist'
+        r'function "?([^"\s(]+)"?\(.*?\) does not exist',
+        # DuckDB: 'Referenced table "x" not found', 'Table with name x does not exist'
+        r'referenced table "([^"]+)" not found',
+        r'table with name "?([^"\s!]+?)"? does not exist',
+        # PostgreSQL: 'missing FROM-clause entry for table "x"', 'relation "s.x" does not exist'
+        r'FROM-clause entry for table "([^"]+)"',
+        r'relation "([^"]+)" does not exist',
+    )
 )
+#: DuckDB's context: "LINE 3:   lenn(name) AS l" and a caret line under the place it means
+_CONTEXT = re.compile(r"^LINE (\d+): (.*)\n( *)\^", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -42,31 +60,89 @@ class Produced:
     """``native`` in the design vocabulary (None: not known, or no equivalent)."""
 
 
-def locate(sql: str, word: str, dialect: str) -> tuple[int, int] | None:
-    """Line and column (1-based) of the first token ``word`` (a name, any case) in ``sql``."""
+def locate(sql: str, word: str, dialect: str, line: int | None = None, after: int = 0) -> tuple[int, int] | None:
+    """Line and column (1-based) of the first token ``word`` (a name, any case) in ``sql``.
+
+    With ``line``, only tokens on that line count, the first at or after column ``after``
+    preferred.
+    """
     try:
         tokens = sqlglot.Dialect.get_or_raise(dialect).tokenize(sql)
     except Exception:  # a tokenizer failure: the position is a nicety, not needed
         return None
     wanted = word.lower()
+    found: list[tuple[int, int]] = []
     for token in tokens:
         if token.token_type in _NAME_TOKENS and token.text.lower() == wanted:
             width = token.end - token.start
-            return token.line, max(token.col - width, 1)
+            found.append((token.line, max(token.col - width, 1)))
+    if line is not None:
+        found = [place for place in found if place[0] == line]
+        later = [place for place in found if place[1] >= after]
+        found = later or found
+    return found[0] if found else None
+
+
+def named(text: str) -> str | None:
+    """The column, function or table an engine's error message names (the last part of a dotted name)."""
+    for pattern in _NAMED:
+        match = pattern.search(text)
+        if match:
+            return match.group(1).split(".")[-1]
     return None
 
 
-def locate_error(project: Project, relation: Relation, text: str) -> Location | None:
-    """Where in the relation's SQL file a warehouse error points, when it names a column."""
+def context_position(text: str, sql: str, prefix: int = 0) -> tuple[int, int | None] | None:
+    """Where DuckDB's ``LINE n:`` context and caret point, as (line, column) of ``sql``.
+
+    Args:
+        text: the error message.
+        sql: the statement text, as executed after ``prefix`` characters on its first line.
+        prefix: how many characters came before ``sql`` on the first line (e.g. ``EXPLAIN ``).
+    """
+    match = _CONTEXT.search(text)
+    if not match:
+        return None
+    line, shown = int(match.group(1)), match.group(2)
+    lines = sql.split("\n")
+    if not 1 <= line <= len(lines):
+        return None
+    caret = len(match.group(3)) - len(f"LINE {line}: ")
+    if shown.startswith("..."):
+        # a long line is shown as a window of it: find the window in the real line
+        body = shown[3:].removesuffix("...")
+        full = " " * prefix + lines[0] if line == 1 else lines[line - 1]
+        start = full.find(body)
+        if start < 0:
+            return line, None
+        caret += start - 3
+    column = caret - (prefix if line == 1 else 0)
+    return line, max(column, 0) + 1
+
+
+def locate_error(
+    project: Project, relation: Relation, text: str, executed: str | None = None, prefix: int = 0
+) -> Location | None:
+    """Where in the relation's SQL file an engine's error points.
+
+    Args:
+        text: the error message.
+        executed: the statement the engine ran, when it is the file's text as written (after
+            ``prefix`` characters): DuckDB's ``LINE n:`` context then gives the line and column.
+            Otherwise the first place the error's column, function or table is named is used.
+    """
     if relation.sql_path is None or relation.sql is None:
         return None
     shown = str(relation.sql_path.relative_to(project.root))
-    match = _MISSING_COLUMN.search(text)
-    if match:
-        name = match.group(1) or match.group(2)
-        found = locate(relation.sql, name.split(".")[-1], project.dialect)
+    position = context_position(text, executed, prefix) if executed is not None else None
+    name = named(text)
+    if name:
+        line, column = position or (None, None)
+        found = locate(relation.sql, name, project.dialect, line, column or 0)
         if found:
             return Location(shown, *found)
+    if position:
+        return Location(shown, *position)
     return Location(shown)
 
 
@@ -145,17 +221,21 @@ def compare_columns(
             relation=relation.name,
             check=check,
         )
-    yield from _types(relation, design, by_name, key)
+    yield from _types(relation, design, by_name, key, check)
 
 
 def _types(
-    relation: Relation, design: Sequence[ColumnDesign], by_name: dict[str, Produced], key: Callable[[str], str]
+    relation: Relation,
+    design: Sequence[ColumnDesign],
+    by_name: dict[str, Produced],
+    key: Callable[[str], str],
+    check: str,
 ) -> Iterator[Problem]:
     for index, column in enumerate(design):
         found = by_name.get(key(column.name))
         if found is None or column.type is None or found.native is None:
             continue
-        wanted = parse_type(column.type)
+        wanted = _parsed(column.type)
         if found.type is None:
             yield problem(
                 "output-column-unknown-type",
@@ -163,6 +243,7 @@ def _types(
                 f"compare with the design's {wanted}.",
                 location=relation.location("columns", index, "type"),
                 relation=relation.name,
+                check=check,
             )
             continue
         verdict = compare(found.type, wanted)
@@ -175,6 +256,7 @@ def _types(
                 hint=f"Cast it in the SELECT list (CAST(... AS {wanted.render('postgres')})), "
                 "or fix the design's type.",
                 relation=relation.name,
+                check=check,
                 details={"column": column.name, "produced": found.native, "design": str(wanted)},
             )
         elif verdict == "narrowing":
@@ -185,8 +267,13 @@ def _types(
                 location=relation.location("columns", index, "type"),
                 hint="Widen the design's type, or cast in the SELECT list if every value fits.",
                 relation=relation.name,
+                check=check,
                 details={"column": column.name, "produced": found.native, "design": str(wanted)},
             )
+
+
+_parsed = lru_cache(maxsize=4096)(parse_type)
+"""Design types, parsed once each (SqlType is immutable)."""
 
 
 def _shown(project: Project, relation: Relation) -> str:

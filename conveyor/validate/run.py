@@ -6,7 +6,10 @@
 2. designs: semantic checks of each selected design (:data:`~conveyor.validate.designs.DESIGN_CHECKS`)
    and of how its source tables are extracted (:mod:`~conveyor.validate.jobs`).
 3. dependencies: ``depends_on`` entries the SQL does not need.
-4. sql: explicit select lists against the design's columns (when the warehouse does not compile).
+4. sql: every selected query bound against the designs in an in-memory DuckDB
+   (:mod:`~conveyor.validate.bind`); explicit select lists against the design's columns
+   where binding cannot tell. With ``warehouse=ENV`` the warehouse compiles instead (6);
+   ``sql=False`` compares select lists only.
 5. sources: upstream drift (``sources=False`` skips it).
 6. warehouse: the selection built empty in a throwaway warehouse (``warehouse=ENV``; ``sql=False`` skips it).
 """
@@ -18,9 +21,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from conveyor.errors import Location, SelectionError
-from conveyor.project import LoadResult, Project
+from conveyor.project import LoadResult, Project, Relation
+from conveyor.validate.bind import check_sql
 from conveyor.validate.columns import static_columns
-from conveyor.validate.compile import check_warehouse
 from conveyor.validate.dependencies import depends_on
 from conveyor.validate.designs import DESIGN_CHECKS
 from conveyor.validate.drift import check_sources
@@ -44,9 +47,10 @@ def validate(
         selection: selection terms, as for ``conveyor ls``; empty means every relation. Problems
             of the project's files are reported whatever the selection.
         sources: compare selected source tables with their live upstream tables.
-        sql: compile with the warehouse when ``warehouse`` is given (False skips that slow part).
+        sql: bind every query in an in-memory DuckDB, or compile it with the warehouse when
+            ``warehouse`` is given (False compares explicit select lists only).
         warehouse: an environment name: build the selection empty in a throwaway copy of it.
-        cache: read and write the parse cache in ``.conveyor/cache/``.
+        cache: read and write the parse and bind caches in ``.conveyor/cache/``.
 
     Returns:
         The report; ``report.exit_code`` is 2 when there is an error, else 0.
@@ -57,13 +61,20 @@ def validate(
     report.extend(_load_problems(loaded))
     project = loaded.project
     if project is not None:
-        _check(project, selection, report, sources=sources, sql=sql, warehouse=warehouse)
+        _check(project, selection, report, sources=sources, sql=sql, warehouse=warehouse, cache=bool(cache))
     report.seconds = time.perf_counter() - began
     return report
 
 
 def _check(
-    project: Project, selection: Sequence[str], report: Report, *, sources: bool, sql: bool, warehouse: str | None
+    project: Project,
+    selection: Sequence[str],
+    report: Report,
+    *,
+    sources: bool,
+    sql: bool,
+    warehouse: str | None,
+    cache: bool,
 ) -> None:
     report.order = {name: index for index, name in enumerate(project.dag.order())}
     try:
@@ -86,10 +97,9 @@ def _check(
     compile_now = warehouse is not None and sql
     if not compile_now:
         report.checks.append("sql")
-        for relation in selected:
-            report.extend(static_columns(project, relation))
-    if warehouse is not None and not sql:
-        report.notes.append("--skip-sql: the warehouse did not compile anything.")
+        _sql(project, selected, report, bind=sql, cache=cache)
+    if not sql:
+        report.notes.append("--skip-sql: no query was bound or compiled; select lists were compared by name.")
 
     if sources:
         report.checks.append("sources")
@@ -100,8 +110,22 @@ def _check(
 
     if compile_now:
         assert warehouse is not None
+        from conveyor.validate.compile import check_warehouse  # the warehouse's modules, only when asked
+
         report.checks.append("warehouse")
         report.extend(check_warehouse(project, selected, warehouse))
+
+
+def _sql(project: Project, selected: list[Relation], report: Report, *, bind: bool, cache: bool) -> None:
+    """Bind the queries (unless ``bind`` is off); compare select lists by name where binding could not."""
+    unchecked = {r.name for r in selected}
+    if bind:
+        found = check_sql(project, selected, cache=cache)
+        report.extend(found.problems)
+        unchecked = found.unchecked
+    for relation in selected:
+        if relation.name in unchecked:
+            report.extend(static_columns(project, relation))
 
 
 def _load_problems(loaded: LoadResult) -> list[Problem]:

@@ -25,6 +25,7 @@ boolean, uuid, bytes, interval and json. Arrays compare element by element.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Literal
 
 from conveyor.design.types import SqlType, parse_type
@@ -77,6 +78,7 @@ _EXTRA = {"hugeint", "uhugeint"}
 _PARAMS = re.compile(r"^(?P<name>[a-z_][a-z0-9_ ]*?)\s*(?:\((?P<args>[^)]*)\))?\s*(?P<array>(?:\[\d*\])*)$")
 
 
+@lru_cache(maxsize=4096)  # a project repeats a few types many times; SqlType is immutable
 def native_type(text: str, dialect: str) -> SqlType | None:
     """Read a type as a warehouse (or catalog) spells it; None when it has no design equivalent.
 

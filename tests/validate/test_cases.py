@@ -15,7 +15,13 @@ from .conftest import CliResult, case_names, spec_of
 
 ALL = case_names()
 #: cases also run through the console command (a subprocess), in both output formats
-THROUGH_CLI = ["missing-dependency", "unneeded-depends-on", "selection-unknown-tag", "warehouse-missing-column"]
+THROUGH_CLI = [
+    "missing-dependency",
+    "unneeded-depends-on",
+    "selection-unknown-tag",
+    "warehouse-missing-column",
+    "bind-unknown-column",
+]
 
 
 def _pretend_missing(spec: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:

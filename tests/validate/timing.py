@@ -1,9 +1,9 @@
-"""Time ``conveyor validate`` on a generated project: cold (no parse cache) and warm, in process and as a command.
+"""Time ``conveyor validate`` on a generated project: cold (no caches) and warm, in process and as a command.
 
     .venv/bin/python -m tests.validate.timing --relations 1000 --runs 5
 
 In process, ``validate()`` is timed alone (imports excluded), wall and CPU seconds, median of
-the runs; "cold" removes the parse cache before each run. As a command, the whole process
+the runs; "cold" removes the parse and bind caches before each run. As a command, the whole process
 is timed (interpreter start and imports included). Upstream drift is included in a separate
 line (50 SQLite source tables); the rest use ``sources=False`` (``--skip-sources``).
 """
@@ -23,6 +23,7 @@ from pathlib import Path
 
 from conveyor.project import CACHE_FILE
 from conveyor.validate import validate
+from conveyor.validate.bindcache import BIND_CACHE_FILE
 
 from .conftest import SHIM
 from .genproject import generate
@@ -55,10 +56,10 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
     root = generate(Path(tempfile.mkdtemp(prefix="conveyor-timing-")) / "project", args.relations)
-    cache = root / CACHE_FILE
 
     def cold() -> None:
-        cache.unlink(missing_ok=True)
+        for cache in (CACHE_FILE, BIND_CACHE_FILE):
+            (root / cache).unlink(missing_ok=True)
 
     def nothing() -> None:
         return None

@@ -1,0 +1,2 @@
+SELECT customer_id, name, revenue
+FROM mart.big_customers
