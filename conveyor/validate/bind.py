@@ -144,6 +144,9 @@ class MemoryTarget(Target):
                 "python_enable_replacements": False,  # a missing table is never a Python variable of this module
             }
             self._con = duckdb.connect(":memory:", config=config)
+            for catalog in sorted(self.project.catalogs)[:1]:
+                # names qualified with the warehouse's own database ("db"."schema"."t") bind here too
+                self._con.execute(f"ATTACH ':memory:' AS {quote(catalog)}; USE {quote(catalog)}")
             schemas = {r.schema for r in self.project.relations.values()}
             schemas |= set(self.project.settings.defaults.search_path)
             self._con.execute(";\n".join(f"CREATE SCHEMA IF NOT EXISTS {quote(s)}" for s in sorted(schemas)))
@@ -201,7 +204,12 @@ class MemoryTarget(Target):
             except duckdb.Error as exc:
                 raise Rejected(f"a table it reads cannot be made in DuckDB ({exc})", certain=False) from None
             self.created.update(todo)
-        if any(ref.schema is None and ref.catalog is None for ref in relation.references or ()):
+        refs = relation.references
+        if (
+            relation.unparsed is not None
+            or refs is None
+            or any(ref.schema is None and ref.catalog is None for ref in refs)
+        ):
             path = ",".join(quote(s) for s in (relation.schema, *self.project.settings.defaults.search_path))
             if path != self._path:
                 self.con.execute(f"SET search_path = '{path.replace(chr(39), chr(39) * 2)}'")

@@ -119,7 +119,12 @@ class Reads:
     def __call__(self, relation: Relation) -> list[str]:
         found = self.memo.get(relation.name)
         if found is None:
-            names = (resolve(r, relation.schema, self.search_path, self.known) for r in relation.references or ())
+            if relation.unparsed is not None or relation.references is None:
+                # sqlglot could not parse it (or there is no SQL): what it reads is its depends_on
+                found = self.memo[relation.name] = list(relation.dependencies)
+                return found
+            catalogs = self.project.catalogs
+            names = (resolve(r, relation.schema, self.search_path, self.known, catalogs) for r in relation.references)
             found = self.memo[relation.name] = [name for name in names if name is not None]
         return found
 

@@ -77,3 +77,14 @@ def test_only_the_names_change_in_the_text() -> None:
     sql = 'select "db".s.t.x, db.s.t.y /* db.s.t */ from "db"."s"."t" -- db.s.t\n'
     out = splice_tables(sql, parse_sql(sql), {"s.t": "s$staging.t"}, own_schema="s", known={"s.t"}, catalogs={"db"})
     assert out == 'select "s$staging".t.x, "s$staging".t.y /* db.s.t */ from "s$staging"."t" -- db.s.t\n'
+
+
+def test_plain_validate_binds_names_with_the_own_database(make_project: Callable[..., Path]) -> None:
+    """The in-memory binder takes the warehouse's database name, so such names bind as a load binds them."""
+    from conveyor.validate import validate
+
+    designs = {**QUALIFIED, "dia/typo.yaml": "name: dia.typo\nkind: view\n"}
+    designs["dia/typo.sql"] = "SELECT amountt FROM warehouse.shop.orders\n"
+    report = validate(make_project(designs=designs), sources=False)
+    found = [(p.code, str(p.location)) for p in report.problems if p.severity == "error"]
+    assert found == [("bind-failed", "schemas/dia/typo.sql:1:8")], [p.render() for p in report.problems]
