@@ -142,7 +142,7 @@ def test_postgres_every_type_round_trips_exactly(tmp_path: Path, pg, pg_dsn: str
     bootstrap_and_extract(root)
     expected = pg_upstream(pg)
 
-    manifest = lake(root).latest("up", "public.everything")
+    manifest = lake(root).latest("up", "up.everything")
     assert manifest is not None
     schema = manifest.arrow_schema
     assert schema.field("d").type == pa.decimal128(12, 2)
@@ -152,7 +152,7 @@ def test_postgres_every_type_round_trips_exactly(tmp_path: Path, pg, pg_dsn: str
     assert schema.field("tz").type == pa.timestamp("us", tz="UTC")
     assert schema.field("ts").type == pa.timestamp("us")
     assert schema.field("ai").type == pa.list_(pa.int32())
-    compare(expected, parquet_rows(root, "public.everything", PG_NAMES), PG_NAMES, PG_KINDS)
+    compare(expected, parquet_rows(root, "up.everything", PG_NAMES), PG_NAMES, PG_KINDS)
     # the offsets were turned into the right instants, microseconds intact
     row1 = manifest_table(manifest).sort_by("id").to_pylist()[0]
     assert row1["tz"] == datetime(2024, 1, 1, 21, 34, 5, 123456, tzinfo=UTC)
@@ -184,12 +184,12 @@ def test_postgres_wide_decimals_reach_the_lake_exactly(tmp_path: Path, pg, pg_ds
     )
     root = write_project(tmp_path / "p", "postgres")
     bootstrap_and_extract(root)
-    manifest = lake(root).latest("up", "public.wide")
+    manifest = lake(root).latest("up", "up.wide")
     assert manifest is not None
     assert manifest.arrow_schema.field("w").type == pa.decimal256(76, 38)
     assert manifest.arrow_schema.field("free").type == pa.decimal128(38, 9)
     expected = pg.execute("SELECT id, w, free FROM wide ORDER BY id").fetchall()
-    compare(expected, parquet_rows(root, "public.wide", ["id", "w", "free"]), ["id", "w", "free"], {})
+    compare(expected, parquet_rows(root, "up.wide", ["id", "w", "free"]), ["id", "w", "free"], {})
 
     from conveyor import api
 
@@ -215,7 +215,7 @@ def test_postgres_interval_is_extracted_or_refused_by_name(tmp_path: Path, pg, p
         outcome = extract(root)
         failed = outcome.extract.failed[0].error if outcome.extract and outcome.extract.failed else None
     if failed is None:  # extracted: it must be exact
-        rows = parquet_rows(root, "public.waits", ["id", "waited"])
+        rows = parquet_rows(root, "up.waits", ["id", "waited"])
         assert rows == [(1, pa.MonthDayNano([1, 2, 3000]))]
     else:  # refused: the error must say which column and type
         assert '"waited"' in failed and "interval" in failed, failed
@@ -289,7 +289,7 @@ def test_mariadb_every_type_round_trips_exactly(tmp_path: Path, my, my_db: str, 
     bootstrap_and_extract(root)
     expected = my_upstream(my)
 
-    lake_table = f"{my_db}.everything"
+    lake_table = "up.everything"
     manifest = lake(root).latest("up", lake_table)
     assert manifest is not None
     schema = manifest.arrow_schema
@@ -328,8 +328,8 @@ def test_mariadb_decimal_65_30_reaches_the_lake_exactly(tmp_path: Path, my, my_d
     )
     root = write_project(tmp_path / "p", "mysql", settings=only_schema(my_db))
     bootstrap_and_extract(root)
-    manifest = lake(root).latest("up", f"{my_db}.wide")
+    manifest = lake(root).latest("up", "up.wide")
     assert manifest is not None and manifest.arrow_schema.field("w").type == pa.decimal256(65, 30)
     expected = my("SELECT id, w FROM wide ORDER BY id")
     assert expected[0][1] == Decimal("-99999999999999999999999999999999999.999999999999999999999999999999")
-    compare(expected, parquet_rows(root, f"{my_db}.wide", ["id", "w"]), ["id", "w"], {})
+    compare(expected, parquet_rows(root, "up.wide", ["id", "w"]), ["id", "w"], {})

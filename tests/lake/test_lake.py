@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from conveyor.errors import LakeError
-from conveyor.lake.lake import Lake, PartWriter, new_extract_id
+from conveyor.lake.lake import Lake, PartWriter, decode_name, new_extract_id
 from conveyor.lake.manifest import MANIFEST, Manifest, read_manifest, write_manifest
 
 SCHEMA = pa.schema([pa.field("id", pa.int64()), pa.field("name", pa.string())])
@@ -36,7 +36,8 @@ def commit(folder: Path, rows: int = 10, *, part_rows: int = 1000) -> Manifest:
     writer.write(batch(0, rows))
     parts = writer.close()
     now = datetime.now(UTC).isoformat()
-    manifest = Manifest(folder.name, "src", "main.t", "s.t", parts, SCHEMA, "SELECT 1", now, now)
+    relation = decode_name(folder.parent.name)  # a relation's folder holds its own extracts
+    manifest = Manifest(folder.name, "src", "main.t", relation, parts, SCHEMA, "SELECT 1", now, now)
     write_manifest(folder, manifest)
     return read_manifest(folder)
 
@@ -73,8 +74,8 @@ def test_nothing_committed(tmp_path: Path) -> None:
     assert lake.committed("src", "main.t") == []
     assert lake.latest("src", "other") is None
     with pytest.raises(LakeError) as info:
-        lake.require_latest("src", "main.t", "s.t")
-    assert "conveyor extract s.t" in info.value.render()
+        lake.require_latest("src", "main.t")
+    assert "conveyor extract main.t" in info.value.render()
     assert info.value.exit_code == 2
 
 
@@ -211,7 +212,7 @@ def test_killed_extract_leaves_nothing_visible_and_rerun_commits_once(
     make_project: Callable[..., Path], cli: Callable[..., object]
 ) -> None:
     root = _big_project(make_project)
-    table = root / "lake" / "data" / "shop" / "main.big"
+    table = root / "lake" / "data" / "shop" / "shop.big"
     env = {**os.environ, "COLUMNS": "200"}
     env.pop("CONVEYOR_PROJECT", None)
     process = subprocess.Popen(
@@ -234,14 +235,14 @@ def test_killed_extract_leaves_nothing_visible_and_rerun_commits_once(
     assert process.returncode == -signal.SIGKILL
 
     lake = Lake(root / "lake")
-    assert lake.latest("shop", "main.big") is None
-    assert lake.committed("shop", "main.big") == []
+    assert lake.latest("shop", "shop.big") is None
+    assert lake.committed("shop", "shop.big") == []
     leftovers = [p for p in table.iterdir() if p.is_dir()]
     assert len(leftovers) == 1 and not (leftovers[0] / MANIFEST).exists()  # the crash's parts, uncommitted
 
     again = cli("-q", "extract", "shop.big", cwd=root)
     assert again.code == 0, again.stderr
-    committed = lake.committed("shop", "main.big")
+    committed = lake.committed("shop", "shop.big")
     assert len(committed) == 1
     assert committed[0].rows == BIG_ROWS
     assert len(committed[0].files) == BIG_ROWS // 1000
