@@ -119,8 +119,11 @@ class SqliteSource(Source):
         SQLite reads a double-quoted name that is no column as a string literal, so a read
         alone would load a misspelt column's own name into every row: check first.
         """
-        with self.connect() as con:
-            info = con.execute(f"PRAGMA {self.quote(schema)}.table_xinfo({self.quote(table)})").fetchall()
+        try:
+            with self.connect() as con:
+                info = con.execute(f"PRAGMA {self.quote(schema)}.table_xinfo({self.quote(table)})").fetchall()
+        except sqlite3.Error:
+            info = []  # e.g. an unknown schema: the table does not exist either
         if not info:
             known = [f"{s}.{t}" for s, t in self.list_tables()]
             raise ExtractError(
