@@ -173,7 +173,10 @@ class Project:
         return self.resolve_dsn(self.settings.environments[name].dsn, ("environments", name, "dsn"))
 
     def lake_table(self, relation: Relation) -> str:
-        """The folder name of a source relation in the lake: ``<upstream schema>.<table>``."""
+        """``<upstream schema>.<table>``: the lake folder of a source relation before relations owned theirs.
+
+        The lake reads a relation's old extracts there (only manifests of that relation).
+        """
         schema, table = self.upstream_table(relation)
         return f"{schema}.{table}" if schema else table
 

@@ -200,8 +200,8 @@ def extract_tables(
 @format_option
 @pass_options
 def status(options: Options, source: str | None, fmt: str) -> None:
-    """Show the extract tracking table: per (source, table) the latest status, last success,
-    rows, bytes, watermark and error."""
+    """Show the extract tracking table: per (source, relation) the upstream table, the latest
+    status, last success, rows, bytes, watermark and error."""
     project = _project(options)
     store = api.open_tracking(project)
     try:
@@ -212,11 +212,12 @@ def status(options: Options, source: str | None, fmt: str) -> None:
         print_json([{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in vars(r).items()} for r in rows])
         return
     print_table(
-        ["source", "table", "status", "last success", "rows", "bytes", "watermark", "error"],
+        ["source", "relation", "upstream", "status", "last success", "rows", "bytes", "watermark", "error"],
         [
             (
                 r.source,
                 r.table_name,
+                r.upstream_table or "(legacy)",
                 r.status,
                 r.last_success_at.astimezone().strftime("%Y-%m-%d %H:%M:%S") if r.last_success_at else "",
                 "" if r.rows is None else f"{r.rows:,}",

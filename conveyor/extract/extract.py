@@ -12,15 +12,19 @@ import json
 import threading
 import time
 from concurrent.futures import Executor, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import tenacity
 
 from conveyor.config.secrets import scrub
+from conveyor.design.types import parse_type
 from conveyor.errors import ConveyorError, TransientError
+from conveyor.extract import incremental
 from conveyor.extract.jobs import ExtractJob
+from conveyor.extract.overlap import drop_reread_rows
 from conveyor.extract.runners import RunnerInput, RunnerOutput, runner_for
 from conveyor.lake.lake import Lake
 from conveyor.lake.manifest import Manifest, write_manifest
@@ -114,9 +118,9 @@ def _commit(ctx: RunContext, job: ExtractJob, pool: Executor | None) -> Manifest
     lake = lake_of(ctx)
     dsn = ctx.project.source_dsn(job.source)
     started = datetime.now(UTC)
-    with lake.writing(job.source, job.lake_table) as folder:
+    with lake.writing(job.source, job.relation) as folder:
         extract_id = folder.name
-        ctx.tracking.start_extract(ctx.run_id, job.source, job.lake_table, extract_id)
+        ctx.tracking.start_extract(ctx.run_id, job.source, job.relation, extract_id, upstream_table=job.upstream_name)
         try:
             given = RunnerInput(
                 folder,
@@ -130,10 +134,11 @@ def _commit(ctx: RunContext, job: ExtractJob, pool: Executor | None) -> Manifest
                 workers=ctx.jobs,
             )
             output = _with_retries(ctx, job, given)
+            output = _without_overlap(lake, job, folder, output, settings.lake.compression)
             manifest = Manifest(
                 extract_id=extract_id,
                 source=job.source,
-                upstream_table=job.lake_table,
+                upstream_table=job.upstream_name,
                 relation=job.relation,
                 files=output.parts,
                 arrow_schema=output.schema,
@@ -161,7 +166,7 @@ def _commit(ctx: RunContext, job: ExtractJob, pool: Executor | None) -> Manifest
         watermark_low=_watermark_text(manifest, "low"),
         watermark_high=_watermark_text(manifest, "value"),
     )
-    lake.prune(job.source, job.lake_table, settings.lake.keep)
+    lake.prune(job.source, job.relation, settings.lake.keep, legacy=job.upstream_name)
     return manifest
 
 
@@ -178,22 +183,41 @@ def _watermark_text(manifest: Manifest, key: str) -> str | None:
 
 
 def _previous_watermark(ctx: RunContext, lake: Lake, job: ExtractJob) -> dict[str, Any] | None:
-    """The committed high-water mark to continue from.
+    """The committed high-water mark of this relation to continue from.
 
-    The lake's newest manifest is the truth: the tracking store is updated just after a
-    manifest is committed, so after a crash in between it may lag behind by one extract.
-    Whichever names the later extract wins; the watermark never runs ahead of the lake.
+    The lake's newest manifest of the relation is the truth: the tracking store is updated
+    just after a manifest is committed, so after a crash in between it may lag behind by
+    one extract. Whichever names the later extract wins; the watermark never runs ahead of
+    the lake. Tracking rows written before relations owned their rows (no
+    ``upstream_table``) belong to an upstream table, not to this relation, and are ignored.
     """
     if job.full or not job.incremental_cursor:
         return None
-    latest = lake.latest(job.source, job.lake_table)
+    latest = lake.latest(job.source, job.relation, legacy=job.upstream_name)
     if latest is None:
         return None  # nothing in the lake to build on: start with a full extract
     if latest.watermark and latest.watermark.get("cursor") == job.incremental_cursor:
         return latest.watermark
-    stored = json.loads(ctx.tracking.watermark(job.source, job.lake_table) or "null")
+    state = ctx.tracking.extract_state(job.source, job.relation)
+    own = state[0] if state and state[0].upstream_table is not None else None
+    stored = json.loads(own.watermark) if own and own.watermark else None
     # a watermark of another cursor says nothing about this one: start with a full extract
     return stored if stored and stored.get("cursor") == job.incremental_cursor else None
+
+
+def _without_overlap(lake: Lake, job: ExtractJob, folder: Path, output: RunnerOutput, compression: str) -> RunnerOutput:
+    """Without a primary key, take the rows an increment re-read out of it (see overlap.py).
+
+    With a key the re-read rows stay: a load merges them by key, and a row changed within
+    the watermark's cursor tick must replace its old version.
+    """
+    mark = output.watermark
+    if job.primary_key or not output.incremental or not mark or mark.get("low") is None or not output.parts:
+        return output
+    low = incremental.decode(mark["low"], parse_type(mark["type"]))
+    chain = lake.chain(job.source, job.relation, legacy=job.upstream_name)
+    parts = drop_reread_rows(folder, output.parts, output.schema, chain, mark["cursor"], low, compression)
+    return replace(output, parts=parts)
 
 
 def _with_retries(ctx: RunContext, job: ExtractJob, given: RunnerInput) -> RunnerOutput:

@@ -7,7 +7,7 @@ ISO-8601 with microseconds (and offset for ``timestamptz``). It is turned back i
 Python value of that type before it is bound as a query parameter, so nothing passes
 through a float.
 
-The high-water mark is the largest cursor value among the rows actually written. It is
+The high-water mark is the largest cursor value among the rows actually read. It is
 recorded in the manifest and, only after the manifest is committed, in the tracking store.
 """
 
@@ -87,7 +87,7 @@ def parse_lag(lag: str | int | None, sql_type: SqlType, relation: str) -> Any:
 
 
 def lower_bound(previous: dict[str, Any] | None, sql_type: SqlType, lag: Any) -> Any:
-    """The exclusive lower bound of the next read: the previous high-water mark minus the lag."""
+    """The inclusive lower bound of the next read: the previous high-water mark minus the lag."""
     if not previous or previous.get("value") is None:
         return None
     value = decode(previous["value"], sql_type)

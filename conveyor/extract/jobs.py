@@ -73,6 +73,7 @@ class ExtractJob:
     partitions: int | None = None
     incremental_cursor: str | None = None
     incremental_lag: str | int | None = None
+    primary_key: tuple[str, ...] = ()
     command: str | None = None
     full: bool = False
     options: dict[str, Any] = field(default_factory=dict)
@@ -80,8 +81,12 @@ class ExtractJob:
     """The source's zero_dates setting (MySQL zero dates read as NULL, or an error)."""
 
     @property
-    def lake_table(self) -> str:
-        """The table's folder name in the lake: ``<schema>.<table>``."""
+    def upstream_name(self) -> str:
+        """The upstream table as ``<schema>.<table>``.
+
+        Lakes written before relations owned their folders kept extracts under this name;
+        the lake still reads this relation's manifests there (``legacy``), never writes there.
+        """
         return f"{self.upstream_schema}.{self.upstream_table}" if self.upstream_schema else self.upstream_table
 
     def to_json(self) -> str:
@@ -109,17 +114,18 @@ def _apply_event(project: Project, relations: list[Relation], event: ExtractEven
         relations = [r for r in relations if r.source == event.source]
     if event.tables is None:
         return relations
-    by_name: dict[str, Relation] = {}
+    # an upstream name selects every design over that table (two designs may read one table)
+    by_name: dict[str, list[Relation]] = {}
     for relation in relations:
         schema, table = project.upstream_table(relation)
-        for alias in (relation.name, relation.table, f"{schema}.{table}" if schema else table):
-            by_name.setdefault(alias, relation)
+        for alias in dict.fromkeys((relation.name, relation.table, f"{schema}.{table}" if schema else table)):
+            by_name.setdefault(alias, []).append(relation)
     chosen: list[Relation] = []
     for name in event.tables:
         if name not in by_name:
             raise UserError(f'the event names table "{name}", which has no design.' + did_you_mean(name, by_name))
-        if by_name[name] not in chosen:
-            chosen.append(by_name[name])
+        exact = [r for r in by_name[name] if r.name == name]
+        chosen.extend(r for r in exact or by_name[name] if r not in chosen)
     return chosen
 
 
@@ -142,6 +148,7 @@ def _job(project: Project, relation: Relation, full: bool) -> ExtractJob:
         partitions=design.extract.partitions,
         incremental_cursor=incremental.cursor if incremental else None,
         incremental_lag=incremental.lag if incremental else None,
+        primary_key=tuple(design.constraints.primary_key),
         command=design.extract.command,
         full=full,
         options={"spark": source.spark.model_dump(exclude_none=True)} if source.spark else {},

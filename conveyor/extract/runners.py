@@ -26,13 +26,14 @@ import pyarrow.parquet as pq
 
 from conveyor.config.secrets import scrub
 from conveyor.design.types import parse_type
-from conveyor.errors import ExtractError, UserError
+from conveyor.errors import ExtractError, UserError, did_you_mean
 from conveyor.extract import incremental
 from conveyor.extract.jobs import ExtractJob
 from conveyor.lake.lake import PartWriter
 from conveyor.lake.manifest import PartFile
 from conveyor.sources import open_source, partition
 from conveyor.sources.base import ReadRequest, Source
+from conveyor.sources.typemap import missing_column_error
 
 T = TypeVar("T")
 
@@ -97,7 +98,13 @@ class IncrementalPlan:
 
 
 def plan_incremental(job: ExtractJob, source: Source, previous: dict[str, Any] | None) -> IncrementalPlan:
-    """Build the predicate ``cursor > previous high-water mark - lag`` (none for a full read)."""
+    """Build the predicate ``cursor >= previous high-water mark - lag`` (none for a full read).
+
+    The bound is inclusive: rows that share the high-water mark's cursor value but arrived
+    after the previous extract (same second, same id tick) are read. The rows read again are
+    merged by primary key at load, or, without a key, taken out before the commit
+    (conveyor/extract/overlap.py).
+    """
     if not job.incremental_cursor:
         return IncrementalPlan(None, (), None)
     cursor_type = incremental.cursor_type(job.columns, job.incremental_cursor, job.relation)
@@ -107,8 +114,30 @@ def plan_incremental(job: ExtractJob, source: Source, previous: dict[str, Any] |
     low = None if job.full else incremental.lower_bound(previous, cursor_type, lag)
     if low is None:
         return IncrementalPlan(None, (), high_water)
-    where = f"{source.quote(job.incremental_cursor)} > {source.PLACEHOLDER}"
+    where = f"{source.quote(job.incremental_cursor)} >= {source.PLACEHOLDER}"
     return IncrementalPlan(where, (low,), high_water, low)
+
+
+def check_columns(job: ExtractJob, source: Source, request: ReadRequest) -> None:
+    """Every column the read names (the design's columns and ``split_by``) exists upstream.
+
+    Runs before any row is read. Some engines would not fail on their own: SQLite reads an
+    unknown double-quoted name as a string literal, and a table small enough to be read in
+    one partition never looks at ``split_by`` at all.
+    """
+    known = source.column_names(request.schema, request.table)
+    if known is None:
+        return
+    keys = {source.column_key(name) for name in known}
+    for name, _ in request.columns:
+        if source.column_key(name) not in keys:
+            raise missing_column_error(source.name, request.schema, request.table, name, known)
+    if job.split_by is not None and source.column_key(job.split_by) not in keys:
+        raise ExtractError(
+            f'extract.split_by of "{job.relation}" names column "{job.split_by}", which does not exist in table '
+            f'"{request.schema}.{request.table}" of source "{source.name}".' + did_you_mean(job.split_by, known),
+            hint="Name an upstream column (a not-null key) in extract.split_by, or remove it.",
+        )
 
 
 def combine(*conditions: str | None) -> str | None:
@@ -141,6 +170,7 @@ class ArrowRunner(Runner):
                 params=inc.params,
                 batch_rows=given.batch_rows,
             )
+            check_columns(job, source, request)
             count = _partition_count(job, source, request, given.workers)
             with source.snapshot() if count > 1 else nullcontext(None) as snapshot:
                 requests = partition.split(source, request, job.split_by, dict(columns).get(job.split_by or ""), count)
@@ -288,7 +318,7 @@ class CommandRunner(Runner):
             "folder": str(folder),
             "relation": job.relation,
             "source": job.source,
-            "table": job.lake_table,
+            "table": job.upstream_name,
         }
         try:
             return [part.format(**values) for part in shlex.split(job.command or "")]

@@ -2,7 +2,7 @@
 
 Conveyor plans the read here, with the source's own catalog and drivers: the columns and
 the SQL that selects each one in a form Spark reads exactly (its "wire" form), the
-incremental predicate (the same ``cursor > watermark - lag`` the ``arrow`` runner builds),
+incremental predicate (the same ``cursor >= watermark - lag`` the ``arrow`` runner builds),
 the partitions (Spark's ``partitionColumn``/``lowerBound``/``upperBound``/``numPartitions``
 from the source's ``min_max`` for integer, date and timestamp keys; ``predicates`` at the
 source's quantiles for other keys) and, on PostgreSQL, one exported snapshot that every
@@ -56,6 +56,7 @@ from conveyor.extract.runners import (
     Runner,
     RunnerInput,
     RunnerOutput,
+    check_columns,
     combine,
     plan_incremental,
     run_tasks,
@@ -574,6 +575,7 @@ class SparkRunner(Runner):
                 params=inc.params,
                 batch_rows=given.batch_rows,
             )
+            check_columns(job, source, request)
             engine = ENGINES[job.source_type](source, request)
             count = partition_count(job, source, request)
             key_type = dict(columns).get(job.split_by or "")

@@ -1,9 +1,19 @@
-"""The lake: ``<lake>/data/<source>/<schema>.<table>/<extract-id>/part-*.parquet``.
+"""The lake: ``<lake>/data/<source>/<relation>/<extract-id>/part-*.parquet``.
 
-Extract folders are immutable once committed. Extract ids sort by time, so the newest
-committed extract of a table is the last folder (in name order) that has a manifest.
-Writers of one table take an exclusive lock file, so two extracts of the same table never
-clean up each other's work; the lock is released by the kernel if the holder dies.
+Each relation (design name, e.g. ``shop.rental``) owns its folder: its extracts, its writer
+lock, its watermark. Two designs over one upstream table never share anything. Extract
+folders are immutable once committed. Extract ids sort by time, so the newest committed
+extract is the last folder (in name order) with a manifest for that relation. Writers of
+one relation take an exclusive lock file, so two extracts of the same relation never clean
+up each other's work; the kernel releases the lock if the holder dies.
+
+Every name used as a path component is encoded (:func:`encode_name`) and every built path
+is checked to stay inside the lake (:meth:`Lake.inside`), so no upstream or design name can
+reach outside it.
+
+Lakes written before relations owned their folders keep extracts under the upstream
+``<schema>.<table>`` name. Readers still take them, but only manifests whose ``relation``
+is the relation asked for (see ``legacy`` below), so nothing is mixed and no migration runs.
 """
 
 from __future__ import annotations
@@ -19,12 +29,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
+from urllib.parse import unquote
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from conveyor.errors import LakeError
 from conveyor.lake.manifest import MANIFEST, Manifest, PartFile, fsync_dir, read_manifest
+
+#: characters that cannot appear in a path component as they are; each is percent-encoded
+_ENCODED = {"%": "%25", "/": "%2F", "\\": "%5C", "\x00": "%00"}
+#: the longest file name Linux and macOS file systems accept, in bytes
+_NAME_MAX = 255
 
 
 def new_extract_id(now: datetime | None = None) -> str:
@@ -33,81 +49,154 @@ def new_extract_id(now: datetime | None = None) -> str:
     return f"{stamp}-{secrets.token_hex(3)}"
 
 
+def encode_name(name: str) -> str:
+    """``name`` as one path component, reversibly (:func:`decode_name` gives it back).
+
+    ``%``, ``/``, ``\\`` and NUL are percent-encoded, and so is a leading dot: no name can
+    be ``.``, ``..``, a hidden file such as the ``.lock`` or span several folders.
+    """
+    if not name:
+        raise LakeError("an empty name cannot name a folder in the lake.")
+    text = "".join(_ENCODED.get(char, char) for char in name)
+    if text.startswith("."):
+        text = "%2E" + text[1:]
+    if len(text.encode("utf-8")) > _NAME_MAX:
+        raise LakeError(
+            f'the name "{name[:60]}..." is too long to be a folder in the lake ({_NAME_MAX} bytes at most).',
+            hint="Give the design or the source a shorter name.",
+        )
+    return text
+
+
+def decode_name(component: str) -> str:
+    """The name a path component made by :func:`encode_name` stands for."""
+    return unquote(component)
+
+
+def _is_plain(name: str | None) -> bool:
+    """Whether ``name`` is its own, safe path component (a legacy folder name must be)."""
+    try:
+        return bool(name) and encode_name(name or "") == name
+    except LakeError:
+        return False
+
+
+def committed_in(folder: Path, relation: str | None = None) -> list[Manifest]:
+    """Every committed extract in one table folder, oldest first (of ``relation`` only, if given)."""
+    if not folder.is_dir():
+        return []
+    found = []
+    for child in sorted(folder.iterdir(), key=lambda p: p.name):
+        if child.is_dir() and (child / MANIFEST).is_file():
+            manifest = read_manifest(child)
+            if relation is None or manifest.relation == relation:
+                found.append(manifest)
+    return found
+
+
+def newest_in(folder: Path) -> Manifest | None:
+    """The newest committed extract in one table folder, whatever relation wrote it."""
+    if not folder.is_dir():
+        return None
+    for child in sorted(folder.iterdir(), key=lambda p: p.name, reverse=True):
+        if child.is_dir() and (child / MANIFEST).is_file():
+            return read_manifest(child)
+    return None
+
+
 class Lake:
-    """A local lake folder. (Object stores plug in behind the same methods later.)"""
+    """A local lake folder. (Object stores plug in behind the same methods later.)
+
+    Readers take an optional ``legacy`` folder name: the upstream ``<schema>.<table>`` under
+    which lakes before relation-owned folders kept a relation's extracts. Its manifests of
+    this relation (and only those) count as if they were in the relation's own folder, so an
+    old chain continues: a full extract there and increments in the new folder form one chain.
+    """
 
     def __init__(self, root: Path, *, prefix: str | None = None):
         self.root = root
         self.data = root / "data" if not prefix else root / prefix / "data"
 
-    def table_dir(self, source: str, upstream_table: str) -> Path:
-        return self.data / source / upstream_table
+    def inside(self, path: Path) -> Path:
+        """``path`` itself, after checking that it stays inside the lake's data folder."""
+        data = os.path.normpath(self.data)
+        if os.path.commonpath([data, os.path.normpath(path)]) != data or os.path.normpath(path) == data:
+            raise LakeError(f"refusing the path {path}, which is outside the lake folder {self.data}.")
+        return path
 
-    def committed(self, source: str, upstream_table: str) -> list[Manifest]:
-        """Every committed extract of a table, oldest first."""
-        folder = self.table_dir(source, upstream_table)
-        if not folder.is_dir():
-            return []
-        manifests = []
-        for child in sorted(folder.iterdir()):
-            if child.is_dir() and (child / MANIFEST).is_file():
-                manifests.append(read_manifest(child))
-        return manifests
+    def table_dir(self, source: str, relation: str) -> Path:
+        """The folder of one relation's extracts (names encoded, never outside the lake)."""
+        return self.inside(self.data / encode_name(source) / encode_name(relation))
 
-    def latest(self, source: str, upstream_table: str) -> Manifest | None:
-        """The newest committed extract of a table, or None."""
-        folder = self.table_dir(source, upstream_table)
-        if not folder.is_dir():
-            return None
-        for child in sorted(folder.iterdir(), reverse=True):
-            if child.is_dir() and (child / MANIFEST).is_file():
-                return read_manifest(child)
+    def _folders(self, source: str, relation: str, legacy: str | None) -> list[Path]:
+        own = self.table_dir(source, relation)
+        if legacy is None or not _is_plain(legacy) or legacy == own.name:
+            return [own]
+        return [own, self.inside(self.data / encode_name(source) / legacy)]
+
+    def committed(self, source: str, relation: str, *, legacy: str | None = None) -> list[Manifest]:
+        """Every committed extract of a relation, oldest first."""
+        found = {m.extract_id: m for f in self._folders(source, relation, legacy) for m in committed_in(f, relation)}
+        return [found[key] for key in sorted(found)]
+
+    def latest(self, source: str, relation: str, *, legacy: str | None = None) -> Manifest | None:
+        """The newest committed extract of a relation, or None."""
+        candidates = [
+            child
+            for folder in self._folders(source, relation, legacy)
+            if folder.is_dir()
+            for child in folder.iterdir()
+            if child.is_dir() and (child / MANIFEST).is_file()
+        ]
+        for child in sorted(candidates, key=lambda p: p.name, reverse=True):
+            manifest = read_manifest(child)
+            if manifest.relation == relation:
+                return manifest
         return None
 
-    def chain(self, source: str, upstream_table: str) -> list[Manifest]:
+    def chain(self, source: str, relation: str, *, legacy: str | None = None) -> list[Manifest]:
         """What a full load reads: the newest full extract and every incremental one after it."""
-        committed = self.committed(source, upstream_table)
+        committed = self.committed(source, relation, legacy=legacy)
         for index in range(len(committed) - 1, -1, -1):
             if not committed[index].incremental:
                 return committed[index:]
         return []
 
-    def require_chain(self, source: str, upstream_table: str, relation: str) -> list[Manifest]:
-        """Like :meth:`chain`, but a table without a full extract is a user error."""
-        found = self.chain(source, upstream_table)
+    def require_chain(self, source: str, relation: str, *, legacy: str | None = None) -> list[Manifest]:
+        """Like :meth:`chain`, but a relation without a full extract is a user error."""
+        found = self.chain(source, relation, legacy=legacy)
         if not found:
-            self.require_latest(source, upstream_table, relation)
+            self.require_latest(source, relation, legacy=legacy)
             raise LakeError(
                 f'the lake has only incremental extracts of "{relation}" and no full one to start from.',
                 hint=f'Run "conveyor extract {relation} --full".',
             )
         return found
 
-    def require_latest(self, source: str, upstream_table: str, relation: str) -> Manifest:
-        manifest = self.latest(source, upstream_table)
+    def require_latest(self, source: str, relation: str, *, legacy: str | None = None) -> Manifest:
+        manifest = self.latest(source, relation, legacy=legacy)
         if manifest is None:
             raise LakeError(
-                f'no committed extract of "{relation}" (source "{source}", table {upstream_table}) '
-                f"in the lake at {self.data}.",
+                f'no committed extract of "{relation}" (source "{source}") in the lake at {self.data}.',
                 hint=f'Run "conveyor extract {relation}" first.',
             )
         return manifest
 
     @contextmanager
-    def writing(self, source: str, upstream_table: str) -> Iterator[Path]:
-        """Lock a table for writing and yield a fresh extract folder.
+    def writing(self, source: str, relation: str) -> Iterator[Path]:
+        """Lock a relation for writing and yield a fresh extract folder.
 
         Leftovers of crashed extracts (folders without a manifest) are removed first: the
         lock proves nobody is still writing them.
         """
-        table_dir = self.table_dir(source, upstream_table)
+        table_dir = self.table_dir(source, relation)
         table_dir.mkdir(parents=True, exist_ok=True)
         with open(table_dir / ".lock", "w") as lock:
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 raise LakeError(
-                    f"another extract of {source}/{upstream_table} is running (lock {table_dir / '.lock'}).",
+                    f'another extract of "{relation}" (source "{source}") is running (lock {table_dir / ".lock"}).',
                     hint="Wait for it to finish.",
                 ) from None
             self._remove_uncommitted(table_dir)
@@ -125,14 +214,14 @@ class Lake:
             if child.is_dir() and not (child / MANIFEST).is_file():
                 shutil.rmtree(child, ignore_errors=True)
 
-    def prune(self, source: str, upstream_table: str, keep: int) -> list[str]:
+    def prune(self, source: str, relation: str, keep: int, *, legacy: str | None = None) -> list[str]:
         """Keep the newest ``keep`` full extracts and every incremental one after the oldest of them.
 
         Incremental extracts only make sense on top of the full extract before them, so a
         chain is never cut. The manifest goes first, so readers stop trusting a folder
-        before its parts disappear.
+        before its parts disappear. Extracts in a legacy folder age out the same way.
         """
-        committed = self.committed(source, upstream_table)
+        committed = self.committed(source, relation, legacy=legacy)
         full = [i for i, m in enumerate(committed) if not m.incremental]
         if len(full) <= keep:
             return []
@@ -145,10 +234,16 @@ class Lake:
         return removed
 
     def tables(self) -> list[tuple[str, str]]:
-        """Every (source, upstream_table) folder in the lake."""
+        """Every (source, relation) folder in the lake, names decoded."""
         if not self.data.is_dir():
             return []
-        return sorted((s.name, t.name) for s in self.data.iterdir() if s.is_dir() for t in s.iterdir() if t.is_dir())
+        return sorted(
+            (decode_name(s.name), decode_name(t.name))
+            for s in self.data.iterdir()
+            if s.is_dir()
+            for t in s.iterdir()
+            if t.is_dir()
+        )
 
 
 class _HashingFile:
@@ -243,3 +338,22 @@ class PartWriter:
                 assert self._file is not None
                 self._file.handle.close()
             self._writer = self._file = None
+
+
+def rewrite_part(path: Path, table: pa.Table, compression: str = "zstd") -> PartFile:
+    """Replace one part of an uncommitted extract with ``table`` (same schema), durably.
+
+    The new file is written beside the old one, fsynced and renamed over it, so the folder
+    holds the old part or the new one, never half of either.
+    """
+    temp = path.with_name(f".{path.name}.tmp")
+    handle = _HashingFile(open(temp, "wb"))  # noqa: SIM115 - closed below
+    try:
+        codec = None if compression == "none" else compression
+        with pq.ParquetWriter(handle, table.schema, compression=codec, store_schema=True) as writer:
+            writer.write_table(table, row_group_size=128 * 1024)
+    finally:
+        handle.close()
+    os.replace(temp, path)
+    fsync_dir(path.parent)
+    return PartFile(path.name, table.num_rows, handle.size, handle.digest.hexdigest())

@@ -56,7 +56,9 @@ def manifests_for(project: Project, relations: list[Relation]) -> dict[str, list
     for relation in relations:
         if relation.kind == "source":
             assert relation.source is not None
-            found[relation.name] = lake.require_chain(relation.source, project.lake_table(relation), relation.name)
+            found[relation.name] = lake.require_chain(
+                relation.source, relation.name, legacy=project.lake_table(relation)
+            )
     return found
 
 

@@ -39,8 +39,7 @@ def wait_for_extracts(ctx: RunContext, relations: Sequence[Relation], after: dat
     This is how a scheduled update waits for the extract that was meant to run before it.
     Running out of time fails the run and names the tables still waiting.
     """
-    project = ctx.project
-    wanted = {(r.source, project.lake_table(r)): r.name for r in relations if r.kind == "source"}
+    wanted = {(r.source, r.name): r.name for r in relations if r.kind == "source"}
     deadline = time.monotonic() + timeout_s
     while True:
         done: dict[tuple[str | None, str], datetime | None] = {
@@ -126,7 +125,7 @@ def _apply(
         if relation.kind == "source":
             assert relation.source is not None
             chain = pinned.get(relation.name) or lake.require_chain(
-                relation.source, ctx.project.lake_table(relation), relation.name
+                relation.source, relation.name, legacy=ctx.project.lake_table(relation)
             )
             result.manifests[relation.name] = chain
             outcome.rows = _apply_extracts(ctx, tx, warehouse.name, relation, chain)

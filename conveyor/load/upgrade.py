@@ -87,7 +87,7 @@ def _one(
             tx.drop(design.name)
             if relation.kind == "source":
                 assert relation.source is not None
-                chain = lake.require_chain(relation.source, ctx.project.lake_table(relation), relation.name)
+                chain = lake.require_chain(relation.source, relation.name, legacy=ctx.project.lake_table(relation))
                 outcome.rows = tx.load_chain(design, chain)
             else:
                 sql = executable_sql(ctx.project, relation, targets.__getitem__, set(targets), warehouse.DIALECT)

@@ -160,6 +160,18 @@ class Source(ABC):
         """The schema of a table named without one (``DEFAULT_SCHEMA`` unless the DSN says)."""
         return self.DEFAULT_SCHEMA
 
+    def column_names(self, schema: str, table: str) -> list[str] | None:
+        """The table's column names from the catalog (None: the engine cannot list them cheaply).
+
+        Raises ``ExtractError`` when the table does not exist.
+        """
+        return None
+
+    @staticmethod
+    def column_key(name: str) -> str:
+        """What two column names must share to name the same column (engines that ignore case fold it)."""
+        return name
+
     def row_estimate(self, schema: str, table: str) -> int | None:
         """Roughly how many rows a table has (for the automatic partition count)."""
         return self.describe(schema, table).row_estimate

@@ -1,7 +1,9 @@
 """Another lake as a static source: tables are the committed extracts (or unloads) in it.
 
 ``dsn`` is the folder that holds the ``<schema>.<table>`` folders, for example
-``../warehouse_project/lake/data/unload_production``. A table's rows are those of its
+``../warehouse_project/lake/data/unload_production`` (or one source's folder of another
+project's extracts, whose folders are named by relation). Folder names are encoded as the
+lake encodes them (:func:`~conveyor.lake.lake.encode_name`). A table's rows are those of its
 newest committed manifest; the folder is read through manifests only, like every lake
 reader. Values are cast to the design's types with Arrow's safe casts, which raise instead
 of losing digits.
@@ -17,7 +19,7 @@ import pyarrow.dataset as ds
 
 from conveyor.design.types import from_arrow
 from conveyor.errors import ExtractError
-from conveyor.lake.lake import Lake
+from conveyor.lake.lake import decode_name, encode_name, newest_in
 from conveyor.lake.manifest import Manifest
 from conveyor.sources.base import ColumnInfo, ReadRequest, Source, TableInfo
 
@@ -35,13 +37,10 @@ class LakeSource(Source):
     def __init__(self, name: str, dsn: str):
         super().__init__(name, dsn)
         self.folder = Path(dsn.removeprefix("lake://"))
-        # a Lake whose data folder is the source folder's parent, so its methods apply as they are
-        self.lake = Lake(self.folder.parent.parent)
-        self.lake.data = self.folder.parent
 
     def _manifest(self, schema: str | None, table: str) -> Manifest:
         name = f"{schema}.{table}" if schema else table
-        manifest = self.lake.latest(self.folder.name, name)
+        manifest = newest_in(self.folder / encode_name(name))
         if manifest is None:
             known = [f"{s}.{t}" for s, t in self.list_tables()]
             raise ExtractError(
@@ -55,10 +54,13 @@ class LakeSource(Source):
             raise ExtractError(f'the folder of lake source "{self.name}" does not exist: {self.folder}.')
         found = []
         for child in sorted(self.folder.iterdir()):
-            if child.is_dir() and self.lake.latest(self.folder.name, child.name) is not None:
-                schema, _, table = child.name.rpartition(".")
+            if child.is_dir() and newest_in(child) is not None:
+                schema, _, table = decode_name(child.name).rpartition(".")
                 found.append((schema, table))
         return found
+
+    def column_names(self, schema: str, table: str) -> list[str]:
+        return list(self._manifest(schema, table).arrow_schema.names)
 
     def describe(self, schema: str, table: str) -> TableInfo:
         manifest = self._manifest(schema, table)

@@ -360,6 +360,9 @@ class MySQLSource(Source):
                 found.add(match.group(1).replace("``", "`"))
         return found
 
+    def column_names(self, schema: str, table: str) -> list[str]:
+        return [c.name for c in self.my_columns(schema, table)]
+
     def describe(self, schema: str, table: str) -> TableInfo:
         """Reflect columns, keys and ``information_schema.TABLES.TABLE_ROWS``.
 

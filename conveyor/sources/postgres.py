@@ -342,6 +342,9 @@ class PostgresSource(Source):
         oid, _ = self._table_oid(schema, table)
         return [PgColumn(*row) for row in self._query(_COLUMNS_SQL, (oid,))]
 
+    def column_names(self, schema: str, table: str) -> list[str]:
+        return [c.name for c in self.pg_columns(schema, table)]
+
     def describe(self, schema: str, table: str) -> TableInfo:
         """Reflect columns, keys and the planner's row estimate.
 

@@ -26,7 +26,7 @@ from typing import Any
 import pyarrow as pa
 
 from conveyor.design.types import SqlType, parse_type
-from conveyor.errors import ExtractError
+from conveyor.errors import ExtractError, did_you_mean
 from conveyor.sources.base import ColumnInfo, ReadRequest, Source, TableInfo
 from conveyor.sources.partition import distinct_sorted
 from conveyor.sources.typemap import (
@@ -38,6 +38,8 @@ from conveyor.sources.typemap import (
     read_verdict,
     unsupported_override_error,
 )
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 _DECLARED = [
     (re.compile(r"^(tiny|small|medium|big)?int(eger)?( unsigned)?$"), "bigint"),
@@ -219,6 +221,31 @@ class SqliteSource(Source):
             if self.read_verdict(column, target) == "mismatch":
                 ref = ColumnRef(self.name, request.schema, request.table, name, column.native_type or "no type")
                 raise unsupported_override_error(ref, target)
+
+    def column_names(self, schema: str, table: str) -> list[str]:
+        """Every column of the table (PRAGMA table_info), hidden and generated ones included.
+
+        SQLite reads a double-quoted name that is no column as a string literal, so a read
+        alone would load a misspelt column's own name into every row: check first.
+        """
+        try:
+            with self.connect() as con:
+                info = con.execute(f"PRAGMA {self.quote(schema)}.table_xinfo({self.quote(table)})").fetchall()
+        except sqlite3.Error:
+            info = []  # e.g. an unknown schema: the table does not exist either
+        if not info:
+            known = [f"{s}.{t}" for s, t in self.list_tables()]
+            raise ExtractError(
+                f'table "{schema}.{table}" does not exist in source "{self.name}".'
+                + did_you_mean(f"{schema}.{table}", known),
+                hint="Check the design's source_table (or its name).",
+            )
+        return [str(row[1]) for row in info]
+
+    @staticmethod
+    def column_key(name: str) -> str:
+        # sqlite matches column names ignoring the case of ASCII letters only
+        return name.translate(_ASCII_LOWER)
 
     def _unique(self, con: sqlite3.Connection, schema: str, table: str) -> tuple[tuple[str, ...], ...]:
         found = []

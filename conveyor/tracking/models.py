@@ -108,7 +108,7 @@ class EventRow:
 
 @dataclass(frozen=True)
 class ExtractRow:
-    """One attempt at extracting one upstream table."""
+    """One attempt at extracting one relation (``table_name``) from its upstream table."""
 
     extract_id: str
     run_id: str
@@ -124,11 +124,17 @@ class ExtractRow:
     watermark_high: str | None
     manifest_path: str | None
     error: str | None
+    upstream_table: str | None = None
+    """The upstream ``schema.table`` read; None on rows from before relations had their own."""
 
 
 @dataclass(frozen=True)
 class ExtractStateRow:
-    """The state of one (source, table): its latest attempt and its committed watermark.
+    """The state of one (source, relation): its latest attempt and its committed watermark.
+
+    ``table_name`` is the relation (the design's name). Rows written before migration 0004
+    have no ``upstream_table`` and are keyed by the upstream table instead; they are kept
+    for history and never used for a watermark.
 
     ``status``, ``rows``, ``bytes``, ``started_at``, ``finished_at`` and ``error``
     describe the latest attempt; ``last_success_*`` and ``watermark`` only move when
@@ -148,6 +154,8 @@ class ExtractStateRow:
     started_at: datetime | None
     finished_at: datetime | None
     error: str | None
+    upstream_table: str | None = None
+    """The upstream ``schema.table`` the relation reads; None on rows from before migration 0004."""
 
 
 @dataclass(frozen=True)

@@ -784,22 +784,30 @@ class TrackingStore(RunLiveness, PipelineState):
 
     # -- extracts --------------------------------------------------------------------------
 
-    def start_extract(self, run_id: str, source: str, table: str, extract_id: str) -> None:
-        """Record an extract attempt of ``source.table`` and make it the table's latest."""
+    def start_extract(
+        self, run_id: str, source: str, table: str, extract_id: str, *, upstream_table: str | None = None
+    ) -> None:
+        """Record an extract attempt of relation ``table`` of ``source`` and make it the latest.
+
+        Rows are keyed by the relation (the design's name), so two designs over one upstream
+        table keep separate rows; ``upstream_table`` says which upstream table it reads.
+        Rows written before migration 0004 have none: they are keyed by the upstream table.
+        """
         now = format_ts(_now())
         with self._session() as db, db.transaction():
             db.execute(
-                "INSERT INTO extracts (extract_id, run_id, source, table_name, status, started_at) "
-                "VALUES (?, ?, ?, ?, 'running', ?)",
-                (extract_id, run_id, source, table, now),
+                "INSERT INTO extracts (extract_id, run_id, source, table_name, upstream_table, status, started_at) "
+                "VALUES (?, ?, ?, ?, ?, 'running', ?)",
+                (extract_id, run_id, source, table, upstream_table, now),
             )
             db.execute(
-                "INSERT INTO extract_state (source, table_name, status, last_extract_id, last_run_id, "
-                "started_at) VALUES (?, ?, 'running', ?, ?, ?) "
+                "INSERT INTO extract_state (source, table_name, upstream_table, status, last_extract_id, "
+                "last_run_id, started_at) VALUES (?, ?, ?, 'running', ?, ?, ?) "
                 "ON CONFLICT (source, table_name) DO UPDATE SET status = excluded.status, "
+                "upstream_table = excluded.upstream_table, "
                 "last_extract_id = excluded.last_extract_id, last_run_id = excluded.last_run_id, "
                 "started_at = excluded.started_at, finished_at = NULL, rows = NULL, bytes = NULL, error = NULL",
-                (source, table, extract_id, run_id, now),
+                (source, table, upstream_table, extract_id, run_id, now),
             )
 
     def finish_extract(

@@ -81,7 +81,7 @@ def test_run_succeeds_and_reports(runs: Runs) -> None:
 
 def test_run_wrote_lake_and_warehouse(runs: Runs) -> None:
     tables = sorted(p.name for p in (runs.root / "lake" / "data" / "shop").iterdir())
-    assert tables == ["main.customers", "main.orders", "main.products"]
+    assert tables == ["shop.customers", "shop.orders", "shop.products"]
     assert runs.counts[0] == EXPECTED_ROWS
     con = duckdb.connect(str(runs.root / "warehouse.duckdb"), read_only=True)
     try:

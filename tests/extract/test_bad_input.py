@@ -46,11 +46,11 @@ def test_unreachable_host_fails_clearly_and_leaves_nothing(tmp_path: Path, monke
     root = write_project(tmp_path / "p", engine, designs={"t": {"source_table": "db.t", **SIMPLE}})
     result = cli(root, "extract")
     assert result.code == 1
-    error = extract_state(root)["db.t"].error
+    error = extract_state(root)["up.t"].error
     assert 'cannot connect to source "up" at ' in error and ":***@127.0.0.1:1/db" in error
     assert "Check the host, port, user, password and database in the DSN." in error
     assert "Pw-Unreach4ble" not in result.output + tracking_text(root)
-    assert lake(root).latest("up", "db.t") is None and no_extract_folders(root)
+    assert lake(root).latest("up", "up.t") is None and no_extract_folders(root)
 
 
 @pytest.fixture
@@ -79,7 +79,7 @@ def test_mariadb_wrong_password_is_masked(tmp_path: Path, my, my_db: str, my_use
     root = write_project(tmp_path / "p", "mysql", designs={"t": {"source_table": f"{my_db}.t", **SIMPLE}})
     result = cli(root, "extract")
     assert result.code == 1
-    error = extract_state(root)[f"{my_db}.t"].error
+    error = extract_state(root)["up.t"].error
     assert "Access denied for user" in error and f"{user}:***@127.0.0.1" in error
     shown = result.output + tracking_text(root) + cli(root, "runs", "show", "--format", "json").stdout
     assert wrong not in shown and password not in shown
@@ -87,7 +87,7 @@ def test_mariadb_wrong_password_is_masked(tmp_path: Path, my, my_db: str, my_use
 
     monkeypatch.setenv("UP_DSN", f"mysql://{user}:{password}@127.0.0.1:3306/{my_db}")
     assert cli(root, "extract").code == 0
-    assert lake(root).latest("up", f"{my_db}.t").rows == 2
+    assert lake(root).latest("up", "up.t").rows == 2
 
 
 @pytest.mark.postgres
@@ -96,7 +96,7 @@ def test_postgres_missing_database_is_named_and_the_password_masked(tmp_path: Pa
     root = write_project(tmp_path / "p", "postgres", designs={"t": SIMPLE})
     result = cli(root, "extract")
     assert result.code == 1
-    error = extract_state(root)["public.t"].error
+    error = extract_state(root)["up.t"].error
     assert 'database "conveyor_no_such_db" does not exist' in error
     assert "Pg-s3cr3t-pw" not in result.output + tracking_text(root)
     assert no_extract_folders(root)
@@ -127,7 +127,7 @@ def test_missing_upstream_table_is_named(tmp_path: Path, request, monkeypatch, e
     assert f'table "{schema}.ordres" does not exist in source "up"' in error
     assert f"{schema}.orders" in error  # did you mean
     assert result_of(outcome, "up.orders").status == "succeeded"
-    assert extract_state(root)[f"{schema}.ordres"].status == "failed"
+    assert extract_state(root)["up.ordres"].status == "failed"
 
 
 @pytest.mark.mysql
@@ -186,7 +186,7 @@ def test_unmapped_postgres_column_declared_text_or_skipped_is_extracted(tmp_path
     root = write_project(tmp_path / "p", "postgres", designs={"hosts": design})
     outcome = extract(root)
     assert outcome.ok, result_of(outcome, "up.hosts").error
-    assert lake(root).latest("up", "public.hosts").rows == 1
+    assert lake(root).latest("up", "up.hosts").rows == 1
 
 
 @pytest.mark.mysql

@@ -105,7 +105,7 @@ def evidence(tmp_path: Path) -> dict:
 def test_command_job_commits_the_parts_it_writes(tmp_path: Path, project: Path, pg) -> None:
     outcome = extract(project)
     assert outcome.ok, outcome.extract
-    manifest = lake(project).latest("up", "public.t")
+    manifest = lake(project).latest("up", "up.t")
     assert manifest is not None and manifest.job_type == "command" and manifest.rows == 3
     assert manifest.extract_id == result_of(outcome, "up.t").extract_id
     rows = sorted(manifest_table(manifest).to_pylist(), key=lambda r: r["id"])
@@ -132,11 +132,11 @@ def test_failing_command_reports_its_stderr_tail_without_the_password(tmp_path: 
     assert result.code == 1
     assert "up.t" in result.stdout and 'the extract command of "up.t" exited with 1' in result.stdout
     assert "boom: upstream said no" in result.stdout
-    state = extract_state(project)["public.t"]
+    state = extract_state(project)["up.t"]
     assert state.status == "failed" and "boom: upstream said no" in state.error
     assert PASSWORD not in result.output and PASSWORD not in state.error
     assert quote(PASSWORD, safe="") not in result.output
-    assert lake(project).latest("up", "public.t") is None
+    assert lake(project).latest("up", "up.t") is None
 
 
 @pytest.fixture
@@ -171,8 +171,8 @@ def test_command_output_is_checked_before_commit(project: Path, mode: str, messa
     assert message in error, error
     if mode == "wrong-schema":
         assert "amount: double" in error and "amount: decimal128(10, 2)" in error
-    assert lake(project).latest("up", "public.t") is None
-    table_dir = project / "lake/data/up/public.t"
+    assert lake(project).latest("up", "up.t") is None
+    table_dir = project / "lake/data/up/up.t"
     assert not [p for p in table_dir.iterdir() if p.is_dir()]
 
 
@@ -183,7 +183,7 @@ def test_command_template_with_an_unknown_placeholder_is_refused(project: Path) 
     outcome = extract(project)
     error = result_of(outcome, "up.t").error
     assert "is not a valid template" in error and "{job_file}" in error
-    assert lake(project).latest("up", "public.t") is None
+    assert lake(project).latest("up", "up.t") is None
 
 
 @pytest.mark.postgres
@@ -227,7 +227,7 @@ def test_command_job_on_a_sqlite_source(tmp_path: Path, monkeypatch) -> None:
     write_project(root, "sqlite", designs={"people": design})
     outcome = extract(root)
     assert outcome.ok, outcome.extract
-    assert manifest_table(lake(root).latest("up", "main.people")).to_pylist() == [
+    assert manifest_table(lake(root).latest("up", "up.people")).to_pylist() == [
         {"id": 1, "name": "a"},
         {"id": 2, "name": None},
     ]

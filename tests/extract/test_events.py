@@ -35,7 +35,7 @@ def offline(tmp_path: Path, monkeypatch) -> Path:
 
 
 def committed(root: Path, table: str) -> int | None:
-    found = lake(root).latest("up", f"public.{table}")
+    found = lake(root).latest("up", f"up.{table}")
     return None if found is None else found.rows
 
 
@@ -49,10 +49,10 @@ def assert_good_committed_bad_failed(cli, root: Path) -> None:
     assert committed(root, "good1") == 10 and committed(root, "good2") == 20
     assert committed(root, "bad") is None
     state = status_by_table(cli, root)
-    assert state["public.good1"]["status"] == state["public.good2"]["status"] == "succeeded"
-    assert state["public.bad"]["status"] == "failed"
-    assert 'column "gone" does not exist in table "public.bad"' in state["public.bad"]["error"]
-    assert state["public.bad"]["last_success_extract_id"] is None
+    assert state["up.good1"]["status"] == state["up.good2"]["status"] == "succeeded"
+    assert state["up.bad"]["status"] == "failed"
+    assert 'column "gone" does not exist in table "public.bad"' in state["up.bad"]["error"]
+    assert state["up.bad"]["last_success_extract_id"] is None
 
 
 @pytest.mark.postgres
@@ -87,7 +87,7 @@ def test_fail_fast_skips_tables_not_started(project: Path, cli) -> None:
     assert result.code == 1, result.output
     assert json.loads(result.stdout)["extract_failed"] == ["up.bad"]
     assert committed(project, "good2") is None  # queued behind the failure: never started
-    assert "public.good2" not in status_by_table(cli, project)
+    assert "up.good2" not in status_by_table(cli, project)
 
 
 @pytest.mark.postgres

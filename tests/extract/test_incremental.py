@@ -67,7 +67,7 @@ def stamp_text(upstream: Upstream, value: datetime) -> str:
 
 def test_increments_pick_up_exactly_the_new_and_changed_rows(tmp_path: Path, upstream: Upstream, cli) -> None:
     root = items_project(tmp_path, upstream)
-    table = upstream.lake_table("items")
+    table = "up.items"
 
     first = extract(root)
     assert first.ok, first.extract
@@ -92,9 +92,10 @@ def test_increments_pick_up_exactly_the_new_and_changed_rows(tmp_path: Path, ups
     increment = lake(root).latest("up", table)
     assert increment is not None and increment.incremental
     assert increment.extract_id == result_of(second, "up.items").extract_id
-    assert increment.rows == 8
+    # the bound is inclusive: row 100, at the previous high-water mark, is read again
+    assert increment.rows == 9
     got = sorted(manifest_table(increment).to_pylist(), key=lambda r: r["id"])
-    assert [r["id"] for r in got] == [2, 50, 99, 101, 102, 103, 104, 105]
+    assert [r["id"] for r in got] == [2, 50, 99, 100, 101, 102, 103, 104, 105]
     by_id = {row[0]: row for row in upstream_items(upstream)}
     for row in got:
         stamp = row["updated_at"]
@@ -111,13 +112,14 @@ def test_increments_pick_up_exactly_the_new_and_changed_rows(tmp_path: Path, ups
     status = cli(root, "extract", "status", "--format", "json")
     assert status.code == 0, status.output
     (state,) = [s for s in status.json() if s["table_name"] == table]
-    assert state["status"] == "succeeded" and state["rows"] == 8
+    assert state["status"] == "succeeded" and state["rows"] == 9
+    assert state["upstream_table"] == upstream.lake_table("items")
     assert state["last_success_extract_id"] == increment.extract_id
     assert json.loads(state["watermark"]) == {"cursor": "updated_at", "type": upstream.timestamp_design, "value": high2}
 
-    # nothing new: an empty increment, the watermark stays
+    # nothing new: the increment holds only the row at the watermark again, which stays
     third = extract(root)
-    assert result_of(third, "up.items").rows == 0
+    assert result_of(third, "up.items").rows == 1
     assert lake(root).latest("up", table).watermark["value"] == high2
     assert json.loads(extract_state(root)[table].watermark)["value"] == high2
 
@@ -135,7 +137,7 @@ def test_increments_pick_up_exactly_the_new_and_changed_rows(tmp_path: Path, ups
         (upstream.stamp(late + timedelta(days=1)),),
     )
     assert extract(root).ok
-    assert lake(root).latest("up", table).rows == 1
+    assert lake(root).latest("up", table).rows == 2  # row 4, and row 50 at the watermark
     load(root)
     current = upstream_items(upstream)
     assert [r for r in loaded_items(root) if r[0] != 3] == current
@@ -158,7 +160,7 @@ def test_integer_cursor_with_lag_rereads_the_overlap(tmp_path: Path, upstream: U
         extract={"incremental": {"cursor": "id", "lag": 5}},
     )
     root = write_project(tmp_path / "p", upstream.engine, designs={"events": design})
-    table = upstream.lake_table("events")
+    table = "up.events"
     assert extract(root).ok
     assert lake(root).latest("up", table).watermark["value"] == base + 20
 
@@ -169,7 +171,7 @@ def test_integer_cursor_with_lag_rereads_the_overlap(tmp_path: Path, upstream: U
     increment = lake(root).latest("up", table)
     assert increment.incremental
     assert increment.watermark == {"cursor": "id", "type": "bigint", "low": base + 15, "value": base + 30}
-    assert sorted(r["id"] for r in manifest_table(increment).to_pylist()) == [base + i for i in range(16, 31)]
+    assert sorted(r["id"] for r in manifest_table(increment).to_pylist()) == [base + i for i in range(15, 31)]
 
     load(root)
     expected = upstream.execute("SELECT id, v FROM events ORDER BY id")
@@ -179,7 +181,7 @@ def test_integer_cursor_with_lag_rereads_the_overlap(tmp_path: Path, upstream: U
 
 def test_failed_increment_does_not_move_the_watermark(tmp_path: Path, upstream: Upstream) -> None:
     root = items_project(tmp_path, upstream)
-    table = upstream.lake_table("items")
+    table = "up.items"
     assert extract(root).ok
     committed = lake(root).latest("up", table)
     high1 = committed.watermark["value"]
@@ -205,7 +207,7 @@ def test_failed_increment_does_not_move_the_watermark(tmp_path: Path, upstream: 
     retried = extract(root)
     assert retried.ok, retried.extract
     increment = lake(root).latest("up", table)
-    assert increment.incremental and increment.rows == 2
+    assert increment.incremental and increment.rows == 3  # 201, 202 and row 100 at the watermark
     assert increment.watermark["low"] == high1
     assert increment.watermark["value"] == stamp_text(upstream, later)
     load(root)
@@ -230,7 +232,7 @@ def test_partitioned_increments_of_an_instant_cursor(tmp_path: Path, upstream: U
         extract={"split_by": "id", "partitions": 3, "incremental": {"cursor": "at", "lag": "90 seconds"}},
     )
     root = write_project(tmp_path / "p", upstream.engine, designs={"logs": design})
-    table = upstream.lake_table("logs")
+    table = "up.logs"
     assert extract(root).ok
     first = lake(root).latest("up", table)
     assert first.rows == 300 and first.watermark["value"] == stamps[-1].isoformat()
@@ -253,7 +255,7 @@ def test_partitioned_increments_of_an_instant_cursor(tmp_path: Path, upstream: U
 @pytest.mark.parametrize("upstream", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
 def test_increment_records_its_low_watermark_in_the_tracking_store(tmp_path: Path, upstream: Upstream) -> None:
     root = items_project(tmp_path, upstream)
-    table = upstream.lake_table("items")
+    table = "up.items"
     assert extract(root).ok
     upstream.execute(
         "INSERT INTO items VALUES (%s, %s, %s, %s)", (500, "x", Decimal(1), upstream.stamp(T0 + timedelta(days=3)))
@@ -289,7 +291,7 @@ def test_changing_the_cursor_starts_over_with_a_full_extract(tmp_path: Path, ups
     write_design(root, "items", items)
     result = cli(root, "extract")
     assert "Internal error" not in result.stderr, result.stderr
-    assert lake(root).latest("up", upstream.lake_table("others")).extract_id is not None
-    latest = lake(root).latest("up", upstream.lake_table("items"))
+    assert lake(root).latest("up", "up.others").extract_id is not None
+    latest = lake(root).latest("up", "up.items")
     assert not latest.incremental and latest.rows == 100
     assert latest.watermark["cursor"] == "updated_at"

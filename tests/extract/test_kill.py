@@ -44,12 +44,12 @@ def test_killed_extract_leaves_nothing_visible_and_the_rerun_is_complete(
     }
     root = write_project(tmp_path / "p", "postgres", designs={"big": design})
     assert extract(root).ok
-    first = lake(root).latest("up", "public.big")
+    first = lake(root).latest("up", "up.big")
     assert first is not None and first.watermark["value"] == 10
-    watermark_before = extract_state(root)["public.big"].watermark
+    watermark_before = extract_state(root)["up.big"].watermark
 
     pg.execute(f"INSERT INTO big SELECT g, repeat('x', 40) || g FROM generate_series(11, {NEW_ROWS + 10}) g")
-    table_dir = root / "lake/data/up/public.big"
+    table_dir = root / "lake/data/up/up.big"
     env = {**os.environ, "NO_COLOR": "1", "TERM": "dumb"}
     with subprocess.Popen(
         [CONVEYOR, "-p", str(root), "extract"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -64,22 +64,22 @@ def test_killed_extract_leaves_nothing_visible_and_the_rerun_is_complete(
 
     # the half-written extract is on disk but invisible
     assert killed_folder.is_dir() and not (killed_folder / "manifest.json").exists()
-    assert [m.extract_id for m in lake(root).committed("up", "public.big")] == [first.extract_id]
-    assert lake(root).latest("up", "public.big").extract_id == first.extract_id
-    state = extract_state(root)["public.big"]
+    assert [m.extract_id for m in lake(root).committed("up", "up.big")] == [first.extract_id]
+    assert lake(root).latest("up", "up.big").extract_id == first.extract_id
+    state = extract_state(root)["up.big"]
     assert state.watermark == watermark_before
     assert state.last_success_extract_id == first.extract_id
     assert state.last_extract_id == killed_folder.name and state.status in ("running", "failed")
-    (attempt,) = [a for a in extract_attempts(root, "public.big") if a.extract_id == killed_folder.name]
+    (attempt,) = [a for a in extract_attempts(root, "up.big") if a.extract_id == killed_folder.name]
     assert attempt.status in ("running", "failed") and attempt.watermark_high is None
 
     rerun = extract(root)
     assert rerun.ok, rerun.extract
     assert not killed_folder.exists()  # the leftover is cleaned up under the table's lock
-    committed = lake(root).committed("up", "public.big")
+    committed = lake(root).committed("up", "up.big")
     assert [m.extract_id for m in committed][:1] == [first.extract_id] and len(committed) == 2
     increment = committed[1]
-    assert increment.incremental and increment.rows == NEW_ROWS
+    assert increment.incremental and increment.rows == NEW_ROWS + 1  # and row 10, at the watermark
     assert increment.watermark["low"] == 10 and increment.watermark["value"] == NEW_ROWS + 10
     assert sorted(p.name for p in increment.folder.iterdir()) == sorted(
         [*(f.path for f in increment.files), "manifest.json"]

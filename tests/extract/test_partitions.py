@@ -124,7 +124,7 @@ def test_postgres_partitions_read_every_row_once(
     )
     outcome = extract(root, jobs=2)
     assert outcome.ok, outcome.extract
-    manifest = lake(root).latest("up", "public.big")
+    manifest = lake(root).latest("up", "up.big")
     assert manifest is not None and manifest.rows == ROWS == result_of(outcome, "up.big").rows
     assert partitions_of(manifest) == {f"{i:03d}" for i in range(partitions)}
     assert exact_rows(manifest).equals(expected)
@@ -169,7 +169,7 @@ def test_mariadb_partitions_read_every_row_once(tmp_path: Path, my_big, monkeypa
     root = write_project(tmp_path / "p", "mysql", designs={"big": design})
     outcome = extract(root, jobs=2)
     assert outcome.ok, outcome.extract
-    manifest = lake(root).latest("up", f"{db}.big")
+    manifest = lake(root).latest("up", "up.big")
     assert manifest is not None and manifest.rows == expected.num_rows
     assert partitions_of(manifest) == {f"{i:03d}" for i in range(partitions)}
     assert exact_rows(manifest).equals(expected)
@@ -247,7 +247,7 @@ def test_postgres_partitions_share_one_snapshot(tmp_path: Path, pg, pg_dsn: str,
     assert outcome.ok, outcome.extract
     assert during >= 20, f"only {during} transactions committed during the extract: the test proves nothing"
 
-    manifest = lake(root).latest("up", "public.accounts")
+    manifest = lake(root).latest("up", "up.accounts")
     assert manifest is not None and len(partitions_of(manifest)) == 16
     table = manifest_table(manifest)
     count, distinct = table.num_rows, pc.count_distinct(table.column("id")).as_py()

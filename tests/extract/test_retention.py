@@ -35,9 +35,9 @@ def test_keep_two_full_extracts(tmp_path: Path, pg, pg_dsn: str, monkeypatch) ->
     for n in range(4):
         pg.execute("INSERT INTO t VALUES (%s)", (n + 2,))
         assert extract(root).ok
-        ids.append(lake(root).latest("up", "public.t").extract_id)
-    assert folders(root, "public.t") == ids[2:]
-    assert [m.rows for m in lake(root).committed("up", "public.t")] == [4, 5]
+        ids.append(lake(root).latest("up", "up.t").extract_id)
+    assert folders(root, "up.t") == ids[2:]
+    assert [m.rows for m in lake(root).committed("up", "up.t")] == [4, 5]
 
 
 def test_incremental_chains_survive_pruning(tmp_path: Path, pg, pg_dsn: str, monkeypatch) -> None:
@@ -64,17 +64,18 @@ def test_incremental_chains_survive_pruning(tmp_path: Path, pg, pg_dsn: str, mon
     assert extract(root).ok
     grow()
     grow()
-    assert shape(root, "public.t") == ["F", "I", "I"]
+    assert shape(root, "up.t") == ["F", "I", "I"]
     grow(full=True)
     grow()
-    assert shape(root, "public.t") == ["F", "I", "I", "F", "I"]  # two full extracts: nothing to prune
+    assert shape(root, "up.t") == ["F", "I", "I", "F", "I"]  # two full extracts: nothing to prune
     loaded_equals_upstream()
     grow(full=True)
-    assert shape(root, "public.t") == ["F", "I", "F"]  # the oldest chain goes as a whole
+    assert shape(root, "up.t") == ["F", "I", "F"]  # the oldest chain goes as a whole
     grow()
     grow()
-    assert shape(root, "public.t") == ["F", "I", "F", "I", "I"]
-    chain = lake(root).chain("up", "public.t")
+    assert shape(root, "up.t") == ["F", "I", "F", "I", "I"]
+    chain = lake(root).chain("up", "up.t")
     assert ["I" if m.incremental else "F" for m in chain] == ["F", "I", "I"]
-    assert chain[0].rows == next_id - 3 and [m.rows for m in chain[1:]] == [1, 1]
+    # each increment re-reads the row at the watermark (inclusive bound) besides its new row
+    assert chain[0].rows == next_id - 3 and [m.rows for m in chain[1:]] == [2, 2]
     loaded_equals_upstream()

@@ -104,13 +104,13 @@ def test_postgres_lost_connection_is_retried(tmp_path: Path, pg, pg_dsn: str, mo
         f"CREATE TABLE big (id int, v text);INSERT INTO big SELECT g, repeat('x', 50) FROM generate_series(1, {ROWS}) g"
     )
     root = big_project(tmp_path, "postgres", "public")
-    terminator, recorder = Terminator("postgres", pg_dsn, "big", root / "lake/data/up/public.big"), Recorder()
+    terminator, recorder = Terminator("postgres", pg_dsn, "big", root / "lake/data/up/up.big"), Recorder()
     outcome = run_with(terminator, root, recorder)
     assert len(terminator.killed) == 1, "the read was never caught in the act"
     assert outcome.ok, outcome.extract
     retries = [text for level, text in recorder.messages if "retrying up.big" in text]
     assert len(retries) == 1 and "terminating connection" in retries[0]
-    assert_one_complete_extract(root, "public.big")
+    assert_one_complete_extract(root, "up.big")
 
 
 @pytest.mark.postgres
@@ -123,7 +123,7 @@ def test_postgres_lost_connection_every_time_gives_up_after_the_attempts(
     )
     root = big_project(tmp_path, "postgres", "public")
     terminator, recorder = (
-        Terminator("postgres", pg_dsn, "big", root / "lake/data/up/public.big", times=None),
+        Terminator("postgres", pg_dsn, "big", root / "lake/data/up/up.big", times=None),
         Recorder(),
     )
     outcome = run_with(terminator, root, recorder)
@@ -131,8 +131,8 @@ def test_postgres_lost_connection_every_time_gives_up_after_the_attempts(
     assert len(terminator.killed) == 3  # attempts: 3
     assert len([t for _, t in recorder.messages if "retrying up.big" in t]) == 2
     assert "terminating connection" in result_of(outcome, "up.big").error
-    assert lake(root).latest("up", "public.big") is None
-    assert not [p for p in (root / "lake/data/up/public.big").iterdir() if p.is_dir()]
+    assert lake(root).latest("up", "up.big") is None
+    assert not [p for p in (root / "lake/data/up/up.big").iterdir() if p.is_dir()]
 
 
 @pytest.mark.postgres
@@ -153,8 +153,8 @@ def test_mariadb_lost_connection_is_retried(tmp_path: Path, my, my_db: str, my_d
     my("CREATE TABLE big (id int PRIMARY KEY, v varchar(60))")
     my(f"INSERT INTO big SELECT seq, REPEAT('x', 50) FROM seq_1_to_{ROWS}")
     root = big_project(tmp_path, "mysql", my_db)
-    terminator, recorder = Terminator("mysql", my_dsn, "big", root / f"lake/data/up/{my_db}.big"), Recorder()
+    terminator, recorder = Terminator("mysql", my_dsn, "big", root / "lake/data/up/up.big"), Recorder()
     outcome = run_with(terminator, root, recorder)
     assert len(terminator.killed) == 1, "the read was never caught in the act"
     assert outcome.ok, result_of(outcome, "up.big").error
-    assert_one_complete_extract(root, f"{my_db}.big")
+    assert_one_complete_extract(root, "up.big")

@@ -148,7 +148,7 @@ def test_postgres_every_type_round_trips_exactly(tmp_path: Path, pg, pg_dsn: str
     bootstrap_and_extract(root)
     expected = pg_upstream(pg)
 
-    manifest = lake(root).latest("up", "public.everything")
+    manifest = lake(root).latest("up", "up.everything")
     assert manifest is not None
     schema = manifest.arrow_schema
     assert schema.field("d").type == pa.decimal128(12, 2)
@@ -158,7 +158,7 @@ def test_postgres_every_type_round_trips_exactly(tmp_path: Path, pg, pg_dsn: str
     assert schema.field("tz").type == pa.timestamp("us", tz="UTC")
     assert schema.field("ts").type == pa.timestamp("us")
     assert schema.field("ai").type == pa.list_(pa.int32())
-    compare(expected, parquet_rows(root, "public.everything", PG_NAMES), PG_NAMES, PG_KINDS)
+    compare(expected, parquet_rows(root, "up.everything", PG_NAMES), PG_NAMES, PG_KINDS)
     # the offsets were turned into the right instants, microseconds intact
     row1 = manifest_table(manifest).sort_by("id").to_pylist()[0]
     assert row1["tz"] == datetime(2024, 1, 1, 21, 34, 5, 123456, tzinfo=UTC)
@@ -198,12 +198,12 @@ def test_postgres_wide_decimals_reach_the_lake_exactly(tmp_path: Path, pg, pg_ds
     assert "numeric(76,38) is wider than the decimal(38,s)" in design.read_text()
     design.write_text(design.read_text().replace("type: text", "type: decimal(76,38)", 1))
     assert extract(root).ok
-    manifest = lake(root).latest("up", "public.wide")
+    manifest = lake(root).latest("up", "up.wide")
     assert manifest is not None
     assert manifest.arrow_schema.field("w").type == pa.decimal256(76, 38)
     assert manifest.arrow_schema.field("free").type == pa.decimal128(38, 9)
     expected = pg.execute("SELECT id, w, free FROM wide ORDER BY id").fetchall()
-    compare(expected, parquet_rows(root, "public.wide", ["id", "w", "free"]), ["id", "w", "free"], {})
+    compare(expected, parquet_rows(root, "up.wide", ["id", "w", "free"]), ["id", "w", "free"], {})
 
     from conveyor import api
 
@@ -227,7 +227,7 @@ def test_postgres_interval_is_extracted_or_refused_by_name(tmp_path: Path, pg, p
     assert report.ok  # written as text, PostgreSQL's text form (docs/types.md)
     assert "interval has no exact design type" in (root / "schemas/up/waits.yaml").read_text()
     assert extract(root).ok
-    assert parquet_rows(root, "public.waits", ["id", "waited"]) == [(1, "1 mon 2 days 00:00:00.000003")]
+    assert parquet_rows(root, "up.waits", ["id", "waited"]) == [(1, "1 mon 2 days 00:00:00.000003")]
     design = root / "schemas/up/waits.yaml"
     design.write_text(design.read_text().replace("type: text", "type: bigint", 1))
     outcome = extract(root)
@@ -303,7 +303,7 @@ def test_mariadb_every_type_round_trips_exactly(tmp_path: Path, my, my_db: str, 
     bootstrap_and_extract(root)
     expected = my_upstream(my)
 
-    lake_table = f"{my_db}.everything"
+    lake_table = "up.everything"
     manifest = lake(root).latest("up", lake_table)
     assert manifest is not None
     schema = manifest.arrow_schema
@@ -345,8 +345,8 @@ def test_mariadb_decimal_65_30_reaches_the_lake_exactly(tmp_path: Path, my, my_d
     design = root / "schemas/up/wide.yaml"
     design.write_text(design.read_text().replace("type: text", "type: decimal(65,30)", 1))  # see above
     assert extract(root).ok
-    manifest = lake(root).latest("up", f"{my_db}.wide")
+    manifest = lake(root).latest("up", "up.wide")
     assert manifest is not None and manifest.arrow_schema.field("w").type == pa.decimal256(65, 30)
     expected = my("SELECT id, w FROM wide ORDER BY id")
     assert expected[0][1] == Decimal("-99999999999999999999999999999999999.999999999999999999999999999999")
-    compare(expected, parquet_rows(root, f"{my_db}.wide", ["id", "w"]), ["id", "w"], {})
+    compare(expected, parquet_rows(root, "up.wide", ["id", "w"]), ["id", "w"], {})

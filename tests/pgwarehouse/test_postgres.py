@@ -78,7 +78,7 @@ ORDER_KINDS = ["int", "int", "decimal", "timestamptz", "text", "int"]
 
 
 def lake_rows(root: Path, table: str, kinds: list[str]) -> list[tuple[Any, ...]]:
-    manifest = Lake(root / "lake").latest("shop", f"main.{table}")
+    manifest = Lake(root / "lake").latest("shop", f"shop.{table}")
     assert manifest is not None
     rows = pa.concat_tables([pq.read_table(p) for p in manifest.paths()]).to_pylist()
     return sorted(tuple(normalize(v, k) for v, k in zip(r.values(), kinds, strict=True)) for r in rows)

@@ -295,7 +295,7 @@ def test_hostile_names_through_extract_and_load(make_project: Callable[..., Path
     project = api.open_project(root)
     outcome = api.run(project)
     assert outcome.ok, (outcome.extract, outcome.build)
-    assert (root / "lake" / "data" / "shop" / f"main.{WEIRD}").is_dir()
+    assert (root / "lake" / "data" / "shop" / "shop.weird").is_dir()  # the relation owns the folder
     con = duckdb.connect(str(root / "warehouse.duckdb"), read_only=True)
     try:
         rows = con.execute('SELECT "select", "from" FROM shop.weird ORDER BY 1').fetchall()

@@ -171,8 +171,8 @@ def result_of(outcome: api.Outcome, relation: str) -> Any:
     return next(r for r in outcome.extract.results if r.relation == relation)
 
 
-def committed(root: Path, source: str, lake_table: str) -> list[Manifest]:
-    return Lake(root / "lake").committed(source, lake_table)
+def committed(root: Path, source: str, relation: str) -> list[Manifest]:
+    return Lake(root / "lake").committed(source, relation)
 
 
 def manifest_table(manifest: Manifest) -> pa.Table:

@@ -304,7 +304,7 @@ def test_every_table_succeeds_with_both_job_types(first_run: dict[str, Any]) -> 
 
 
 def test_postgres_types_identical(projects: Projects, first_run: dict[str, Any]) -> None:
-    arrow, spark = latest_pair(projects, "pg", "public.types")
+    arrow, spark = latest_pair(projects, "pg", "pg.types")
     assert (arrow.job_type, spark.job_type) == ("arrow", "spark")
     assert spark.arrow_schema.equals(arrow.arrow_schema)
     assert spark.rows == arrow.rows == 1503
@@ -316,7 +316,7 @@ def test_postgres_types_identical(projects: Projects, first_run: dict[str, Any])
 
 
 def test_mysql_types_identical(projects: Projects, first_run: dict[str, Any]) -> None:
-    arrow, spark = latest_pair(projects, "my", f"{projects.my_schema}.types")
+    arrow, spark = latest_pair(projects, "my", "my.types")
     assert spark.arrow_schema.equals(arrow.arrow_schema)
     assert spark.rows == arrow.rows == 703
     table = manifest_table(spark)
@@ -330,7 +330,7 @@ def test_mysql_types_identical(projects: Projects, first_run: dict[str, Any]) ->
 
 def test_spark_values_are_exact(projects: Projects, first_run: dict[str, Any]) -> None:
     """Spot checks of the values Spark would change without the conversion back."""
-    _, spark = latest_pair(projects, "pg", "public.types")
+    _, spark = latest_pair(projects, "pg", "pg.types")
     rows = {row["id"]: row for row in manifest_table(spark).to_pylist()}
     assert rows[-1]["nb"] == Decimal("9999999999999999999999999999999999999999.9999999999")  # p > 38
     assert rows[-1]["nu"] == Decimal("12345678901234567890123456789.123456789")  # unconstrained numeric
@@ -346,7 +346,7 @@ def test_spark_values_are_exact(projects: Projects, first_run: dict[str, Any]) -
 
 
 def test_incremental_watermark_moves_exactly_as_arrow(projects: Projects, first_run: dict[str, Any]) -> None:
-    arrow, spark = latest_pair(projects, "pg", "public.events")
+    arrow, spark = latest_pair(projects, "pg", "pg.events")
     assert spark.watermark == arrow.watermark
     assert not spark.incremental and spark.rows == 400
     assert "predicates:" in spark.query  # a text key: split at the source's quantiles
@@ -360,25 +360,25 @@ def test_incremental_watermark_moves_exactly_as_arrow(projects: Projects, first_
     outcomes = {"arrow": extract(projects.arrow, "pg.events"), "spark": extract(projects.spark, "pg.events")}
     for kind, outcome in outcomes.items():
         assert result_of(outcome, "pg.events").status == "succeeded", (kind, result_of(outcome, "pg.events").error)
-    arrow, spark = latest_pair(projects, "pg", "public.events")
+    arrow, spark = latest_pair(projects, "pg", "pg.events")
     assert arrow.incremental and spark.incremental
     assert spark.watermark == arrow.watermark
     assert spark.watermark["value"] == "2024-03-01 13:00:05.000005+00:00".replace(" ", "T")
     assert spark.rows == arrow.rows
     assert_same_content(manifest_table(arrow), manifest_table(spark), "id")
     assert {r["id"] for r in manifest_table(spark).to_pylist()} >= {1, 2, 3, 4, 5, 400, 401, 450}
-    state = extract_state(projects.spark)["public.events"]
+    state = extract_state(projects.spark)["pg.events"]
     assert json.loads(state.watermark)["value"] == spark.watermark["value"]
-    assert state.watermark == extract_state(projects.arrow)["public.events"].watermark
+    assert state.watermark == extract_state(projects.arrow)["pg.events"].watermark
     # nothing new: both keep the watermark
     outcomes = {"arrow": extract(projects.arrow, "pg.events"), "spark": extract(projects.spark, "pg.events")}
-    arrow, spark = latest_pair(projects, "pg", "public.events")
+    arrow, spark = latest_pair(projects, "pg", "pg.events")
     assert spark.watermark == arrow.watermark
     assert spark.rows == arrow.rows
-    assert extract_state(projects.spark)["public.events"].watermark == state.watermark
+    assert extract_state(projects.spark)["pg.events"].watermark == state.watermark
 
 
 def test_tracking_records_spark_extracts(projects: Projects, first_run: dict[str, Any]) -> None:
-    attempts = extract_attempts(projects.spark, "public.types")
+    attempts = extract_attempts(projects.spark, "pg.types")
     assert attempts and attempts[-1].status == "succeeded" and attempts[-1].rows == 1503
     assert attempts[-1].manifest_path and attempts[-1].error is None

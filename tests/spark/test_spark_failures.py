@@ -68,15 +68,15 @@ def test_failures_are_per_table_and_recorded(
     assert flags.status == "failed" and "holds the value 2" in flags.error
 
     state = extract_state(root)
-    assert state["public.good"].status == "succeeded" and state["public.good"].rows == 10
-    for table, needle in [("public.cond", "no_such_column"), ("public.url", "pg.url"), (f"{my_db}.flags", "value 2")]:
+    assert state["pg.good"].status == "succeeded" and state["pg.good"].rows == 10
+    for table, needle in [("pg.cond", "no_such_column"), ("pg.url", "pg.url"), ("my.flags", "value 2")]:
         assert state[table].status == "failed" and needle in state[table].error, state[table]
         assert state[table].last_success_extract_id is None
         (attempt,) = extract_attempts(root, table)
         assert attempt.status == "failed" and attempt.manifest_path is None
     lake = Lake(root / "lake")
-    assert lake.latest("pg", "public.good") is not None
-    for source, table in [("pg", "public.cond"), ("pg", "public.url"), ("my", f"{my_db}.flags")]:
+    assert lake.latest("pg", "pg.good") is not None
+    for source, table in [("pg", "pg.cond"), ("pg", "pg.url"), ("my", "my.flags")]:
         assert lake.latest(source, table) is None
         folder = lake.table_dir(source, table)
         assert not [p for p in folder.iterdir() if p.is_dir()], "a failed extract left its folder behind"

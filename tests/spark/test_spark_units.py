@@ -326,8 +326,8 @@ def test_submit_command_path_converts_and_commits(pg_dsn: str, tmp_path: Path, m
     assert not seen["dsn_in_argv"]
     assert seen["argv"][-1].endswith("conveyor/extract/spark_app.py")
     assert len(seen["plan"]["predicates"]) == 3  # a text key: predicates at the quantiles
-    (spark,) = committed(spark_root, "up", "public.t")
-    (arrow,) = committed(arrow_root, "up", "public.t")
+    (spark,) = committed(spark_root, "up", "up.t")
+    (arrow,) = committed(arrow_root, "up", "up.t")
     assert spark.job_type == "spark" and spark.rows == 101
     left = manifest_table(arrow).sort_by("id")
     right = manifest_table(spark).sort_by("id")

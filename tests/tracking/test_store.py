@@ -127,9 +127,7 @@ def test_migration_files_load_for_both_dialects() -> None:
     sqlite_migrations = load_migrations("sqlite")
     postgres_migrations = load_migrations("postgres")
     versions = [m.version for m in sqlite_migrations]
-    # increasing and unique; numbers are reserved per branch (0004 lands with the extract work),
-    # so a gap is allowed and applied in order once it is filled
-    assert versions[0] == 1 and versions == sorted(set(versions))
+    assert versions == list(range(1, len(versions) + 1))  # 0001, 0002, ... without gaps
     assert versions == [m.version for m in postgres_migrations]
     assert [m.name for m in sqlite_migrations] == [m.name for m in postgres_migrations]
     assert all(m.statements() for m in sqlite_migrations + postgres_migrations)
@@ -634,3 +632,38 @@ def test_closed_store_refuses_calls(target: Target) -> None:
     opened.close()
     with pytest.raises(TrackingStoreError, match="closed"):
         opened.list_runs()
+
+
+def test_extract_rows_from_before_0004_stay_readable(target: Target) -> None:
+    """0004 keys extract rows by relation and adds upstream_table; older rows keep NULL there."""
+    backend = _backend_for(target.dsn, target.schema)
+    backend.ensure_connected()
+    try:
+        migrate(backend, [m for m in load_migrations(target.dialect) if m.version < 4], "x")
+    finally:
+        backend.close()
+    target.execute(
+        "INSERT INTO runs (run_id, command, project, status, started_at, host, pid) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        ("r0", "extract", "p", "succeeded", "2026-01-01T00:00:00.000000+00:00", "h", 1),
+    )
+    target.execute(
+        "INSERT INTO extracts (extract_id, run_id, source, table_name, status, started_at) VALUES (?, ?, ?, ?, ?, ?)",
+        ("x0", "r0", "shop", "main.rental", "succeeded", "2026-01-01T00:00:00.000000+00:00"),
+    )
+    target.execute(
+        "INSERT INTO extract_state (source, table_name, status, last_extract_id, watermark) VALUES (?, ?, ?, ?, ?)",
+        ("shop", "main.rental", "succeeded", "x0", _wm("2026-01-01T00:00:00.000000+00:00")),
+    )
+    store = target.open()
+    try:
+        (legacy,) = store.extract_state("shop")
+        assert (legacy.table_name, legacy.upstream_table) == ("main.rental", None)
+        assert store.get_extract("x0").upstream_table is None  # type: ignore[union-attr]
+        run_id = store.start_run("extract", project="p")
+        for relation in ("shop.rental", "shop.rental_recent"):
+            store.start_extract(run_id, "shop", relation, f"x_{relation}", upstream_table="main.rental")
+        found = {s.table_name: s.upstream_table for s in store.extract_state("shop")}
+        assert found == {"main.rental": None, "shop.rental": "main.rental", "shop.rental_recent": "main.rental"}
+        assert store.get_extract("x_shop.rental").upstream_table == "main.rental"  # type: ignore[union-attr]
+    finally:
+        store.close()
