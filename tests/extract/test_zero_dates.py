@@ -56,7 +56,7 @@ def test_zero_dates_read_as_null_bootstrap_validate_and_load_agree(tmp_path: Pat
 
     outcome = api.run(api.open_project(root))
     assert outcome.ok, outcome
-    manifest = lake(root).latest("up", f"{my_db}.z")
+    manifest = lake(root).latest("up", "up.z")
     assert manifest is not None
     assert len(manifest.warnings) == 2 and all("zero date(s)" in w for w in manifest.warnings)
     assert any('"d"' in w and "1 zero date(s)" in w for w in manifest.warnings)
