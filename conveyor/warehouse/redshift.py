@@ -425,7 +425,19 @@ class RedshiftWarehouse(PostgresWarehouse):
     OPERATIONS = frozenset[str]()
     TYPE_MAPPING = TYPE_MAPPING
     """Design type -> Redshift type, for the types without parameters."""
-    MAX_DECIMAL_PRECISION = 38
+    MAX_DECIMAL_PRECISION = MAX_DECIMAL_DIGITS
+
+    @classmethod
+    def type_problem(cls, sql_type: SqlType) -> str | None:
+        """Wide decimals (as for every engine), and any type :func:`redshift_type` cannot spell."""
+        wide = super().type_problem(sql_type)
+        if wide is not None:
+            return wide
+        try:
+            redshift_type(sql_type)
+        except ConfigError:
+            return "Redshift has no such type"
+        return None
 
     def __init__(self, name: str, dsn: str, *, root: Path | None = None, config: EnvironmentConfig | None = None):
         super().__init__(name, dsn, root=root, config=config)
