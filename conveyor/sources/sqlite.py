@@ -213,9 +213,9 @@ class SqliteSource(Source):
 
     def _check(self, con: sqlite3.Connection, request: ReadRequest) -> None:
         """Refuse a column that cannot be read as its design type, before reading a row."""
-        columns = {c.name: c for c in self._columns(con, request.schema, request.table)[0]}
+        columns = {self.column_key(c.name): c for c in self._columns(con, request.schema, request.table)[0]}
         for name, target in request.columns:
-            column = columns.get(name)
+            column = columns.get(self.column_key(name))
             if column is None:
                 raise missing_column_error(self.name, request.schema, request.table, name, columns)
             if self.read_verdict(column, target) == "mismatch":
