@@ -4,7 +4,7 @@ A :class:`Kind` is one upstream column type: its DDL, a hypothesis strategy of P
 the engine's driver binds, and the *comparison key* saying how a value read back (by the
 upstream driver, from the lake, from either warehouse) is brought to one exact Python form:
 
-``int``, ``decimal`` (by value), ``float64`` / ``float32`` (bit-exact through ``repr``: -0.0
+``int``, ``decimal`` (by value), ``number`` (a Decimal or its exact text), ``float64`` / ``float32`` (bit-exact through ``repr``: -0.0
 and NaN stay themselves), ``text`` (exact), ``char`` (exact up to trailing blanks, which SQL
 ``char(n)`` does not count), ``bytes``, ``bool``, ``date``, ``time``, ``ts`` (naive),
 ``tstz`` (an aware instant, compared in UTC), ``uuid``, ``json`` (parsed, numbers as
@@ -20,6 +20,7 @@ import json
 import math
 import struct
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from decimal import Context, Decimal
@@ -42,6 +43,8 @@ class Kind:
     """Dialect -> expression over ``{c}`` read instead of the column (key is then ``int``)."""
     upstream_read: str = "{c}"
     """How the upstream driver selects it (e.g. ``{c}::text`` for json, whose text is the value)."""
+    from_driver: Callable[[Any], Any] | None = field(default=None, compare=False)
+    """Turns the driver's value into the documented exact value (e.g. MySQL tinyint(1) 1 -> True)."""
 
     def __repr__(self) -> str:
         return self.label
@@ -166,6 +169,13 @@ def _decimal(value: Any) -> Any:
     return ("decimal", value.normalize() if value else Decimal(0))
 
 
+def _number(value: Any) -> Any:
+    """A decimal read as a Decimal or as its exact text (either keeps every digit)."""
+    if isinstance(value, str):
+        value = Decimal(value)
+    return _decimal(value)
+
+
 def _float64(value: Any) -> str:
     if not isinstance(value, float):
         raise TypeError(f"expected a float, got {type(value).__name__} {value!r}")
@@ -256,6 +266,7 @@ def _normal(doc: Any) -> Any:
 _CANON: dict[str, Any] = {
     "int": _int,
     "decimal": _decimal,
+    "number": _number,
     "float64": _float64,
     "float32": _float32,
     "text": _text,

@@ -128,3 +128,30 @@ def read(conn: psycopg.Connection[Any], name: str, cols: Sequence[Col]) -> Rows:
 def drop(conn: psycopg.Connection[Any], name: str) -> None:
     conn.execute(f"DROP TABLE IF EXISTS {dq(name)}".encode())
 
+
+
+def _unmapped(ddl: str, samples: list[str]) -> Kind:
+    """A type with no design mapping; its value is PostgreSQL's own text form (``col::text``)."""
+    return Kind(ddl, ddl, st.sampled_from(samples), "text", f"%s::{ddl}", upstream_read="{c}::text")
+
+
+#: types docs/types.md lists as unmapped (bootstrap must still keep the rest of the table: issue 10 item 9)
+UNMAPPED: list[Kind] = [
+    _unmapped("tsvector", ["a fat cat", "", "'ünï' x:1"]),
+    _unmapped("interval", ["1 mon 2 days 00:00:00.000003", "-00:00:01", "178000000 years"]),
+    _unmapped("money", ["12.34", "-0.01", "0"]),
+    _unmapped("inet", ["192.168.0.1/24", "::1", "10.0.0.1"]),
+    _unmapped("cidr", ["10.0.0.0/8", "2001:db8::/32"]),
+    _unmapped("macaddr", ["08:00:2b:01:02:03"]),
+    _unmapped("timetz", ["12:00:00+02", "23:59:59.999999-11:30"]),
+    _unmapped("point", ["(1,2)", "(-1.5,0)"]),
+    _unmapped("bit(3)", ["101", "000"]),
+    _unmapped("xml", ["<a>b</a>", "ünï"]),
+    _unmapped("int4range", ["[1,5)", "empty"]),
+]
+
+#: numeric wider than DuckDB's 38 digits (issue 10 item 11)
+WIDE: list[Kind] = [
+    Kind(f"numeric({p},{s})", f"numeric({p},{s})", decimals(p, s), "number", f"%s::numeric({p},{s})")
+    for p, s in [(39, 0), (50, 20), (76, 38), (60, 60)]
+]
