@@ -130,7 +130,9 @@ def my_upstream_db() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def my_up(my_upstream_db: str) -> Iterator[pymysql.connections.Connection]:
     """An autocommit pymysql connection to the upstream database, session time zone UTC."""
-    conn = pymysql.connect(**MY_ADMIN, database=my_upstream_db, autocommit=True, init_command="SET time_zone = '+00:00'")
+    conn = pymysql.connect(
+        **MY_ADMIN, database=my_upstream_db, autocommit=True, init_command="SET time_zone = '+00:00'"
+    )
     try:
         yield conn
     finally:

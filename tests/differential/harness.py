@@ -81,9 +81,7 @@ def tables(
 ) -> Table:
     """A table of 1..max_cols columns drawn from ``vocab`` and 0..max_rows rows biased to edge values."""
     kinds = draw(st.lists(st.sampled_from(list(vocab)), min_size=1, max_size=min(max_cols, 8)))
-    cols = [
-        Col(draw(st.sampled_from(_NAME_STYLES))(i), kind, draw(st.booleans())) for i, kind in enumerate(kinds)
-    ]
+    cols = [Col(draw(st.sampled_from(_NAME_STYLES))(i), kind, draw(st.booleans())) for i, kind in enumerate(kinds)]
     low, high = id_range
     ids = draw(st.lists(st.sampled_from([low, high, 0, 1]) | st.integers(low, high), unique=True, max_size=max_rows))
     rows = [[draw(c.kind.values if c.not_null else st.none() | c.kind.values) for c in cols] for _ in ids]
@@ -241,7 +239,8 @@ def compare(where: str, cols: Sequence[Col], expected: Rows, actual: Rows, *, ex
                 got = canon(key, row_a[index], exact_json=exact_json)
             except TypeError as exc:
                 raise AssertionError(
-                    f"{where}: row id={row_e[0]} column {col.name!r} ({col.kind.label}): {exc}; upstream {row_e[index]!r}"
+                    f"{where}: row id={row_e[0]} column {col.name!r} ({col.kind.label}): {exc}; "
+                    f"upstream {row_e[index]!r}"
                 ) from None
             assert got == want, (
                 f"{where}: row id={row_e[0]} column {col.name!r} ({col.kind.label}): "

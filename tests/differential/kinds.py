@@ -3,12 +3,12 @@
 A :class:`Kind` is one upstream column type: its DDL, a hypothesis strategy of Python values
 the engine's driver binds, and the *comparison key* saying how a value read back (by the
 upstream driver, from the lake, from either warehouse) is brought to one exact Python form:
-
-``int``, ``decimal`` (by value), ``number`` (a Decimal or its exact text), ``float64`` / ``float32`` (bit-exact through ``repr``: -0.0
-and NaN stay themselves), ``text`` (exact), ``char`` (exact up to trailing blanks, which SQL
-``char(n)`` does not count), ``bytes``, ``bool``, ``date``, ``time``, ``ts`` (naive),
-``tstz`` (an aware instant, compared in UTC), ``uuid``, ``json`` (parsed, numbers as
-Decimal; the DuckDB side must also hold the upstream's exact text), and ``array:<key>``.
+``int``; ``decimal`` (by value); ``number`` (a Decimal or its exact text); ``float64`` and
+``float32`` (bit-exact through ``repr``: -0.0 and NaN stay themselves); ``text`` (exact);
+``char`` (exact up to trailing blanks, which SQL ``char(n)`` does not count); ``bytes``;
+``bool``; ``date``; ``time``; ``ts`` (naive); ``tstz`` (an aware instant, compared in UTC);
+``uuid``; ``json`` (parsed, numbers as Decimal; the lake and DuckDB must also hold the
+upstream's exact text); and ``array:<key>``.
 
 A kind whose values Python cannot hold (BC dates) is read through a ``probe``: an SQL
 expression per dialect that turns the column into an integer on every side.
@@ -87,8 +87,18 @@ def decimals(precision: int, scale: int) -> st.SearchStrategy[Decimal]:
     return st.one_of(st.sampled_from([top, -top, 0, 1, -1]), st.integers(-top, top)).map(make)
 
 
-FLOAT64_EDGES = [math.nan, math.inf, -math.inf, -0.0, 0.0, 5e-324, -5e-324, 1.7976931348623157e308, 2.2250738585072014e-308, 0.1]  # fmt: skip
-FLOAT32_EDGES = [math.nan, math.inf, -math.inf, -0.0, 1.401298464324817e-45, 3.4028234663852886e38, 1.1754943508222875e-38]
+FLOAT64_EDGES = [
+    math.nan, math.inf, -math.inf, -0.0, 0.0, 5e-324, -5e-324, 1.7976931348623157e308, 2.2250738585072014e-308, 0.1,
+]  # fmt: skip
+FLOAT32_EDGES = [
+    math.nan,
+    math.inf,
+    -math.inf,
+    -0.0,
+    1.401298464324817e-45,
+    3.4028234663852886e38,
+    1.1754943508222875e-38,
+]
 
 
 def floats64(*, special: bool = True) -> st.SearchStrategy[float]:
@@ -110,11 +120,23 @@ def times() -> st.SearchStrategy[time]:
 
 
 def timestamps(low: datetime = datetime(1, 1, 1), high: datetime = datetime(9999, 12, 31, 23, 59, 59, 999999)):
-    edges = [low, high, datetime(1970, 1, 1), datetime(1969, 12, 31, 23, 59, 59, 999999), datetime(2000, 2, 29, 0, 0, 0, 1)]
+    edges = [
+        low,
+        high,
+        datetime(1970, 1, 1),
+        datetime(1969, 12, 31, 23, 59, 59, 999999),
+        datetime(2000, 2, 29, 0, 0, 0, 1),
+    ]
     return st.one_of(st.sampled_from(edges), st.datetimes(low, high))
 
 
-OFFSETS = [timedelta(0), timedelta(hours=5, minutes=30), timedelta(hours=-11), timedelta(hours=14), timedelta(minutes=-1)]
+OFFSETS = [
+    timedelta(0),
+    timedelta(hours=5, minutes=30),
+    timedelta(hours=-11),
+    timedelta(hours=14),
+    timedelta(minutes=-1),
+]
 
 
 def instants(low: datetime = datetime(2, 1, 1), high: datetime = datetime(9998, 12, 31)) -> st.SearchStrategy[datetime]:
@@ -135,7 +157,9 @@ def json_texts(*, nul: bool = False) -> st.SearchStrategy[str]:
         texts(8, nul=nul),
     )  # fmt: skip
     docs = st.recursive(
-        scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(texts(5, nul=nul), inner, max_size=3), max_leaves=6
+        scalars,
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(texts(5, nul=nul), inner, max_size=3),
+        max_leaves=6,
     )
     spacing = st.sampled_from([(", ", ": "), (",", ":")])
     return st.builds(lambda d, a, sep: json.dumps(d, ensure_ascii=a, separators=sep), docs, st.booleans(), spacing)

@@ -28,7 +28,9 @@ def _maybe(convert: Any) -> Any:
 
 
 def _number(value: Any) -> Decimal:
-    return Decimal(repr(value)) if isinstance(value, float) else Decimal(value if isinstance(value, int) else str(value))
+    return (
+        Decimal(repr(value)) if isinstance(value, float) else Decimal(value if isinstance(value, int) else str(value))
+    )
 
 
 def _instant(text: str) -> datetime:

@@ -59,7 +59,13 @@ VOCAB: list[Kind] = [
     Kind("varbinary(8)", "varbinary(8)", st.binary(max_size=8), "bytes"),
     Kind("blob", "blob", st.binary(max_size=12) | st.sampled_from([b"", b"\x00", b"\\"]), "bytes"),
     Kind("bit(10)", "bit(10)", ints(0, 1023), "bytes"),
-    Kind("tinyint(1)", "tinyint(1)", st.sampled_from([0, 1]), "bool", from_driver=lambda v: None if v is None else bool(v)),
+    Kind(
+        "tinyint(1)",
+        "tinyint(1)",
+        st.sampled_from([0, 1]),
+        "bool",
+        from_driver=lambda v: None if v is None else bool(v),
+    ),
     Kind("date", "date", dates(date(1000, 1, 1)), "date"),
     Kind("time(6)", "time(6)", times(), "time"),
     Kind("datetime(6)", "datetime(6)", timestamps(datetime(1000, 1, 1)), "ts"),
@@ -74,7 +80,13 @@ VOCAB: list[Kind] = [
 
 #: zero dates: read as NULL (docs/types.md), even in NOT NULL columns (issue 10 item 10)
 ZERO_DATES: list[Kind] = [
-    Kind("date zero", "date", st.sampled_from(["0000-00-00", "2024-00-10", "2024-01-00"]), "date", from_driver=_zero_is_null),
+    Kind(
+        "date zero",
+        "date",
+        st.sampled_from(["0000-00-00", "2024-00-10", "2024-01-00"]),
+        "date",
+        from_driver=_zero_is_null,
+    ),
     Kind("datetime zero", "datetime(6)", st.sampled_from(["0000-00-00 00:00:00"]), "ts", from_driver=_zero_is_null),
 ]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections.abc import Sequence
 from typing import Any
@@ -94,10 +95,8 @@ VOCAB: list[Kind] = [
 def setup(conn: psycopg.Connection[Any]) -> None:
     """The session's shared upstream types (an enum, a domain)."""
     for statement in SETUP:
-        try:
+        with contextlib.suppress(psycopg.errors.DuplicateObject):
             conn.execute(statement.encode())
-        except psycopg.errors.DuplicateObject:
-            pass
 
 
 def create(conn: psycopg.Connection[Any], table: Table) -> None:
@@ -107,7 +106,9 @@ def create(conn: psycopg.Connection[Any], table: Table) -> None:
     insert(conn, table.name, table.cols, list(zip(table.ids, table.rows, strict=True)))
 
 
-def insert(conn: psycopg.Connection[Any], name: str, cols: Sequence[Col], rows: Sequence[tuple[int, list[Any]]]) -> None:
+def insert(
+    conn: psycopg.Connection[Any], name: str, cols: Sequence[Col], rows: Sequence[tuple[int, list[Any]]]
+) -> None:
     if not rows:
         return
     names = ", ".join(["id", *(dq(c.name) for c in cols)])
@@ -121,13 +122,14 @@ def read(conn: psycopg.Connection[Any], name: str, cols: Sequence[Col]) -> Rows:
     exprs = ["id"]
     for col in cols:
         quoted = dq(col.name)
-        exprs.append(col.kind.probe["postgres"].format(c=quoted) if col.kind.probe else col.kind.upstream_read.format(c=quoted))
+        exprs.append(
+            col.kind.probe["postgres"].format(c=quoted) if col.kind.probe else col.kind.upstream_read.format(c=quoted)
+        )
     return conn.execute(f"SELECT {', '.join(exprs)} FROM {dq(name)} ORDER BY id".encode()).fetchall()
 
 
 def drop(conn: psycopg.Connection[Any], name: str) -> None:
     conn.execute(f"DROP TABLE IF EXISTS {dq(name)}".encode())
-
 
 
 def _unmapped(ddl: str, samples: list[str]) -> Kind:

@@ -26,7 +26,9 @@ def round_trip(conn: Any, db: str, warehouse: str, table: Table, partitions: int
     try:
         relation = bootstrap_one(root)
         if partitions:
-            edit_design(root, relation, lambda d: d.setdefault("extract", {}).update(split_by="id", partitions=partitions))
+            edit_design(
+                root, relation, lambda d: d.setdefault("extract", {}).update(split_by="id", partitions=partitions)
+            )
         extract_ok(root)
         expected = my.read(conn, table.name, table.cols)
         check_everywhere(root, relation, f"{db}.{table.name}", table.cols, expected, warehouse)

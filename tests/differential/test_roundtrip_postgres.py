@@ -52,7 +52,9 @@ def round_trip(conn: Any, dsn: str, warehouse: str, table: Table, partitions: in
     try:
         relation = bootstrap_one(root)
         if partitions:
-            edit_design(root, relation, lambda d: d.setdefault("extract", {}).update(split_by="id", partitions=partitions))
+            edit_design(
+                root, relation, lambda d: d.setdefault("extract", {}).update(split_by="id", partitions=partitions)
+            )
         extract_ok(root)
         expected = pg.read(conn, table.name, table.cols)
         check_everywhere(root, relation, f"public.{table.name}", table.cols, expected, warehouse)
@@ -76,7 +78,9 @@ def table_of(*cols: tuple[str, Any, bool], rows: list[list[Any]]) -> Table:
     """An explicit table for ``@example`` (names, kinds and NOT NULL flags; ids 1..n)."""
     from .harness import Col
 
-    return Table(f"t_{uuid.uuid4().hex[:12]}", [Col(n, k, nn) for n, k, nn in cols], list(range(1, len(rows) + 1)), rows)
+    return Table(
+        f"t_{uuid.uuid4().hex[:12]}", [Col(n, k, nn) for n, k, nn in cols], list(range(1, len(rows) + 1)), rows
+    )
 
 
 CHAR = next(k for k in pg.VOCAB if k.label == "char(4)")
@@ -152,7 +156,10 @@ def test_postgres_unmapped_types_keep_the_table(
         odd = [c.name for c in kept if c.kind.label in unmapped and design[c.name]["type"] != "text"]
         assert not odd, f"unmapped columns {odd} got types {[design[n]['type'] for n in odd]}, expected text or skipped"
         extract_ok(root)
-        expected = [tuple(r[i] for i in [0, *[1 + table.cols.index(c) for c in kept]]) for r in pg.read(upstream, table.name, table.cols)]
+        expected = [
+            tuple(r[i] for i in [0, *[1 + table.cols.index(c) for c in kept]])
+            for r in pg.read(upstream, table.name, table.cols)
+        ]
         check_everywhere(root, relation, f"public.{table.name}", kept, expected, pg_warehouse_dsn)
     finally:
         pg.drop(upstream, table.name)
@@ -161,7 +168,9 @@ def test_postgres_unmapped_types_keep_the_table(
 
 @pytest.mark.xfail(strict=True, reason="issue 10 item 11: numeric(p>38) bootstraps as a decimal DuckDB refuses")
 @profile(examples=4)
-@example(table=table_of(("w", pg.WIDE[1], False), rows=[[Decimal("-123456789012345678901234567890.12345678901234567890")]]))
+@example(
+    table=table_of(("w", pg.WIDE[1], False), rows=[[Decimal("-123456789012345678901234567890.12345678901234567890")]])
+)
 @given(table=tables(pg.WIDE, max_cols=2, max_rows=3))
 def test_postgres_wide_numerics_load_exactly(upstream: Any, pg_upstream_dsn: str, pg_warehouse_dsn: str, table: Table):
     round_trip(upstream, pg_upstream_dsn, pg_warehouse_dsn, table, None)
@@ -185,7 +194,9 @@ def test_postgres_two_designs_over_one_table(upstream: Any, pg_upstream_dsn: str
         load_ok(root, "duck")
         compare("DuckDB warehouse", table.cols, expected, duckdb_rows(root, relation, table.cols), exact_json=True)
         narrow_rows = [r[:2] for r in expected]
-        compare("DuckDB warehouse (second design)", table.cols[:1], narrow_rows, duckdb_rows(root, second, table.cols[:1]))
+        compare(
+            "DuckDB warehouse (second design)", table.cols[:1], narrow_rows, duckdb_rows(root, second, table.cols[:1])
+        )
     finally:
         pg.drop(upstream, table.name)
         remove(root)

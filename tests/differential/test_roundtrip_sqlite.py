@@ -6,11 +6,11 @@ partitions of ``id``), loads DuckDB and PostgreSQL, and compares with sqlite3's 
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
+
+from conveyor import api
 
 from . import lite
 from .conftest import profile, scratch_dir
@@ -26,7 +26,6 @@ from .harness import (
     tables,
     write_project,
 )
-from conveyor import api
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -38,7 +37,9 @@ def round_trip(warehouse: str, table: Table, partitions: int | None) -> None:
         lite.create(conn, table)
         relation = bootstrap_one(root)
         if partitions:
-            edit_design(root, relation, lambda d: d.setdefault("extract", {}).update(split_by="id", partitions=partitions))
+            edit_design(
+                root, relation, lambda d: d.setdefault("extract", {}).update(split_by="id", partitions=partitions)
+            )
         extract_ok(root)
         expected = lite.read(conn, table.name, table.cols)
         check_everywhere(root, relation, f"main.{table.name}", table.cols, expected, warehouse)

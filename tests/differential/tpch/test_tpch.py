@@ -24,6 +24,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -63,7 +64,9 @@ VIEW_SQL = {
     "v.q18": "SELECT * FROM q.q18",
     "v.shipped": "SELECT * FROM lineitem WHERE l_shipdate <= CAST('1998-09-02' AS date)",
 }
-Q01_VIA_VIEW = query_text(1).replace("FROM\n    lineitem\nWHERE\n    l_shipdate <= CAST('1998-09-02' AS date)", "FROM v.shipped")
+Q01_VIA_VIEW = query_text(1).replace(
+    "FROM\n    lineitem\nWHERE\n    l_shipdate <= CAST('1998-09-02' AS date)", "FROM v.shipped"
+)
 
 
 # ------------------------------------------------------------------------------ building
@@ -176,6 +179,7 @@ class Done:
     code: int
     stdout: str
     stderr: str
+    seconds: float = 0.0
 
 
 def cli(root: Path, *args: str) -> Done:
@@ -183,8 +187,9 @@ def cli(root: Path, *args: str) -> Done:
     env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb"}
     env.pop("CONVEYOR_PROJECT", None)
     tool = str(Path(sys.executable).parent / "conveyor")
+    began = time.monotonic()
     done = subprocess.run([tool, *args], cwd=root, env=env, capture_output=True, text=True, timeout=300, check=False)
-    return Done(done.returncode, done.stdout, done.stderr)
+    return Done(done.returncode, done.stdout, done.stderr, time.monotonic() - began)
 
 
 class Builds:
@@ -215,6 +220,7 @@ class Builds:
             assert done.code == 0, f"conveyor {step}: {done.stdout}{done.stderr}"
         result.steps["load duck"] = cli(root, "load", "-q")
         result.steps["load pg"] = cli(root, "load", "-q", "-e", "pg")
+        print(f"tpch {variant}: " + ", ".join(f"{k} {v.seconds:.1f} s" for k, v in result.steps.items()))
         return result
 
 
@@ -230,9 +236,16 @@ def builds(upstream: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 
 # ------------------------------------------------------------------------------ known failures
 
+VIEW_NOT_REBUILT = "issue 10 item 13: load of a schema fails on DuckDB when it reads views of a schema not rebuilt"
 CHAR_PADDED = "issue 10 item 3: char(n) keeps its blank padding, so = on it and its values differ"
-#: (variant, env, relation) -> reason; filled from what the suite found on the code it was written against
-KNOWN: dict[tuple[str, str, str], str] = {}
+#: relations whose answer is wrong when upstream has the spec's char(n) columns: each filters on, joins on or
+#: returns a padded char(n) value (n_name, r_name, c_mktsegment, o_orderpriority, l_shipmode, p_brand, ...)
+PADDED = [
+    *(f"q.q{n:02d}" for n in (2, 3, 4, 5, 7, 8, 9, 10, 11, 12, 15, 16, 19, 20, 21)),
+    "v.q03", "v.q10", "v.q15", "v.q15_top",
+]  # fmt: skip
+#: (variant, env, relation) -> reason, from what the suite found on the code it was written against
+KNOWN: dict[tuple[str, str, str], str] = {("spec", "*", relation): CHAR_PADDED for relation in PADDED}
 
 
 def known(variant: str, env: str, relation: str) -> str | None:
@@ -253,18 +266,13 @@ def check_answer(built: Built, env: str, relation: str) -> None:
         raise AssertionError(f"{relation} cannot be read from {env}: {exc}{said}") from None
     width = len(header)
     assert all(len(r) == width for r in rows), f"{relation}: {len(rows[0])} columns, reference has {width}"
-    kinds = column_kinds(built.rows("duck", relation) if env == "pg" and _readable(built, relation) else rows, width)
+    kinds = column_kinds(number, header)
+    if env == "duck":
+        doubles = {i for row in rows for i, v in enumerate(row) if isinstance(v, float)}
+        assert doubles <= {i for i, k in enumerate(kinds) if k == "double"}, f"unlisted double columns {doubles}"
     expected = canonical_reference(expected_rows, kinds)
     actual = canonical(rows, kinds)
     assert actual == expected, f"{relation} on {env} ({built.variant}):\n{differences(expected, actual)}"
-
-
-def _readable(built: Built, relation: str) -> bool:
-    try:
-        built.rows("duck", relation)
-    except duckdb.Error:
-        return False
-    return True
 
 
 def _params() -> list[Any]:
@@ -284,3 +292,53 @@ def _params() -> list[Any]:
 @pytest.mark.parametrize(("variant", "env", "relation"), _params())
 def test_answer_equals_the_reference(builds: Builds, variant: str, env: str, relation: str) -> None:
     check_answer(builds.get(variant), env, relation)
+
+
+def _agree_params() -> list[Any]:
+    return [
+        pytest.param(
+            v,
+            r,
+            id=f"{v}-{r}",
+            marks=[pytest.mark.xfail(strict=True, reason=known(v, "*", r))]
+            * bool(known(v, "*", r) and r in AGREE_DIFFER),
+        )
+        for v in VARIANTS
+        for r in RELATIONS
+    ]
+
+
+#: relations whose DuckDB and PostgreSQL answers differ from each other today (both wrong differently)
+AGREE_DIFFER: set[str] = set()
+
+
+@pytest.mark.parametrize(("variant", "relation"), _agree_params())
+def test_both_warehouses_give_the_same_answer(builds: Builds, variant: str, relation: str) -> None:
+    """DuckDB and PostgreSQL agree with each other (compared as with the reference), right or wrong."""
+    built = builds.get(variant)
+    duck_rows, pg_rows = built.rows("duck", relation), built.rows("pg", relation)
+    kinds = column_kinds(RELATIONS[relation], reference(RELATIONS[relation])[0])
+    duck, pg = canonical(duck_rows, kinds), canonical(pg_rows, kinds)
+    assert pg == duck, f"{relation} ({variant}): PostgreSQL against DuckDB:\n{differences(duck, pg)}"
+
+
+@pytest.mark.parametrize(
+    ("schema", "env"),
+    [
+        ("v", "duck"),
+        ("v", "pg"),
+        pytest.param("q", "duck", marks=pytest.mark.xfail(strict=True, reason=VIEW_NOT_REBUILT)),
+    ],
+)  # v first: a failed load of q publishes without q.q01_via_view (publish_on_failure), which v would then miss;
+# q alone on PostgreSQL is left out for time: it rebuilds q20, whose correlated subquery takes ~45 s there
+def test_one_schema_loaded_alone(builds: Builds, env: str, schema: str) -> None:
+    """``conveyor load <schema>`` rebuilds one schema, keeps the other, and every answer is still right.
+
+    Loading ``q`` alone rebuilds ``q.q01_via_view``, which reads the view ``v.shipped`` of a schema
+    it does not rebuild; loading ``v`` alone rebuilds views over tables it does not rebuild.
+    """
+    built = builds.get("varchar")
+    done = cli(built.root, "load", "-q", "-e", env, schema)
+    assert done.code == 0, f"conveyor load {schema} -e {env}: {done.stdout}{done.stderr}"
+    for relation in RELATIONS:
+        check_answer(built, env, relation)
