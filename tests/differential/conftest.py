@@ -11,14 +11,15 @@ Profiles (``CONVEYOR_DIFFERENTIAL_PROFILE``):
 * ``differential-ci`` (default): few examples, derandomized, not shrunk, so ``make test`` is
   quick and a strict xfail does not flicker; a falsifying example prints its
   ``@reproduce_failure``.
-* ``differential-thorough``: many more examples from a random seed (printed on failure);
-  run it by hand to hunt, e.g.
+* ``differential-thorough``: 20x the examples from a random seed, printed in pytest's header
+  (``CONVEYOR_DIFFERENTIAL_SEED=N`` replays the run); run it by hand to hunt, e.g.
   ``CONVEYOR_DIFFERENTIAL_PROFILE=differential-thorough pytest tests/differential``.
 """
 
 from __future__ import annotations
 
 import os
+import random
 import socket
 import tempfile
 import uuid
@@ -29,7 +30,7 @@ from typing import Any
 import psycopg
 import pymysql
 import pytest
-from hypothesis import HealthCheck, Phase, settings
+from hypothesis import HealthCheck, Phase, seed, settings
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 MY_ADMIN: dict[str, Any] = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": "", "charset": "utf8mb4"}
@@ -51,13 +52,28 @@ settings.register_profile(
 )
 
 
-def profile(examples: int | None = None) -> settings:
-    """The chosen profile; ``examples`` scales its example count (the CI default is 10)."""
-    chosen = settings.get_profile(os.environ.get("CONVEYOR_DIFFERENTIAL_PROFILE", "differential-ci"))
-    if examples is None:
-        return chosen
-    factor = chosen.max_examples / 10
-    return settings(chosen, max_examples=max(1, round(examples * factor)))
+PROFILE = os.environ.get("CONVEYOR_DIFFERENTIAL_PROFILE", "differential-ci")
+#: the seed of a randomized (thorough) run, printed in pytest's header; set it again to replay a run
+SEED = int(os.environ.get("CONVEYOR_DIFFERENTIAL_SEED") or random.randrange(2**32))
+
+
+def profile(examples: int | None = None) -> Callable[[Any], Any]:
+    """Decorator: the chosen profile, ``examples`` scaled by it (the CI default is 10), and the run's seed."""
+    chosen = settings.get_profile(PROFILE)
+    if examples is not None:
+        chosen = settings(chosen, max_examples=max(1, round(examples * chosen.max_examples / 10)))
+
+    def apply(test: Any) -> Any:
+        test = chosen(test)
+        return test if chosen.derandomize else seed(SEED)(test)
+
+    return apply
+
+
+def pytest_report_header() -> str:
+    if settings.get_profile(PROFILE).derandomize:
+        return f"differential: profile {PROFILE} (derandomized)"
+    return f"differential: profile {PROFILE}, seed {SEED} (replay: CONVEYOR_DIFFERENTIAL_SEED={SEED})"
 
 
 def reachable(port: int) -> bool:

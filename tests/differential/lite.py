@@ -10,6 +10,7 @@ declared type (``from_driver``): ISO-8601 text parsed (text without an offset is
 from __future__ import annotations
 
 import itertools
+import json
 import sqlite3
 import uuid
 from collections.abc import Sequence
@@ -68,8 +69,9 @@ VOCAB: list[Kind] = [
     Kind("BIGINT", "BIGINT", ints(-(2**63), 2**63 - 1), "int"),
     Kind("SMALLINT", "SMALLINT", ints(-(2**15), 2**15 - 1), "int"),
     Kind("BOOLEAN", "BOOLEAN", st.sampled_from([0, 1]), "bool", from_driver=_maybe(bool)),
-    Kind("REAL", "REAL", floats64(), "float64"),
-    Kind("DOUBLE", "DOUBLE", floats64(), "float64"),
+    # no NaN: SQLite stores it as NULL (which a NOT NULL column then refuses)
+    Kind("REAL", "REAL", floats64().filter(lambda f: f == f), "float64"),
+    Kind("DOUBLE", "DOUBLE", floats64().filter(lambda f: f == f), "float64"),
     Kind("TEXT", "TEXT", texts(12), "text"),
     Kind("VARCHAR(10)", "VARCHAR(10)", texts(10), "text"),
     Kind("CHAR(4)", "CHAR(4)", texts(4), "text"),
@@ -85,8 +87,17 @@ VOCAB: list[Kind] = [
     Kind("TIMESTAMP", "TIMESTAMP", TIMESTAMPS, "ts", from_driver=_maybe(datetime.fromisoformat)),
     Kind("TIMESTAMPTZ", "TIMESTAMPTZ", INSTANTS, "tstz", from_driver=_maybe(_instant)),
     Kind("UUID", "UUID", UUID_TEXT, "uuid", from_driver=_maybe(uuid.UUID)),
-    Kind("JSON", "JSON", json_texts(), "json"),
+    # not a bare number: see JSON_NUMBER
+    Kind("JSON", "JSON", json_texts().filter(lambda t: not _is_number(t)), "json"),
 ]
+
+#: a JSON document that is a bare number: "JSON" has NUMERIC affinity, so SQLite stores '0' as the integer 0
+JSON_NUMBER = Kind("JSON number", "JSON", st.sampled_from(["0", "1.5", "-12", "1e3"]), "json", from_driver=_maybe(str))
+
+
+def _is_number(text: str) -> bool:
+    value = json.loads(text)
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def connect(path: str) -> sqlite3.Connection:

@@ -94,3 +94,15 @@ def test_sqlite_design_column_missing_upstream_fails_the_extract(pg_warehouse_ds
     finally:
         conn.close()
         remove(root)
+
+
+@pytest.mark.xfail(strict=True, reason="not in issue 10: a SQLite JSON column holding a bare number fails the extract")
+@profile(examples=1)
+@example(table=Table("t_json_number", [Col("j", lite.JSON_NUMBER, False)], [1], [["0"]]))
+@given(table=tables([lite.JSON_NUMBER], max_cols=1, max_rows=3))
+def test_sqlite_json_numbers_round_trip(pg_warehouse_dsn: str, table: Table) -> None:
+    """Found by the property above: the declared type JSON has NUMERIC affinity, so SQLite keeps the document
+    '0' as the integer 0 and the extract fails with "0 is stored as int, not text", although 0 is valid JSON.
+    (The reference here is the number's text as sqlite3 reads it: '0', '1.5', '-12', '1000.0' for '1e3'.)
+    """
+    round_trip(pg_warehouse_dsn, table, None)
