@@ -56,7 +56,9 @@ def _iso_instant(value: datetime, style: str) -> str:
 
 
 def _decimal_kind(declared: str, p: int, s: int) -> Kind:
-    values = decimals(p, s).map(str)
+    """Values of at most 15 significant digits: SQLite's NUMERIC affinity keeps those exactly (as REAL or
+    INTEGER) but turns longer ones into a rounded REAL ('99999999999999.9999' is read back as 10**14)."""
+    values = decimals(min(p, 15), min(s, 15) if p > 15 else s).map(str)
     return Kind(declared, declared, values, "decimal", from_driver=_maybe(_number))
 
 

@@ -106,3 +106,25 @@ def test_sqlite_json_numbers_round_trip(pg_warehouse_dsn: str, table: Table) -> 
     (The reference here is the number's text as sqlite3 reads it: '0', '1.5', '-12', '1000.0' for '1e3'.)
     """
     round_trip(pg_warehouse_dsn, table, None)
+
+
+@pytest.mark.xfail(strict=True, reason="not in issue 10: an out-of-range SQLite decimal fails with pyarrow's words")
+def test_sqlite_decimal_out_of_range_names_the_value(pg_warehouse_dsn: str) -> None:
+    """Found by the property above: SQLite keeps '99999999999999.9999' in a DECIMAL(18,4) column as the integer
+    10**14, which does not fit decimal(18,4). The extract rightly fails, but says "Decimal type with precision 15
+    does not fit into precision inferred from first array element: 18": not the value, nor what is wrong with it.
+    """
+    root = write_project(scratch_dir("litedec"), "sqlite", "upstream.db", ["main.*"], pg_warehouse_dsn)
+    conn = lite.connect(str(root / "upstream.db"))
+    try:
+        conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, c DECIMAL(18,4))")
+        conn.execute("INSERT INTO t VALUES (1, '99999999999999.9999')")
+        assert conn.execute("SELECT c FROM t").fetchall() == [(10**14,)]  # what SQLite made of it
+        bootstrap_one(root)
+        outcome = api.extract_tables(api.open_project(root))
+        assert outcome.extract is not None and not outcome.ok
+        error = outcome.extract.failed[0].error or ""
+        assert "100000000000000" in error and "inferred from first array element" not in error, error
+    finally:
+        conn.close()
+        remove(root)
