@@ -89,6 +89,27 @@ def tables(
     return Table(f"{prefix}_{uuid.uuid4().hex[:12]}", cols, ids, rows)
 
 
+SPLIT_KEYS = {"int", "text", "char", "uuid", "date", "ts", "tstz"}
+
+
+def split_settings(table: Table, partitions: int | None, pick: int, *, ctid: bool = False) -> dict[str, Any] | None:
+    """``extract`` settings splitting into ``partitions`` by ``id`` or by one of the table's NOT NULL keys
+    (text and uuid keys are split at quantiles, the others in ranges); with ``ctid``, also by no key at all
+    (PostgreSQL's physical ranges). ``pick`` chooses among them."""
+    if not partitions:
+        return None
+    keys: list[str | None] = ["id"]
+    keys += [c.name for c in table.cols if c.not_null and c.kind.key in SPLIT_KEYS and not c.kind.probe]
+    keys += [None] if ctid else []
+    key = keys[pick % len(keys)]
+    return {"partitions": partitions, **({"split_by": key} if key else {})}
+
+
+def apply_split(root: Path, relation: str, extract: dict[str, Any] | None) -> None:
+    if extract:
+        edit_design(root, relation, lambda d: d.setdefault("extract", {}).update(extract))
+
+
 # ------------------------------------------------------------------------------ the project
 
 

@@ -19,7 +19,7 @@ from .harness import Col, Table, bootstrap_one, check_everywhere, edit_design, e
 pytestmark = [pytest.mark.mysql, pytest.mark.postgres, pytest.mark.slow]
 
 
-def round_trip(conn: Any, db: str, warehouse: str, table: Table, partitions: int | None) -> None:
+def round_trip(conn: Any, db: str, warehouse: str, table: Table, partitions: int | None, pick: int = 0) -> None:
     my.create(conn, table)
     dsn = f"mysql://root@127.0.0.1:3306/{db}"
     root = write_project(scratch_dir("my"), "mysql", dsn, [f"{db}.{table.name}"], warehouse)
@@ -38,11 +38,11 @@ def round_trip(conn: Any, db: str, warehouse: str, table: Table, partitions: int
 
 
 @profile(examples=12)
-@given(table=tables(my.VOCAB), partitions=st.sampled_from([None, None, 2, 3, 4]))
+@given(table=tables(my.VOCAB), partitions=st.sampled_from([None, None, 2, 3, 4]), pick=st.integers(0, 7))
 def test_mariadb_tables_round_trip_exactly(
-    my_up: Any, my_upstream_db: str, pg_warehouse_dsn: str, table: Table, partitions: int | None
+    my_up: Any, my_upstream_db: str, pg_warehouse_dsn: str, table: Table, partitions: int | None, pick: int
 ) -> None:
-    round_trip(my_up, my_upstream_db, pg_warehouse_dsn, table, partitions)
+    round_trip(my_up, my_upstream_db, pg_warehouse_dsn, table, partitions, pick)
 
 
 @profile(examples=3)

@@ -46,7 +46,7 @@ def upstream(pg_up: Any) -> Any:
     return pg_up
 
 
-def round_trip(conn: Any, dsn: str, warehouse: str, table: Table, partitions: int | None) -> None:
+def round_trip(conn: Any, dsn: str, warehouse: str, table: Table, partitions: int | None, pick: int = 0) -> None:
     pg.create(conn, table)
     root = write_project(scratch_dir("pg"), "postgres", dsn, [f"public.{table.name}"], warehouse)
     try:
@@ -64,11 +64,11 @@ def round_trip(conn: Any, dsn: str, warehouse: str, table: Table, partitions: in
 
 
 @profile(examples=12)
-@given(table=tables(pg.VOCAB), partitions=st.sampled_from([None, None, 2, 3, 4]))
+@given(table=tables(pg.VOCAB), partitions=st.sampled_from([None, None, 2, 3, 4]), pick=st.integers(0, 7))
 def test_postgres_tables_round_trip_exactly(
-    upstream: Any, pg_upstream_dsn: str, pg_warehouse_dsn: str, table: Table, partitions: int | None
+    upstream: Any, pg_upstream_dsn: str, pg_warehouse_dsn: str, table: Table, partitions: int | None, pick: int
 ) -> None:
-    round_trip(upstream, pg_upstream_dsn, pg_warehouse_dsn, table, partitions)
+    round_trip(upstream, pg_upstream_dsn, pg_warehouse_dsn, table, partitions, pick)
 
 
 # ------------------------------------------------------------------------------ known issue 10 items
