@@ -91,6 +91,20 @@ ZERO_DATES: list[Kind] = [
 ]
 
 
+def _unmapped(ddl: str, samples: list[str], bind: str, read: str) -> Kind:
+    """A type with no design mapping; its value is the server's own text form."""
+    return Kind(ddl, ddl, st.sampled_from(samples), "text", bind, upstream_read=read)
+
+
+#: types docs/types.md lists as unmapped (bootstrap must still keep the rest of the table: issue 10 item 9)
+UNMAPPED: list[Kind] = [
+    _unmapped("geometry", ["POINT(1 2)", "LINESTRING(0 0,1 1)"], "ST_GeomFromText(%s)", "ST_AsText({c})"),
+    _unmapped("point", ["POINT(-1.5 0)"], "ST_GeomFromText(%s)", "ST_AsText({c})"),
+    _unmapped("inet6", ["::1", "2001:db8::1"], "%s", "CAST({c} AS CHAR)"),
+    _unmapped("inet4", ["10.0.0.1", "0.0.0.0"], "%s", "CAST({c} AS CHAR)"),
+]
+
+
 def create(conn: Any, table: Table) -> None:
     """Create the table (``id int PRIMARY KEY``) and insert its rows through pymysql."""
     columns = ", ".join(f"{bq(c.name)} {c.kind.ddl}{' NOT NULL' if c.not_null else ''}" for c in table.cols)
@@ -103,7 +117,7 @@ def insert(conn: Any, name: str, cols: Sequence[Col], rows: Sequence[tuple[int, 
     if not rows:
         return
     names = ", ".join(["id", *(bq(c.name) for c in cols)])
-    marks = "(" + ", ".join(["%s"] * (len(cols) + 1)) + ")"
+    marks = "(" + ", ".join(["%s", *(c.kind.bind for c in cols)]) + ")"
     params = list(itertools.chain.from_iterable((i, *values) for i, values in rows))
     with conn.cursor() as cur:
         cur.execute(f"INSERT INTO {bq(name)} ({names}) VALUES {', '.join([marks] * len(rows))}", params)
