@@ -43,6 +43,7 @@ settings.register_profile(
     max_examples=10,
     deadline=None,
     derandomize=True,
+    database=None,
     print_blob=True,
     suppress_health_check=_QUIET,
     phases=[Phase.explicit, Phase.reuse, Phase.generate],
