@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from conveyor.config.secrets import scrub
@@ -114,7 +115,7 @@ def plan_incremental(job: ExtractJob, source: Source, previous: dict[str, Any] |
     low = None if job.full else incremental.lower_bound(previous, cursor_type, lag)
     if low is None:
         return IncrementalPlan(None, (), high_water)
-    where = f"{source.quote(job.incremental_cursor)} >= {source.PLACEHOLDER}"
+    where = source.cursor_bound(job.incremental_cursor, cursor_type)
     return IncrementalPlan(where, (low,), high_water, low)
 
 
@@ -174,8 +175,9 @@ class ArrowRunner(Runner):
             count = _partition_count(job, source, request, given.workers)
             with source.snapshot() if count > 1 else nullcontext(None) as snapshot:
                 requests = partition.split(source, request, job.split_by, dict(columns).get(job.split_by or ""), count)
+                floor = None if source.CURSOR_BOUND_EXACT or inc.low is None else inc.low
                 tasks = [
-                    functools.partial(_read_partition, job, given, part, index, len(requests), snapshot)
+                    functools.partial(_read_partition, job, given, part, index, len(requests), snapshot, floor)
                     for index, part in enumerate(requests)
                 ]
                 results = run_tasks(given.pool, tasks)
@@ -206,9 +208,19 @@ class _PartitionResult:
 
 
 def _read_partition(
-    job: ExtractJob, given: RunnerInput, request: ReadRequest, index: int, total: int, snapshot: str | None
+    job: ExtractJob,
+    given: RunnerInput,
+    request: ReadRequest,
+    index: int,
+    total: int,
+    snapshot: str | None,
+    floor: Any = None,
 ) -> _PartitionResult:
-    """Read one partition on its own connection into its own numbered parts."""
+    """Read one partition on its own connection into its own numbered parts.
+
+    ``floor`` is the incremental bound when the source's own predicate is not exact
+    (``Source.CURSOR_BOUND_EXACT``): rows whose cursor is below it are dropped here, exactly.
+    """
     prefix = "part" if total == 1 else f"part-{index:03d}"
     high_water = None
     if job.incremental_cursor:
@@ -219,6 +231,8 @@ def _read_partition(
         )
         try:
             for batch in source.read(request, snapshot=snapshot):
+                if floor is not None:
+                    batch = _at_or_above(batch, job.incremental_cursor or "", floor)
                 writer.write(batch)
                 if high_water is not None:
                     high_water.update(batch)
@@ -227,6 +241,13 @@ def _read_partition(
             writer.abort()
             raise
     return _PartitionResult(parts, high_water.value if high_water else None, list(source.notices))
+
+
+def _at_or_above(batch: pa.RecordBatch, cursor: str, floor: Any) -> pa.RecordBatch:
+    """The rows of ``batch`` whose cursor is at or above ``floor`` (NULL cursors are dropped, as SQL's ``>=`` does)."""
+    column = batch.column(batch.schema.get_field_index(cursor))
+    keep = pc.greater_equal(column, pa.scalar(floor, type=column.type))
+    return batch.filter(pc.fill_null(keep, False))
 
 
 def run_tasks(pool: Executor | None, tasks: Sequence[Callable[[], T]]) -> list[T]:

@@ -100,6 +100,9 @@ class Source(ABC):
     """Tables can be split into partitions by a key (``min_max`` and ``quantiles`` work)."""
     PLACEHOLDER: ClassVar[str] = "%s"
     """How ``ReadRequest.where`` marks a bound parameter."""
+    CURSOR_BOUND_EXACT: ClassVar[bool] = True
+    """:meth:`cursor_bound` compares exactly. When False it may also let through rows a little
+    below the bound (never drop one above it), and the extract removes those after reading."""
 
     def __init__(self, name: str, dsn: str):
         self.name = name
@@ -198,6 +201,10 @@ class Source(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def cursor_bound(self, column: str, sql_type: SqlType) -> str:
+        """The predicate ``column >= bound`` of an incremental read, with one ``PLACEHOLDER`` for the bound."""
+        return f"{self.quote(column)} >= {self.PLACEHOLDER}"
 
     def quote(self, identifier: str) -> str:
         """Quote one identifier for this engine (doubling embedded quote characters)."""

@@ -151,6 +151,7 @@ class SqliteSource(Source):
     SUPPORTS_SNAPSHOT = False
     SUPPORTS_CTID = False
     PLACEHOLDER = "?"
+    CURSOR_BOUND_EXACT = False
 
     def __init__(self, name: str, dsn: str):
         super().__init__(name, dsn)
@@ -222,6 +223,19 @@ class SqliteSource(Source):
                 ref = ColumnRef(self.name, request.schema, request.table, name, column.native_type or "no type")
                 raise unsupported_override_error(ref, target)
 
+    def cursor_bound(self, column: str, sql_type: SqlType) -> str:
+        """Dates and timestamps are text in SQLite: compare them as instants, not as text.
+
+        Text compares by bytes, so ``11:00:01-01:00`` sorts before ``12:00:00+00:00`` although it is
+        a second later, and ``.5`` before ``.500000``. SQLite's date functions normalise both sides
+        to UTC, but keep only milliseconds: the bound lets a few rows below it through (never one
+        above it), which the extract then drops (``CURSOR_BOUND_EXACT`` is False).
+        """
+        if sql_type.name not in ("date", "timestamp", "timestamptz"):
+            return super().cursor_bound(column, sql_type)
+        fmt = "'%Y-%m-%d'" if sql_type.name == "date" else "'%Y-%m-%d %H:%M:%f'"
+        return f"strftime({fmt}, {self.quote(column)}) >= strftime({fmt}, ?)"
+
     def column_names(self, schema: str, table: str) -> list[str]:
         """Every column of the table (PRAGMA table_info), hidden and generated ones included.
 
@@ -272,13 +286,13 @@ class SqliteSource(Source):
         table_sql = f"{self.quote(schema)}.{self.quote(table)}"
         with self.connect() as con:
             total = con.execute(f"SELECT count({col}) FROM {table_sql}").fetchone()[0]
-            offsets = [total * i // n for i in range(1, n)]
-            cuts = [
-                con.execute(
+            cuts = []
+            for offset in sorted({total * i // n for i in range(1, n)}) if total else []:
+                row = con.execute(
                     f"SELECT {col} FROM {table_sql} WHERE {col} IS NOT NULL ORDER BY {col} LIMIT 1 OFFSET ?", (offset,)
-                ).fetchone()[0]
-                for offset in offsets
-            ]
+                ).fetchone()
+                if row is not None:  # the table may have shrunk since it was counted
+                    cuts.append(row[0])
         return distinct_sorted(cuts)
 
     def select_sql(self, request: ReadRequest) -> str:
@@ -334,7 +348,14 @@ def _convert(values: list[Any], sql_type: SqlType, target: pa.DataType) -> pa.Ar
     if sql_type.is_array:
         raise ValueError("SQLite has no array type")
     if name == "decimal":
-        return pa.array([_decimal(v) for v in values], type=target)
+        decimals = [_decimal(v) for v in values]
+        try:
+            return pa.array(decimals, type=target)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            unfit = next((d for d in decimals if d is not None and not _fits(d, target)), None)
+            if unfit is None:
+                raise
+            raise ValueError(f"the value {unfit} does not fit {sql_type} exactly") from None
     if name == "time":
         return pa.array([None if v is None else time.fromisoformat(_text(v)) for v in values], type=target)
     if name in ("date", "timestamp", "timestamptz"):
@@ -398,6 +419,18 @@ def _decimal(value: Any) -> Decimal | None:
         # repr() is the shortest text that round-trips the double; arrow rejects extra digits
         return Decimal(repr(value))
     return Decimal(value if isinstance(value, int) else str(value))
+
+
+def _fits(value: Decimal, target: pa.Decimal128Type | pa.Decimal256Type) -> bool:
+    """Whether a decimal is exactly representable with the target's precision and scale."""
+    if not value.is_finite():
+        return False
+    exponent = value.as_tuple().exponent
+    assert isinstance(exponent, int)
+    if -exponent > target.scale and value != value.quantize(Decimal(1).scaleb(-target.scale)):
+        return False  # digits beyond the scale that are not zeros
+    integer_digits = len(str(abs(int(value)))) if abs(value) >= 1 else 0
+    return integer_digits <= target.precision - target.scale
 
 
 def _text(value: Any) -> str:

@@ -215,8 +215,8 @@ def lake_rows(root: Path, relation: str, lake_table: str, cols: Sequence[Col]) -
     pyarrow, not DuckDB: DuckDB reads a Parquet decimal wider than 38 digits as a double.
     Probed columns (dates Python cannot hold) are read as their day number, like the probes.
     """
-    manifest = Lake(root / "lake").latest(SOURCE, lake_table)
-    assert manifest is not None, f"no committed extract of {lake_table}"
+    manifest = Lake(root / "lake").latest(SOURCE, relation)
+    assert manifest is not None, f"no committed extract of {relation} ({lake_table} upstream)"
     parts = [pq.read_table(p) for p in manifest.paths()]
     if not parts:
         return []

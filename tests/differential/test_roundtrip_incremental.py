@@ -228,7 +228,6 @@ def test_increments_past_the_watermark_keep_the_warehouse_equal_to_upstream(
     run_sequence(Engine(engine_name, request), pg_warehouse_dsn, data, min_delta=1)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10 item 1: incremental reads use cursor > watermark and lose ties")
 @pytest.mark.parametrize("engine_name", ENGINES)
 @profile(examples=3)
 @given(data=st.data())
@@ -238,7 +237,6 @@ def test_rows_equal_to_the_watermark_are_not_lost(
     run_sequence(Engine(engine_name, request), pg_warehouse_dsn, data, min_delta=0)
 
 
-@pytest.mark.xfail(strict=True, reason="not in issue 10: SQLite compares a text cursor with the watermark as text")
 def test_sqlite_timestamptz_cursor_with_offsets_loses_no_row(pg_warehouse_dsn: str) -> None:
     """Found by the sequence above (with offsets other than UTC): an increment misses a later row.
 

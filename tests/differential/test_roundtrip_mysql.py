@@ -72,7 +72,6 @@ def test_mariadb_zero_dates_read_as_null(my_up: Any, my_upstream_db: str, pg_war
 ZERO = my.ZERO_DATES[0]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10 item 10: MySQL zero dates in NOT NULL columns fail the load")
 @profile(examples=2)
 @example(table=Table("t_zero_not_null", [Col("d", ZERO, True)], [1], [["0000-00-00"]]))
 @given(table=tables(my.ZERO_DATES, max_cols=1, max_rows=2))
@@ -88,7 +87,6 @@ def test_mariadb_zero_dates_in_not_null_columns(my_up: Any, my_upstream_db: str,
             cur.execute("SET SESSION sql_mode = DEFAULT")
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10 item 9: bootstrap drops a table with one unmapped column type")
 @profile(examples=3)
 @example(
     table=Table("t_geometry", [Col("g", my.UNMAPPED[0], False), Col("n", my.VOCAB[6], False)], [1], [["POINT(1 2)", 7]])

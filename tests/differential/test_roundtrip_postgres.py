@@ -87,7 +87,6 @@ CHAR = next(k for k in pg.VOCAB if k.label == "char(4)")
 QCHAR = Kind('"char"', '"char"', st.sampled_from(["", "a", " "]), "text", '%s::"char"')
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10 item 4: PostgreSQL \"char\" '' arrives as NUL")
 @profile(examples=4)
 @example(table=table_of(("c", QCHAR, False), rows=[[""]]))
 @given(table=tables([QCHAR, pg.INTEGER], max_cols=2, max_rows=3))
@@ -95,7 +94,6 @@ def test_postgres_quoted_char_round_trips(upstream: Any, pg_upstream_dsn: str, p
     round_trip(upstream, pg_upstream_dsn, pg_warehouse_dsn, table, None)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10 item 3: char(n) keeps its blank padding, so = fails in the warehouse")
 @profile(examples=4)
 @example(table=table_of(("c", CHAR, True), rows=[["ab"]]))
 @given(table=tables([CHAR], max_cols=1, max_rows=4))
@@ -133,7 +131,6 @@ def pg_rows_sql(dsn: str, sql: str) -> list[tuple[Any, ...]]:
         return conn.execute(sql.encode()).fetchall()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10 item 9: bootstrap drops a table with one unmapped column type")
 @profile(examples=6)
 @example(table=table_of(("iv", pg.UNMAPPED[1], False), rows=[["1 mon"]]), mapped=pg.INTEGER)
 @given(table=tables(pg.UNMAPPED, max_cols=2, max_rows=3), mapped=st.sampled_from(pg.VOCAB[:3]))
@@ -166,7 +163,6 @@ def test_postgres_unmapped_types_keep_the_table(
         remove(root)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10 item 11: numeric(p>38) bootstraps as a decimal DuckDB refuses")
 @profile(examples=4)
 @example(
     table=table_of(("w", pg.WIDE[1], False), rows=[[Decimal("-123456789012345678901234567890.12345678901234567890")]])
@@ -176,7 +172,6 @@ def test_postgres_wide_numerics_load_exactly(upstream: Any, pg_upstream_dsn: str
     round_trip(upstream, pg_upstream_dsn, pg_warehouse_dsn, table, None)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10 item 2: two designs over one upstream table share a lake folder")
 @profile(examples=3)
 @given(table=tables(pg.VOCAB[:12], max_cols=3, max_rows=4))
 def test_postgres_two_designs_over_one_table(upstream: Any, pg_upstream_dsn: str, pg_warehouse_dsn: str, table: Table):

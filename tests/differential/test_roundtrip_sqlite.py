@@ -57,17 +57,15 @@ def round_trip(warehouse: str, table: Table, partitions: int | None, pick: int =
 def test_sqlite_tables_round_trip_exactly(
     pg_warehouse_dsn: str, table: Table, partitions: int | None, pick: int
 ) -> None:
-    # an empty table is never partitioned here: that fails today, see the test below
-    round_trip(pg_warehouse_dsn, table, partitions if table.ids else None, pick)
+    round_trip(pg_warehouse_dsn, table, partitions, pick)
 
 
-@pytest.mark.xfail(strict=True, reason="not in issue 10: SQLite quantiles() of an empty table raise TypeError")
 @profile(examples=1)
 @example(table=Table("t_empty", [Col("c0", lite.VOCAB[0], False)], [], []), partitions=2)
 @given(table=tables(lite.VOCAB[:3], max_rows=0), partitions=st.integers(2, 4))
 def test_sqlite_empty_table_extracts_in_partitions(pg_warehouse_dsn: str, table: Table, partitions: int) -> None:
-    """Found by the property above: split_by id with partitions: 2 on an empty table fails the extract with
-    "TypeError: 'NoneType' object is not subscriptable" (SqliteSource.quantiles reads fetchone()[0] of no row).
+    """Found by the property above: split_by id with partitions: 2 on an empty table failed the extract with
+    "TypeError: 'NoneType' object is not subscriptable" (SqliteSource.quantiles read fetchone()[0] of no row).
     """
     round_trip(pg_warehouse_dsn, table, partitions)
 
@@ -75,7 +73,6 @@ def test_sqlite_empty_table_extracts_in_partitions(pg_warehouse_dsn: str, table:
 TEXT = lite.VOCAB[6]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10 item 5: a SQLite design column missing upstream loads its name")
 @profile(examples=3)
 @example(table=Table("t_missing", [Col("a", TEXT, False), Col("gone", TEXT, False)], [1], [["x", "y"]]))
 @given(table=tables(lite.VOCAB[:8], max_cols=3, max_rows=3))
@@ -102,7 +99,6 @@ def test_sqlite_design_column_missing_upstream_fails_the_extract(pg_warehouse_ds
         remove(root)
 
 
-@pytest.mark.xfail(strict=True, reason="not in issue 10: a SQLite JSON column holding a bare number fails the extract")
 @profile(examples=1)
 @example(table=Table("t_json_number", [Col("j", lite.JSON_NUMBER, False)], [1], [["0"]]))
 @given(table=tables([lite.JSON_NUMBER], max_cols=1, max_rows=3))
@@ -114,11 +110,10 @@ def test_sqlite_json_numbers_round_trip(pg_warehouse_dsn: str, table: Table) -> 
     round_trip(pg_warehouse_dsn, table, None)
 
 
-@pytest.mark.xfail(strict=True, reason="not in issue 10: an out-of-range SQLite decimal fails with pyarrow's words")
 def test_sqlite_decimal_out_of_range_names_the_value(pg_warehouse_dsn: str) -> None:
     """Found by the property above: SQLite keeps '99999999999999.9999' in a DECIMAL(18,4) column as the integer
-    10**14, which does not fit decimal(18,4). The extract rightly fails, but says "Decimal type with precision 15
-    does not fit into precision inferred from first array element: 18": not the value, nor what is wrong with it.
+    10**14, which does not fit decimal(18,4). The extract rightly fails, and must say so with the value (it used
+    to say pyarrow's "Decimal type with precision 15 does not fit into precision inferred from first array element").
     """
     root = write_project(scratch_dir("litedec"), "sqlite", "upstream.db", ["main.*"], pg_warehouse_dsn)
     conn = lite.connect(str(root / "upstream.db"))

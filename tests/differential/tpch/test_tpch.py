@@ -236,16 +236,8 @@ def builds(upstream: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 
 # ------------------------------------------------------------------------------ known failures
 
-VIEW_NOT_REBUILT = "issue 10 item 13: load of a schema fails on DuckDB when it reads views of a schema not rebuilt"
-CHAR_PADDED = "issue 10 item 3: char(n) keeps its blank padding, so = on it and its values differ"
-#: relations whose answer is wrong when upstream has the spec's char(n) columns: each filters on, joins on or
-#: returns a padded char(n) value (n_name, r_name, c_mktsegment, o_orderpriority, l_shipmode, p_brand, ...)
-PADDED = [
-    *(f"q.q{n:02d}" for n in (2, 3, 4, 5, 7, 8, 9, 10, 11, 12, 15, 16, 19, 20, 21)),
-    "v.q03", "v.q10", "v.q15", "v.q15_top",
-]  # fmt: skip
 #: (variant, env, relation) -> reason, from what the suite found on the code it was written against
-KNOWN: dict[tuple[str, str, str], str] = {("spec", "*", relation): CHAR_PADDED for relation in PADDED}
+KNOWN: dict[tuple[str, str, str], str] = {}
 
 
 def known(variant: str, env: str, relation: str) -> str | None:
@@ -327,7 +319,7 @@ def test_both_warehouses_give_the_same_answer(builds: Builds, variant: str, rela
     [
         ("v", "duck"),
         ("v", "pg"),
-        pytest.param("q", "duck", marks=pytest.mark.xfail(strict=True, reason=VIEW_NOT_REBUILT)),
+        ("q", "duck"),
     ],
 )  # v first: a failed load of q publishes without q.q01_via_view (publish_on_failure), which v would then miss;
 # q alone on PostgreSQL is left out for time: it rebuilds q20, whose correlated subquery takes ~45 s there
