@@ -10,31 +10,47 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
+from typing import TYPE_CHECKING
 
-import pyarrow as pa
+if TYPE_CHECKING:
+    import pyarrow as pa
 
-# canonical name -> arrow type (parameterised types are handled in SqlType.arrow)
-_SIMPLE: dict[str, pa.DataType] = {
-    "boolean": pa.bool_(),
-    "tinyint": pa.int8(),
-    "smallint": pa.int16(),
-    "integer": pa.int32(),
-    "bigint": pa.int64(),
-    "utinyint": pa.uint8(),
-    "usmallint": pa.uint16(),
-    "uinteger": pa.uint32(),
-    "ubigint": pa.uint64(),
-    "real": pa.float32(),
-    "double": pa.float64(),
-    "text": pa.string(),
-    "date": pa.date32(),
-    "time": pa.time64("us"),
-    "timestamp": pa.timestamp("us"),
-    "timestamptz": pa.timestamp("us", tz="UTC"),
-    "uuid": pa.uuid(),
-    "json": pa.json_(),
-    "bytes": pa.binary(),
-}
+
+#: canonical names of the types without parameters (their Arrow types: :func:`_arrow_of`)
+_SIMPLE = (
+    "boolean", "tinyint", "smallint", "integer", "bigint", "utinyint", "usmallint", "uinteger", "ubigint",
+    "real", "double", "text", "date", "time", "timestamp", "timestamptz", "uuid", "json", "bytes",
+)  # fmt: skip
+
+
+@lru_cache(maxsize=1)
+def _arrow_types() -> dict[str, pa.DataType]:
+    """Canonical name -> Arrow type. pyarrow is imported here, on first use: most commands never need it."""
+    import pyarrow as pa
+
+    return {
+        "boolean": pa.bool_(),
+        "tinyint": pa.int8(),
+        "smallint": pa.int16(),
+        "integer": pa.int32(),
+        "bigint": pa.int64(),
+        "utinyint": pa.uint8(),
+        "usmallint": pa.uint16(),
+        "uinteger": pa.uint32(),
+        "ubigint": pa.uint64(),
+        "real": pa.float32(),
+        "double": pa.float64(),
+        "text": pa.string(),
+        "date": pa.date32(),
+        "time": pa.time64("us"),
+        "timestamp": pa.timestamp("us"),
+        "timestamptz": pa.timestamp("us", tz="UTC"),
+        "uuid": pa.uuid(),
+        "json": pa.json_(),
+        "bytes": pa.binary(),
+    }
+
 
 _ALIASES = {
     "bool": "boolean",
@@ -107,6 +123,8 @@ class SqlType:
     @property
     def arrow(self) -> pa.DataType:
         """The exact Arrow type the lake stores for this type."""
+        import pyarrow as pa
+
         if self.is_array:
             return pa.list_(self.element.arrow)
         if self.name == "decimal":
@@ -115,7 +133,7 @@ class SqlType:
             return pa.decimal128(precision, scale) if precision <= 38 else pa.decimal256(precision, scale)
         if self.name in ("varchar", "char"):
             return pa.string()
-        return _SIMPLE[self.name]
+        return _arrow_types()[self.name]
 
     def render(self, dialect: str) -> str:
         """Spell the type for a warehouse dialect (``duckdb``, ``postgres``).
@@ -162,6 +180,8 @@ def parse_type(text: str) -> SqlType:
 
 def from_arrow(dtype: pa.DataType) -> SqlType:
     """Map an Arrow type back to the design vocabulary (used by unload and bootstrap)."""
+    import pyarrow as pa
+
     if pa.types.is_list(dtype) or pa.types.is_large_list(dtype):
         inner = from_arrow(dtype.value_type)
         return SqlType(inner.name, inner.precision, inner.scale, True)
@@ -177,7 +197,7 @@ def from_arrow(dtype: pa.DataType) -> SqlType:
         return SqlType("time")
     if pa.types.is_date(dtype):
         return SqlType("date")
-    for name, arrow in _SIMPLE.items():
+    for name, arrow in _arrow_types().items():
         if arrow == dtype:
             return SqlType(name)
     raise ValueError(f"Arrow type {dtype} has no design type")

@@ -17,13 +17,13 @@ import json
 import re
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import Any
-
-import pyarrow as pa
-import pyarrow.compute as pc
+from typing import TYPE_CHECKING, Any
 
 from conveyor.design.types import SqlType, parse_type
 from conveyor.errors import UserError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 _NUMERIC = {"tinyint", "smallint", "integer", "bigint", "utinyint", "usmallint", "uinteger", "ubigint", "decimal"}
 _TEMPORAL = {"date", "timestamp", "timestamptz"}
@@ -108,6 +108,8 @@ class HighWater:
         self.value: Any = None
 
     def update(self, batch: pa.RecordBatch) -> None:
+        import pyarrow.compute as pc
+
         column = batch.column(batch.schema.get_field_index(self.cursor))
         if column.null_count == len(column):
             return

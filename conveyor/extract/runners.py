@@ -29,12 +29,12 @@ from conveyor.config.secrets import scrub
 from conveyor.design.types import parse_type
 from conveyor.errors import ExtractError, UserError, did_you_mean
 from conveyor.extract import incremental
-from conveyor.extract.jobs import ExtractJob
+from conveyor.extract.jobs import JOB_TYPES, ExtractJob
 from conveyor.lake.lake import PartWriter
 from conveyor.lake.manifest import PartFile
 from conveyor.sources import open_source, partition
 from conveyor.sources.base import ReadRequest, Source
-from conveyor.sources.typemap import missing_column_error
+from conveyor.sources.verdict import missing_column_error
 
 T = TypeVar("T")
 
@@ -398,6 +398,7 @@ class _SparkRunner(Runner):
 
 RUNNERS: dict[str, type[Runner]] = {"arrow": ArrowRunner, "command": CommandRunner}
 RUNNERS["spark"] = _SparkRunner
+assert tuple(RUNNERS) == JOB_TYPES, "conveyor.extract.jobs.JOB_TYPES names every runner"
 
 
 def runner_for(job_type: str) -> Runner:

@@ -64,7 +64,7 @@ from conveyor.extract.runners import (
 from conveyor.lake.lake import PartWriter
 from conveyor.sources import open_source, partition
 from conveyor.sources.base import ReadRequest, Source
-from conveyor.sources.typemap import ColumnRef
+from conveyor.sources.verdict import ColumnRef
 
 log = logging.getLogger("conveyor.sources")
 

@@ -13,9 +13,11 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
+if TYPE_CHECKING:
+    import pyarrow as pa
+
 
 MANIFEST = "manifest.json"
 FORMAT = "conveyor.manifest/1"
@@ -101,6 +103,8 @@ class Manifest:
 
     @classmethod
     def from_json(cls, data: dict[str, Any], folder: Path) -> Manifest:
+        import pyarrow as pa
+
         if data.get("format") != FORMAT:
             raise ValueError(f"unknown manifest format {data.get('format')!r}")
         schema = pa.ipc.read_schema(pa.py_buffer(base64.b64decode(data["arrow_schema_ipc"])))

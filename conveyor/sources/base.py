@@ -13,12 +13,13 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Self
-
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from conveyor.design.types import SqlType
-from conveyor.sources.typemap import Verdict, read_verdict
+from conveyor.sources.verdict import Verdict, read_verdict
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 #: rows per Arrow batch read from an upstream cursor; bounds memory per worker
 DEFAULT_BATCH_ROWS = 65_536
@@ -80,6 +81,8 @@ class ReadRequest:
 
     @property
     def arrow_schema(self) -> pa.Schema:
+        import pyarrow as pa
+
         return pa.schema([pa.field(name, sql_type.arrow) for name, sql_type in self.columns])
 
 

@@ -36,17 +36,8 @@ from conveyor.design.types import SqlType
 from conveyor.errors import ConveyorError, ExtractError, TransientError
 from conveyor.sources.base import ColumnInfo, ReadRequest, Source, TableInfo
 from conveyor.sources.partition import distinct_sorted
-from conveyor.sources.typemap import (
-    ColumnRef,
-    Verdict,
-    assemble,
-    convert,
-    missing_column_error,
-    missing_table_error,
-    read_verdict,
-    rebatch,
-    refuse,
-)
+from conveyor.sources.typemap import assemble, convert, rebatch
+from conveyor.sources.verdict import ColumnRef, Verdict, missing_column_error, missing_table_error, read_verdict, refuse
 
 log = logging.getLogger("conveyor.sources")
 

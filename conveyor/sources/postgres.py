@@ -29,17 +29,8 @@ from conveyor.design.types import SqlType
 from conveyor.errors import ConveyorError, ExtractError, TransientError
 from conveyor.sources.base import ColumnInfo, ReadRequest, Source, TableInfo
 from conveyor.sources.partition import distinct_sorted
-from conveyor.sources.typemap import (
-    STRING_TYPES,
-    ColumnRef,
-    Verdict,
-    assemble,
-    convert,
-    missing_column_error,
-    missing_table_error,
-    rebatch,
-    refuse,
-)
+from conveyor.sources.typemap import assemble, convert, rebatch
+from conveyor.sources.verdict import STRING_TYPES, ColumnRef, Verdict, missing_column_error, missing_table_error, refuse
 
 #: schemas list_tables() never shows
 SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast")

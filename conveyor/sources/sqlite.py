@@ -29,11 +29,11 @@ from conveyor.design.types import SqlType, parse_type
 from conveyor.errors import ExtractError, did_you_mean
 from conveyor.sources.base import ColumnInfo, ReadRequest, Source, TableInfo
 from conveyor.sources.partition import distinct_sorted
-from conveyor.sources.typemap import (
+from conveyor.sources.typemap import is_json
+from conveyor.sources.verdict import (
     STRING_TYPES,
     ColumnRef,
     Verdict,
-    is_json,
     missing_column_error,
     read_verdict,
     unsupported_override_error,

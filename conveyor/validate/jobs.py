@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from functools import cache
 
 from conveyor.errors import Location
-from conveyor.extract.runners import RUNNERS
+from conveyor.extract.jobs import JOB_TYPES
 from conveyor.project import Project, Relation
 from conveyor.validate.problems import Problem, problem
 
@@ -63,13 +63,13 @@ def job_types(project: Project, relations: Sequence[Relation]) -> Iterator[Probl
                 hint="Install it with `pip install conveyor[spark]` (it also needs Java), or use job_type arrow.",
                 relation=owner,
             )
-        elif kind not in RUNNERS:
+        elif kind not in JOB_TYPES:
             seen.add(key)
             yield problem(
                 "job-type-unavailable",
                 f'job type "{kind}" is not available in this version of Conveyor.',
                 location=where,
-                hint=f"Available: {', '.join(sorted(RUNNERS))}.",
+                hint=f"Available: {', '.join(sorted(JOB_TYPES))}.",
                 relation=owner,
             )
         yield from _command(relation, kind)

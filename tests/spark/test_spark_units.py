@@ -34,7 +34,7 @@ from conveyor.extract.spark_runner import (
 )
 from conveyor.sources import open_source
 from conveyor.sources.base import ReadRequest
-from conveyor.sources.typemap import ColumnRef
+from conveyor.sources.verdict import ColumnRef
 
 from .conftest import (
     committed,

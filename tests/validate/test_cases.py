@@ -119,4 +119,4 @@ def test_spark_with_pyspark_needs_a_runner(
     monkeypatch.setattr(jobs, "importable", lambda module: True)
     root = case_project("spark-job-without-pyspark")
     codes = [p.code for p in validate(root, sources=False).problems]
-    assert codes == ([] if "spark" in jobs.RUNNERS else ["job-type-unavailable"])
+    assert codes == ([] if "spark" in jobs.JOB_TYPES else ["job-type-unavailable"])
