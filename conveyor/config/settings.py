@@ -106,6 +106,12 @@ class LakeConfig(StrictModel):
     compression: Literal["zstd", "snappy", "gzip", "none"] = Field(
         default="zstd", description="Parquet compression codec."
     )
+    lock_timeout: float = Field(
+        default=600,
+        ge=0,
+        description="Seconds an extract waits for another extract of the same table (e.g. another pipeline's) to "
+        "finish before it fails; 0 fails at once.",
+    )
 
 
 class EnvironmentConfig(StrictModel):

@@ -118,7 +118,8 @@ def _commit(ctx: RunContext, job: ExtractJob, pool: Executor | None) -> Manifest
     lake = lake_of(ctx)
     dsn = ctx.project.source_dsn(job.source)
     started = datetime.now(UTC)
-    with lake.writing(job.source, job.relation) as folder:
+    wait_s = settings.lake.lock_timeout
+    with lake.writing(job.source, job.relation, wait_s=wait_s, waiting=ctx.reporter.message) as folder:
         extract_id = folder.name
         ctx.tracking.start_extract(ctx.run_id, job.source, job.relation, extract_id, upstream_table=job.upstream_name)
         try:

@@ -23,12 +23,13 @@ import hashlib
 import os
 import secrets
 import shutil
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, BinaryIO
 from urllib.parse import unquote
 
 import pyarrow as pa
@@ -183,22 +184,31 @@ class Lake:
         return manifest
 
     @contextmanager
-    def writing(self, source: str, relation: str) -> Iterator[Path]:
+    def writing(
+        self,
+        source: str,
+        relation: str,
+        *,
+        wait_s: float = 0,
+        waiting: Callable[[str], None] | None = None,
+    ) -> Iterator[Path]:
         """Lock a relation for writing and yield a fresh extract folder.
 
-        Leftovers of crashed extracts (folders without a manifest) are removed first: the
-        lock proves nobody is still writing them.
+        Another writer of the same relation (another pipeline's extract, say) is waited for,
+        up to ``wait_s`` seconds, telling ``waiting`` once; then the extract fails. Leftovers
+        of crashed extracts (folders without a manifest) are removed first: the lock proves
+        nobody is still writing them.
         """
         table_dir = self.table_dir(source, relation)
         table_dir.mkdir(parents=True, exist_ok=True)
         with open(table_dir / ".lock", "w") as lock:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
+            said = f'waiting for another extract of "{relation}" to finish'
+            if not _flock(lock, wait_s, lambda: waiting(said) if waiting else None):
                 raise LakeError(
-                    f'another extract of "{relation}" (source "{source}") is running (lock {table_dir / ".lock"}).',
-                    hint="Wait for it to finish.",
-                ) from None
+                    f'another extract of "{relation}" (source "{source}") is running (lock {table_dir / ".lock"})'
+                    + (f" and did not finish within {wait_s:g} s." if wait_s else "."),
+                    hint="Wait for it to finish, or raise lake.lock_timeout in conveyor.yaml.",
+                )
             self._remove_uncommitted(table_dir)
             folder = table_dir / new_extract_id()
             folder.mkdir()
@@ -244,6 +254,23 @@ class Lake:
             for t in s.iterdir()
             if t.is_dir()
         )
+
+
+def _flock(handle: IO[str], wait_s: float, first_wait: Callable[[], None]) -> bool:
+    """Take an exclusive flock, polling up to ``wait_s`` seconds; False when it stays taken."""
+    deadline = time.monotonic() + wait_s
+    told = False
+    while True:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            if not told:
+                first_wait()
+                told = True
+            time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
 
 
 class _HashingFile:

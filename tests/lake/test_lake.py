@@ -127,6 +127,40 @@ def test_a_second_writer_of_the_same_table_is_refused(tmp_path: Path) -> None:
             assert other.exists()
 
 
+def test_a_second_writer_waits_for_the_first_and_gives_up_after_its_timeout(tmp_path: Path) -> None:
+    """Two pipelines extracting one table at once are serialized, not failed (lake.lock_timeout)."""
+    import subprocess
+    import sys
+    import time
+
+    lake = Lake(tmp_path)
+    holder = (
+        "import sys, time; from pathlib import Path; from conveyor.lake.lake import Lake\n"
+        "with Lake(Path(sys.argv[1])).writing('src', 'main.t'):\n"
+        "    print('locked', flush=True); time.sleep(float(sys.argv[2]))\n"
+    )
+    first = subprocess.Popen([sys.executable, "-c", holder, str(tmp_path), "1.0"], stdout=subprocess.PIPE, text=True)
+    assert first.stdout is not None and first.stdout.readline().strip() == "locked"
+    said: list[str] = []
+    began = time.monotonic()
+    with lake.writing("src", "main.t", wait_s=30, waiting=said.append) as folder:
+        assert folder.exists() and time.monotonic() - began > 0.3  # it waited for the other writer
+    assert first.wait(timeout=30) == 0
+    assert said == ['waiting for another extract of "main.t" to finish']
+    second = subprocess.Popen([sys.executable, "-c", holder, str(tmp_path), "30"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert second.stdout is not None and second.stdout.readline().strip() == "locked"
+        with (
+            pytest.raises(LakeError, match=r"did not finish within 0.5 s") as raised,
+            lake.writing("src", "main.t", wait_s=0.5),
+        ):
+            pass
+        assert "lake.lock_timeout" in (raised.value.hint or "")
+    finally:
+        second.kill()
+        second.wait()
+
+
 def test_prune_keeps_the_newest(tmp_path: Path) -> None:
     lake = Lake(tmp_path)
     table = lake.table_dir("src", "main.t")
