@@ -29,8 +29,9 @@ demo: setup
 	cd examples/shop && ../../$(BIN)/conveyor run
 
 ## test: set up, make sure PostgreSQL and MariaDB are up, lint, type-check, run every test
+## (two workers; a test file's tests stay on one worker, so module fixtures are built once)
 test: setup spark services lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow and not postgres and not mysql and not spark"
