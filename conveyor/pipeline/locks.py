@@ -21,9 +21,15 @@ TTL_S = 60.0
 
 
 def lock_names(pipeline: str, config: PipelineConfig) -> list[str]:
-    """The pipeline's lock and one per environment it writes."""
+    """The pipeline's lock and one per environment it writes, environments in name order.
+
+    Every run takes them in this order, without waiting, so of two runs that share
+    environments the one that takes the first shared lock gets them all: they are never
+    both refused, each holding one the other wants.
+    """
     envs = config.environments
-    return [f"pipeline:{pipeline}"] + [f"environment:{e}" for e in (envs.primary, envs.secondary, envs.scratch) if e]
+    wanted = sorted({e for e in (envs.primary, envs.secondary, envs.scratch) if e})
+    return [f"pipeline:{pipeline}"] + [f"environment:{e}" for e in wanted]
 
 
 @contextmanager

@@ -1,0 +1,555 @@
+"""Two commands at once, for real: each pair is refused with one clear paragraph or serialized.
+
+Every pair runs as two processes that overlap deterministically: the first is held at a
+known point (a load in the middle of its build, an extract with its parts written but no
+manifest yet) by a hook in its own process, the second runs meanwhile, then the first is
+let go. After both (and a rerun of a refused one) the test checks that nothing was lost:
+
+- the warehouse equals what a clean sequential load of the same lake makes (checksums of
+  every relation's rows);
+- the lake holds complete extracts only (every extract folder has its manifest);
+- no watermark in the tracking store is ahead of the lake;
+- no run is left ``running``, and each run is recorded with the status it really had.
+
+| pair | DuckDB | PostgreSQL |
+|---|---|---|
+| two loads of one environment | second refused (exit 1, names the run) | same |
+| load and update | update waits, then applies | same |
+| run and load (either first) | the later one's build is refused | same |
+| two extracts of one relation | second waits (lake.lock_timeout), then continues | (no warehouse) |
+| extracts of two designs over one upstream table | side by side, neither waits | (no warehouse) |
+| two pipelines sharing a table, other environments | the shared extract waits | - |
+| two pipelines sharing an environment | second refused (exit 2) | - |
+| two schedulers on one store | second refused (exit 2) | - |
+| unload, validate --with-warehouse beside a load | run side by side | - |
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from conveyor import api
+from conveyor.lake.lake import Lake
+from conveyor.lake.manifest import MANIFEST
+from conveyor.pipeline.locks import lock_names
+from conveyor.tracking.store import TrackingStore
+from tests.conftest import CONVEYOR_YAML, Background, CliResult, build_project, run_cli, warehouse_digest
+from tests.pgwarehouse.conftest import ADMIN, _reachable, drop_database
+
+# ----------------------------------------------------------------------------- holding a command
+
+HELD = """
+import sys, time
+from contextlib import contextmanager
+from pathlib import Path
+
+root, where, relation, started, release, *args = sys.argv[1:]
+held = []
+
+def hold():
+    if held:
+        return
+    held.append(True)
+    Path(started).touch()
+    while not Path(release).exists():
+        time.sleep(0.02)
+
+if where == "build":
+    # when ``relation`` starts to load or build: the warehouse's lock is held, staging half built
+    from conveyor.runctx import RunContext
+    step_of = RunContext.step
+
+    @contextmanager
+    def step(self, name, kind):
+        with step_of(self, name, kind) as outcome:
+            if name == relation and kind in ("load", "build"):
+                hold()
+            yield outcome
+
+    RunContext.step = step
+else:
+    # when ``relation``'s parts are written, before its manifest: the lake's lock is held
+    from conveyor.extract import extract as module
+    attempt = module._with_retries
+
+    def with_retries(ctx, job, given):
+        output = attempt(ctx, job, given)
+        if job.relation == relation:
+            hold()
+        return output
+
+    module._with_retries = with_retries
+
+from conveyor.cli.main import main
+main(["-p", root, *args])
+"""
+
+
+class Held(Background):
+    """``conveyor ARGS`` in a subprocess, held at ``where`` ("build" or "extract") of ``relation``."""
+
+    def __init__(self, root: Path, where: str, relation: str, *args: str):
+        tag = uuid.uuid4().hex[:8]
+        self.started, self.release_file = root / f".held-{tag}", root / f".release-{tag}"
+        argv = [sys.executable, "-c", HELD, str(root), where, relation, str(self.started), str(self.release_file)]
+        super().__init__([*argv, *args], cwd=root)
+        deadline = time.monotonic() + 120
+        while not self.started.exists():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"the command never reached {where} of {relation}: {self.output}")
+            time.sleep(0.02)
+
+    def release(self) -> None:
+        self.release_file.touch()
+
+
+@pytest.fixture
+def held() -> Iterator[Callable[..., Held]]:
+    """``held(root, "build", "mart.customer_totals", "load")``; let go and ended after the test."""
+    started: list[Held] = []
+
+    def start(root: Path, where: str, relation: str, *args: str) -> Held:
+        command = Held(root, where, relation, *args)
+        started.append(command)
+        return command
+
+    yield start
+    for command in started:
+        command.release()
+        if command.process.poll() is None:
+            try:
+                command.finish(timeout=60)
+            except Exception:
+                command.process.kill()
+                command.process.wait()
+
+
+@pytest.fixture
+def later() -> Iterator[Callable[..., Background]]:
+    """``later(root, "update", ...)``: the console script in a subprocess (killed at the end)."""
+    from tests.conftest import CONVEYOR
+
+    started: list[Background] = []
+
+    def start(root: Path, *args: str) -> Background:
+        command = Background([CONVEYOR, "-p", str(root), *args], cwd=root)
+        started.append(command)
+        return command
+
+    yield start
+    for command in started:
+        if command.process.poll() is None:
+            command.process.kill()
+            command.process.wait()
+
+
+def cli(root: Path, *args: str, timeout: float = 90) -> CliResult:
+    return run_cli("-p", str(root), *args, cwd=root, timeout=timeout)
+
+
+def one_paragraph(text: str) -> str:
+    """Output as one line, with no traceback."""
+    assert "Traceback" not in text, text
+    return " ".join(text.split())
+
+
+# ----------------------------------------------------------------------------- projects
+
+PG_ENVIRONMENT = '  pg:\n    type: postgres\n    dsn: "${PGWH_DSN}"\n'
+SECOND_ENVIRONMENT = "  dev2:\n    type: duckdb\n    dsn: warehouse2.duckdb\n"
+INCREMENTAL = "extract:\n  incremental: {cursor: id}\n"
+
+
+@pytest.fixture(scope="module")
+def pg_database() -> Iterator[str]:
+    """A throw-away PostgreSQL database for this module."""
+    if not _reachable(5432):
+        pytest.skip("PostgreSQL is not running on 127.0.0.1:5432")
+    name = f"conveyor_concur_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(ADMIN, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"'.encode())
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        drop_database(name)
+
+
+@pytest.fixture(params=["dev", pytest.param("pg", marks=pytest.mark.postgres)])
+def env(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The environment a test loads: DuckDB ``dev`` or PostgreSQL ``pg`` (a fresh database's schemas)."""
+    if request.param == "pg":
+        dsn = request.getfixturevalue("pg_database")
+        with psycopg.connect(dsn, autocommit=True) as con:
+            for (schema,) in con.execute(
+                "SELECT nspname FROM pg_namespace WHERE nspname NOT LIKE 'pg\\_%' "
+                "AND nspname NOT IN ('information_schema', 'public')"
+            ).fetchall():
+                con.execute(f'DROP SCHEMA "{schema}" CASCADE'.encode())
+        monkeypatch.setenv("PGWH_DSN", dsn)  # the subprocesses inherit it
+    return str(request.param)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Callable[..., Path]:
+    """``project(incremental=True)``: the shared test project with ``dev``, ``dev2`` and ``pg``, run once."""
+    counter = iter(range(100))
+
+    def make(*, incremental: bool = False, designs: dict[str, str | None] | None = None, run: str | None = "dev",
+             settings_extra: str = "") -> Path:  # fmt: skip
+        settings = CONVEYOR_YAML.replace("defaults:", SECOND_ENVIRONMENT + PG_ENVIRONMENT + "defaults:")
+        root = build_project(tmp_path / f"project{next(counter)}", settings=settings + settings_extra, designs=designs)
+        if incremental:
+            design = root / "schemas/shop/orders.yaml"
+            design.write_text(design.read_text() + INCREMENTAL)
+        if run:
+            outcome = api.run(api.open_project(root), env=run)
+            assert outcome.ok, outcome.build and outcome.build.errors
+        return root
+
+    return make
+
+
+def add_orders(root: Path, ids: range) -> None:
+    with sqlite3.connect(root / "upstream.db") as con:
+        con.executemany("INSERT INTO orders VALUES (?, 1, 1.5, NULL)", [(i,) for i in ids])
+
+
+def upstream_order_ids(root: Path) -> list[int]:
+    with sqlite3.connect(root / "upstream.db") as con:
+        return [row[0] for row in con.execute("SELECT id FROM orders ORDER BY id")]
+
+
+# ----------------------------------------------------------------------------- what must hold after
+
+
+def digest_of(root: Path, env: str) -> dict[str, str]:
+    """Relation -> sha256 of its sorted rows, in the environment's warehouse."""
+    if env != "pg":
+        return warehouse_digest(root / ("warehouse2.duckdb" if env == "dev2" else "warehouse.duckdb"))
+    found = {}
+    with psycopg.connect(api.open_project(root).environment_dsn("pg")) as con:
+        con.execute("SET TIME ZONE 'UTC'")
+        names = con.execute(
+            "SELECT table_schema || '.' || table_name FROM information_schema.tables "
+            "WHERE table_schema IN ('shop', 'mart') ORDER BY 1"
+        ).fetchall()
+        for (name,) in names:
+            schema, table = name.split(".")
+            rows = con.execute(f'SELECT * FROM "{schema}"."{table}" ORDER BY 1, 2'.encode()).fetchall()
+            found[name] = hashlib.sha256(repr(sorted(map(repr, rows))).encode()).hexdigest()
+    return found
+
+
+def order_ids(root: Path, env: str) -> list[int]:
+    if env == "pg":
+        with psycopg.connect(api.open_project(root).environment_dsn("pg")) as con:
+            return [row[0] for row in con.execute("SELECT id FROM shop.orders ORDER BY id").fetchall()]
+    import duckdb
+
+    with duckdb.connect(str(root / ("warehouse2.duckdb" if env == "dev2" else "warehouse.duckdb")), True) as con:
+        return [row[0] for row in con.execute("SELECT id FROM shop.orders ORDER BY id").fetchall()]
+
+
+def open_store(root: Path) -> TrackingStore:
+    return TrackingStore.open(f"sqlite:///{root / '.conveyor' / 'tracking.db'}")
+
+
+def runs(root: Path) -> list[tuple[str, str]]:
+    """(command, status) of every run, oldest first."""
+    with open_store(root) as store:
+        return [(r.command, r.status) for r in reversed(store.list_runs(limit=200))]
+
+
+def run_error(root: Path, command: str, status: str = "failed") -> str:
+    with open_store(root) as store:
+        found = [r for r in store.list_runs(limit=200) if r.command == command and r.status == status]
+    assert found, runs(root)
+    return found[0].error or ""
+
+
+def running_run(root: Path, command: str) -> str:
+    """The id of the one run of ``command`` that is running now."""
+    with open_store(root) as store:
+        found = [r.run_id for r in store.list_runs(limit=50, status="running") if r.command == command]
+    assert len(found) == 1, runs(root)
+    return found[0]
+
+
+def assert_consistent(root: Path, *envs: str) -> None:
+    """Complete extracts only, watermarks not ahead of the lake, no run running; each warehouse as a clean load."""
+    lake = Lake(root / "lake")
+    for source, relation in lake.tables():
+        folder = lake.table_dir(source, relation)
+        partial = [p.name for p in folder.iterdir() if p.is_dir() and not (p / MANIFEST).is_file()]
+        assert not partial, f"extract folders without a manifest in {folder}: {partial}"
+    with open_store(root) as store:
+        assert [r.run_id for r in store.list_runs(limit=200, status="running")] == []
+        for state in store.extract_state():
+            latest = lake.latest(state.source, state.table_name)
+            assert latest is not None, state
+            assert state.last_success_extract_id == latest.extract_id, (state, latest.extract_id)
+            if state.watermark:
+                assert latest.watermark is not None
+                assert json.loads(state.watermark)["value"] == latest.watermark["value"], (state, latest.watermark)
+    for env in envs:
+        before = digest_of(root, env)
+        assert before, f"nothing published in {env}"
+        outcome = api.load(api.open_project(root), env=env)  # a clean, sequential load of the same lake
+        assert outcome.ok, outcome.build and outcome.build.errors
+        assert digest_of(root, env) == before, f"{env} differs from a clean load of the lake"
+
+
+# ----------------------------------------------------------------------------- the warehouse's pairs
+
+
+def test_two_loads_of_one_environment_the_second_is_refused(
+    project: Callable[..., Path], env: str, held: Callable[..., Held]
+) -> None:
+    root = project(run=env)
+    first = held(root, "build", "mart.customer_totals", "load", "--env", env)
+    holder = running_run(root, "load")
+    second = cli(root, "load", "--env", env)
+    assert second.code == 1, second
+    refused = one_paragraph(second.stderr)
+    assert "another load" in refused and holder in refused, refused  # names the run it met
+    assert "Wait for it to finish, then try again" in refused, refused
+    first.release()
+    assert first.finish() == 0, first.output
+    assert cli(root, "load", "--env", env).code == 0  # the refused one, again
+    assert runs(root) == [("run", "succeeded"), ("load", "succeeded"), ("load", "failed"), ("load", "succeeded")]
+    assert holder in run_error(root, "load")
+    assert_consistent(root, env)
+
+
+def test_an_update_during_a_load_waits_and_applies_after_it(
+    project: Callable[..., Path], env: str, held: Callable[..., Held], later: Callable[..., Background]
+) -> None:
+    root = project(incremental=True, run=env)
+    first = held(root, "build", "mart.customer_totals", "load", "--env", env)
+    add_orders(root, range(100, 103))
+    assert cli(root, "extract", "shop.orders").code == 0  # a new increment only the update applies
+    update = later(root, "update", "shop.orders", "--env", env)
+    waited = update.wait_for("waiting for the load", timeout=30)
+    still = update.process.poll() is None
+    first.release()
+    assert first.finish() == 0, first.output
+    assert update.finish() == 0, update.output
+    assert waited and still, update.output
+    assert order_ids(root, env) == upstream_order_ids(root)
+    assert [c for c, s in runs(root) if s == "succeeded"] == ["run", "load", "extract", "update"]
+    assert_consistent(root, env)
+
+
+@pytest.mark.slow
+def test_a_load_during_a_run_and_a_run_during_a_load_are_refused_at_the_build(
+    project: Callable[..., Path], env: str, held: Callable[..., Held]
+) -> None:
+    root = project(run=env)
+    # a run holds the warehouse: a load is refused
+    first = held(root, "build", "mart.customer_totals", "run", "--env", env)
+    holder = running_run(root, "run")
+    second = cli(root, "load", "--env", env)
+    assert second.code == 1, second
+    assert holder in one_paragraph(second.stderr), second.stderr
+    first.release()
+    assert first.finish() == 0, first.output
+    assert cli(root, "load", "--env", env).code == 0
+    # a load holds the warehouse: a run extracts (the lake is not the warehouse), then its build is refused
+    add_orders(root, range(100, 102))
+    first = held(root, "build", "mart.customer_totals", "load", "--env", env)
+    holder = running_run(root, "load")
+    second = cli(root, "run", "--env", env)
+    assert second.code == 1, second
+    refused = one_paragraph(second.stdout + second.stderr)
+    assert holder in refused and "another load" in refused, refused
+    first.release()
+    assert first.finish() == 0, first.output
+    assert cli(root, "run", "--env", env).code == 0
+    assert order_ids(root, env) == upstream_order_ids(root)
+    assert runs(root)[1:] == [
+        ("run", "succeeded"), ("load", "failed"), ("load", "succeeded"),
+        ("load", "succeeded"), ("run", "failed"), ("run", "succeeded"),
+    ]  # fmt: skip
+    assert_consistent(root, env)
+
+
+def test_unload_and_validate_with_the_warehouse_run_beside_a_load(
+    project: Callable[..., Path], held: Callable[..., Held]
+) -> None:
+    root = project()
+    before = digest_of(root, "dev")
+    first = held(root, "build", "mart.customer_totals", "load")
+    unload = cli(root, "unload", "mart.customer_totals")  # reads the published file, never the build
+    assert unload.code == 0, unload
+    validate = cli(root, "validate", "--with-warehouse", "dev", "--skip-sources")
+    assert validate.code == 0, validate
+    first.release()
+    assert first.finish() == 0, first.output
+    assert digest_of(root, "dev") == before
+    assert sorted(c for c, s in runs(root) if s == "succeeded") == ["load", "run", "unload"]
+    assert_consistent(root, "dev")
+
+
+# ----------------------------------------------------------------------------- the lake's pairs
+
+
+def test_two_extracts_of_one_relation_the_second_waits_and_continues_from_the_first(
+    project: Callable[..., Path], held: Callable[..., Held], later: Callable[..., Background]
+) -> None:
+    root = project(incremental=True)
+    lake = Lake(root / "lake")
+    committed = len(lake.committed("shop", "shop.orders"))
+    add_orders(root, range(100, 103))
+    first = held(root, "extract", "shop.orders", "extract", "shop.orders")
+    holder = running_run(root, "extract")
+    add_orders(root, range(200, 204))  # after the first read: only the second sees them
+    second = later(root, "extract", "shop.orders")
+    waited = second.wait_for(f'waiting for another extract of "shop.orders" to finish (run {holder}', timeout=30)
+    still = second.process.poll() is None
+    assert len(lake.committed("shop", "shop.orders")) == committed  # the first's parts are not visible yet
+    first.release()
+    assert first.finish() == 0, first.output
+    assert second.finish() == 0, second.output
+    assert waited and still, second.output
+    chain = lake.chain("shop", "shop.orders")
+    # the second continued from the first one's watermark (inclusive: the key merges the row at it)
+    assert [m.watermark["value"] for m in chain[-2:]] == [102, 203], [m.watermark for m in chain]
+    assert chain[-1].watermark["low"] == 102
+    assert runs(root) == [("run", "succeeded"), ("extract", "succeeded"), ("extract", "succeeded")]
+    assert api.load(api.open_project(root)).ok
+    assert order_ids(root, "dev") == upstream_order_ids(root)
+    assert_consistent(root, "dev")
+
+
+def test_an_extract_gives_up_after_the_lake_lock_timeout_and_a_rerun_succeeds(
+    project: Callable[..., Path], held: Callable[..., Held]
+) -> None:
+    root = project(incremental=True, settings_extra="")
+    settings = root / "conveyor.yaml"
+    settings.write_text(settings.read_text().replace("  part_rows: 1000\n", "  part_rows: 1000\n  lock_timeout: 1\n"))
+    add_orders(root, range(100, 103))
+    first = held(root, "extract", "shop.orders", "extract", "shop.orders")
+    holder = running_run(root, "extract")
+    second = cli(root, "extract", "shop.orders")
+    assert second.code == 1, second
+    refused = one_paragraph(second.stdout + second.stderr)
+    assert 'another extract of "shop.orders"' in refused and "did not finish within 1 s" in refused, refused
+    assert f"(run {holder}, pid {first.process.pid} on " in refused, refused
+    assert "then extract again" in refused, refused
+    first.release()
+    assert first.finish() == 0, first.output
+    assert cli(root, "extract", "shop.orders").code == 0
+    assert api.load(api.open_project(root)).ok
+    assert order_ids(root, "dev") == upstream_order_ids(root)
+    assert_consistent(root, "dev")
+
+
+def test_extracts_of_two_designs_over_one_upstream_table_do_not_wait_for_each_other(
+    project: Callable[..., Path], held: Callable[..., Held]
+) -> None:
+    big = {
+        "shop/big_orders.yaml": (
+            "name: shop.big_orders\nsource_table: orders\n"
+            "columns:\n  - {name: id, type: bigint}\n  - {name: amount, type: 'decimal(10,2)'}\n"
+            "extract:\n  condition: amount > 10\n"
+        )
+    }
+    root = project(designs=big)
+    first = held(root, "extract", "shop.orders", "extract", "shop.orders")
+    began = time.monotonic()
+    second = cli(root, "extract", "shop.big_orders")  # its own folder, lock and watermark
+    assert second.code == 0, second
+    assert "waiting" not in second.stdout + second.stderr
+    assert first.process.poll() is None  # still held: the two ran side by side
+    first.release()
+    assert first.finish() == 0, first.output
+    assert time.monotonic() - began < 60
+    assert_consistent(root, "dev")
+
+
+# ----------------------------------------------------------------------------- pipelines and schedulers
+
+
+def write_pipelines(root: Path, pipelines: dict[str, str]) -> None:
+    for name, text in pipelines.items():
+        path = root / "pipelines" / f"{name}.yaml"
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(text)
+
+
+@pytest.mark.slow
+def test_two_pipelines_sharing_a_table_serialize_its_extract_and_one_sharing_an_environment_is_refused(
+    project: Callable[..., Path], held: Callable[..., Held], later: Callable[..., Background]
+) -> None:
+    root = project(incremental=True)
+    assert api.run(api.open_project(root), env="dev2").ok
+    write_pipelines(
+        root,
+        {
+            "first": "schedule: manual\nsteps: full\nenvironments: {primary: dev}\n",
+            "second": "schedule: manual\nsteps: full\nenvironments: {primary: dev2}\n",
+            "third": "schedule: manual\nsteps: selective\nenvironments: {primary: dev}\n",
+        },
+    )
+    add_orders(root, range(100, 103))
+    first = held(root, "extract", "shop.orders", "pipeline", "run", "first")
+    first_run = running_run(root, "pipeline")
+    add_orders(root, range(200, 202))
+    second = later(root, "pipeline", "run", "second")
+    waited = second.wait_for('waiting for another extract of "shop.orders" to finish', timeout=30)
+    still = second.process.poll() is None
+    third = cli(root, "pipeline", "run", "third")  # the same environment as "first"
+    assert third.code == 2, third
+    refused = one_paragraph(third.stderr)
+    assert "environment dev is busy" in refused and first_run in refused, refused
+    first.release()
+    assert first.finish() == 0, first.output
+    assert second.finish() == 0, second.output
+    assert waited and still, second.output
+    assert order_ids(root, "dev2") == upstream_order_ids(root)  # the second extracted after the first
+    assert cli(root, "pipeline", "run", "third").code == 0  # the refused one, again: applies 200-201
+    assert order_ids(root, "dev") == upstream_order_ids(root)
+    with open_store(root) as store:
+        pipeline_runs = {r.pipeline: r.status for r in store.list_runs(limit=50, command="pipeline")}
+    assert pipeline_runs == {"first": "succeeded", "second": "succeeded", "third": "succeeded"}
+    assert_consistent(root, "dev", "dev2")
+
+
+def test_pipeline_locks_are_taken_in_one_order() -> None:
+    """Two pipelines over the same environments take their locks in one order, so one of them wins."""
+    from conveyor.config.pipelines import PipelineConfig
+
+    one = PipelineConfig.model_validate({"schedule": "manual", "environments": {"primary": "b", "secondary": "a"}})
+    two = PipelineConfig.model_validate({"schedule": "manual", "environments": {"primary": "a", "secondary": "b"}})
+    assert lock_names("x", one)[1:] == lock_names("y", two)[1:] == ["environment:a", "environment:b"]
+
+
+def test_a_second_scheduler_on_one_store_is_refused(project: Callable[..., Path]) -> None:
+    from tests.pipeline.conftest import SchedulerProcess
+
+    root = project(run=None)
+    scheduler = SchedulerProcess(root)
+    try:
+        with open_store(root) as store:
+            scheduler.wait_started(store)
+        second = cli(root, "scheduler", "--poll", "0.2", timeout=30)
+        assert second.code == 2, second
+        refused = one_paragraph(second.stderr)
+        assert "another scheduler is already running on this tracking store" in refused, refused
+        assert f":{scheduler.pid} since" in refused and "Stop it first" in refused, refused
+        assert scheduler.process.poll() is None
+    finally:
+        assert scheduler.stop() == 0, scheduler.output()
+    with open_store(root) as store:
+        assert store.lock_holder("scheduler") is None
+        assert store.list_runs(status="running") == []
