@@ -38,6 +38,7 @@ import pyarrow.parquet as pq
 
 from conveyor.errors import LakeError
 from conveyor.lake.manifest import MANIFEST, Manifest, PartFile, fsync_dir, read_manifest
+from conveyor.lake.readers import unread
 
 #: characters that cannot appear in a path component as they are; each is percent-encoded
 _ENCODED = {"%": "%25", "/": "%2F", "\\": "%5C", "\x00": "%00"}
@@ -244,19 +245,23 @@ class Lake:
 
         Incremental extracts only make sense on top of the full extract before them, so a
         chain is never cut. The manifest goes first, so readers stop trusting a folder
-        before its parts disappear. Extracts in a legacy folder age out the same way.
+        before its parts disappear. Extracts in a legacy folder age out the same way. While
+        a load reads the relation (:mod:`conveyor.lake.readers`) nothing is removed.
         """
-        committed = self.committed(source, relation, legacy=legacy)
-        full = [i for i, m in enumerate(committed) if not m.incremental]
-        if len(full) <= keep:
-            return []
-        removed = []
-        for manifest in committed[: full[-keep]]:
-            assert manifest.folder is not None
-            (manifest.folder / MANIFEST).unlink()
-            shutil.rmtree(manifest.folder, ignore_errors=True)
-            removed.append(manifest.extract_id)
-        return removed
+        with unread(self.table_dir(source, relation)) as free:
+            if not free:
+                return []  # a load reads them: the next extract after it prunes
+            committed = self.committed(source, relation, legacy=legacy)
+            full = [i for i, m in enumerate(committed) if not m.incremental]
+            if len(full) <= keep:
+                return []
+            removed = []
+            for manifest in committed[: full[-keep]]:
+                assert manifest.folder is not None
+                (manifest.folder / MANIFEST).unlink()
+                shutil.rmtree(manifest.folder, ignore_errors=True)
+                removed.append(manifest.extract_id)
+            return removed
 
     def tables(self) -> list[tuple[str, str]]:
         """Every (source, relation) folder in the lake, names decoded."""

@@ -448,7 +448,7 @@ def test_an_extract_gives_up_after_the_lake_lock_timeout_and_a_rerun_succeeds(
     assert "then extract again" in refused, refused
     first.release()
     assert first.finish() == 0, first.output
-    assert cli(root, "extract", "shop.orders").code == 0
+    assert api.extract_tables(api.open_project(root), ["shop.orders"]).ok  # the refused one, again
     assert api.load(api.open_project(root)).ok
     assert order_ids(root, "dev") == upstream_order_ids(root)
     assert_consistent(root, "dev")
@@ -553,3 +553,46 @@ def test_a_second_scheduler_on_one_store_is_refused(project: Callable[..., Path]
     with open_store(root) as store:
         assert store.lock_holder("scheduler") is None
         assert store.list_runs(status="running") == []
+
+
+@pytest.mark.slow
+def test_an_extract_during_a_load_never_removes_what_the_load_reads(
+    project: Callable[..., Path], env: str, held: Callable[..., Held]
+) -> None:
+    """With lake.keep 1, each extract removes the one before it: not while a load still reads it."""
+    root = project(run=env, settings_extra="")
+    settings = root / "conveyor.yaml"
+    settings.write_text(settings.read_text().replace("  part_rows: 1000\n", "  part_rows: 1000\n  keep: 1\n"))
+    assert cli(root, "extract").code == 0
+    first = held(root, "build", "shop.customers", "load", "--env", env, "--jobs", "1")  # nothing else read yet
+    add_orders(root, range(100, 103))
+    assert cli(root, "extract").code == 0  # every table again: the ones the load is about to read are older
+    first.release()
+    assert first.finish() == 0, first.output
+    lake = Lake(root / "lake")
+    assert len(lake.committed("shop", "shop.products")) == 2  # retention waited for the load
+    assert api.extract_tables(api.open_project(root), ["shop.products"]).ok
+    assert len(lake.committed("shop", "shop.products")) == 1  # and the next extract caught up
+    assert cli(root, "load", "--env", env).code == 0
+    assert order_ids(root, env) == upstream_order_ids(root)
+    assert_consistent(root, env)
+
+
+@pytest.mark.slow
+def test_a_load_refused_beside_a_failing_load_does_not_hide_it_from_resume(
+    project: Callable[..., Path], held: Callable[..., Held]
+) -> None:
+    root = project()
+    sql = root / "schemas/mart/top_customers.sql"
+    good = sql.read_text()
+    sql.write_text("SELECT customer_id, nope FROM customer_totals\n")
+    first = held(root, "build", "mart.customer_totals", "load")  # will fail at mart.top_customers
+    failing = running_run(root, "load")
+    assert cli(root, "load").code == 1  # refused: recorded as a failed load that built nothing
+    first.release()
+    assert first.finish() == 1, first.output
+    sql.write_text(good)
+    resumed = cli(root, "load", "--resume")
+    assert resumed.code == 0, resumed
+    assert f"resumed the build of run {failing}" in one_paragraph(resumed.stdout + resumed.stderr), resumed
+    assert_consistent(root, "dev")
