@@ -16,7 +16,9 @@ let go. After both (and a rerun of a refused one) the test checks that nothing w
 | two loads of one environment | second refused (exit 1, names the run) | same |
 | load and update | update waits, then applies | same |
 | run and load (either first) | the later one's build is refused | same |
+| a refused load beside a failing one, then load --resume | resumes the failing one's build | - |
 | two extracts of one relation | second waits (lake.lock_timeout), then continues | (no warehouse) |
+| an extract (lake.keep 1) during a load | retention waits for the load | same |
 | extracts of two designs over one upstream table | side by side, neither waits | (no warehouse) |
 | two pipelines sharing a table, other environments | the shared extract waits | - |
 | two pipelines sharing an environment | second refused (exit 2) | - |
@@ -596,3 +598,32 @@ def test_a_load_refused_beside_a_failing_load_does_not_hide_it_from_resume(
     assert resumed.code == 0, resumed
     assert f"resumed the build of run {failing}" in one_paragraph(resumed.stdout + resumed.stderr), resumed
     assert_consistent(root, "dev")
+
+
+def test_a_scheduled_run_that_meets_a_manual_one_waits_for_its_locks(
+    project: Callable[..., Path], held: Callable[..., Held], later: Callable[..., Background]
+) -> None:
+    """The scheduler saw the locks free, a manual run took them while its child started: the child waits."""
+    from conveyor.tracking.store import new_run_id
+
+    root = project(run=None)
+    write_pipelines(
+        root,
+        {"products": "schedule: manual\nsteps: [extract]\nenvironments: {primary: dev}\nselection: [shop.products]\n"},
+    )
+    manual = held(root, "extract", "shop.products", "pipeline", "run", "products")
+    manual_run = running_run(root, "pipeline")
+    scheduled_run = new_run_id()
+    scheduled = later(
+        root, "pipeline", "run", "products", "--run-id", scheduled_run, "--slot", "2026-12-07T02:30:00+00:00"
+    )
+    waited = scheduled.wait_for(f"waiting for pipeline products, which another run holds ({manual_run}@", timeout=60)
+    still = scheduled.process.poll() is None
+    manual.release()
+    assert manual.finish() == 0, manual.output
+    assert scheduled.finish() == 0, scheduled.output
+    assert waited and still, scheduled.output
+    with open_store(root) as store:
+        statuses = {r.run_id: r.status for r in store.list_runs(limit=10, command="pipeline")}
+    assert statuses == {manual_run: "succeeded", scheduled_run: "succeeded"}
+    assert_consistent(root)
