@@ -22,6 +22,7 @@ let go. After both (and a rerun of a refused one) the test checks that nothing w
 | extracts of two designs over one upstream table | side by side, neither waits | (no warehouse) |
 | two pipelines sharing a table, other environments | the shared extract waits | - |
 | two pipelines sharing an environment | second refused (exit 2) | - |
+| a scheduled run starting as a manual one holds its locks | the scheduled one waits | - |
 | two schedulers on one store | second refused (exit 2) | - |
 | unload, validate --with-warehouse beside a load | run side by side | - |
 """
@@ -203,13 +204,17 @@ def env(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
 
 @pytest.fixture
 def project(tmp_path: Path) -> Callable[..., Path]:
-    """``project(incremental=True)``: the shared test project with ``dev``, ``dev2`` and ``pg``, run once."""
+    """``project(incremental=True, lake="  keep: 1\n")``: the test project with ``dev``, ``dev2`` and ``pg``, run once.
+
+    ``run`` names the environment of the first ``conveyor run`` (None: none); ``lake`` adds lake settings.
+    """
     counter = iter(range(100))
 
     def make(*, incremental: bool = False, designs: dict[str, str | None] | None = None, run: str | None = "dev",
-             settings_extra: str = "") -> Path:  # fmt: skip
+             lake: str = "") -> Path:  # fmt: skip
         settings = CONVEYOR_YAML.replace("defaults:", SECOND_ENVIRONMENT + PG_ENVIRONMENT + "defaults:")
-        root = build_project(tmp_path / f"project{next(counter)}", settings=settings + settings_extra, designs=designs)
+        settings = settings.replace("  part_rows: 1000\n", "  part_rows: 1000\n" + lake)
+        root = build_project(tmp_path / f"project{next(counter)}", settings=settings, designs=designs)
         if incremental:
             design = root / "schemas/shop/orders.yaml"
             design.write_text(design.read_text() + INCREMENTAL)
@@ -341,7 +346,7 @@ def test_an_update_during_a_load_waits_and_applies_after_it(
     add_orders(root, range(100, 103))
     assert cli(root, "extract", "shop.orders").code == 0  # a new increment only the update applies
     update = later(root, "update", "shop.orders", "--env", env)
-    waited = update.wait_for("waiting for the load", timeout=30)
+    waited = update.wait_for("waiting for the load", timeout=60)
     still = update.process.poll() is None
     first.release()
     assert first.finish() == 0, first.output
@@ -385,6 +390,7 @@ def test_a_load_during_a_run_and_a_run_during_a_load_are_refused_at_the_build(
     assert_consistent(root, env)
 
 
+@pytest.mark.slow
 def test_unload_and_validate_with_the_warehouse_run_beside_a_load(
     project: Callable[..., Path], held: Callable[..., Held]
 ) -> None:
@@ -416,7 +422,7 @@ def test_two_extracts_of_one_relation_the_second_waits_and_continues_from_the_fi
     holder = running_run(root, "extract")
     add_orders(root, range(200, 204))  # after the first read: only the second sees them
     second = later(root, "extract", "shop.orders")
-    waited = second.wait_for(f'waiting for another extract of "shop.orders" to finish (run {holder}', timeout=30)
+    waited = second.wait_for(f'waiting for another extract of "shop.orders" to finish (run {holder}', timeout=60)
     still = second.process.poll() is None
     assert len(lake.committed("shop", "shop.orders")) == committed  # the first's parts are not visible yet
     first.release()
@@ -436,9 +442,7 @@ def test_two_extracts_of_one_relation_the_second_waits_and_continues_from_the_fi
 def test_an_extract_gives_up_after_the_lake_lock_timeout_and_a_rerun_succeeds(
     project: Callable[..., Path], held: Callable[..., Held]
 ) -> None:
-    root = project(incremental=True, settings_extra="")
-    settings = root / "conveyor.yaml"
-    settings.write_text(settings.read_text().replace("  part_rows: 1000\n", "  part_rows: 1000\n  lock_timeout: 1\n"))
+    root = project(incremental=True, lake="  lock_timeout: 1\n")
     add_orders(root, range(100, 103))
     first = held(root, "extract", "shop.orders", "extract", "shop.orders")
     holder = running_run(root, "extract")
@@ -508,7 +512,7 @@ def test_two_pipelines_sharing_a_table_serialize_its_extract_and_one_sharing_an_
     first_run = running_run(root, "pipeline")
     add_orders(root, range(200, 202))
     second = later(root, "pipeline", "run", "second")
-    waited = second.wait_for('waiting for another extract of "shop.orders" to finish', timeout=30)
+    waited = second.wait_for('waiting for another extract of "shop.orders" to finish', timeout=60)
     still = second.process.poll() is None
     third = cli(root, "pipeline", "run", "third")  # the same environment as "first"
     assert third.code == 2, third
@@ -544,7 +548,7 @@ def test_a_second_scheduler_on_one_store_is_refused(project: Callable[..., Path]
     try:
         with open_store(root) as store:
             scheduler.wait_started(store)
-        second = cli(root, "scheduler", "--poll", "0.2", timeout=30)
+        second = cli(root, "scheduler", "--poll", "0.2", timeout=60)
         assert second.code == 2, second
         refused = one_paragraph(second.stderr)
         assert "another scheduler is already running on this tracking store" in refused, refused
@@ -562,9 +566,7 @@ def test_an_extract_during_a_load_never_removes_what_the_load_reads(
     project: Callable[..., Path], env: str, held: Callable[..., Held]
 ) -> None:
     """With lake.keep 1, each extract removes the one before it: not while a load still reads it."""
-    root = project(run=env, settings_extra="")
-    settings = root / "conveyor.yaml"
-    settings.write_text(settings.read_text().replace("  part_rows: 1000\n", "  part_rows: 1000\n  keep: 1\n"))
+    root = project(run=env, lake="  keep: 1\n")
     assert cli(root, "extract").code == 0
     first = held(root, "build", "shop.customers", "load", "--env", env, "--jobs", "1")  # nothing else read yet
     add_orders(root, range(100, 103))
