@@ -392,20 +392,20 @@ def test_a_load_during_a_run_and_a_run_during_a_load_are_refused_at_the_build(
 
 @pytest.mark.slow
 def test_unload_and_validate_with_the_warehouse_run_beside_a_load(
-    project: Callable[..., Path], held: Callable[..., Held]
+    project: Callable[..., Path], env: str, held: Callable[..., Held]
 ) -> None:
-    root = project()
-    before = digest_of(root, "dev")
-    first = held(root, "build", "mart.customer_totals", "load")
-    unload = cli(root, "unload", "mart.customer_totals")  # reads the published file, never the build
+    root = project(run=env)
+    before = digest_of(root, env)
+    first = held(root, "build", "mart.customer_totals", "load", "--env", env)
+    unload = cli(root, "unload", "mart.customer_totals", "--env", env)  # reads what is published, not the build
     assert unload.code == 0, unload
-    validate = cli(root, "validate", "--with-warehouse", "dev", "--skip-sources")
+    validate = cli(root, "validate", "--with-warehouse", env, "--skip-sources")  # a throw-away copy
     assert validate.code == 0, validate
     first.release()
     assert first.finish() == 0, first.output
-    assert digest_of(root, "dev") == before
+    assert digest_of(root, env) == before
     assert sorted(c for c, s in runs(root) if s == "succeeded") == ["load", "run", "unload"]
-    assert_consistent(root, "dev")
+    assert_consistent(root, env)
 
 
 # ----------------------------------------------------------------------------- the lake's pairs
