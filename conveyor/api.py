@@ -115,6 +115,7 @@ class _Run:
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, _tb: object) -> None:
         self.outcome.seconds = time.monotonic() - self.began
+        self.ctx.reads.release()  # the run read what it needed from the lake: retention may go on
         if exc is not None:
             text = exc.render() if isinstance(exc, ConveyorError) else f"{type(exc).__name__}: {exc}"
             status = "cancelled" if isinstance(exc, KeyboardInterrupt) else "failed"
@@ -330,13 +331,19 @@ def _resume_point(
     store = open_tracking(project)
     try:
         ended = store.list_runs(limit=50, statuses=("failed", "abandoned"))  # dead runs read as abandoned
-        last = next((r for r in ended if r.command in ("load", "run") and r.environment == env), None)
+        last, events = None, []
+        for candidate in (r for r in ended if r.command in ("load", "run") and r.environment == env):
+            events = store.run_events(candidate.run_id)
+            # a load that failed before its build began (refused beside another load, say) left
+            # nothing to resume: the failed load before it may have
+            if candidate.status == "abandoned" or any(e.step in ("load", "build") for e in events):
+                last = candidate
+                break
         if last is None:
             raise UserError(
                 f'there is no failed load of environment "{env}" to resume.', hint="Run conveyor load without --resume."
             )
         _refuse_stale_resume(store, env, last)
-        events = store.run_events(last.run_id)
     finally:
         store.close()
     chosen = tuple(selection) or tuple((last.selection or "").split())

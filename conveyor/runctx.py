@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from conveyor.config.secrets import scrub
 from conveyor.errors import ConveyorError
+from conveyor.lake.lake import Lake
+from conveyor.lake.readers import ReadLocks
 from conveyor.project import Project, Relation
 from conveyor.reporting import Reporter
 from conveyor.tracking.store import TrackingStore
@@ -42,6 +44,15 @@ class RunContext:
     reporter: Reporter = field(default_factory=Reporter)
     jobs: int = 4
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    reads: ReadLocks = field(default_factory=ReadLocks)
+    """Relations whose extracts this run reads: retention leaves them alone until the run ends."""
+
+    def reading(self, relations: Iterable[Relation]) -> None:
+        """Keep retention off the extracts of these source relations until the run ends (before listing them)."""
+        lake = Lake(self.project.path(self.project.settings.lake.path))
+        for relation in relations:
+            if relation.kind == "source" and relation.source is not None:
+                self.reads.hold(lake.table_dir(relation.source, relation.name))
 
     @contextmanager
     def step(self, relation: str, step: str) -> Iterator[StepOutcome]:

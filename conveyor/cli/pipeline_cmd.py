@@ -14,7 +14,7 @@ from rich.markup import escape
 
 from conveyor import api
 from conveyor.cli.app import Options, pass_options
-from conveyor.cli.output import RichReporter, configure_logging, print_json, print_table, stdout
+from conveyor.cli.output import RichReporter, configure_logging, console, print_json, print_table, stdout
 from conveyor.config.schedule import parse_schedule
 from conveyor.errors import ConveyorError, ProjectError, RunFailed, UserError
 from conveyor.pipeline.definitions import Pipeline, get_pipeline, load_pipelines
@@ -223,7 +223,16 @@ def run_(options: Options, name: str, run_id: str | None, slot: str | None, fmt:
 
         run_id = run_id or new_run_id()
         with (
-            hold(store, lock_names(name, definition.config), run_id),
+            # a scheduled run (--slot) waits for a run that took its locks after the scheduler
+            # saw them free (a manual run, while this process started); a manual one is refused
+            hold(
+                store,
+                lock_names(name, definition.config),
+                run_id,
+                wait_s=definition.config.timeout_s if slot else 0.0,
+                waiting=lambda text: console.print(escape(text)),
+                stop=stop,
+            ),
             RichReporter(options.verbosity if fmt == "table" else -1) as reporter,
         ):
             outcome = run_pipeline(

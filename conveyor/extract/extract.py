@@ -119,7 +119,8 @@ def _commit(ctx: RunContext, job: ExtractJob, pool: Executor | None) -> Manifest
     dsn = ctx.project.source_dsn(job.source)
     started = datetime.now(UTC)
     wait_s = settings.lake.lock_timeout
-    with lake.writing(job.source, job.relation, wait_s=wait_s, waiting=ctx.reporter.message) as folder:
+    holder = f"run {ctx.run_id}"
+    with lake.writing(job.source, job.relation, wait_s=wait_s, waiting=ctx.reporter.message, holder=holder) as folder:
         extract_id = folder.name
         ctx.tracking.start_extract(ctx.run_id, job.source, job.relation, extract_id, upstream_table=job.upstream_name)
         try:
@@ -158,16 +159,19 @@ def _commit(ctx: RunContext, job: ExtractJob, pool: Executor | None) -> Manifest
             error = scrub(exc.render() if isinstance(exc, ConveyorError) else f"{type(exc).__name__}: {exc}")
             ctx.tracking.finish_extract(extract_id, "failed", error=error)
             raise
-    ctx.tracking.finish_extract(
-        extract_id,
-        "succeeded",
-        rows=manifest.rows,
-        bytes=manifest.bytes,
-        manifest_path=str(path),
-        watermark_low=_watermark_text(manifest, "low"),
-        watermark_high=_watermark_text(manifest, "value"),
-    )
-    lake.prune(job.source, job.relation, settings.lake.keep, legacy=job.upstream_name)
+        # still under the relation's lock: a second extract waiting for it starts only once the
+        # tracking store names this one and retention is done, so a late finish of this one can
+        # never move the relation's state back behind the second's, nor prune beside it
+        ctx.tracking.finish_extract(
+            extract_id,
+            "succeeded",
+            rows=manifest.rows,
+            bytes=manifest.bytes,
+            manifest_path=str(path),
+            watermark_low=_watermark_text(manifest, "low"),
+            watermark_high=_watermark_text(manifest, "value"),
+        )
+        lake.prune(job.source, job.relation, settings.lake.keep, legacy=job.upstream_name)
     return manifest
 
 

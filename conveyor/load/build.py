@@ -247,6 +247,8 @@ def build(
     todo = [r for r in relations if r.name not in options.done]
     check_own_database(project, todo, warehouse)
     check_kept_views(project, relations, warehouse)
+    if not options.skip_copy:
+        ctx.reading(todo)  # before the chains are listed: retention must not remove what they name
     manifests = {} if options.skip_copy else dict(options.pinned or manifests_for(project, todo))
     schemas = sorted({r.schema for r in relations})
     ctx.reporter.phase("build", len(todo))

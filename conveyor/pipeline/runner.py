@@ -122,6 +122,7 @@ def run_pipeline(
             _run(state, outcome, scheduled_for)
         finally:
             _finish(state, outcome, began)
+            ctx.reads.release()
             tracking.close()
     return outcome
 

@@ -909,6 +909,14 @@ class TrackingStore(RunLiveness, PipelineState):
         Returns:
             Whether this holder now holds the lock.
         """
+        for _attempt in range(3):
+            taken = self._try_lock(name, holder, ttl_s)
+            if taken is not None:
+                return taken
+        return False  # released and taken again between every insert and select: busy
+
+    def _try_lock(self, name: str, holder: str, ttl_s: float) -> bool | None:
+        """One attempt of :meth:`acquire_lock`; None when the lock was released between its insert and select."""
         now = _now()
         me = (holder, self._host, os.getpid())
         stamps = (format_ts(now), format_ts(now + timedelta(seconds=ttl_s)))
@@ -923,7 +931,7 @@ class TrackingStore(RunLiveness, PipelineState):
             lock_for_update = " FOR UPDATE" if db.name == "postgres" else ""
             rows = db.query(f"SELECT {_LOCK_COLUMNS} FROM locks WHERE name = ?{lock_for_update}", (name,))
             if not rows:
-                return False  # released between our insert and select: the caller retries
+                return None  # released between our insert and select: try again
             current = row_from(LockRow, rows[0])
             if not self._can_take(current, me, now):
                 return False

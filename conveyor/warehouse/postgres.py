@@ -271,6 +271,7 @@ class PostgresBuild(Build):
                 )
         self.con = warehouse.connect()
         try:
+            name_session(self.con, f"load run {run_id}")
             self._lock()
             self._check_roles()
             if resume_from:
@@ -715,6 +716,7 @@ class PostgresTransaction(PostgresBuild, Transaction):
         """Grants of dropped relations, for their replacements."""
         self.con = warehouse.connect()
         try:
+            name_session(self.con, f"{'update' if atomic else 'upgrade'} run {run_id}")
             self._check_roles()
             if atomic:
                 # one implicit transaction from here to publish/abort; psycopg's transaction
@@ -1031,6 +1033,17 @@ def lock_schema(
         f"(or an update or upgrade of it) is running{by}.",
         hint="Wait for it to finish, then try again.",
     )
+
+
+def name_session(con: psycopg.Connection[Any], doing: str) -> None:
+    """Add what this session does (``load run ID``) to its application_name.
+
+    The session that holds a schema's lock is found through ``pg_stat_activity``; its name is
+    how a refused or waiting command names the run it met.
+    """
+    row = con.execute("SELECT current_setting('application_name')").fetchone()
+    current = str(row[0]) if row and row[0] else "conveyor"
+    con.execute("SELECT set_config('application_name', %s, false)", (f"{current} {doing}"[:MAX_IDENTIFIER],))
 
 
 def _lock_holder(con: psycopg.Connection[Any], schema: str) -> str:
