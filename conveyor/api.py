@@ -15,13 +15,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from conveyor.config.secrets import scrub
 from conveyor.config.settings import IDENTIFIER
 from conveyor.errors import ConveyorError, LakeError, UserError, did_you_mean
-from conveyor.extract.extract import ExtractSummary, check_jobs, extract
-from conveyor.extract.jobs import ExtractEvent, plan
-from conveyor.lake.lake import Lake
+from conveyor.extract.jobs import ExtractEvent, ExtractJob, plan
 from conveyor.load.build import (
     BuildOptions,
     BuildResult,
@@ -33,7 +32,6 @@ from conveyor.load.build import (
     has_checks,
     manifests_for,
 )
-from conveyor.load.unload import unload as unload_relations
 from conveyor.load.update import LOCK_TIMEOUT_S, wait_for_extracts, with_dependents
 from conveyor.load.update import update as update_relations
 from conveyor.load.upgrade import target_names
@@ -44,6 +42,9 @@ from conveyor.tracking.models import EventRow, RunRow
 from conveyor.tracking.store import TrackingStore
 from conveyor.warehouse import ddl
 from conveyor.warehouse.base import Warehouse, qualified
+
+if TYPE_CHECKING:  # the extract and unload machinery (pyarrow) loads when a command needs it
+    from conveyor.extract.extract import ExtractSummary
 
 
 def open_project(path: Path | str = ".") -> Project:
@@ -136,6 +137,20 @@ def _first_error(outcome: Outcome) -> str | None:
     return None
 
 
+def plan_extract(
+    project: Project, relations: Sequence[Relation], event: ExtractEvent | None = None, *, full: bool = False
+) -> list[ExtractJob]:
+    """The extract jobs for ``relations`` (narrowed by ``event``), each DSN and job type checked.
+
+    Nothing is read or written: this is what ``--dry-run`` prints, and what a run starts from.
+    """
+    from conveyor.extract.extract import check_jobs
+
+    jobs = plan(project, relations, event, full=full)
+    check_jobs(project, jobs)
+    return jobs
+
+
 def extract_tables(
     project: Project,
     selection: Sequence[str] = (),
@@ -147,8 +162,9 @@ def extract_tables(
     reporter: Reporter | None = None,
 ) -> Outcome:
     """Extract the selected source tables into the lake."""
-    jobs_list = plan(project, project.select(selection), event, full=full)
-    check_jobs(project, jobs_list)
+    from conveyor.extract.extract import extract
+
+    jobs_list = plan_extract(project, project.select(selection), event, full=full)
     with _Run(project, "extract", env=None, selection=selection, reporter=reporter, jobs=jobs) as run:
         run.outcome.extract = extract(run.ctx, jobs_list, fail_fast=fail_fast)
     return run.outcome
@@ -274,6 +290,9 @@ def unload(
     They land under ``<lake>/data/<source_name>/<schema>.<table>/`` (``source_name``
     defaults to ``unload_<env>``), where another project reads them with a ``lake`` source.
     """
+    from conveyor.lake.lake import Lake
+    from conveyor.load.unload import unload as unload_relations
+
     warehouse = open_environment(project, env)
     warehouse.require("unload")  # an engine that cannot do it refuses before anything is written
     relations = project.select(selection)
@@ -434,12 +453,13 @@ def run(
     reporter: Reporter | None = None,
 ) -> Outcome:
     """Extract, load, build and publish: the whole ETL for a selection."""
+    from conveyor.extract.extract import extract
+
     relations = whole_schemas(project, project.select(selection))
     warehouse = open_environment(project, env)
     warehouse.require("load")  # an engine that cannot do it refuses before anything is written
     check_own_database(project, relations, warehouse)
-    jobs_list = plan(project, relations)
-    check_jobs(project, jobs_list)
+    jobs_list = plan_extract(project, relations)
     with _Run(project, "run", env=warehouse.name, selection=selection, reporter=reporter, jobs=jobs) as run:
         run.outcome.warehouse = warehouse.describe()
         run.outcome.extract = extract(run.ctx, jobs_list)
