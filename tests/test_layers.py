@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import graphlib
 from pathlib import Path
 
 import pytest
@@ -117,3 +118,20 @@ def test_the_checker_sees_imports_inside_functions(tmp_path: Path) -> None:
         ("conveyor.lake", 7),
     ]
     assert [layer(name) for name, _ in found] == [4.5, 5, 5, 2]
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module -> the conveyor modules it imports (a module importing its own package is not an edge:
+    ``conveyor.warehouse.duckdb`` may read ``conveyor.warehouse``'s registry helpers)."""
+    return {
+        module: {name for name, _ in imports(path, module) if name != module and not module.startswith(name + ".")}
+        for module, path in MODULES.items()
+    }
+
+
+def test_no_import_cycle() -> None:
+    """Imports inside functions count: a cycle hidden behind a lazy import is still a cycle of design."""
+    try:
+        list(graphlib.TopologicalSorter(import_graph()).static_order())
+    except graphlib.CycleError as exc:
+        pytest.fail("import cycle: " + " -> ".join(exc.args[1]))

@@ -510,7 +510,7 @@ class MySQLSource(Source):
             if plan.wire in ("date", "datetime", "timestamp"):
                 arr = self._temporal(arr, plan)
             elif plan.wire == "time":
-                arr = _time_from_micros(arr, plan.ref)
+                arr = time_from_micros(arr, plan.ref)
             arrays.append(convert(arr, plan.target, plan.ref))
         return assemble(arrays, schema)
 
@@ -589,7 +589,7 @@ def _parse(arr: pa.Array, wire_type: pa.DataType, ref: ColumnRef) -> pa.Array:
         raise
 
 
-def _time_from_micros(arr: pa.Array, ref: ColumnRef) -> pa.Array:
+def time_from_micros(arr: pa.Array, ref: ColumnRef) -> pa.Array:
     """MySQL TIME (an interval from -838:59:59 to 838:59:59) as a time of day, checked."""
     arr = arr.cast(pa.int64())
     bad = pc.or_kleene(pc.less(arr, 0), pc.greater_equal(arr, _MICROS_PER_DAY))
