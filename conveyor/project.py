@@ -43,6 +43,7 @@ from conveyor.graph.dag import Dag, Node
 from conveyor.graph.selection import select
 from conveyor.graph.sqldeps import SqlParseError, TableRef, is_own_catalog, parse_sql, referenced_tables
 from conveyor.graph.sqldeps import resolve as resolve_ref
+from conveyor.warehouse.dialect import dialect as dialect_of
 
 SETTINGS_FILE = "conveyor.yaml"
 DIALECTS = {"duckdb": "duckdb", "postgres": "postgres", "redshift": "redshift"}
@@ -260,7 +261,7 @@ class _Loader:
     def _catalog_clashes(self, settings: ProjectSettings, doc: YamlDoc, schemas: set[str]) -> None:
         """DuckDB names a file's catalog after the file; a catalog named like a schema is ambiguous."""
         for name, env in settings.environments.items():
-            catalog = env.database_name() if env.type == "duckdb" else None
+            catalog = env.database_name() if dialect_of(env.type).CATALOG_FROM_FILE_NAME else None
             if catalog is not None and catalog in schemas:
                 self.problems.append(
                     ConfigError(
@@ -544,25 +545,12 @@ def own_catalogs(environment: EnvironmentConfig) -> frozenset[str]:
     name = environment.database_name()
     if name is None:
         return frozenset()
-    return frozenset({name, name.lower()} if environment.type == "duckdb" else {name})
+    return dialect_of(environment.type).database_names(name)
 
 
 def warehouse_may_accept(sql: str, dialect: str) -> bool:
-    """Whether a query sqlglot cannot parse may still be one the warehouse runs.
-
-    DuckDB's own parser is at hand (no database needed): it decides. PostgreSQL's and
-    Redshift's are not, so their text is given the benefit of the doubt; the warehouse
-    reports a genuine mistake when the relation is built or compiled.
-    """
-    if dialect != "duckdb":
-        return True
-    import duckdb
-
-    try:
-        statements = duckdb.extract_statements(sql)
-    except duckdb.Error:
-        return False
-    return len(statements) == 1 and statements[0].type == duckdb.StatementType.SELECT
+    """Whether a query sqlglot cannot parse may still be one the warehouse runs (its dialect decides)."""
+    return dialect_of(dialect).may_accept(sql)
 
 
 def _unparsed(relation: Relation, exc: SqlParseError, dialect: str, where: Location) -> ConfigError:

@@ -42,9 +42,10 @@ from conveyor.config.secrets import resolve
 from conveyor.errors import ConveyorError, Location, UserError
 from conveyor.pipeline import deadman, notify
 from conveyor.pipeline.locks import lock_names
+from conveyor.tracking.liveness import pid_alive
 from conveyor.tracking.models import RunRow
 from conveyor.tracking.pipelines import PipelineRow, SlotRow
-from conveyor.tracking.store import TrackingStore, _pid_alive, new_run_id
+from conveyor.tracking.store import TrackingStore, new_run_id
 
 log = logging.getLogger("conveyor.scheduler")
 LOCK = "scheduler"
@@ -216,7 +217,7 @@ class Scheduler:
         detail = claimed.detail or {}
         host, pid = detail.get("host"), detail.get("pid")
         here = host is None or host == socket.gethostname()
-        if here and ((pid and _pid_alive(pid)) or _running_here(claimed.run_id)):
+        if here and ((pid and pid_alive(pid)) or _running_here(claimed.run_id)):
             return "alive"  # the previous scheduler's child is still at it
         run = _run_row(self.store, claimed.run_id)  # a dead run reads as abandoned
         if run is None:
@@ -468,7 +469,7 @@ def _alive(host: str | None, pid: int | None) -> bool:
         return False
     if host is not None and host != socket.gethostname():
         return True  # another machine's: only its lock's expiry tells
-    return _pid_alive(pid)
+    return pid_alive(pid)
 
 
 def _running_here(run_id: str | None) -> bool:
@@ -487,7 +488,7 @@ def _running_here(run_id: str | None) -> bool:
             cmdline = (entry / "cmdline").read_bytes()
         except OSError:
             continue
-        if needle in cmdline and _pid_alive(int(entry.name)):
+        if needle in cmdline and pid_alive(int(entry.name)):
             return True
     return False
 

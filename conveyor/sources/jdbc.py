@@ -27,6 +27,8 @@ from conveyor.sources.verdict import ColumnRef
 
 log = logging.getLogger("conveyor.sources")
 
+#: the URL schemes of a MySQL or MariaDB DSN
+MYSQL_SCHEMES = ("mysql", "mariadb", "mysql+pymysql")
 #: the subquery column a partitioned read splits on (the raw key, whatever the key's wire form)
 SPLIT_ALIAS = "__conveyor_split"
 _PG_PARAMS = {
@@ -307,7 +309,7 @@ class MySQLJdbc(JdbcReader):
     @staticmethod
     def jdbc_url(dsn: str) -> str:
         parts = urlsplit(dsn)
-        if parts.scheme not in ("mysql", "mariadb", "mysql+pymysql"):
+        if parts.scheme not in MYSQL_SCHEMES:
             raise ExtractError(f"the spark job type needs a mysql:// URL DSN, not {mask_dsn(dsn)}.")
         host = parts.hostname or "127.0.0.1"
         # jdbc:mysql: makes Spark use its MySQL dialect (backquoted identifiers); MariaDB

@@ -13,8 +13,8 @@ import psycopg
 import pyarrow as pa
 import pytest
 
-from conveyor.warehouse.pgcopy import CopyEncoder, EncodeError, PgColumn, field_encoder
-from conveyor.warehouse.postgres import table_columns
+from conveyor.warehouse.postgres.binary import CopyEncoder, EncodeError, PgColumn, field_encoder
+from conveyor.warehouse.postgres.catalog import table_columns
 
 UTC = dt.UTC
 
@@ -231,7 +231,7 @@ def test_fixed_width_nulls_between_variable_columns(pgwh_dsn: str) -> None:
 
 @pytest.mark.postgres
 def test_large_batches_are_split(pgwh_dsn: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("conveyor.warehouse.pgcopy.CHUNK_BYTES", 4096)
+    monkeypatch.setattr("conveyor.warehouse.postgres.binary.CHUNK_BYTES", 4096)
     n = 5000
     batch = pa.RecordBatch.from_pydict({"i": pa.array(range(n), pa.int64()), "s": [f"row {i}" for i in range(n)]})
     encoder = CopyEncoder([PgColumn("i", "int8"), PgColumn("s", "text")], batch.schema)

@@ -23,7 +23,7 @@ from conveyor.errors import LoadError, WarehouseError
 from conveyor.lake.lake import Lake
 from conveyor.lake.manifest import Manifest, PartFile
 from conveyor.warehouse import open_warehouse
-from conveyor.warehouse.postgres import PostgresWarehouse
+from conveyor.warehouse.postgres.warehouse import PostgresWarehouse
 
 from .conftest import CUSTOMERS, ORDERS, make_upstream, write_files
 

@@ -16,16 +16,10 @@ from conveyor.errors import ConfigError, UserError
 from conveyor.lake.manifest import Manifest, PartFile
 from conveyor.warehouse import open_warehouse
 from conveyor.warehouse.base import Warehouse
-from conveyor.warehouse.postgres import PostgresWarehouse
-from conveyor.warehouse.redshift import (
-    RedshiftWarehouse,
-    copy_from_manifest_sql,
-    redshift_attributes,
-    redshift_ctas,
-    redshift_ddl,
-    redshift_manifest,
-    unload_sql,
-)
+from conveyor.warehouse.postgres.warehouse import PostgresWarehouse
+from conveyor.warehouse.redshift.copy import copy_from_manifest_sql, redshift_manifest, unload_sql
+from conveyor.warehouse.redshift.ddl import redshift_attributes, redshift_ctas, redshift_ddl
+from conveyor.warehouse.redshift.warehouse import RedshiftWarehouse
 
 ROLE = "arn:aws:iam::123456789012:role/ConveyorLoad"
 

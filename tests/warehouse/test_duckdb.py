@@ -20,7 +20,8 @@ import pytest
 from conveyor import api
 from conveyor.design.models import TableDesign
 from conveyor.errors import WarehouseError
-from conveyor.warehouse.duckdb import DuckDBBuild, DuckDBWarehouse
+from conveyor.warehouse.duckdb.build import DuckDBBuild
+from conveyor.warehouse.duckdb.warehouse import DuckDBWarehouse
 
 
 def design(**fields: Any) -> TableDesign:
@@ -186,7 +187,7 @@ def test_a_second_build_is_refused_while_one_runs(tmp_path: Path) -> None:
 CRASHING_BUILD = """
 import os, signal, sys
 from conveyor.design.models import TableDesign
-from conveyor.warehouse.duckdb import DuckDBWarehouse
+from conveyor.warehouse.duckdb.warehouse import DuckDBWarehouse
 build = DuckDBWarehouse("dev", sys.argv[1]).begin(["s"], run_id="crash")
 build.create_table(TableDesign(name="s.t1", kind="ctas"), "SELECT range AS i FROM range(1000)")
 print(build.staging, flush=True)

@@ -17,9 +17,9 @@ from conveyor.design.models import TableDesign
 from conveyor.design.types import TYPE_NAMES, SqlType, parse_type
 from conveyor.errors import ConfigError
 from conveyor.warehouse import ddl, open_warehouse, render_type
-from conveyor.warehouse.duckdb import DuckDBWarehouse
-from conveyor.warehouse.postgres import PostgresWarehouse
-from conveyor.warehouse.redshift import RedshiftWarehouse
+from conveyor.warehouse.duckdb.warehouse import DuckDBWarehouse
+from conveyor.warehouse.postgres.warehouse import PostgresWarehouse
+from conveyor.warehouse.redshift.warehouse import RedshiftWarehouse
 
 # every type of the vocabulary without parameters, as Redshift spells it (docs/warehouses.md)
 SPELLING = {

@@ -1,4 +1,4 @@
-"""Amazon Redshift: SQL generation for tables, S3 loads and unloads.
+"""Amazon Redshift DDL: type spelling, physical layout attributes, CREATE TABLE and CTAS.
 
 No Redshift cluster is reachable from where Conveyor is developed, so this module
 generates SQL and checks it (golden tests, and a parse with sqlglot's redshift dialect)
@@ -27,23 +27,14 @@ Physical layout comes from a design's ``attributes``:
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
-import pyarrow as pa
-
-from conveyor.config.settings import EnvironmentConfig
 from conveyor.design.models import TableDesign
 from conveyor.design.types import SqlType
-from conveyor.errors import ConfigError, UserError, did_you_mean
-from conveyor.lake.manifest import Manifest
-from conveyor.warehouse import ddl
-from conveyor.warehouse.base import literal, qualified, quote
-from conveyor.warehouse.postgres import PostgresBuild, PostgresTransaction, PostgresWarehouse
+from conveyor.errors import ConfigError, did_you_mean
+from conveyor.warehouse.base import qualified, quote
 
 DISTRIBUTIONS = ("even", "key", "all", "auto")
 SORTKEY_STYLES = ("compound", "interleaved")
@@ -64,15 +55,12 @@ ENCODINGS = (
 )
 ATTRIBUTES = ("distribution", "distkey", "sortkey", "sortkey_style", "encode")
 """Known attribute keys (plus ``encode.<column>``)."""
-
 VARCHAR_MAX = 65_535
 VARBYTE_MAX = 1_024_000
 MAX_INTERLEAVED = 8
 MAX_COMPOUND = 400
-
 MAX_DECIMAL_DIGITS = 38
 """Redshift's largest DECIMAL precision."""
-
 # design type -> Redshift type (parametric ones are handled in redshift_type)
 TYPE_MAPPING = {
     "boolean": "BOOLEAN",
@@ -95,7 +83,6 @@ TYPE_MAPPING = {
     "uuid": "VARBYTE(16)",
     "bytes": f"VARBYTE({VARBYTE_MAX})",
 }
-
 # encodings that only some types take (the others take any type but SUPER's restrictions)
 _INTEGERS = {"SMALLINT", "INTEGER", "BIGINT"}
 _ENCODING_TYPES: dict[str, set[str]] = {
@@ -111,7 +98,6 @@ _ENCODING_TYPES: dict[str, set[str]] = {
     | {"DECIMAL", "REAL", "DOUBLE PRECISION", "CHAR", "VARCHAR", "DATE", "TIMESTAMP", "TIMESTAMPTZ"},
 }
 _ANY_TYPE_ENCODINGS = {"raw", "zstd", "lzo", "runlength"}
-_IAM_ROLE = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
 
 
 def redshift_type(sql_type: SqlType, *, column: str = "", design: str = "") -> str:
@@ -333,169 +319,3 @@ def redshift_ctas(design: TableDesign, select: str, *, name: str | None = None) 
         )
     tail = "".join("\n" + clause for clause in attributes.table_clauses())
     return f"CREATE TABLE {qualified(name or design.name)}{tail}\nAS {select.strip().rstrip(';')}"
-
-
-def redshift_manifest(manifest: Manifest, s3_prefix: str) -> dict[str, Any]:
-    """The Redshift manifest of an extract uploaded under ``s3_prefix`` (its folder, as is).
-
-    Parquet loads need ``meta.content_length``, the exact size of every file.
-    """
-    prefix = _s3(s3_prefix, "s3_prefix").rstrip("/")
-    return {
-        "entries": [
-            {"url": f"{prefix}/{part.path}", "mandatory": True, "meta": {"content_length": part.bytes}}
-            for part in manifest.files
-        ]
-    }
-
-
-def copy_from_manifest_sql(
-    table: str, manifest_url: str, iam_role: str, *, region: str | None = None, serialize_to_json: bool = False
-) -> str:
-    """COPY "schema"."table" FROM a Parquet manifest.
-
-    Parquet columns load by position, so the table's columns must be in the design's order
-    (as :func:`redshift_ddl` creates them). ``serialize_to_json`` loads nested Parquet
-    columns (lists) into SUPER columns.
-    """
-    sql = (
-        f"COPY {qualified(table)} FROM {literal(_s3(manifest_url, 'manifest_url'))} "
-        f"IAM_ROLE {literal(_role(iam_role))} FORMAT AS PARQUET"
-    )
-    if serialize_to_json:
-        sql += " SERIALIZETOJSON"
-    sql += " MANIFEST"
-    if region:
-        sql += f" REGION {literal(region)}"
-    return sql
-
-
-def unload_sql(select: str, s3_prefix: str, iam_role: str, *, max_file_size_mb: int | None = None) -> str:
-    """UNLOAD a query's result to Parquet files under ``s3_prefix``, with a manifest."""
-    query = select.strip().rstrip(";")
-    sql = (
-        f"UNLOAD ({literal(query)}) TO {literal(_s3(s3_prefix, 's3_prefix'))} "
-        f"IAM_ROLE {literal(_role(iam_role))} FORMAT AS PARQUET MANIFEST"
-    )
-    if max_file_size_mb is not None:
-        if not 5 <= max_file_size_mb <= 6_200:
-            raise UserError(f"max_file_size_mb must be between 5 and 6200 (Redshift's limits), not {max_file_size_mb}.")
-        sql += f" MAXFILESIZE {max_file_size_mb} MB"
-    return sql
-
-
-def _s3(url: str, what: str) -> str:
-    if not url.startswith("s3://") or len(url) <= len("s3://") or "'" in url:
-        raise UserError(f'{what} must be an s3://bucket/... URL, not "{url}".')
-    return url
-
-
-def _role(iam_role: str) -> str:
-    roles = iam_role.split(",")
-    if not all(_IAM_ROLE.match(role) for role in roles):
-        raise UserError(
-            f'"{iam_role}" is not an IAM role ARN (arn:aws:iam::<account>:role/<name>, comma-separated to chain).'
-        )
-    return iam_role
-
-
-_NO_S3 = "Redshift loads with COPY from S3, and this project's lake is a local folder"
-_NOT_PG = "its in-place steps use PostgreSQL features Redshift lacks (advisory locks, pg_depend)"
-_WHY: dict[str, str] = {
-    "load": _NO_S3,
-    "update": f"{_NO_S3}, and {_NOT_PG}",
-    "upgrade": f"{_NO_S3}, and {_NOT_PG}",
-    "unload": "Redshift's UNLOAD writes to S3 only, and this project's lake is a local folder",
-}
-
-
-class RedshiftWarehouse(PostgresWarehouse):
-    """Amazon Redshift: DDL and SQL generation; operations on a cluster are refused (see the module docstring).
-
-    Every public method of :class:`PostgresWarehouse` is overridden: none of PostgreSQL's
-    code runs against Redshift by inheritance.
-    """
-
-    ENGINE = "redshift"
-    DIALECT = "redshift"
-    SUPPORTS_SCHEMA_RENAME = True
-    SUPPORTS_TRANSACTIONAL_DDL = True
-    PUBLISH = "schema_swap"
-    ENFORCES_KEYS_ON_LOAD = False
-    OPERATIONS = frozenset[str]()
-    TYPE_MAPPING = TYPE_MAPPING
-    """Design type -> Redshift type, for the types without parameters."""
-    MAX_DECIMAL_PRECISION = MAX_DECIMAL_DIGITS
-
-    @classmethod
-    def type_problem(cls, sql_type: SqlType) -> str | None:
-        """Wide decimals (as for every engine), and any type :func:`redshift_type` cannot spell."""
-        wide = super().type_problem(sql_type)
-        if wide is not None:
-            return wide
-        try:
-            redshift_type(sql_type)
-        except ConfigError:
-            return "Redshift has no such type"
-        return None
-
-    def __init__(self, name: str, dsn: str, *, root: Path | None = None, config: EnvironmentConfig | None = None):
-        super().__init__(name, dsn, root=root, config=config)
-
-    def describe(self) -> str:
-        return "Redshift" + super().describe().removeprefix("PostgreSQL")
-
-    def unsupported(self, operation: str) -> tuple[str, str]:
-        why = _WHY.get(operation, "Conveyor generates Redshift SQL but runs none of it against a cluster yet")
-        return (
-            f'{operation} is not supported on the Redshift environment "{self.name}" yet: {why}. Nothing was changed.',
-            f'"conveyor show ddl --env {self.name}" prints the Redshift DDL; docs/warehouses.md (Redshift) lists '
-            "what is supported.",
-        )
-
-    @classmethod
-    def render_type(cls, sql_type: SqlType, *, column: str = "", design: str = "") -> str:
-        return redshift_type(sql_type, column=column, design=design)
-
-    def table_ddl(self, design: TableDesign) -> list[str]:
-        """CREATE TABLE with Redshift types, informational keys and the design's DIST/SORT/ENCODE attributes."""
-        return [redshift_ddl(design, keys=True), *ddl.comments(design)]
-
-    def ctas_ddl(self, design: TableDesign, select: str) -> list[str]:
-        return [redshift_ctas(design, select), *ddl.comments(design)]
-
-    def create_table_sql(self, design: TableDesign, *, name: str | None = None) -> str:
-        """The CREATE TABLE this warehouse would run for ``design``."""
-        return redshift_ddl(design, name=name)
-
-    # what would run against the cluster: refused up front (PostgreSQL's versions must not run here)
-
-    def _refuse(self, operation: str) -> NoReturn:
-        message, hint = self.unsupported(operation)
-        raise UserError(message, hint=hint)
-
-    def connect(self) -> Any:
-        self._refuse("connecting to the cluster")
-
-    def begin(
-        self, schemas: Sequence[str], *, run_id: str, keep_schemas: bool = True, resume_from: str | None = None
-    ) -> PostgresBuild:
-        self._refuse("load")
-
-    def transaction(
-        self,
-        *,
-        run_id: str,
-        atomic: bool = True,
-        lock_timeout_s: float = 0.0,
-        waiting: Callable[[str], None] | None = None,
-    ) -> PostgresTransaction:
-        self._refuse("update" if atomic else "upgrade")
-
-    @contextmanager
-    def read_relation(self, name: str, batch_rows: int = 65_536) -> Iterator[pa.RecordBatchReader]:
-        self._refuse("unload")
-        yield from ()  # a generator like PostgreSQL's; never reached
-
-    def relations(self) -> dict[str, str]:
-        self._refuse("listing published relations")
