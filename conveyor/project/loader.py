@@ -1,33 +1,22 @@
-"""A project on disk: ``conveyor.yaml`` plus ``schemas/<schema>/<table>.{yaml,sql}``.
-
-:meth:`Project.load` reads everything, checks it, infers dependencies from the SQL and
-orders the relations into a DAG. It collects every problem it finds before raising, so a
-user fixes a broken project in one pass instead of one error at a time.
+"""Reading a project from disk: conveyor.yaml, every design and query, dependencies and the DAG,
+collecting every problem (each with file:line) instead of stopping at the first.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import json
 import os
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-import sqlglot
-import yaml
 from pydantic import ValidationError
-from sqlglot import exp
 
-import conveyor
-from conveyor.config.secrets import check_no_inline_password, read_credentials_file, resolve
-from conveyor.config.settings import EnvironmentConfig, ProjectSettings, SourceConfig
+from conveyor.config.secrets import check_no_inline_password
+from conveyor.config.settings import EnvironmentConfig, ProjectSettings
 from conveyor.config.yamlfile import YamlDoc, load_yaml, validate
-from conveyor.design.models import Kind, TableDesign
+from conveyor.design.models import TableDesign
 from conveyor.errors import (
     ConfigError,
     ConveyorError,
@@ -43,59 +32,16 @@ from conveyor.graph.dag import Dag, Node
 from conveyor.graph.selection import select
 from conveyor.graph.sqldeps import SqlParseError, TableRef, is_own_catalog, parse_sql, referenced_tables
 from conveyor.graph.sqldeps import resolve as resolve_ref
+from conveyor.project.cache import CachedDoc, ParseCache, content_digest
+from conveyor.project.relation import Relation, select_names
 from conveyor.warehouse.dialect import dialect as dialect_of
 
 SETTINGS_FILE = "conveyor.yaml"
 DIALECTS = {"duckdb": "duckdb", "postgres": "postgres", "redshift": "redshift"}
-# upstream schema assumed when a design's source_table names only a table
-_DEFAULT_UPSTREAM_SCHEMA = {"sqlite": "main", "postgres": "public", "mysql": None, "lake": None}
-#: the parse cache, relative to the project root (see :class:`_ParseCache`)
-CACHE_FILE = Path(".conveyor") / "cache" / "project.json"
 
 
-@dataclass
-class Relation:
-    """One relation of the project, with everything needed to extract, load or build it."""
-
-    design: TableDesign
-    doc: YamlDoc
-    kind: Kind
-    sql: str | None = None
-    sql_path: Path | None = None
-    source: str | None = None
-    dependencies: list[str] = field(default_factory=list)
-    references: list[TableRef] | None = None
-    """Every table the SQL reads, with its position in the SQL file (None: no SQL, or it does not parse)."""
-    sql_dependencies: list[str] = field(default_factory=list)
-    """The relations the SQL reads; ``dependencies`` adds those of ``depends_on``."""
-    external: list[str] = field(default_factory=list)
-    """Tables outside the project the SQL reads: matched by ``external`` in conveyor.yaml, or catalog-qualified."""
-    select_names: list[str] | None = None
-    """The output column names when the query's select list is explicit (no ``*``, every expression named)."""
-    unparsed: str | None = None
-    """Why sqlglot cannot parse the SQL, which the warehouse may accept: it runs exactly as written, its
-    names bound by the warehouse's search path, and its dependencies come from ``depends_on`` only."""
-
-    @property
-    def name(self) -> str:
-        return self.design.name
-
-    @property
-    def schema(self) -> str:
-        return self.design.schema_name
-
-    @property
-    def table(self) -> str:
-        return self.design.table_name
-
-    def location(self, *loc: str | int) -> Location:
-        """file:line of a key in this relation's design."""
-        return self.doc.location(tuple(loc))
-
-
-@dataclass
-class Project:
-    """A loaded, checked project. Build one with :meth:`Project.load`."""
+class ProjectParts(NamedTuple):
+    """What the loader read, in the order :class:`~conveyor.project.model.Project` takes it."""
 
     root: Path
     settings: ProjectSettings
@@ -103,133 +49,39 @@ class Project:
     relations: dict[str, Relation]
     dag: Dag
     dialect: str
-    broken: dict[str, Location] = field(default_factory=dict)
-    """Relations (named after their path) whose design did not load, with the design's file."""
-    catalogs: frozenset[str] = frozenset()
-    """The default environment's own database names: ``db.schema.table`` with one of them is a
-    relation of the project (see docs/transformations.md)."""
-    warnings: list[ConveyorError] = field(default_factory=list)
-    """Problems that do not stop the project from loading (SQL only the warehouse can parse)."""
-
-    @classmethod
-    def load(cls, root: Path | str = ".", *, cache: bool | None = None) -> Project:
-        """Read and check the project in ``root``; raise ``ProjectError`` listing every problem.
-
-        Args:
-            root: the project folder (the one holding conveyor.yaml).
-            cache: use the parse cache in ``.conveyor/cache/``: ``None`` reads it and writes it
-                back only when ``.conveyor/`` exists already (so a first dry run leaves no trace),
-                ``True`` also creates it, ``False`` ignores it.
-        """
-        return _Loader(Path(root).resolve(), cache).load()
-
-    @classmethod
-    def collect(cls, root: Path | str = ".", *, cache: bool | None = None) -> LoadResult:
-        """Read the project as far as possible and return it with every problem, raising nothing.
-
-        ``Project.load`` raises on the first problem list; ``conveyor validate`` uses this to go
-        on checking what did load. Relations whose design failed are left out and listed in
-        ``Project.broken``; references to them are not reported again as missing dependencies.
-        """
-        return _Loader(Path(root).resolve(), cache).collect()
-
-    def select(self, terms: Sequence[str] = ()) -> list[Relation]:
-        """Relations matching selection terms, in execution order."""
-        return [self.relations[name] for name in select(self.dag, list(terms))]
-
-    def path(self, value: str) -> Path:
-        """A path from the settings, relative to the project root unless absolute."""
-        path = Path(value).expanduser()
-        return path if path.is_absolute() else self.root / path
-
-    @property
-    def credentials(self) -> dict[str, str]:
-        return read_credentials_file(self.path(self.settings.credentials_file))
-
-    def resolve_dsn(self, dsn: str, loc: tuple[str | int, ...]) -> str:
-        """Resolve ``${VAR}`` references in a DSN found at ``loc`` in conveyor.yaml."""
-        where = self.settings_doc.location(loc)
-        check_no_inline_password(dsn, where)
-        creds_path = self.path(self.settings.credentials_file)
-        return resolve(dsn, where=where, credentials=self.credentials, credentials_path=creds_path)
-
-    def source_config(self, name: str) -> SourceConfig:
-        return self.settings.sources[name]
-
-    def source_dsn(self, name: str) -> str:
-        return self.resolve_dsn(self.settings.sources[name].dsn, ("sources", name, "dsn"))
-
-    def environment(self, requested: str | None = None) -> tuple[str, EnvironmentConfig]:
-        """The named (or default) environment; an unknown name is a user error."""
-        name = self.settings.environment_name(requested)
-        if name not in self.settings.environments:
-            known = list(self.settings.environments)
-            raise UserError(
-                f'environment "{name}" is not defined in conveyor.yaml.' + did_you_mean(name, known),
-                hint=f"Known environments: {', '.join(known)}.",
-            )
-        return name, self.settings.environments[name]
-
-    def environment_dsn(self, name: str) -> str:
-        return self.resolve_dsn(self.settings.environments[name].dsn, ("environments", name, "dsn"))
-
-    def lake_table(self, relation: Relation) -> str:
-        """``<upstream schema>.<table>``: the lake folder of a source relation before relations owned theirs.
-
-        The lake reads a relation's old extracts there (only manifests of that relation).
-        """
-        schema, table = self.upstream_table(relation)
-        return f"{schema}.{table}" if schema else table
-
-    def upstream_table(self, relation: Relation) -> tuple[str | None, str]:
-        """The upstream (schema, table) a source relation is extracted from."""
-        if relation.design.source_table:
-            schema, _, table = relation.design.source_table.rpartition(".")
-            return (schema or None), table
-        source_type = self.settings.sources[relation.source or ""].type
-        return _DEFAULT_UPSTREAM_SCHEMA.get(source_type), relation.table
+    broken: dict[str, Location]
+    catalogs: frozenset[str]
+    warnings: list[ConveyorError]
 
 
-@dataclass
-class LoadResult:
-    """What :meth:`Project.collect` found: the project as far as it loaded, and every problem.
-
-    ``project`` is None when conveyor.yaml itself is missing or invalid (its problems are in
-    ``problems``); otherwise it holds every relation whose design loaded.
-    """
-
-    project: Project | None
-    problems: list[ConveyorError]
-
-
-class _Loader:
+class ProjectLoader:
     """Reads a project, collecting problems instead of stopping at the first."""
 
     def __init__(self, root: Path, cache: bool | None = None):
         self.root = root
         self.prefix = len(str(root)) + 1
-        self.cache = _ParseCache(root, cache)
+        self.cache = ParseCache(root, cache)
         self.problems: list[ConveyorError] = []
         self.warnings: list[ConveyorError] = []
         self.broken: dict[str, Location] = {}
         self.files: set[str] = set()
 
-    def load(self) -> Project:
+    def load(self) -> ProjectParts:
         doc, settings = self._settings()
         project = self._project(doc, settings)
         if self.problems:
             raise ProjectError(self.problems)
         return project
 
-    def collect(self) -> LoadResult:
+    def collect(self) -> tuple[ProjectParts | None, list[ConveyorError]]:
         try:
             doc, settings = self._settings()
         except ProjectError as exc:
-            return LoadResult(None, list(exc.problems))
+            return None, list(exc.problems)
         except ConveyorError as exc:
-            return LoadResult(None, [exc])
+            return None, [exc]
         project = self._project(doc, settings)
-        return LoadResult(project, self.problems + self.warnings)
+        return project, self.problems + self.warnings
 
     def _settings(self) -> tuple[YamlDoc, ProjectSettings]:
         settings_path = self.root / SETTINGS_FILE
@@ -242,7 +94,7 @@ class _Loader:
         doc = load_yaml(settings_path, SETTINGS_FILE)
         return doc, validate(ProjectSettings, doc, SETTINGS_FILE)
 
-    def _project(self, doc: YamlDoc, settings: ProjectSettings) -> Project:
+    def _project(self, doc: YamlDoc, settings: ProjectSettings) -> ProjectParts:
         environment = settings.environments[settings.environment_name(None)]
         dialect = DIALECTS[environment.type]
         catalogs = own_catalogs(environment)
@@ -254,7 +106,7 @@ class _Loader:
         self._required_terms(settings, doc, dag)
         self._inline_passwords(settings, doc)
         self.cache.save()
-        return Project(
+        return ProjectParts(
             self.root, settings, doc, relations, dag, dialect, dict(self.broken), catalogs, list(self.warnings)
         )
 
@@ -318,13 +170,13 @@ class _Loader:
     def _designs(self, settings: ProjectSettings) -> dict[str, Relation]:
         relations: dict[str, Relation] = {}
         source_schemas = settings.source_schemas()
-        self.files = _schema_files(self.root / "schemas")
+        self.files = schema_files(self.root / "schemas")
         for path in sorted((f for f in self.files if f.endswith((".yaml", ".yml"))), key=_parts):
             relation = self._attempt(self._design, Path(path), source_schemas)
             if relation is not None:
                 relations[relation.name] = relation
             else:
-                self.broken[_path_name(path)] = Location(self._display(Path(path)))
+                self.broken[path_name(path)] = Location(self._display(Path(path)))
         for text in sorted((f for f in self.files if f.endswith(".sql")), key=_parts):
             stem = text[: -len(".sql")]
             if stem + ".yaml" not in self.files and stem + ".yml" not in self.files:
@@ -348,13 +200,13 @@ class _Loader:
         """Parse and validate a design, or take it from the parse cache when its content is known."""
         display = self._display(path)
         try:
-            digest = _digest(path.read_bytes())
+            digest = content_digest(path.read_bytes())
         except OSError as exc:
             raise ConfigError(f"cannot read the design: {exc.strerror or exc}.", location=Location(display)) from None
         data = self.cache.design(digest)
         if data is not None:
             try:
-                return _CachedDoc(path, data, display), TableDesign.model_validate(data)
+                return CachedDoc(path, data, display), TableDesign.model_validate(data)
             except ValidationError:
                 pass  # a cache from other code: parse the file
         doc = load_yaml(path, display)
@@ -413,7 +265,7 @@ class _Loader:
         for relation in relations.values():
             if relation.sql is None or relation.sql_path is None:
                 continue
-            digest = _digest(relation.sql.encode("utf-8"))
+            digest = content_digest(relation.sql.encode("utf-8"))
             facts = self.cache.sql(dialect, digest)
             if facts is None:
                 try:
@@ -534,9 +386,6 @@ class _Loader:
             return Dag(nodes, [])
 
 
-# ------------------------------------------------------------------------------- helpers
-
-
 def own_catalogs(environment: EnvironmentConfig) -> frozenset[str]:
     """The names SQL may give the environment's own database (``db.schema.table``); empty when unknown.
 
@@ -570,29 +419,7 @@ def is_external(name: str, patterns: Sequence[str]) -> bool:
     return any(fnmatchcase(name, p) if "." in p else fnmatchcase(schema, p) for p in patterns)
 
 
-def select_names(tree: exp.Expr) -> list[str] | None:
-    """The output column names of a query whose select list is explicit, else None.
-
-    Explicit means no ``*`` and every expression a column or aliased; for a set operation the
-    names are those of its first query. Names are as written (quotes removed).
-    """
-    node: exp.Expr | None = tree
-    while isinstance(node, exp.SetOperation | exp.Subquery):
-        node = node.this
-    if not isinstance(node, exp.Select):
-        return None
-    names: list[str] = []
-    for item in node.expressions:
-        if isinstance(item, exp.Alias):
-            names.append(item.alias)
-        elif isinstance(item, exp.Column) and isinstance(item.this, exp.Identifier):
-            names.append(item.this.this)
-        else:
-            return None  # *, t.*, or an expression whose name the warehouse chooses
-    return names
-
-
-def _schema_files(folder: Path) -> set[str]:
+def schema_files(folder: Path) -> set[str]:
     """The paths of the files in ``folder``'s subfolders (one directory listing per schema, no stat)."""
     found: set[str] = set()
     try:
@@ -612,155 +439,7 @@ def _parts(path: str) -> list[str]:
     return path.rsplit(os.sep, 2)[-2:]
 
 
-def _path_name(path: str) -> str:
+def path_name(path: str) -> str:
     """``"schema.table"`` for ``.../schemas/<schema>/<table>.<ext>``."""
     folder, _, file = path.rpartition(os.sep)
     return f"{folder.rpartition(os.sep)[2]}.{file.rpartition('.')[0]}"
-
-
-def _digest(data: bytes) -> str:
-    return hashlib.blake2b(data, digest_size=16).hexdigest()
-
-
-def _code_fingerprint() -> str:
-    """Identifies the code that produced cached results: versions plus the parsing modules' stat."""
-    from conveyor.design import models, types
-    from conveyor.graph import sqldeps
-
-    parts = [str(_ParseCache.FORMAT), conveyor.__version__, sqlglot.__version__, yaml.__version__]
-    for module in (models, types, sqldeps):
-        try:
-            stat = os.stat(str(module.__file__))
-            parts.append(f"{stat.st_size}:{stat.st_mtime_ns}")
-        except (OSError, TypeError):
-            parts.append("?")
-    try:
-        stat = os.stat(__file__)
-        parts.append(f"{stat.st_size}:{stat.st_mtime_ns}")
-    except OSError:
-        parts.append("?")
-    return "|".join(parts)
-
-
-class _CachedDoc(YamlDoc):
-    """A design taken from the parse cache: its YAML node tree (for line numbers) is built only when asked."""
-
-    def __init__(self, path: Path, data: Any, display: str):
-        self.path = path
-        self.display = display
-        self.data = data
-        self._node: yaml.Node | None = None
-        self._composed = False
-
-    @property
-    def node(self) -> yaml.Node | None:
-        if not self._composed:
-            self._composed = True
-            try:
-                self._node = load_yaml(self.path, self.display).node
-            except (ConveyorError, OSError):
-                self._node = None
-        return self._node
-
-    @node.setter
-    def node(self, value: yaml.Node | None) -> None:
-        self._node, self._composed = value, True
-
-
-class _ParseCache:
-    """Parsed designs and SQL facts of earlier loads, keyed by the hash of each file's content.
-
-    One JSON file, ``.conveyor/cache/project.json``: a key naming the code that wrote it
-    (Conveyor, sqlglot and PyYAML versions, plus the parsing modules), the validated design
-    data by content hash, and each query's table references and output names by dialect and
-    content hash. Only files that loaded without problems are cached. A cache that is missing,
-    unreadable, corrupt or from other code is ignored; one that cannot be written is skipped.
-    Writing replaces the file atomically and keeps only the entries this load used.
-    """
-
-    FORMAT = 1
-
-    def __init__(self, root: Path, mode: bool | None):
-        self.path = root / CACHE_FILE
-        self.enabled = mode is not False
-        self.create = mode is True
-        self.key = ""
-        self.old_designs: dict[str, Any] = {}
-        self.old_sql: dict[str, Any] = {}
-        self.designs: dict[str, Any] = {}
-        self.sql_facts: dict[str, Any] = {}
-        self.dirty = False
-        if self.enabled:
-            self.key = _code_fingerprint()
-            self._read()
-
-    def _read(self) -> None:
-        try:
-            data = json.loads(self.path.read_bytes())
-        except (OSError, ValueError):
-            return
-        if not isinstance(data, dict) or data.get("key") != self.key:
-            return
-        designs, sql = data.get("designs"), data.get("sql")
-        if isinstance(designs, dict) and isinstance(sql, dict):
-            self.old_designs, self.old_sql = designs, sql
-
-    def design(self, digest: str) -> dict[str, Any] | None:
-        data = self.old_designs.get(digest)
-        if not isinstance(data, dict):
-            return None
-        self.designs[digest] = data
-        return data
-
-    def put_design(self, digest: str, data: Any, path: Path) -> None:
-        if not self.enabled:
-            return
-        try:
-            if json.loads(json.dumps(data)) != data:
-                return  # YAML values JSON cannot hold exactly (dates, non-string keys): not cached
-            if _digest(path.read_bytes()) != digest:
-                return  # the file changed while it was read
-        except (TypeError, ValueError, OSError):
-            return
-        self.designs[digest] = data
-        self.dirty = True
-
-    def sql(self, dialect: str, digest: str) -> tuple[list[TableRef], list[str] | None] | None:
-        entry = self.old_sql.get(f"{dialect}:{digest}")
-        if not isinstance(entry, dict):
-            return None
-        try:
-            refs = [TableRef(s, n, c, line, col) for s, n, c, line, col in entry["refs"]]
-            names = entry["names"]
-            if names is not None and not all(isinstance(n, str) for n in names):
-                return None
-        except (KeyError, TypeError, ValueError):
-            return None
-        self.sql_facts[f"{dialect}:{digest}"] = entry
-        return refs, names
-
-    def put_sql(self, dialect: str, digest: str, refs: list[TableRef], names: list[str] | None) -> None:
-        if not self.enabled:
-            return
-        rows = [[r.schema, r.name, r.catalog, r.line, r.column] for r in refs]
-        self.sql_facts[f"{dialect}:{digest}"] = {"refs": rows, "names": names}
-        self.dirty = True
-
-    def save(self) -> None:
-        """Write the entries this load used, if anything changed and the cache may be written."""
-        if not self.enabled:
-            return
-        unchanged = len(self.designs) == len(self.old_designs) and len(self.sql_facts) == len(self.old_sql)
-        if not self.dirty and unchanged:
-            return
-        if not self.create and not self.path.parent.parent.is_dir():
-            return  # no .conveyor/ yet: a command that writes nothing else leaves no trace
-        data = {"key": self.key, "designs": self.designs, "sql": self.sql_facts}
-        temp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            temp.write_text(json.dumps(data, separators=(",", ":")), encoding="utf-8")
-            os.replace(temp, self.path)
-        except OSError:
-            with contextlib.suppress(OSError):
-                temp.unlink(missing_ok=True)
