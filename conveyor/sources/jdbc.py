@@ -98,7 +98,7 @@ def normalize(arr: pa.Array, target: SqlType, ref: ColumnRef) -> pa.Array:
 
 
 def _time_from_micros(arr: pa.Array, ref: ColumnRef) -> pa.Array:
-    from conveyor.sources.mysql import time_from_micros as check
+    from conveyor.sources.mysql_types import time_from_micros as check
 
     return check(arr, ref)
 
