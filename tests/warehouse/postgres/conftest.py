@@ -14,7 +14,6 @@ relation carries the ``version`` the upstream had when it was extracted.
 
 from __future__ import annotations
 
-import socket
 import sqlite3
 import textwrap
 import uuid
@@ -24,18 +23,11 @@ from typing import Any
 
 import psycopg
 import pytest
-
-ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
-
-
-def _reachable(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(1)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
+from testkit.services import PG_ADMIN, reachable
 
 
 def drop_database(name: str) -> None:
-    with psycopg.connect(ADMIN, autocommit=True) as admin:
+    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
         admin.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
             (name,),
@@ -46,11 +38,11 @@ def drop_database(name: str) -> None:
 @pytest.fixture(scope="module")
 def pgwh_database(request: pytest.FixtureRequest) -> Iterator[str]:
     """DSN of a database created for this test module and dropped after it."""
-    if not _reachable(5432):
+    if not reachable(5432):
         pytest.skip("PostgreSQL is not running on 127.0.0.1:5432")
     module = request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_")[:20]
     name = f"conveyor_pgwh_{module}_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(ADMIN, autocommit=True) as admin:
+    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"'.encode())
     try:
         yield f"postgresql://postgres@127.0.0.1:5432/{name}"
@@ -95,7 +87,7 @@ def roles(pgwh_database: str) -> Iterator[Callable[[str], str]]:
 
     def make(kind: str) -> str:
         name = f"conveyor_t_{kind}_{uuid.uuid4().hex[:8]}"
-        with psycopg.connect(ADMIN, autocommit=True) as admin:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
             admin.execute(f'CREATE ROLE "{name}" NOLOGIN'.encode())
         made.append(name)
         return name
@@ -104,7 +96,7 @@ def roles(pgwh_database: str) -> Iterator[Callable[[str], str]]:
     for name in made:
         with psycopg.connect(pgwh_database, autocommit=True) as con:
             con.execute(f'DROP OWNED BY "{name}"'.encode())
-        with psycopg.connect(ADMIN, autocommit=True) as admin:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
             admin.execute(f'DROP ROLE IF EXISTS "{name}"'.encode())
 
 
