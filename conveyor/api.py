@@ -38,13 +38,14 @@ from conveyor.load.upgrade import target_names
 from conveyor.load.upgrade import upgrade as upgrade_relations
 from conveyor.project import Project, Relation
 from conveyor.runctx import Reporter, RunContext, open_environment, open_tracking, whole_schemas
-from conveyor.tracking.models import EventRow, RunRow
+from conveyor.tracking.models import EventRow, ExtractStateRow, RunRow
 from conveyor.tracking.store import TrackingStore
 from conveyor.warehouse import ddl
 from conveyor.warehouse.base import Warehouse, qualified
 
 if TYPE_CHECKING:  # the extract and unload machinery (pyarrow) loads when a command needs it
     from conveyor.extract.extract import ExtractSummary
+    from conveyor.validate.problems import Report
 
 
 def open_project(path: Path | str = ".") -> Project:
@@ -472,3 +473,45 @@ def run(
             # a table with no extract at all: nothing to load it from, so the run fails
             run.outcome.notes.append(exc.render())
     return run.outcome
+
+
+def validate(
+    project: Project | Path | str = ".",
+    selection: Sequence[str] = (),
+    *,
+    sources: bool = True,
+    sql: bool = True,
+    warehouse: str | None = None,
+    cache: bool = True,
+) -> Report:
+    """Check a project before it runs and return every problem (``conveyor validate``).
+
+    ``project`` is a loaded project or its folder (a folder whose project does not load still
+    gets a report: its problems are in it). See :func:`conveyor.validate.run.validate` for the
+    options.
+    """
+    from conveyor.validate.run import validate as run_validation
+
+    root = project.root if isinstance(project, Project) else project
+    return run_validation(root, selection, sources=sources, sql=sql, warehouse=warehouse, cache=cache)
+
+
+def runs(
+    project: Project, *, limit: int = 20, status: str | None = None, pipeline: str | None = None
+) -> list[RunRow]:
+    """The most recent runs first, from the project's tracking store (``conveyor runs``)."""
+    with open_tracking(project) as store:
+        return store.list_runs(limit=limit, status=status, pipeline=pipeline)
+
+
+def run_events(project: Project, run_id: str) -> tuple[RunRow, list[EventRow]]:
+    """One run (a full id or a unique prefix) and its events, in order (``conveyor runs show``)."""
+    with open_tracking(project) as store:
+        found = store.get_run(run_id)
+        return found, store.run_events(found.run_id)
+
+
+def extract_status(project: Project, source: str | None = None) -> list[ExtractStateRow]:
+    """The extract state of every table (or one source's): last extract, rows, watermark."""
+    with open_tracking(project) as store:
+        return store.extract_state(source)
