@@ -496,9 +496,7 @@ def validate(
     return run_validation(root, selection, sources=sources, sql=sql, warehouse=warehouse, cache=cache)
 
 
-def runs(
-    project: Project, *, limit: int = 20, status: str | None = None, pipeline: str | None = None
-) -> list[RunRow]:
+def runs(project: Project, *, limit: int = 20, status: str | None = None, pipeline: str | None = None) -> list[RunRow]:
     """The most recent runs first, from the project's tracking store (``conveyor runs``)."""
     with open_tracking(project) as store:
         return store.list_runs(limit=limit, status=status, pipeline=pipeline)

@@ -39,7 +39,8 @@ from conveyor.warehouse.base import (
     quote,
     unchecked_not_null,
 )
-from conveyor.warehouse.postgres.binary import CopyEncoder, EncodeError
+from conveyor.warehouse.postgres.binary import CopyEncoder
+from conveyor.warehouse.postgres.binary_layout import EncodeError
 from conveyor.warehouse.postgres.catalog import (
     BACKUP,
     MAX_IDENTIFIER,

@@ -16,7 +16,7 @@ from conveyor.warehouse.base import (
     qualified,
     quote,
 )
-from conveyor.warehouse.postgres.binary import PgColumn
+from conveyor.warehouse.postgres.binary_layout import PgColumn
 from conveyor.warehouse.postgres.connect import error_message
 
 STAGING = "$staging"

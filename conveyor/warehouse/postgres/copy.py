@@ -20,7 +20,8 @@ from conveyor.warehouse.base import (
     qualified,
     quote,
 )
-from conveyor.warehouse.postgres.binary import SIGNATURE, TRAILER, CopyEncoder
+from conveyor.warehouse.postgres.binary import CopyEncoder
+from conveyor.warehouse.postgres.binary_layout import SIGNATURE, TRAILER
 
 BATCH_BYTES = 4 * 1024 * 1024
 """Uncompressed Parquet bytes per batch read and encoded."""

@@ -13,7 +13,8 @@ import psycopg
 import pyarrow as pa
 import pytest
 
-from conveyor.warehouse.postgres.binary import CopyEncoder, EncodeError, PgColumn, field_encoder
+from conveyor.warehouse.postgres.binary import CopyEncoder, field_encoder
+from conveyor.warehouse.postgres.binary_layout import EncodeError, PgColumn
 from conveyor.warehouse.postgres.catalog import table_columns
 
 UTC = dt.UTC
