@@ -10,6 +10,7 @@ Example::
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -45,6 +46,7 @@ from conveyor.warehouse.base import Warehouse, qualified
 
 if TYPE_CHECKING:  # the extract and unload machinery (pyarrow) loads when a command needs it
     from conveyor.extract.extract import ExtractSummary
+    from conveyor.pipeline.runner import PipelineOutcome
     from conveyor.validate.problems import Report
 
 
@@ -513,3 +515,48 @@ def extract_status(project: Project, source: str | None = None) -> list[ExtractS
     """The extract state of every table (or one source's): last extract, rows, watermark."""
     with open_tracking(project) as store:
         return store.extract_state(source)
+
+
+def open_project_for_run(path: Path | str = ".") -> tuple[Project, list[ConveyorError]]:
+    """The project a pipeline runs in, and why it did not load completely (see :func:`run_pipeline`)."""
+    from conveyor.pipeline.definitions import open_for_run
+
+    return open_for_run(path)
+
+
+def run_pipeline(
+    project: Project,
+    name: str,
+    *,
+    run_id: str | None = None,
+    reporter: Reporter | None = None,
+    stop: threading.Event | None = None,
+    problems: Sequence[ConveyorError] = (),
+) -> PipelineOutcome:
+    """Run pipeline ``name`` once, now, in this process (``conveyor pipeline run``).
+
+    It holds the pipeline's lock and its environments' locks while it runs; a busy lock is a
+    ``UserError`` naming the run that holds it. ``stop`` (an event) ends the run after its
+    current step; ``problems`` are what :func:`open_project_for_run` found.
+    """
+    from conveyor.pipeline.definitions import get_pipeline
+    from conveyor.pipeline.runner import run_pipeline as run_one
+
+    definition = get_pipeline(project, name)
+    return run_one(project, definition, run_id=run_id, reporter=reporter, stop=stop, problems=problems)
+
+
+def set_pipeline_status(project: Project, name: str, status: str | None) -> None:
+    """Pause (``"paused"``), resume (``"active"``) or uninstall (None) an installed pipeline.
+
+    A resumed pipeline does not make up the runs it missed while paused.
+    """
+    from conveyor.pipeline.scheduler import Clock
+
+    with open_tracking(project) as store:
+        if status is None:
+            store.remove_pipeline(name)
+            return
+        if status == "active" and store.get_pipeline(name).status == "paused":
+            store.set_last_slot(name, Clock().now())
+        store.set_pipeline_status(name, status)
