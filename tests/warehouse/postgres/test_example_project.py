@@ -14,7 +14,7 @@ import pytest
 from conveyor import api
 from conveyor.lake.lake import Lake
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "shop"
+EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "shop"
 TABLES = ["shop.orders", "shop.order_items", "analytics.orders_enriched", "analytics.customer_lifetime"]
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]

@@ -164,7 +164,7 @@ def test_sql_ending_in_a_comment_compiles_and_loads_empty(pg_project: Callable[.
 
 def test_load_one_schema_reads_the_views_of_the_kept_schemas(pg_project: Callable[..., Path], sql: Any) -> None:
     """dbt's layout: staging views over sources, mart tables over staging; ``load marts`` alone."""
-    from tests.warehouse.test_duckdb_kept_views import LAYOUT
+    from tests.warehouse.duckdb.test_kept_views import LAYOUT
 
     layout = {k: v for k, v in LAYOUT.items() if not k.startswith("marts/top")}
     root = pg_project(designs=layout)
@@ -223,7 +223,7 @@ def test_a_database_name_unknown_at_load_is_refused_before_building(
 
 def test_reading_a_rebuilt_relation_through_a_kept_view_is_refused(pg_project: Callable[..., Path], sql: Any) -> None:
     """PostgreSQL views are bound to what they read: during the build a kept view shows the published rows."""
-    from tests.warehouse.test_duckdb_kept_views import LAYOUT
+    from tests.warehouse.duckdb.test_kept_views import LAYOUT
 
     root = pg_project(designs=LAYOUT)
     project = api.open_project(root)
