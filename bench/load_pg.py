@@ -143,7 +143,7 @@ def worker_conveyor(dsn: str, schema: str, files: list[str]) -> dict[str, Any]:
     import pyarrow.parquet as pq
 
     from conveyor.lake.manifest import Manifest, PartFile
-    from conveyor.warehouse.postgres import PostgresWarehouse
+    from conveyor.warehouse.postgres.warehouse import PostgresWarehouse
 
     paths = [Path(f) for f in files]
     parts = [PartFile(p.name, pq.ParquetFile(p).metadata.num_rows, p.stat().st_size, "") for p in paths]

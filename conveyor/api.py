@@ -10,18 +10,18 @@ Example::
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from conveyor.config.secrets import scrub
 from conveyor.config.settings import IDENTIFIER
 from conveyor.errors import ConveyorError, LakeError, UserError, did_you_mean
-from conveyor.extract.extract import ExtractSummary, check_jobs, extract
-from conveyor.extract.jobs import ExtractEvent, plan
-from conveyor.lake.lake import Lake
+from conveyor.extract.jobs import ExtractEvent, ExtractJob, plan
 from conveyor.load.build import (
     BuildOptions,
     BuildResult,
@@ -33,17 +33,21 @@ from conveyor.load.build import (
     has_checks,
     manifests_for,
 )
-from conveyor.load.unload import unload as unload_relations
 from conveyor.load.update import LOCK_TIMEOUT_S, wait_for_extracts, with_dependents
 from conveyor.load.update import update as update_relations
 from conveyor.load.upgrade import target_names
 from conveyor.load.upgrade import upgrade as upgrade_relations
 from conveyor.project import Project, Relation
 from conveyor.runctx import Reporter, RunContext, open_environment, open_tracking, whole_schemas
-from conveyor.tracking.models import EventRow, RunRow
+from conveyor.tracking.models import EventRow, ExtractStateRow, RunRow
 from conveyor.tracking.store import TrackingStore
 from conveyor.warehouse import ddl
 from conveyor.warehouse.base import Warehouse, qualified
+
+if TYPE_CHECKING:  # the extract and unload machinery (pyarrow) loads when a command needs it
+    from conveyor.extract.extract import ExtractSummary
+    from conveyor.pipeline.runner import PipelineOutcome
+    from conveyor.validate.problems import Report
 
 
 def open_project(path: Path | str = ".") -> Project:
@@ -137,6 +141,20 @@ def _first_error(outcome: Outcome) -> str | None:
     return None
 
 
+def plan_extract(
+    project: Project, relations: Sequence[Relation], event: ExtractEvent | None = None, *, full: bool = False
+) -> list[ExtractJob]:
+    """The extract jobs for ``relations`` (narrowed by ``event``), each DSN and job type checked.
+
+    Nothing is read or written: this is what ``--dry-run`` prints, and what a run starts from.
+    """
+    from conveyor.extract.extract import check_jobs
+
+    jobs = plan(project, relations, event, full=full)
+    check_jobs(project, jobs)
+    return jobs
+
+
 def extract_tables(
     project: Project,
     selection: Sequence[str] = (),
@@ -148,8 +166,9 @@ def extract_tables(
     reporter: Reporter | None = None,
 ) -> Outcome:
     """Extract the selected source tables into the lake."""
-    jobs_list = plan(project, project.select(selection), event, full=full)
-    check_jobs(project, jobs_list)
+    from conveyor.extract.extract import extract
+
+    jobs_list = plan_extract(project, project.select(selection), event, full=full)
     with _Run(project, "extract", env=None, selection=selection, reporter=reporter, jobs=jobs) as run:
         run.outcome.extract = extract(run.ctx, jobs_list, fail_fast=fail_fast)
     return run.outcome
@@ -275,6 +294,9 @@ def unload(
     They land under ``<lake>/data/<source_name>/<schema>.<table>/`` (``source_name``
     defaults to ``unload_<env>``), where another project reads them with a ``lake`` source.
     """
+    from conveyor.lake.lake import Lake
+    from conveyor.load.unload import unload as unload_relations
+
     warehouse = open_environment(project, env)
     warehouse.require("unload")  # an engine that cannot do it refuses before anything is written
     relations = project.select(selection)
@@ -441,12 +463,13 @@ def run(
     reporter: Reporter | None = None,
 ) -> Outcome:
     """Extract, load, build and publish: the whole ETL for a selection."""
+    from conveyor.extract.extract import extract
+
     relations = whole_schemas(project, project.select(selection))
     warehouse = open_environment(project, env)
     warehouse.require("load")  # an engine that cannot do it refuses before anything is written
     check_own_database(project, relations, warehouse)
-    jobs_list = plan(project, relations)
-    check_jobs(project, jobs_list)
+    jobs_list = plan_extract(project, relations)
     with _Run(project, "run", env=warehouse.name, selection=selection, reporter=reporter, jobs=jobs) as run:
         run.outcome.warehouse = warehouse.describe()
         run.outcome.extract = extract(run.ctx, jobs_list)
@@ -459,3 +482,88 @@ def run(
             # a table with no extract at all: nothing to load it from, so the run fails
             run.outcome.notes.append(exc.render())
     return run.outcome
+
+
+def validate(
+    project: Project | Path | str = ".",
+    selection: Sequence[str] = (),
+    *,
+    sources: bool = True,
+    sql: bool = True,
+    warehouse: str | None = None,
+    cache: bool = True,
+) -> Report:
+    """Check a project before it runs and return every problem (``conveyor validate``).
+
+    ``project`` is a loaded project or its folder (a folder whose project does not load still
+    gets a report: its problems are in it). See :func:`conveyor.validate.run.validate` for the
+    options.
+    """
+    from conveyor.validate.run import validate as run_validation
+
+    root = project.root if isinstance(project, Project) else project
+    return run_validation(root, selection, sources=sources, sql=sql, warehouse=warehouse, cache=cache)
+
+
+def runs(project: Project, *, limit: int = 20, status: str | None = None, pipeline: str | None = None) -> list[RunRow]:
+    """The most recent runs first, from the project's tracking store (``conveyor runs``)."""
+    with open_tracking(project) as store:
+        return store.list_runs(limit=limit, status=status, pipeline=pipeline)
+
+
+def run_events(project: Project, run_id: str) -> tuple[RunRow, list[EventRow]]:
+    """One run (a full id or a unique prefix) and its events, in order (``conveyor runs show``)."""
+    with open_tracking(project) as store:
+        found = store.get_run(run_id)
+        return found, store.run_events(found.run_id)
+
+
+def extract_status(project: Project, source: str | None = None) -> list[ExtractStateRow]:
+    """The extract state of every table (or one source's): last extract, rows, watermark."""
+    with open_tracking(project) as store:
+        return store.extract_state(source)
+
+
+def open_project_for_run(path: Path | str = ".") -> tuple[Project, list[ConveyorError]]:
+    """The project a pipeline runs in, and why it did not load completely (see :func:`run_pipeline`)."""
+    from conveyor.pipeline.definitions import open_for_run
+
+    return open_for_run(path)
+
+
+def run_pipeline(
+    project: Project,
+    name: str,
+    *,
+    run_id: str | None = None,
+    reporter: Reporter | None = None,
+    stop: threading.Event | None = None,
+    problems: Sequence[ConveyorError] = (),
+) -> PipelineOutcome:
+    """Run pipeline ``name`` once, now, in this process (``conveyor pipeline run``).
+
+    It holds the pipeline's lock and its environments' locks while it runs; a busy lock is a
+    ``UserError`` naming the run that holds it. ``stop`` (an event) ends the run after its
+    current step; ``problems`` are what :func:`open_project_for_run` found.
+    """
+    from conveyor.pipeline.definitions import get_pipeline
+    from conveyor.pipeline.runner import run_pipeline as run_one
+
+    definition = get_pipeline(project, name)
+    return run_one(project, definition, run_id=run_id, reporter=reporter, stop=stop, problems=problems)
+
+
+def set_pipeline_status(project: Project, name: str, status: str | None) -> None:
+    """Pause (``"paused"``), resume (``"active"``) or uninstall (None) an installed pipeline.
+
+    A resumed pipeline does not make up the runs it missed while paused.
+    """
+    from conveyor.pipeline.scheduler import Clock
+
+    with open_tracking(project) as store:
+        if status is None:
+            store.remove_pipeline(name)
+            return
+        if status == "active" and store.get_pipeline(name).status == "paused":
+            store.set_last_slot(name, Clock().now())
+        store.set_pipeline_status(name, status)

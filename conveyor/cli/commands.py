@@ -14,8 +14,7 @@ from conveyor import api
 from conveyor.cli.app import Options, pass_options
 from conveyor.cli.output import RichReporter, print_json, print_table, stdout
 from conveyor.errors import RunFailed, UserError
-from conveyor.extract.extract import check_jobs
-from conveyor.extract.jobs import ExtractEvent, plan
+from conveyor.extract.jobs import ExtractEvent
 from conveyor.project import Project
 
 selection_arg = click.argument("selection", nargs=-1)
@@ -92,8 +91,7 @@ def _dry_run(project: Project, selection: Sequence[str], *, extract: bool, load:
     if warehouse is not None:
         warehouse.require("load")
     if extract:
-        jobs = plan(project, relations)
-        check_jobs(project, jobs)
+        jobs = api.plan_extract(project, relations)
         stdout.print(f"Would extract {len(jobs)} table(s): " + ", ".join(j.relation for j in jobs))
     if warehouse is not None:
         stdout.print(f"Would build {len(relations)} relation(s) into {warehouse.describe()}:")
@@ -184,8 +182,7 @@ def extract_tables(
     if tables:
         event = ExtractEvent(tables=tuple(t.strip() for t in tables.split(",") if t.strip()))
     if dry_run:
-        jobs_list = plan(project, project.select(selection), event, full=full)
-        check_jobs(project, jobs_list)
+        jobs_list = api.plan_extract(project, project.select(selection), event, full=full)
         stdout.print(f"Would extract {len(jobs_list)} table(s): " + ", ".join(j.relation for j in jobs_list))
         return
     with RichReporter(options.verbosity if fmt == "table" else -1) as reporter:

@@ -30,15 +30,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, BinaryIO
+from typing import IO, TYPE_CHECKING, BinaryIO
 from urllib.parse import unquote
-
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from conveyor.errors import LakeError
 from conveyor.lake.manifest import MANIFEST, Manifest, PartFile, fsync_dir, read_manifest
 from conveyor.lake.readers import unread
+
+if TYPE_CHECKING:  # pyarrow is imported by the code that writes parts, not by readers of the lake's layout
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
 #: characters that cannot appear in a path component as they are; each is percent-encoded
 _ENCODED = {"%": "%25", "/": "%2F", "\\": "%5C", "\x00": "%00"}
@@ -349,6 +350,8 @@ class PartWriter:
         if batch.num_rows == 0:
             return
         if not batch.schema.equals(self.schema):
+            import pyarrow as pa
+
             batch = pa.RecordBatch.from_arrays(batch.columns, schema=self.schema)
         offset = 0
         while offset < batch.num_rows:
@@ -363,6 +366,8 @@ class PartWriter:
                 self._close()
 
     def _open(self) -> None:
+        import pyarrow.parquet as pq
+
         name = f"{self.prefix}-{len(self.parts):05d}.parquet"
         self._file = _HashingFile(open(self.folder / name, "wb"))  # noqa: SIM115 - closed in _close
         compression = None if self.compression == "none" else self.compression
@@ -402,6 +407,8 @@ def rewrite_part(path: Path, table: pa.Table, compression: str = "zstd") -> Part
     The new file is written beside the old one, fsynced and renamed over it, so the folder
     holds the old part or the new one, never half of either.
     """
+    import pyarrow.parquet as pq
+
     temp = path.with_name(f".{path.name}.tmp")
     handle = _HashingFile(open(temp, "wb"))  # noqa: SIM115 - closed below
     try:

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 
 from conveyor.config.pipelines import PipelineConfig
 from conveyor.errors import UserError
-from conveyor.tracking.liveness import Heartbeat
+from conveyor.tracking.heartbeat import Heartbeat
 from conveyor.tracking.store import TrackingStore
 
 TTL_S = 60.0

@@ -37,6 +37,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from testkit.services import reachable as _reachable
 
 from conveyor import api
 from conveyor.lake.lake import Lake
@@ -52,7 +53,8 @@ from tests.faults.concurrent import (
     running_run,
     runs,
 )
-from tests.pgwarehouse.conftest import ADMIN, _reachable, drop_database
+from tests.warehouse.postgres.conftest import PG_ADMIN as ADMIN
+from tests.warehouse.postgres.conftest import drop_database
 
 # ----------------------------------------------------------------------------- commands at once
 
