@@ -76,6 +76,15 @@ def importtime(venv: Path, env: dict[str, str], top: int) -> str:
     lines += ["| top-level import | cumulative (ms) |", "|---|---|"]
     for _self_us, cumulative_us, name, _depth in sorted((r for r in rows if r[3] == 0), key=lambda r: -r[1])[:top]:
         lines.append(f"| `{name}` | {cumulative_us / 1000:.0f} |")
+    # who pulls the weight in: the direct imports of the heaviest top-level ones (a module's
+    # children are the deeper lines printed just before it)
+    lines += ["", "| heavy top-level import | its direct imports, cumulative (ms) |", "|---|---|"]
+    tops = sorted((i for i, r in enumerate(rows) if r[3] == 0), key=lambda i: -rows[i][1])[:3]
+    for i in tops:
+        start = max((j for j in range(i) if rows[j][3] == 0), default=-1) + 1
+        children = sorted((r for r in rows[start:i] if r[3] == 1), key=lambda r: -r[1])[:6]
+        listed = ", ".join(f"`{r[2]}` {r[1] / 1000:.0f}" for r in children)
+        lines.append(f"| `{rows[i][2]}` ({rows[i][1] / 1000:.0f}) | {listed} |")
     lines += ["", "| module (self time) | self (ms) |", "|---|---|"]
     for self_us, _, name, _ in sorted(rows, key=lambda r: -r[0])[:top]:
         lines.append(f"| `{name}` | {self_us / 1000:.0f} |")
