@@ -102,7 +102,8 @@ def encode_worker(tool: str, files: list[str]) -> dict[str, Any]:
     """Encode every batch in memory (read beforehand, untimed): the encoder alone, one thread."""
     from tools import PgpqEncoder, batches
 
-    from conveyor.warehouse.pgcopy import CopyEncoder, PgColumn
+    from conveyor.warehouse.postgres.binary import CopyEncoder
+    from conveyor.warehouse.postgres.binary_layout import PgColumn
 
     paths = [Path(f) for f in files]
     schema = pq.read_schema(paths[0])

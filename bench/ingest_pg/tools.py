@@ -5,7 +5,7 @@ Conveyor's load does) and appends them to an existing table in one transaction, 
 connection opened beforehand, and returns the rows loaded:
 
 * ``conveyor``: ``conveyor.warehouse.postgres.copy_parquet`` with
-  ``conveyor.warehouse.pgcopy.CopyEncoder`` (the product's own path: a background thread
+  ``conveyor.warehouse.postgres.binary.CopyEncoder`` (the product's own path: a background thread
   reads and encodes while the connection sends ``COPY ... FROM STDIN (FORMAT binary)``).
 * ``pgpq``: the same pipeline (``copy_parquet``'s reader thread, queue and statement) with
   pgpq's ``ArrowToPostgresBinaryEncoder`` in place of ``CopyEncoder``, so that only the
@@ -84,7 +84,7 @@ class PgpqEncoder:
                 chosen[column.name] = pgpq.ArrowToPostgresBinaryEncoder.infer_encoder(field)
         self._encoder = pgpq.ArrowToPostgresBinaryEncoder.new_with_encoders(self.schema, chosen)
         header = self._encoder.write_header()
-        from conveyor.warehouse.pgcopy import SIGNATURE
+        from conveyor.warehouse.postgres.binary_layout import SIGNATURE
 
         if header != SIGNATURE:  # copy_parquet writes the signature itself
             raise RuntimeError(f"pgpq writes an unexpected COPY header {header!r}")
@@ -102,8 +102,8 @@ class PgpqEncoder:
 def copy_pgpq(con: Any, table: str, encoder: PgpqEncoder, paths: Sequence[Path], schema: pa.Schema) -> int:
     """``copy_parquet`` (the same reader thread, queue and COPY statement) ending with pgpq's ``finish()``."""
     from conveyor.warehouse.base import qualified, quote
-    from conveyor.warehouse.pgcopy import SIGNATURE
-    from conveyor.warehouse.postgres import _Encoded
+    from conveyor.warehouse.postgres.binary_layout import SIGNATURE
+    from conveyor.warehouse.postgres.copy import _Encoded
 
     columns = ", ".join(quote(c) for c in encoder.copy_columns)
     statement = f"COPY {qualified(table)} ({columns}) FROM STDIN (FORMAT binary)"
@@ -118,8 +118,9 @@ def copy_pgpq(con: Any, table: str, encoder: PgpqEncoder, paths: Sequence[Path],
 
 def load_copy(tool: str, con: Any, table: str, paths: Sequence[Path], schema: pa.Schema) -> int:
     """conveyor or pgpq through Conveyor's COPY pipeline; commits."""
-    from conveyor.warehouse.pgcopy import CopyEncoder
-    from conveyor.warehouse.postgres import copy_parquet, table_columns
+    from conveyor.warehouse.postgres.binary import CopyEncoder
+    from conveyor.warehouse.postgres.catalog import table_columns
+    from conveyor.warehouse.postgres.copy import copy_parquet
 
     columns = table_columns(con, table)
     if tool == "conveyor":
@@ -132,7 +133,7 @@ def load_copy(tool: str, con: Any, table: str, paths: Sequence[Path], schema: pa
 
 def batches(paths: Sequence[Path], schema: pa.Schema) -> Iterator[pa.RecordBatch]:
     """The Parquet files' batches cast to ``schema`` (what Conveyor's reader thread yields)."""
-    from conveyor.warehouse.postgres import _conform, batch_rows
+    from conveyor.warehouse.postgres.copy import _conform, batch_rows
 
     for path in paths:
         with pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20) as parquet:
