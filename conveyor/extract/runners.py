@@ -13,9 +13,10 @@ import json
 import os
 import shlex
 import subprocess
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor
+from concurrent.futures import Executor, wait
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from conveyor import cancel
 from conveyor.config.secrets import scrub
 from conveyor.design.types import parse_type
 from conveyor.errors import ExtractError, UserError, did_you_mean
@@ -176,11 +178,12 @@ class ArrowRunner(Runner):
             with source.snapshot() if count > 1 else nullcontext(None) as snapshot:
                 requests = partition.split(source, request, job.split_by, dict(columns).get(job.split_by or ""), count)
                 floor = None if source.CURSOR_BOUND_EXACT or inc.low is None else inc.low
+                stop = threading.Event()  # one partition failed: the others stop at their next batch
                 tasks = [
-                    functools.partial(_read_partition, job, given, part, index, len(requests), snapshot, floor)
+                    functools.partial(_read_partition, job, given, part, index, len(requests), snapshot, floor, stop)
                     for index, part in enumerate(requests)
                 ]
-                results = run_tasks(given.pool, tasks)
+                results = run_tasks(given.pool, tasks, stop)
             query = _query_text(source, request)
         parts = [p for r in results for p in r.parts]
         if inc.high_water is not None:
@@ -200,6 +203,10 @@ def _partition_count(job: ExtractJob, source: Source, request: ReadRequest, work
     return partition.auto_count(source.row_estimate(request.schema, request.table), workers)
 
 
+class PartitionStopped(ExtractError):
+    """A partition read stopped because another partition of the table failed."""
+
+
 @dataclass
 class _PartitionResult:
     parts: list[PartFile]
@@ -215,11 +222,13 @@ def _read_partition(
     total: int,
     snapshot: str | None,
     floor: Any = None,
+    stop: threading.Event | None = None,
 ) -> _PartitionResult:
     """Read one partition on its own connection into its own numbered parts.
 
     ``floor`` is the incremental bound when the source's own predicate is not exact
     (``Source.CURSOR_BOUND_EXACT``): rows whose cursor is below it are dropped here, exactly.
+    ``stop`` set (another partition failed) or a cancelled run ends the read at its next batch.
     """
     prefix = "part" if total == 1 else f"part-{index:03d}"
     high_water = None
@@ -231,6 +240,11 @@ def _read_partition(
         )
         try:
             for batch in source.read(request, snapshot=snapshot):
+                if stop is not None and stop.is_set():
+                    raise PartitionStopped(
+                        f'"{job.relation}": partition {index + 1} of {total} stopped: another failed.'
+                    )
+                cancel.check()
                 if floor is not None:
                     batch = _at_or_above(batch, job.incremental_cursor or "", floor)
                 writer.write(batch)
@@ -238,6 +252,8 @@ def _read_partition(
                     high_water.update(batch)
             parts = writer.close()
         except BaseException:
+            if stop is not None:
+                stop.set()
             writer.abort()
             raise
     return _PartitionResult(parts, high_water.value if high_water else None, list(source.notices))
@@ -250,13 +266,17 @@ def _at_or_above(batch: pa.RecordBatch, cursor: str, floor: Any) -> pa.RecordBat
     return batch.filter(pc.fill_null(keep, False))
 
 
-def run_tasks(pool: Executor | None, tasks: Sequence[Callable[[], T]]) -> list[T]:
+def run_tasks(pool: Executor | None, tasks: Sequence[Callable[[], T]], stop: threading.Event | None = None) -> list[T]:
     """Run tasks on the shared pool and return their results in order.
 
     The calling thread is itself a pool worker, so it must not just wait: every task that
     has not started yet is taken back (cancelled) and run here. It only ever waits for
     tasks that other workers are already running, so a pool full of waiting tables cannot
     deadlock.
+
+    When a task fails, ``stop`` is set, the tasks not started are dropped, and the ones
+    running are waited for before the error is raised: nothing of this attempt writes into
+    the extract folder after it (a retry empties and refills it).
     """
     if pool is None or len(tasks) < 2:
         return [task() for task in tasks]
@@ -274,9 +294,17 @@ def run_tasks(pool: Executor | None, tasks: Sequence[Callable[[], T]]) -> list[T
                 break
             results[index + 1] = tasks[index + 1]()
             pending.discard(index)
-    except BaseException:
+    except BaseException as exc:
+        if stop is not None:
+            stop.set()
         for future in futures:
             future.cancel()
+        wait(futures)
+        if isinstance(exc, PartitionStopped):  # raise the failure that stopped it
+            causes = [f.exception() for f in futures if not f.cancelled()]
+            cause = next((c for c in causes if c is not None and not isinstance(c, PartitionStopped)), None)
+            if cause is not None:
+                raise cause from None
         raise
     return results
 

@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from psycopg import sql as psql
 
+from conveyor import cancel
 from conveyor.config.secrets import mask_dsn, scrub_dsn
 from conveyor.design.types import SqlType
 from conveyor.errors import ConveyorError, ExtractError, TransientError
@@ -248,6 +249,7 @@ class PostgresSource(Source):
             conn = psycopg.connect(self.dsn, autocommit=True, connect_timeout=self.connect_timeout)
         except psycopg.Error as exc:
             raise self._connect_error(exc) from None
+        cancel.watch_connection(conn)
         with self._errors():
             for statement in SESSION_SETTINGS:
                 conn.execute(statement)
@@ -445,7 +447,7 @@ class PostgresSource(Source):
         conn = self._adbc_connect()
         cur = conn.cursor()
         try:
-            with self._errors(statement):
+            with cancel.watching(conn.adbc_cancel), self._errors(statement):
                 if snapshot is not None:
                     if not _SNAPSHOT_RE.match(snapshot):
                         raise ExtractError(f'"{snapshot}" is not a PostgreSQL snapshot id.')
@@ -487,7 +489,11 @@ class PostgresSource(Source):
         """Hold a REPEATABLE READ transaction open and yield its exported snapshot id.
 
         Reads given ``snapshot=<id>`` (on any connection) see exactly this snapshot until
-        the context exits.
+        the context exits. If the connection holding it is lost (the server ended it, the
+        network failed), the snapshot is gone and reads that had not imported it yet fail:
+        such a failure is a ``TransientError``, so the whole table is read again from a new
+        snapshot. Reads that imported it stay consistent. Closing the connection never
+        replaces the error of the reads.
         """
         conn = self._connect()
         try:
@@ -495,11 +501,17 @@ class PostgresSource(Source):
                 conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
                 row = conn.execute("SELECT pg_export_snapshot()").fetchone()
             assert row is not None
-            yield str(row[0])
-        finally:
             try:
-                conn.execute("ROLLBACK")
-            finally:
+                yield str(row[0])
+            except Exception as exc:
+                if not isinstance(exc, TransientError) and _lost(conn):
+                    raise TransientError(
+                        f'source "{self.name}" ({mask_dsn(self.dsn)}) lost the connection holding the exported '
+                        f"snapshot, so the table is read again from a new snapshot: {scrub_dsn(str(exc), self.dsn)}"
+                    ) from exc
+                raise
+        finally:
+            with suppress(Exception):  # closing ends the transaction; a lost connection has nothing to end
                 conn.close()
 
     def snapshot(self) -> AbstractContextManager[str | None]:
@@ -561,6 +573,17 @@ class PostgresSource(Source):
         """``value`` as a quoted SQL literal (for building filters outside ``params``)."""
         with self._errors():
             return psql.Literal(value).as_string(self.conn)
+
+
+def _lost(conn: psycopg.Connection[Any]) -> bool:
+    """Whether a connection is gone (asks the server when psycopg does not know yet)."""
+    if conn.closed or conn.broken:
+        return True
+    try:
+        conn.execute("SELECT 1")
+    except psycopg.Error:
+        return True
+    return False
 
 
 def _is_driver_error(exc: BaseException) -> bool:
