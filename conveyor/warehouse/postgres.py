@@ -39,6 +39,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from psycopg.conninfo import conninfo_to_dict
 
+from conveyor import cancel
 from conveyor.config.secrets import mask_dsn, scrub, scrub_dsn
 from conveyor.config.settings import EnvironmentConfig
 from conveyor.design.models import TableDesign
@@ -163,7 +164,7 @@ class PostgresWarehouse(Warehouse):
                 "(host, port, database, user and the password variable).",
             ) from None
         _end_with_client(con)
-        return con
+        return cancel.watch_connection(con)
 
     def begin(
         self, schemas: Sequence[str], *, run_id: str, keep_schemas: bool = True, resume_from: str | None = None
@@ -337,6 +338,7 @@ class PostgresBuild(Build):
         if con is None or con.closed or con.broken:
             if self._finished:
                 raise WarehouseError("this build is already published or abandoned.")
+            cancel.check()
             con = self.warehouse.connect()
             with self._pool_lock:
                 self._pool.append(con)
