@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any, Self
 
 import psycopg
 import pyarrow as pa
-import pyarrow.compute as pc
 from psycopg import sql as psql
 
 from conveyor import cancel
@@ -30,6 +29,7 @@ from conveyor.design.types import SqlType
 from conveyor.errors import ConveyorError, ExtractError, TransientError
 from conveyor.sources.base import ColumnInfo, ReadRequest, Source, TableInfo
 from conveyor.sources.partition import distinct_sorted
+from conveyor.sources.pgchecks import check_infinite, check_ndims
 from conveyor.sources.typemap import assemble, convert, rebatch
 from conveyor.sources.verdict import STRING_TYPES, ColumnRef, Verdict, missing_column_error, missing_table_error, refuse
 
@@ -62,11 +62,6 @@ _TRANSIENT_PATTERNS = (
     "ssl syscall error",
     "no connection to the server",
 )
-
-# the lowest value PostgreSQL stores (4714-11-24 BC); ADBC turns 'infinity', '-infinity'
-# and timestamps past year 294246 into wrapped values far below it
-_MIN_DAYS = -2_440_588
-_MIN_MICROS = _MIN_DAYS * 86_400 * 1_000_000
 
 _SIMPLE_TYPES: dict[str, SqlType] = {
     "bool": SqlType("boolean"),
@@ -477,8 +472,8 @@ class PostgresSource(Source):
         for i, plan in enumerate(plans):
             arr = batch.column(i)
             if plan.ndims:
-                _check_ndims(batch.column(batch.schema.get_field_index("__ndims_" + plan.name)), plan.ref)
-            _check_infinite(arr, plan.ref)
+                check_ndims(batch.column(batch.schema.get_field_index("__ndims_" + plan.name)), plan.ref)
+            check_infinite(arr, plan.ref)
             arrays.append(convert(arr, plan.target, plan.ref))
         return assemble(arrays, schema)
 
@@ -591,33 +586,3 @@ def _is_driver_error(exc: BaseException) -> bool:
         return True
     module = type(exc).__module__
     return module.startswith("adbc_driver")
-
-
-def _check_ndims(ndims: pa.Array, ref: ColumnRef) -> None:
-    highest = pc.max(ndims).as_py()
-    if highest is not None and highest > 1:
-        raise ExtractError(
-            f"{ref} holds a {highest}-dimensional array; only one-dimensional arrays map to a list.",
-            hint="Declare the column as `type: text` in the design to read the array literal.",
-        )
-
-
-def _check_infinite(arr: pa.Array, ref: ColumnRef) -> None:
-    values = arr
-    while pa.types.is_list(values.type) or pa.types.is_large_list(values.type):
-        values = pc.list_flatten(values)
-    limit: int
-    check: Callable[[pa.Array], pa.Array]
-    if pa.types.is_date32(values.type):
-        limit, check = _MIN_DAYS, lambda a: a.cast(pa.int32())
-    elif pa.types.is_timestamp(values.type):
-        limit, check = _MIN_MICROS, lambda a: a.cast(pa.int64())
-    else:
-        return
-    lowest = pc.min(check(values)).as_py()
-    if lowest is not None and lowest < limit:
-        raise ExtractError(
-            f"{ref} holds 'infinity', '-infinity' or a timestamp after year 294246, "
-            "which the lake's date and microsecond timestamp types cannot store.",
-            hint="Filter such rows out with the design's `condition` or declare the column `type: text`.",
-        )
