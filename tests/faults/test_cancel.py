@@ -150,3 +150,21 @@ def test_extract_with_a_slow_read_is_cancelled(tmp_path: Path, pg_dsn: str, pg, 
     assert rerun.finish(60) == 0, rerun.output
     manifest = lake(root).latest("up", "up.big")
     assert manifest is not None and manifest.rows == ROWS
+
+
+def test_update_with_a_slow_statement_is_cancelled(tmp_path: Path, pg_dsn: str, pg) -> None:
+    pg.execute(UPSTREAM)
+    root = project(tmp_path / "p")
+    (root / "schemas/mart/slow.sql").write_text(FAST_SQL, encoding="utf-8")
+    for args in (("extract",), ("load",)):
+        command = cli(root, *args, dsn=pg_dsn)
+        assert command.finish(60) == 0, command.output
+    (root / "schemas/mart/slow.sql").write_text(SLOW_SQL, encoding="utf-8")
+    update = cli(root, "update", "mart.slow", dsn=pg_dsn)
+    wait_for_statement(pg, update, "pg_sleep(60)")
+    code, seconds = interrupt(update, signal.SIGTERM)
+    assert code == 143 and seconds < 5, (seconds, update.output)
+    assert_nothing_left_running(pg)
+    assert pg.execute("SELECT count(DISTINCT id) FROM mart.slow").fetchone() == (ROWS,), "the update was not undone"
+    run, _ = last_run(root, "update")
+    assert run.status == "cancelled", run
