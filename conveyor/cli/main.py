@@ -28,6 +28,7 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point of the console script."""
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     configure_logging()
+    cancel.reset()
     restore = cancel.install_handlers()  # SIGTERM, like Ctrl-C, cancels the statements in flight
     try:
         cli.main(args=argv, prog_name="conveyor", standalone_mode=False)
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _cancelled(exc: cancel.Interrupted) -> NoReturn:
-    console.print(f"Cancelled by {signal.Signals(exc.signum).name}: the statements in flight were stopped.")
+    console.print(f"Cancelled by {signal.Signals(exc.signum).name}.")
     sys.exit(exc.exit_code)
 
 
