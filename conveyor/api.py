@@ -122,6 +122,8 @@ class _Run:
         self.ctx.reads.release()  # the run read what it needed from the lake: retention may go on
         if exc is not None:
             text = exc.render() if isinstance(exc, ConveyorError) else f"{type(exc).__name__}: {exc}"
+            if isinstance(exc, KeyboardInterrupt):
+                text = str(exc) or "cancelled by Ctrl-C (SIGINT)"
             status = "cancelled" if isinstance(exc, KeyboardInterrupt) else "failed"
             self.tracking.finish_run(self.ctx.run_id, status, error=scrub(text), summary=self.outcome.summary())
         else:

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from conveyor import cancel
 from conveyor.config.secrets import scrub
 from conveyor.errors import ConveyorError
 from conveyor.lake.lake import Lake
@@ -65,8 +66,10 @@ class RunContext:
             yield outcome
         except BaseException as exc:
             error = scrub(exc.render() if isinstance(exc, ConveyorError) else str(exc) or type(exc).__name__)
-            self.tracking.finish_event(event, "failed", error=error, detail=outcome.detail or None)
-            self.reporter.finished(relation, step, "failed", None, error)
+            # a statement stopped by Ctrl-C or SIGTERM did not fail: the run was cancelled
+            status = "cancelled" if cancel.requested() or isinstance(exc, KeyboardInterrupt) else "failed"
+            self.tracking.finish_event(event, status, error=error, detail=outcome.detail or None)
+            self.reporter.finished(relation, step, status, None, error)
             raise
         outcome.detail.setdefault("seconds", round(time.monotonic() - began, 6))
         self.tracking.finish_event(

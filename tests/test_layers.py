@@ -16,6 +16,7 @@ PACKAGE = Path(conveyor.__file__).parent
 LAYERS: dict[str, float] = {
     "conveyor": 0,  # the package itself: __version__
     "conveyor.errors": 1,
+    "conveyor.cancel": 1,  # Ctrl-C and SIGTERM: the statements in flight of a run
     "conveyor.config": 1,
     "conveyor.design": 1,
     "conveyor.graph": 1,

@@ -1,17 +1,21 @@
 """The ``conveyor`` command: a thin shell over :mod:`conveyor.api`.
 
 This module holds the one place that turns exceptions into ``Error: ...`` and an exit
-code: 0 success, 1 the run failed, 2 bad input or usage. ``--debug`` shows tracebacks.
+code: 0 success, 1 the run failed, 2 bad input or usage, 130 cancelled by Ctrl-C (SIGINT),
+143 cancelled by SIGTERM (see conveyor/cancel.py). ``--debug`` shows tracebacks.
 """
 
 from __future__ import annotations
 
+import signal
 import sys
 import traceback
+from typing import NoReturn
 
 import click
 from rich.markup import escape
 
+from conveyor import cancel
 from conveyor.cli.app import LazyCommand, Options, cli, pass_options
 from conveyor.cli.output import configure_logging, console
 from conveyor.config.secrets import scrub
@@ -24,9 +28,13 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point of the console script."""
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     configure_logging()
+    cancel.reset()
+    restore = cancel.install_handlers()  # SIGTERM, like Ctrl-C, cancels the statements in flight
     try:
         cli.main(args=argv, prog_name="conveyor", standalone_mode=False)
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as exc:
+        if isinstance(exc.__cause__, cancel.Interrupted):  # click turns KeyboardInterrupt into Abort
+            _cancelled(exc.__cause__)
         console.print("Aborted.")
         sys.exit(130)
     except click.exceptions.Exit as exc:
@@ -39,6 +47,8 @@ def main(argv: list[str] | None = None) -> None:
             _print_traceback()
         console.print("[red bold]Error:[/] " + escape(scrub(exc.render())), highlight=False)
         sys.exit(exc.exit_code)
+    except cancel.Interrupted as exc:
+        _cancelled(exc)
     except KeyboardInterrupt:
         console.print("Interrupted.")
         sys.exit(130)
@@ -48,7 +58,14 @@ def main(argv: list[str] | None = None) -> None:
         console.print("[red bold]Internal error:[/] " + escape(scrub(f"{type(exc).__name__}: {exc}")))
         console.print("This is a bug in Conveyor. Run again with --debug for the traceback.")
         sys.exit(1)
+    finally:
+        restore()
     sys.exit(0)
+
+
+def _cancelled(exc: cancel.Interrupted) -> NoReturn:
+    console.print(f"Cancelled by {signal.Signals(exc.signum).name}.")
+    sys.exit(exc.exit_code)
 
 
 def _print_traceback() -> None:

@@ -19,6 +19,7 @@ from typing import Any
 
 import tenacity
 
+from conveyor import cancel
 from conveyor.config.secrets import scrub
 from conveyor.design.types import parse_type
 from conveyor.errors import ConveyorError, TransientError
@@ -75,6 +76,8 @@ def extract(ctx: RunContext, jobs: list[ExtractJob], *, fail_fast: bool = False)
     def one(job: ExtractJob, pool: Executor) -> TableResult:
         if stop.is_set():
             return TableResult(job.relation, "skipped", error="not started: --fail-fast")
+        if cancel.requested():
+            return TableResult(job.relation, "skipped", error="not started: the run was cancelled")
         result = _extract_one(ctx, job, pool)
         if fail_fast and result.status == "failed":
             stop.set()
@@ -236,7 +239,7 @@ def _with_retries(ctx: RunContext, job: ExtractJob, given: RunnerInput) -> Runne
         return runner.run(job, given)
 
     retrying = tenacity.Retrying(
-        retry=tenacity.retry_if_exception_type(TransientError),
+        retry=tenacity.retry_if_exception(lambda exc: isinstance(exc, TransientError) and not cancel.requested()),
         stop=tenacity.stop_after_attempt(retry.attempts),
         wait=tenacity.wait_random_exponential(multiplier=retry.initial_delay, max=retry.max_delay),
         before_sleep=lambda state: ctx.reporter.message(

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping, Sequence, Set
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
+from conveyor import cancel
 from conveyor.config.secrets import scrub
 from conveyor.config.settings import EnvironmentConfig
 from conveyor.design.models import TableDesign
@@ -285,7 +286,7 @@ def _statement(
 
 def _decide(ctx: RunContext, relations: list[Relation], result: BuildResult, extra: Sequence[str] = ()) -> None:
     """Set ``result.reason`` when the build must not be published."""
-    failed = [n for n in result.status if result.status[n] in ("failed", "skipped")]
+    failed = [n for n in result.status if result.status[n] in ("failed", "skipped", "cancelled")]
     if not failed:
         return
     settings = ctx.project.settings
@@ -337,6 +338,10 @@ class _Runner:
 
     def _one(self, relation: Relation) -> None:
         step = "load" if relation.kind == "source" else "build"
+        if cancel.requested():  # started after Ctrl-C or SIGTERM: nothing new runs
+            with self.lock:
+                self.result.status[relation.name] = "cancelled"
+            return
         try:
             with self.ctx.step(relation.name, step) as outcome:
                 outcome.detail["fingerprint"] = fingerprint(relation)

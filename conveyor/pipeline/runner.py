@@ -152,6 +152,10 @@ def _run_held(
     outcome = PipelineOutcome(run_id, pipeline.name, "running", 0.0)
     try:
         _run(state, outcome, scheduled_for)
+    except KeyboardInterrupt as exc:  # Ctrl-C: the statements in flight were cancelled (conveyor/cancel.py)
+        outcome.status = "cancelled"
+        outcome.steps.append(StepResult("cancel", None, False, error=str(exc) or "cancelled by Ctrl-C (SIGINT)"))
+        raise
     finally:
         _finish(state, outcome, began)
         ctx.reads.release()

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import re
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ import pyarrow.compute as pc
 import pymysql
 import pymysql.cursors
 
+from conveyor import cancel
 from conveyor.config.secrets import mask_dsn, scrub_dsn
 from conveyor.design.types import SqlType
 from conveyor.errors import ConveyorError, ExtractError, TransientError
@@ -398,10 +400,12 @@ class MySQLSource(Source):
     def _stream(self, statement: str, batch_rows: int) -> Iterator[pa.RecordBatch]:
         import connectorx
 
-        with self._errors(statement):
+        # connectorx cannot cancel: a cancelled run finds the statement by this tag and kills it
+        tag = f"/* conveyor {uuid.uuid4().hex} */"
+        with cancel.watching(lambda: self.kill_query(tag)), self._errors(statement):
             reader = connectorx.read_sql(
                 self.connectorx_url(),
-                statement,
+                f"{statement} {tag}",
                 return_type="arrow_stream",
                 batch_size=batch_rows,
                 pre_execution_query=list(SESSION_SETTINGS),
@@ -412,6 +416,20 @@ class MySQLSource(Source):
                 except StopIteration:
                     break
                 yield batch
+
+    def kill_query(self, tag: str) -> None:
+        """``KILL QUERY`` the statements whose text holds ``tag``, from a connection of their own."""
+        conn = self._connect()
+        try:
+            with conn.cursor() as cur:
+                cur.execute(
+                    "SELECT ID FROM information_schema.PROCESSLIST WHERE INFO LIKE %s AND ID <> CONNECTION_ID()",
+                    (f"%{tag}%",),
+                )
+                for (session,) in cur.fetchall():
+                    cur.execute(f"KILL QUERY {int(session)}")
+        finally:
+            conn.close()
 
     def _convert(self, batch: pa.RecordBatch, plans: list[_Plan], schema: pa.Schema) -> pa.RecordBatch:
         arrays = []

@@ -4,6 +4,7 @@ partitioned by ``split_by`` across the worker pool."""
 from __future__ import annotations
 
 import functools
+import threading
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,10 +12,12 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from conveyor import cancel
 from conveyor.design.types import parse_type
 from conveyor.extract import incremental
 from conveyor.extract.jobs import ExtractJob
 from conveyor.extract.runners.base import (
+    PartitionStopped,
     Runner,
     RunnerInput,
     RunnerOutput,
@@ -59,11 +62,12 @@ class ArrowRunner(Runner):
             with source.snapshot() if count > 1 else nullcontext(None) as snapshot:
                 requests = partition.split(source, request, job.split_by, dict(columns).get(job.split_by or ""), count)
                 floor = None if source.CURSOR_BOUND_EXACT or inc.low is None else inc.low
+                stop = threading.Event()  # one partition failed: the others stop at their next batch
                 tasks = [
-                    functools.partial(_read_partition, job, given, part, index, len(requests), snapshot, floor)
+                    functools.partial(_read_partition, job, given, part, index, len(requests), snapshot, floor, stop)
                     for index, part in enumerate(requests)
                 ]
-                results = run_tasks(given.pool, tasks)
+                results = run_tasks(given.pool, tasks, stop)
             query = _query_text(source, request)
         parts = [p for r in results for p in r.parts]
         if inc.high_water is not None:
@@ -98,11 +102,13 @@ def _read_partition(
     total: int,
     snapshot: str | None,
     floor: Any = None,
+    stop: threading.Event | None = None,
 ) -> _PartitionResult:
     """Read one partition on its own connection into its own numbered parts.
 
     ``floor`` is the incremental bound when the source's own predicate is not exact
     (``Source.CURSOR_BOUND_EXACT``): rows whose cursor is below it are dropped here, exactly.
+    ``stop`` set (another partition failed) or a cancelled run ends the read at its next batch.
     """
     prefix = "part" if total == 1 else f"part-{index:03d}"
     high_water = None
@@ -114,6 +120,11 @@ def _read_partition(
         )
         try:
             for batch in source.read(request, snapshot=snapshot):
+                if stop is not None and stop.is_set():
+                    raise PartitionStopped(
+                        f'"{job.relation}": partition {index + 1} of {total} stopped: another failed.'
+                    )
+                cancel.check()
                 if floor is not None:
                     batch = _at_or_above(batch, job.incremental_cursor or "", floor)
                 writer.write(batch)
@@ -121,6 +132,8 @@ def _read_partition(
                     high_water.update(batch)
             parts = writer.close()
         except BaseException:
+            if stop is not None:
+                stop.set()
             writer.abort()
             raise
     return _PartitionResult(parts, high_water.value if high_water else None, list(source.notices))

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor
+from concurrent.futures import Executor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -139,13 +140,21 @@ def combine(*conditions: str | None) -> str | None:
     return " AND ".join(f"({c})" for c in present) if present else None
 
 
-def run_tasks(pool: Executor | None, tasks: Sequence[Callable[[], T]]) -> list[T]:
+class PartitionStopped(ExtractError):
+    """A partition read stopped because another partition of the table failed."""
+
+
+def run_tasks(pool: Executor | None, tasks: Sequence[Callable[[], T]], stop: threading.Event | None = None) -> list[T]:
     """Run tasks on the shared pool and return their results in order.
 
     The calling thread is itself a pool worker, so it must not just wait: every task that
     has not started yet is taken back (cancelled) and run here. It only ever waits for
     tasks that other workers are already running, so a pool full of waiting tables cannot
     deadlock.
+
+    When a task fails, ``stop`` is set, the tasks not started are dropped, and the ones
+    running are waited for before the error is raised: nothing of this attempt writes into
+    the extract folder after it (a retry empties and refills it).
     """
     if pool is None or len(tasks) < 2:
         return [task() for task in tasks]
@@ -163,9 +172,17 @@ def run_tasks(pool: Executor | None, tasks: Sequence[Callable[[], T]]) -> list[T
                 break
             results[index + 1] = tasks[index + 1]()
             pending.discard(index)
-    except BaseException:
+    except BaseException as exc:
+        if stop is not None:
+            stop.set()
         for future in futures:
             future.cancel()
+        wait(futures)
+        if isinstance(exc, PartitionStopped):  # raise the failure that stopped it
+            causes = [f.exception() for f in futures if not f.cancelled()]
+            cause = next((c for c in causes if c is not None and not isinstance(c, PartitionStopped)), None)
+            if cause is not None:
+                raise cause from None
         raise
     return results
 

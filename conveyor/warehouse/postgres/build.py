@@ -25,6 +25,7 @@ import psycopg
 import psycopg.errors
 import pyarrow as pa
 
+from conveyor import cancel
 from conveyor.design.models import TableDesign
 from conveyor.errors import LoadError, WarehouseError
 from conveyor.graph.splice import limit_zero
@@ -162,6 +163,7 @@ class PostgresBuild(Build):
         if con is None or con.closed or con.broken:
             if self._finished:
                 raise WarehouseError("this build is already published or abandoned.")
+            cancel.check()
             con = self.warehouse.connect()
             with self._pool_lock:
                 self._pool.append(con)

@@ -17,6 +17,7 @@ import psycopg.errors
 import pyarrow as pa
 from psycopg.conninfo import conninfo_to_dict
 
+from conveyor import cancel
 from conveyor.config.secrets import mask_dsn, scrub, scrub_dsn
 from conveyor.config.settings import EnvironmentConfig
 from conveyor.errors import WarehouseError
@@ -75,7 +76,7 @@ class PostgresWarehouse(Warehouse):
                 "(host, port, database, user and the password variable).",
             ) from None
         end_with_client(con)
-        return con
+        return cancel.watch_connection(con)
 
     def begin(
         self, schemas: Sequence[str], *, run_id: str, keep_schemas: bool = True, resume_from: str | None = None
