@@ -11,7 +11,6 @@ Example::
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,7 +20,8 @@ from typing import TYPE_CHECKING
 from conveyor.config.secrets import scrub
 from conveyor.config.settings import IDENTIFIER
 from conveyor.errors import ConveyorError, LakeError, UserError, did_you_mean
-from conveyor.extract.jobs import ExtractEvent, ExtractJob, plan
+from conveyor.extract.jobs import ExtractEvent, ExtractJob
+from conveyor.extract.jobs import plan as plan_jobs
 from conveyor.load.build import (
     BuildOptions,
     BuildResult,
@@ -38,7 +38,7 @@ from conveyor.load.update import update as update_relations
 from conveyor.load.upgrade import target_names
 from conveyor.load.upgrade import upgrade as upgrade_relations
 from conveyor.project import Project, Relation
-from conveyor.runctx import Reporter, RunContext, open_environment, open_tracking, whole_schemas
+from conveyor.runctx import Reporter, RunLifecycle, open_environment, open_tracking, whole_schemas
 from conveyor.tracking.models import EventRow, ExtractStateRow, RunRow
 from conveyor.tracking.store import TrackingStore
 from conveyor.warehouse import ddl
@@ -92,7 +92,7 @@ class Outcome:
 
 
 class _Run:
-    """Opens a run in the tracking store and closes it with its outcome, whatever happens."""
+    """A command's run: its :class:`~conveyor.runctx.RunLifecycle`, and the :class:`Outcome` it fills in."""
 
     def __init__(
         self,
@@ -104,33 +104,25 @@ class _Run:
         reporter: Reporter | None,
         jobs: int | None,
     ):
-        self.tracking = open_tracking(project)
-        run_id = self.tracking.start_run(
-            command, project=project.settings.name, environment=env, selection=" ".join(selection) or None
-        )
-        self.ctx = RunContext(
-            project, self.tracking, run_id, reporter or Reporter(), jobs or project.settings.defaults.jobs
-        )
-        self.outcome = Outcome(run_id, command, lake=str(project.path(project.settings.lake.path)))
-        self.began = time.monotonic()
+        self.life = RunLifecycle(project, command, environment=env, selection=selection, reporter=reporter, jobs=jobs)
+        self.ctx = self.life.ctx
+        self.outcome = Outcome(self.ctx.run_id, command, lake=str(project.path(project.settings.lake.path)))
 
     def __enter__(self) -> _Run:
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, _tb: object) -> None:
-        self.outcome.seconds = time.monotonic() - self.began
-        self.ctx.reads.release()  # the run read what it needed from the lake: retention may go on
-        if exc is not None:
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        self.outcome.seconds = self.life.seconds
+        summary = self.outcome.summary()
+        if isinstance(exc, KeyboardInterrupt):
+            self.life.finish("cancelled", error=scrub(str(exc) or "cancelled by Ctrl-C (SIGINT)"), summary=summary)
+        elif exc is not None:
             text = exc.render() if isinstance(exc, ConveyorError) else f"{type(exc).__name__}: {exc}"
-            if isinstance(exc, KeyboardInterrupt):
-                text = str(exc) or "cancelled by Ctrl-C (SIGINT)"
-            status = "cancelled" if isinstance(exc, KeyboardInterrupt) else "failed"
-            self.tracking.finish_run(self.ctx.run_id, status, error=scrub(text), summary=self.outcome.summary())
+            self.life.finish("failed", error=scrub(text), summary=summary)
         else:
             status = "succeeded" if self.outcome.ok else "failed"
-            first = _first_error(self.outcome)
-            self.tracking.finish_run(self.ctx.run_id, status, error=first, summary=self.outcome.summary())
-        self.tracking.close()
+            self.life.finish(status, error=_first_error(self.outcome), summary=summary)
+        self.life.__exit__(kind, exc, tb)
 
 
 def _first_error(outcome: Outcome) -> str | None:
@@ -152,9 +144,76 @@ def plan_extract(
     """
     from conveyor.extract.extract import check_jobs
 
-    jobs = plan(project, relations, event, full=full)
+    jobs = plan_jobs(project, relations, event, full=full)
     check_jobs(project, jobs)
     return jobs
+
+
+@dataclass
+class Plan:
+    """What a command would do (``--dry-run``): computed from the project and the warehouse's
+    settings, without reading data or writing anything."""
+
+    command: str
+    extract: list[str] = field(default_factory=list)
+    """Source relations whose upstream tables would be extracted, in order."""
+    build: list[tuple[str, str]] = field(default_factory=list)
+    """(kind, relation) that would be built, updated or unloaded, in order."""
+    warehouse: str | None = None
+    """The warehouse it would change, described (``DuckDB file warehouse.duckdb``)."""
+    target: str | None = None
+    """The lake source an ``unload`` would write, the schema an ``upgrade --into-schema`` would build in."""
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "command": self.command,
+            "extract": self.extract,
+            "build": [{"kind": kind, "relation": name} for kind, name in self.build],
+            "warehouse": self.warehouse,
+            "target": self.target,
+        }
+
+
+def plan(
+    project: Project,
+    command: str,
+    selection: Sequence[str] = (),
+    *,
+    env: str | None = None,
+    event: ExtractEvent | None = None,
+    full: bool = False,
+    source_name: str | None = None,
+    only_selected: bool = False,
+    into_schema: str | None = None,
+) -> Plan:
+    """What ``command`` (run, extract, load, update, upgrade or unload) would do for ``selection``.
+
+    Bad input fails here as it would in the command (an unknown environment, an engine that
+    cannot do the command, a DSN that does not resolve), before anything is read or written.
+    """
+    if command not in ("run", "extract", "load", "update", "upgrade", "unload"):
+        raise UserError(f'there is no plan for "{command}".' + did_you_mean(command, ["run", "extract", "load"]))
+    if command == "extract":
+        jobs = plan_extract(project, project.select(selection), event, full=full)
+        return Plan(command, extract=[job.relation for job in jobs])
+    warehouse = open_environment(project, env)
+    operation = {"run": "load"}.get(command, command)
+    warehouse.require(operation)  # an engine that cannot do it refuses here, as the command would
+    chosen = project.select(selection)
+    if command in ("run", "load"):
+        relations = whole_schemas(project, chosen)
+    elif command == "update" or (command == "upgrade" and not only_selected):
+        relations = with_dependents(project, chosen)
+    else:
+        relations = chosen
+    found = Plan(command, build=[(r.kind, r.name) for r in relations], warehouse=warehouse.describe())
+    if command == "run":
+        found.extract = [job.relation for job in plan_extract(project, relations)]
+    if command == "unload":
+        found.target = source_name or f"unload_{warehouse.name}"
+    if command == "upgrade":
+        found.target = into_schema
+    return found
 
 
 def extract_tables(

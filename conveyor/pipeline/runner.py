@@ -33,7 +33,7 @@ from conveyor.pipeline import deadman, notify
 from conveyor.pipeline.definitions import Pipeline
 from conveyor.pipeline.locks import hold, lock_names
 from conveyor.project import Project, Relation
-from conveyor.runctx import Reporter, RunContext, open_environment, open_tracking, whole_schemas
+from conveyor.runctx import Reporter, RunContext, RunLifecycle, open_environment, open_tracking, whole_schemas
 from conveyor.tracking.runs import new_run_id
 from conveyor.tracking.store import TrackingStore
 from conveyor.warehouse import engine_class, open_warehouse
@@ -137,28 +137,25 @@ def _run_held(
     problems: Sequence[ConveyorError],
 ) -> PipelineOutcome:
     config = pipeline.config
-    selection = " ".join(config.selection) or None
-    tracking.start_run(
-        "pipeline", project=project.settings.name, environment=config.environments.primary,
-        pipeline=pipeline.name, selection=selection, run_id=run_id,
+    life = RunLifecycle(
+        project, "pipeline", environment=config.environments.primary, selection=config.selection,
+        reporter=reporter, jobs=config.runtime.jobs, pipeline=pipeline.name, run_id=run_id, tracking=tracking,
     )  # fmt: skip
-    ctx = RunContext(
-        project, tracking, run_id, reporter or Reporter(), config.runtime.jobs or project.settings.defaults.jobs
-    )
+    ctx = life.ctx
     state = _State(
         ctx, pipeline, project.select(config.selection), began + config.timeout_s, stop or threading.Event(),
         problems=problems,
     )  # fmt: skip
     outcome = PipelineOutcome(run_id, pipeline.name, "running", 0.0)
-    try:
-        _run(state, outcome, scheduled_for)
-    except KeyboardInterrupt as exc:  # Ctrl-C: the statements in flight were cancelled (conveyor/cancel.py)
-        outcome.status = "cancelled"
-        outcome.steps.append(StepResult("cancel", None, False, error=str(exc) or "cancelled by Ctrl-C (SIGINT)"))
-        raise
-    finally:
-        _finish(state, outcome, began)
-        ctx.reads.release()
+    with life:
+        try:
+            _run(state, outcome, scheduled_for)
+        except KeyboardInterrupt as exc:  # Ctrl-C: the statements in flight were cancelled (conveyor/cancel.py)
+            outcome.status = "cancelled"
+            outcome.steps.append(StepResult("cancel", None, False, error=str(exc) or "cancelled by Ctrl-C (SIGINT)"))
+            raise
+        finally:
+            _finish(state, outcome, began, life)
     return outcome
 
 
@@ -382,7 +379,7 @@ def _deadman_urls(state: _State) -> list[str]:
     return _urls(state, [(("deadman", i), url) for i, url in enumerate(state.pipeline.config.deadman)])
 
 
-def _finish(state: _State, outcome: PipelineOutcome, began: float) -> None:
+def _finish(state: _State, outcome: PipelineOutcome, began: float, life: RunLifecycle) -> None:
     if outcome.status == "running":
         outcome.status = "failed"
     outcome.seconds = time.monotonic() - began
@@ -401,7 +398,7 @@ def _finish(state: _State, outcome: PipelineOutcome, began: float) -> None:
         "environments": state.pipeline.environments,
     }
     run_status = outcome.status if outcome.status in ("succeeded", "failed", "cancelled") else "failed"
-    state.ctx.tracking.finish_run(state.ctx.run_id, run_status, error=first_error, summary=summary)
+    life.finish(run_status, error=first_error, summary=summary)
     event = "success" if outcome.ok else "failure"
     try:
         deadman.ping(_deadman_urls(state), "success" if outcome.ok else "fail", report.body)
