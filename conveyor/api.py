@@ -21,6 +21,7 @@ from conveyor.config.settings import IDENTIFIER
 from conveyor.errors import ConveyorError, LakeError, UserError, did_you_mean
 from conveyor.extract.extract import ExtractSummary, check_jobs, extract
 from conveyor.extract.jobs import ExtractEvent, plan
+from conveyor.faults import crash_point
 from conveyor.lake.lake import Lake
 from conveyor.load.build import (
     BuildOptions,
@@ -114,6 +115,7 @@ class _Run:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, _tb: object) -> None:
+        crash_point("run.before_finish")
         self.outcome.seconds = time.monotonic() - self.began
         if exc is not None:
             text = exc.render() if isinstance(exc, ConveyorError) else f"{type(exc).__name__}: {exc}"
@@ -179,7 +181,10 @@ def load(
     options = BuildOptions(skip_copy=skip_copy)
     note = None
     if resume or continue_from:
-        selection, options, note = _resume_point(project, warehouse.name, selection, continue_from, skip_copy)
+        selection, resumed, note = _resume_point(project, warehouse, selection, continue_from, skip_copy)
+        if resumed is None:
+            return _nothing_to_resume(project, warehouse, selection, note, reporter)
+        options = resumed
     relations = whole_schemas(project, project.select(selection))
     todo = [r for r in relations if r.name not in options.done]
     check_own_database(project, todo, warehouse)  # bad input: fail before writing
@@ -318,15 +323,28 @@ def unparsed_notes(project: Project, relations: Sequence[Relation]) -> list[str]
     ]
 
 
+def _nothing_to_resume(
+    project: Project, warehouse: Warehouse, selection: Sequence[str], note: str, reporter: Reporter | None
+) -> Outcome:
+    """A load --resume of a load that published before it died: a run that builds nothing, with a note."""
+    with _Run(project, "load", env=warehouse.name, selection=selection, reporter=reporter, jobs=1) as run:
+        run.outcome.warehouse = warehouse.describe()
+        run.outcome.notes.append(note)
+    return run.outcome
+
+
 def _resume_point(
-    project: Project, env: str, selection: Sequence[str], continue_from: str | None, skip_copy: bool
-) -> tuple[Sequence[str], BuildOptions, str]:
+    project: Project, warehouse: Warehouse, selection: Sequence[str], continue_from: str | None, skip_copy: bool
+) -> tuple[Sequence[str], BuildOptions | None, str]:
     """The last failed or abandoned load of ``env``, which of its relations need no rebuilding, and a note.
 
     An abandoned load (its process was killed) is resumed like a failed one: its build was
     kept where it stopped. One that died before its build began (while extracting, say) left
-    no build: its selection is loaded afresh.
+    no build: its selection is loaded afresh. One that died after it published (before it
+    was recorded finished, or in the middle of publishing, past the point of no return)
+    left nothing to resume: no options, and a note saying so.
     """
+    env = warehouse.name
     store = open_tracking(project)
     try:
         ended = store.list_runs(limit=50, statuses=("failed", "abandoned"))  # dead runs read as abandoned
@@ -340,6 +358,8 @@ def _resume_point(
     finally:
         store.close()
     chosen = tuple(selection) or tuple((last.selection or "").split())
+    if _published(warehouse, last.run_id, events):
+        return chosen, None, f"run {last.run_id} published its build before it died: nothing is left to resume"
     if last.status == "abandoned" and not any(e.step in ("load", "build") for e in events):
         note = f"run {last.run_id} died before its build began: loaded afresh"
         return chosen, BuildOptions(skip_copy=skip_copy), note
@@ -354,6 +374,21 @@ def _resume_point(
         built &= set(relations[: relations.index(continue_from)])
     options = BuildOptions(skip_copy=skip_copy, resume_from=last.run_id, done=frozenset(built), changed=tuple(changed))
     return chosen, options, f"resumed the build of run {last.run_id} ({last.status})"
+
+
+def _published(warehouse: Warehouse, run_id: str, events: Sequence[EventRow]) -> bool:
+    """Whether a dead or failed load's build was published.
+
+    Its publish step says so when it finished. A run killed during that step (the step reads
+    ``abandoned``) published if its kept build is gone; a publish that failed discarded its
+    build and says so, which is not this case.
+    """
+    publish = [e.status for e in events if e.step == "publish"]
+    if not publish:
+        return False
+    if publish[-1] in ("running", "abandoned"):
+        return warehouse.kept_build(run_id) is False
+    return publish[-1] == "succeeded"
 
 
 def _finished(project: Project, events: Sequence[EventRow]) -> set[str]:

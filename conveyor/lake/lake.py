@@ -36,6 +36,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from conveyor.errors import LakeError
+from conveyor.faults import crash_point
 from conveyor.lake.manifest import MANIFEST, Manifest, PartFile, fsync_dir, read_manifest
 
 #: characters that cannot appear in a path component as they are; each is percent-encoded
@@ -239,6 +240,10 @@ class Lake:
         for manifest in committed[: full[-keep]]:
             assert manifest.folder is not None
             (manifest.folder / MANIFEST).unlink()
+            crash_point("lake.prune.after_manifest")
+            for part in manifest.paths():
+                part.unlink(missing_ok=True)
+                crash_point("lake.prune.mid_parts")
             shutil.rmtree(manifest.folder, ignore_errors=True)
             removed.append(manifest.extract_id)
         return removed

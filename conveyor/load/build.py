@@ -20,6 +20,7 @@ from conveyor.config.secrets import scrub
 from conveyor.config.settings import EnvironmentConfig
 from conveyor.design.models import TableDesign
 from conveyor.errors import ConveyorError, DependencyError, LoadError, Location
+from conveyor.faults import crash_point
 from conveyor.graph.selection import select
 from conveyor.graph.splice import limit_zero, splice_tables, statement_text
 from conveyor.graph.sqldeps import SqlParseError, TableRef, is_own_catalog, parse_sql, resolve
@@ -348,6 +349,7 @@ class _Runner:
                 with self.ctx.step(relation.name, "check"):
                     self._check(relation)
             status, error = "succeeded", None
+            crash_point("build.relation.after")
         except Exception as exc:  # any failure is this relation's failure; the others go on
             text = exc.render() if isinstance(exc, ConveyorError) else f"{type(exc).__name__}: {exc}"
             status, error = "failed", scrub(text)

@@ -25,6 +25,7 @@ import tenacity
 from conveyor.config.settings import EnvironmentConfig
 from conveyor.design.models import TableDesign
 from conveyor.errors import WarehouseError
+from conveyor.faults import crash_point
 from conveyor.lake.manifest import Manifest, fsync_dir
 from conveyor.warehouse import duckdb_lock
 from conveyor.warehouse.base import Transaction, Warehouse, literal, qualified, quote
@@ -102,6 +103,9 @@ class DuckDBWarehouse(Warehouse):
 
     def describe(self) -> str:
         return f"DuckDB file {self.path}"
+
+    def kept_build(self, run_id: str) -> bool:
+        return staging_path(self.path, run_id).exists()
 
     def transaction(
         self,
@@ -341,8 +345,10 @@ class DuckDBBuild(DuckDBRelations):
             backup.unlink(missing_ok=True)
             if self.target.exists() and self.keep_backup:
                 os.link(self.target, backup)
+            crash_point("duckdb.publish.before_rename")
             os.replace(self.staging, self.target)
             fsync_dir(self.target.parent)
+            crash_point("duckdb.publish.after_rename")
         except BaseException:
             self.abort()
             raise
@@ -498,6 +504,7 @@ class DuckDBTransaction(DuckDBRelations, Transaction):
             self.con.close()
             duckdb_lock.release(self._lock_file)
             raise WarehouseError(f"committing the changes failed: {exc}") from None
+        crash_point("duckdb.update.after_commit")
         try:
             # folds the WAL into the file; readers with open transactions can make it wait for
             # later, which is harmless: the next load checkpoints before it replaces the file

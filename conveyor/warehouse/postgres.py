@@ -29,7 +29,7 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import closing, contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,7 @@ from conveyor.config.secrets import mask_dsn, scrub, scrub_dsn
 from conveyor.config.settings import EnvironmentConfig
 from conveyor.design.models import TableDesign
 from conveyor.errors import LoadError, WarehouseError
+from conveyor.faults import crash_point
 from conveyor.graph.splice import limit_zero
 from conveyor.lake.manifest import Manifest
 from conveyor.warehouse import ddl
@@ -164,6 +165,16 @@ class PostgresWarehouse(Warehouse):
             ) from None
         _end_with_client(con)
         return con
+
+    def kept_build(self, run_id: str) -> bool:
+        """Whether a staging schema marked with the run is there (publishing renames it away)."""
+        with closing(self.connect()) as con:
+            row = con.execute(
+                "SELECT count(*) FROM pg_namespace WHERE right(nspname, %s) = %s "
+                "AND obj_description(oid, 'pg_namespace') = %s",
+                (len(STAGING), STAGING, _BUILD_MARK + run_id),
+            ).fetchone()
+        return bool(row and row[0])
 
     def begin(
         self, schemas: Sequence[str], *, run_id: str, keep_schemas: bool = True, resume_from: str | None = None
@@ -381,6 +392,7 @@ class PostgresBuild(Build):
                 keys = ", ".join(quote(c) for c in key)
                 match = " AND ".join(f"{target}.{quote(c)} = i.{quote(c)}" for c in key)
                 con.execute(f"DELETE FROM {target} USING (SELECT DISTINCT {keys} FROM incoming) AS i WHERE {match}")
+            crash_point("warehouse.merge.mid")
             columns = ", ".join(quote(c.name) for c in design.loaded_columns)
             rows = con.execute(f"INSERT INTO {target} ({columns}) SELECT {columns} FROM incoming").rowcount
             # several merges can share one transaction (update): the next creates it again
@@ -603,6 +615,7 @@ class PostgresBuild(Build):
             for schema in self.schemas:
                 con.execute(f"DROP SCHEMA IF EXISTS {quote(schema + BACKUP)} CASCADE")
         self._grant(con)
+        crash_point("pg.publish.before_commit")
 
     def _grant(self, con: psycopg.Connection[Any]) -> None:
         for schema in self.schemas:
@@ -1325,6 +1338,7 @@ def copy_parquet(
             copy.write(SIGNATURE)
             for chunk in chunks:
                 copy.write(chunk)
+                crash_point("pg.copy.batch")
             copy.write(TRAILER)
         return max(cursor.rowcount, 0)
 
