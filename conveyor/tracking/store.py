@@ -833,7 +833,7 @@ class TrackingStore(RunLiveness, PipelineState):
             ValueError: ``status`` is not ``succeeded`` or ``failed``.
             TrackingStoreError: there is no such extract.
         """
-        _check_status(status, EXTRACT_STATUSES - {"running"}, "extract")
+        _check_status(status, EXTRACT_STATUSES - {"running", "abandoned"}, "extract")
         now = _now()
         with self._session() as db, db.transaction():
             found = db.query("SELECT source, table_name, started_at FROM extracts WHERE extract_id = ?", (extract_id,))
@@ -868,14 +868,19 @@ class TrackingStore(RunLiveness, PipelineState):
     def list_extracts(
         self, *, run_id: str | None = None, source: str | None = None, table: str | None = None, limit: int = 50
     ) -> list[ExtractRow]:
-        """Extract attempts, newest first, optionally filtered."""
+        """Extract attempts, newest first, optionally filtered (those of dead runs read ``abandoned``)."""
+        self.abandon_dead_runs()
         clause, params = _where({"run_id": run_id, "source": source, "table_name": table})
         sql = f"SELECT {_EXTRACT_COLUMNS} FROM extracts {clause}ORDER BY started_at DESC, extract_id DESC LIMIT ?"
         with self._session() as db:
             return [row_from(ExtractRow, row) for row in db.query(sql, [*params, limit])]
 
     def extract_state(self, source: str | None = None, table: str | None = None) -> list[ExtractStateRow]:
-        """The state of every extracted table (or of one source, or one table), sorted."""
+        """The state of every extracted table (or of one source, or one table), sorted.
+
+        A table whose latest attempt belonged to a run that died reads ``abandoned``.
+        """
+        self.abandon_dead_runs()
         clause, params = _where({"source": source, "table_name": table})
         sql = f"SELECT {_STATE_COLUMNS} FROM extract_state {clause}ORDER BY source, table_name"
         with self._session() as db:

@@ -326,6 +326,16 @@ def state_problems(place: Place, old: dict[str, str], new: dict[str, str], *, ki
             problems.append(f"watermark ahead: stored {mark}, committed parts reach {top}")
         runs = store.list_runs(limit=100)  # reading marks dead runs abandoned
         problems += [f"run left running: {r.command} {r.run_id}" for r in runs if r.status == "running"]
+        problems += [
+            f"run left running: the extract of {e.table_name} ({e.extract_id}) reads running"
+            for e in store.list_extracts(limit=100)
+            if e.status == "running"
+        ]
+        problems += [
+            f"run left running: the extract state of {s.table_name} reads running"
+            for s in store.extract_state()
+            if s.status == "running"
+        ]
         if killed_run and runs[0].status != "abandoned":
             problems.append(f"the killed run reads as {runs[0].status}, not abandoned")
     finally:
