@@ -34,6 +34,7 @@ from conveyor.load.build import (
     has_checks,
     manifests_for,
 )
+from conveyor.load.resume import build_events
 from conveyor.load.unload import unload as unload_relations
 from conveyor.load.update import LOCK_TIMEOUT_S, wait_for_extracts, with_dependents
 from conveyor.load.update import update as update_relations
@@ -354,11 +355,11 @@ def _resume_point(
                 f'there is no failed load of environment "{env}" to resume.', hint="Run conveyor load without --resume."
             )
         _refuse_stale_resume(store, env, last)
-        events = store.run_events(last.run_id)
+        build_id, events = build_events(store, last)
     finally:
         store.close()
     chosen = tuple(selection) or tuple((last.selection or "").split())
-    if _published(warehouse, last.run_id, events):
+    if _published(warehouse, build_id, events):
         return chosen, None, f"run {last.run_id} published its build before it died: nothing is left to resume"
     if last.status == "abandoned" and not any(e.step in ("load", "build") for e in events):
         note = f"run {last.run_id} died before its build began: loaded afresh"
@@ -372,8 +373,9 @@ def _resume_point(
                 + did_you_mean(continue_from, relations)
             )
         built &= set(relations[: relations.index(continue_from)])
-    options = BuildOptions(skip_copy=skip_copy, resume_from=last.run_id, done=frozenset(built), changed=tuple(changed))
-    return chosen, options, f"resumed the build of run {last.run_id} ({last.status})"
+    options = BuildOptions(skip_copy=skip_copy, resume_from=build_id, done=frozenset(built), changed=tuple(changed))
+    begun = f", begun by run {build_id}" if build_id != last.run_id else ""
+    return chosen, options, f"resumed the build of run {last.run_id} ({last.status}){begun}"
 
 
 def _published(warehouse: Warehouse, run_id: str, events: Sequence[EventRow]) -> bool:

@@ -26,6 +26,7 @@ from conveyor.graph.splice import limit_zero, splice_tables, statement_text
 from conveyor.graph.sqldeps import SqlParseError, TableRef, is_own_catalog, parse_sql, resolve
 from conveyor.lake.lake import Lake
 from conveyor.lake.manifest import Manifest
+from conveyor.load.resume import record_resume
 from conveyor.project import Project, Relation, own_catalogs
 from conveyor.runctx import RunContext, StepOutcome
 from conveyor.warehouse import render_type
@@ -251,6 +252,8 @@ def build(
     manifests = {} if options.skip_copy else dict(options.pinned or manifests_for(project, todo))
     schemas = sorted({r.schema for r in relations})
     ctx.reporter.phase("build", len(todo))
+    if options.resume_from:
+        record_resume(ctx, options.resume_from)  # first: a resume that dies in turn is resumed the same way
     staging = warehouse.begin(schemas, run_id=ctx.run_id, resume_from=options.resume_from)
     result = BuildResult(status=dict.fromkeys(options.done, "succeeded"), manifests=manifests)
     try:

@@ -447,3 +447,21 @@ def test_kills_at_random_moments_leave_old_or_new_and_a_rerun_converges(lab: Lab
     tally = f"{KILLS - finished} killed, {finished} finished first, {len(problems)} problems"
     print(f"random kills on {warehouse}: {tally}")
     assert not problems, "\n".join(problems)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("warehouse", ["duckdb", "postgres"])
+def test_a_resume_killed_in_turn_is_resumed(lab: Lab, warehouse: str) -> None:
+    """A run killed mid-build, its `load --resume` killed mid-build too: the next resume finishes the same build."""
+    if warehouse == "postgres" and not _reachable(5432):
+        pytest.skip("PostgreSQL is not running on 127.0.0.1:5432")
+    world = lab.world(warehouse)
+    env = ENVIRONMENT[warehouse]
+    place = lab.copy(world.before_run)
+    code, out = lab.cli(place, "-q", "run", "--env", env, crash_at="build.relation.after:2")
+    assert code == SIGKILLED, out
+    code, out = lab.cli(place, "-q", "load", "--resume", "--env", env, crash_at="build.relation.after:1")
+    assert code == SIGKILLED, out
+    problems = state_problems(place, world.old, world.after_run)
+    problems += converged(lab, place, ("load", "--resume", "--env", env), world.after_run)
+    assert not problems, "\n".join(problems)
