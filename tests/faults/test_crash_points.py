@@ -30,6 +30,7 @@ import sqlite3
 import subprocess
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -213,6 +214,7 @@ class World:
     old: dict[str, str] = field(default_factory=dict)
     after_run: dict[str, str] = field(default_factory=dict)
     after_update: dict[str, str] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)  # how long a clean run and update take, once started
 
 
 class Lab:
@@ -252,14 +254,25 @@ class Lab:
         reference = self.copy(first)
         self.ok(reference, "-q", "run", "--env", env)
         world.after_run = reference.digest()
+        world.seconds["run"] = last_duration(reference)
         world.before_update = self.copy(first)
         self.ok(world.before_update, "-q", "extract")
         reference = self.copy(world.before_update)
         self.ok(reference, "-q", "update", "--env", env)
         world.after_update = reference.digest()
+        world.seconds["update"] = last_duration(reference)
         assert world.old != world.after_run and world.after_update == world.after_run
         self.worlds[warehouse] = world
         return world
+
+
+def last_duration(place: Place) -> float:
+    """How long the newest run of a project took, as its run records it."""
+    store = TrackingStore.open(default_dsn(place.root))
+    try:
+        return float(store.list_runs(limit=1)[0].duration_s or 1.0)
+    finally:
+        store.close()
 
 
 @pytest.fixture(scope="module")
@@ -403,6 +416,36 @@ def test_an_unset_crash_point_costs_a_comparison() -> None:
 
 # ---------------------------------------------------------------------------- kills at random moments
 
+
+def wait_for_a_running_run(place: Place, process: subprocess.Popen, timeout: float = 60) -> None:
+    """Return once the command's run is recorded ``running`` (or the command has ended)."""
+    uri = f"file:{place.root / '.conveyor' / 'tracking.db'}?mode=ro"
+    deadline = time.monotonic() + timeout
+    while process.poll() is None and time.monotonic() < deadline:
+        con = sqlite3.connect(uri, uri=True, timeout=5)
+        try:
+            if con.execute("SELECT count(*) FROM runs WHERE status = 'running'").fetchone()[0]:
+                return
+        finally:
+            con.close()
+        time.sleep(0.005)
+
+
+def killed_in(place: Place, command: str) -> str:
+    """The step the killed command was in: the last step its run recorded (or where it was outside its run)."""
+    store = TrackingStore.open(default_dsn(place.root))
+    try:
+        run = store.list_runs(limit=1)[0]
+        if run.command != command:
+            return "before its run began"
+        if run.status == "succeeded":
+            return "after its run ended"
+        events = store.run_events(run.run_id)
+    finally:
+        store.close()
+    return events[-1].step if events else "before its first step"
+
+
 KILLS = 10
 """Kills per warehouse; half of them hit a `conveyor run`, half a `conveyor update`."""
 
@@ -418,13 +461,14 @@ def test_kills_at_random_moments_leave_old_or_new_and_a_rerun_converges(lab: Lab
     rng = random.Random(seed)
     world = lab.world(warehouse)
     env = ENVIRONMENT[warehouse]
-    problems, finished = [], 0
+    problems, finished, phases = [], 0, Counter()
     for kill in range(KILLS):
         command = ("run", "update")[kill % 2]
         template = world.before_run if command == "run" else world.before_update
         new = world.after_run if command == "run" else world.after_update
         place = lab.copy(template)
-        delay = rng.uniform(0.8, 3.4)
+        # the kill comes at a random moment of the command's work, once its run has begun
+        delay = rng.uniform(0.0, 1.5 * world.seconds[command])
         process = subprocess.Popen(
             [CONVEYOR, "-q", "-p", str(place.root), command, "--env", env],
             env={**os.environ, **place.env, "NO_COLOR": "1", "TERM": "dumb"},
@@ -432,19 +476,24 @@ def test_kills_at_random_moments_leave_old_or_new_and_a_rerun_converges(lab: Lab
             stderr=subprocess.DEVNULL,
         )
         try:
+            wait_for_a_running_run(place, process)
             process.wait(timeout=delay)
         except subprocess.TimeoutExpired:
             process.send_signal(signal.SIGKILL)
         code = process.wait(timeout=60)
-        what = f"kill {kill} ({command} after {delay:.2f} s)"
+        phase = "finished" if code != SIGKILLED else killed_in(place, command)
+        phases[phase] += 1
+        what = f"kill {kill} ({command} after {delay:.2f} s, {phase})"
         if code != SIGKILLED:
             finished += 1
             if code != 0:
                 problems.append(f"{what}: finished before the kill with exit code {code}")
         found = state_problems(place, world.old, new, killed_run=False)
+        if command == "run" and phase in ("load", "build", "check", "publish"):
+            found += converged(lab, lab.copy(place), ("load", "--resume", "--env", env), new)
         found += converged(lab, place, (command, "--env", env), new)
         problems += [f"{what}: {p}" for p in found]
-    tally = f"{KILLS - finished} killed, {finished} finished first, {len(problems)} problems"
+    tally = f"{KILLS - finished} killed ({dict(phases)}), {finished} finished first, {len(problems)} problems"
     print(f"random kills on {warehouse}: {tally}")
     assert not problems, "\n".join(problems)
 
