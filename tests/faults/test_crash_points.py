@@ -32,6 +32,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,7 +45,7 @@ from conveyor.lake.lake import Lake
 from conveyor.tracking.store import TrackingStore, default_dsn
 from tests.conftest import CONVEYOR, CONVEYOR_YAML, build_project, warehouse_digest
 from tests.faults.forkcli import ForkServer
-from tests.pgwarehouse.conftest import ADMIN, _reachable, drop_database
+from tests.pgwarehouse.conftest import ADMIN, _reachable
 
 SIGKILLED = -9
 
@@ -123,10 +124,16 @@ def change_upstream(root: Path) -> None:
 
 
 class Databases:
-    """Throw-away PostgreSQL databases, cloned from each other with CREATE DATABASE ... TEMPLATE."""
+    """Throw-away PostgreSQL databases, cloned from each other with CREATE DATABASE ... TEMPLATE.
+
+    A DROP DATABASE waits for a checkpoint, so a case's databases are dropped in the
+    background while the next cases run; ``kept`` ones (the templates) at the end.
+    """
 
     def __init__(self) -> None:
         self.made: list[str] = []
+        self.kept: set[str] = set()
+        self._dropper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="drop-databases")
 
     def dsn(self, name: str) -> str:
         return f"postgresql://postgres@127.0.0.1:5432/{name}"
@@ -157,9 +164,23 @@ class Databases:
                     raise
                 time.sleep(0.1)
 
+    def release(self) -> None:
+        """Drop, in the background, every database made so far that is not kept."""
+        names = [name for name in self.made if name not in self.kept]
+        self.made = [name for name in self.made if name in self.kept]
+        if names:
+            self._dropper.submit(self._drop, names)
+
+    @staticmethod
+    def _drop(names: list[str]) -> None:
+        with psycopg.connect(ADMIN, autocommit=True) as admin:
+            for name in names:
+                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'.encode())
+
     def drop_all(self) -> None:
-        for name in self.made:
-            drop_database(name)
+        self.kept.clear()
+        self.release()
+        self._dropper.shutdown(wait=True)
 
 
 def pg_digest(dsn: str) -> dict[str, str]:
@@ -262,6 +283,7 @@ class Lab:
         world.after_update = reference.digest()
         world.seconds["update"] = last_duration(reference)
         assert world.old != world.after_run and world.after_update == world.after_run
+        self.databases.kept |= {p.database for p in (world.before_run, world.before_update) if p.database}
         self.worlds[warehouse] = world
         return world
 
@@ -275,8 +297,15 @@ def last_duration(place: Place) -> float:
         store.close()
 
 
+@pytest.fixture
+def lab(shared_lab: Lab) -> Iterator[Lab]:
+    """The module's lab; the databases a test made are dropped after it."""
+    yield shared_lab
+    shared_lab.databases.release()
+
+
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+def shared_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     server = ForkServer()
     databases = Databases()
     try:
