@@ -413,12 +413,14 @@ def _refuse_stale_resume(store: TrackingStore, env: str, load: RunRow) -> None:
 
     Its relations were built from the warehouse and extracts as they were then; publishing
     them would undo the later change (and the tracking store would still say it was applied).
+    A run that failed or died counts when it may have changed something (:func:`_changed`).
     """
     later = [
         r
-        for r in store.list_runs(limit=200, status="succeeded")
+        for r in store.list_runs(limit=200, statuses=("succeeded", "failed", "abandoned"))
         if r.environment == env and r.command in _IN_PLACE and r.started_at > load.started_at
-    ]
+        and _changed(store, r)
+    ]  # fmt: skip
     if later:
         raise UserError(
             f'the {later[-1].command} run {later[-1].run_id} changed environment "{env}" after the failed load '
@@ -428,6 +430,21 @@ def _refuse_stale_resume(store: TrackingStore, env: str, load: RunRow) -> None:
 
 
 _IN_PLACE = ("update", "upgrade", "pipeline")
+
+
+def _changed(store: TrackingStore, run: RunRow) -> bool:
+    """Whether an update, upgrade or pipeline run may have changed the warehouse.
+
+    A succeeded one did. An update that failed or died changed it only if its commit began
+    (an update killed after committing reads ``abandoned``). An upgrade commits each
+    relation on its own, so any relation it finished changed it.
+    """
+    if run.status == "succeeded":
+        return True
+    events = store.run_events(run.run_id)
+    if any(e.step == "commit" and e.status != "failed" for e in events):
+        return True
+    return run.command != "update" and any(e.step == "upgrade" and e.status == "succeeded" for e in events)
 
 
 def _unchanged(

@@ -543,3 +543,25 @@ def test_a_resume_killed_in_turn_is_resumed(lab: Lab, warehouse: str) -> None:
     problems = state_problems(place, world.old, world.after_run)
     problems += converged(lab, place, ("load", "--resume", "--env", env), world.after_run)
     assert not problems, "\n".join(problems)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("warehouse", ["duckdb", "postgres"])
+def test_a_kept_build_is_not_published_over_an_update_that_died_after_committing(lab: Lab, warehouse: str) -> None:
+    """An update killed after its commit changed the warehouse: an older kept build must not be resumed over it."""
+    if warehouse == "postgres" and not _reachable(5432):
+        pytest.skip("PostgreSQL is not running on 127.0.0.1:5432")
+    world = lab.world(warehouse)
+    env = ENVIRONMENT[warehouse]
+    place = lab.copy(world.before_run)
+    code, out = lab.cli(place, "-q", "load", "--env", env, crash_at="build.relation.after:2")  # a kept build
+    assert code == SIGKILLED, out
+    lab.ok(place, "-q", "extract")
+    committed = "duckdb.update.after_commit" if warehouse == "duckdb" else "run.before_finish"
+    code, out = lab.cli(place, "-q", "update", "--env", env, crash_at=committed)
+    assert code == SIGKILLED, out
+    assert place.digest() == world.after_update
+
+    code, out = lab.cli(place, "-q", "load", "--resume", "--env", env)
+    assert code == 2 and "cannot be resumed" in out, out
+    assert place.digest() == world.after_update
