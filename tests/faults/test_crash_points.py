@@ -14,6 +14,10 @@ point (``CONVEYOR_CRASH_AT``, see conveyor/faults.py and docs/reliability.md), a
 - a rerun converges: the same command again (and ``load --resume`` for a run killed while
   loading) leaves exactly the checksums of a clean run.
 
+Two more cases chain kills: a `load --resume` killed in turn must be resumable, and a build
+kept from before an update that died after committing must not be resumed over it. A slow
+test kills runs and updates at random moments of their work, ten per warehouse.
+
 Commands run in processes forked by tests/faults/forkcli.py (``--serve``), which pays the
 imports once; a crash point kills only its own forked process.
 """
