@@ -501,7 +501,7 @@ def test_kills_at_random_moments_leave_old_or_new_and_a_rerun_converges(lab: Lab
         new = world.after_run if command == "run" else world.after_update
         place = lab.copy(template)
         # the kill comes at a random moment of the command's work, once its run has begun
-        delay = rng.uniform(0.0, 1.5 * world.seconds[command])
+        delay = rng.uniform(0.0, world.seconds[command])
         process = subprocess.Popen(
             [CONVEYOR, "-q", "-p", str(place.root), command, "--env", env],
             env={**os.environ, **place.env, "NO_COLOR": "1", "TERM": "dumb"},
