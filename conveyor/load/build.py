@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence, Set
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from conveyor.config.secrets import scrub
 from conveyor.config.settings import EnvironmentConfig
@@ -26,11 +27,21 @@ from conveyor.graph.splice import limit_zero, splice_tables, statement_text
 from conveyor.graph.sqldeps import SqlParseError, TableRef, is_own_catalog, parse_sql, resolve
 from conveyor.lake.lake import Lake
 from conveyor.lake.manifest import Manifest
-from conveyor.load.resume import record_resume
 from conveyor.project import Project, Relation, own_catalogs
 from conveyor.runctx import RunContext, StepOutcome
 from conveyor.warehouse import render_type
 from conveyor.warehouse.base import Build, Warehouse, quote
+
+RESUME_STEP = "resume"
+"""The step of the event (relation ``*``) a resumed load records, naming the build it continues."""
+
+
+def record_resume(ctx: RunContext, build_id: str) -> None:
+    """Record that this run continues the kept build of run ``build_id`` (see load/resume.py)."""
+    now = datetime.now(UTC)
+    ctx.tracking.record_event(
+        ctx.run_id, "*", RESUME_STEP, "succeeded", started_at=now, finished_at=now, detail={"build": build_id}
+    )
 
 
 @dataclass

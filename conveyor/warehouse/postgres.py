@@ -166,14 +166,17 @@ class PostgresWarehouse(Warehouse):
         _end_with_client(con)
         return con
 
-    def kept_build(self, run_id: str) -> bool:
+    def kept_build(self, run_id: str) -> bool | None:
         """Whether a staging schema marked with the run is there (publishing renames it away)."""
         with closing(self.connect()) as con:
-            row = con.execute(
-                "SELECT count(*) FROM pg_namespace WHERE right(nspname, %s) = %s "
-                "AND obj_description(oid, 'pg_namespace') = %s",
-                (len(STAGING), STAGING, _BUILD_MARK + run_id),
-            ).fetchone()
+            try:
+                row = con.execute(
+                    "SELECT count(*) FROM pg_namespace WHERE right(nspname, %s) = %s "
+                    "AND obj_description(oid, 'pg_namespace') = %s",
+                    (len(STAGING), STAGING, _BUILD_MARK + run_id),
+                ).fetchone()
+            except psycopg.Error:
+                return None  # a catalog that cannot tell (the resume then finds out)
         return bool(row and row[0])
 
     def begin(
