@@ -22,6 +22,7 @@ from conveyor.config.settings import IDENTIFIER
 from conveyor.errors import ConveyorError, LakeError, UserError, did_you_mean
 from conveyor.extract.jobs import ExtractEvent, ExtractJob
 from conveyor.extract.jobs import plan as plan_jobs
+from conveyor.faults import crash_point
 from conveyor.load.build import (
     BuildOptions,
     BuildResult,
@@ -29,10 +30,9 @@ from conveyor.load.build import (
     check_kept_views,
     check_own_database,
     executable_sql,
-    fingerprint,
-    has_checks,
     manifests_for,
 )
+from conveyor.load.resume import resume_point
 from conveyor.load.update import LOCK_TIMEOUT_S, wait_for_extracts, with_dependents
 from conveyor.load.update import update as update_relations
 from conveyor.load.upgrade import target_names
@@ -40,7 +40,6 @@ from conveyor.load.upgrade import upgrade as upgrade_relations
 from conveyor.project import Project, Relation
 from conveyor.runctx import Reporter, RunLifecycle, open_environment, open_tracking, whole_schemas
 from conveyor.tracking.models import EventRow, ExtractStateRow, RunRow
-from conveyor.tracking.store import TrackingStore
 from conveyor.warehouse import ddl
 from conveyor.warehouse.base import Warehouse, qualified
 
@@ -112,6 +111,7 @@ class _Run:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        crash_point("run.before_finish")
         self.outcome.seconds = self.life.seconds
         summary = self.outcome.summary()
         if isinstance(exc, KeyboardInterrupt):
@@ -260,7 +260,10 @@ def load(
     options = BuildOptions(skip_copy=skip_copy)
     note = None
     if resume or continue_from:
-        selection, options, note = _resume_point(project, warehouse.name, selection, continue_from, skip_copy)
+        selection, resumed, note = resume_point(project, warehouse, selection, continue_from, skip_copy)
+        if resumed is None:
+            return _nothing_to_resume(project, warehouse, selection, note, reporter)
+        options = resumed
     relations = whole_schemas(project, project.select(selection))
     todo = [r for r in relations if r.name not in options.done]
     check_own_database(project, todo, warehouse)  # bad input: fail before writing
@@ -402,117 +405,14 @@ def unparsed_notes(project: Project, relations: Sequence[Relation]) -> list[str]
     ]
 
 
-def _resume_point(
-    project: Project, env: str, selection: Sequence[str], continue_from: str | None, skip_copy: bool
-) -> tuple[Sequence[str], BuildOptions, str]:
-    """The last failed or abandoned load of ``env``, which of its relations need no rebuilding, and a note.
-
-    An abandoned load (its process was killed) is resumed like a failed one: its build was
-    kept where it stopped. One that died before its build began (while extracting, say) left
-    no build: its selection is loaded afresh.
-    """
-    store = open_tracking(project)
-    try:
-        ended = store.list_runs(limit=50, statuses=("failed", "abandoned"))  # dead runs read as abandoned
-        last, events = None, []
-        for candidate in (r for r in ended if r.command in ("load", "run") and r.environment == env):
-            events = store.run_events(candidate.run_id)
-            # a load that failed before its build began (refused beside another load, say) left
-            # nothing to resume: the failed load before it may have
-            if candidate.status == "abandoned" or any(e.step in ("load", "build") for e in events):
-                last = candidate
-                break
-        if last is None:
-            raise UserError(
-                f'there is no failed load of environment "{env}" to resume.', hint="Run conveyor load without --resume."
-            )
-        _refuse_stale_resume(store, env, last)
-    finally:
-        store.close()
-    chosen = tuple(selection) or tuple((last.selection or "").split())
-    if last.status == "abandoned" and not any(e.step in ("load", "build") for e in events):
-        note = f"run {last.run_id} died before its build began: loaded afresh"
-        return chosen, BuildOptions(skip_copy=skip_copy), note
-    built, changed = _unchanged(project, last.run_id, _finished(project, events), events)
-    relations = [r.name for r in whole_schemas(project, project.select(chosen))]
-    if continue_from is not None:
-        if continue_from not in relations:
-            raise UserError(
-                f'--continue-from "{continue_from}" is not part of the failed load {last.run_id}.'
-                + did_you_mean(continue_from, relations)
-            )
-        built &= set(relations[: relations.index(continue_from)])
-    options = BuildOptions(skip_copy=skip_copy, resume_from=last.run_id, done=frozenset(built), changed=tuple(changed))
-    return chosen, options, f"resumed the build of run {last.run_id} ({last.status})"
-
-
-def _finished(project: Project, events: Sequence[EventRow]) -> set[str]:
-    """Relations a run built and, where they have constraints, checked.
-
-    A run killed between a relation's build and its check left it unchecked: it is rebuilt.
-    """
-    built = {e.relation for e in events if e.step in ("load", "build") and e.status == "succeeded"}
-    checked = {e.relation for e in events if e.step == "check" and e.status == "succeeded"}
-
-    def needs_check(name: str) -> bool:
-        relation = project.relations.get(name)
-        return relation is not None and relation.kind != "view" and has_checks(relation.design)
-
-    return {name for name in built if name in checked or not needs_check(name)}
-
-
-def _refuse_stale_resume(store: TrackingStore, env: str, load: RunRow) -> None:
-    """A kept build must not be published over an update or upgrade that came after it began.
-
-    Its relations were built from the warehouse and extracts as they were then; publishing
-    them would undo the later change (and the tracking store would still say it was applied).
-    """
-    later = [
-        r
-        for r in store.list_runs(limit=200, status="succeeded")
-        if r.environment == env and r.command in _IN_PLACE and r.started_at > load.started_at
-    ]
-    if later:
-        raise UserError(
-            f'the {later[-1].command} run {later[-1].run_id} changed environment "{env}" after the failed load '
-            f"{load.run_id} began, so its kept build is out of date and cannot be resumed.",
-            hint="Run conveyor load without --resume or --continue-from.",
-        )
-
-
-_IN_PLACE = ("update", "upgrade", "pipeline")
-
-
-def _unchanged(
-    project: Project, run_id: str, built: set[str], events: Sequence[EventRow]
-) -> tuple[set[str], list[str]]:
-    """The built relations still as the project defines them, and those that changed since.
-
-    A relation whose SQL, design or dependencies changed since the failed load is built
-    again, and so is everything downstream of it. Without a recorded fingerprint (a load
-    recorded by an older Conveyor) there is no telling: the resume is refused.
-    """
-    recorded = {
-        e.relation: (e.detail or {}).get("fingerprint")
-        for e in events
-        if e.step in ("load", "build") and e.status == "succeeded" and e.relation in built
-    }
-    unknown = sorted(name for name, value in recorded.items() if not value and name in project.relations)
-    if unknown:
-        raise UserError(
-            f"cannot tell whether {', '.join(unknown[:3])}{' ...' if len(unknown) > 3 else ''} changed since the "
-            f"failed load {run_id}: it was recorded without fingerprints of what it built.",
-            hint="Run conveyor load without --resume.",
-        )
-    changed = sorted(
-        name
-        for name, value in recorded.items()
-        if name in project.relations and value != fingerprint(project.relations[name])
-    )
-    stale = set(changed)
-    for name in changed:
-        stale |= project.dag.downstream(name)
-    return {name for name in built if name in project.relations and name not in stale}, changed
+def _nothing_to_resume(
+    project: Project, warehouse: Warehouse, selection: Sequence[str], note: str, reporter: Reporter | None
+) -> Outcome:
+    """A load --resume of a load that published before it died: a run that builds nothing, with a note."""
+    with _Run(project, "load", env=warehouse.name, selection=selection, reporter=reporter, jobs=1) as run:
+        run.outcome.warehouse = warehouse.describe()
+        run.outcome.notes.append(note)
+    return run.outcome
 
 
 def run(
