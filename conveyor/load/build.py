@@ -23,9 +23,8 @@ from conveyor.config.settings import EnvironmentConfig
 from conveyor.design.models import TableDesign
 from conveyor.errors import ConveyorError, DependencyError, LoadError, Location
 from conveyor.faults import crash_point
+from conveyor.graph.refs import SqlParseError, TableRef, is_own_catalog, resolve
 from conveyor.graph.selection import select
-from conveyor.graph.splice import limit_zero, splice_tables, statement_text
-from conveyor.graph.sqldeps import SqlParseError, TableRef, is_own_catalog, parse_sql, resolve
 from conveyor.lake.lake import Lake
 from conveyor.lake.manifest import Manifest
 from conveyor.project import Project, Relation, own_catalogs
@@ -93,6 +92,9 @@ def executable_sql(
     unchanged; run it inside ``Build.binding(binding_schemas(...))`` so the warehouse's
     search path binds its names.
     """
+    from conveyor.graph.splice import splice_tables, statement_text  # sqlglot, when a build runs
+    from conveyor.graph.sqldeps import parse_sql
+
     assert relation.sql is not None
     if relation.unparsed is not None:
         return statement_text(relation.sql, dialect)
@@ -295,6 +297,8 @@ def _statement(
         return empty_select(relation, dialect) if options.skip_copy else ""
     sql = executable_sql(project, relation, staging.staged, rebuilt, dialect)
     if options.skip_copy and relation.kind == "ctas":
+        from conveyor.graph.splice import limit_zero
+
         return limit_zero(sql, dialect)
     return sql
 

@@ -44,7 +44,8 @@ import psycopg
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-from tests.pgwarehouse.conftest import ADMIN, _reachable
+from testkit.services import PG_ADMIN as ADMIN
+from testkit.services import reachable as _reachable
 
 from conveyor.lake.lake import Lake
 from conveyor.tracking.store import TrackingStore, default_dsn
