@@ -23,30 +23,18 @@ from conveyor.errors import ConveyorError, LakeError, UserError, did_you_mean
 from conveyor.extract.jobs import ExtractEvent, ExtractJob
 from conveyor.extract.jobs import plan as plan_jobs
 from conveyor.faults import crash_point
-from conveyor.load.build import (
-    BuildOptions,
-    BuildResult,
-    build,
-    check_kept_views,
-    check_own_database,
-    executable_sql,
-    manifests_for,
-)
-from conveyor.load.resume import resume_point
-from conveyor.load.update import LOCK_TIMEOUT_S, wait_for_extracts, with_dependents
-from conveyor.load.update import update as update_relations
-from conveyor.load.upgrade import target_names
-from conveyor.load.upgrade import upgrade as upgrade_relations
+from conveyor.load import LOCK_TIMEOUT_S
 from conveyor.project import Project, Relation
-from conveyor.runctx import Reporter, RunLifecycle, open_environment, open_tracking, whole_schemas
+from conveyor.reporting import Reporter
 from conveyor.tracking.models import EventRow, ExtractStateRow, RunRow
-from conveyor.warehouse import ddl
-from conveyor.warehouse.base import Warehouse, qualified
 
-if TYPE_CHECKING:  # the extract and unload machinery (pyarrow) loads when a command needs it
+if TYPE_CHECKING:  # the machinery (pyarrow, sqlglot, the drivers) loads when a command needs it
     from conveyor.extract.extract import ExtractSummary
+    from conveyor.load.build import BuildResult
     from conveyor.pipeline.runner import PipelineOutcome
+    from conveyor.tracking.store import TrackingStore
     from conveyor.validate.problems import Report
+    from conveyor.warehouse.base import Warehouse
 
 
 def open_project(path: Path | str = ".") -> Project:
@@ -103,6 +91,8 @@ class _Run:
         reporter: Reporter | None,
         jobs: int | None,
     ):
+        from conveyor.runctx import RunLifecycle
+
         self.life = RunLifecycle(project, command, environment=env, selection=selection, reporter=reporter, jobs=jobs)
         self.ctx = self.life.ctx
         self.outcome = Outcome(self.ctx.run_id, command, lake=str(project.path(project.settings.lake.path)))
@@ -191,6 +181,8 @@ def plan(
     Bad input fails here as it would in the command (an unknown environment, an engine that
     cannot do the command, a DSN that does not resolve), before anything is read or written.
     """
+    from conveyor.load.update import with_dependents
+
     if command not in ("run", "extract", "load", "update", "upgrade", "unload"):
         raise UserError(f'there is no plan for "{command}".' + did_you_mean(command, ["run", "extract", "load"]))
     if command == "extract":
@@ -255,6 +247,9 @@ def load(
         continue_from: continue the last failed load from this relation on (it and every
             relation after it in execution order are rebuilt).
     """
+    from conveyor.load.build import BuildOptions, build, check_kept_views, check_own_database, manifests_for
+    from conveyor.load.resume import resume_point
+
     warehouse = open_environment(project, env)
     warehouse.require("load")  # an engine that cannot do it refuses before anything is written
     options = BuildOptions(skip_copy=skip_copy)
@@ -301,6 +296,10 @@ def update(
     update of the same warehouse (DuckDB) or schemas (PostgreSQL) that is running is waited
     for, up to ``lock_timeout`` seconds.
     """
+    from conveyor.load.build import check_own_database, manifests_for
+    from conveyor.load.update import update as update_relations
+    from conveyor.load.update import wait_for_extracts, with_dependents
+
     warehouse = open_environment(project, env)
     warehouse.require("update")  # an engine that cannot do it refuses before anything is written
     relations = with_dependents(project, project.select(selection))
@@ -328,6 +327,11 @@ def upgrade(
 
     A running load or update of the same warehouse is waited for, up to ``lock_timeout`` seconds.
     """
+    from conveyor.load.build import check_own_database, manifests_for
+    from conveyor.load.update import with_dependents
+    from conveyor.load.upgrade import target_names
+    from conveyor.load.upgrade import upgrade as upgrade_relations
+
     warehouse = open_environment(project, env)
     warehouse.require("upgrade")  # an engine that cannot do it refuses before anything is written
     chosen = project.select(selection)
@@ -385,6 +389,10 @@ def unload(
 
 def relation_ddl(project: Project, relation: Relation, warehouse: Warehouse) -> list[str]:
     """The statements that create a relation in a warehouse (for ``conveyor show ddl``)."""
+    from conveyor.load.build import executable_sql
+    from conveyor.warehouse import ddl
+    from conveyor.warehouse.base import qualified
+
     design = relation.design
     typed = bool(design.columns) and all(c.type for c in design.columns)
     if relation.kind == "source" or (relation.kind == "ctas" and typed):
@@ -425,6 +433,7 @@ def run(
 ) -> Outcome:
     """Extract, load, build and publish: the whole ETL for a selection."""
     from conveyor.extract.extract import extract
+    from conveyor.load.build import build, check_own_database
 
     relations = whole_schemas(project, project.select(selection))
     warehouse = open_environment(project, env)
@@ -528,3 +537,31 @@ def set_pipeline_status(project: Project, name: str, status: str | None) -> None
         if status == "active" and store.get_pipeline(name).status == "paused":
             store.set_last_slot(name, Clock().now())
         store.set_pipeline_status(name, status)
+
+
+def open_tracking(project: Project) -> TrackingStore:
+    """The project's tracking store, opened (and migrated); close it when done (it is a context manager)."""
+    from conveyor.runctx import open_tracking as open_store
+
+    return open_store(project)
+
+
+def open_environment(project: Project, env: str | None = None) -> Warehouse:
+    """The warehouse of an environment (the default one when ``env`` is None), its DSN resolved."""
+    from conveyor.runctx import open_environment as open_warehouse
+
+    return open_warehouse(project, env)
+
+
+def whole_schemas(project: Project, relations: Sequence[Relation]) -> list[Relation]:
+    """What a load of ``relations`` rebuilds: every relation of the schemas they are in, in order."""
+    from conveyor.runctx import whole_schemas as schemas_of
+
+    return schemas_of(project, relations)
+
+
+def with_dependents(project: Project, relations: Sequence[Relation]) -> list[Relation]:
+    """What an update of ``relations`` refreshes: them and everything downstream, in order."""
+    from conveyor.load.update import with_dependents as downstream
+
+    return downstream(project, relations)
