@@ -46,7 +46,7 @@ from conveyor.lake.lake import Lake
 from conveyor.pipeline import worker
 from conveyor.pipeline.locks import lock_names
 from tests.conftest import CONVEYOR_YAML, Background, CliResult, build_project, run_cli
-from tests.faults.concurrent import (
+from tests.faults.holding import (
     Held,
     assert_consistent,
     digest_of,
