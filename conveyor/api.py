@@ -29,9 +29,11 @@ from conveyor.reporting import Reporter
 from conveyor.tracking.models import EventRow, ExtractStateRow, RunRow
 
 if TYPE_CHECKING:  # the machinery (pyarrow, sqlglot, the drivers) loads when a command needs it
+    from conveyor.bootstrap import BootstrapReport
     from conveyor.extract.extract import ExtractSummary
     from conveyor.load.build import BuildResult
     from conveyor.pipeline.runner import PipelineOutcome
+    from conveyor.tracking.pipelines import PipelineRow
     from conveyor.tracking.store import TrackingStore
     from conveyor.validate.problems import Report
     from conveyor.warehouse.base import Warehouse
@@ -475,10 +477,17 @@ def validate(
     return run_validation(root, selection, sources=sources, sql=sql, warehouse=warehouse, cache=cache)
 
 
-def runs(project: Project, *, limit: int = 20, status: str | None = None, pipeline: str | None = None) -> list[RunRow]:
+def runs(
+    project: Project,
+    *,
+    limit: int = 20,
+    status: str | None = None,
+    pipeline: str | None = None,
+    command: str | None = None,
+) -> list[RunRow]:
     """The most recent runs first, from the project's tracking store (``conveyor runs``)."""
     with open_tracking(project) as store:
-        return store.list_runs(limit=limit, status=status, pipeline=pipeline)
+        return store.list_runs(limit=limit, status=status, pipeline=pipeline, command=command)
 
 
 def run_events(project: Project, run_id: str) -> tuple[RunRow, list[EventRow]]:
@@ -565,3 +574,62 @@ def with_dependents(project: Project, relations: Sequence[Relation]) -> list[Rel
     from conveyor.load.update import with_dependents as downstream
 
     return downstream(project, relations)
+
+
+def bootstrap(
+    project: Project, selection: Sequence[str] = (), *, update: bool = False, dry_run: bool = False
+) -> BootstrapReport:
+    """Write table designs for upstream tables (``conveyor bootstrap``); see docs/bootstrap.md."""
+    from conveyor.bootstrap import bootstrap as write_designs
+
+    return write_designs(project, selection, update=update, dry_run=dry_run)
+
+
+def install_pipeline(project: Project, name: str) -> tuple[PipelineRow, datetime | None]:
+    """Activate pipeline ``name`` in the scheduler's store; returns its row and its next run
+    (None for a pipeline that runs only by hand). Slots before now never run."""
+    from conveyor.config.schedule import parse_schedule
+    from conveyor.pipeline.definitions import get_pipeline
+    from conveyor.pipeline.scheduler import Clock
+
+    definition = get_pipeline(project, name)
+    now = Clock().now()  # the scheduler's clock (CONVEYOR_CLOCK in tests)
+    with open_tracking(project) as store:
+        row = store.install_pipeline(
+            name, project=project.settings.name, project_dir=str(project.root),
+            schedule=definition.config.schedule, definition=definition.definition(), now=now,
+        )  # fmt: skip
+    return row, parse_schedule(row.schedule).next_after(now)
+
+
+def pipelines(project: Project) -> list[dict[str, object]]:
+    """The installed pipelines: schedule, status, next run, and their last run's id, status and duration."""
+    from conveyor.config.schedule import parse_schedule
+
+    found: list[dict[str, object]] = []
+    with open_tracking(project) as store:
+        for row in store.list_pipelines():
+            last = next(iter(store.list_runs(limit=1, pipeline=row.name)), None)
+            nxt = None
+            if row.status == "active":
+                nxt = parse_schedule(row.schedule).next_after(row.last_slot or row.installed_at)
+            found.append({
+                "name": row.name, "schedule": row.schedule, "status": row.status,
+                "next_run": nxt.isoformat() if nxt else None,
+                "last_run": last.run_id if last else None, "last_status": last.status if last else None,
+                "last_duration_s": last.duration_s if last else None,
+            })  # fmt: skip
+    return found
+
+
+def run_scheduler(project: Project, *, poll_s: float = 1.0) -> None:
+    """Run the installed pipelines at their times until SIGTERM or Ctrl-C (``conveyor scheduler``).
+
+    Only one scheduler runs per tracking store; a second is refused.
+    """
+    from conveyor.pipeline.definitions import load_pipelines
+    from conveyor.pipeline.scheduler import Clock, Scheduler
+
+    load_pipelines(project)  # a broken definition is bad input before the scheduler starts
+    with open_tracking(project) as store:
+        Scheduler(store, poll_s=poll_s, clock=Clock()).run()

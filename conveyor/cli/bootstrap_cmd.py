@@ -8,7 +8,6 @@ from rich.markup import escape
 
 from conveyor import api
 from conveyor.bootstrap import BootstrapReport, TableReport
-from conveyor.bootstrap import bootstrap as run_bootstrap
 from conveyor.cli.app import Options, pass_options
 from conveyor.cli.output import console, print_json, print_table, stdout
 from conveyor.errors import ConveyorError
@@ -34,7 +33,7 @@ def bootstrap(options: Options, selection: tuple[str, ...], update: bool, dry_ru
     comments ...) are kept. Exit code 1 if any table failed.
     """
     project = api.open_project(options.project_dir)
-    report = run_bootstrap(project, selection, update=update, dry_run=dry_run)
+    report = api.bootstrap(project, selection, update=update, dry_run=dry_run)
     if fmt == "json":
         print_json(report.to_json())
     elif options.verbosity >= 0:

@@ -203,11 +203,7 @@ def status(options: Options, source: str | None, fmt: str) -> None:
     """Show the extract tracking table: per (source, relation) the upstream table, the latest
     status, last success, rows, bytes, watermark and error."""
     project = _project(options)
-    store = api.open_tracking(project)
-    try:
-        rows = store.extract_state(source)
-    finally:
-        store.close()
+    rows = api.extract_status(project, source)
     if fmt == "json":
         print_json([{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in vars(r).items()} for r in rows])
         return

@@ -15,10 +15,8 @@ from rich.markup import escape
 from conveyor import api
 from conveyor.cli.app import Options, pass_options
 from conveyor.cli.output import RichReporter, configure_logging, print_json, print_table, stdout
-from conveyor.config.schedule import parse_schedule
-from conveyor.errors import RunFailed, UserError
-from conveyor.pipeline.definitions import Pipeline, get_pipeline, load_pipelines
-from conveyor.pipeline.scheduler import Clock, Scheduler
+from conveyor.errors import RunFailed
+from conveyor.pipeline.definitions import Pipeline, get_pipeline
 
 format_option = click.option(
     "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True, help="Output format."
@@ -39,18 +37,7 @@ def _when(value: datetime | None) -> str:
 @pass_options
 def install(options: Options, name: str) -> None:
     """Activate pipeline NAME in the scheduler's store (install again after changing it)."""
-    project = api.open_project(options.project_dir)
-    definition = get_pipeline(project, name)
-    store = api.open_tracking(project)
-    now = Clock().now()  # the scheduler's clock (CONVEYOR_CLOCK in tests): no earlier slot runs
-    try:
-        row = store.install_pipeline(
-            name, project=project.settings.name, project_dir=str(project.root),
-            schedule=definition.config.schedule, definition=definition.definition(), now=now,
-        )  # fmt: skip
-    finally:
-        store.close()
-    nxt = parse_schedule(row.schedule).next_after(now)
+    row, nxt = api.install_pipeline(api.open_project(options.project_dir), name)
     stdout.print(f"Installed pipeline {name}: {row.schedule}; next run {_when(nxt) or 'only when run by hand'}.")
 
 
@@ -59,24 +46,7 @@ def install(options: Options, name: str) -> None:
 @pass_options
 def list_(options: Options, fmt: str) -> None:
     """Installed pipelines: schedule, status, next run, last run's status and duration."""
-    project = api.open_project(options.project_dir)
-    store = api.open_tracking(project)
-    try:
-        rows = []
-        for row in store.list_pipelines():
-            runs = store.list_runs(limit=1, pipeline=row.name)
-            last = runs[0] if runs else None
-            nxt = None
-            if row.status == "active":
-                nxt = parse_schedule(row.schedule).next_after(row.last_slot or row.installed_at)
-            rows.append({
-                "name": row.name, "schedule": row.schedule, "status": row.status,
-                "next_run": nxt.isoformat() if nxt else None,
-                "last_run": last.run_id if last else None, "last_status": last.status if last else None,
-                "last_duration_s": last.duration_s if last else None,
-            })  # fmt: skip
-    finally:
-        store.close()
+    rows = api.pipelines(api.open_project(options.project_dir))
     if fmt == "json":
         print_json(rows)
         return
@@ -97,11 +67,7 @@ def show(options: Options, name: str, fmt: str) -> None:
     """The definition of NAME, its resolved steps, and its recent runs."""
     project = api.open_project(options.project_dir)
     definition = get_pipeline(project, name)
-    store = api.open_tracking(project)
-    try:
-        runs = store.list_runs(limit=10, pipeline=name)
-    finally:
-        store.close()
+    runs = api.runs(project, limit=10, pipeline=name)
     steps = _resolved_steps(definition)
     if fmt == "json":
         print_json(
@@ -249,11 +215,4 @@ def scheduler(options: Options, poll: float) -> None:
     # a broken definition is bad input before the scheduler starts; a broken SQL file is not
     # (the runs fail, recorded and notified, instead of no run at all)
     project, _ = api.open_project_for_run(options.project_dir)
-    load_pipelines(project)
-    store = api.open_tracking(project)
-    try:
-        Scheduler(store, poll_s=poll, clock=Clock()).run()
-    except UserError:
-        raise
-    finally:
-        store.close()
+    api.run_scheduler(project, poll_s=poll)

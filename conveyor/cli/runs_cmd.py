@@ -71,11 +71,7 @@ def runs(
     if ctx.invoked_subcommand is not None:
         return
     project = _project(options.project_dir)
-    store = api.open_tracking(project)
-    try:
-        found = store.list_runs(limit=limit, status=status, command=command_name, pipeline=pipeline_name)
-    finally:
-        store.close()
+    found = api.runs(project, limit=limit, status=status, command=command_name, pipeline=pipeline_name)
     if fmt == "json":
         print_json([_row(r) for r in found])
         return
@@ -103,12 +99,7 @@ def runs(
 def show(options: Options, run_id: str, fmt: str) -> None:
     """Show one run (an id, a unique prefix of one, or "last") with every step."""
     project = _project(options.project_dir)
-    store = api.open_tracking(project)
-    try:
-        run = store.get_run(run_id)
-        events = store.run_events(run.run_id)
-    finally:
-        store.close()
+    run, events = api.run_events(project, run_id)
     if fmt == "json":
         print_json({**_row(run), "events": [_row(e) for e in events]})
         return

@@ -199,14 +199,8 @@ class Warehouse(ABC):
     """Name used in conveyor.yaml (``type: duckdb``)."""
     DIALECT: ClassVar[str] = ""
     """sqlglot dialect of transformations and generated DDL."""
-    SUPPORTS_SCHEMA_RENAME: ClassVar[bool] = False
-    """Schemas can be renamed (publish by swapping staging schemas)."""
-    SUPPORTS_TRANSACTIONAL_DDL: ClassVar[bool] = False
-    """CREATE/DROP can be rolled back with the transaction."""
     PUBLISH: ClassVar[str] = ""
     """How a build becomes visible: ``file_swap`` or ``schema_swap``."""
-    ENFORCES_KEYS_ON_LOAD: ClassVar[bool] = False
-    """Primary keys are declared in DDL and enforced while loading."""
     OPERATIONS: ClassVar[frozenset[str]] = frozenset({"load", "update", "upgrade", "unload"})
     """What the engine can run against the warehouse; :meth:`require` refuses the others up front."""
 

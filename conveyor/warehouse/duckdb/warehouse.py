@@ -32,10 +32,7 @@ class DuckDBWarehouse(Warehouse):
 
     ENGINE = "duckdb"
     DIALECT = "duckdb"
-    SUPPORTS_SCHEMA_RENAME = False
-    SUPPORTS_TRANSACTIONAL_DDL = True
     PUBLISH = "file_swap"
-    ENFORCES_KEYS_ON_LOAD = False
     MAX_DECIMAL_PRECISION = 38
 
     def __init__(self, name: str, dsn: str, *, root: Path | None = None, config: EnvironmentConfig | None = None):

@@ -37,10 +37,7 @@ class PostgresWarehouse(Warehouse):
 
     ENGINE = "postgres"
     DIALECT = "postgres"
-    SUPPORTS_SCHEMA_RENAME = True
-    SUPPORTS_TRANSACTIONAL_DDL = True
     PUBLISH = "schema_swap"
-    ENFORCES_KEYS_ON_LOAD = False
     MAX_DECIMAL_PRECISION = 1000
     """Keys are checked before publishing (with examples), not declared: see docs/warehouses.md."""
 

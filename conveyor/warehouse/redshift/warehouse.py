@@ -41,10 +41,7 @@ class RedshiftWarehouse(PostgresWarehouse):
 
     ENGINE = "redshift"
     DIALECT = "redshift"
-    SUPPORTS_SCHEMA_RENAME = True
-    SUPPORTS_TRANSACTIONAL_DDL = True
     PUBLISH = "schema_swap"
-    ENFORCES_KEYS_ON_LOAD = False
     OPERATIONS = frozenset[str]()
     TYPE_MAPPING = TYPE_MAPPING
     """Design type -> Redshift type, for the types without parameters."""
@@ -122,3 +119,6 @@ class RedshiftWarehouse(PostgresWarehouse):
 
     def relations(self) -> dict[str, str]:
         self._refuse("listing published relations")
+
+    def kept_build(self, run_id: str) -> bool | None:
+        self._refuse("load --resume")
