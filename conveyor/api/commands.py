@@ -1,20 +1,12 @@
-"""The Python API. The CLI is a thin shell over these functions.
-
-Example::
-
-    from conveyor import api
-    project = api.open_project("examples/shop")
-    outcome = api.run(project)
-    print(outcome.ok, outcome.build.rows)
+"""The commands that change something: run, extract, load, update, upgrade, unload, what each would do
+(``plan``), and the run each records.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from conveyor.config.secrets import scrub
@@ -26,22 +18,12 @@ from conveyor.faults import crash_point
 from conveyor.load import LOCK_TIMEOUT_S
 from conveyor.project import Project, Relation
 from conveyor.reporting import Reporter
-from conveyor.tracking.models import EventRow, ExtractStateRow, RunRow
 
 if TYPE_CHECKING:  # the machinery (pyarrow, sqlglot, the drivers) loads when a command needs it
-    from conveyor.bootstrap import BootstrapReport
     from conveyor.extract.extract import ExtractSummary
     from conveyor.load.build import BuildResult
-    from conveyor.pipeline.runner import PipelineOutcome
-    from conveyor.tracking.pipelines import PipelineRow
-    from conveyor.tracking.store import TrackingStore
-    from conveyor.validate.problems import Report
     from conveyor.warehouse.base import Warehouse
-
-
-def open_project(path: Path | str = ".") -> Project:
-    """Load and check a project; raises ``ProjectError`` listing every problem."""
-    return Project.load(path)
+from conveyor.api.reading import open_environment, whole_schemas
 
 
 @dataclass
@@ -454,182 +436,3 @@ def run(
             # a table with no extract at all: nothing to load it from, so the run fails
             run.outcome.notes.append(exc.render())
     return run.outcome
-
-
-def validate(
-    project: Project | Path | str = ".",
-    selection: Sequence[str] = (),
-    *,
-    sources: bool = True,
-    sql: bool = True,
-    warehouse: str | None = None,
-    cache: bool = True,
-) -> Report:
-    """Check a project before it runs and return every problem (``conveyor validate``).
-
-    ``project`` is a loaded project or its folder (a folder whose project does not load still
-    gets a report: its problems are in it). See :func:`conveyor.validate.run.validate` for the
-    options.
-    """
-    from conveyor.validate.run import validate as run_validation
-
-    root = project.root if isinstance(project, Project) else project
-    return run_validation(root, selection, sources=sources, sql=sql, warehouse=warehouse, cache=cache)
-
-
-def runs(
-    project: Project,
-    *,
-    limit: int = 20,
-    status: str | None = None,
-    pipeline: str | None = None,
-    command: str | None = None,
-) -> list[RunRow]:
-    """The most recent runs first, from the project's tracking store (``conveyor runs``)."""
-    with open_tracking(project) as store:
-        return store.list_runs(limit=limit, status=status, pipeline=pipeline, command=command)
-
-
-def run_events(project: Project, run_id: str) -> tuple[RunRow, list[EventRow]]:
-    """One run (a full id or a unique prefix) and its events, in order (``conveyor runs show``)."""
-    with open_tracking(project) as store:
-        found = store.get_run(run_id)
-        return found, store.run_events(found.run_id)
-
-
-def extract_status(project: Project, source: str | None = None) -> list[ExtractStateRow]:
-    """The extract state of every table (or one source's): last extract, rows, watermark."""
-    with open_tracking(project) as store:
-        return store.extract_state(source)
-
-
-def open_project_for_run(path: Path | str = ".") -> tuple[Project, list[ConveyorError]]:
-    """The project a pipeline runs in, and why it did not load completely (see :func:`run_pipeline`)."""
-    from conveyor.pipeline.definitions import open_for_run
-
-    return open_for_run(path)
-
-
-def run_pipeline(
-    project: Project,
-    name: str,
-    *,
-    run_id: str | None = None,
-    reporter: Reporter | None = None,
-    stop: threading.Event | None = None,
-    problems: Sequence[ConveyorError] = (),
-) -> PipelineOutcome:
-    """Run pipeline ``name`` once, now, in this process (``conveyor pipeline run``).
-
-    It holds the pipeline's lock and its environments' locks while it runs; a busy lock is a
-    ``UserError`` naming the run that holds it. ``stop`` (an event) ends the run after its
-    current step; ``problems`` are what :func:`open_project_for_run` found.
-    """
-    from conveyor.pipeline.definitions import get_pipeline
-    from conveyor.pipeline.runner import run_pipeline as run_one
-
-    definition = get_pipeline(project, name)
-    return run_one(project, definition, run_id=run_id, reporter=reporter, stop=stop, problems=problems)
-
-
-def set_pipeline_status(project: Project, name: str, status: str | None) -> None:
-    """Pause (``"paused"``), resume (``"active"``) or uninstall (None) an installed pipeline.
-
-    A resumed pipeline does not make up the runs it missed while paused.
-    """
-    from conveyor.pipeline.scheduler import Clock
-
-    with open_tracking(project) as store:
-        if status is None:
-            store.remove_pipeline(name)
-            return
-        if status == "active" and store.get_pipeline(name).status == "paused":
-            store.set_last_slot(name, Clock().now())
-        store.set_pipeline_status(name, status)
-
-
-def open_tracking(project: Project) -> TrackingStore:
-    """The project's tracking store, opened (and migrated); close it when done (it is a context manager)."""
-    from conveyor.runctx import open_tracking as open_store
-
-    return open_store(project)
-
-
-def open_environment(project: Project, env: str | None = None) -> Warehouse:
-    """The warehouse of an environment (the default one when ``env`` is None), its DSN resolved."""
-    from conveyor.runctx import open_environment as open_warehouse
-
-    return open_warehouse(project, env)
-
-
-def whole_schemas(project: Project, relations: Sequence[Relation]) -> list[Relation]:
-    """What a load of ``relations`` rebuilds: every relation of the schemas they are in, in order."""
-    from conveyor.runctx import whole_schemas as schemas_of
-
-    return schemas_of(project, relations)
-
-
-def with_dependents(project: Project, relations: Sequence[Relation]) -> list[Relation]:
-    """What an update of ``relations`` refreshes: them and everything downstream, in order."""
-    from conveyor.load.update import with_dependents as downstream
-
-    return downstream(project, relations)
-
-
-def bootstrap(
-    project: Project, selection: Sequence[str] = (), *, update: bool = False, dry_run: bool = False
-) -> BootstrapReport:
-    """Write table designs for upstream tables (``conveyor bootstrap``); see docs/bootstrap.md."""
-    from conveyor.bootstrap import bootstrap as write_designs
-
-    return write_designs(project, selection, update=update, dry_run=dry_run)
-
-
-def install_pipeline(project: Project, name: str) -> tuple[PipelineRow, datetime | None]:
-    """Activate pipeline ``name`` in the scheduler's store; returns its row and its next run
-    (None for a pipeline that runs only by hand). Slots before now never run."""
-    from conveyor.config.schedule import parse_schedule
-    from conveyor.pipeline.definitions import get_pipeline
-    from conveyor.pipeline.scheduler import Clock
-
-    definition = get_pipeline(project, name)
-    now = Clock().now()  # the scheduler's clock (CONVEYOR_CLOCK in tests)
-    with open_tracking(project) as store:
-        row = store.install_pipeline(
-            name, project=project.settings.name, project_dir=str(project.root),
-            schedule=definition.config.schedule, definition=definition.definition(), now=now,
-        )  # fmt: skip
-    return row, parse_schedule(row.schedule).next_after(now)
-
-
-def pipelines(project: Project) -> list[dict[str, object]]:
-    """The installed pipelines: schedule, status, next run, and their last run's id, status and duration."""
-    from conveyor.config.schedule import parse_schedule
-
-    found: list[dict[str, object]] = []
-    with open_tracking(project) as store:
-        for row in store.list_pipelines():
-            last = next(iter(store.list_runs(limit=1, pipeline=row.name)), None)
-            nxt = None
-            if row.status == "active":
-                nxt = parse_schedule(row.schedule).next_after(row.last_slot or row.installed_at)
-            found.append({
-                "name": row.name, "schedule": row.schedule, "status": row.status,
-                "next_run": nxt.isoformat() if nxt else None,
-                "last_run": last.run_id if last else None, "last_status": last.status if last else None,
-                "last_duration_s": last.duration_s if last else None,
-            })  # fmt: skip
-    return found
-
-
-def run_scheduler(project: Project, *, poll_s: float = 1.0) -> None:
-    """Run the installed pipelines at their times until SIGTERM or Ctrl-C (``conveyor scheduler``).
-
-    Only one scheduler runs per tracking store; a second is refused.
-    """
-    from conveyor.pipeline.definitions import load_pipelines
-    from conveyor.pipeline.scheduler import Clock, Scheduler
-
-    load_pipelines(project)  # a broken definition is bad input before the scheduler starts
-    with open_tracking(project) as store:
-        Scheduler(store, poll_s=poll_s, clock=Clock()).run()
