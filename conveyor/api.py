@@ -42,6 +42,7 @@ from conveyor.project import Project, Relation
 from conveyor.runctx import Reporter, RunContext, open_environment, open_tracking, whole_schemas
 from conveyor.tracking.models import EventRow, RunRow
 from conveyor.tracking.store import TrackingStore
+from conveyor.validate.preflight import preflight
 from conveyor.warehouse import ddl
 from conveyor.warehouse.base import Warehouse, qualified
 
@@ -147,7 +148,9 @@ def extract_tables(
     reporter: Reporter | None = None,
 ) -> Outcome:
     """Extract the selected source tables into the lake."""
-    jobs_list = plan(project, project.select(selection), event, full=full)
+    chosen = project.select(selection)
+    preflight(project, chosen, extract=True)  # bad input fails here, before anything is written
+    jobs_list = plan(project, chosen, event, full=full)
     check_jobs(project, jobs_list)
     with _Run(project, "extract", env=None, selection=selection, reporter=reporter, jobs=jobs) as run:
         run.outcome.extract = extract(run.ctx, jobs_list, fail_fast=fail_fast)
@@ -174,6 +177,8 @@ def load(
         continue_from: continue the last failed load from this relation on (it and every
             relation after it in execution order are rebuilt).
     """
+    env_name = project.environment(env)[0]
+    preflight(project, whole_schemas(project, project.select(selection)), environment=env_name, build=True)
     warehouse = open_environment(project, env)
     warehouse.require("load")  # an engine that cannot do it refuses before anything is written
     options = BuildOptions(skip_copy=skip_copy)
@@ -217,9 +222,10 @@ def update(
     update of the same warehouse (DuckDB) or schemas (PostgreSQL) that is running is waited
     for, up to ``lock_timeout`` seconds.
     """
+    relations = with_dependents(project, project.select(selection))
+    preflight(project, relations, environment=project.environment(env)[0], build=True)
     warehouse = open_environment(project, env)
     warehouse.require("update")  # an engine that cannot do it refuses before anything is written
-    relations = with_dependents(project, project.select(selection))
     check_own_database(project, relations, warehouse)
     manifests_for(project, relations)  # a missing extract is bad input: fail before writing
     with _Run(project, "update", env=warehouse.name, selection=selection, reporter=reporter, jobs=1) as run:
@@ -244,10 +250,11 @@ def upgrade(
 
     A running load or update of the same warehouse is waited for, up to ``lock_timeout`` seconds.
     """
-    warehouse = open_environment(project, env)
-    warehouse.require("upgrade")  # an engine that cannot do it refuses before anything is written
     chosen = project.select(selection)
     relations = chosen if only_selected else with_dependents(project, chosen)
+    preflight(project, relations, environment=project.environment(env)[0], build=True)
+    warehouse = open_environment(project, env)
+    warehouse.require("upgrade")  # an engine that cannot do it refuses before anything is written
     if into_schema is not None and not IDENTIFIER.match(into_schema):
         raise UserError(f'--into-schema "{into_schema}" is not a valid schema name.')
     target_names(relations, into_schema)  # name clashes are bad input: fail before writing
@@ -435,6 +442,7 @@ def run(
 ) -> Outcome:
     """Extract, load, build and publish: the whole ETL for a selection."""
     relations = whole_schemas(project, project.select(selection))
+    preflight(project, relations, extract=True, environment=project.environment(env)[0], build=True)
     warehouse = open_environment(project, env)
     warehouse.require("load")  # an engine that cannot do it refuses before anything is written
     check_own_database(project, relations, warehouse)

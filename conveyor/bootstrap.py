@@ -43,6 +43,7 @@ from ruamel.yaml.tokens import CommentToken
 from conveyor.config.secrets import scrub
 from conveyor.design.models import TableDesign
 from conveyor.design.types import SqlType, parse_type
+from conveyor.design.upstream import join_upstream
 from conveyor.errors import ConveyorError, SelectionError, did_you_mean
 from conveyor.lake.manifest import fsync_dir
 from conveyor.project import Project, Relation
@@ -607,7 +608,7 @@ def new_design(name: str, source: str, info: TableInfo, limit: DecimalLimit = De
     doc["name"] = _scalar(name)
     if (text := _comment(info)) is not None:
         doc["description"] = _scalar(text)
-    doc["source_table"] = _scalar(info.qualified)
+    doc["source_table"] = _scalar(join_upstream(info.schema, info.name))
     doc["columns"] = CommentedSeq([_column_map(c, limit) for c in info.columns])
     constraints = CommentedMap()
     if info.primary_key:

@@ -28,6 +28,7 @@ from conveyor.config.secrets import check_no_inline_password, read_credentials_f
 from conveyor.config.settings import EnvironmentConfig, ProjectSettings, SourceConfig
 from conveyor.config.yamlfile import YamlDoc, load_yaml, validate
 from conveyor.design.models import Kind, TableDesign
+from conveyor.design.upstream import split_upstream
 from conveyor.errors import (
     ConfigError,
     ConveyorError,
@@ -47,6 +48,8 @@ from conveyor.graph.sqldeps import resolve as resolve_ref
 SETTINGS_FILE = "conveyor.yaml"
 DIALECTS = {"duckdb": "duckdb", "postgres": "postgres", "redshift": "redshift"}
 # upstream schema assumed when a design's source_table names only a table
+MAX_SQL_BYTES = 1_000_000
+"""A larger transformation is refused: parsing it would take minutes (sqlglot reads about 100 KB a second)."""
 _DEFAULT_UPSTREAM_SCHEMA = {"sqlite": "main", "postgres": "public", "mysql": None, "lake": None}
 #: the parse cache, relative to the project root (see :class:`_ParseCache`)
 CACHE_FILE = Path(".conveyor") / "cache" / "project.json"
@@ -183,8 +186,7 @@ class Project:
     def upstream_table(self, relation: Relation) -> tuple[str | None, str]:
         """The upstream (schema, table) a source relation is extracted from."""
         if relation.design.source_table:
-            schema, _, table = relation.design.source_table.rpartition(".")
-            return (schema or None), table
+            return split_upstream(relation.design.source_table)
         source_type = self.settings.sources[relation.source or ""].type
         return _DEFAULT_UPSTREAM_SCHEMA.get(source_type), relation.table
 
@@ -398,6 +400,13 @@ class _Loader:
                     location=Location(self._display(path)),
                     hint=f"Create {self._display(relation.sql_path)} with one SELECT query.",
                     code="missing-sql",
+                )
+            if relation.sql_path.stat().st_size > MAX_SQL_BYTES:
+                raise ConfigError(
+                    f"the SQL file is larger than {MAX_SQL_BYTES:,} bytes, more than a query a person maintains.",
+                    location=Location(self._display(relation.sql_path)),
+                    hint="Split the query into several relations, or move the data it spells out into a source table.",
+                    code="sql-parse",
                 )
             try:
                 relation.sql = relation.sql_path.read_text(encoding="utf-8")

@@ -20,7 +20,7 @@ Kind = Literal["source", "ctas", "view"]
 class ColumnDesign(StrictModel):
     """One column of a relation."""
 
-    name: str = Field(description="Column name, as in the warehouse.")
+    name: str = Field(min_length=1, description="Column name, as in the warehouse.")
     type: str | None = Field(
         default=None,
         description="Design type: boolean, smallint, integer, bigint, ubigint, decimal(p,s), real, double, "
