@@ -49,6 +49,7 @@ from conveyor.lake.manifest import fsync_dir
 from conveyor.project import Project, Relation
 from conveyor.sources import open_source, partition
 from conveyor.sources.base import ColumnInfo, Source, TableInfo
+from conveyor.validate.names import name_notes
 from conveyor.warehouse import engine_class
 from conveyor.warehouse.base import Warehouse
 
@@ -660,6 +661,9 @@ def _plan_create(project: Project, plan: _SourcePlan, upstream: _Upstream, info:
         report.notes.append(f"about {info.row_estimate:,} rows upstream")
     text = dump(new_design(name, plan.name, info, plan.limit), _DEFAULT_INDENT)
     _note_odd(plan, name, info.columns)
+    for note in name_notes(project, plan.target, upstream.name, [c.name for c in info.columns]):
+        report.notes.append(note)
+        plan.warnings.append(f'"{name}": {note}; validate and every run refuse it until then.')
     problem = _check(text)
     if problem is not None:
         report.action, report.path, report.error = "failed", None, problem

@@ -86,3 +86,34 @@ def _cases(relations: Sequence[Relation], env: str) -> Iterator[Problem]:
                     hint="Skip one of them (skipped: true), or rename it upstream.",
                     relation=relation.name,
                 )
+
+
+def name_notes(project: Project, schema: str, table: str, columns: Sequence[str]) -> list[str]:
+    """For bootstrap: what the project's environments would do to a new design's names, with the fix."""
+    notes: list[str] = []
+    for env, config in project.settings.environments.items():
+        limit = MAX_IDENTIFIER.get(config.type)
+        if limit is None:
+            continue
+        where = f'the {config.type} environment "{env}" keeps {limit} bytes of a name'
+        if _too_long(table, limit):
+            notes.append(
+                f"the table name is longer than {limit} bytes and {where}: give the design a shorter name "
+                "(rename its file and name:; source_table keeps the upstream name)"
+            )
+        long = [c for c in columns if _too_long(c, limit)]
+        if long:
+            notes.append(
+                f"column(s) {', '.join(long)} are longer than {limit} bytes and {where}: skip them "
+                "(skipped: true) and select them under shorter names in a CTAS, or rename them upstream"
+            )
+    if any(config.type == "duckdb" for config in project.settings.environments.values()):
+        seen: dict[str, str] = {}
+        for column in columns:
+            other = seen.setdefault(column.casefold(), column)
+            if other != column:
+                notes.append(
+                    f'columns "{other}" and "{column}" differ only in case, which DuckDB cannot tell apart: '
+                    "skip one of them (skipped: true), or rename it upstream"
+                )
+    return notes

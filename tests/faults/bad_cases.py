@@ -103,7 +103,8 @@ def _reused() -> list[Case]:
         spec = yaml.safe_load((CASES_DIR / name / "expected.yaml").read_text(encoding="utf-8"))
         expected = spec["expected"]
         # a query's problem is found by the commands that build it; extract builds nothing
-        builds = expected["code"].startswith(("bind-", "output-column-")) or str(expected.get("file", "")).endswith(".sql")
+        file = str(expected.get("file", ""))
+        builds = expected["code"].startswith(("bind-", "output-column-")) or file.endswith(".sql")
         command = (RUN, LOAD)[index % 2] if builds else COMMANDS[index % len(COMMANDS)]
         found.append(Case(f"validate-corpus/{name}", command, expected["message"], from_case=name))
     return found

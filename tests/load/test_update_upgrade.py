@@ -16,7 +16,8 @@ from conveyor.warehouse.duckdb import connect_shared
 
 # binds (the preflight passes it), then fails on its first row as the build runs
 RUNTIME_FAILURE = (
-    "SELECT customer_id, CASE WHEN customer_id > 0 THEN error('nope') ELSE name END AS name, total FROM customer_totals\n"
+    "SELECT customer_id, CASE WHEN customer_id > 0 THEN error('nope') ELSE name END AS name, total\n"
+    "FROM customer_totals\n"
 )
 
 
