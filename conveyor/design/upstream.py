@@ -9,37 +9,56 @@ from __future__ import annotations
 
 
 def split_upstream(text: str) -> tuple[str | None, str]:
-    """``(schema, table)`` of a ``source_table``; an unquoted name splits at its last dot."""
-    if '"' not in text:
+    """``(schema, table)`` of a ``source_table``.
+
+    A part that starts with a double quote runs to its closing quote (``""`` is a quote inside
+    it); any other part runs to the next dot. Text with no quoted part splits at its last dot,
+    as it always did, so a quote inside an unquoted name stays a character of the name.
+    """
+    if not quoted(text):
         schema, _, table = text.rpartition(".")
         return (schema or None), table
     parts: list[str] = []
-    current: list[str] = []
-    quoted = False
     index = 0
-    while index < len(text):
-        char = text[index]
-        if char == '"':
-            if quoted and text[index + 1 : index + 2] == '"':
-                current.append('"')
-                index += 1
-            else:
-                quoted = not quoted
-        elif char == "." and not quoted:
+    while index <= len(text):
+        if text.startswith('"', index):
+            closing = index + 1
+            current: list[str] = []
+            while closing < len(text):
+                if text[closing] == '"':
+                    if text.startswith('""', closing):
+                        current.append('"')
+                        closing += 2
+                        continue
+                    break
+                current.append(text[closing])
+                closing += 1
             parts.append("".join(current))
-            current = []
+            index = closing + 1
+            if index < len(text) and text[index] == ".":
+                index += 1
+            elif index >= len(text):
+                break
         else:
-            current.append(char)
-        index += 1
-    parts.append("".join(current))
+            end = text.find(".", index)
+            end = len(text) if end < 0 else end
+            parts.append(text[index:end])
+            index = end + 1
+            if end >= len(text):
+                break
     if len(parts) == 1:
         return None, parts[0]
     return ".".join(parts[:-1]), parts[-1]
 
 
+def quoted(text: str) -> bool:
+    """Whether a part of ``source_table`` is written in double quotes (it starts the text or follows a dot)."""
+    return text.startswith('"') or '."' in text
+
+
 def quote_part(name: str) -> str:
-    """A part as source_table writes it: quoted when it holds a dot or a quote."""
-    return '"' + name.replace('"', '""') + '"' if "." in name or '"' in name else name
+    """A part as source_table writes it: quoted when it holds a dot or starts with a quote."""
+    return '"' + name.replace('"', '""') + '"' if "." in name or name.startswith('"') else name
 
 
 def join_upstream(schema: str | None, table: str) -> str:
@@ -49,4 +68,4 @@ def join_upstream(schema: str | None, table: str) -> str:
 
 def ambiguous(text: str) -> bool:
     """Whether an unquoted ``source_table`` has more than one dot (which one splits schema from table?)."""
-    return '"' not in text and text.count(".") > 1
+    return not quoted(text) and text.count(".") > 1

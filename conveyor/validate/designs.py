@@ -264,9 +264,11 @@ def redshift_attributes(project: Project, relation: Relation) -> Iterator[Proble
         yield _say("bad-attribute", relation, ("attributes",), exc.message, exc.hint)
 
 
-def warehouse_types(project: Project, relation: Relation) -> Iterator[Problem]:
-    """Every column's type is one each environment's warehouse can hold (e.g. decimal precision)."""
+def warehouse_types(project: Project, relation: Relation, only: str | None = None) -> Iterator[Problem]:
+    """Every column's type is one each environment's (or environment ``only``'s) warehouse can hold."""
     environments = project.settings.environments
+    if only is not None:
+        environments = {only: environments[only]} if only in environments else {}
     for index, column in enumerate(relation.design.columns):
         if column.type is None or column.skipped or relation.kind == "view":
             continue

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 
 from conveyor.errors import UserError
 from conveyor.project import Project, Relation
-from conveyor.validate.designs import DESIGN_CHECKS
+from conveyor.validate.designs import DESIGN_CHECKS, warehouse_types
 from conveyor.validate.jobs import job_types
 from conveyor.validate.names import check_names
 from conveyor.validate.paths import check_places
@@ -68,7 +68,10 @@ def preflight(
     found: list[Problem] = []
     for relation in relations:
         for check in DESIGN_CHECKS:
-            found.extend(check(project, relation))
+            if check is not warehouse_types:  # only the warehouse this command loads matters here
+                found.extend(check(project, relation))
+        if environment:
+            found.extend(warehouse_types(project, relation, environment))
     found.extend(job_types(project, relations))
     sources = sorted({r.source for r in relations if extract and r.kind == "source" and r.source})
     found.extend(
