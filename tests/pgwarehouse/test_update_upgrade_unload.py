@@ -29,9 +29,7 @@ Sql = Callable[..., list[tuple[Any, ...]]]
 ORDERS_SUM = sum(Decimal(o[2]) for o in ORDERS)
 
 # binds (the preflight passes it), then fails in PostgreSQL on its first row, naming "nope..."
-RUNTIME_FAILURE = (
-    "SELECT customer_id, CAST('nope' || name AS integer) AS name, total, version FROM customer_totals\n"
-)
+RUNTIME_FAILURE = "SELECT customer_id, CAST('nope' || name AS integer) AS name, total, version FROM customer_totals\n"
 
 
 def _add_orders(root: Path, rows: list[tuple[object, ...]]) -> None:
