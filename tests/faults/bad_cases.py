@@ -267,6 +267,18 @@ PATHS = [
 # -- designs beyond the validate corpus ------------------------------------------------------
 
 DESIGNS = [
+    Case(
+        "designs/dotted-upstream-name-unquoted",
+        EXTRACT,
+        'main."dotted.name"',
+        files={"schemas/shop/dotted.yaml": "name: shop.dotted\nsource_table: main.dotted.name\ncolumns:\n  - {name: id, type: integer}\n"},
+    ),
+    Case(
+        "designs/dotted-upstream-name-unquoted-run",
+        RUN,
+        "more than one dot",
+        files={"schemas/shop/dotted.yaml": "name: shop.dotted\nsource_table: a.b.c.d\ncolumns:\n  - {name: id, type: integer}\n"},
+    ),
     Case("designs/pk-column-missing", RUN, "primary", files=orders("primary_key: [id]", "primary_key: [order_id]")),
     Case(
         "designs/pk-column-missing-extract",

@@ -12,7 +12,8 @@ after. Every case must:
 - leave everything as it was: no extract folder, no warehouse change, no run row.
 
 All command lines run through ``forkcli.py`` (imports paid once), so the corpus takes seconds.
-The tally is printed and written to ``.pytest-bad-inputs.json`` in the test's folder.
+The tally (cases, exit 2, nothing written ...) is printed (``-s`` shows it) and written to
+``bad-inputs.json`` in the run's temporary folder.
 """
 
 from __future__ import annotations
@@ -110,7 +111,7 @@ def outcomes(tmp_path_factory: pytest.TempPathFactory, pg_warehouse: str | None)
     for case, root, before in prepared:
         changed = badinput.diff(before, badinput.tree_digest(root)) + pg_changed.get(case.name, [])
         results[case.name] = {**ran[case.name], "changed": changed}
-    _tally(results)
+    _tally(results, folder)
     return results
 
 
@@ -135,7 +136,7 @@ def _verdict(case: Case, result: dict[str, object]) -> list[str]:
     return wrong
 
 
-def _tally(results: dict[str, dict[str, object]]) -> None:
+def _tally(results: dict[str, dict[str, object]], folder: Path) -> None:
     by_name = {case.name: case for case in CASES}
     tally = {
         "cases": len(results),
@@ -146,7 +147,7 @@ def _tally(results: dict[str, dict[str, object]]) -> None:
         "passed": sum(1 for name, r in results.items() if not _verdict(by_name[name], r)),
     }
     print("\nbad-input corpus:", json.dumps(tally))
-    Path(__file__).with_name(".pytest-bad-inputs.json").write_text(json.dumps(tally, indent=2) + "\n")
+    (folder / "bad-inputs.json").write_text(json.dumps(tally, indent=2) + "\n")
 
 
 def test_the_corpus_is_large_and_named_uniquely() -> None:
