@@ -17,13 +17,19 @@ run dozens of them.
 
 from __future__ import annotations
 
-import importlib
-import json
 import os
-import signal
 import sys
-import tempfile
-from pathlib import Path
+
+# python puts this script's folder first on sys.path; a test module there named like a standard
+# module (concurrent.py ...) would shadow it for everything imported below
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
+
+import importlib  # noqa: E402
+import json  # noqa: E402
+import signal  # noqa: E402
+import tempfile  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 MODULES = [
     "conveyor.cli.main",
