@@ -81,19 +81,7 @@ def tpchgen() -> str:
 
 def generate(scale: float, data: Path) -> tuple[list[Path], Path]:
     """Parquet parts (about a million rows each, like a Conveyor extract) and one CSV of the same rows."""
-    parts_dir = data / "lineitem"
-    parts = max(1, round(scale * 6))
-    if not parts_dir.is_dir() or len(list(parts_dir.glob("*.parquet"))) != parts:
-        shutil.rmtree(parts_dir, ignore_errors=True)
-        print(f"generating TPC-H lineitem SF{scale:g} as {parts} Parquet part(s) ...", flush=True)
-        command = [tpchgen(), "parquet", "-s", f"{scale:g}", "--tables", "lineitem", "--output-dir", str(data)]
-        if parts > 1:
-            command += ["--parts", str(parts)]
-        subprocess.run(command, check=True)
-        if parts == 1 and (data / "lineitem.parquet").exists():
-            parts_dir.mkdir()
-            (data / "lineitem.parquet").rename(parts_dir / "lineitem.1.parquet")
-    files = sorted(parts_dir.glob("*.parquet"), key=lambda p: int(p.stem.split(".")[-1]))
+    files = parquet_parts(scale, data)
     csv = data / "lineitem.csv"
     if not csv.exists():
         import pyarrow as pa
@@ -112,6 +100,23 @@ def generate(scale: float, data: Path) -> tuple[list[Path], Path]:
                     pacsv.write_csv(batch.cast(schema), out, pacsv.WriteOptions(include_header=False))
         temp.rename(csv)
     return files, csv
+
+
+def parquet_parts(scale: float, data: Path) -> list[Path]:
+    """TPC-H lineitem at ``scale`` as Parquet parts of about a million rows each (generated once)."""
+    parts_dir = data / "lineitem"
+    parts = max(1, round(scale * 6))
+    if not parts_dir.is_dir() or len(list(parts_dir.glob("*.parquet"))) != parts:
+        shutil.rmtree(parts_dir, ignore_errors=True)
+        print(f"generating TPC-H lineitem SF{scale:g} as {parts} Parquet part(s) ...", flush=True)
+        command = [tpchgen(), "parquet", "-s", f"{scale:g}", "--tables", "lineitem", "--output-dir", str(data)]
+        if parts > 1:
+            command += ["--parts", str(parts)]
+        subprocess.run(command, check=True)
+        if parts == 1 and (data / "lineitem.parquet").exists():
+            parts_dir.mkdir()
+            (data / "lineitem.parquet").rename(parts_dir / "lineitem.1.parquet")
+    return sorted(parts_dir.glob("*.parquet"), key=lambda p: int(p.stem.split(".")[-1]))
 
 
 # ---------------------------------------------------------------------------- measured workers
@@ -143,7 +148,7 @@ def worker_conveyor(dsn: str, schema: str, files: list[str]) -> dict[str, Any]:
     import pyarrow.parquet as pq
 
     from conveyor.lake.manifest import Manifest, PartFile
-    from conveyor.warehouse.postgres import PostgresWarehouse
+    from conveyor.warehouse.postgres.warehouse import PostgresWarehouse
 
     paths = [Path(f) for f in files]
     parts = [PartFile(p.name, pq.ParquetFile(p).metadata.num_rows, p.stat().st_size, "") for p in paths]

@@ -10,18 +10,18 @@ Example::
 
 from __future__ import annotations
 
-import time
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from conveyor.config.secrets import scrub
 from conveyor.config.settings import IDENTIFIER
 from conveyor.errors import ConveyorError, LakeError, UserError, did_you_mean
-from conveyor.extract.extract import ExtractSummary, check_jobs, extract
-from conveyor.extract.jobs import ExtractEvent, plan
-from conveyor.lake.lake import Lake
+from conveyor.extract.jobs import ExtractEvent, ExtractJob
+from conveyor.extract.jobs import plan as plan_jobs
 from conveyor.load.build import (
     BuildOptions,
     BuildResult,
@@ -33,18 +33,28 @@ from conveyor.load.build import (
     has_checks,
     manifests_for,
 )
-from conveyor.load.unload import unload as unload_relations
 from conveyor.load.update import LOCK_TIMEOUT_S, wait_for_extracts, with_dependents
 from conveyor.load.update import update as update_relations
 from conveyor.load.upgrade import target_names
 from conveyor.load.upgrade import upgrade as upgrade_relations
 from conveyor.project import Project, Relation
-from conveyor.runctx import Reporter, RunContext, open_environment, open_tracking, whole_schemas
-from conveyor.tracking.models import EventRow, RunRow
+from conveyor.runctx import Reporter, RunLifecycle, open_environment, open_tracking, whole_schemas
+from conveyor.tracking.models import EventRow, ExtractStateRow, RunRow
 from conveyor.tracking.store import TrackingStore
-from conveyor.validate.preflight import preflight
 from conveyor.warehouse import ddl
 from conveyor.warehouse.base import Warehouse, qualified
+
+if TYPE_CHECKING:  # the extract and unload machinery (pyarrow) loads when a command needs it
+    from conveyor.extract.extract import ExtractSummary
+    from conveyor.pipeline.runner import PipelineOutcome
+    from conveyor.validate.problems import Report
+
+
+def preflight(project: Project, relations: Sequence[Relation], **what: Any) -> None:
+    """What validate can tell without a database, before a command writes (see conveyor.validate.preflight)."""
+    from conveyor.validate.preflight import preflight as check  # validate's modules, only when a command runs
+
+    check(project, relations, **what)
 
 
 def open_project(path: Path | str = ".") -> Project:
@@ -89,7 +99,7 @@ class Outcome:
 
 
 class _Run:
-    """Opens a run in the tracking store and closes it with its outcome, whatever happens."""
+    """A command's run: its :class:`~conveyor.runctx.RunLifecycle`, and the :class:`Outcome` it fills in."""
 
     def __init__(
         self,
@@ -101,30 +111,25 @@ class _Run:
         reporter: Reporter | None,
         jobs: int | None,
     ):
-        self.tracking = open_tracking(project)
-        run_id = self.tracking.start_run(
-            command, project=project.settings.name, environment=env, selection=" ".join(selection) or None
-        )
-        self.ctx = RunContext(
-            project, self.tracking, run_id, reporter or Reporter(), jobs or project.settings.defaults.jobs
-        )
-        self.outcome = Outcome(run_id, command, lake=str(project.path(project.settings.lake.path)))
-        self.began = time.monotonic()
+        self.life = RunLifecycle(project, command, environment=env, selection=selection, reporter=reporter, jobs=jobs)
+        self.ctx = self.life.ctx
+        self.outcome = Outcome(self.ctx.run_id, command, lake=str(project.path(project.settings.lake.path)))
 
     def __enter__(self) -> _Run:
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, _tb: object) -> None:
-        self.outcome.seconds = time.monotonic() - self.began
-        if exc is not None:
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        self.outcome.seconds = self.life.seconds
+        summary = self.outcome.summary()
+        if isinstance(exc, KeyboardInterrupt):
+            self.life.finish("cancelled", error=scrub(str(exc) or "cancelled by Ctrl-C (SIGINT)"), summary=summary)
+        elif exc is not None:
             text = exc.render() if isinstance(exc, ConveyorError) else f"{type(exc).__name__}: {exc}"
-            status = "cancelled" if isinstance(exc, KeyboardInterrupt) else "failed"
-            self.tracking.finish_run(self.ctx.run_id, status, error=scrub(text), summary=self.outcome.summary())
+            self.life.finish("failed", error=scrub(text), summary=summary)
         else:
             status = "succeeded" if self.outcome.ok else "failed"
-            first = _first_error(self.outcome)
-            self.tracking.finish_run(self.ctx.run_id, status, error=first, summary=self.outcome.summary())
-        self.tracking.close()
+            self.life.finish(status, error=_first_error(self.outcome), summary=summary)
+        self.life.__exit__(kind, exc, tb)
 
 
 def _first_error(outcome: Outcome) -> str | None:
@@ -135,6 +140,87 @@ def _first_error(outcome: Outcome) -> str | None:
     if outcome.build and outcome.build.reason:
         return outcome.build.reason
     return None
+
+
+def plan_extract(
+    project: Project, relations: Sequence[Relation], event: ExtractEvent | None = None, *, full: bool = False
+) -> list[ExtractJob]:
+    """The extract jobs for ``relations`` (narrowed by ``event``), each DSN and job type checked.
+
+    Nothing is read or written: this is what ``--dry-run`` prints, and what a run starts from.
+    """
+    from conveyor.extract.extract import check_jobs
+
+    jobs = plan_jobs(project, relations, event, full=full)
+    check_jobs(project, jobs)
+    return jobs
+
+
+@dataclass
+class Plan:
+    """What a command would do (``--dry-run``): computed from the project and the warehouse's
+    settings, without reading data or writing anything."""
+
+    command: str
+    extract: list[str] = field(default_factory=list)
+    """Source relations whose upstream tables would be extracted, in order."""
+    build: list[tuple[str, str]] = field(default_factory=list)
+    """(kind, relation) that would be built, updated or unloaded, in order."""
+    warehouse: str | None = None
+    """The warehouse it would change, described (``DuckDB file warehouse.duckdb``)."""
+    target: str | None = None
+    """The lake source an ``unload`` would write, the schema an ``upgrade --into-schema`` would build in."""
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "command": self.command,
+            "extract": self.extract,
+            "build": [{"kind": kind, "relation": name} for kind, name in self.build],
+            "warehouse": self.warehouse,
+            "target": self.target,
+        }
+
+
+def plan(
+    project: Project,
+    command: str,
+    selection: Sequence[str] = (),
+    *,
+    env: str | None = None,
+    event: ExtractEvent | None = None,
+    full: bool = False,
+    source_name: str | None = None,
+    only_selected: bool = False,
+    into_schema: str | None = None,
+) -> Plan:
+    """What ``command`` (run, extract, load, update, upgrade or unload) would do for ``selection``.
+
+    Bad input fails here as it would in the command (an unknown environment, an engine that
+    cannot do the command, a DSN that does not resolve), before anything is read or written.
+    """
+    if command not in ("run", "extract", "load", "update", "upgrade", "unload"):
+        raise UserError(f'there is no plan for "{command}".' + did_you_mean(command, ["run", "extract", "load"]))
+    if command == "extract":
+        jobs = plan_extract(project, project.select(selection), event, full=full)
+        return Plan(command, extract=[job.relation for job in jobs])
+    warehouse = open_environment(project, env)
+    operation = {"run": "load"}.get(command, command)
+    warehouse.require(operation)  # an engine that cannot do it refuses here, as the command would
+    chosen = project.select(selection)
+    if command in ("run", "load"):
+        relations = whole_schemas(project, chosen)
+    elif command == "update" or (command == "upgrade" and not only_selected):
+        relations = with_dependents(project, chosen)
+    else:
+        relations = chosen
+    found = Plan(command, build=[(r.kind, r.name) for r in relations], warehouse=warehouse.describe())
+    if command == "run":
+        found.extract = [job.relation for job in plan_extract(project, relations)]
+    if command == "unload":
+        found.target = source_name or f"unload_{warehouse.name}"
+    if command == "upgrade":
+        found.target = into_schema
+    return found
 
 
 def extract_tables(
@@ -148,10 +234,11 @@ def extract_tables(
     reporter: Reporter | None = None,
 ) -> Outcome:
     """Extract the selected source tables into the lake."""
+    from conveyor.extract.extract import extract
+
     chosen = project.select(selection)
     preflight(project, chosen, extract=True)  # bad input fails here, before anything is written
-    jobs_list = plan(project, chosen, event, full=full)
-    check_jobs(project, jobs_list)
+    jobs_list = plan_extract(project, chosen, event, full=full)
     with _Run(project, "extract", env=None, selection=selection, reporter=reporter, jobs=jobs) as run:
         run.outcome.extract = extract(run.ctx, jobs_list, fail_fast=fail_fast)
     return run.outcome
@@ -281,6 +368,9 @@ def unload(
     They land under ``<lake>/data/<source_name>/<schema>.<table>/`` (``source_name``
     defaults to ``unload_<env>``), where another project reads them with a ``lake`` source.
     """
+    from conveyor.lake.lake import Lake
+    from conveyor.load.unload import unload as unload_relations
+
     warehouse = open_environment(project, env)
     warehouse.require("unload")  # an engine that cannot do it refuses before anything is written
     relations = project.select(selection)
@@ -337,13 +427,19 @@ def _resume_point(
     store = open_tracking(project)
     try:
         ended = store.list_runs(limit=50, statuses=("failed", "abandoned"))  # dead runs read as abandoned
-        last = next((r for r in ended if r.command in ("load", "run") and r.environment == env), None)
+        last, events = None, []
+        for candidate in (r for r in ended if r.command in ("load", "run") and r.environment == env):
+            events = store.run_events(candidate.run_id)
+            # a load that failed before its build began (refused beside another load, say) left
+            # nothing to resume: the failed load before it may have
+            if candidate.status == "abandoned" or any(e.step in ("load", "build") for e in events):
+                last = candidate
+                break
         if last is None:
             raise UserError(
                 f'there is no failed load of environment "{env}" to resume.', hint="Run conveyor load without --resume."
             )
         _refuse_stale_resume(store, env, last)
-        events = store.run_events(last.run_id)
     finally:
         store.close()
     chosen = tuple(selection) or tuple((last.selection or "").split())
@@ -441,13 +537,14 @@ def run(
     reporter: Reporter | None = None,
 ) -> Outcome:
     """Extract, load, build and publish: the whole ETL for a selection."""
+    from conveyor.extract.extract import extract
+
     relations = whole_schemas(project, project.select(selection))
     preflight(project, relations, extract=True, environment=project.environment(env)[0], build=True)
     warehouse = open_environment(project, env)
     warehouse.require("load")  # an engine that cannot do it refuses before anything is written
     check_own_database(project, relations, warehouse)
-    jobs_list = plan(project, relations)
-    check_jobs(project, jobs_list)
+    jobs_list = plan_extract(project, relations)
     with _Run(project, "run", env=warehouse.name, selection=selection, reporter=reporter, jobs=jobs) as run:
         run.outcome.warehouse = warehouse.describe()
         run.outcome.extract = extract(run.ctx, jobs_list)
@@ -460,3 +557,88 @@ def run(
             # a table with no extract at all: nothing to load it from, so the run fails
             run.outcome.notes.append(exc.render())
     return run.outcome
+
+
+def validate(
+    project: Project | Path | str = ".",
+    selection: Sequence[str] = (),
+    *,
+    sources: bool = True,
+    sql: bool = True,
+    warehouse: str | None = None,
+    cache: bool = True,
+) -> Report:
+    """Check a project before it runs and return every problem (``conveyor validate``).
+
+    ``project`` is a loaded project or its folder (a folder whose project does not load still
+    gets a report: its problems are in it). See :func:`conveyor.validate.run.validate` for the
+    options.
+    """
+    from conveyor.validate.run import validate as run_validation
+
+    root = project.root if isinstance(project, Project) else project
+    return run_validation(root, selection, sources=sources, sql=sql, warehouse=warehouse, cache=cache)
+
+
+def runs(project: Project, *, limit: int = 20, status: str | None = None, pipeline: str | None = None) -> list[RunRow]:
+    """The most recent runs first, from the project's tracking store (``conveyor runs``)."""
+    with open_tracking(project) as store:
+        return store.list_runs(limit=limit, status=status, pipeline=pipeline)
+
+
+def run_events(project: Project, run_id: str) -> tuple[RunRow, list[EventRow]]:
+    """One run (a full id or a unique prefix) and its events, in order (``conveyor runs show``)."""
+    with open_tracking(project) as store:
+        found = store.get_run(run_id)
+        return found, store.run_events(found.run_id)
+
+
+def extract_status(project: Project, source: str | None = None) -> list[ExtractStateRow]:
+    """The extract state of every table (or one source's): last extract, rows, watermark."""
+    with open_tracking(project) as store:
+        return store.extract_state(source)
+
+
+def open_project_for_run(path: Path | str = ".") -> tuple[Project, list[ConveyorError]]:
+    """The project a pipeline runs in, and why it did not load completely (see :func:`run_pipeline`)."""
+    from conveyor.pipeline.definitions import open_for_run
+
+    return open_for_run(path)
+
+
+def run_pipeline(
+    project: Project,
+    name: str,
+    *,
+    run_id: str | None = None,
+    reporter: Reporter | None = None,
+    stop: threading.Event | None = None,
+    problems: Sequence[ConveyorError] = (),
+) -> PipelineOutcome:
+    """Run pipeline ``name`` once, now, in this process (``conveyor pipeline run``).
+
+    It holds the pipeline's lock and its environments' locks while it runs; a busy lock is a
+    ``UserError`` naming the run that holds it. ``stop`` (an event) ends the run after its
+    current step; ``problems`` are what :func:`open_project_for_run` found.
+    """
+    from conveyor.pipeline.definitions import get_pipeline
+    from conveyor.pipeline.runner import run_pipeline as run_one
+
+    definition = get_pipeline(project, name)
+    return run_one(project, definition, run_id=run_id, reporter=reporter, stop=stop, problems=problems)
+
+
+def set_pipeline_status(project: Project, name: str, status: str | None) -> None:
+    """Pause (``"paused"``), resume (``"active"``) or uninstall (None) an installed pipeline.
+
+    A resumed pipeline does not make up the runs it missed while paused.
+    """
+    from conveyor.pipeline.scheduler import Clock
+
+    with open_tracking(project) as store:
+        if status is None:
+            store.remove_pipeline(name)
+            return
+        if status == "active" and store.get_pipeline(name).status == "paused":
+            store.set_last_slot(name, Clock().now())
+        store.set_pipeline_status(name, status)

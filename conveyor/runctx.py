@@ -1,4 +1,5 @@
-"""What every step of a run shares: the project, the tracking store, the run id, progress.
+"""What every step of a run shares: the project, the tracking store, the run id, progress; and the
+one lifecycle of every run (:class:`RunLifecycle`), a command's or a pipeline's.
 
 Library users get a silent :class:`Reporter`; the CLI passes one that draws progress bars.
 Every (relation, step) goes through :meth:`RunContext.step`, which records its start,
@@ -9,13 +10,16 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from conveyor import cancel
 from conveyor.config.secrets import scrub
 from conveyor.errors import ConveyorError
+from conveyor.lake.lake import Lake
+from conveyor.lake.readers import ReadLocks
 from conveyor.project import Project, Relation
 from conveyor.reporting import Reporter
 from conveyor.tracking.store import TrackingStore
@@ -42,6 +46,15 @@ class RunContext:
     reporter: Reporter = field(default_factory=Reporter)
     jobs: int = 4
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    reads: ReadLocks = field(default_factory=ReadLocks)
+    """Relations whose extracts this run reads: retention leaves them alone until the run ends."""
+
+    def reading(self, relations: Iterable[Relation]) -> None:
+        """Keep retention off the extracts of these source relations until the run ends (before listing them)."""
+        lake = Lake(self.project.path(self.project.settings.lake.path))
+        for relation in relations:
+            if relation.kind == "source" and relation.source is not None:
+                self.reads.hold(lake.table_dir(relation.source, relation.name))
 
     @contextmanager
     def step(self, relation: str, step: str) -> Iterator[StepOutcome]:
@@ -54,8 +67,10 @@ class RunContext:
             yield outcome
         except BaseException as exc:
             error = scrub(exc.render() if isinstance(exc, ConveyorError) else str(exc) or type(exc).__name__)
-            self.tracking.finish_event(event, "failed", error=error, detail=outcome.detail or None)
-            self.reporter.finished(relation, step, "failed", None, error)
+            # a statement stopped by Ctrl-C or SIGTERM did not fail: the run was cancelled
+            status = "cancelled" if cancel.requested() or isinstance(exc, KeyboardInterrupt) else "failed"
+            self.tracking.finish_event(event, status, error=error, detail=outcome.detail or None)
+            self.reporter.finished(relation, step, status, None, error)
             raise
         outcome.detail.setdefault("seconds", round(time.monotonic() - began, 6))
         self.tracking.finish_event(
@@ -72,6 +87,69 @@ class RunContext:
             self.run_id, relation, step, "skipped", started_at=now, finished_at=now, error=reason
         )
         self.reporter.finished(relation, step, "skipped", None, reason)
+
+
+class RunLifecycle:
+    """Opens a run in the tracking store and closes it whatever happens.
+
+    Every run goes through it: the commands of :mod:`conveyor.api` and pipeline runs alike.
+    The body calls :meth:`finish` with the run's status when it knows it (it is recorded at
+    once); a run left without one, because an exception escaped, is recorded ``failed``, or
+    ``cancelled`` after Ctrl-C or SIGTERM, with the error scrubbed of secrets. The lake reads
+    the run held (:attr:`RunContext.reads`) are released either way.
+    """
+
+    def __init__(
+        self,
+        project: Project,
+        command: str,
+        *,
+        environment: str | None,
+        selection: Sequence[str] = (),
+        reporter: Reporter | None = None,
+        jobs: int | None = None,
+        pipeline: str | None = None,
+        run_id: str | None = None,
+        tracking: TrackingStore | None = None,
+    ):
+        self._owns_tracking = tracking is None
+        self.tracking = tracking or open_tracking(project)
+        run_id = self.tracking.start_run(
+            command, project=project.settings.name, environment=environment, pipeline=pipeline,
+            selection=" ".join(selection) or None, run_id=run_id,
+        )  # fmt: skip
+        self.ctx = RunContext(
+            project, self.tracking, run_id, reporter or Reporter(), jobs or project.settings.defaults.jobs
+        )
+        self.began = time.monotonic()
+        self.finished = False
+
+    @property
+    def seconds(self) -> float:
+        return time.monotonic() - self.began
+
+    def finish(self, status: str, *, error: str | None = None, summary: dict[str, Any] | None = None) -> None:
+        """Record how the run ended (``succeeded``, ``failed`` or ``cancelled``), now."""
+        self.tracking.finish_run(self.ctx.run_id, status, error=error, summary=summary)
+        self.finished = True
+
+    def __enter__(self) -> RunLifecycle:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, _tb: object) -> None:
+        self.ctx.reads.release()  # the run read what it needed from the lake: retention may go on
+        try:
+            if not self.finished:
+                if isinstance(exc, KeyboardInterrupt):
+                    self.finish("cancelled", error=scrub(str(exc) or "cancelled by Ctrl-C (SIGINT)"))
+                elif exc is not None:
+                    text = exc.render() if isinstance(exc, ConveyorError) else f"{type(exc).__name__}: {exc}"
+                    self.finish("failed", error=scrub(text))
+                else:
+                    self.finish("failed", error="the run ended without recording how")
+        finally:
+            if self._owns_tracking:
+                self.tracking.close()
 
 
 def open_tracking(project: Project) -> TrackingStore:

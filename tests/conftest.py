@@ -19,12 +19,10 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
-CONVEYOR = str(Path(sys.executable).parent / "conveyor")
+from testkit.cli import CONVEYOR, CliResult, run_cli
 
 CUSTOMERS = [
     # id, name, email, active, created_at, balance (REAL in SQLite)
@@ -211,23 +209,6 @@ def project_dir(make_project: Callable[..., Path]) -> Path:
 def new_project() -> Callable[..., Path]:
     """``build_project`` for fixtures wider than one test (pass a folder from tmp_path_factory)."""
     return build_project
-
-
-@dataclass
-class CliResult:
-    code: int
-    stdout: str
-    stderr: str
-
-
-def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 60) -> CliResult:
-    """Run the ``conveyor`` console script in a subprocess."""
-    full_env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb", **(env or {})}
-    full_env.pop("CONVEYOR_PROJECT", None)
-    done = subprocess.run(
-        [CONVEYOR, *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout, check=False
-    )
-    return CliResult(done.returncode, done.stdout, done.stderr)
 
 
 @pytest.fixture(scope="session")

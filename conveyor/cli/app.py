@@ -43,26 +43,57 @@ def pass_options(function: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+@dataclass(frozen=True)
+class LazyCommand:
+    """Where a command lives ("module:attribute") and the first paragraph of its help.
+
+    The summary lets ``conveyor --help`` list every command without importing any of them
+    (a test checks that it matches the command's own help).
+    """
+
+    target: str
+    summary: str
+
+
 class LazyGroup(click.Group):
     """A group that imports a command's module only when that command runs.
 
-    Start-up matters for a CLI: importing every command (and with them DuckDB, apprise,
-    httpx ...) costs about a second, most of which ``conveyor validate`` never needs.
+    Start-up matters for a CLI: importing every command (and with them DuckDB, pyarrow,
+    apprise, httpx ...) costs about a second that ``conveyor --help``, ``ls`` or ``runs``
+    never needs.
     """
 
-    def __init__(self, *args: Any, lazy: dict[str, str] | None = None, **kwargs: Any):
+    def __init__(self, *args: Any, lazy: dict[str, LazyCommand] | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.lazy = dict(lazy or {})
-        """Command name -> "module:attribute"."""
+        """Command name -> where it lives and what it does."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *self.lazy})
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name in self.lazy and name not in self.commands:
-            module, _, attribute = self.lazy[name].partition(":")
+            module, _, attribute = self.lazy[name].target.partition(":")
             self.add_command(getattr(importlib.import_module(module), attribute), name)
         return super().get_command(ctx, name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list from the summaries: no command module is imported for ``--help``."""
+        names = self.list_commands(ctx)
+        if not names:
+            return
+        limit = formatter.width - 6 - max(len(name) for name in names)
+        rows = []
+        for name in names:
+            if name in self.commands or name not in self.lazy:
+                command = self.get_command(ctx, name)
+                if command is None or command.hidden:
+                    continue
+                rows.append((name, command.get_short_help_str(limit)))
+            else:
+                rows.append((name, click.Command(name, help=self.lazy[name].summary).get_short_help_str(limit)))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

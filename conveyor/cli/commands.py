@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -14,8 +13,7 @@ from conveyor import api
 from conveyor.cli.app import Options, pass_options
 from conveyor.cli.output import RichReporter, print_json, print_table, stdout
 from conveyor.errors import RunFailed, UserError
-from conveyor.extract.extract import check_jobs
-from conveyor.extract.jobs import ExtractEvent, plan
+from conveyor.extract.jobs import ExtractEvent
 from conveyor.project import Project
 
 selection_arg = click.argument("selection", nargs=-1)
@@ -86,20 +84,24 @@ def _print_summary(outcome: api.Outcome) -> None:
     stdout.print(f"Run {outcome.run_id} {state} in {outcome.seconds:.1f} s")
 
 
-def _dry_run(project: Project, selection: Sequence[str], *, extract: bool, load: bool, env: str | None) -> None:
-    relations = api.whole_schemas(project, project.select(selection)) if load else project.select(selection)
-    warehouse = api.open_environment(project, env) if load else None
-    if warehouse is not None:
-        warehouse.require("load")
-    if extract:
-        jobs = plan(project, relations)
-        check_jobs(project, jobs)
-        stdout.print(f"Would extract {len(jobs)} table(s): " + ", ".join(j.relation for j in jobs))
-    if warehouse is not None:
-        stdout.print(f"Would build {len(relations)} relation(s) into {warehouse.describe()}:")
-        for relation in relations:
-            stdout.print(f"  {relation.kind:<6} {relation.name}")
-    stdout.print("Dry run: nothing was changed.")
+def _show_plan(found: api.Plan) -> None:
+    """Print what a command would do (``--dry-run``), in the words the command uses."""
+    if found.command in ("run", "extract"):
+        stdout.print(f"Would extract {len(found.extract)} table(s): " + ", ".join(found.extract))
+    count = f"{len(found.build)} relation(s)"
+    lines = {
+        "run": f"Would build {count} into {found.warehouse}:",
+        "load": f"Would build {count} into {found.warehouse}:",
+        "update": f"Would update {count} in {found.warehouse}, in one transaction:",
+        "upgrade": f"Would drop and rebuild {count} in {f'schema {found.target}' if found.target else 'place'}:",
+        "unload": f"Would unload {count} from {found.warehouse} to lake source {found.target}:",
+    }
+    if found.command in lines:
+        stdout.print(lines[found.command])
+        for kind, name in found.build:
+            stdout.print(f"  {kind:<6} {name}")
+    if found.command in ("run", "load"):
+        stdout.print("Dry run: nothing was changed.")
 
 
 @click.command()
@@ -118,7 +120,7 @@ def run(
     """
     project = _project(options)
     if dry_run:
-        _dry_run(project, selection, extract=True, load=True, env=env)
+        _show_plan(api.plan(project, "run", selection, env=env))
         return
     with RichReporter(options.verbosity if fmt == "table" else -1) as reporter:
         outcome = api.run(project, selection, env=env, jobs=jobs, reporter=reporter)
@@ -184,9 +186,7 @@ def extract_tables(
     if tables:
         event = ExtractEvent(tables=tuple(t.strip() for t in tables.split(",") if t.strip()))
     if dry_run:
-        jobs_list = plan(project, project.select(selection), event, full=full)
-        check_jobs(project, jobs_list)
-        stdout.print(f"Would extract {len(jobs_list)} table(s): " + ", ".join(j.relation for j in jobs_list))
+        _show_plan(api.plan(project, "extract", selection, event=event, full=full))
         return
     with RichReporter(options.verbosity if fmt == "table" else -1) as reporter:
         outcome = api.extract_tables(
@@ -272,7 +272,7 @@ def load(
     """
     project = _project(options)
     if dry_run:
-        _dry_run(project, selection, extract=False, load=True, env=env)
+        _show_plan(api.plan(project, "load", selection, env=env))
         return
     with RichReporter(options.verbosity if fmt == "table" else -1) as reporter:
         outcome = api.load(
@@ -347,13 +347,7 @@ def unload(
     """
     project = _project(options)
     if dry_run:
-        warehouse = api.open_environment(project, env)
-        warehouse.require("unload")
-        names = [r.name for r in project.select(selection)]
-        target = source_name or f"unload_{warehouse.name}"
-        stdout.print(f"Would unload {len(names)} relation(s) from {warehouse.describe()} to lake source {target}:")
-        for name in names:
-            stdout.print(f"  {name}")
+        _show_plan(api.plan(project, "unload", selection, env=env, source_name=source_name))
         return
     with RichReporter(options.verbosity if fmt == "table" else -1) as reporter:
         outcome = api.unload(project, selection, env=env, source_name=source_name, reporter=reporter)
@@ -402,12 +396,7 @@ def update(
     project = _project(options)
     start = _moment(scheduled_start_time)
     if dry_run:
-        relations = api.with_dependents(project, project.select(selection))
-        warehouse = api.open_environment(project, env)
-        warehouse.require("update")
-        stdout.print(f"Would update {len(relations)} relation(s) in {warehouse.describe()}, in one transaction:")
-        for relation in relations:
-            stdout.print(f"  {relation.kind:<6} {relation.name}")
+        _show_plan(api.plan(project, "update", selection, env=env))
         return
     with RichReporter(options.verbosity if fmt == "table" else -1) as reporter:
         outcome = api.update(
@@ -444,13 +433,8 @@ def upgrade(
     """Drop and rebuild SELECTION and its dependents in place: quick, for development, not atomic."""
     project = _project(options)
     if dry_run:
-        api.open_environment(project, env).require("upgrade")
-        chosen = project.select(selection)
-        relations = chosen if only_selected else api.with_dependents(project, chosen)
-        where = f"schema {into_schema}" if into_schema else "place"
-        stdout.print(f"Would drop and rebuild {len(relations)} relation(s) in {where}:")
-        for relation in relations:
-            stdout.print(f"  {relation.kind:<6} {relation.name}")
+        found = api.plan(project, "upgrade", selection, env=env, only_selected=only_selected, into_schema=into_schema)
+        _show_plan(found)
         return
     with RichReporter(options.verbosity if fmt == "table" else -1) as reporter:
         outcome = api.upgrade(

@@ -1,18 +1,22 @@
 """The ``conveyor`` command: a thin shell over :mod:`conveyor.api`.
 
 This module holds the one place that turns exceptions into ``Error: ...`` and an exit
-code: 0 success, 1 the run failed, 2 bad input or usage. ``--debug`` shows tracebacks.
+code: 0 success, 1 the run failed, 2 bad input or usage, 130 cancelled by Ctrl-C (SIGINT),
+143 cancelled by SIGTERM (see conveyor/cancel.py). ``--debug`` shows tracebacks.
 """
 
 from __future__ import annotations
 
+import signal
 import sys
 import traceback
+from typing import NoReturn
 
 import click
 from rich.markup import escape
 
-from conveyor.cli.app import Options, cli, pass_options
+from conveyor import cancel
+from conveyor.cli.app import LazyCommand, Options, cli, pass_options
 from conveyor.cli.output import configure_logging, console
 from conveyor.config.secrets import scrub
 from conveyor.errors import ConveyorError
@@ -24,9 +28,13 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point of the console script."""
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     configure_logging()
+    cancel.reset()
+    restore = cancel.install_handlers()  # SIGTERM, like Ctrl-C, cancels the statements in flight
     try:
         cli.main(args=argv, prog_name="conveyor", standalone_mode=False)
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as exc:
+        if isinstance(exc.__cause__, cancel.Interrupted):  # click turns KeyboardInterrupt into Abort
+            _cancelled(exc.__cause__)
         console.print("Aborted.")
         sys.exit(130)
     except click.exceptions.Exit as exc:
@@ -39,6 +47,8 @@ def main(argv: list[str] | None = None) -> None:
             _print_traceback()
         console.print("[red bold]Error:[/] " + escape(scrub(exc.render())), highlight=False)
         sys.exit(exc.exit_code)
+    except cancel.Interrupted as exc:
+        _cancelled(exc)
     except KeyboardInterrupt:
         console.print("Interrupted.")
         sys.exit(130)
@@ -48,7 +58,14 @@ def main(argv: list[str] | None = None) -> None:
         console.print("[red bold]Internal error:[/] " + escape(scrub(f"{type(exc).__name__}: {exc}")))
         console.print("This is a bug in Conveyor. Run again with --debug for the traceback.")
         sys.exit(1)
+    finally:
+        restore()
     sys.exit(0)
+
+
+def _cancelled(exc: cancel.Interrupted) -> NoReturn:
+    console.print(f"Cancelled by {signal.Signals(exc.signum).name}.")
+    sys.exit(exc.exit_code)
 
 
 def _print_traceback() -> None:
@@ -57,25 +74,79 @@ def _print_traceback() -> None:
     sys.stderr.flush()
 
 
-# commands are imported when they run (see LazyGroup)
+# commands are imported when they run (see LazyGroup); the summaries are their help's first paragraph
 cli.lazy = {
-    **{
-        name: f"conveyor.cli.commands:{attr}"
-        for name, attr in (
-            ("run", "run"),
-            ("extract", "extract"),
-            ("load", "load"),
-            ("update", "update"),
-            ("upgrade", "upgrade"),
-            ("unload", "unload"),
-            ("ls", "ls"),
-            ("schema", "schema"),
-            ("show", "show"),
-        )
-    },
-    "runs": "conveyor.cli.runs_cmd:runs",
-    "validate": "conveyor.cli.validate_cmd:validate",
-    "bootstrap": "conveyor.cli.bootstrap_cmd:bootstrap",
-    "pipeline": "conveyor.cli.pipeline_cmd:pipeline",
-    "scheduler": "conveyor.cli.pipeline_cmd:scheduler",
+    name: LazyCommand(target, summary)
+    for name, target, summary in (
+        (
+            "bootstrap",
+            "conveyor.cli.bootstrap_cmd:bootstrap",
+            "Write table designs (schemas/<target_schema>/<table>.yaml) for upstream tables.",
+        ),
+        (
+            "extract",
+            "conveyor.cli.commands:extract",
+            "Extract source tables into the lake, or show the extract tracking table.",
+        ),
+        (
+            "load",
+            "conveyor.cli.commands:load",
+            "Rebuild the schemas of SELECTION in a warehouse from the latest extracts, then publish.",
+        ),
+        (
+            "ls",
+            "conveyor.cli.commands:ls",
+            "List the relations SELECTION resolves to, in execution order, with kind and level.",
+        ),
+        (
+            "pipeline",
+            "conveyor.cli.pipeline_cmd:pipeline",
+            "Define, install and run scheduled pipelines (see docs/pipelines.md).",
+        ),
+        (
+            "run",
+            "conveyor.cli.commands:run",
+            "Extract, load, build and publish: the whole ETL for SELECTION (default: everything).",
+        ),
+        (
+            "runs",
+            "conveyor.cli.runs_cmd:runs",
+            "List recent runs, newest first. `conveyor runs show RUN` shows one in detail.",
+        ),
+        (
+            "scheduler",
+            "conveyor.cli.pipeline_cmd:scheduler",
+            "Run installed pipelines at their times, until stopped (SIGTERM or Ctrl-C).",
+        ),
+        (
+            "schema",
+            "conveyor.cli.commands:schema",
+            "Print the JSON Schema of conveyor.yaml (settings) and of table designs (design).",
+        ),
+        (
+            "show",
+            "conveyor.cli.commands:show",
+            "Show what Conveyor would run: DDL of relations.",
+        ),
+        (
+            "unload",
+            "conveyor.cli.commands:unload",
+            "Export published relations of SELECTION into the lake as Parquet plus manifest.",
+        ),
+        (
+            "update",
+            "conveyor.cli.commands:update",
+            "Refresh SELECTION and everything downstream of it in place, in one transaction.",
+        ),
+        (
+            "upgrade",
+            "conveyor.cli.commands:upgrade",
+            "Drop and rebuild SELECTION and its dependents in place: quick, for development, not atomic.",
+        ),
+        (
+            "validate",
+            "conveyor.cli.validate_cmd:validate",
+            "Check the project before it runs: designs, dependencies, SQL and upstream tables.",
+        ),
+    )
 }

@@ -103,6 +103,9 @@ def configure_logging(level: int = logging.WARNING, fmt: str = "%(message)s") ->
     root.setLevel(level)
     for noisy in ("httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # psycopg warns of errors it ignored while closing a COPY on a lost connection; the
+    # command reports the error that lost it
+    logging.getLogger("psycopg").setLevel(logging.ERROR)
     scrub_loggers()
 
 

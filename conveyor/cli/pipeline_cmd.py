@@ -16,12 +16,9 @@ from conveyor import api
 from conveyor.cli.app import Options, pass_options
 from conveyor.cli.output import RichReporter, configure_logging, print_json, print_table, stdout
 from conveyor.config.schedule import parse_schedule
-from conveyor.errors import ConveyorError, ProjectError, RunFailed, UserError
+from conveyor.errors import RunFailed, UserError
 from conveyor.pipeline.definitions import Pipeline, get_pipeline, load_pipelines
-from conveyor.pipeline.locks import hold, lock_names
-from conveyor.pipeline.runner import run_pipeline
 from conveyor.pipeline.scheduler import Clock, Scheduler
-from conveyor.project import Project
 
 format_option = click.option(
     "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True, help="Output format."
@@ -166,16 +163,7 @@ def _resolved_steps(definition: Pipeline) -> list[str]:
 
 
 def _set_status(options: Options, name: str, status: str | None) -> None:
-    store = api.open_tracking(api.open_project(options.project_dir))
-    try:
-        if status is None:
-            store.remove_pipeline(name)
-            return
-        if status == "active" and store.get_pipeline(name).status == "paused":
-            store.set_last_slot(name, Clock().now())  # runs missed while paused are not made up
-        store.set_pipeline_status(name, status)
-    finally:
-        store.close()
+    api.set_pipeline_status(api.open_project(options.project_dir), name, status)
 
 
 @pipeline.command()
@@ -207,54 +195,19 @@ def remove(options: Options, name: str) -> None:
 
 @pipeline.command(name="run")
 @click.argument("name")
-@click.option("--run-id", hidden=True, help="Use this run id (the scheduler's).")
-@click.option("--slot", hidden=True, help="The scheduled instant this run serves (the scheduler's).")
 @format_option
 @pass_options
-def run_(options: Options, name: str, run_id: str | None, slot: str | None, fmt: str) -> None:
+def run_(options: Options, name: str, fmt: str) -> None:
     """Run pipeline NAME now, in the foreground, once, with progress."""
-    project, problems = _open_for_run(options.project_dir)
-    definition = get_pipeline(project, name)
+    project, problems = api.open_project_for_run(options.project_dir)
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    store = api.open_tracking(project)
     try:
-        from conveyor.tracking.store import new_run_id
-
-        run_id = run_id or new_run_id()
-        with (
-            hold(store, lock_names(name, definition.config), run_id),
-            RichReporter(options.verbosity if fmt == "table" else -1) as reporter,
-        ):
-            outcome = run_pipeline(
-                project,
-                definition,
-                run_id=run_id,
-                reporter=reporter,
-                stop=stop,
-                scheduled_for=datetime.fromisoformat(slot) if slot else None,
-                problems=problems,
-            )
+        with RichReporter(options.verbosity if fmt == "table" else -1) as reporter:
+            outcome = api.run_pipeline(project, name, reporter=reporter, stop=stop, problems=problems)
     finally:
-        store.close()
         signal.signal(signal.SIGTERM, previous)
     _report(outcome, fmt)
-
-
-def _open_for_run(path: str) -> tuple[Project, list[ConveyorError]]:
-    """The project, and why it did not load completely.
-
-    A project with a broken file still runs its pipelines as far as it loaded, so that the
-    failure is recorded, pings the dead-man switch and is notified (a validation pipeline
-    reports it); a broken conveyor.yaml or pipeline definition stays a plain error.
-    """
-    try:
-        return api.open_project(path), []
-    except ProjectError as exc:
-        loaded = Project.collect(path)
-        if loaded.project is None:
-            raise
-        return loaded.project, list(exc.problems)
 
 
 def _report(outcome: Any, fmt: str) -> None:
@@ -295,7 +248,7 @@ def scheduler(options: Options, poll: float) -> None:
     )
     # a broken definition is bad input before the scheduler starts; a broken SQL file is not
     # (the runs fail, recorded and notified, instead of no run at all)
-    project, _ = _open_for_run(options.project_dir)
+    project, _ = api.open_project_for_run(options.project_dir)
     load_pipelines(project)
     store = api.open_tracking(project)
     try:

@@ -8,9 +8,7 @@ descriptions as JSON Schema so editors can complete and check the file, and
 from __future__ import annotations
 
 import re
-from pathlib import PurePath
 from typing import Literal
-from urllib.parse import parse_qs, unquote, urlsplit
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
@@ -153,12 +151,9 @@ class EnvironmentConfig(StrictModel):
         first dot. PostgreSQL and Redshift take the DSN's dbname (libpq's default: the user
         name). None when that part is a ``${VAR}`` or missing.
         """
-        if self.type == "duckdb":
-            name = PurePath(self.dsn.removeprefix("duckdb:///").removeprefix("duckdb://")).name
-            catalog = name.lstrip(".").split(".")[0]
-            return catalog if catalog and "${" not in self.dsn else None
-        found = _dsn_part(self.dsn, "dbname") or _dsn_part(self.dsn, "user")
-        return found if found and "${" not in found else None
+        from conveyor.warehouse.dialect import dialect
+
+        return dialect(self.type).database_name(self.dsn)
 
 
 class TrackingConfig(StrictModel):
@@ -307,23 +302,3 @@ def check_dsn(dsn: str, kind: str, schemes: tuple[str | None, ...], what: str) -
 def _shown(dsn: str) -> str:
     """A DSN short enough to show, without what may be a password (text after a ':' before an '@')."""
     return re.sub(r":[^:@/]*@", ":***@", dsn)[:80]
-
-
-def _dsn_part(dsn: str, key: str) -> str | None:
-    """``dbname`` or ``user`` of a libpq DSN, a URL (``postgresql://user@host/dbname``) or ``key=value`` pairs."""
-    if "://" not in dsn:
-        match = re.search(rf"(?:^|\s){key}\s*=\s*('(?:[^'\\]|\\.)*'|\S+)", dsn)
-        if not match:
-            return None
-        value = match.group(1)
-        return re.sub(r"\\(.)", r"\1", value[1:-1]) if value.startswith("'") else value
-    try:
-        url = urlsplit(dsn)
-    except ValueError:
-        return None
-    given = parse_qs(url.query).get(key)
-    if given:
-        return given[0]
-    if key == "dbname":
-        return unquote(url.path.lstrip("/")) or None
-    return unquote(url.username) if url.username else None

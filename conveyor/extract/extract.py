@@ -19,6 +19,7 @@ from typing import Any
 
 import tenacity
 
+from conveyor import cancel
 from conveyor.config.secrets import scrub
 from conveyor.design.types import parse_type
 from conveyor.errors import ConveyorError, TransientError
@@ -75,6 +76,8 @@ def extract(ctx: RunContext, jobs: list[ExtractJob], *, fail_fast: bool = False)
     def one(job: ExtractJob, pool: Executor) -> TableResult:
         if stop.is_set():
             return TableResult(job.relation, "skipped", error="not started: --fail-fast")
+        if cancel.requested():
+            return TableResult(job.relation, "skipped", error="not started: the run was cancelled")
         result = _extract_one(ctx, job, pool)
         if fail_fast and result.status == "failed":
             stop.set()
@@ -119,7 +122,8 @@ def _commit(ctx: RunContext, job: ExtractJob, pool: Executor | None) -> Manifest
     dsn = ctx.project.source_dsn(job.source)
     started = datetime.now(UTC)
     wait_s = settings.lake.lock_timeout
-    with lake.writing(job.source, job.relation, wait_s=wait_s, waiting=ctx.reporter.message) as folder:
+    holder = f"run {ctx.run_id}"
+    with lake.writing(job.source, job.relation, wait_s=wait_s, waiting=ctx.reporter.message, holder=holder) as folder:
         extract_id = folder.name
         ctx.tracking.start_extract(ctx.run_id, job.source, job.relation, extract_id, upstream_table=job.upstream_name)
         try:
@@ -158,16 +162,19 @@ def _commit(ctx: RunContext, job: ExtractJob, pool: Executor | None) -> Manifest
             error = scrub(exc.render() if isinstance(exc, ConveyorError) else f"{type(exc).__name__}: {exc}")
             ctx.tracking.finish_extract(extract_id, "failed", error=error)
             raise
-    ctx.tracking.finish_extract(
-        extract_id,
-        "succeeded",
-        rows=manifest.rows,
-        bytes=manifest.bytes,
-        manifest_path=str(path),
-        watermark_low=_watermark_text(manifest, "low"),
-        watermark_high=_watermark_text(manifest, "value"),
-    )
-    lake.prune(job.source, job.relation, settings.lake.keep, legacy=job.upstream_name)
+        # still under the relation's lock: a second extract waiting for it starts only once the
+        # tracking store names this one and retention is done, so a late finish of this one can
+        # never move the relation's state back behind the second's, nor prune beside it
+        ctx.tracking.finish_extract(
+            extract_id,
+            "succeeded",
+            rows=manifest.rows,
+            bytes=manifest.bytes,
+            manifest_path=str(path),
+            watermark_low=_watermark_text(manifest, "low"),
+            watermark_high=_watermark_text(manifest, "value"),
+        )
+        lake.prune(job.source, job.relation, settings.lake.keep, legacy=job.upstream_name)
     return manifest
 
 
@@ -232,7 +239,7 @@ def _with_retries(ctx: RunContext, job: ExtractJob, given: RunnerInput) -> Runne
         return runner.run(job, given)
 
     retrying = tenacity.Retrying(
-        retry=tenacity.retry_if_exception_type(TransientError),
+        retry=tenacity.retry_if_exception(lambda exc: isinstance(exc, TransientError) and not cancel.requested()),
         stop=tenacity.stop_after_attempt(retry.attempts),
         wait=tenacity.wait_random_exponential(multiplier=retry.initial_delay, max=retry.max_delay),
         before_sleep=lambda state: ctx.reporter.message(

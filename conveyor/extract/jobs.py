@@ -17,7 +17,7 @@ from typing import Any
 from conveyor.errors import UserError, did_you_mean
 from conveyor.project import Project, Relation
 
-#: every job type this version can run (``conveyor.extract.runners.RUNNERS`` has one runner each);
+#: every job type this version can run (``conveyor.extract.runners.RUNNERS`` has one runner module each);
 #: named here so that checking a design does not import the runners and pyarrow
 JOB_TYPES = ("arrow", "command", "spark")
 

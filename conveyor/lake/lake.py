@@ -23,20 +23,23 @@ import hashlib
 import os
 import secrets
 import shutil
+import socket
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, BinaryIO
+from typing import IO, TYPE_CHECKING, BinaryIO
 from urllib.parse import unquote
-
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from conveyor.errors import LakeError
 from conveyor.lake.manifest import MANIFEST, Manifest, PartFile, fsync_dir, read_manifest
+from conveyor.lake.readers import unread
+
+if TYPE_CHECKING:  # pyarrow is imported by the code that writes parts, not by readers of the lake's layout
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
 #: characters that cannot appear in a path component as they are; each is percent-encoded
 _ENCODED = {"%": "%25", "/": "%2F", "\\": "%5C", "\x00": "%00"}
@@ -191,31 +194,45 @@ class Lake:
         *,
         wait_s: float = 0,
         waiting: Callable[[str], None] | None = None,
+        holder: str = "",
     ) -> Iterator[Path]:
         """Lock a relation for writing and yield a fresh extract folder.
 
         Another writer of the same relation (another pipeline's extract, say) is waited for,
         up to ``wait_s`` seconds, telling ``waiting`` once; then the extract fails. Leftovers
         of crashed extracts (folders without a manifest) are removed first: the lock proves
-        nobody is still writing them.
+        nobody is still writing them. A failure after the manifest was written leaves the
+        extract committed. The holder writes ``holder`` (which run it is) and its pid into the
+        lock file, so whoever waits for it or gives up can name it.
         """
         table_dir = self.table_dir(source, relation)
         table_dir.mkdir(parents=True, exist_ok=True)
-        with open(table_dir / ".lock", "w") as lock:
-            said = f'waiting for another extract of "{relation}" to finish'
-            if not _flock(lock, wait_s, lambda: waiting(said) if waiting else None):
+        path = table_dir / ".lock"
+        with open(path, "a+") as lock:  # "a+": opening must not erase the holder's text
+
+            def tell() -> None:
+                if waiting is not None:
+                    waiting(f'waiting for another extract of "{relation}" to finish{_lock_holder(path)}')
+
+            if not _flock(lock, wait_s, tell):
                 raise LakeError(
-                    f'another extract of "{relation}" (source "{source}") is running (lock {table_dir / ".lock"})'
-                    + (f" and did not finish within {wait_s:g} s." if wait_s else "."),
-                    hint="Wait for it to finish, or raise lake.lock_timeout in conveyor.yaml.",
+                    f'another extract of "{relation}" (source "{source}") is running{_lock_holder(path)}'
+                    + (f" and did not finish within {wait_s:g} s." if wait_s else ".")
+                    + f" Its lock is {path}.",
+                    hint="Wait for it to finish, then extract again, or raise lake.lock_timeout in conveyor.yaml.",
                 )
+            lock.seek(0)
+            lock.truncate()
+            lock.write(f"{holder + ', ' if holder else ''}pid {os.getpid()} on {socket.gethostname()}\n")
+            lock.flush()
             self._remove_uncommitted(table_dir)
             folder = table_dir / new_extract_id()
             folder.mkdir()
             try:
                 yield folder
             except BaseException:
-                shutil.rmtree(folder, ignore_errors=True)
+                if not (folder / MANIFEST).is_file():  # a committed extract stays, whatever failed after
+                    shutil.rmtree(folder, ignore_errors=True)
                 raise
 
     @staticmethod
@@ -229,19 +246,23 @@ class Lake:
 
         Incremental extracts only make sense on top of the full extract before them, so a
         chain is never cut. The manifest goes first, so readers stop trusting a folder
-        before its parts disappear. Extracts in a legacy folder age out the same way.
+        before its parts disappear. Extracts in a legacy folder age out the same way. While
+        a load reads the relation (:mod:`conveyor.lake.readers`) nothing is removed.
         """
-        committed = self.committed(source, relation, legacy=legacy)
-        full = [i for i, m in enumerate(committed) if not m.incremental]
-        if len(full) <= keep:
-            return []
-        removed = []
-        for manifest in committed[: full[-keep]]:
-            assert manifest.folder is not None
-            (manifest.folder / MANIFEST).unlink()
-            shutil.rmtree(manifest.folder, ignore_errors=True)
-            removed.append(manifest.extract_id)
-        return removed
+        with unread(self.table_dir(source, relation)) as free:
+            if not free:
+                return []  # a load reads them: the next extract after it prunes
+            committed = self.committed(source, relation, legacy=legacy)
+            full = [i for i, m in enumerate(committed) if not m.incremental]
+            if len(full) <= keep:
+                return []
+            removed = []
+            for manifest in committed[: full[-keep]]:
+                assert manifest.folder is not None
+                (manifest.folder / MANIFEST).unlink()
+                shutil.rmtree(manifest.folder, ignore_errors=True)
+                removed.append(manifest.extract_id)
+            return removed
 
     def tables(self) -> list[tuple[str, str]]:
         """Every (source, relation) folder in the lake, names decoded."""
@@ -254,6 +275,15 @@ class Lake:
             for t in s.iterdir()
             if t.is_dir()
         )
+
+
+def _lock_holder(path: Path) -> str:
+    """`` (extract run ID, pid N on HOST)`` as the holder of a relation's lock wrote it, or ""."""
+    try:
+        text = " ".join(path.read_text().split())
+    except OSError:
+        return ""
+    return f" ({text})" if text else ""
 
 
 def _flock(handle: IO[str], wait_s: float, first_wait: Callable[[], None]) -> bool:
@@ -320,6 +350,8 @@ class PartWriter:
         if batch.num_rows == 0:
             return
         if not batch.schema.equals(self.schema):
+            import pyarrow as pa
+
             batch = pa.RecordBatch.from_arrays(batch.columns, schema=self.schema)
         offset = 0
         while offset < batch.num_rows:
@@ -334,6 +366,8 @@ class PartWriter:
                 self._close()
 
     def _open(self) -> None:
+        import pyarrow.parquet as pq
+
         name = f"{self.prefix}-{len(self.parts):05d}.parquet"
         self._file = _HashingFile(open(self.folder / name, "wb"))  # noqa: SIM115 - closed in _close
         compression = None if self.compression == "none" else self.compression
@@ -373,6 +407,8 @@ def rewrite_part(path: Path, table: pa.Table, compression: str = "zstd") -> Part
     The new file is written beside the old one, fsynced and renamed over it, so the folder
     holds the old part or the new one, never half of either.
     """
+    import pyarrow.parquet as pq
+
     temp = path.with_name(f".{path.name}.tmp")
     handle = _HashingFile(open(temp, "wb"))  # noqa: SIM115 - closed below
     try:

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping, Sequence, Set
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
+from conveyor import cancel
 from conveyor.config.secrets import scrub
 from conveyor.config.settings import EnvironmentConfig
 from conveyor.design.models import TableDesign
@@ -247,6 +248,8 @@ def build(
     todo = [r for r in relations if r.name not in options.done]
     check_own_database(project, todo, warehouse)
     check_kept_views(project, relations, warehouse)
+    if not options.skip_copy:
+        ctx.reading(todo)  # before the chains are listed: retention must not remove what they name
     manifests = {} if options.skip_copy else dict(options.pinned or manifests_for(project, todo))
     schemas = sorted({r.schema for r in relations})
     ctx.reporter.phase("build", len(todo))
@@ -283,7 +286,7 @@ def _statement(
 
 def _decide(ctx: RunContext, relations: list[Relation], result: BuildResult, extra: Sequence[str] = ()) -> None:
     """Set ``result.reason`` when the build must not be published."""
-    failed = [n for n in result.status if result.status[n] in ("failed", "skipped")]
+    failed = [n for n in result.status if result.status[n] in ("failed", "skipped", "cancelled")]
     if not failed:
         return
     settings = ctx.project.settings
@@ -335,6 +338,10 @@ class _Runner:
 
     def _one(self, relation: Relation) -> None:
         step = "load" if relation.kind == "source" else "build"
+        if cancel.requested():  # started after Ctrl-C or SIGTERM: nothing new runs
+            with self.lock:
+                self.result.status[relation.name] = "cancelled"
+            return
         try:
             with self.ctx.step(relation.name, step) as outcome:
                 outcome.detail["fingerprint"] = fingerprint(relation)

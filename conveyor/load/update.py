@@ -124,6 +124,7 @@ def _apply(
     with ctx.step(relation.name, "update") as outcome:
         if relation.kind == "source":
             assert relation.source is not None
+            ctx.reading([relation])
             chain = pinned.get(relation.name) or lake.require_chain(
                 relation.source, relation.name, legacy=ctx.project.lake_table(relation)
             )

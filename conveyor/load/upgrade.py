@@ -87,6 +87,7 @@ def _one(
             tx.drop(design.name)
             if relation.kind == "source":
                 assert relation.source is not None
+                ctx.reading([relation])
                 chain = lake.require_chain(relation.source, relation.name, legacy=ctx.project.lake_table(relation))
                 outcome.rows = tx.load_chain(design, chain)
             else:

@@ -123,3 +123,19 @@ def get_pipeline(project: Project, name: str) -> Pipeline:
             hint=f"Pipelines: {', '.join(pipelines) or 'none'} (in conveyor.yaml or pipelines/*.yaml).",
         )
     return pipelines[name]
+
+
+def open_for_run(path: Path | str) -> tuple[Project, list[ConveyorError]]:
+    """The project a pipeline runs in, and why it did not load completely.
+
+    A project with a broken file still runs its pipelines as far as it loaded, so that the
+    failure is recorded, pings the dead-man switch and is notified (a validation pipeline
+    reports it); a broken conveyor.yaml stays a plain error.
+    """
+    try:
+        return Project.load(path), []
+    except ProjectError as exc:
+        loaded = Project.collect(path)
+        if loaded.project is None:
+            raise
+        return loaded.project, list(exc.problems)

@@ -31,8 +31,11 @@ from conveyor.load.build import BuildOptions, BuildResult, build
 from conveyor.load.update import update, with_dependents
 from conveyor.pipeline import deadman, notify
 from conveyor.pipeline.definitions import Pipeline
+from conveyor.pipeline.locks import hold, lock_names
 from conveyor.project import Project, Relation
-from conveyor.runctx import Reporter, RunContext, open_environment, open_tracking, whole_schemas
+from conveyor.runctx import Reporter, RunContext, RunLifecycle, open_environment, open_tracking, whole_schemas
+from conveyor.tracking.runs import new_run_id
+from conveyor.tracking.store import TrackingStore
 from conveyor.validate.preflight import preflight
 from conveyor.warehouse import engine_class, open_warehouse
 
@@ -96,7 +99,12 @@ def run_pipeline(
     stop: threading.Event | None = None,
     problems: Sequence[ConveyorError] = (),
 ) -> PipelineOutcome:
-    """Run ``pipeline`` once, now, in this process.
+    """Run ``pipeline`` once, now, in this process, holding its locks.
+
+    The pipeline's lock and one per environment it writes are taken first (a busy one is a
+    ``UserError`` naming its holder, and nothing is recorded), so two runs of one pipeline, or
+    two pipelines writing one environment, never overlap, whoever starts them: the command,
+    the scheduler or a library caller.
 
     ``problems`` are why the project did not load completely (``Project.collect``): the run
     then fails at once, recorded and notified, unless its first step is ``validate``, which
@@ -106,24 +114,49 @@ def run_pipeline(
     began = time.monotonic()
     with _environment(config.runtime.env, config.runtime.spark_master):
         tracking = open_tracking(project)
-        selection = " ".join(config.selection) or None
-        run_id = tracking.start_run(
-            "pipeline", project=project.settings.name, environment=config.environments.primary,
-            pipeline=pipeline.name, selection=selection, run_id=run_id,
-        )  # fmt: skip
-        ctx = RunContext(
-            project, tracking, run_id, reporter or Reporter(), config.runtime.jobs or project.settings.defaults.jobs
-        )
-        state = _State(
-            ctx, pipeline, project.select(config.selection), began + config.timeout_s, stop or threading.Event(),
-            problems=problems,
-        )  # fmt: skip
-        outcome = PipelineOutcome(run_id, pipeline.name, "running", 0.0)
+        try:
+            run_id = run_id or new_run_id()
+            # a scheduled run waits for a run that took its locks after the scheduler saw them
+            # free (a manual run, while this process started); any other run is refused
+            waited = config.timeout_s if scheduled_for else 0.0
+            told = (reporter or Reporter()).message
+            with hold(tracking, lock_names(pipeline.name, config), run_id, wait_s=waited, waiting=told, stop=stop):
+                return _run_held(project, pipeline, tracking, run_id, began, scheduled_for, reporter, stop, problems)
+        finally:
+            tracking.close()
+
+
+def _run_held(
+    project: Project,
+    pipeline: Pipeline,
+    tracking: TrackingStore,
+    run_id: str,
+    began: float,
+    scheduled_for: datetime | None,
+    reporter: Reporter | None,
+    stop: threading.Event | None,
+    problems: Sequence[ConveyorError],
+) -> PipelineOutcome:
+    config = pipeline.config
+    life = RunLifecycle(
+        project, "pipeline", environment=config.environments.primary, selection=config.selection,
+        reporter=reporter, jobs=config.runtime.jobs, pipeline=pipeline.name, run_id=run_id, tracking=tracking,
+    )  # fmt: skip
+    ctx = life.ctx
+    state = _State(
+        ctx, pipeline, project.select(config.selection), began + config.timeout_s, stop or threading.Event(),
+        problems=problems,
+    )  # fmt: skip
+    outcome = PipelineOutcome(run_id, pipeline.name, "running", 0.0)
+    with life:
         try:
             _run(state, outcome, scheduled_for)
+        except KeyboardInterrupt as exc:  # Ctrl-C: the statements in flight were cancelled (conveyor/cancel.py)
+            outcome.status = "cancelled"
+            outcome.steps.append(StepResult("cancel", None, False, error=str(exc) or "cancelled by Ctrl-C (SIGINT)"))
+            raise
         finally:
-            _finish(state, outcome, began)
-            tracking.close()
+            _finish(state, outcome, began, life)
     return outcome
 
 
@@ -364,7 +397,7 @@ def _deadman_urls(state: _State) -> list[str]:
     return _urls(state, [(("deadman", i), url) for i, url in enumerate(state.pipeline.config.deadman)])
 
 
-def _finish(state: _State, outcome: PipelineOutcome, began: float) -> None:
+def _finish(state: _State, outcome: PipelineOutcome, began: float, life: RunLifecycle) -> None:
     if outcome.status == "running":
         outcome.status = "failed"
     outcome.seconds = time.monotonic() - began
@@ -383,7 +416,7 @@ def _finish(state: _State, outcome: PipelineOutcome, began: float) -> None:
         "environments": state.pipeline.environments,
     }
     run_status = outcome.status if outcome.status in ("succeeded", "failed", "cancelled") else "failed"
-    state.ctx.tracking.finish_run(state.ctx.run_id, run_status, error=first_error, summary=summary)
+    life.finish(run_status, error=first_error, summary=summary)
     event = "success" if outcome.ok else "failure"
     try:
         deadman.ping(_deadman_urls(state), "success" if outcome.ok else "fail", report.body)

@@ -7,7 +7,7 @@
   was missed while the scheduler was down runs once if it is within the pipeline's ``grace``;
   older missed slots are recorded as missed (each slot row says ``missed``) and alerted once
   per pipeline, with their count and the first and last missed time.
-- Each run is a child process (``conveyor pipeline run NAME --slot ...``), which holds the
+- Each run is a child process (``python -m conveyor.pipeline.worker``), which holds the
   pipeline's and its environments' locks, so a scheduled and a manual run never overlap. A
   slot whose locks are busy waits. A run that outlives its ``timeout`` gets SIGTERM, then
   SIGKILL.
@@ -40,11 +40,12 @@ from conveyor.config.pipelines import PipelineConfig
 from conveyor.config.schedule import parse_schedule
 from conveyor.config.secrets import resolve
 from conveyor.errors import ConveyorError, Location, UserError
-from conveyor.pipeline import deadman, notify
+from conveyor.pipeline import deadman, notify, worker
 from conveyor.pipeline.locks import lock_names
+from conveyor.tracking.liveness import pid_alive
 from conveyor.tracking.models import RunRow
 from conveyor.tracking.pipelines import PipelineRow, SlotRow
-from conveyor.tracking.store import TrackingStore, _pid_alive, new_run_id
+from conveyor.tracking.store import TrackingStore, new_run_id
 
 log = logging.getLogger("conveyor.scheduler")
 LOCK = "scheduler"
@@ -216,7 +217,7 @@ class Scheduler:
         detail = claimed.detail or {}
         host, pid = detail.get("host"), detail.get("pid")
         here = host is None or host == socket.gethostname()
-        if here and ((pid and _pid_alive(pid)) or _running_here(claimed.run_id)):
+        if here and ((pid and pid_alive(pid)) or _running_here(claimed.run_id)):
             return "alive"  # the previous scheduler's child is still at it
         run = _run_row(self.store, claimed.run_id)  # a dead run reads as abandoned
         if run is None:
@@ -334,25 +335,11 @@ class Scheduler:
 
     def _spawn(self, row: PipelineRow, slot: datetime, run_id: str) -> None:
         config = PipelineConfig.model_validate(row.definition)
-        argv = [
-            sys.executable,
-            "-m",
-            "conveyor",
-            "-q",
-            "-p",
-            row.project_dir,
-            "pipeline",
-            "run",
-            row.name,
-            "--run-id",
-            run_id,
-            "--slot",
-            slot.isoformat(),
-        ]
+        command = [sys.executable, *worker.argv(row.project_dir, row.name, run_id, slot)]
         log.info("starting %s for %s as run %s", row.name, slot.isoformat(), run_id)
         # a session of its own: a Ctrl-C in the terminal reaches the scheduler, which passes
         # SIGTERM on, so the run can finish its current step
-        process = subprocess.Popen(argv, cwd=row.project_dir, stdin=subprocess.DEVNULL, start_new_session=True)
+        process = subprocess.Popen(command, cwd=row.project_dir, stdin=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + config.timeout_s
         self.children[row.name] = Child(
             row.name, slot, run_id, process, deadline, config=config, locks=lock_names(row.name, config),
@@ -468,11 +455,11 @@ def _alive(host: str | None, pid: int | None) -> bool:
         return False
     if host is not None and host != socket.gethostname():
         return True  # another machine's: only its lock's expiry tells
-    return _pid_alive(pid)
+    return pid_alive(pid)
 
 
 def _running_here(run_id: str | None) -> bool:
-    """Whether a process on this host runs ``run_id`` (``pipeline run --run-id``), as far as /proc tells.
+    """Whether a process on this host runs ``run_id`` (the worker's ``--run-id``), as far as /proc tells.
 
     This covers a scheduler killed after it started a run but before it noted the child's pid.
     """
@@ -487,7 +474,7 @@ def _running_here(run_id: str | None) -> bool:
             cmdline = (entry / "cmdline").read_bytes()
         except OSError:
             continue
-        if needle in cmdline and _pid_alive(int(entry.name)):
+        if needle in cmdline and pid_alive(int(entry.name)):
             return True
     return False
 

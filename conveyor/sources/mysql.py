@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import re
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -31,22 +32,21 @@ import pyarrow.compute as pc
 import pymysql
 import pymysql.cursors
 
+from conveyor import cancel
 from conveyor.config.secrets import mask_dsn, scrub_dsn
 from conveyor.design.types import SqlType
 from conveyor.errors import ConveyorError, ExtractError, TransientError
 from conveyor.sources.base import ColumnInfo, ReadRequest, Source, TableInfo
+from conveyor.sources.mysql_types import SPATIAL_TYPES, TEXT, MyColumn, column_info, design_type, time_from_micros
 from conveyor.sources.partition import distinct_sorted
 from conveyor.sources.typemap import assemble, convert, rebatch
 from conveyor.sources.verdict import ColumnRef, Verdict, missing_column_error, missing_table_error, read_verdict, refuse
 
 log = logging.getLogger("conveyor.sources")
-
 #: schemas (databases) list_tables() never shows
 SYSTEM_SCHEMAS = ("mysql", "sys", "performance_schema", "information_schema")
-
 #: statements run on every session before reading
 SESSION_SETTINGS = ("SET NAMES utf8mb4", "SET time_zone = '+00:00'")
-
 # lock wait timeout, deadlock, server gone away, lost connection, too many connections,
 # server shutdown, lost connection during query, query interrupted by shutdown
 _TRANSIENT_CODES = {1205, 1213, 2006, 2013, 1040, 1053, 2055, 1927, 4031}
@@ -60,94 +60,6 @@ _TRANSIENT_PATTERNS = (
     "connection refused by server",
 )
 _CODE_RE = re.compile(r"ERROR (\d{4})")
-
-_INT_TYPES = {
-    "tinyint": "tinyint",
-    "smallint": "smallint",
-    "mediumint": "integer",
-    "int": "integer",
-    "bigint": "bigint",
-}
-_UNSIGNED = {"tinyint": "utinyint", "smallint": "usmallint", "integer": "uinteger", "bigint": "ubigint"}
-_TEXT_TYPES = {"char", "varchar", "tinytext", "text", "mediumtext", "longtext", "enum", "set"}
-_BYTES_TYPES = {"binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob", "bit"}
-_SIMPLE = {
-    "float": SqlType("real"),
-    "double": SqlType("double"),
-    "date": SqlType("date"),
-    "datetime": SqlType("timestamp"),
-    "timestamp": SqlType("timestamptz"),
-    "time": SqlType("time"),
-    "year": SqlType("smallint"),
-    "json": SqlType("json"),
-    "uuid": SqlType("uuid"),
-}
-_MICROS_PER_DAY = 86_400 * 1_000_000
-_ZERO_DATE_TYPES = {"date", "datetime", "timestamp"}
-_SPATIAL = {
-    "geometry",
-    "point",
-    "linestring",
-    "polygon",
-    "multipoint",
-    "multilinestring",
-    "multipolygon",
-    "geometrycollection",
-    "geomcollection",
-}
-
-
-@dataclass(frozen=True)
-class MyColumn:
-    """One column as information_schema describes it."""
-
-    name: str
-    data_type: str
-    column_type: str
-    not_null: bool
-    precision: int | None
-    scale: int | None
-    is_json: bool = False
-    comment: str | None = None
-
-    @property
-    def unsigned(self) -> bool:
-        return "unsigned" in self.column_type.lower()
-
-
-def design_type(column: MyColumn) -> SqlType | None:
-    """The exact design type of a MySQL/MariaDB column, or None when there is none."""
-    data_type = column.data_type.lower()
-    if data_type in _INT_TYPES:
-        if data_type == "tinyint" and column.column_type.lower() == "tinyint(1)":
-            return SqlType("boolean")
-        name = _INT_TYPES[data_type]
-        return SqlType(_UNSIGNED[name] if column.unsigned else name)
-    if data_type in ("decimal", "numeric"):
-        return SqlType("decimal", column.precision or 10, column.scale or 0)
-    if data_type in _TEXT_TYPES:
-        return SqlType("json") if column.is_json else SqlType("text")
-    if data_type in _BYTES_TYPES:
-        return SqlType("bytes")
-    return _SIMPLE.get(data_type)
-
-
-TEXT = SqlType("text")
-
-
-def column_info(column: MyColumn, zero_dates: str = "null") -> ColumnInfo:
-    """What ``describe`` says of one column: its exact design type, or its text form; a NOT NULL
-    date may read as NULL when zero dates read as NULL (``zero_dates: null``)."""
-    sql_type = design_type(column)
-    text_form = None
-    if sql_type is None:
-        text_form = (
-            "WKT (ST_AsText; coordinates exact, the SRID is not kept: type bytes keeps SRID + WKB)"
-            if column.data_type.lower() in _SPATIAL
-            else f"the server's text form of {column.column_type} (CAST AS CHAR)"
-        )
-    zero = zero_dates == "null" and column.not_null and column.data_type.lower() in _ZERO_DATE_TYPES
-    return ColumnInfo(column.name, sql_type, column.column_type, column.not_null, column.comment, text_form, zero)
 
 
 @dataclass
@@ -422,7 +334,7 @@ class MySQLSource(Source):
         data_type = col.data_type.lower()
         native = design_type(col)
         refuse(self.read_verdict(column_info(col), target), ref, target, mapped=native is not None)
-        if target.name == "text" and data_type in _SPATIAL:
+        if target.name == "text" and data_type in SPATIAL_TYPES:
             return _Plan(col.name, f"ST_AsText({quoted}) AS {quoted}", target, ref)
         if target.name == "text" and (native is None or native.name not in ("text", "json")):
             # the server's own rendering, in utf8mb4
@@ -488,10 +400,12 @@ class MySQLSource(Source):
     def _stream(self, statement: str, batch_rows: int) -> Iterator[pa.RecordBatch]:
         import connectorx
 
-        with self._errors(statement):
+        # connectorx cannot cancel: a cancelled run finds the statement by this tag and kills it
+        tag = f"/* conveyor {uuid.uuid4().hex} */"
+        with cancel.watching(lambda: self.kill_query(tag)), self._errors(statement):
             reader = connectorx.read_sql(
                 self.connectorx_url(),
-                statement,
+                f"{statement} {tag}",
                 return_type="arrow_stream",
                 batch_size=batch_rows,
                 pre_execution_query=list(SESSION_SETTINGS),
@@ -503,6 +417,20 @@ class MySQLSource(Source):
                     break
                 yield batch
 
+    def kill_query(self, tag: str) -> None:
+        """``KILL QUERY`` the statements whose text holds ``tag``, from a connection of their own."""
+        conn = self._connect()
+        try:
+            with conn.cursor() as cur:
+                cur.execute(
+                    "SELECT ID FROM information_schema.PROCESSLIST WHERE INFO LIKE %s AND ID <> CONNECTION_ID()",
+                    (f"%{tag}%",),
+                )
+                for (session,) in cur.fetchall():
+                    cur.execute(f"KILL QUERY {int(session)}")
+        finally:
+            conn.close()
+
     def _convert(self, batch: pa.RecordBatch, plans: list[_Plan], schema: pa.Schema) -> pa.RecordBatch:
         arrays = []
         for i, plan in enumerate(plans):
@@ -510,7 +438,7 @@ class MySQLSource(Source):
             if plan.wire in ("date", "datetime", "timestamp"):
                 arr = self._temporal(arr, plan)
             elif plan.wire == "time":
-                arr = _time_from_micros(arr, plan.ref)
+                arr = time_from_micros(arr, plan.ref)
             arrays.append(convert(arr, plan.target, plan.ref))
         return assemble(arrays, schema)
 
@@ -587,22 +515,6 @@ def _parse(arr: pa.Array, wire_type: pa.DataType, ref: ColumnRef) -> pa.Array:
                     hint="Declare the column as `type: text` in the design to read it as written.",
                 ) from None
         raise
-
-
-def _time_from_micros(arr: pa.Array, ref: ColumnRef) -> pa.Array:
-    """MySQL TIME (an interval from -838:59:59 to 838:59:59) as a time of day, checked."""
-    arr = arr.cast(pa.int64())
-    bad = pc.or_kleene(pc.less(arr, 0), pc.greater_equal(arr, _MICROS_PER_DAY))
-    if pc.any(bad).as_py():
-        micros = pc.filter(arr, bad)[0].as_py()
-        sign = "-" if micros < 0 else ""
-        seconds, fraction = divmod(abs(micros), 1_000_000)
-        shown = f"{sign}{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}.{fraction:06d}"
-        raise ExtractError(
-            f'{ref} holds the duration "{shown}", which is not a time of day (00:00:00 to 23:59:59.999999).',
-            hint="Declare the column as `type: text` in the design to read it as written.",
-        )
-    return arr.cast(pa.time64("us"))
 
 
 def _error_code(exc: BaseException) -> int | None:

@@ -14,21 +14,22 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any, Self
 
 import psycopg
 import pyarrow as pa
-import pyarrow.compute as pc
 from psycopg import sql as psql
 
+from conveyor import cancel
 from conveyor.config.secrets import mask_dsn, scrub_dsn
 from conveyor.design.types import SqlType
 from conveyor.errors import ConveyorError, ExtractError, TransientError
 from conveyor.sources.base import ColumnInfo, ReadRequest, Source, TableInfo
 from conveyor.sources.partition import distinct_sorted
+from conveyor.sources.pgchecks import check_infinite, check_ndims
 from conveyor.sources.typemap import assemble, convert, rebatch
 from conveyor.sources.verdict import STRING_TYPES, ColumnRef, Verdict, missing_column_error, missing_table_error, refuse
 
@@ -61,11 +62,6 @@ _TRANSIENT_PATTERNS = (
     "ssl syscall error",
     "no connection to the server",
 )
-
-# the lowest value PostgreSQL stores (4714-11-24 BC); ADBC turns 'infinity', '-infinity'
-# and timestamps past year 294246 into wrapped values far below it
-_MIN_DAYS = -2_440_588
-_MIN_MICROS = _MIN_DAYS * 86_400 * 1_000_000
 
 _SIMPLE_TYPES: dict[str, SqlType] = {
     "bool": SqlType("boolean"),
@@ -248,6 +244,7 @@ class PostgresSource(Source):
             conn = psycopg.connect(self.dsn, autocommit=True, connect_timeout=self.connect_timeout)
         except psycopg.Error as exc:
             raise self._connect_error(exc) from None
+        cancel.watch_connection(conn)
         with self._errors():
             for statement in SESSION_SETTINGS:
                 conn.execute(statement)
@@ -445,7 +442,7 @@ class PostgresSource(Source):
         conn = self._adbc_connect()
         cur = conn.cursor()
         try:
-            with self._errors(statement):
+            with cancel.watching(conn.adbc_cancel), self._errors(statement):
                 if snapshot is not None:
                     if not _SNAPSHOT_RE.match(snapshot):
                         raise ExtractError(f'"{snapshot}" is not a PostgreSQL snapshot id.')
@@ -475,8 +472,8 @@ class PostgresSource(Source):
         for i, plan in enumerate(plans):
             arr = batch.column(i)
             if plan.ndims:
-                _check_ndims(batch.column(batch.schema.get_field_index("__ndims_" + plan.name)), plan.ref)
-            _check_infinite(arr, plan.ref)
+                check_ndims(batch.column(batch.schema.get_field_index("__ndims_" + plan.name)), plan.ref)
+            check_infinite(arr, plan.ref)
             arrays.append(convert(arr, plan.target, plan.ref))
         return assemble(arrays, schema)
 
@@ -487,7 +484,11 @@ class PostgresSource(Source):
         """Hold a REPEATABLE READ transaction open and yield its exported snapshot id.
 
         Reads given ``snapshot=<id>`` (on any connection) see exactly this snapshot until
-        the context exits.
+        the context exits. If the connection holding it is lost (the server ended it, the
+        network failed), the snapshot is gone and reads that had not imported it yet fail:
+        such a failure is a ``TransientError``, so the whole table is read again from a new
+        snapshot. Reads that imported it stay consistent. Closing the connection never
+        replaces the error of the reads.
         """
         conn = self._connect()
         try:
@@ -495,11 +496,17 @@ class PostgresSource(Source):
                 conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
                 row = conn.execute("SELECT pg_export_snapshot()").fetchone()
             assert row is not None
-            yield str(row[0])
-        finally:
             try:
-                conn.execute("ROLLBACK")
-            finally:
+                yield str(row[0])
+            except Exception as exc:
+                if not isinstance(exc, TransientError) and _lost(conn):
+                    raise TransientError(
+                        f'source "{self.name}" ({mask_dsn(self.dsn)}) lost the connection holding the exported '
+                        f"snapshot, so the table is read again from a new snapshot: {scrub_dsn(str(exc), self.dsn)}"
+                    ) from exc
+                raise
+        finally:
+            with suppress(Exception):  # closing ends the transaction; a lost connection has nothing to end
                 conn.close()
 
     def snapshot(self) -> AbstractContextManager[str | None]:
@@ -563,38 +570,19 @@ class PostgresSource(Source):
             return psql.Literal(value).as_string(self.conn)
 
 
+def _lost(conn: psycopg.Connection[Any]) -> bool:
+    """Whether a connection is gone (asks the server when psycopg does not know yet)."""
+    if conn.closed or conn.broken:
+        return True
+    try:
+        conn.execute("SELECT 1")
+    except psycopg.Error:
+        return True
+    return False
+
+
 def _is_driver_error(exc: BaseException) -> bool:
     if isinstance(exc, psycopg.Error):
         return True
     module = type(exc).__module__
     return module.startswith("adbc_driver")
-
-
-def _check_ndims(ndims: pa.Array, ref: ColumnRef) -> None:
-    highest = pc.max(ndims).as_py()
-    if highest is not None and highest > 1:
-        raise ExtractError(
-            f"{ref} holds a {highest}-dimensional array; only one-dimensional arrays map to a list.",
-            hint="Declare the column as `type: text` in the design to read the array literal.",
-        )
-
-
-def _check_infinite(arr: pa.Array, ref: ColumnRef) -> None:
-    values = arr
-    while pa.types.is_list(values.type) or pa.types.is_large_list(values.type):
-        values = pc.list_flatten(values)
-    limit: int
-    check: Callable[[pa.Array], pa.Array]
-    if pa.types.is_date32(values.type):
-        limit, check = _MIN_DAYS, lambda a: a.cast(pa.int32())
-    elif pa.types.is_timestamp(values.type):
-        limit, check = _MIN_MICROS, lambda a: a.cast(pa.int64())
-    else:
-        return
-    lowest = pc.min(check(values)).as_py()
-    if lowest is not None and lowest < limit:
-        raise ExtractError(
-            f"{ref} holds 'infinity', '-infinity' or a timestamp after year 294246, "
-            "which the lake's date and microsecond timestamp types cannot store.",
-            hint="Filter such rows out with the design's `condition` or declare the column `type: text`.",
-        )

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from conveyor.errors import UserError, did_you_mean
+from conveyor.tracking.core import StoreCore
 from conveyor.tracking.models import format_ts, parse_ts
 
 PIPELINE_STATUSES = ("active", "paused", "done")
@@ -50,12 +50,6 @@ class SlotRow:
     detail: dict[str, Any] | None
 
 
-class _Db(Protocol):
-    def execute(self, sql: str, params: Any = ()) -> int: ...
-    def query(self, sql: str, params: Any = ()) -> list[dict[str, Any]]: ...
-    def transaction(self) -> AbstractContextManager[None]: ...
-
-
 def _pipeline(row: dict[str, Any]) -> PipelineRow:
     return PipelineRow(
         row["name"], row["project"], row["project_dir"], row["status"], row["schedule"],
@@ -82,11 +76,8 @@ def _ts(value: str) -> datetime:
     return parsed
 
 
-class PipelineState:
-    """Mixed into :class:`~conveyor.tracking.store.TrackingStore`."""
-
-    def _session(self) -> AbstractContextManager[_Db]:  # provided by TrackingStore
-        raise NotImplementedError
+class PipelineState(StoreCore):
+    """Mixed into :class:`~conveyor.tracking.store.TrackingStore`: installed pipelines and their slots."""
 
     def install_pipeline(
         self,

@@ -36,6 +36,7 @@ from conveyor.validate.columns import locate_error
 from conveyor.validate.compiler import Compiler, Reads, Rejected, Target, Wording, brief, needed, typed
 from conveyor.validate.problems import Problem
 from conveyor.warehouse.base import qualified, quote
+from conveyor.warehouse.dialect import dialect as dialect_of
 
 #: DuckDB error kinds that say the query cannot be checked here, not that it is wrong
 _NOT_HERE = ("Permission Error", "IO Error", "HTTP Error", "Extension Error")
@@ -122,7 +123,7 @@ class MemoryTarget(Target):
 
     def __init__(self, project: Project, reads: Reads):
         self.project, self.reads = project, reads
-        self.foreign = project.dialect != "duckdb"
+        self.foreign = not dialect_of(project.dialect).BINDS_IN_DUCKDB
         if self.foreign:
             self.wording = replace(self.wording, exact=False)
         self.tables: dict[str, Signature] = {}

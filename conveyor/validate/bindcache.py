@@ -152,12 +152,11 @@ def _fingerprint() -> str:
     """Names the code whose results are cached: versions, and the binding modules' size and mtime."""
     import sqlglot
 
-    from conveyor.design import types
-    from conveyor.validate import bind, columns, compiler, typecompat
-
-    files = [m.__file__ for m in (types, bind, columns, compiler, typecompat)]
-    spec = importlib.util.find_spec("duckdb")
-    files.append(spec.origin if spec else None)
+    modules = [
+        "conveyor.design.types",
+        *(f"conveyor.validate.{m}" for m in ("bind", "columns", "compiler", "typecompat")),
+    ]
+    files = [spec.origin if spec else None for spec in map(importlib.util.find_spec, [*modules, "duckdb"])]
     parts = [str(_FORMAT), conveyor.__version__, sqlglot.__version__]
     for file in files:
         try:

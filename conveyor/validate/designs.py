@@ -20,6 +20,7 @@ from conveyor.sources.partition import check_split_type
 from conveyor.validate.problems import Problem, problem
 from conveyor.warehouse import engine_class
 from conveyor.warehouse.base import Warehouse
+from conveyor.warehouse.dialect import dialect as dialect_of
 
 Check = Callable[[Project, Relation], Iterator[Problem]]
 Loc = tuple[str | int, ...]
@@ -251,12 +252,15 @@ def extract_on_derived(project: Project, relation: Relation) -> Iterator[Problem
 
 
 def redshift_attributes(project: Project, relation: Relation) -> Iterator[Problem]:
-    """Attributes are checked by the warehouse that uses them (Redshift) when an environment is one."""
+    """Attributes are checked by the warehouse that uses them (Redshift) when an environment is one.
+
+    Redshift is the one warehouse with layout attributes today; a second one would add a check
+    of its own here."""
     if not relation.design.attributes:
         return
-    if not any(env.type == "redshift" for env in project.settings.environments.values()):
+    if not any(dialect_of(env.type).LAYOUT_ATTRIBUTES for env in project.settings.environments.values()):
         return
-    from conveyor.warehouse.redshift import redshift_attributes as check
+    from conveyor.warehouse.redshift.ddl import redshift_attributes as check
 
     try:
         check(relation.design)

@@ -19,7 +19,7 @@ import secrets
 import shutil
 import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -31,8 +31,6 @@ from conveyor.errors import ConveyorError, WarehouseError
 from conveyor.graph.splice import limit_zero
 from conveyor.warehouse import open_warehouse
 from conveyor.warehouse.base import Build, Warehouse
-
-SUPPORTED = ("duckdb", "postgres")
 
 
 class Scratch(ABC):
@@ -61,7 +59,7 @@ class DuckDBScratch(Scratch):
         self.warehouse = open_warehouse("duckdb", name, dsn, config=config)
 
     def describe(self, build: Build, design: TableDesign, sql: str) -> list[tuple[str, str]]:
-        from conveyor.warehouse.duckdb_sql import DuckDBRelations
+        from conveyor.warehouse.duckdb.sql import DuckDBRelations
 
         assert isinstance(build, DuckDBRelations)
         try:
@@ -98,7 +96,7 @@ class PostgresScratch(Scratch):
     def describe(self, build: Build, design: TableDesign, sql: str) -> list[tuple[str, str]]:
         import psycopg
 
-        from conveyor.warehouse.postgres import set_search_path
+        from conveyor.warehouse.postgres.catalog import set_search_path
 
         try:
             if self._con is None:
@@ -133,6 +131,14 @@ def summary(text: str) -> str:
     return " ".join(kept) or text.strip()
 
 
+#: engine type -> how to open a scratch copy of its warehouse (name, environment, resolved DSN)
+SCRATCHES: dict[str, Callable[[str, EnvironmentConfig, str], Scratch]] = {
+    "duckdb": lambda name, config, _dsn: DuckDBScratch(name, config),
+    "postgres": lambda name, _config, dsn: PostgresScratch(name, dsn),
+}
+SUPPORTED = tuple(SCRATCHES)
+
+
 @contextmanager
 def scratch_warehouse(name: str, config: EnvironmentConfig, dsn: str) -> Iterator[Scratch]:
     """A scratch warehouse like environment ``name``, removed on exit.
@@ -145,7 +151,7 @@ def scratch_warehouse(name: str, config: EnvironmentConfig, dsn: str) -> Iterato
             f'validate --with-warehouse supports {" and ".join(SUPPORTED)} environments; "{name}" is {config.type}.',
             hint="Validate against a DuckDB or PostgreSQL environment instead.",
         )
-    scratch: Scratch = DuckDBScratch(name, config) if config.type == "duckdb" else PostgresScratch(name, dsn)
+    scratch = SCRATCHES[config.type](name, config, dsn)
     try:
         yield scratch
     finally:

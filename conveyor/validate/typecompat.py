@@ -29,6 +29,7 @@ from functools import lru_cache
 from typing import Literal
 
 from conveyor.design.types import SqlType, parse_type
+from conveyor.warehouse.dialect import dialect as dialect_of
 
 Verdict = Literal["same", "widening", "narrowing", "mismatch"]
 
@@ -93,7 +94,7 @@ def native_type(text: str, dialect: str) -> SqlType | None:
     if not match:
         return None
     name, args, array = match.group("name").strip(), match.group("args"), bool(match.group("array"))
-    name = _NATIVE.get("postgres" if dialect == "redshift" else dialect, {}).get(name, name)
+    name = _NATIVE.get(dialect_of(dialect).NATIVE_TYPES, {}).get(name, name)
     if name in _EXTRA:
         return SqlType(name, is_array=array)
     if name in ("numeric", "decimal") and not args:

@@ -11,9 +11,9 @@ from conveyor.design.types import SqlType
 from conveyor.warehouse.base import Warehouse
 
 ENGINES = {
-    "duckdb": "conveyor.warehouse.duckdb:DuckDBWarehouse",
-    "postgres": "conveyor.warehouse.postgres:PostgresWarehouse",
-    "redshift": "conveyor.warehouse.redshift:RedshiftWarehouse",
+    "duckdb": "conveyor.warehouse.duckdb.warehouse:DuckDBWarehouse",
+    "postgres": "conveyor.warehouse.postgres.warehouse:PostgresWarehouse",
+    "redshift": "conveyor.warehouse.redshift.warehouse:RedshiftWarehouse",
 }
 
 

@@ -18,9 +18,22 @@ from typing import TYPE_CHECKING, ClassVar
 from conveyor.design.models import TableDesign
 from conveyor.design.types import SqlType
 from conveyor.lake.manifest import Manifest
+from conveyor.warehouse.sqltext import literal, qualified, quote
 
 if TYPE_CHECKING:
     import pyarrow as pa
+
+__all__ = [
+    "Build",
+    "KeyViolation",
+    "Transaction",
+    "Warehouse",
+    "key_constraints",
+    "literal",
+    "qualified",
+    "quote",
+    "unchecked_not_null",
+]
 
 
 @dataclass(frozen=True)
@@ -58,22 +71,6 @@ def unchecked_not_null(design: TableDesign) -> list[str]:
         return []
     declared = [c.name for c in design.loaded_columns if c.not_null]
     return declared + [c for c in design.constraints.primary_key if c not in declared]
-
-
-def quote(identifier: str) -> str:
-    """Quote an identifier the SQL-standard way, doubling embedded double quotes."""
-    return '"' + identifier.replace('"', '""') + '"'
-
-
-def qualified(name: str) -> str:
-    """Quote a "schema.table" name."""
-    schema, _, table = name.partition(".")
-    return f"{quote(schema)}.{quote(table)}"
-
-
-def literal(value: str) -> str:
-    """A SQL string literal."""
-    return "'" + value.replace("'", "''") + "'"
 
 
 class Build(ABC):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from conveyor.design.models import TableDesign
 from conveyor.warehouse import render_type
-from conveyor.warehouse.base import literal, qualified, quote
+from conveyor.warehouse.sqltext import literal, qualified, quote
 
 
 def column_definitions(design: TableDesign, dialect: str) -> list[str]:

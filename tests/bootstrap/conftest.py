@@ -7,34 +7,24 @@ PostgreSQL runs on 127.0.0.1:5432 (user postgres, trust auth) and MariaDB/MySQL 
 
 from __future__ import annotations
 
-import json
-import socket
 import textwrap
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pymysql
 import pytest
+from testkit.cli import CliResult
+from testkit.services import MY_ADMIN, PG_ADMIN, reachable
 
 from conveyor.cli import output
 from conveyor.cli.bootstrap_cmd import bootstrap as bootstrap_command
 from conveyor.cli.main import cli, main
 
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
-MY_ADMIN = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": "", "charset": "utf8mb4"}
-
 if "bootstrap" not in cli.commands:
     cli.add_command(bootstrap_command)
-
-
-def _reachable(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(1)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 def _db_name() -> str:
@@ -57,16 +47,6 @@ def write_project(root: Path, sources: str, *, extra: str = "") -> Path:
     )
     (root / "conveyor.yaml").write_text(text, encoding="utf-8")
     return root
-
-
-@dataclass
-class CliResult:
-    code: int
-    stdout: str
-    stderr: str
-
-    def json(self) -> Any:
-        return json.loads(self.stdout)
 
 
 @pytest.fixture
@@ -107,7 +87,7 @@ def by_table(report_rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 @pytest.fixture
 def pg_dsn() -> Iterator[str]:
     """DSN of a fresh, empty PostgreSQL database, dropped after the test."""
-    if not _reachable(5432):
+    if not reachable(5432):
         pytest.skip("PostgreSQL is not running on 127.0.0.1:5432")
     name = _db_name()
     with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
@@ -136,7 +116,7 @@ def pg(pg_dsn: str) -> Iterator[psycopg.Connection[Any]]:
 @pytest.fixture
 def my_db() -> Iterator[str]:
     """Name of a fresh, empty MariaDB/MySQL database, dropped after the test."""
-    if not _reachable(3306):
+    if not reachable(3306):
         pytest.skip("MariaDB/MySQL is not running on 127.0.0.1:3306")
     pytest.importorskip("conveyor.sources.mysql")
     name = _db_name()

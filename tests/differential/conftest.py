@@ -31,9 +31,7 @@ import psycopg
 import pymysql
 import pytest
 from hypothesis import HealthCheck, Phase, seed, settings
-
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
-MY_ADMIN: dict[str, Any] = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": "", "charset": "utf8mb4"}
+from testkit.services import MY_ADMIN, PG_ADMIN
 
 _QUIET = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large]
 # no shrinking in CI: an example costs about a second, so shrinking a failure takes minutes (a strict

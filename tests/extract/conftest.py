@@ -9,14 +9,12 @@ source ``up`` whose DSN comes from ``${UP_DSN}``, a DuckDB environment and a sma
 from __future__ import annotations
 
 import io
-import json
 import os
-import socket
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,6 +27,9 @@ import pyarrow.parquet as pq
 import pymysql
 import pytest
 import yaml
+from testkit import services
+from testkit.cli import CONVEYOR, CliResult
+from testkit.services import MY_ADMIN, PG_ADMIN, empty_pg_database, my_database, reachable  # noqa: F401
 
 from conveyor import api
 from conveyor.cli import output
@@ -37,16 +38,7 @@ from conveyor.lake.lake import Lake
 from conveyor.lake.manifest import Manifest
 from conveyor.runctx import Reporter
 
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
-MY_ADMIN: dict[str, Any] = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": "", "charset": "utf8mb4"}
-CONVEYOR = str(Path(sys.executable).parent / "conveyor")
 SOURCE = "up"
-
-
-def _reachable(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(1)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 def _db_name() -> str:
@@ -59,32 +51,14 @@ def _db_name() -> str:
 @pytest.fixture(scope="session")
 def pg_database() -> Iterator[str]:
     """A throw-away PostgreSQL database for the session (creating one per test costs ~0.5 s)."""
-    if not _reachable(5432):
-        pytest.skip("PostgreSQL is not running on 127.0.0.1:5432")
-    name = _db_name()
-    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"'.encode())
-    try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'.encode())
+    with services.pg_database("conveyor_ex") as dsn:
+        yield dsn
 
 
 @pytest.fixture
 def pg_dsn(pg_database: str) -> str:
     """DSN of an empty PostgreSQL database: the session's, with every schema dropped and public recreated."""
-    with psycopg.connect(pg_database, autocommit=True) as conn:
-        conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        )
-        schemas = conn.execute(
-            "SELECT nspname FROM pg_namespace WHERE nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema'"
-        ).fetchall()
-        for (schema,) in schemas:
-            conn.execute(psycopg.sql.SQL("DROP SCHEMA {} CASCADE").format(psycopg.sql.Identifier(schema)))
-        conn.execute("CREATE SCHEMA public")
+    empty_pg_database(pg_database)
     return pg_database
 
 
@@ -99,18 +73,8 @@ def pg(pg_dsn: str) -> Iterator[psycopg.Connection[Any]]:
 @pytest.fixture
 def my_db() -> Iterator[str]:
     """Name of a fresh, empty MariaDB/MySQL database, dropped after the test."""
-    if not _reachable(3306):
-        pytest.skip("MariaDB/MySQL is not running on 127.0.0.1:3306")
-    name = _db_name()
-    admin = pymysql.connect(**MY_ADMIN, autocommit=True)
-    try:
-        with admin.cursor() as cur:
-            cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+    with my_database("conveyor_ex") as name:
         yield name
-    finally:
-        with admin.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
-        admin.close()
 
 
 @pytest.fixture
@@ -266,21 +230,6 @@ def result_of(outcome: api.Outcome, relation: str) -> Any:
 
 
 # --------------------------------------------------------------------------- CLI
-
-
-@dataclass
-class CliResult:
-    code: int
-    stdout: str
-    stderr: str
-    argv: Sequence[str] = field(default_factory=tuple)
-
-    @property
-    def output(self) -> str:
-        return self.stdout + self.stderr
-
-    def json(self) -> Any:
-        return json.loads(self.stdout)
 
 
 @pytest.fixture

@@ -20,11 +20,11 @@ from .conftest import (
     MY_ADMIN,
     PG_ADMIN,
     _db_name,
-    _reachable,
     columns,
     extract,
     lake,
     manifest_table,
+    reachable,
     result_of,
     write_project,
 )
@@ -61,7 +61,7 @@ BIG_COLUMNS = columns(
 @pytest.fixture(scope="module")
 def pg_big() -> Iterator[tuple[str, pa.Table]]:
     """A PostgreSQL database with a 50k-row table, shared by the module's read-only tests."""
-    if not _reachable(5432):
+    if not reachable(5432):
         pytest.skip("PostgreSQL is not running on 127.0.0.1:5432")
     name = _db_name()
     with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
@@ -132,7 +132,7 @@ def test_postgres_partitions_read_every_row_once(
 
 @pytest.fixture(scope="module")
 def my_big() -> Iterator[tuple[str, str, pa.Table]]:
-    if not _reachable(3306):
+    if not reachable(3306):
         pytest.skip("MariaDB/MySQL is not running on 127.0.0.1:3306")
     name = _db_name()
     admin = pymysql.connect(**MY_ADMIN, autocommit=True)

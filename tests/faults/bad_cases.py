@@ -266,18 +266,19 @@ PATHS = [
 
 # -- designs beyond the validate corpus ------------------------------------------------------
 
+DOTTED = "name: shop.dotted\ncolumns:\n  - {name: id, type: integer}\nsource_table: "
 DESIGNS = [
     Case(
         "designs/dotted-upstream-name-unquoted",
         EXTRACT,
         'main."dotted.name"',
-        files={"schemas/shop/dotted.yaml": "name: shop.dotted\nsource_table: main.dotted.name\ncolumns:\n  - {name: id, type: integer}\n"},
+        files={"schemas/shop/dotted.yaml": DOTTED + "main.dotted.name\n"},
     ),
     Case(
         "designs/dotted-upstream-name-unquoted-run",
         RUN,
         "more than one dot",
-        files={"schemas/shop/dotted.yaml": "name: shop.dotted\nsource_table: a.b.c.d\ncolumns:\n  - {name: id, type: integer}\n"},
+        files={"schemas/shop/dotted.yaml": DOTTED + "a.b.c.d\n"},
     ),
     Case("designs/pk-column-missing", RUN, "primary", files=orders("primary_key: [id]", "primary_key: [order_id]")),
     Case(

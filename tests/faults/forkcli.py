@@ -44,8 +44,8 @@ MODULES = [
     "conveyor.pipeline.runner",
     "conveyor.sources.postgres",
     "conveyor.sources.sqlite",
-    "conveyor.warehouse.duckdb",
-    "conveyor.warehouse.postgres",
+    "conveyor.warehouse.duckdb.warehouse",
+    "conveyor.warehouse.postgres.warehouse",
 ]
 
 

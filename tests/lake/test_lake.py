@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -146,7 +147,7 @@ def test_a_second_writer_waits_for_the_first_and_gives_up_after_its_timeout(tmp_
     with lake.writing("src", "main.t", wait_s=30, waiting=said.append) as folder:
         assert folder.exists() and time.monotonic() - began > 0.3  # it waited for the other writer
     assert first.wait(timeout=30) == 0
-    assert said == ['waiting for another extract of "main.t" to finish']
+    assert said == [f'waiting for another extract of "main.t" to finish (pid {first.pid} on {socket.gethostname()})']
     second = subprocess.Popen([sys.executable, "-c", holder, str(tmp_path), "30"], stdout=subprocess.PIPE, text=True)
     try:
         assert second.stdout is not None and second.stdout.readline().strip() == "locked"

@@ -18,7 +18,7 @@ import pytest
 
 from conveyor import api
 from conveyor.errors import UserError, WarehouseError
-from conveyor.warehouse.duckdb import DuckDBWarehouse
+from conveyor.warehouse.duckdb.warehouse import DuckDBWarehouse
 
 pytestmark = pytest.mark.slow
 

@@ -12,7 +12,7 @@ import pytest
 
 from conveyor import api
 from conveyor.errors import RunFailed
-from conveyor.warehouse.duckdb import connect_shared
+from conveyor.warehouse.duckdb.files import connect_shared
 
 # binds (the preflight passes it), then fails on its first row as the build runs
 RUNTIME_FAILURE = (

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from testkit.cli import CliResult as Result
 
 from conveyor.tracking.store import TrackingStore
 
@@ -236,20 +237,6 @@ def store_of() -> Iterator[Callable[[Path], TrackingStore]]:
 
 
 # -- the CLI in this process -----------------------------------------------------------------
-
-
-@dataclass
-class Result:
-    code: int
-    stdout: str
-    stderr: str
-
-    @property
-    def output(self) -> str:
-        return self.stdout + self.stderr
-
-    def json(self) -> Any:
-        return json.loads(self.stdout)
 
 
 @contextlib.contextmanager

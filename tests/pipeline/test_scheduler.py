@@ -22,6 +22,7 @@ import pytest
 
 from conveyor.config.pipelines import PipelineConfig
 from conveyor.pipeline import scheduler as scheduler_module
+from conveyor.pipeline import worker
 from conveyor.pipeline.locks import lock_names
 from conveyor.tracking.store import TrackingStore
 
@@ -88,27 +89,14 @@ def test_a_run_started_by_a_scheduler_killed_before_it_noted_the_child_is_not_st
     pipeline_project: Callable[..., Path], schedulers: Callable[..., SchedulerProcess], store_of: Callable[..., Any]
 ) -> None:
     """The state a scheduler killed between starting the child and noting its pid leaves: a
-    claimed slot, and a live ``pipeline run --run-id`` the new scheduler was never told about,
+    claimed slot, and a live worker (``--run-id``) the new scheduler was never told about,
     which (still starting up) has neither taken its locks nor recorded its run."""
     root = pipeline_project({"nightly": waiting()})
     install(root, "nightly", INSTALLED)
     store = store_of(root)
     run_id = "20260615T023000Z-orphan"
     assert store.claim_slot("nightly", SLOT, run_id)
-    args = [
-        "-m",
-        "conveyor",
-        "-q",
-        "-p",
-        str(root),
-        "pipeline",
-        "run",
-        "nightly",
-        "--run-id",
-        run_id,
-        "--slot",
-        iso(SLOT),
-    ]
+    args = worker.argv(str(root), "nightly", run_id, SLOT)
     gate = (  # the child of the dead scheduler, held at its start until the file "start" exists
         "import os, sys, time\n"
         "while not os.path.exists('start'): time.sleep(0.05)\n"

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from testkit.services import PG_ADMIN
 
 from conveyor.tracking.store import TrackingStore
 
 from .conftest import Hooks, conveyor, write_pipeline
 
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 UPSTREAM = """
 CREATE TABLE customers (id bigint PRIMARY KEY, name text, email text, active boolean,
                         created_at timestamptz, balance numeric(10,2));

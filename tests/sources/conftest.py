@@ -6,7 +6,6 @@ PostgreSQL runs on 127.0.0.1:5432 (user postgres, trust auth) and MariaDB/MySQL 
 
 from __future__ import annotations
 
-import socket
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -14,15 +13,7 @@ from typing import Any
 import psycopg
 import pymysql
 import pytest
-
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
-MY_ADMIN = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": "", "charset": "utf8mb4"}
-
-
-def _reachable(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(1)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
+from testkit.services import MY_ADMIN, PG_ADMIN, my_database, pg_database  # noqa: F401
 
 
 def _db_name() -> str:
@@ -32,20 +23,8 @@ def _db_name() -> str:
 @pytest.fixture
 def pg_dsn() -> Iterator[str]:
     """DSN of a fresh, empty PostgreSQL database, dropped after the test."""
-    if not _reachable(5432):
-        pytest.skip("PostgreSQL is not running on 127.0.0.1:5432")
-    name = _db_name()
-    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"'.encode())
-    try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-            admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
-                (name,),
-            )
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}"'.encode())
+    with pg_database() as dsn:
+        yield dsn
 
 
 @pytest.fixture
@@ -59,18 +38,8 @@ def pg(pg_dsn: str) -> Iterator[psycopg.Connection[Any]]:
 @pytest.fixture
 def my_db() -> Iterator[str]:
     """Name of a fresh, empty MariaDB/MySQL database, dropped after the test."""
-    if not _reachable(3306):
-        pytest.skip("MariaDB/MySQL is not running on 127.0.0.1:3306")
-    name = _db_name()
-    admin = pymysql.connect(**MY_ADMIN, autocommit=True)
-    try:
-        with admin.cursor() as cur:
-            cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+    with my_database() as name:
         yield name
-    finally:
-        with admin.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
-        admin.close()
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ from __future__ import annotations
 import importlib.util
 import math
 import shutil
-import socket
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,20 +24,13 @@ import pyarrow.parquet as pq
 import pymysql
 import pytest
 import yaml
+from testkit.services import MY_ADMIN, PG_ADMIN, reachable
 
 from conveyor import api
 from conveyor.lake.lake import Lake
 from conveyor.lake.manifest import Manifest
 
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
-MY_ADMIN: dict[str, Any] = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": "", "charset": "utf8mb4"}
 JARS = {"postgres": "/usr/share/java/postgresql.jar", "mysql": "/usr/share/java/mariadb-java-client.jar"}
-
-
-def reachable(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(1)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 def spark_missing() -> str | None:

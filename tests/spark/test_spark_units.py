@@ -22,18 +22,17 @@ import pytest
 
 from conveyor.design.types import SqlType, parse_type
 from conveyor.errors import ExtractError
-from conveyor.extract import spark_app, spark_runner
+from conveyor.extract import spark_app
 from conveyor.extract.jobs import ExtractJob
-from conveyor.extract.spark_runner import (
-    MySQLEngine,
-    PostgresEngine,
+from conveyor.extract.runners import spark as spark_runner
+from conveyor.extract.runners.spark import (
     SparkPlan,
     SparkRunner,
     SparkSettings,
-    normalize,
 )
 from conveyor.sources import open_source
 from conveyor.sources.base import ReadRequest
+from conveyor.sources.jdbc import MySQLJdbc, PostgresJdbc, normalize
 from conveyor.sources.verdict import ColumnRef
 
 from .conftest import (
@@ -129,17 +128,17 @@ def test_submit_template_places_the_app_itself() -> None:
 
 
 def test_plan_json_holds_no_secret() -> None:
-    url = PostgresEngine.jdbc_url("postgresql://etl:s3cret%21@db.example:6543/shop?sslmode=require&password=x")
+    url = PostgresJdbc.jdbc_url("postgresql://etl:s3cret%21@db.example:6543/shop?sslmode=require&password=x")
     assert url == "jdbc:postgresql://db.example:6543/shop?sslmode=require"
     assert "s3cret" not in plan(predicates=[url]).to_json()
-    my = MySQLEngine.jdbc_url("mysql://root:pw@127.0.0.1:3307/shop")
+    my = MySQLJdbc.jdbc_url("mysql://root:pw@127.0.0.1:3307/shop")
     assert my.startswith("jdbc:mysql://127.0.0.1:3307/shop?") and "pw" not in my
     assert "tinyInt1isBit=false" in my and "yearIsDateType=false" in my
 
 
 def test_a_dsn_that_is_not_a_url_is_refused() -> None:
     with pytest.raises(ExtractError, match="postgresql:// URL DSN"):
-        PostgresEngine.jdbc_url("host=db user=etl password=secret")
+        PostgresJdbc.jdbc_url("host=db user=etl password=secret")
 
 
 # ----------------------------------------------------------------------------- the application's helpers
@@ -346,7 +345,7 @@ def test_time_wire_form_matches_arrow(pg_dsn: str) -> None:
     request = ReadRequest("public", "w", (("id", SqlType("integer")), ("tm", SqlType("time"))))
     with open_source("postgres", "up", pg_dsn) as source:
         expected = pa.Table.from_batches(list(source.read(request)))
-        engine = PostgresEngine(source, request)
+        engine = PostgresJdbc(source, request)
         sql = engine.select_sql(None)
         assert "EXTRACT(EPOCH FROM" in sql
         cur = source.conn.execute(sql.encode())  # type: ignore[attr-defined]
@@ -358,7 +357,7 @@ def test_time_wire_form_matches_arrow(pg_dsn: str) -> None:
 
 
 def test_time_outside_a_day_raises() -> None:
-    from conveyor.extract.spark_runner import _time_from_micros
+    from conveyor.sources.jdbc import _time_from_micros
 
     assert _time_from_micros(pa.array([0, 86_399_999_999]), REF).to_pylist()[1].isoformat() == "23:59:59.999999"
     with pytest.raises(ExtractError, match="not a time of day"):
@@ -366,7 +365,7 @@ def test_time_outside_a_day_raises() -> None:
 
 
 def test_bounds_are_utc_text() -> None:
-    from conveyor.extract.spark_runner import bound_text
+    from conveyor.extract.runners.spark import bound_text
 
     paris = datetime(2024, 1, 1, 12, tzinfo=UTC).astimezone(tz=__import__("zoneinfo").ZoneInfo("Europe/Paris"))
     assert bound_text(paris) == "2024-01-01 12:00:00.000000"

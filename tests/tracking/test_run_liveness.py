@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from conveyor.tracking import store as store_module
+from conveyor.tracking import runs as store_module
 from conveyor.tracking.liveness import process_start
 from conveyor.tracking.models import format_ts
 from conveyor.tracking.store import TrackingStore

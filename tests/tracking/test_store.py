@@ -23,13 +23,13 @@ from psycopg import sql
 
 from conveyor.config.secrets import mask_dsn, scrub_dsn
 from conveyor.errors import UserError
+from conveyor.tracking.backends import backend_for
+from conveyor.tracking.liveness import pid_alive
 from conveyor.tracking.models import EventRow, RunRow
 from conveyor.tracking.store import (
     Migration,
     TrackingStore,
     TrackingStoreError,
-    _backend_for,
-    _pid_alive,
     default_dsn,
     load_migrations,
     migrate,
@@ -158,7 +158,7 @@ def test_migrations_applied_once_and_recorded(target: Target) -> None:
 
 def test_reopening_applies_nothing(target: Target) -> None:
     target.open().close()
-    backend = _backend_for(target.dsn, target.schema)
+    backend = backend_for(target.dsn, target.schema)
     backend.ensure_connected()
     try:
         assert migrate(backend, load_migrations(target.dialect), "x") == []
@@ -177,7 +177,7 @@ def test_store_newer_than_code_is_refused(target: Target) -> None:
 
 
 def test_failed_migration_rolls_back_alone(target: Target) -> None:
-    backend = _backend_for(target.dsn, target.schema)
+    backend = backend_for(target.dsn, target.schema)
     backend.ensure_connected()
     good = Migration(1, "good", "CREATE TABLE good_t (x INTEGER);")
     bad = Migration(2, "bad", "CREATE TABLE half_t (x INTEGER);\nINSERT INTO no_such_table VALUES (1);")
@@ -541,11 +541,11 @@ def test_zombie_holder_counts_as_dead() -> None:
         while Path(f"/proc/{child.pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z":
             assert time.monotonic() < deadline
             time.sleep(0.01)
-        assert not _pid_alive(child.pid)
+        assert not pid_alive(child.pid)
     finally:
         child.wait()
-    assert not _pid_alive(child.pid)
-    assert _pid_alive(os.getpid())
+    assert not pid_alive(child.pid)
+    assert pid_alive(os.getpid())
 
 
 # -- dsn handling and errors ----------------------------------------------------------------
@@ -636,7 +636,7 @@ def test_closed_store_refuses_calls(target: Target) -> None:
 
 def test_extract_rows_from_before_0004_stay_readable(target: Target) -> None:
     """0004 keys extract rows by relation and adds upstream_table; older rows keep NULL there."""
-    backend = _backend_for(target.dsn, target.schema)
+    backend = backend_for(target.dsn, target.schema)
     backend.ensure_connected()
     try:
         migrate(backend, [m for m in load_migrations(target.dialect) if m.version < 4], "x")

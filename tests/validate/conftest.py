@@ -10,19 +10,18 @@ must not be importable, or the case is skipped).
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from testkit.cli import CliResult
 
 CASES = Path(__file__).resolve().parents[1] / "cases"
 BASE = CASES / "_base"
@@ -82,16 +81,6 @@ def case_project(tmp_path: Path, upstream_db: Path) -> Callable[[str], Path]:
         return root
 
     return make
-
-
-@dataclass
-class CliResult:
-    code: int
-    stdout: str
-    stderr: str
-
-    def json(self) -> Any:
-        return json.loads(self.stdout)
 
 
 def run_validate(root: Path, *args: str, env: dict[str, str] | None = None) -> CliResult:

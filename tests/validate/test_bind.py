@@ -273,8 +273,8 @@ def test_the_example_validates_clean_on_both_dialects(tmp_path: Path) -> None:
 
 
 def test_the_postgresql_warehouse_tests_project_validates_clean(tmp_path: Path) -> None:
-    """The project tests/pgwarehouse builds in PostgreSQL (its default environment) binds without a problem."""
-    from tests.pgwarehouse.conftest import CONVEYOR_YAML, DESIGNS
+    """The project tests/warehouse/postgres builds in PostgreSQL (its default environment) binds without a problem."""
+    from tests.warehouse.postgres.conftest import CONVEYOR_YAML, DESIGNS
 
     root = tmp_path / "pgproj"
     _write(root, {"conveyor.yaml": CONVEYOR_YAML.replace("{pg_extra}", "")})

@@ -7,7 +7,6 @@ code, on both engines.
 
 from __future__ import annotations
 
-import socket
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from pathlib import Path
 import psycopg
 import pymysql
 import pytest
+from testkit.services import PG_ADMIN, reachable
 
 from conveyor.bootstrap import bootstrap
 from conveyor.cli import output
@@ -24,7 +24,6 @@ from conveyor.cli.validate_cmd import validate as validate_command
 from conveyor.project import Project
 from conveyor.validate import Report, validate
 
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 MY_ADMIN = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": "", "charset": "utf8mb4"}
 
 PG_TABLE = """
@@ -49,12 +48,6 @@ CREATE TABLE items (
 """
 
 
-def _reachable(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(1)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
 @dataclass
 class Upstream:
     """A live upstream database with the items table, and the project bootstrapped from it."""
@@ -69,7 +62,7 @@ class Upstream:
 
 @pytest.fixture
 def pg_upstream() -> Iterator[tuple[str, Callable[[str], None]]]:
-    if not _reachable(5432):
+    if not reachable(5432):
         pytest.skip("PostgreSQL is not running on 127.0.0.1:5432")
     name = f"conveyor_vd_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
@@ -86,7 +79,7 @@ def pg_upstream() -> Iterator[tuple[str, Callable[[str], None]]]:
 
 @pytest.fixture
 def my_upstream() -> Iterator[tuple[str, Callable[[str], None]]]:
-    if not _reachable(3306):
+    if not reachable(3306):
         pytest.skip("MariaDB/MySQL is not running on 127.0.0.1:3306")
     name = f"conveyor_vd_{uuid.uuid4().hex[:12]}"
     admin = pymysql.connect(**MY_ADMIN, autocommit=True)

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from testkit.services import PG_ADMIN
 
 from conveyor.validate import Problem, validate
 
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 MISSING_COLUMN = "SELECT c.id AS customer_id,\n       c.nam AS name,\n"
 
 
