@@ -22,32 +22,19 @@ from conveyor.config.settings import IDENTIFIER
 from conveyor.errors import ConveyorError, LakeError, UserError, did_you_mean
 from conveyor.extract.jobs import ExtractEvent, ExtractJob
 from conveyor.extract.jobs import plan as plan_jobs
-from conveyor.load.build import (
-    BuildOptions,
-    BuildResult,
-    build,
-    check_kept_views,
-    check_own_database,
-    executable_sql,
-    fingerprint,
-    has_checks,
-    manifests_for,
-)
-from conveyor.load.update import LOCK_TIMEOUT_S, wait_for_extracts, with_dependents
-from conveyor.load.update import update as update_relations
-from conveyor.load.upgrade import target_names
-from conveyor.load.upgrade import upgrade as upgrade_relations
+from conveyor.faults import crash_point
+from conveyor.load import LOCK_TIMEOUT_S
 from conveyor.project import Project, Relation
-from conveyor.runctx import Reporter, RunLifecycle, open_environment, open_tracking, whole_schemas
+from conveyor.reporting import Reporter
 from conveyor.tracking.models import EventRow, ExtractStateRow, RunRow
-from conveyor.tracking.store import TrackingStore
-from conveyor.warehouse import ddl
-from conveyor.warehouse.base import Warehouse, qualified
 
-if TYPE_CHECKING:  # the extract and unload machinery (pyarrow) loads when a command needs it
+if TYPE_CHECKING:  # the machinery (pyarrow, sqlglot, the drivers) loads when a command needs it
     from conveyor.extract.extract import ExtractSummary
+    from conveyor.load.build import BuildResult
     from conveyor.pipeline.runner import PipelineOutcome
+    from conveyor.tracking.store import TrackingStore
     from conveyor.validate.problems import Report
+    from conveyor.warehouse.base import Warehouse
 
 
 def preflight(project: Project, relations: Sequence[Relation], **what: Any) -> None:
@@ -111,6 +98,8 @@ class _Run:
         reporter: Reporter | None,
         jobs: int | None,
     ):
+        from conveyor.runctx import RunLifecycle
+
         self.life = RunLifecycle(project, command, environment=env, selection=selection, reporter=reporter, jobs=jobs)
         self.ctx = self.life.ctx
         self.outcome = Outcome(self.ctx.run_id, command, lake=str(project.path(project.settings.lake.path)))
@@ -119,6 +108,7 @@ class _Run:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        crash_point("run.before_finish")
         self.outcome.seconds = self.life.seconds
         summary = self.outcome.summary()
         if isinstance(exc, KeyboardInterrupt):
@@ -198,6 +188,8 @@ def plan(
     Bad input fails here as it would in the command (an unknown environment, an engine that
     cannot do the command, a DSN that does not resolve), before anything is read or written.
     """
+    from conveyor.load.update import with_dependents
+
     if command not in ("run", "extract", "load", "update", "upgrade", "unload"):
         raise UserError(f'there is no plan for "{command}".' + did_you_mean(command, ["run", "extract", "load"]))
     if command == "extract":
@@ -264,6 +256,9 @@ def load(
         continue_from: continue the last failed load from this relation on (it and every
             relation after it in execution order are rebuilt).
     """
+    from conveyor.load.build import BuildOptions, build, check_kept_views, check_own_database, manifests_for
+    from conveyor.load.resume import resume_point
+
     env_name = project.environment(env)[0]
     preflight(project, whole_schemas(project, project.select(selection)), environment=env_name, build=True)
     warehouse = open_environment(project, env)
@@ -271,7 +266,10 @@ def load(
     options = BuildOptions(skip_copy=skip_copy)
     note = None
     if resume or continue_from:
-        selection, options, note = _resume_point(project, warehouse.name, selection, continue_from, skip_copy)
+        selection, resumed, note = resume_point(project, warehouse, selection, continue_from, skip_copy)
+        if resumed is None:
+            return _nothing_to_resume(project, warehouse, selection, note, reporter)
+        options = resumed
     relations = whole_schemas(project, project.select(selection))
     todo = [r for r in relations if r.name not in options.done]
     check_own_database(project, todo, warehouse)  # bad input: fail before writing
@@ -309,6 +307,10 @@ def update(
     update of the same warehouse (DuckDB) or schemas (PostgreSQL) that is running is waited
     for, up to ``lock_timeout`` seconds.
     """
+    from conveyor.load.build import check_own_database, manifests_for
+    from conveyor.load.update import update as update_relations
+    from conveyor.load.update import wait_for_extracts, with_dependents
+
     relations = with_dependents(project, project.select(selection))
     preflight(project, relations, environment=project.environment(env)[0], build=True)
     warehouse = open_environment(project, env)
@@ -337,6 +339,11 @@ def upgrade(
 
     A running load or update of the same warehouse is waited for, up to ``lock_timeout`` seconds.
     """
+    from conveyor.load.build import check_own_database, manifests_for
+    from conveyor.load.update import with_dependents
+    from conveyor.load.upgrade import target_names
+    from conveyor.load.upgrade import upgrade as upgrade_relations
+
     chosen = project.select(selection)
     relations = chosen if only_selected else with_dependents(project, chosen)
     preflight(project, relations, environment=project.environment(env)[0], build=True)
@@ -395,6 +402,10 @@ def unload(
 
 def relation_ddl(project: Project, relation: Relation, warehouse: Warehouse) -> list[str]:
     """The statements that create a relation in a warehouse (for ``conveyor show ddl``)."""
+    from conveyor.load.build import executable_sql
+    from conveyor.warehouse import ddl
+    from conveyor.warehouse.base import qualified
+
     design = relation.design
     typed = bool(design.columns) and all(c.type for c in design.columns)
     if relation.kind == "source" or (relation.kind == "ctas" and typed):
@@ -415,117 +426,14 @@ def unparsed_notes(project: Project, relations: Sequence[Relation]) -> list[str]
     ]
 
 
-def _resume_point(
-    project: Project, env: str, selection: Sequence[str], continue_from: str | None, skip_copy: bool
-) -> tuple[Sequence[str], BuildOptions, str]:
-    """The last failed or abandoned load of ``env``, which of its relations need no rebuilding, and a note.
-
-    An abandoned load (its process was killed) is resumed like a failed one: its build was
-    kept where it stopped. One that died before its build began (while extracting, say) left
-    no build: its selection is loaded afresh.
-    """
-    store = open_tracking(project)
-    try:
-        ended = store.list_runs(limit=50, statuses=("failed", "abandoned"))  # dead runs read as abandoned
-        last, events = None, []
-        for candidate in (r for r in ended if r.command in ("load", "run") and r.environment == env):
-            events = store.run_events(candidate.run_id)
-            # a load that failed before its build began (refused beside another load, say) left
-            # nothing to resume: the failed load before it may have
-            if candidate.status == "abandoned" or any(e.step in ("load", "build") for e in events):
-                last = candidate
-                break
-        if last is None:
-            raise UserError(
-                f'there is no failed load of environment "{env}" to resume.', hint="Run conveyor load without --resume."
-            )
-        _refuse_stale_resume(store, env, last)
-    finally:
-        store.close()
-    chosen = tuple(selection) or tuple((last.selection or "").split())
-    if last.status == "abandoned" and not any(e.step in ("load", "build") for e in events):
-        note = f"run {last.run_id} died before its build began: loaded afresh"
-        return chosen, BuildOptions(skip_copy=skip_copy), note
-    built, changed = _unchanged(project, last.run_id, _finished(project, events), events)
-    relations = [r.name for r in whole_schemas(project, project.select(chosen))]
-    if continue_from is not None:
-        if continue_from not in relations:
-            raise UserError(
-                f'--continue-from "{continue_from}" is not part of the failed load {last.run_id}.'
-                + did_you_mean(continue_from, relations)
-            )
-        built &= set(relations[: relations.index(continue_from)])
-    options = BuildOptions(skip_copy=skip_copy, resume_from=last.run_id, done=frozenset(built), changed=tuple(changed))
-    return chosen, options, f"resumed the build of run {last.run_id} ({last.status})"
-
-
-def _finished(project: Project, events: Sequence[EventRow]) -> set[str]:
-    """Relations a run built and, where they have constraints, checked.
-
-    A run killed between a relation's build and its check left it unchecked: it is rebuilt.
-    """
-    built = {e.relation for e in events if e.step in ("load", "build") and e.status == "succeeded"}
-    checked = {e.relation for e in events if e.step == "check" and e.status == "succeeded"}
-
-    def needs_check(name: str) -> bool:
-        relation = project.relations.get(name)
-        return relation is not None and relation.kind != "view" and has_checks(relation.design)
-
-    return {name for name in built if name in checked or not needs_check(name)}
-
-
-def _refuse_stale_resume(store: TrackingStore, env: str, load: RunRow) -> None:
-    """A kept build must not be published over an update or upgrade that came after it began.
-
-    Its relations were built from the warehouse and extracts as they were then; publishing
-    them would undo the later change (and the tracking store would still say it was applied).
-    """
-    later = [
-        r
-        for r in store.list_runs(limit=200, status="succeeded")
-        if r.environment == env and r.command in _IN_PLACE and r.started_at > load.started_at
-    ]
-    if later:
-        raise UserError(
-            f'the {later[-1].command} run {later[-1].run_id} changed environment "{env}" after the failed load '
-            f"{load.run_id} began, so its kept build is out of date and cannot be resumed.",
-            hint="Run conveyor load without --resume or --continue-from.",
-        )
-
-
-_IN_PLACE = ("update", "upgrade", "pipeline")
-
-
-def _unchanged(
-    project: Project, run_id: str, built: set[str], events: Sequence[EventRow]
-) -> tuple[set[str], list[str]]:
-    """The built relations still as the project defines them, and those that changed since.
-
-    A relation whose SQL, design or dependencies changed since the failed load is built
-    again, and so is everything downstream of it. Without a recorded fingerprint (a load
-    recorded by an older Conveyor) there is no telling: the resume is refused.
-    """
-    recorded = {
-        e.relation: (e.detail or {}).get("fingerprint")
-        for e in events
-        if e.step in ("load", "build") and e.status == "succeeded" and e.relation in built
-    }
-    unknown = sorted(name for name, value in recorded.items() if not value and name in project.relations)
-    if unknown:
-        raise UserError(
-            f"cannot tell whether {', '.join(unknown[:3])}{' ...' if len(unknown) > 3 else ''} changed since the "
-            f"failed load {run_id}: it was recorded without fingerprints of what it built.",
-            hint="Run conveyor load without --resume.",
-        )
-    changed = sorted(
-        name
-        for name, value in recorded.items()
-        if name in project.relations and value != fingerprint(project.relations[name])
-    )
-    stale = set(changed)
-    for name in changed:
-        stale |= project.dag.downstream(name)
-    return {name for name in built if name in project.relations and name not in stale}, changed
+def _nothing_to_resume(
+    project: Project, warehouse: Warehouse, selection: Sequence[str], note: str, reporter: Reporter | None
+) -> Outcome:
+    """A load --resume of a load that published before it died: a run that builds nothing, with a note."""
+    with _Run(project, "load", env=warehouse.name, selection=selection, reporter=reporter, jobs=1) as run:
+        run.outcome.warehouse = warehouse.describe()
+        run.outcome.notes.append(note)
+    return run.outcome
 
 
 def run(
@@ -538,6 +446,7 @@ def run(
 ) -> Outcome:
     """Extract, load, build and publish: the whole ETL for a selection."""
     from conveyor.extract.extract import extract
+    from conveyor.load.build import build, check_own_database
 
     relations = whole_schemas(project, project.select(selection))
     preflight(project, relations, extract=True, environment=project.environment(env)[0], build=True)
@@ -642,3 +551,31 @@ def set_pipeline_status(project: Project, name: str, status: str | None) -> None
         if status == "active" and store.get_pipeline(name).status == "paused":
             store.set_last_slot(name, Clock().now())
         store.set_pipeline_status(name, status)
+
+
+def open_tracking(project: Project) -> TrackingStore:
+    """The project's tracking store, opened (and migrated); close it when done (it is a context manager)."""
+    from conveyor.runctx import open_tracking as open_store
+
+    return open_store(project)
+
+
+def open_environment(project: Project, env: str | None = None) -> Warehouse:
+    """The warehouse of an environment (the default one when ``env`` is None), its DSN resolved."""
+    from conveyor.runctx import open_environment as open_warehouse
+
+    return open_warehouse(project, env)
+
+
+def whole_schemas(project: Project, relations: Sequence[Relation]) -> list[Relation]:
+    """What a load of ``relations`` rebuilds: every relation of the schemas they are in, in order."""
+    from conveyor.runctx import whole_schemas as schemas_of
+
+    return schemas_of(project, relations)
+
+
+def with_dependents(project: Project, relations: Sequence[Relation]) -> list[Relation]:
+    """What an update of ``relations`` refreshes: them and everything downstream, in order."""
+    from conveyor.load.update import with_dependents as downstream
+
+    return downstream(project, relations)

@@ -27,6 +27,7 @@ from conveyor.extract import incremental
 from conveyor.extract.jobs import ExtractJob
 from conveyor.extract.overlap import drop_reread_rows
 from conveyor.extract.runners import RunnerInput, RunnerOutput, runner_for
+from conveyor.faults import crash_point
 from conveyor.lake.lake import Lake
 from conveyor.lake.manifest import Manifest, write_manifest
 from conveyor.project import Project
@@ -174,6 +175,7 @@ def _commit(ctx: RunContext, job: ExtractJob, pool: Executor | None) -> Manifest
             watermark_low=_watermark_text(manifest, "low"),
             watermark_high=_watermark_text(manifest, "value"),
         )
+        crash_point("extract.watermark.after_store")
         lake.prune(job.source, job.relation, settings.lake.keep, legacy=job.upstream_name)
     return manifest
 

@@ -12,15 +12,14 @@ quoted names are kept exactly as written.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence, Set
-from dataclasses import dataclass
+from collections.abc import Iterator
 
 import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 from sqlglot.tokens import TokenType
 
-from conveyor.errors import UserError
+from conveyor.graph.refs import SqlParseError, TableRef, is_own_catalog, resolve
 
 __all__ = [
     "SqlParseError",
@@ -42,43 +41,6 @@ _FILE_SCAN_HINT = re.compile(r"(?:\bfrom|\bjoin|,)\s*'", re.IGNORECASE)
 _TOKEN_POS = re.compile(r"from (\d+):(\d+)")
 # sqlglot names its expression classes in some messages: "<class 'sqlglot.expressions.core.Parameter'>"
 _CLASS_REPR = re.compile(r"<class '(?:\w+\.)*(\w+)'>")
-
-
-class SqlParseError(UserError):
-    """A relation's SQL cannot be parsed, or is not exactly one SELECT query.
-
-    Attributes:
-        detail: the short reason, without position.
-        line: 1-based line in the SQL text, when known.
-        column: 1-based column in the SQL text, when known.
-        grammar: sqlglot's grammar did not accept the text (the warehouse's own may: see
-            ``conveyor.project``); false for text that splits into no tokens, is empty, holds
-            several statements or is not a query.
-    """
-
-    def __init__(self, detail: str, line: int | None = None, column: int | None = None, *, grammar: bool = False):
-        self.detail = detail
-        self.line = line
-        self.column = column
-        self.grammar = grammar
-        where = f" at line {line}, column {column}" if line is not None and column is not None else ""
-        super().__init__(f"invalid SQL{where}: {detail}")
-
-
-@dataclass(frozen=True)
-class TableRef:
-    """One table a query reads, with names normalised and its position in the SQL text."""
-
-    schema: str | None
-    name: str
-    catalog: str | None = None
-    line: int | None = None
-    column: int | None = None
-
-    @property
-    def key(self) -> tuple[str | None, str | None, str]:
-        """The identity of the table, ignoring where it appears."""
-        return (self.catalog, self.schema, self.name)
 
 
 # ---------------------------------------------------------------------------- parsing
@@ -330,44 +292,3 @@ def _norm(node: exp.Expr) -> str:
 
 def _norm_opt(node: exp.Expr | None) -> str | None:
     return None if node is None else _norm(node)
-
-
-# ---------------------------------------------------------------------- resolution
-
-
-def is_own_catalog(catalog: str, catalogs: Set[str]) -> bool:
-    """Whether a reference's catalog (normalised like ``TableRef``) names one of ``catalogs``.
-
-    A quoted name matches exactly or in lower case: DuckDB compares catalog names without
-    case (its names are given in lower case too), PostgreSQL rejects any other database.
-    """
-    return catalog in catalogs or catalog.lower() in catalogs
-
-
-def resolve(
-    ref: TableRef, own_schema: str, search_path: Sequence[str], known: Set[str], catalogs: Set[str] = frozenset()
-) -> str | None:
-    """Find the relation ``"schema.table"`` a table reference means.
-
-    Args:
-        ref: a reference from ``referenced_tables``.
-        own_schema: the schema of the relation whose query holds the reference.
-        search_path: further schemas to try for unqualified names, in order.
-        known: all relation names of the project, normalised like ``TableRef``.
-        catalogs: the warehouse's own database names: ``db.schema.table`` with one of
-            them means ``schema.table`` (``dbt compile`` writes names that way).
-
-    Returns:
-        The qualified name; for an unqualified name found nowhere, the name in
-        ``own_schema`` (so the caller can report it missing); ``None`` for a
-        reference qualified with another catalog, which is outside the warehouse.
-    """
-    if ref.catalog is not None and not is_own_catalog(ref.catalog, catalogs):
-        return None
-    if ref.schema is not None:
-        return f"{ref.schema}.{ref.name}"
-    for schema in (own_schema, *search_path):
-        candidate = f"{schema}.{ref.name}"
-        if candidate in known:
-            return candidate
-    return f"{own_schema}.{ref.name}"

@@ -34,6 +34,7 @@ from typing import IO, TYPE_CHECKING, BinaryIO
 from urllib.parse import unquote
 
 from conveyor.errors import LakeError
+from conveyor.faults import crash_point
 from conveyor.lake.manifest import MANIFEST, Manifest, PartFile, fsync_dir, read_manifest
 from conveyor.lake.readers import unread
 
@@ -260,6 +261,10 @@ class Lake:
             for manifest in committed[: full[-keep]]:
                 assert manifest.folder is not None
                 (manifest.folder / MANIFEST).unlink()
+                crash_point("lake.prune.after_manifest")
+                for part in manifest.paths():
+                    part.unlink(missing_ok=True)
+                    crash_point("lake.prune.mid_parts")
                 shutil.rmtree(manifest.folder, ignore_errors=True)
                 removed.append(manifest.extract_id)
             return removed

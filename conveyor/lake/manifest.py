@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from conveyor.faults import crash_point
+
 if TYPE_CHECKING:
     import pyarrow as pa
 
@@ -135,8 +137,10 @@ def write_manifest(folder: Path, manifest: Manifest) -> Path:
         json.dump(manifest.to_json(), handle, indent=2, sort_keys=False)
         handle.flush()
         os.fsync(handle.fileno())
+    crash_point("lake.manifest.before_rename")
     os.replace(temp, target)
     fsync_dir(folder)
+    crash_point("lake.manifest.after_rename")
     return target
 
 

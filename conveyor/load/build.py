@@ -15,21 +15,33 @@ import threading
 from collections.abc import Callable, Mapping, Sequence, Set
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from conveyor import cancel
 from conveyor.config.secrets import scrub
 from conveyor.config.settings import EnvironmentConfig
 from conveyor.design.models import TableDesign
 from conveyor.errors import ConveyorError, DependencyError, LoadError, Location
+from conveyor.faults import crash_point
+from conveyor.graph.refs import SqlParseError, TableRef, is_own_catalog, resolve
 from conveyor.graph.selection import select
-from conveyor.graph.splice import limit_zero, splice_tables, statement_text
-from conveyor.graph.sqldeps import SqlParseError, TableRef, is_own_catalog, parse_sql, resolve
 from conveyor.lake.lake import Lake
 from conveyor.lake.manifest import Manifest
 from conveyor.project import Project, Relation, own_catalogs
 from conveyor.runctx import RunContext, StepOutcome
 from conveyor.warehouse import render_type
 from conveyor.warehouse.base import Build, Warehouse, quote
+
+RESUME_STEP = "resume"
+"""The step of the event (relation ``*``) a resumed load records, naming the build it continues."""
+
+
+def record_resume(ctx: RunContext, build_id: str) -> None:
+    """Record that this run continues the kept build of run ``build_id`` (see load/resume.py)."""
+    now = datetime.now(UTC)
+    ctx.tracking.record_event(
+        ctx.run_id, "*", RESUME_STEP, "succeeded", started_at=now, finished_at=now, detail={"build": build_id}
+    )
 
 
 @dataclass
@@ -80,6 +92,9 @@ def executable_sql(
     unchanged; run it inside ``Build.binding(binding_schemas(...))`` so the warehouse's
     search path binds its names.
     """
+    from conveyor.graph.splice import splice_tables, statement_text  # sqlglot, when a build runs
+    from conveyor.graph.sqldeps import parse_sql
+
     assert relation.sql is not None
     if relation.unparsed is not None:
         return statement_text(relation.sql, dialect)
@@ -253,6 +268,8 @@ def build(
     manifests = {} if options.skip_copy else dict(options.pinned or manifests_for(project, todo))
     schemas = sorted({r.schema for r in relations})
     ctx.reporter.phase("build", len(todo))
+    if options.resume_from:
+        record_resume(ctx, options.resume_from)  # first: a resume that dies in turn is resumed the same way
     staging = warehouse.begin(schemas, run_id=ctx.run_id, resume_from=options.resume_from)
     result = BuildResult(status=dict.fromkeys(options.done, "succeeded"), manifests=manifests)
     try:
@@ -280,6 +297,8 @@ def _statement(
         return empty_select(relation, dialect) if options.skip_copy else ""
     sql = executable_sql(project, relation, staging.staged, rebuilt, dialect)
     if options.skip_copy and relation.kind == "ctas":
+        from conveyor.graph.splice import limit_zero
+
         return limit_zero(sql, dialect)
     return sql
 
@@ -355,6 +374,7 @@ class _Runner:
                 with self.ctx.step(relation.name, "check"):
                     self._check(relation)
             status, error = "succeeded", None
+            crash_point("build.relation.after")
         except Exception as exc:  # any failure is this relation's failure; the others go on
             text = exc.render() if isinstance(exc, ConveyorError) else f"{type(exc).__name__}: {exc}"
             status, error = "failed", scrub(text)

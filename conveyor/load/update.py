@@ -16,13 +16,11 @@ from datetime import datetime
 from conveyor.errors import ConveyorError, LoadError, RunFailed
 from conveyor.lake.lake import Lake
 from conveyor.lake.manifest import Manifest
+from conveyor.load import LOCK_TIMEOUT_S
 from conveyor.load.build import BuildResult, binding_schemas, executable_sql
 from conveyor.project import Project, Relation
 from conveyor.runctx import RunContext
 from conveyor.warehouse.base import Transaction, Warehouse
-
-LOCK_TIMEOUT_S = 600.0
-"""How long an update or upgrade waits for a load (or another update) of the same warehouse."""
 
 
 def with_dependents(project: Project, relations: Sequence[Relation]) -> list[Relation]:

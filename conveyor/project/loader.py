@@ -29,9 +29,9 @@ from conveyor.errors import (
     did_you_mean,
 )
 from conveyor.graph.dag import Dag, Node
+from conveyor.graph.refs import SqlParseError, TableRef, is_own_catalog
+from conveyor.graph.refs import resolve as resolve_ref
 from conveyor.graph.selection import select
-from conveyor.graph.sqldeps import SqlParseError, TableRef, is_own_catalog, parse_sql, referenced_tables
-from conveyor.graph.sqldeps import resolve as resolve_ref
 from conveyor.project.cache import CachedDoc, ParseCache, content_digest
 from conveyor.project.relation import Relation, select_names
 from conveyor.warehouse.dialect import dialect as dialect_of
@@ -277,6 +277,8 @@ class ProjectLoader:
             digest = content_digest(relation.sql.encode("utf-8"))
             facts = self.cache.sql(dialect, digest)
             if facts is None:
+                from conveyor.graph.sqldeps import parse_sql, referenced_tables  # sqlglot: only on a cache miss
+
                 try:
                     tree = parse_sql(relation.sql, dialect)
                 except SqlParseError as exc:

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from sqlglot import exp
+from typing import TYPE_CHECKING
 
 from conveyor.config.yamlfile import YamlDoc
 from conveyor.design.models import Kind, TableDesign
 from conveyor.errors import (
     Location,
 )
-from conveyor.graph.sqldeps import TableRef
+from conveyor.graph.refs import TableRef
+
+if TYPE_CHECKING:
+    from sqlglot import exp
 
 
 @dataclass
@@ -61,6 +63,8 @@ def select_names(tree: exp.Expr) -> list[str] | None:
     Explicit means no ``*`` and every expression a column or aliased; for a set operation the
     names are those of its first query. Names are as written (quotes removed).
     """
+    from sqlglot import exp
+
     node: exp.Expr | None = tree
     while isinstance(node, exp.SetOperation | exp.Subquery):
         node = node.this

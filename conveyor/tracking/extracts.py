@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from conveyor.tracking.core import StoreCore, TrackingStoreError
+from conveyor.tracking.core import TrackingStoreError
+from conveyor.tracking.liveness import RunLiveness
 from conveyor.tracking.models import (
     EXTRACT_STATUSES,
     ExtractRow,
@@ -21,7 +22,7 @@ from conveyor.tracking.rows import (
 )
 
 
-class ExtractHistory(StoreCore):
+class ExtractHistory(RunLiveness):
     """Mixed into :class:`~conveyor.tracking.store.TrackingStore`: extracts and their watermarks."""
 
     # -- extracts --------------------------------------------------------------------------
@@ -75,7 +76,7 @@ class ExtractHistory(StoreCore):
             ValueError: ``status`` is not ``succeeded`` or ``failed``.
             TrackingStoreError: there is no such extract.
         """
-        check_status(status, EXTRACT_STATUSES - {"running"}, "extract")
+        check_status(status, EXTRACT_STATUSES - {"running", "abandoned"}, "extract")
         now = now_utc()
         with self._session() as db, db.transaction():
             found = db.query("SELECT source, table_name, started_at FROM extracts WHERE extract_id = ?", (extract_id,))
@@ -110,14 +111,19 @@ class ExtractHistory(StoreCore):
     def list_extracts(
         self, *, run_id: str | None = None, source: str | None = None, table: str | None = None, limit: int = 50
     ) -> list[ExtractRow]:
-        """Extract attempts, newest first, optionally filtered."""
+        """Extract attempts, newest first, optionally filtered (those of dead runs read ``abandoned``)."""
+        self.abandon_dead_runs()
         clause, params = where_clause({"run_id": run_id, "source": source, "table_name": table})
         sql = f"SELECT {EXTRACT_COLUMNS} FROM extracts {clause}ORDER BY started_at DESC, extract_id DESC LIMIT ?"
         with self._session() as db:
             return [row_from(ExtractRow, row) for row in db.query(sql, [*params, limit])]
 
     def extract_state(self, source: str | None = None, table: str | None = None) -> list[ExtractStateRow]:
-        """The state of every extracted table (or of one source, or one table), sorted."""
+        """The state of every extracted table (or of one source, or one table), sorted.
+
+        A table whose latest attempt belonged to a run that died reads ``abandoned``.
+        """
+        self.abandon_dead_runs()
         clause, params = where_clause({"source": source, "table_name": table})
         sql = f"SELECT {STATE_COLUMNS} FROM extract_state {clause}ORDER BY source, table_name"
         with self._session() as db:

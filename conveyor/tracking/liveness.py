@@ -158,7 +158,7 @@ class RunLiveness(StoreCore):
         return dead
 
     def _abandon(self, run: RunRow, reason: str) -> bool:
-        """Mark one dead run and its running events abandoned, ending them at the last sign of life."""
+        """Mark one dead run, its running events and extracts abandoned, ending them at the last sign of life."""
         error = (
             f"{reason}, and the run never recorded its end (it was killed, e.g. by SIGKILL or the "
             "out-of-memory killer, or its machine stopped)"
@@ -181,6 +181,20 @@ class RunLiveness(StoreCore):
                         (format_ts(last), _seconds(started, last), "the run's process died during this step",
                          event["id"]),
                     )  # fmt: skip
+            if changed:
+                # its extracts' attempts too; what an attempt committed is in the lake, which
+                # the next extract continues from, whatever the store says
+                dead = "the run's process died during this extract"
+                db.execute(
+                    "UPDATE extracts SET status = 'abandoned', finished_at = ?, error = ? "
+                    "WHERE run_id = ? AND status = 'running'",
+                    (format_ts(last), dead, run.run_id),
+                )
+                db.execute(
+                    "UPDATE extract_state SET status = 'abandoned', finished_at = ?, error = ? "
+                    "WHERE last_run_id = ? AND status = 'running'",
+                    (format_ts(last), dead, run.run_id),
+                )
         return bool(changed)
 
 

@@ -16,7 +16,8 @@ from typing import Any, TypeVar
 RUN_STATUSES = frozenset({"running", "succeeded", "failed", "cancelled", "abandoned"})
 """``abandoned``: the run's process died without recording its end (SIGKILL, out of memory, power cut)."""
 EVENT_STATUSES = frozenset({"running", "succeeded", "failed", "skipped", "cancelled", "abandoned"})
-EXTRACT_STATUSES = frozenset({"running", "succeeded", "failed"})
+EXTRACT_STATUSES = frozenset({"running", "succeeded", "failed", "abandoned"})
+"""``abandoned``: the extract's run died during it (the lake keeps whatever it committed)."""
 
 _TIME_FIELDS = frozenset({"started_at", "finished_at", "last_success_at", "acquired_at", "heartbeat_at", "expires_at"})
 _JSON_FIELDS = frozenset({"summary", "detail"})

@@ -263,6 +263,14 @@ class Warehouse(ABC):
         this build continues; a ``WarehouseError`` says so when it is gone.
         """
 
+    def kept_build(self, run_id: str) -> bool | None:
+        """Whether the unpublished build of run ``run_id`` is still kept for a resume (None: cannot tell).
+
+        A run killed while publishing left either its kept build (the publish never happened)
+        or none (it did): this tells ``load --resume`` which.
+        """
+        return None
+
     def transaction(
         self,
         *,

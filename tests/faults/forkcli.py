@@ -13,11 +13,18 @@ by SIGALRM after ``S`` seconds: its code is then -14).
 
 A command costs a fork instead of a Python start-up and ~0.7 s of imports, so a test can
 run dozens of them.
+
+``python forkcli.py --serve`` answers one request per line instead, for as long as stdin is
+open: ``{"root": ..., "env": {...}, "args": [...]}`` in, the same JSON line out. A test
+checks what one command left before it chooses the next; :class:`ForkServer` drives it.
+A command that dies by a signal reports the negative signal number as its code (a
+crash point's SIGKILL: -9).
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 
 # python puts this script's folder first on sys.path; a test module there named like a standard
@@ -45,7 +52,12 @@ MODULES = [
     "conveyor.sources.postgres",
     "conveyor.sources.sqlite",
     "conveyor.warehouse.duckdb.warehouse",
+    "conveyor.warehouse.duckdb.build",
     "conveyor.warehouse.postgres.warehouse",
+    "conveyor.extract.extract",
+    "conveyor.extract.runners.arrow",
+    "conveyor.load.build",
+    "conveyor.load.unload",
 ]
 
 
@@ -86,7 +98,53 @@ def run(
     return {"args": args, "code": code, "out": out.read_text(errors="replace")}
 
 
+def serve() -> None:
+    """One command per request line, answered with one line, until stdin closes."""
+    for module in MODULES:
+        importlib.import_module(module)
+    with tempfile.TemporaryDirectory() as folder:
+        for index, line in enumerate(sys.stdin):
+            request = json.loads(line)
+            result = run(request["root"], request.get("env", {}), request["args"], Path(folder), index)
+            sys.stdout.write(json.dumps(result) + "\n")
+            sys.stdout.flush()
+
+
+class ForkServer:
+    """A ``forkcli.py --serve`` process: ``server(root, "run", "--env", "dev", env={...})`` -> (code, output)."""
+
+    def __init__(self) -> None:
+        env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb"}
+        env.pop("CONVEYOR_PROJECT", None)
+        self.process = subprocess.Popen(
+            [sys.executable, __file__, "--serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
+        )
+
+    def __call__(self, root: Path | str, *args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        request = {"root": str(root), "env": env or {}, "args": list(args)}
+        self.process.stdin.write(json.dumps(request) + "\n")
+        self.process.stdin.flush()
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the fork server died (exit code {self.process.wait()})")
+        answer = json.loads(line)
+        return int(answer["code"]), str(answer["out"])
+
+    def close(self) -> None:
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
 def main() -> None:
+    if sys.argv[1:] == ["--serve"]:
+        serve()
+        return
     request = json.load(sys.stdin)
     for module in MODULES:
         importlib.import_module(module)

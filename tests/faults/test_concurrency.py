@@ -30,9 +30,11 @@ let go. After both (and a rerun of a refused one) the test checks that nothing w
 from __future__ import annotations
 
 import sqlite3
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 
 import psycopg
@@ -41,9 +43,10 @@ from testkit.services import reachable as _reachable
 
 from conveyor import api
 from conveyor.lake.lake import Lake
+from conveyor.pipeline import worker
 from conveyor.pipeline.locks import lock_names
 from tests.conftest import CONVEYOR_YAML, Background, CliResult, build_project, run_cli
-from tests.faults.concurrent import (
+from tests.faults.holding import (
     Held,
     assert_consistent,
     digest_of,
@@ -479,9 +482,9 @@ def test_a_scheduled_run_that_meets_a_manual_one_waits_for_its_locks(
     manual = held(root, "extract", "shop.products", "pipeline", "run", "products")
     manual_run = running_run(root, "pipeline")
     scheduled_run = new_run_id()
-    scheduled = later(
-        root, "pipeline", "run", "products", "--run-id", scheduled_run, "--slot", "2026-12-07T02:30:00+00:00"
-    )
+    # what the scheduler starts for a slot: the worker, with the run id it claimed
+    slot = datetime.fromisoformat("2026-12-07T02:30:00+00:00")
+    scheduled = Background([sys.executable, *worker.argv(str(root), "products", scheduled_run, slot)], cwd=root)
     waited = scheduled.wait_for(f"waiting for pipeline products, which another run holds ({manual_run}@", timeout=60)
     still = scheduled.process.poll() is None
     manual.release()

@@ -10,6 +10,7 @@ import duckdb
 
 from conveyor.design.models import TableDesign
 from conveyor.errors import WarehouseError
+from conveyor.faults import crash_point
 from conveyor.lake.manifest import Manifest, fsync_dir
 from conveyor.warehouse.base import literal, quote
 from conveyor.warehouse.duckdb import lock as duckdb_lock
@@ -185,8 +186,10 @@ class DuckDBBuild(DuckDBRelations):
             backup.unlink(missing_ok=True)
             if self.target.exists() and self.keep_backup:
                 os.link(self.target, backup)
+            crash_point("duckdb.publish.before_rename")
             os.replace(self.staging, self.target)
             fsync_dir(self.target.parent)
+            crash_point("duckdb.publish.after_rename")
         except BaseException:
             self.abort()
             raise

@@ -11,6 +11,7 @@ import duckdb
 
 from conveyor.design.models import ColumnDesign, TableDesign
 from conveyor.errors import LoadError
+from conveyor.faults import crash_point
 from conveyor.lake.manifest import Manifest
 from conveyor.warehouse import ddl
 from conveyor.warehouse.base import Build, KeyViolation, key_constraints, literal, qualified, quote, unchecked_not_null
@@ -76,6 +77,7 @@ class DuckDBRelations(Build):
                 f"DELETE FROM {table} USING (SELECT DISTINCT {keys} FROM read_parquet({files})) AS incoming "
                 f"WHERE {match}",
             )
+        crash_point("warehouse.merge.mid")
         return self._count(design, f"INSERT INTO {table} {select_extract(design, manifest)}")
 
     def _count(self, design: TableDesign, sql: str) -> int:

@@ -8,6 +8,7 @@ import duckdb
 
 from conveyor.design.models import TableDesign
 from conveyor.errors import WarehouseError
+from conveyor.faults import crash_point
 from conveyor.lake.manifest import Manifest
 from conveyor.warehouse.base import Transaction, qualified, quote
 from conveyor.warehouse.duckdb import lock as duckdb_lock
@@ -104,6 +105,7 @@ class DuckDBTransaction(DuckDBRelations, Transaction):
             self.con.close()
             duckdb_lock.release(self._lock_file)
             raise WarehouseError(f"committing the changes failed: {exc}") from None
+        crash_point("duckdb.update.after_commit")
         try:
             # folds the WAL into the file; readers with open transactions can make it wait for
             # later, which is harmless: the next load checkpoints before it replaces the file

@@ -23,7 +23,7 @@ from conveyor.config.settings import EnvironmentConfig
 from conveyor.errors import WarehouseError
 from conveyor.warehouse.base import Warehouse, qualified
 from conveyor.warehouse.duckdb.build import DuckDBBuild
-from conveyor.warehouse.duckdb.files import connect_shared, duckdb_path, relations_in
+from conveyor.warehouse.duckdb.files import connect_shared, duckdb_path, relations_in, staging_path
 from conveyor.warehouse.duckdb.transaction import DuckDBTransaction
 
 
@@ -45,6 +45,9 @@ class DuckDBWarehouse(Warehouse):
 
     def describe(self) -> str:
         return f"DuckDB file {self.path}"
+
+    def kept_build(self, run_id: str) -> bool:
+        return staging_path(self.path, run_id).exists()
 
     def transaction(
         self,

@@ -28,6 +28,7 @@ import pyarrow as pa
 from conveyor import cancel
 from conveyor.design.models import TableDesign
 from conveyor.errors import LoadError, WarehouseError
+from conveyor.faults import crash_point
 from conveyor.graph.splice import limit_zero
 from conveyor.lake.manifest import Manifest
 from conveyor.warehouse import ddl
@@ -60,7 +61,7 @@ PUBLISH_LOCK_TIMEOUT_MS = 500
 wait as long), before it lets go and tries again."""
 PUBLISH_PATIENCE_S = 120.0
 """How long publishing keeps trying before it reports the queries that hold the relations."""
-_BUILD_MARK = "conveyor build "
+BUILD_MARK = "conveyor build "
 
 
 def _lock_key(schema: str) -> int:
@@ -138,7 +139,7 @@ class PostgresBuild(Build):
                 staging = quote(schema + STAGING)
                 self.con.execute(f"DROP SCHEMA IF EXISTS {staging} CASCADE")
                 self.con.execute(f"CREATE SCHEMA {staging}")
-                self.con.execute(f"COMMENT ON SCHEMA {staging} IS {literal(_BUILD_MARK + self.build_id)}")
+                self.con.execute(f"COMMENT ON SCHEMA {staging} IS {literal(BUILD_MARK + self.build_id)}")
 
     def _check_resumable(self, run_id: str) -> None:
         rows = self.con.execute(
@@ -146,7 +147,7 @@ class PostgresBuild(Build):
             ([s + STAGING for s in self.schemas],),
         ).fetchall()
         marks = dict(rows)
-        if any(marks.get(s + STAGING) != _BUILD_MARK + run_id for s in self.schemas):
+        if any(marks.get(s + STAGING) != BUILD_MARK + run_id for s in self.schemas):
             raise WarehouseError(
                 f"the build of run {run_id} is no longer there to resume (another load replaced it).",
                 hint="Run the load again without --resume.",
@@ -208,6 +209,7 @@ class PostgresBuild(Build):
                 keys = ", ".join(quote(c) for c in key)
                 match = " AND ".join(f"{target}.{quote(c)} = i.{quote(c)}" for c in key)
                 con.execute(f"DELETE FROM {target} USING (SELECT DISTINCT {keys} FROM incoming) AS i WHERE {match}")
+            crash_point("warehouse.merge.mid")
             columns = ", ".join(quote(c.name) for c in design.loaded_columns)
             rows = con.execute(f"INSERT INTO {target} ({columns}) SELECT {columns} FROM incoming").rowcount
             # several merges can share one transaction (update): the next creates it again
@@ -430,6 +432,7 @@ class PostgresBuild(Build):
             for schema in self.schemas:
                 con.execute(f"DROP SCHEMA IF EXISTS {quote(schema + BACKUP)} CASCADE")
         self._grant(con)
+        crash_point("pg.publish.before_commit")
 
     def _grant(self, con: psycopg.Connection[Any]) -> None:
         for schema in self.schemas:

@@ -16,6 +16,7 @@ import psycopg.errors
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from conveyor.faults import crash_point
 from conveyor.warehouse.base import (
     qualified,
     quote,
@@ -54,6 +55,7 @@ def copy_parquet(
             copy.write(SIGNATURE)
             for chunk in chunks:
                 copy.write(chunk)
+                crash_point("pg.copy.batch")
             copy.write(TRAILER)
         return max(cursor.rowcount, 0)
 

@@ -8,7 +8,7 @@ docs/warehouses.md.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import closing, contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from conveyor.errors import WarehouseError
 from conveyor.warehouse.base import (
     Warehouse,
 )
-from conveyor.warehouse.postgres.build import PostgresBuild
+from conveyor.warehouse.postgres.build import BUILD_MARK, PostgresBuild
 from conveyor.warehouse.postgres.catalog import BACKUP, STAGING
 from conveyor.warehouse.postgres.connect import end_with_client, error_message, libpq_dsn
 from conveyor.warehouse.postgres.transaction import PostgresTransaction
@@ -77,6 +77,19 @@ class PostgresWarehouse(Warehouse):
             ) from None
         end_with_client(con)
         return cancel.watch_connection(con)
+
+    def kept_build(self, run_id: str) -> bool | None:
+        """Whether a staging schema marked with the run is there (publishing renames it away)."""
+        with closing(self.connect()) as con:
+            try:
+                row = con.execute(
+                    "SELECT count(*) FROM pg_namespace WHERE right(nspname, %s) = %s "
+                    "AND obj_description(oid, 'pg_namespace') = %s",
+                    (len(STAGING), STAGING, BUILD_MARK + run_id),
+                ).fetchone()
+            except psycopg.Error:
+                return None  # a catalog that cannot tell (the resume then finds out)
+        return bool(row and row[0])
 
     def begin(
         self, schemas: Sequence[str], *, run_id: str, keep_schemas: bool = True, resume_from: str | None = None
