@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from conveyor.config.secrets import scrub
 from conveyor.config.settings import IDENTIFIER
@@ -24,6 +24,13 @@ if TYPE_CHECKING:  # the machinery (pyarrow, sqlglot, the drivers) loads when a 
     from conveyor.load.build import BuildResult
     from conveyor.warehouse.base import Warehouse
 from conveyor.api.reading import open_environment, whole_schemas
+
+
+def preflight(project: Project, relations: Sequence[Relation], **what: Any) -> None:
+    """What validate can tell without a database, before a command writes (see conveyor.validate.preflight)."""
+    from conveyor.validate.preflight import preflight as check  # validate's modules, only when a command runs
+
+    check(project, relations, **what)
 
 
 @dataclass
@@ -205,7 +212,9 @@ def extract_tables(
     """Extract the selected source tables into the lake."""
     from conveyor.extract.extract import extract
 
-    jobs_list = plan_extract(project, project.select(selection), event, full=full)
+    chosen = project.select(selection)
+    preflight(project, chosen, extract=True)  # bad input fails here, before anything is written
+    jobs_list = plan_extract(project, chosen, event, full=full)
     with _Run(project, "extract", env=None, selection=selection, reporter=reporter, jobs=jobs) as run:
         run.outcome.extract = extract(run.ctx, jobs_list, fail_fast=fail_fast)
     return run.outcome
@@ -234,6 +243,8 @@ def load(
     from conveyor.load.build import BuildOptions, build, check_kept_views, check_own_database, manifests_for
     from conveyor.load.resume import resume_point
 
+    env_name = project.environment(env)[0]
+    preflight(project, whole_schemas(project, project.select(selection)), environment=env_name, build=True)
     warehouse = open_environment(project, env)
     warehouse.require("load")  # an engine that cannot do it refuses before anything is written
     options = BuildOptions(skip_copy=skip_copy)
@@ -284,9 +295,10 @@ def update(
     from conveyor.load.update import update as update_relations
     from conveyor.load.update import wait_for_extracts, with_dependents
 
+    relations = with_dependents(project, project.select(selection))
+    preflight(project, relations, environment=project.environment(env)[0], build=True)
     warehouse = open_environment(project, env)
     warehouse.require("update")  # an engine that cannot do it refuses before anything is written
-    relations = with_dependents(project, project.select(selection))
     check_own_database(project, relations, warehouse)
     manifests_for(project, relations)  # a missing extract is bad input: fail before writing
     with _Run(project, "update", env=warehouse.name, selection=selection, reporter=reporter, jobs=1) as run:
@@ -316,10 +328,11 @@ def upgrade(
     from conveyor.load.upgrade import target_names
     from conveyor.load.upgrade import upgrade as upgrade_relations
 
-    warehouse = open_environment(project, env)
-    warehouse.require("upgrade")  # an engine that cannot do it refuses before anything is written
     chosen = project.select(selection)
     relations = chosen if only_selected else with_dependents(project, chosen)
+    preflight(project, relations, environment=project.environment(env)[0], build=True)
+    warehouse = open_environment(project, env)
+    warehouse.require("upgrade")  # an engine that cannot do it refuses before anything is written
     if into_schema is not None and not IDENTIFIER.match(into_schema):
         raise UserError(f'--into-schema "{into_schema}" is not a valid schema name.')
     target_names(relations, into_schema)  # name clashes are bad input: fail before writing
@@ -420,6 +433,7 @@ def run(
     from conveyor.load.build import build, check_own_database
 
     relations = whole_schemas(project, project.select(selection))
+    preflight(project, relations, extract=True, environment=project.environment(env)[0], build=True)
     warehouse = open_environment(project, env)
     warehouse.require("load")  # an engine that cannot do it refuses before anything is written
     check_own_database(project, relations, warehouse)

@@ -16,9 +16,11 @@ from conveyor.bootstrap.plan import LARGE_TABLE_ROWS, DecimalLimit, SourcePlan, 
 from conveyor.bootstrap.report import TableReport
 from conveyor.bootstrap.yamlfile import DEFAULT_INDENT, RESOLVER, STR_TAG, check_dump, dump
 from conveyor.design.types import SqlType
+from conveyor.design.upstream import join_upstream
 from conveyor.project import Project
 from conveyor.sources import partition
 from conveyor.sources.base import ColumnInfo, TableInfo
+from conveyor.validate.names import name_notes
 from conveyor.warehouse import engine_class
 
 #: design types a single-column primary key may have to be suggested as extract.split_by
@@ -160,7 +162,7 @@ def new_design(name: str, source: str, info: TableInfo, limit: DecimalLimit = De
     doc["name"] = scalar(name)
     if (text := comment(info)) is not None:
         doc["description"] = scalar(text)
-    doc["source_table"] = scalar(info.qualified)
+    doc["source_table"] = scalar(join_upstream(info.schema, info.name))
     doc["columns"] = CommentedSeq([column_map(c, limit) for c in info.columns])
     constraints = CommentedMap()
     if info.primary_key:
@@ -212,6 +214,9 @@ def plan_create(project: Project, plan: SourcePlan, upstream: Upstream, info: Ta
         report.notes.append(f"about {info.row_estimate:,} rows upstream")
     text = dump(new_design(name, plan.name, info, plan.limit), DEFAULT_INDENT)
     note_odd(plan, name, info.columns)
+    for note in name_notes(project, plan.target, upstream.name, [c.name for c in info.columns]):
+        report.notes.append(note)
+        plan.warnings.append(f'"{name}": {note}; validate and every run refuse it until then.')
     problem = check_dump(text)
     if problem is not None:
         report.action, report.path, report.error = "failed", None, problem

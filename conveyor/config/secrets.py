@@ -38,11 +38,29 @@ _DSN_SCHEMES = ("postgres", "mysql", "sqlite", "duckdb", "redshift")
 
 
 def read_credentials_file(path: Path) -> dict[str, str]:
-    """Parse a ``KEY=VALUE`` file (``export`` prefixes, quotes and comments allowed)."""
+    """Parse a ``KEY=VALUE`` file (``export`` prefixes, quotes and comments allowed).
+
+    A missing file is no file, and a line without ``=`` is ignored. A folder and bytes that
+    are not UTF-8 are errors (at the line of the first bad byte); no value is ever shown.
+    """
     values: dict[str, str] = {}
-    if not path.is_file():
+    if not path.exists():
         return values
-    for raw in path.read_text(encoding="utf-8").splitlines():
+    hint = "The credentials file holds KEY=VALUE lines, # comments and blank lines (see credentials_file)."
+    if not path.is_file():
+        raise SecretError(
+            f"the credentials file {path} is not a file.", location=Location(path), hint=hint, code="credentials-file"
+        )
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        number = data[: exc.start].count(b"\n") + 1
+        raise SecretError(
+            f"the credentials file {path} is not UTF-8 text (byte {exc.start + 1}).",
+            location=Location(path, number), hint=hint, code="credentials-file",
+        ) from None  # fmt: skip
+    for raw in text.splitlines():
         line = raw.strip()
         if not line or line.startswith("#") or "=" not in line:
             continue

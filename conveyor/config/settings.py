@@ -7,9 +7,10 @@ descriptions as JSON Schema so editors can complete and check the file, and
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from conveyor.config.base import IDENTIFIER, StrictModel
 from conveyor.config.pipelines import PipelineConfig
@@ -91,6 +92,11 @@ class SourceConfig(StrictModel):
         "writes no not_null on date columns and validate warns where a design says not_null (docs/types.md).",
     )
 
+    @model_validator(mode="after")
+    def _dsn_fits_type(self) -> SourceConfig:
+        check_dsn(self.dsn, self.type, SOURCE_SCHEMES[self.type], "source")
+        return self
+
 
 class LakeConfig(StrictModel):
     """Where extracts land: immutable extract folders of Parquet parts, each with a manifest."""
@@ -132,6 +138,11 @@ class EnvironmentConfig(StrictModel):
         description="Keep the previous version after publishing (PostgreSQL: <schema>$backup schemas; "
         "DuckDB: <file>.previous).",
     )
+
+    @model_validator(mode="after")
+    def _dsn_fits_type(self) -> EnvironmentConfig:
+        check_dsn(self.dsn, self.type, ENVIRONMENT_SCHEMES[self.type], "environment")
+        return self
 
     def database_name(self) -> str | None:
         """The name SQL gives this warehouse's own database, read from the DSN without resolving secrets.
@@ -247,3 +258,47 @@ class ProjectSettings(StrictModel):
     def environment_name(self, requested: str | None) -> str:
         """The environment to use: the requested one, the configured default or the first."""
         return requested or self.default_environment or next(iter(self.environments))
+
+
+#: URL schemes a DSN of each type may have; None: a path (or, for PostgreSQL, libpq's key=value pairs)
+SOURCE_SCHEMES: dict[str, tuple[str | None, ...]] = {
+    "postgres": ("postgresql", "postgres", "postgresql+psycopg", None),
+    "mysql": ("mysql", "mariadb", "mysql+pymysql"),
+    "sqlite": ("sqlite", None),
+    "lake": ("lake", None),
+}
+ENVIRONMENT_SCHEMES: dict[str, tuple[str | None, ...]] = {
+    "duckdb": ("duckdb", None),
+    "postgres": ("postgresql", "postgres", "postgresql+psycopg", None),
+    "redshift": ("postgresql", "postgres", "redshift", "postgresql+psycopg", None),
+}
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+_UNCLOSED = re.compile(r"\$\{(?![A-Za-z_][A-Za-z0-9_]*(?::-[^}]*)?\})")
+
+
+def check_dsn(dsn: str, kind: str, schemes: tuple[str | None, ...], what: str) -> None:
+    """A DSN's form fits its type: its URL scheme (or its lack of one), and every ``${`` closed.
+
+    A DSN that starts with ``${VAR}`` is whole in the variable and is not judged here.
+    """
+    if _UNCLOSED.search(dsn):
+        raise ValueError('the dsn has a "${" that does not close: write ${NAME} or ${NAME:-default}')
+    if dsn.startswith("${"):
+        return
+    match = _SCHEME.match(dsn)
+    scheme = match.group(1).lower() if match else None
+    if scheme in schemes:
+        if scheme is None and kind in ("postgres", "redshift") and "=" not in dsn:
+            raise ValueError(
+                f'a {kind} {what} needs a postgresql:// URL (or libpq key=value pairs), not "{_shown(dsn)}"'
+            )
+        return
+    wanted = " or ".join(f"{s}://" for s in schemes if s and "+" not in s)
+    if None in schemes and kind in ("sqlite", "lake", "duckdb"):
+        wanted = f"a file path{' or folder' if kind == 'lake' else ''} (or {wanted})"
+    raise ValueError(f"a {kind} {what} takes {wanted}, not a {scheme}:// DSN")
+
+
+def _shown(dsn: str) -> str:
+    """A DSN short enough to show, without what may be a password (text after a ':' before an '@')."""
+    return re.sub(r":[^:@/]*@", ":***@", dsn)[:80]

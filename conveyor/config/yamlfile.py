@@ -13,6 +13,7 @@ first alias that takes the expanded size past :data:`MAX_ALIAS_NODES` is refused
 
 from __future__ import annotations
 
+import re
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -28,7 +29,10 @@ M = TypeVar("M", bound=BaseModel)
 Loc = tuple[str | int, ...]
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 #: how many nodes all the aliases of one file may expand to, together
+MAX_DEPTH = 100
+"""Collections nested deeper than this are refused before composing (the C composer recurses, and crashes)."""
 MAX_ALIAS_NODES = 100_000
+_DEEP_INDENT = re.compile(rf"^[ -]{{{MAX_DEPTH + 1}}}", re.MULTILINE)
 
 
 class YamlDoc:
@@ -75,7 +79,7 @@ def load_yaml(path: Path, display: str | None = None) -> YamlDoc:
         raise ConfigError("the file is not UTF-8 text.", location=Location(shown)) from exc
     loader = _Loader(text)
     try:
-        if "&" in text:  # no anchor, no alias: the common case pays nothing
+        if "&" in text or _may_nest_deeply(text):  # the common case pays nothing
             _check_aliases(_Loader(text), shown)
         node = loader.get_single_node()
         # before construction, which flattens merge keys (<<: *base) into repeated keys
@@ -92,6 +96,8 @@ def load_yaml(path: Path, display: str | None = None) -> YamlDoc:
         ) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"this is not valid YAML: {exc}", location=Location(shown)) from None
+    except RecursionError:
+        raise _nesting_error(None, shown) from None
     finally:
         loader.dispose()
     if not isinstance(data, dict):
@@ -124,6 +130,8 @@ def _check_aliases(events: Any, shown: str) -> None:
                     sizes[event.anchor] = 1
             elif isinstance(event, yaml.CollectionStartEvent):
                 open_.append([event.anchor, 1])
+                if len(open_) > MAX_DEPTH + 1:
+                    raise _nesting_error(event, shown)
             elif isinstance(event, yaml.CollectionEndEvent):
                 anchor, size = open_.pop()
                 open_[-1][1] += size
@@ -131,6 +139,24 @@ def _check_aliases(events: Any, shown: str) -> None:
                     sizes[anchor] = size
     finally:
         events.dispose()
+
+
+def _may_nest_deeply(text: str) -> bool:
+    """Whether a file could hold collections nested deeper than ``MAX_DEPTH`` (then its events are scanned).
+
+    Flow collections need as many brackets; block collections need as many indentation steps.
+    """
+    return text.count("[") + text.count("{") > MAX_DEPTH or _DEEP_INDENT.search(text) is not None
+
+
+def _nesting_error(event: yaml.Event | None, shown: str) -> ConfigError:
+    mark = event.start_mark if event is not None else None
+    return ConfigError(
+        f"collections are nested more than {MAX_DEPTH} deep here (no project file needs that many levels).",
+        location=Location(shown, mark.line + 1 if mark else None, mark.column + 1 if mark else None),
+        hint="Flatten the document.",
+        code="yaml-nesting",
+    )
 
 
 def _alias_error(event: yaml.AliasEvent, shown: str) -> ConfigError:

@@ -20,7 +20,7 @@ Kind = Literal["source", "ctas", "view"]
 class ColumnDesign(StrictModel):
     """One column of a relation."""
 
-    name: str = Field(description="Column name, as in the warehouse.")
+    name: str = Field(min_length=1, description="Column name, as in the warehouse.")
     type: str | None = Field(
         default=None,
         description="Design type: boolean, smallint, integer, bigint, ubigint, decimal(p,s), real, double, "
@@ -91,7 +91,7 @@ class TableDesign(StrictModel):
     source_table: str | None = Field(
         default=None,
         description='For source tables: the upstream "schema.table"; defaults to the table name in the '
-        "source's default schema.",
+        'source\'s default schema. Quote a part that holds a dot or a quote, as SQL does: public."dotted.name".',
     )
     columns: list[ColumnDesign] = Field(default_factory=list, description="The columns, in order.")
     constraints: Constraints = Field(default_factory=Constraints, description="Keys checked before publishing.")

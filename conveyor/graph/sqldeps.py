@@ -67,6 +67,8 @@ def parse_sql(sql: str, dialect: str = "duckdb") -> exp.Expr:
         raise _from_parse_error(err) from None
     except TokenError as err:
         raise _from_token_error(err, sql) from None
+    except RecursionError:
+        raise SqlParseError("it nests too deeply to parse (parentheses or subqueries hundreds deep)", 1, 1) from None
     if not statements:
         raise SqlParseError("expected one SELECT query, found nothing", 1, 1)
     if len(statements) > 1:

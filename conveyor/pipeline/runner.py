@@ -36,6 +36,7 @@ from conveyor.project import Project, Relation
 from conveyor.runctx import Reporter, RunContext, RunLifecycle, open_environment, open_tracking, whole_schemas
 from conveyor.tracking.runs import new_run_id
 from conveyor.tracking.store import TrackingStore
+from conveyor.validate.preflight import preflight
 from conveyor.warehouse import engine_class, open_warehouse
 
 log = logging.getLogger("conveyor.pipeline")
@@ -168,6 +169,8 @@ def _run(state: _State, outcome: PipelineOutcome, scheduled_for: datetime | None
         return
     try:
         _refuse_unsupported(state)
+        if config.step_list[0] != "validate":  # a validate step reports all of it itself
+            pipeline_preflight(state.ctx.project, state.pipeline)
     except ConveyorError as exc:
         outcome.status = "failed"
         outcome.steps.append(StepResult("check", None, False, error=_text(exc)))
@@ -207,6 +210,21 @@ def _refuse_unsupported(state: _State) -> None:
             name, config = state.ctx.project.environment(environment)
             if operation not in engine_class(config.type).OPERATIONS:  # no DSN needed to say so
                 open_warehouse(config.type, name, "", config=config).require(operation or "")
+
+
+def pipeline_preflight(project: Project, pipeline: Pipeline) -> None:
+    """What validate can tell without a database about what the pipeline's steps will do (raises PreflightError).
+
+    A pipeline with setup commands is not asked about its sources: a setup command may make them.
+    """
+    config = pipeline.config
+    steps = config.step_list
+    relations = whole_schemas(project, project.select(config.selection))
+    builds = [step for step in steps if step in ("load", "load_skip_copy", "update")]
+    extracts = "extract" in steps and not config.setup
+    envs = list(pipeline.environments) if builds else []
+    for index, env in enumerate(envs or [None]):
+        preflight(project, relations, extract=extracts and index == 0, environment=env, build=bool(builds))
 
 
 def _environments(state: _State, step: str) -> list[str | None]:

@@ -38,6 +38,8 @@ from conveyor.warehouse.dialect import dialect as dialect_of
 
 SETTINGS_FILE = "conveyor.yaml"
 DIALECTS = {"duckdb": "duckdb", "postgres": "postgres", "redshift": "redshift"}
+MAX_SQL_BYTES = 1_000_000
+"""A larger transformation is refused: parsing it would take minutes (sqlglot reads about 100 KB a second)."""
 
 
 class ProjectParts(NamedTuple):
@@ -251,6 +253,13 @@ class ProjectLoader:
                     location=Location(self._display(path)),
                     hint=f"Create {self._display(relation.sql_path)} with one SELECT query.",
                     code="missing-sql",
+                )
+            if relation.sql_path.stat().st_size > MAX_SQL_BYTES:
+                raise ConfigError(
+                    f"the SQL file is larger than {MAX_SQL_BYTES:,} bytes, more than a query a person maintains.",
+                    location=Location(self._display(relation.sql_path)),
+                    hint="Split the query into several relations, or move the data it spells out into a source table.",
+                    code="sql-parse",
                 )
             try:
                 relation.sql = relation.sql_path.read_text(encoding="utf-8")

@@ -14,6 +14,7 @@ from pathlib import Path
 from conveyor.config.secrets import check_no_inline_password, read_credentials_file, resolve
 from conveyor.config.settings import EnvironmentConfig, ProjectSettings, SourceConfig
 from conveyor.config.yamlfile import YamlDoc
+from conveyor.design.upstream import split_upstream
 from conveyor.errors import (
     ConveyorError,
     Location,
@@ -121,8 +122,7 @@ class Project:
     def upstream_table(self, relation: Relation) -> tuple[str | None, str]:
         """The upstream (schema, table) a source relation is extracted from."""
         if relation.design.source_table:
-            schema, _, table = relation.design.source_table.rpartition(".")
-            return (schema or None), table
+            return split_upstream(relation.design.source_table)
         source_type = self.settings.sources[relation.source or ""].type
         return _DEFAULT_UPSTREAM_SCHEMA.get(source_type), relation.table
 

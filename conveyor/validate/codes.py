@@ -36,6 +36,12 @@ CODES: dict[str, Code] = _codes(
         "project",
         "A YAML file's aliases expand to more than 100,000 values (nested anchors, a billion-laughs document).",
     ),
+    (
+        "yaml-nesting",
+        "error",
+        "project",
+        "A YAML file nests collections more than 100 deep (a hostile or generated file).",
+    ),
     ("unknown-key", "error", "project", 'A key the file format does not know (at any depth), with "did you mean".'),
     ("missing-key", "error", "project", "A required key is missing."),
     (
@@ -79,6 +85,32 @@ CODES: dict[str, Code] = _codes(
     ("unset-env", "error", "sources", "A ${VAR} in a DSN names an environment variable that is not set."),
     ("secret", "error", "sources", "A secret cannot be resolved."),
     ("bad-selection", "error", "project", "The selection given to validate matches nothing or is malformed."),
+    (
+        "credentials-file",
+        "error",
+        "project",
+        "The credentials file is a folder or is not UTF-8 text.",
+    ),
+    ("lake-path", "error", "project", "The lake path is a file, lies under a file, or cannot be written."),
+    (
+        "warehouse-path",
+        "error",
+        "project",
+        "A DuckDB environment's file is a folder, lies under a file, is not a DuckDB database, or cannot be written.",
+    ),
+    (
+        "source-path",
+        "error",
+        "sources",
+        "A SQLite source's file does not exist, is a folder or is not a SQLite database; a lake source's folder "
+        "does not exist (checked before extracting).",
+    ),
+    (
+        "tracking-path",
+        "error",
+        "project",
+        "The SQLite tracking store is a folder, lies under a file, or is not SQLite.",
+    ),
     # ----------------------------------------------------------------- designs
     (
         "view-column",
@@ -132,6 +164,25 @@ CODES: dict[str, Code] = _codes(
     ("command-missing", "error", "designs", "A table uses job_type command but has no extract.command."),
     ("bad-command-template", "error", "designs", "extract.command uses a placeholder that does not exist."),
     ("command-ignored", "warning", "designs", "extract.command is set but the table's job type is not command."),
+    (
+        "name-too-long",
+        "error",
+        "designs",
+        "A schema, table or column name is longer than a PostgreSQL (63 bytes; 55 for a schema, which takes "
+        "$staging) or Redshift (127) environment keeps: it would be cut short.",
+    ),
+    (
+        "name-case-clash",
+        "error",
+        "designs",
+        "Two columns differ only in case, which a DuckDB environment cannot tell apart.",
+    ),
+    (
+        "upstream-name-ambiguous",
+        "error",
+        "designs",
+        'source_table has more than one dot: quote the part that holds one, e.g. public."dotted.name".',
+    ),
     # ----------------------------------------------------------------- dependencies
     ("unneeded-dependency", "warning", "dependencies", "depends_on names a relation the SQL does not read."),
     ("redundant-dependency", "warning", "dependencies", "depends_on names a relation the SQL reads already."),

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from conveyor.design.models import ColumnDesign
 from conveyor.design.types import parse_type
+from conveyor.design.upstream import ambiguous, join_upstream
 from conveyor.errors import ConveyorError, did_you_mean
 from conveyor.extract.incremental import check_cursor_type, parse_lag
 from conveyor.project import Project, Relation
@@ -47,6 +48,24 @@ def _not_null(relation: Relation, column: ColumnDesign) -> bool:
 
 def _say(code: str, relation: Relation, loc: Loc, message: str, hint: str | None = None) -> Problem:
     return problem(code, message, location=relation.location(*loc), hint=hint, relation=relation.name)
+
+
+def upstream_name(project: Project, relation: Relation) -> Iterator[Problem]:
+    """A source_table with more than one unquoted dot cannot say where the schema ends."""
+    text = relation.design.source_table
+    if relation.kind != "source" or not text or not ambiguous(text):
+        return
+    schema, _, table = text.partition(".")
+    rest_schema, _, last = text.rpartition(".")
+    yield _say(
+        "upstream-name-ambiguous",
+        relation,
+        ("source_table",),
+        f'source_table "{text}" of "{relation.name}" has more than one dot, so it does not say which one ends '
+        "the schema.",
+        hint=f"Quote the part that holds a dot: {join_upstream(schema, table)} (table {table}) or "
+        f"{join_upstream(rest_schema, last)} (schema {rest_schema}).",
+    )
 
 
 def view_columns(project: Project, relation: Relation) -> Iterator[Problem]:
@@ -249,9 +268,11 @@ def redshift_attributes(project: Project, relation: Relation) -> Iterator[Proble
         yield _say("bad-attribute", relation, ("attributes",), exc.message, exc.hint)
 
 
-def warehouse_types(project: Project, relation: Relation) -> Iterator[Problem]:
-    """Every column's type is one each environment's warehouse can hold (e.g. decimal precision)."""
+def warehouse_types(project: Project, relation: Relation, only: str | None = None) -> Iterator[Problem]:
+    """Every column's type is one each environment's (or environment ``only``'s) warehouse can hold."""
     environments = project.settings.environments
+    if only is not None:
+        environments = {only: environments[only]} if only in environments else {}
     for index, column in enumerate(relation.design.columns):
         if column.type is None or column.skipped or relation.kind == "view":
             continue
@@ -274,6 +295,7 @@ def warehouse_types(project: Project, relation: Relation) -> Iterator[Problem]:
 
 
 DESIGN_CHECKS: list[Check] = [
+    upstream_name,
     view_columns,
     source_types,
     named_columns,

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from conveyor.config.secrets import scrub
 from conveyor.design.types import parse_type
+from conveyor.design.upstream import join_upstream
 from conveyor.errors import ConveyorError, did_you_mean
 from conveyor.project import Project, Relation
 from conveyor.sources import open_source
@@ -138,10 +139,10 @@ def _upstream_name(
 
 def _table(project: Project, source: Source, relation: Relation, tables: set[tuple[str, str]]) -> Iterator[Problem]:
     schema, table = _upstream_name(project, source, relation, tables)
-    qualified = f"{schema}.{table}" if schema else table
+    qualified = join_upstream(schema or None, table)
     bootstrap = f"`conveyor bootstrap --update {relation.name}`"
     if (schema, table) not in tables:
-        known = [f"{s}.{t}" if s else t for s, t in sorted(tables)]
+        known = [join_upstream(s or None, t) for s, t in sorted(tables)]
         key = "source_table" if relation.design.source_table else "name"
         yield problem(
             "upstream-table-missing",

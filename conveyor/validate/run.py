@@ -28,6 +28,8 @@ from conveyor.validate.dependencies import depends_on
 from conveyor.validate.designs import DESIGN_CHECKS
 from conveyor.validate.drift import check_sources
 from conveyor.validate.jobs import job_types
+from conveyor.validate.names import check_names
+from conveyor.validate.paths import check_places
 from conveyor.validate.problems import Problem, Report, from_error, problem
 
 
@@ -84,11 +86,14 @@ def _check(
         return
     report.relations = len(selected)
 
+    report.extend(check_places(project, environments=tuple(project.settings.environments)))
+
     report.checks.append("designs")
     for relation in selected:
         for check in DESIGN_CHECKS:
             report.extend(check(project, relation))
     report.extend(job_types(project, selected))
+    report.extend(check_names(project, selected, list(project.settings.environments)))
 
     report.checks.append("dependencies")
     for relation in selected:

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from conveyor.validate.preflight import PreflightError
 from conveyor.validate.run import validate
 
 from .conftest import columns, extract, extract_state, lake, result_of, write_project
@@ -73,12 +74,14 @@ def split_project(tmp_path: Path, engine: str, source_table: str) -> Path:
 
 
 def assert_split_by_refused(root: Path) -> None:
-    result = result_of(extract(root), "up.people")
-    assert result.status == "failed"
-    assert result.error is not None
-    assert 'extract.split_by of "up.people" names column "ids", which does not exist' in result.error
-    assert 'Did you mean "id"?' in result.error
+    """The design has no such column: the preflight refuses it before the extract begins."""
+    with pytest.raises(PreflightError) as refused:
+        extract(root)
+    text = refused.value.render()
+    assert 'extract.split_by of "up.people" names column "ids", which is not in the design' in text
+    assert 'Did you mean "id"?' in text
     nothing_written(root, "up.people")
+    assert not (root / ".conveyor" / "tracking.db").exists()  # no failed run either
 
 
 def test_split_by_missing_upstream_fails_on_sqlite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

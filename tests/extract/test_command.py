@@ -11,6 +11,8 @@ from urllib.parse import quote
 
 import pytest
 
+from conveyor.validate.preflight import PreflightError
+
 from .conftest import (
     columns,
     extract,
@@ -180,8 +182,9 @@ def test_command_output_is_checked_before_commit(project: Path, mode: str, messa
 def test_command_template_with_an_unknown_placeholder_is_refused(project: Path) -> None:
     path = project / "schemas/up/t.yaml"
     path.write_text(path.read_text(encoding="utf-8").replace("{relation}", "{job_file_dir}"), encoding="utf-8")
-    outcome = extract(project)
-    error = result_of(outcome, "up.t").error
+    with pytest.raises(PreflightError) as refused:  # before anything is extracted
+        extract(project)
+    error = refused.value.render()
     assert "is not a valid template" in error and "{job_file}" in error
     assert lake(project).latest("up", "up.t") is None
 

@@ -206,12 +206,12 @@ def test_postgres_wide_decimals_reach_the_lake_exactly(tmp_path: Path, pg, pg_ds
     compare(expected, parquet_rows(root, "up.wide", ["id", "w", "free"]), ["id", "w", "free"], {})
 
     from conveyor import api
+    from conveyor.validate.preflight import PreflightError
 
-    outcome = api.load(api.open_project(root))
-    assert not outcome.ok  # refused loudly, never rounded
-    assert outcome.build is not None
-    error = outcome.build.errors["up.wide"]
-    assert '"w" decimal(76,38)' in error and "38" in error
+    with pytest.raises(PreflightError) as refused:  # refused loudly, never rounded, before anything is built
+        api.load(api.open_project(root))
+    error = refused.value.render()
+    assert '"w" of "up.wide" has type decimal(76,38)' in error and "decimal(38,s)" in error
 
 
 @pytest.mark.postgres

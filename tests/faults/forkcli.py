@@ -7,6 +7,10 @@ line: the child sets the environment, points its stdout and stderr (file descrip
 would, in a fresh process state (nothing resolved, no secret registered, no logging set up).
 It prints one JSON line per command: ``{"args": [...], "code": N, "out": "stdout+stderr"}``.
 
+A command may also be ``{"args": [...], "root": ..., "env": {...}, "cwd": ..., "timeout": S}``: its own
+project, environment (over the request's), working directory and a time limit (the child is killed
+by SIGALRM after ``S`` seconds: its code is then -14).
+
 A command costs a fork instead of a Python start-up and ~0.7 s of imports, so a test can
 run dozens of them.
 
@@ -19,13 +23,20 @@ crash point's SIGKILL: -9).
 
 from __future__ import annotations
 
-import importlib
-import json
 import os
 import subprocess
 import sys
-import tempfile
-from pathlib import Path
+
+# python puts this script's folder first on sys.path; a test module there named like a standard
+# module (concurrent.py ...) would shadow it for everything imported below
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
+
+import importlib  # noqa: E402
+import json  # noqa: E402
+import signal  # noqa: E402
+import tempfile  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 MODULES = [
     "conveyor.cli.main",
@@ -50,10 +61,14 @@ MODULES = [
 ]
 
 
-def child(root: str, env: dict[str, str], args: list[str], out: Path) -> None:
+def child(root: str, env: dict[str, str], args: list[str], out: Path, cwd: str | None, timeout: int) -> None:
     """In the forked child: run one command line with fds 1 and 2 on ``out``; never returns."""
     code = 1
     try:
+        if timeout:
+            signal.alarm(timeout)
+        if cwd:
+            os.chdir(cwd)
         os.environ.update(env)
         fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         os.dup2(fd, 1)
@@ -71,11 +86,13 @@ def child(root: str, env: dict[str, str], args: list[str], out: Path) -> None:
         os._exit(code)
 
 
-def run(root: str, env: dict[str, str], args: list[str], folder: Path, index: int) -> dict[str, object]:
+def run(
+    root: str, env: dict[str, str], args: list[str], folder: Path, index: int, cwd: str | None = None, timeout: int = 0
+) -> dict[str, object]:
     out = folder / f"{index}.out"
     pid = os.fork()
     if pid == 0:
-        child(root, env, args, out)
+        child(root, env, args, out, cwd, timeout)
     _, status = os.waitpid(pid, 0)
     code = os.waitstatus_to_exitcode(status)
     return {"args": args, "code": code, "out": out.read_text(errors="replace")}
@@ -132,8 +149,14 @@ def main() -> None:
     for module in MODULES:
         importlib.import_module(module)
     with tempfile.TemporaryDirectory() as folder:
-        for index, args in enumerate(request["commands"]):
-            result = run(request["root"], request["env"], args, Path(folder), index)
+        for index, command in enumerate(request["commands"]):
+            if isinstance(command, dict):
+                env = {**request.get("env", {}), **command.get("env", {})}
+                root = command.get("root", request.get("root"))
+                cwd, timeout = command.get("cwd"), int(command.get("timeout", 0))
+                result = run(root, env, command["args"], Path(folder), index, cwd, timeout)
+            else:
+                result = run(request["root"], request["env"], command, Path(folder), index)
             sys.stdout.write(json.dumps(result) + "\n")
             sys.stdout.flush()
 

@@ -10,7 +10,11 @@ from typing import Any
 
 import duckdb
 
-FAILING = "SELECT no_such_column FROM customer_totals\n"
+# binds (the preflight passes it), then fails on its first row as the load runs
+FAILING = (
+    "SELECT customer_id, CASE WHEN customer_id > 0 THEN error('no_such_column') ELSE name END AS name, total\n"
+    "FROM customer_totals\n"
+)
 
 
 def _rows(root: Path, sql: str) -> list[tuple[Any, ...]]:

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import duckdb
 import pyarrow.parquet as pq
+import pytest
 
 from conveyor import api
 from conveyor.lake.lake import Lake
+from conveyor.validate.preflight import PreflightError
 
 
 def _rows(warehouse: Path, sql: str) -> list[tuple[object, ...]]:
@@ -110,7 +112,7 @@ def test_skip_copy_creates_every_relation_empty(project_dir: Path) -> None:
 
 def test_skip_copy_still_compiles_every_statement(project_dir: Path) -> None:
     (project_dir / "schemas/mart/top_customers.sql").write_text("SELECT no_such_column FROM customer_totals\n")
-    outcome = api.load(api.open_project(project_dir), skip_copy=True)
-    assert not outcome.ok and outcome.build is not None
-    assert outcome.build.status["mart.top_customers"] == "failed"
-    assert "no_such_column" in outcome.build.errors["mart.top_customers"]
+    with pytest.raises(PreflightError) as refused:  # bound before anything is written
+        api.load(api.open_project(project_dir), skip_copy=True)
+    assert refused.value.code == "bind-failed" and "no_such_column" in refused.value.render()
+    assert not (project_dir / "warehouse.duckdb").exists()

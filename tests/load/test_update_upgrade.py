@@ -14,6 +14,12 @@ from conveyor import api
 from conveyor.errors import RunFailed
 from conveyor.warehouse.duckdb.files import connect_shared
 
+# binds (the preflight passes it), then fails on its first row as the build runs
+RUNTIME_FAILURE = (
+    "SELECT customer_id, CASE WHEN customer_id > 0 THEN error('nope') ELSE name END AS name, total\n"
+    "FROM customer_totals\n"
+)
+
 
 def _rows(warehouse: Path, sql: str) -> list[tuple[object, ...]]:
     with duckdb.connect(str(warehouse), read_only=True) as con:
@@ -58,7 +64,7 @@ def test_a_failing_update_rolls_everything_back(project_dir: Path) -> None:
     _add_orders(project_dir, [(30, 1, 7.0, None)])
     assert api.extract_tables(project, ["shop.orders"]).ok
     # the source table updates fine, then a dependent fails: nothing may stay changed
-    (project_dir / "schemas/mart/top_customers.sql").write_text("SELECT customer_id, nope FROM customer_totals\n")
+    (project_dir / "schemas/mart/top_customers.sql").write_text(RUNTIME_FAILURE)
     outcome = api.update(api.open_project(project_dir), ["shop.orders"])
     assert not outcome.ok and outcome.build is not None and not outcome.build.published
     assert outcome.build.status["shop.orders"] == "rolled back"
@@ -131,7 +137,7 @@ def test_upgrade_into_a_sandbox_schema_leaves_production_alone(project_dir: Path
 def test_upgrade_failure_skips_dependents_and_reports(project_dir: Path) -> None:
     project = api.open_project(project_dir)
     assert api.run(project).ok
-    (project_dir / "schemas/mart/top_customers.sql").write_text("SELECT nope FROM customer_totals\n")
+    (project_dir / "schemas/mart/top_customers.sql").write_text(RUNTIME_FAILURE)
     outcome = api.upgrade(api.open_project(project_dir), ["mart.customer_totals"])
     assert not outcome.ok and outcome.build is not None
     assert outcome.build.status == {

@@ -13,13 +13,14 @@ from conveyor.pipeline import runner
 
 from .conftest import Hooks, Mailbox, body_text, conveyor, free_port
 
+# binds (validate and the preflight pass it), then fails on the first row: a step that fails as it runs
 BROKEN_TOTALS = """\
 SELECT c.id AS customer_id,
-       c.no_such_column AS name,
+       CASE WHEN c.id > 0 THEN error('no_such_column') ELSE c.name END AS name,
        coalesce(sum(o.amount), 0) AS total
 FROM shop.customers AS c
 LEFT JOIN shop.orders AS o ON o.customer_id = c.id
-GROUP BY c.id, c.no_such_column
+GROUP BY c.id, c.name
 """
 
 

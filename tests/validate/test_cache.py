@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 import conveyor
-from conveyor import project as project_module
-from conveyor.project import CACHE_FILE, Project
+from conveyor.graph import sqldeps
+from conveyor.project import CACHE_FILE, Project, cache, loader
 from conveyor.validate import validate
 
 
@@ -21,7 +21,7 @@ class Parses:
     def __init__(self, monkeypatch: pytest.MonkeyPatch):
         self.yaml: list[str] = []
         self.sql: list[str] = []
-        real_yaml, real_sql = project_module.load_yaml, project_module.parse_sql
+        real_yaml, real_sql = loader.load_yaml, sqldeps.parse_sql
 
         def load_yaml(path: Path, display: str | None = None) -> Any:
             self.yaml.append(display or str(path))
@@ -31,8 +31,9 @@ class Parses:
             self.sql.append(sql)
             return real_sql(sql, dialect)
 
-        monkeypatch.setattr(project_module, "load_yaml", load_yaml)
-        monkeypatch.setattr(project_module, "parse_sql", parse_sql)
+        monkeypatch.setattr(loader, "load_yaml", load_yaml)
+        monkeypatch.setattr(cache, "load_yaml", load_yaml)  # a cached design composed again for a line
+        monkeypatch.setattr(sqldeps, "parse_sql", parse_sql)  # the loader imports it on a cache miss
 
     def designs(self) -> list[str]:
         return [name for name in self.yaml if name != "conveyor.yaml"]

@@ -6,10 +6,12 @@ import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 import yaml
 
 from conveyor import api
 from conveyor.validate import validate
+from conveyor.validate.preflight import PreflightError
 
 
 def _set_type(root: Path, sql_type: str) -> None:
@@ -30,10 +32,10 @@ def test_a_decimal_too_wide_for_duckdb_is_an_error_and_the_load_fails(case_proje
     _fill(root)
     codes = [p.code for p in validate(root, cache=False).problems if p.severity == "error"]
     assert codes == ["type-unsupported"]
-    outcome = api.run(api.open_project(root))
-    assert outcome.extract is not None and not outcome.extract.failed
-    assert not outcome.ok and outcome.build is not None
-    assert "shop.orders" in outcome.build.errors, outcome.build  # DuckDB refuses the column, as validate said
+    with pytest.raises(PreflightError) as refused:  # as validate said, before anything is extracted
+        api.run(api.open_project(root))
+    assert refused.value.code == "type-unsupported" and "decimal(50,0)" in refused.value.render()
+    assert not (root / "lake").exists() and not (root / ".conveyor" / "tracking.db").exists()
 
     _set_type(root, "text")  # the documented choice: every digit kept
     assert [p for p in validate(root, cache=False).problems if p.severity == "error"] == []

@@ -164,7 +164,10 @@ def test_a_failing_relation_aborts_through_the_pipeline(make_project: Callable[.
     root = make_project()
     assert api.run(api.open_project(root)).ok
     published = sha256(root / "warehouse.duckdb")
-    (root / "schemas/mart/customer_totals.sql").write_text("SELECT 1 / 0 AS x, 'a'::INTEGER AS y\n")
+    # binds (the preflight passes it), then fails on its first row
+    (root / "schemas/mart/customer_totals.sql").write_text(
+        "SELECT c.id AS customer_id, c.name, CAST('x' || c.name AS INTEGER) AS total FROM shop.customers AS c\n"
+    )
     outcome = api.load(api.open_project(root))
     assert not outcome.ok and outcome.build is not None and not outcome.build.published
     assert outcome.build.with_status("failed") == ["mart.customer_totals"]

@@ -167,7 +167,11 @@ def test_a_failing_relation_publishes_nothing(pg_project: Callable[..., Path], s
     assert run(root).ok
     before = sql("SELECT * FROM mart.customer_totals ORDER BY 1")
     make_upstream(root / "upstream.db", version=2)
-    write_files(root, {"schemas/mart/top_customers.sql": "SELECT customer_id, no_such_column FROM customer_totals\n"})
+    # binds (the preflight passes it), then fails in PostgreSQL on its first row
+    failing = (
+        "SELECT customer_id, CAST('no_such_column' || name AS integer) AS name, total, version FROM customer_totals\n"
+    )
+    write_files(root, {"schemas/mart/top_customers.sql": failing})
     outcome = run(root)
     assert outcome.build is not None and not outcome.build.published
     error = outcome.build.errors["mart.top_customers"]

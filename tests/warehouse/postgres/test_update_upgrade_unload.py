@@ -28,6 +28,9 @@ pytestmark = pytest.mark.postgres
 Sql = Callable[..., list[tuple[Any, ...]]]
 ORDERS_SUM = sum(Decimal(o[2]) for o in ORDERS)
 
+# binds (the preflight passes it), then fails in PostgreSQL on its first row, naming "nope..."
+RUNTIME_FAILURE = "SELECT customer_id, CAST('nope' || name AS integer) AS name, total, version FROM customer_totals\n"
+
 
 def _add_orders(root: Path, rows: list[tuple[object, ...]]) -> None:
     with sqlite3.connect(root / "upstream.db") as con:
@@ -110,7 +113,7 @@ def test_a_failing_update_rolls_everything_back(pg_project: Callable[..., Path],
     _add_orders(root, [(30, 1, "7.00", None, None)])
     assert api.extract_tables(project, ["shop.orders"]).ok
     # the source table and the first CTAS update fine, then a dependent fails: nothing may stay changed
-    (root / "schemas/mart/top_customers.sql").write_text("SELECT customer_id, nope FROM customer_totals\n")
+    (root / "schemas/mart/top_customers.sql").write_text(RUNTIME_FAILURE)
     outcome = api.update(api.open_project(root), ["shop.orders"], env="pg")
     assert not outcome.ok and outcome.build is not None and not outcome.build.published
     assert outcome.build.status["shop.orders"] == "rolled back"
@@ -261,7 +264,7 @@ def test_upgrade_in_place_rebuilds_and_keeps_views_of_other_schemas(pg_project: 
 def test_upgrade_failure_skips_dependents_and_reports(pg_project: Callable[..., Path], sql: Sql) -> None:
     root = pg_project()
     _loaded(root)
-    (root / "schemas/mart/top_customers.sql").write_text("SELECT nope FROM customer_totals\n")
+    (root / "schemas/mart/top_customers.sql").write_text(RUNTIME_FAILURE)
     outcome = api.upgrade(api.open_project(root), ["mart.customer_totals"], env="pg")
     assert not outcome.ok and outcome.build is not None
     assert outcome.build.status == {
