@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import os
 import random
-import socket
 import tempfile
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -31,7 +29,7 @@ import psycopg
 import pymysql
 import pytest
 from hypothesis import HealthCheck, Phase, seed, settings
-from testkit.services import MY_ADMIN, PG_ADMIN
+from testkit.services import MY_ADMIN, my_database, pg_database
 
 _QUIET = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large]
 # no shrinking in CI: an example costs about a second, so shrinking a failure takes minutes (a strict
@@ -75,16 +73,6 @@ def pytest_report_header() -> str:
     return f"differential: profile {PROFILE}, seed {SEED} (replay: CONVEYOR_DIFFERENTIAL_SEED={SEED})"
 
 
-def reachable(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(1)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}_{uuid.uuid4().hex[:10]}"
-
-
 def scratch_dir(prefix: str = "diff") -> Path:
     """A fresh folder for one hypothesis example (tmp_path is one folder per test, not per example)."""
     base = Path(tempfile.gettempdir()) / "conveyor-differential"
@@ -93,16 +81,8 @@ def scratch_dir(prefix: str = "diff") -> Path:
 
 
 def _pg_database(prefix: str) -> Iterator[str]:
-    if not reachable(5432):
-        pytest.skip("PostgreSQL is not running on 127.0.0.1:5432")
-    name = unique(prefix)
-    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"'.encode())
-    try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'.encode())
+    with pg_database(prefix) as dsn:
+        yield dsn
 
 
 @pytest.fixture(scope="session")
@@ -127,19 +107,9 @@ def pg_up(pg_upstream_dsn: str) -> Iterator[psycopg.Connection[Any]]:
 
 @pytest.fixture(scope="session")
 def my_upstream_db() -> Iterator[str]:
-    """A throw-away MariaDB database (utf8mb4) holding the upstream tables of the session."""
-    if not reachable(3306):
-        pytest.skip("MariaDB/MySQL is not running on 127.0.0.1:3306")
-    name = unique("conveyor_diff_up")
-    admin = pymysql.connect(**MY_ADMIN, autocommit=True)
-    try:
-        with admin.cursor() as cur:
-            cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
+    """A throw-away MariaDB database (utf8mb4, binary collation) holding the upstream tables of the session."""
+    with my_database("conveyor_diff_up", collation="utf8mb4_bin") as name:
         yield name
-    finally:
-        with admin.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
-        admin.close()
 
 
 @pytest.fixture(scope="session")

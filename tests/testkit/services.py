@@ -78,8 +78,9 @@ def empty_pg_database(dsn: str) -> None:
 
 
 @contextmanager
-def my_database(prefix: str = "conveyor_t") -> Iterator[str]:
-    """A new, empty MariaDB/MySQL database (utf8mb4); yields its name and drops it afterwards."""
+def my_database(prefix: str = "conveyor_t", *, collation: str | None = None) -> Iterator[str]:
+    """A new, empty MariaDB/MySQL database (utf8mb4, the server's collation unless given); yields its name
+    and drops it afterwards."""
     import pymysql
 
     require_mysql()
@@ -87,7 +88,9 @@ def my_database(prefix: str = "conveyor_t") -> Iterator[str]:
     admin = pymysql.connect(**MY_ADMIN, autocommit=True)
     try:
         with admin.cursor() as cur:
-            cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+            cur.execute(
+                f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4" + (f" COLLATE {collation}" if collation else "")
+            )
         yield name
     finally:
         with admin.cursor() as cur:

@@ -35,8 +35,8 @@ import duckdb
 import psycopg
 import pytest
 import yaml
+from testkit.services import PG_ADMIN, reachable
 
-from ..conftest import PG_ADMIN, reachable
 from .answers import (
     HERE,
     canonical,
