@@ -303,7 +303,14 @@ def test_submit_command_path_converts_and_commits(pg_dsn: str, tmp_path: Path, m
         "g * 1.25, jsonb_build_object('g', g), 'k' || (g % 10) FROM generate_series(1, 100) g;"
         "INSERT INTO t (id) VALUES (0)"
     )
-    columns = [("id", "integer"), ("u", "uuid"), ("ts", "timestamp"), ("amount", "decimal(12,2)"), ("j", "json")]
+    columns = [
+        ("id", "integer"),
+        ("u", "uuid"),
+        ("ts", "timestamp"),
+        ("amount", "decimal(12,2)"),
+        ("j", "json"),
+        ("k", "text"),
+    ]
     design = {
         "source_table": "public.t",
         "columns": [{"name": n, "type": t} for n, t in columns],
