@@ -7,6 +7,7 @@ that overrides it is reported at its own ``extract.job_type``.
 from __future__ import annotations
 
 import importlib.util
+import os
 import shlex
 import string
 from collections.abc import Iterator, Sequence
@@ -28,6 +29,13 @@ def importable(module: str) -> bool:
         return importlib.util.find_spec(module) is not None
     except (ImportError, ValueError):
         return False
+
+
+def _submits(project: Project, relation: Relation) -> bool:
+    """Whether the table's Spark application goes to a submit command (a cluster), which needs no local
+    pyspark: ``CONVEYOR_SPARK_SUBMIT`` or the source's ``spark.submit`` (as the spark runner decides)."""
+    spark = project.source_config(relation.source or "").spark
+    return bool(os.environ.get("CONVEYOR_SPARK_SUBMIT") or (spark is not None and spark.submit))
 
 
 def _where(project: Project, relation: Relation) -> tuple[Location, str | None]:
@@ -53,7 +61,7 @@ def job_types(project: Project, relations: Sequence[Relation]) -> Iterator[Probl
         key = (str(where.path), where.line)
         if key in seen:
             continue
-        if kind == "spark" and not importable("pyspark"):
+        if kind == "spark" and not _submits(project, relation) and not importable("pyspark"):
             seen.add(key)
             whose = f'"{relation.name}"' if owner else f'source "{relation.source}"'
             yield problem(

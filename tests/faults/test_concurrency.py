@@ -456,7 +456,8 @@ def test_a_load_refused_beside_a_failing_load_does_not_hide_it_from_resume(
     sql = root / "schemas/mart/top_customers.sql"
     good = sql.read_text()
     sql.write_text(
-        "SELECT customer_id, CASE WHEN customer_id > 0 THEN error('nope') ELSE name END AS name, total FROM customer_totals\n"
+        "SELECT customer_id, CASE WHEN customer_id > 0 THEN error('nope') ELSE name END AS name, total"
+        " FROM customer_totals\n"
     )
     first = held(root, "build", "mart.customer_totals", "load")  # will fail at mart.top_customers
     failing = running_run(root, "load")

@@ -130,7 +130,8 @@ def test_a_failed_load_is_not_resumed_over_a_later_update(make_project: Callable
     assert api.run(api.open_project(root)).ok
     good_sql = (root / "schemas/mart/top_customers.sql").read_text()
     (root / "schemas/mart/top_customers.sql").write_text(
-        "SELECT customer_id, CASE WHEN customer_id > 0 THEN error('nope') ELSE name END AS name, total FROM customer_totals\n"
+        "SELECT customer_id, CASE WHEN customer_id > 0 THEN error('nope') ELSE name END AS name, total"
+        " FROM customer_totals\n"
     )
     failed = api.load(api.open_project(root))
     assert not failed.ok and failed.build is not None and not failed.build.published  # its build is kept

@@ -12,6 +12,7 @@ import json
 import sqlite3
 import sys
 import textwrap
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -21,7 +22,7 @@ import pyarrow as pa
 import pytest
 
 from conveyor.design.types import SqlType, parse_type
-from conveyor.errors import ExtractError
+from conveyor.errors import ConveyorError, ExtractError
 from conveyor.extract import spark_app
 from conveyor.extract.jobs import ExtractJob
 from conveyor.extract.runners import spark as spark_runner
@@ -196,7 +197,22 @@ def test_normalize_narrows_doubles_only_when_exact() -> None:
 # ----------------------------------------------------------------------------- without pyspark
 
 
-def test_without_pyspark_the_table_fails_with_what_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def no_pyspark(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """pyspark cannot be found, for this test only (validate caches what it found: cleared around it)."""
+    from conveyor.validate.jobs import importable
+
+    real = spark_runner.importlib.util.find_spec
+    monkeypatch.setattr(
+        spark_runner.importlib.util, "find_spec", lambda name, *a: None if name == "pyspark" else real(name, *a)
+    )
+    importable.cache_clear()
+    yield
+    importable.cache_clear()
+
+
+@pytest.mark.usefixtures("no_pyspark")
+def test_without_pyspark_a_spark_table_is_refused_before_anything_is_extracted(tmp_path: Path) -> None:
     db = tmp_path / "up.db"
     with sqlite3.connect(db) as conn:
         conn.execute("CREATE TABLE a (id INTEGER)")
@@ -208,18 +224,19 @@ def test_without_pyspark_the_table_fails_with_what_to_install(tmp_path: Path, mo
         "up.b": {"columns": [{"name": "id", "type": "bigint"}]},
     }
     root = write_project(tmp_path / "p", {"up": {"type": "sqlite", "dsn": str(db)}}, designs, job_type="arrow")
-    real = spark_runner.importlib.util.find_spec
-    monkeypatch.setattr(
-        spark_runner.importlib.util, "find_spec", lambda name, *a: None if name == "pyspark" else real(name, *a)
-    )
-    outcome = extract(root)
-    failed = result_of(outcome, "up.a")
-    assert failed.status == "failed"
-    assert 'pip install "conveyor[spark]"' in failed.error and "pyspark" in failed.error
-    assert result_of(outcome, "up.b").status == "succeeded"
-    state = {name.split(".")[-1]: row for name, row in extract_state(root).items()}
-    assert state["a"].status == "failed" and "pyspark" in state["a"].error
-    assert state["b"].status == "succeeded"
+    with pytest.raises(ConveyorError) as refused:
+        extract(root)
+    text = refused.value.render()
+    assert "schemas/up/a.yaml" in text and "pyspark" in text and "pip install conveyor[spark]" in text
+    assert refused.value.exit_code == 2
+    assert extract_state(root) == {}  # nothing was extracted, not even the arrow table
+
+
+@pytest.mark.usefixtures("no_pyspark")
+def test_the_runner_still_says_what_to_install_when_pyspark_is_missing() -> None:
+    """A plan made elsewhere (say, validated on another machine) still fails the table clearly."""
+    with pytest.raises(ExtractError, match=r'pip install "conveyor\[spark\]"'):
+        spark_runner.require_pyspark()
 
 
 def test_a_source_spark_cannot_read_fails_clearly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
