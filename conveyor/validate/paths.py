@@ -9,6 +9,7 @@ will write (and removes it), which is the only reliable test of a read-only plac
 
 from __future__ import annotations
 
+import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -47,11 +48,40 @@ def _writable(folder: Path) -> bool:
 
 
 def _head(path: Path, size: int) -> bytes | None:
+    """The first ``size`` bytes of a database file; None when they cannot be read safely.
+
+    SQLite and DuckDB lock their files with POSIX (``fcntl``) locks, and closing *any*
+    descriptor of a file drops every such lock the process holds on it. So a file this
+    process has open (a pipeline run's tracking store, say) is never opened here: dropping
+    SQLite's locks lets another process checkpoint under it and corrupts the database.
+    """
+    if _open_here(path):
+        return None
     try:
         with path.open("rb") as handle:
             return handle.read(size)
     except OSError:
         return None
+
+
+def _differs(head: bytes | None, offset: int, magic: bytes) -> bool:
+    """Whether a file's header shows it is not the database it should be (unread: it does not)."""
+    return head is not None and head[offset : offset + len(magic)] != magic
+
+
+def _open_here(path: Path) -> bool:
+    """Whether this process holds a descriptor of ``path`` (True when it cannot tell: no /proc)."""
+    fds = Path("/proc/self/fd")
+    if not fds.is_dir():
+        return True
+    target = str(path.resolve())
+    for fd in fds.iterdir():
+        try:
+            if os.readlink(fd) == target:
+                return True
+        except OSError:
+            continue
+    return False
 
 
 def _plain(dsn: str) -> bool:
@@ -99,7 +129,7 @@ def check_environment(project: Project, name: str, *, probe: bool) -> Iterator[P
         yield problem("warehouse-path", f"{say} is a folder.", location=where, hint=hint + " It names a file.")
     elif blocking is not None:
         yield problem("warehouse-path", f"{say} cannot be created: {blocking} is a file.", location=where, hint=hint)
-    elif path.is_file() and path.stat().st_size > 0 and (_head(path, 12) or b"")[8:12] != DUCKDB_MAGIC:
+    elif path.is_file() and path.stat().st_size > 0 and _differs(_head(path, 12), 8, DUCKDB_MAGIC):
         yield problem("warehouse-path", f"{say} is not a DuckDB database.", location=where, hint=hint)
     elif probe and not _writable(_nearest_folder(path.parent)):
         folder = _nearest_folder(path.parent)
@@ -127,7 +157,7 @@ def check_source(project: Project, name: str) -> Iterator[Problem]:
         yield problem("source-path", f"{say} is a folder.", location=where, hint=hint)
     elif not path.is_file():
         yield problem("source-path", f"{say} does not exist.", location=where, hint=hint)
-    elif path.stat().st_size > 0 and _head(path, 16) != SQLITE_MAGIC:
+    elif path.stat().st_size > 0 and _differs(_head(path, 16), 0, SQLITE_MAGIC):
         yield problem("source-path", f"{say} is not a SQLite database.", location=where, hint=hint)
 
 
@@ -148,7 +178,7 @@ def check_tracking(project: Project, *, probe: bool) -> Iterator[Problem]:
         yield problem("tracking-path", f"{say} is a folder.", location=where, hint=hint)
     elif blocking is not None:
         yield problem("tracking-path", f"{say} cannot be created: {blocking} is a file.", location=where, hint=hint)
-    elif path.is_file() and path.stat().st_size > 0 and _head(path, 16) != SQLITE_MAGIC:
+    elif path.is_file() and path.stat().st_size > 0 and _differs(_head(path, 16), 0, SQLITE_MAGIC):
         yield problem("tracking-path", f"{say} is not a SQLite database.", location=where, hint=hint)
     elif probe and not _writable(_nearest_folder(path.parent)):
         folder = _nearest_folder(path.parent)
