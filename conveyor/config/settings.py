@@ -272,6 +272,14 @@ ENVIRONMENT_SCHEMES: dict[str, tuple[str | None, ...]] = {
     "postgres": ("postgresql", "postgres", "postgresql+psycopg", None),
     "redshift": ("postgresql", "postgres", "redshift", "postgresql+psycopg", None),
 }
+#: what a DSN without a URL scheme is, per type: libpq ``key=value`` pairs, or a file or folder path
+PLAIN_DSN: dict[str, str] = {
+    "postgres": "libpq pairs",
+    "redshift": "libpq pairs",
+    "duckdb": "a file path",
+    "sqlite": "a file path",
+    "lake": "a file path or folder",
+}
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 _UNCLOSED = re.compile(r"\$\{(?![A-Za-z_][A-Za-z0-9_]*(?::-[^}]*)?\})")
 
@@ -287,15 +295,16 @@ def check_dsn(dsn: str, kind: str, schemes: tuple[str | None, ...], what: str) -
         return
     match = _SCHEME.match(dsn)
     scheme = match.group(1).lower() if match else None
+    plain = PLAIN_DSN.get(kind)
     if scheme in schemes:
-        if scheme is None and kind in ("postgres", "redshift") and "=" not in dsn:
+        if scheme is None and plain == "libpq pairs" and "=" not in dsn:
             raise ValueError(
                 f'a {kind} {what} needs a postgresql:// URL (or libpq key=value pairs), not "{_shown(dsn)}"'
             )
         return
     wanted = " or ".join(f"{s}://" for s in schemes if s and "+" not in s)
-    if None in schemes and kind in ("sqlite", "lake", "duckdb"):
-        wanted = f"a file path{' or folder' if kind == 'lake' else ''} (or {wanted})"
+    if None in schemes and plain is not None and plain != "libpq pairs":
+        wanted = f"{plain} (or {wanted})"
     raise ValueError(f"a {kind} {what} takes {wanted}, not a {scheme}:// DSN")
 
 

@@ -13,9 +13,8 @@ from collections.abc import Iterator, Sequence
 
 from conveyor.project import Project, Relation
 from conveyor.validate.problems import Problem, problem
+from conveyor.warehouse.dialect import dialect as dialect_of
 
-#: the longest identifier (in UTF-8 bytes) each warehouse engine keeps as written
-MAX_IDENTIFIER = {"postgres": 63, "redshift": 127}
 SCHEMA_SUFFIX = len("$staging")
 
 
@@ -27,11 +26,11 @@ def check_names(project: Project, relations: Sequence[Relation], environments: S
     """Every name of ``relations`` that an environment's warehouse would change or merge."""
     engines = {project.settings.environments[e].type: e for e in environments if e in project.settings.environments}
     for engine, env in engines.items():
-        limit = MAX_IDENTIFIER.get(engine)
-        if limit is not None:
-            yield from _lengths(relations, engine, env, limit)
-    if "duckdb" in engines:
-        yield from _cases(relations, engines["duckdb"])
+        habits = dialect_of(engine)
+        if habits.MAX_IDENTIFIER is not None:
+            yield from _lengths(relations, engine, env, habits.MAX_IDENTIFIER)
+        if habits.COLUMNS_CASE_INSENSITIVE:
+            yield from _cases(relations, engine, env)
 
 
 def _lengths(relations: Sequence[Relation], engine: str, env: str, limit: int) -> Iterator[Problem]:
@@ -70,7 +69,7 @@ def _lengths(relations: Sequence[Relation], engine: str, env: str, limit: int) -
                 )
 
 
-def _cases(relations: Sequence[Relation], env: str) -> Iterator[Problem]:
+def _cases(relations: Sequence[Relation], engine: str, env: str) -> Iterator[Problem]:
     for relation in relations:
         seen: dict[str, str] = {}
         for index, column in enumerate(relation.design.columns):
@@ -81,7 +80,7 @@ def _cases(relations: Sequence[Relation], env: str) -> Iterator[Problem]:
                 yield problem(
                     "name-case-clash",
                     f'columns "{other}" and "{column.name}" of "{relation.name}" differ only in case, which the '
-                    f'duckdb environment "{env}" cannot tell apart.',
+                    f'{engine} environment "{env}" cannot tell apart.',
                     location=relation.location("columns", index, "name"),
                     hint="Skip one of them (skipped: true), or rename it upstream.",
                     relation=relation.name,
@@ -92,7 +91,7 @@ def name_notes(project: Project, schema: str, table: str, columns: Sequence[str]
     """For bootstrap: what the project's environments would do to a new design's names, with the fix."""
     notes: list[str] = []
     for env, config in project.settings.environments.items():
-        limit = MAX_IDENTIFIER.get(config.type)
+        limit = dialect_of(config.type).MAX_IDENTIFIER
         if limit is None:
             continue
         where = f'the {config.type} environment "{env}" keeps {limit} bytes of a name'
@@ -107,7 +106,7 @@ def name_notes(project: Project, schema: str, table: str, columns: Sequence[str]
                 f"column(s) {', '.join(long)} are longer than {limit} bytes and {where}: skip them "
                 "(skipped: true) and select them under shorter names in a CTAS, or rename them upstream"
             )
-    if any(config.type == "duckdb" for config in project.settings.environments.values()):
+    if any(dialect_of(config.type).COLUMNS_CASE_INSENSITIVE for config in project.settings.environments.values()):
         seen: dict[str, str] = {}
         for column in columns:
             other = seen.setdefault(column.casefold(), column)

@@ -17,6 +17,7 @@ from pathlib import Path
 from conveyor.errors import ConveyorError
 from conveyor.project import Project
 from conveyor.validate.problems import Problem, problem
+from conveyor.warehouse.dialect import dialect as dialect_of
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 DUCKDB_MAGIC = b"DUCK"  # bytes 8..12 of a DuckDB database file
@@ -118,7 +119,7 @@ def duckdb_file(dsn: str, project: Project) -> Path:
 def check_environment(project: Project, name: str, *, probe: bool) -> Iterator[Problem]:
     """A DuckDB environment's file is a DuckDB database, or can be created (written, with ``probe``)."""
     config = project.settings.environments[name]
-    if config.type != "duckdb" or not _plain(config.dsn):
+    if not dialect_of(config.type).LOCAL_FILE or not _plain(config.dsn):
         return
     path = duckdb_file(config.dsn, project)
     where = project.settings_doc.location(("environments", name, "dsn"))
@@ -136,14 +137,19 @@ def check_environment(project: Project, name: str, *, probe: bool) -> Iterator[P
         yield problem("warehouse-path", f"{say} cannot be written: {folder} is read-only.", location=where, hint=hint)
 
 
+#: source types whose DSN is a path on this machine: a database file or a folder of extracts
+_LOCAL_SOURCES = {"sqlite": "file", "lake": "folder"}
+
+
 def check_source(project: Project, name: str) -> Iterator[Problem]:
     """A SQLite source's file is a SQLite database; a lake source's folder is a folder."""
     config = project.settings.sources[name]
-    if config.type not in ("sqlite", "lake") or not _plain(config.dsn):
+    local = _LOCAL_SOURCES.get(config.type)
+    if local is None or not _plain(config.dsn):
         return
     where = project.settings_doc.location(("sources", name, "dsn"))
     hint = f'Fix the dsn of source "{name}" in conveyor.yaml.'
-    if config.type == "lake":
+    if local == "folder":
         folder = project.path(config.dsn.removeprefix("lake://"))
         if not folder.is_dir():
             what = "is not a folder" if folder.exists() else "does not exist"

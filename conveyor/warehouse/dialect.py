@@ -38,6 +38,13 @@ class Dialect:
     """Whose native type names (``int8``, ``float8`` ...) a type text of this dialect may use."""
     LAYOUT_ATTRIBUTES: ClassVar[bool] = False
     """Designs' ``attributes`` (physical layout) mean something to this warehouse and are checked."""
+    LOCAL_FILE: ClassVar[bool] = False
+    """The warehouse is a file on this machine (its DSN a path), checked before a command writes."""
+    COLUMNS_CASE_INSENSITIVE: ClassVar[bool] = False
+    """Column names that differ only in case are the same column."""
+    MAX_IDENTIFIER: ClassVar[int | None] = 63
+    """The longest name (UTF-8 bytes) kept as written; a longer one is cut short without an error
+    (PostgreSQL's NAMEDATALEN - 1). None: no such limit."""
 
     @classmethod
     def database_name(cls, dsn: str) -> str | None:

@@ -15,6 +15,9 @@ class DuckDBDialect(Dialect):
     CATALOG_CASE_INSENSITIVE = True
     BINDS_IN_DUCKDB = True
     NATIVE_TYPES = "duckdb"
+    LOCAL_FILE = True
+    COLUMNS_CASE_INSENSITIVE = True
+    MAX_IDENTIFIER = None
 
     @classmethod
     def database_name(cls, dsn: str) -> str | None:

@@ -18,3 +18,6 @@ class RedshiftDialect(Dialect):
     BINDS_IN_DUCKDB = False
     NATIVE_TYPES = "postgres"
     LAYOUT_ATTRIBUTES = True
+    LOCAL_FILE = False
+    COLUMNS_CASE_INSENSITIVE = False  # not checked yet: Redshift folds names unless enable_case_sensitive_identifier
+    MAX_IDENTIFIER = 127
