@@ -150,10 +150,11 @@ def test_failing_transformation_keeps_the_published_warehouse(
     before, before_file = digest(warehouse), sha256(warehouse)
     assert set(before) == set(EXPECTED_ROWS)
 
-    # parses, and fails only when DuckDB binds it
+    # binds (so the check before the run lets it through), and fails on its rows
     original = (root / "schemas/mart/top_customers.sql").read_text()
     (root / "schemas/mart/top_customers.sql").write_text(
-        "SELECT customer_id, name, total, no_such_column\nFROM customer_totals\n"
+        "SELECT customer_id, CASE WHEN customer_id > 0 THEN error('no_such_column') ELSE name END AS name, total\n"
+        "FROM customer_totals\n"
     )
     result = cli("run", cwd=root)
     assert result.code == 1
@@ -195,7 +196,10 @@ def test_required_relation_failing_publishes_nothing(
     warehouse = root / "warehouse.duckdb"
     assert cli("-q", "run", cwd=root).code == 0
     before, before_file = digest(warehouse), sha256(warehouse)
-    (root / "schemas/mart/top_customers.sql").write_text("SELECT no_such_column FROM customer_totals\n")
+    (root / "schemas/mart/top_customers.sql").write_text(
+        "SELECT customer_id, CASE WHEN customer_id > 0 THEN error('no_such_column') ELSE name END AS name, total\n"
+        "FROM customer_totals\n"
+    )
     settings = root / "conveyor.yaml"
     base = settings.read_text() + "  publish_on_failure: true\n"
 
