@@ -21,10 +21,9 @@ from conveyor.extract.runners.base import (
     Runner,
     RunnerInput,
     RunnerOutput,
-    check_columns,
-    combine,
     next_watermark,
     plan_incremental,
+    read_request,
     run_tasks,
 )
 from conveyor.lake.lake import PartWriter
@@ -49,15 +48,7 @@ class ArrowRunner(Runner):
             partition.check_split_type(dict(columns)[job.split_by], job.relation, job.split_by)
         with open_source(job.source_type, job.source, given.dsn, root=given.root, zero_dates=job.zero_dates) as source:
             inc = plan_incremental(job, source, given.previous_watermark)
-            request = ReadRequest(
-                schema=job.upstream_schema or source.default_schema() or "",
-                table=job.upstream_table,
-                columns=columns,
-                where=combine(job.condition, inc.where),
-                params=inc.params,
-                batch_rows=given.batch_rows,
-            )
-            check_columns(job, source, request)
+            request = read_request(job, source, columns, inc, given)
             count = _partition_count(job, source, request, given.workers)
             with source.snapshot() if count > 1 else nullcontext(None) as snapshot:
                 requests = partition.split(source, request, job.split_by, dict(columns).get(job.split_by or ""), count)

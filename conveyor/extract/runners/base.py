@@ -21,7 +21,7 @@ from typing import Any, ClassVar, TypeVar
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from conveyor.design.types import parse_type
+from conveyor.design.types import SqlType, parse_type
 from conveyor.errors import ExtractError, did_you_mean
 from conveyor.extract import incremental
 from conveyor.extract.jobs import ExtractJob
@@ -138,6 +138,27 @@ def combine(*conditions: str | None) -> str | None:
     """AND together the non-empty conditions, each in parentheses."""
     present = [c for c in conditions if c]
     return " AND ".join(f"({c})" for c in present) if present else None
+
+
+def read_request(
+    job: ExtractJob,
+    source: Source,
+    columns: tuple[tuple[str, SqlType], ...],
+    inc: IncrementalPlan,
+    given: RunnerInput,
+) -> ReadRequest:
+    """What a runner reads of the job's upstream table (its condition and increment applied), its
+    design's columns checked against the table first."""
+    request = ReadRequest(
+        schema=job.upstream_schema or source.default_schema() or "",
+        table=job.upstream_table,
+        columns=columns,
+        where=combine(job.condition, inc.where),
+        params=inc.params,
+        batch_rows=given.batch_rows,
+    )
+    check_columns(job, source, request)
+    return request
 
 
 class PartitionStopped(ExtractError):

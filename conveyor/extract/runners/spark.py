@@ -51,10 +51,9 @@ from conveyor.extract.runners.base import (
     Runner,
     RunnerInput,
     RunnerOutput,
-    check_columns,
-    combine,
     next_watermark,
     plan_incremental,
+    read_request,
     run_tasks,
 )
 from conveyor.lake.lake import PartWriter
@@ -254,15 +253,7 @@ class SparkRunner(Runner):
         staging = given.folder / STAGING
         with open_source(job.source_type, job.source, given.dsn, root=given.root, zero_dates=job.zero_dates) as source:
             inc = plan_incremental(job, source, given.previous_watermark)
-            request = ReadRequest(
-                schema=job.upstream_schema or source.default_schema() or "",
-                table=job.upstream_table,
-                columns=columns,
-                where=combine(job.condition, inc.where),
-                params=inc.params,
-                batch_rows=given.batch_rows,
-            )
-            check_columns(job, source, request)
+            request = read_request(job, source, columns, inc, given)
             engine = JDBC_READERS[job.source_type](source, request)
             count = partition_count(job, source, request)
             key_type = dict(columns).get(job.split_by or "")
