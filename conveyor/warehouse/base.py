@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from conveyor.design.models import TableDesign
 from conveyor.design.types import SqlType
+from conveyor.errors import LoadError
 from conveyor.lake.manifest import Manifest
 from conveyor.warehouse.sqltext import literal, qualified, quote
 
@@ -28,6 +29,7 @@ __all__ = [
     "KeyViolation",
     "Transaction",
     "Warehouse",
+    "check_output_columns",
     "key_constraints",
     "literal",
     "qualified",
@@ -63,6 +65,18 @@ def key_constraints(design: TableDesign) -> list[tuple[str, list[str]]]:
     if design.constraints.natural_key:
         keys.append(("natural_key", design.constraints.natural_key))
     return keys
+
+
+def check_output_columns(design: TableDesign, produced: Sequence[str]) -> None:
+    """A CTAS whose design lists columns must produce exactly those, in order (skipped ones are never
+    in the warehouse); every engine checks it the same way before it creates the table."""
+    expected = [c.name for c in design.loaded_columns]
+    if list(produced) != expected:
+        raise LoadError(
+            f'the SQL of "{design.name}" produces columns ({", ".join(produced)}) '
+            f"but the design lists ({', '.join(expected)}).",
+            hint="Make the SELECT list and the design's columns agree, in the same order.",
+        )
 
 
 def unchecked_not_null(design: TableDesign) -> list[str]:

@@ -14,7 +14,16 @@ from conveyor.errors import LoadError
 from conveyor.faults import crash_point
 from conveyor.lake.manifest import Manifest
 from conveyor.warehouse import ddl
-from conveyor.warehouse.base import Build, KeyViolation, key_constraints, literal, qualified, quote, unchecked_not_null
+from conveyor.warehouse.base import (
+    Build,
+    KeyViolation,
+    check_output_columns,
+    key_constraints,
+    literal,
+    qualified,
+    quote,
+    unchecked_not_null,
+)
 
 
 class DuckDBRelations(Build):
@@ -92,14 +101,7 @@ class DuckDBRelations(Build):
     def _check_columns(self, design: TableDesign, sql: str) -> None:
         if not design.columns:
             return
-        produced = [name for name, _ in self.output_columns(design, sql)]
-        expected = [c.name for c in design.loaded_columns]  # skipped columns are never in the warehouse
-        if produced != expected:
-            raise LoadError(
-                f'the SQL of "{design.name}" produces columns ({", ".join(produced)}) '
-                f"but the design lists ({', '.join(expected)}).",
-                hint="Make the SELECT list and the design's columns agree, in the same order.",
-            )
+        check_output_columns(design, [name for name, _ in self.output_columns(design, sql)])
 
     def create_table(self, design: TableDesign, sql: str) -> int:
         self._check_columns(design, sql)

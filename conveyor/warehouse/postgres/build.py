@@ -35,6 +35,7 @@ from conveyor.warehouse import ddl
 from conveyor.warehouse.base import (
     Build,
     KeyViolation,
+    check_output_columns,
     key_constraints,
     literal,
     qualified,
@@ -279,14 +280,7 @@ class PostgresBuild(Build):
     def _check_columns(self, design: TableDesign, sql: str) -> None:
         if not design.columns:
             return
-        produced = self.output_columns(design, sql)
-        expected = [c.name for c in design.loaded_columns]  # skipped columns are never in the warehouse
-        if produced != expected:
-            raise LoadError(
-                f'the SQL of "{design.name}" produces columns ({", ".join(produced)}) '
-                f"but the design lists ({', '.join(expected)}).",
-                hint="Make the SELECT list and the design's columns agree, in the same order.",
-            )
+        check_output_columns(design, self.output_columns(design, sql))
 
     def create_table(self, design: TableDesign, sql: str) -> int:
         self._check_columns(design, sql)
