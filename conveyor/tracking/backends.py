@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
+import time
 import zlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -67,6 +68,27 @@ _MIGRATIONS_TABLE_DDL = (
 )
 
 
+def _switch_to_wal(conn: sqlite3.Connection) -> None:
+    """Put the database in WAL mode, waiting out other processes doing the same.
+
+    Changing the journal mode needs an exclusive lock, and SQLite reports "database is
+    locked" at once, without honouring busy_timeout, when several processes open a new
+    file together; so retry with a short backoff until the busy timeout has passed.
+    """
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
+    delay = 0.01
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            transient = "locked" in str(exc) or "busy" in str(exc)
+            if not transient or time.monotonic() > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.2)
+
+
 class SqliteBackend(Backend):
     name = "sqlite"
     lock_rows = ""  # a write transaction already holds the whole database
@@ -85,7 +107,7 @@ class SqliteBackend(Backend):
         # isolation_level=None: no implicit transactions, we issue BEGIN IMMEDIATE ourselves
         conn = sqlite3.connect(self.path, timeout=SQLITE_BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
         conn.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
-        conn.execute("PRAGMA journal_mode = WAL")
+        _switch_to_wal(conn)
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA foreign_keys = ON")
         self._conn, self._pid = conn, os.getpid()
