@@ -35,6 +35,7 @@ class Sample:
     rss_mb: float
     rc: int
     cpu: float = 0.0  # user + system seconds of the process and its waited-for children
+    server_cpu: float | None = None  # the database server's CPU seconds during the run
 
 
 @dataclass
@@ -60,6 +61,10 @@ class Series:
         ok = self.ok()
         return statistics.median(s.cpu for s in ok) if ok else None
 
+    def median_server_cpu(self) -> float | None:
+        ok = [s.server_cpu for s in self.ok() if s.server_cpu is not None]
+        return statistics.median(ok) if ok else None
+
     def spread(self) -> str:
         ok = self.ok()
         if not ok:
@@ -74,9 +79,15 @@ def run_timed(
     log: Path | None = None,
     env: dict[str, str] | None = None,
     timeout: float = 1800,
+    server: str | None = None,
 ) -> Sample:
-    """Run ``cmd`` to its end; wall seconds, peak RSS (MB) and exit code of that process."""
+    """Run ``cmd`` to its end; wall seconds, peak RSS (MB) and exit code of that process.
+
+    ``server`` ("postgres" or "mysql") also records the database server's CPU seconds
+    during the run (see ``server_cpu_seconds``).
+    """
     full_env = {**os.environ, **QUIET_ENV, **(env or {})}
+    server_before = server_cpu_seconds(server) if server else 0.0
     out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - closed below
     try:
         start = time.perf_counter()
@@ -92,7 +103,8 @@ def run_timed(
     finally:
         if log:
             out.close()  # type: ignore[union-attr]
-    return Sample(wall, usage.ru_maxrss / 1024, proc.returncode, usage.ru_utime + usage.ru_stime)
+    server_cpu = server_cpu_seconds(server) - server_before if server else None
+    return Sample(wall, usage.ru_maxrss / 1024, proc.returncode, usage.ru_utime + usage.ru_stime, server_cpu)
 
 
 class LoadMonitor:
@@ -122,6 +134,38 @@ class LoadMonitor:
             return "-"
         s = self.samples
         return f"min {min(s):.1f}, median {statistics.median(s):.1f}, max {max(s):.1f} ({len(s)} samples)"
+
+
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+SERVER_PROCESSES = {"postgres": ("postgres",), "mysql": ("mariadbd", "mysqld")}
+
+
+def server_cpu_seconds(engine: str) -> float:
+    """CPU seconds (user + system) the database server ``engine`` has used so far.
+
+    Take it before and after a run: the difference is the server's share of that run.
+    PostgreSQL runs a process per connection; when a connection ends, the postmaster reaps
+    its process and the kernel adds its CPU to the postmaster's "children" counters, so the
+    sum over live server processes plus the postmaster's reaped children counts every
+    backend, finished or not. MariaDB is one process with a thread per connection.
+    """
+    names = SERVER_PROCESSES[engine]
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        comm = text[text.index("(") + 1 : text.rindex(")")]
+        if comm not in names:
+            continue
+        fields = text[text.rindex(")") + 2 :].split()
+        ppid = int(fields[1])
+        utime, stime, cutime, cstime = (int(x) for x in fields[11:15])
+        total += utime + stime
+        if engine == "postgres" and ppid == 1:  # the postmaster: add its reaped backends
+            total += cutime + cstime
+    return total / _TICK
 
 
 def machine_facts() -> dict[str, str]:
