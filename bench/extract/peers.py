@@ -54,16 +54,20 @@ def duckdb_connect(extension: str) -> Any:
     return con
 
 
-def run_duckdb(engine: str, schema: str, out: Path) -> dict[str, Any]:
-    target = out / "lineitem.parquet"
+def attach_upstream(engine: str, schema: str) -> tuple[Any, str]:
+    """A DuckDB connection with the upstream database attached read-only, and lineitem's name in it."""
     if engine == "postgres":
         con = duckdb_connect("postgres")
         con.execute(f"ATTACH '{PG_LIBPQ}' AS up (TYPE postgres, READ_ONLY)")
-        table = f"up.{schema}.lineitem"
     else:
         con = duckdb_connect("mysql")
         con.execute(f"ATTACH 'host=127.0.0.1 port=3306 user=root database={schema}' AS up (TYPE mysql, READ_ONLY)")
-        table = f"up.{schema}.lineitem"
+    return con, f"up.{schema}.lineitem"
+
+
+def run_duckdb(engine: str, schema: str, out: Path) -> dict[str, Any]:
+    target = out / "lineitem.parquet"
+    con, table = attach_upstream(engine, schema)
     con.execute(f"COPY (SELECT * FROM {table}) TO '{target}' (FORMAT parquet)")
     threads = con.execute("SELECT current_setting('threads')").fetchone()
     con.close()

@@ -63,6 +63,9 @@ if PEERS_PYTHON.exists() and Path(sys.prefix).resolve() != (HERE / ".venv-peers"
 import pyarrow.parquet as pq  # noqa: E402
 
 sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent / "dag"))
+import checksum  # noqa: E402
+from measure import server_cpu_seconds  # noqa: E402
 from prepare import schema_name  # noqa: E402
 
 PG_DSN = "postgresql://postgres@127.0.0.1:5432/conveyor_bench"
@@ -136,6 +139,7 @@ class Sample:
     seconds: float
     peak_rss_mib: float
     cpu_seconds: float
+    server_cpu_seconds: float
     rows: int | None
     output_bytes: int | None
     exit_code: int
@@ -143,6 +147,7 @@ class Sample:
     load_after: float
     error: str | None = None
     detail: dict[str, Any] = field(default_factory=dict)
+    checksum: str | None = None  # rows:hash of the output (see checksum.py)
 
 
 def measure(
@@ -201,7 +206,9 @@ def run_tool(tool: str, engine: str, schema: str, run: int, scratch: Path, proje
         argv = [str(PEERS_PYTHON), str(HERE / "peers.py"), tool, "--engine", engine, "--schema", schema]
         argv += ["--out", str(out)]
     load_before = os.getloadavg()[0]
+    server_before = server_cpu_seconds(engine)
     result = measure(argv, cwd=cwd, env=env, log=log, stdout=stdout)
+    server_cpu = server_cpu_seconds(engine) - server_before
     load_after = os.getloadavg()[0]
     error = None
     if result["exit_code"] != 0:
@@ -217,6 +224,7 @@ def run_tool(tool: str, engine: str, schema: str, run: int, scratch: Path, proje
             except ValueError:
                 detail = {}
     rows = size = None
+    content = None
     if tool != "floor" and error is None:
         if tool in VARIANTS:
             files = sorted((projects[tool] / "lake" / "data").glob("*/*/*/part-*.parquet"))
@@ -226,6 +234,7 @@ def run_tool(tool: str, engine: str, schema: str, run: int, scratch: Path, proje
         else:
             files = sorted(out.glob("*.parquet"))
         rows, size = parquet_rows(files)
+        content = checksum.of_parquet(files)
     shutil.rmtree(out, ignore_errors=True)
     if tool in VARIANTS:
         shutil.rmtree(projects[tool] / "lake", ignore_errors=True)
@@ -235,6 +244,7 @@ def run_tool(tool: str, engine: str, schema: str, run: int, scratch: Path, proje
         round(result["seconds"], 3),
         round(result["peak_rss_mib"], 1),
         round(result["cpu_seconds"], 2),
+        round(server_cpu, 2),
         rows,
         size,
         result["exit_code"],
@@ -242,13 +252,14 @@ def run_tool(tool: str, engine: str, schema: str, run: int, scratch: Path, proje
         round(load_after, 2),
         error,
         detail,
+        content,
     )
 
 
 # --------------------------------------------------------------------------- reporting
 
 
-def summarize(samples: list[Sample], expected_rows: int, tools: list[str]) -> list[dict[str, Any]]:
+def summarize(samples: list[Sample], expected_rows: int, expected_sum: str, tools: list[str]) -> list[dict[str, Any]]:
     rows_out = []
     for tool in tools:
         mine = [s for s in samples if s.tool == tool]
@@ -258,6 +269,7 @@ def summarize(samples: list[Sample], expected_rows: int, tools: list[str]) -> li
             continue
         seconds = [s.seconds for s in good]
         rows_ok = all(s.rows == expected_rows for s in good) if tool != "floor" else None
+        content_ok = all(s.checksum == expected_sum for s in good) if tool != "floor" else None
         rows_out.append(
             {
                 "tool": tool,
@@ -270,17 +282,21 @@ def summarize(samples: list[Sample], expected_rows: int, tools: list[str]) -> li
                 "peak_rss_mib_max": round(max(s.peak_rss_mib for s in good)),
                 "peak_rss_mib_median": round(statistics.median(s.peak_rss_mib for s in good)),
                 "cpu_seconds_median": round(statistics.median(s.cpu_seconds for s in good), 1),
+                "server_cpu_seconds_median": round(statistics.median(s.server_cpu_seconds for s in good), 1),
                 "output_mb": round(statistics.median(s.output_bytes for s in good) / 1e6)
                 if good[0].output_bytes is not None
                 else None,
                 "rows": good[0].rows,
                 "rows_ok": rows_ok,
+                "content_ok": content_ok,
+                "checksums": sorted({s.checksum for s in good if s.checksum}),
             }
         )
     base = next((r for r in rows_out if r["tool"] == "conveyor" and "median_seconds" in r), None)
     for r in rows_out:
         if base and "median_seconds" in r:
             r["time_vs_conveyor"] = round(r["median_seconds"] / base["median_seconds"], 2)
+            r["cpu_vs_conveyor"] = round(r["cpu_seconds_median"] / max(base["cpu_seconds_median"], 0.01), 2)
     return rows_out
 
 
@@ -297,46 +313,64 @@ LABELS = {
 
 def markdown(summary: list[dict[str, Any]]) -> str:
     head = (
-        "| tool | median s (min–max) | rows/s | time ÷ Conveyor's | peak RSS MiB | CPU s | Parquet MB | rows ok |\n"
-        "|---|---:|---:|---:|---:|---:|---:|:---:|\n"
+        "| tool | median wall s (min–max) | wall ÷ Conveyor's | client CPU s | CPU ÷ Conveyor's"
+        " | server CPU s | peak RSS MiB | Parquet MB | rows and checksum |\n"
+        "|---|---:|---:|---:|---:|---:|---:|---:|:---:|\n"
     )
     lines = []
     for r in summary:
         label = LABELS.get(r["tool"], r["tool"])
         if "median_seconds" not in r:
-            lines.append(f"| {label} | failed: {r.get('error')} | | | | | | |")
+            lines.append(f"| {label} | failed: {r.get('error')} | | | | | | | |")
             continue
-        ok = "n/a" if r["rows_ok"] is None else "yes" if r["rows_ok"] else f"**no** ({r['rows']})"
+        if r["rows_ok"] is None:
+            ok = "n/a"
+        elif r["rows_ok"] and r["content_ok"]:
+            ok = "equal"
+        else:
+            ok = f"**differ** ({r['rows']} rows, {', '.join(r['checksums'])})"
         lines.append(
             f"| {label} | {r['median_seconds']:.1f} ({r['min_seconds']:.1f}–{r['max_seconds']:.1f})"
-            f" | {r['rows_per_second']:,} | {r.get('time_vs_conveyor', float('nan')):.2f}"
-            f" | {r['peak_rss_mib_max']} | {r['cpu_seconds_median']}"
-            f" | {r['output_mb'] if r['output_mb'] is not None else '–'} | {ok} |"
+            f" | {r.get('time_vs_conveyor', float('nan')):.2f} | {r['cpu_seconds_median']}"
+            f" | {r.get('cpu_vs_conveyor', float('nan')):.2f} | {r['server_cpu_seconds_median']}"
+            f" | {r['peak_rss_mib_max']} | {r['output_mb'] if r['output_mb'] is not None else '–'} | {ok} |"
         )
     return head + "\n".join(lines)
 
 
 def targets(summary: list[dict[str, Any]]) -> list[str]:
+    """Issue 13's targets, each with its verdict and the measured figures."""
     by = {r["tool"]: r for r in summary if "median_seconds" in r}
     out = []
     conveyor = by.get("conveyor")
     if not conveyor:
         return out
-    c = conveyor["median_seconds"]
+    c, c_cpu = conveyor["median_seconds"], conveyor["cpu_seconds_median"]
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "MISSED"
+
     if "duckdb" in by:
-        d = by["duckdb"]["median_seconds"]
-        verdict = "met" if c <= d else "MISSED"
+        d, d_cpu = by["duckdb"]["median_seconds"], by["duckdb"]["cpu_seconds_median"]
         out.append(
-            f"at least as fast as DuckDB's scanner: {verdict} (Conveyor {c:.1f} s, DuckDB {d:.1f} s, {d / c:.2f}×)"
+            f"at most 1.0x DuckDB's scanner in wall time: {verdict(c <= d)} ({c / d:.2f}x: Conveyor {c:.1f} s,"
+            f" DuckDB {d:.1f} s); in CPU: {verdict(c_cpu <= d_cpu)} ({c_cpu / d_cpu:.2f}x: {c_cpu} s vs {d_cpu} s)"
         )
+    if "floor" in by and conveyor.get("engine") != "mysql":
+        f = by["floor"]["median_seconds"]
+        out.append(f"at most 1.8x the server's own read: {verdict(c <= 1.8 * f)} ({c / f:.2f}x of {f:.1f} s)")
     if "dlt" in by:
         d = by["dlt"]["median_seconds"]
-        verdict = "met" if d >= 4 * c else "MISSED"
-        out.append(f"at least 4× faster than dlt: {verdict} ({d / c:.2f}×: dlt {d:.1f} s, Conveyor {c:.1f} s)")
+        out.append(f"at least 5x faster than dlt: {verdict(d >= 5 * c)} ({d / c:.2f}x: dlt {d:.1f} s)")
+    if "connectorx" in by:
+        x, x_rss = by["connectorx"]["median_seconds"], by["connectorx"]["peak_rss_mib_max"]
+        rss = conveyor["peak_rss_mib_max"]
+        out.append(f"at most 1.0x ConnectorX's time: {verdict(c <= x)} ({c / x:.2f}x: ConnectorX {x:.1f} s)")
+        out.append(f"at most a third of ConnectorX's memory: {verdict(rss * 3 <= x_rss)} ({rss} MiB vs {x_rss} MiB)")
     for tool in ("conveyor", "conveyor-split2", "conveyor-1"):
         if tool in by:
             rss = by[tool]["peak_rss_mib_max"]
-            out.append(f"{tool} peak RSS ≤ 300 MiB: {'met' if rss <= 300 else 'MISSED'} ({rss} MiB, max of runs)")
+            out.append(f"{tool} peak RSS ≤ 256 MiB: {verdict(rss <= 256)} ({rss} MiB, max of runs)")
     return out
 
 
@@ -443,6 +477,8 @@ def main() -> None:
         print(f"\n## {engine}, TPC-H SF{args.scale:g} lineitem ({counts[engine]:,} rows), {args.runs} runs", flush=True)
         with tempfile.TemporaryDirectory(prefix="bench-extract-", dir=args.work_dir) as tmp:
             scratch = Path(tmp)
+            expected_sum = checksum.of_upstream(engine, schema, counts[engine])
+            print(f"  upstream checksum {expected_sum}", flush=True)
             projects = {t: make_project(scratch / f"project-{t}", engine, schema, t) for t in tools if t in VARIANTS}
             samples: list[Sample] = []
             started = time.time()
@@ -457,12 +493,15 @@ def main() -> None:
                     )
                     print(
                         f"  run {run} {tool:16} {sample.seconds:7.2f} s  {sample.peak_rss_mib:7.0f} MiB"
-                        f"  cpu {sample.cpu_seconds:6.1f} s  load {sample.load_before:.2f}->{sample.load_after:.2f}"
+                        f"  cpu {sample.cpu_seconds:6.1f} s  server {sample.server_cpu_seconds:6.1f} s"
+                        f"  load {sample.load_before:.2f}->{sample.load_after:.2f}"
                         f"  {status}",
                         flush=True,
                     )
             elapsed = time.time() - started
-        summary = summarize(samples, counts[engine], tools)
+        summary = summarize(samples, counts[engine], expected_sum, tools)
+        for r in summary:
+            r["engine"] = engine
         print()
         print(markdown(summary))
         notes = targets(summary) + compare_scales(engine, args.scale, summary)
