@@ -30,14 +30,27 @@ _pass_options = click.make_pass_decorator(Options)
 
 
 def pass_options(function: Callable[..., Any]) -> Callable[..., Any]:
-    """Pass :class:`Options` to a command, which also accepts -v/-q after its name."""
+    """Pass :class:`Options` to a command, which also accepts the global options after its name.
 
+    ``conveyor -p DIR ls`` and ``conveyor ls -p DIR`` mean the same: users type options
+    where they think of them, and the README's examples put them either side.
+    """
+
+    @click.option(
+        "-p", "--project", "project", default=None, help="The project folder (the one holding conveyor.yaml)."
+    )
     @click.option("-v", "--verbose", "more", count=True, help="More output; repeat for even more.")
     @click.option("-q", "--quiet", "less", count=True, help="Less output: no progress bars.")
+    @click.option("--debug", "debug", is_flag=True, help="Show tracebacks of errors.")
     @_pass_options
     @functools.wraps(function)
-    def wrapper(options: Options, *args: Any, more: int, less: int, **kwargs: Any) -> Any:
+    def wrapper(
+        options: Options, *args: Any, project: str | None, more: int, less: int, debug: bool, **kwargs: Any
+    ) -> Any:
         options.verbosity += more - less
+        options.debug = options.debug or debug
+        if project is not None:
+            options.project_dir = project
         return function(options, *args, **kwargs)
 
     return wrapper

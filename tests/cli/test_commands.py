@@ -110,6 +110,31 @@ def test_ls_json_has_name_kind_and_level(project_dir: Path, capsys: pytest.Captu
     assert rows[5]["file"] == "schemas/mart/report.yaml"
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["ls", "--format", "json", "-p", "{project}"],
+        ["ls", "--project", "{project}", "--format", "json"],
+        ["-p", "/nonexistent", "ls", "-p", "{project}", "--format", "json"],  # the nearer one wins
+    ],
+    ids=["after", "long-after", "both"],
+)
+def test_global_options_work_after_the_command(
+    project_dir: Path, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    before = invoke(["-p", str(project_dir), "ls", "--format", "json"], capsys)
+    after = invoke([arg.format(project=project_dir) for arg in argv], capsys)
+    assert after == before and before[0] == 0
+
+
+def test_every_command_takes_the_global_options() -> None:
+    for path, command in COMMANDS:
+        if isinstance(command, click.Group) or not path or path == ("schema",):
+            continue
+        names = {name for param in command.params for name in param.opts}
+        assert {"-p", "--project", "-q", "-v", "--debug"} <= names, " ".join(path)
+
+
 def test_validate_ok(project_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = invoke(["-p", str(project_dir), "validate", "--format", "json", "--skip-sources"], capsys)
     assert code == 0
