@@ -27,6 +27,9 @@ spark: $(VENV)/.spark-installed
 demo: setup
 	$(BIN)/python examples/shop/generate.py
 	cd examples/shop && ../../$(BIN)/conveyor run
+	@echo
+	@echo "Next: 'source .venv/bin/activate' puts 'conveyor' on your PATH; then 'cd examples/shop' and"
+	@echo "try 'conveyor ls', 'conveyor runs' and the rest of the tour in README.md."
 
 ## test: set up, make sure PostgreSQL and MariaDB are up, lint, type-check, run every test
 ## (two workers; a test file's tests stay on one worker, so module fixtures are built once)
