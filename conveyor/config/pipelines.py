@@ -78,7 +78,8 @@ class PipelineConfig(StrictModel):
     description: str | None = Field(default=None, description="Free text.")
     schedule: str = Field(
         description='"nightly at 02:30 Europe/Berlin", a cron expression ("cron 30 2 * * 1-5 Europe/Berlin" '
-        'or just "30 2 * * *", UTC), "once at 2026-12-01T02:00:00+01:00", or "manual".'
+        'or just "30 2 * * *", UTC; or a shorthand such as "@hourly" or "@daily Europe/Berlin"), '
+        '"once at 2026-12-01T02:00:00+01:00", or "manual".'
     )
     steps: Literal["full", "selective", "validation"] | list[StepKind] = Field(
         default="full",

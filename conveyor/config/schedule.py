@@ -4,7 +4,9 @@
   the day clocks spring forward past it, it runs at the first instant after the gap (03:30
   for 02:30 in Berlin); on the day they fall back, it runs once, at the first 02:30.
 - ``cron <expr> [Zone]`` (or a bare 5-field expression, taken as UTC) follows croniter,
-  except that a wall-clock time repeated by a fall-back change runs only once.
+  except that a wall-clock time repeated by a fall-back change runs only once. cron's
+  shorthands work too: ``@hourly``, ``@daily`` (``@midnight``), ``@weekly``, ``@monthly``,
+  ``@yearly`` (``@annually``), each optionally followed by a zone.
 - ``once at <ISO-8601 time with offset>`` runs once; afterwards the pipeline is done.
 - ``manual`` never runs on its own.
 """
@@ -21,7 +23,7 @@ from croniter import croniter
 
 _NIGHTLY = re.compile(r"^(?:nightly|daily) at (\d{1,2}):(\d{2})(?:\s+(\S+))?$", re.I)
 _ONCE = re.compile(r"^once at (.+)$", re.I)
-_CRON = re.compile(r"^(?:cron\s+)?((?:\S+\s+){4}\S+)(?:\s+([A-Za-z_]+/[A-Za-z_/+-]+|UTC))?$")
+_CRON = re.compile(r"^(?:cron\s+)?((?:\S+\s+){4}\S+|@[a-z]+)(?:\s+([A-Za-z_]+/[A-Za-z_/+-]+|UTC))?$", re.I)
 
 
 @dataclass(frozen=True)
@@ -116,10 +118,12 @@ def parse_schedule(text: str) -> Schedule:
         return Schedule(value, "once", ZoneInfo("UTC"), moment=moment.astimezone(UTC))
     if match := _CRON.match(value):
         expression = match.group(1)
+        if expression.startswith("@"):
+            expression = expression.lower()
         if not croniter.is_valid(expression):
             raise ValueError(f'"{expression}" is not a valid cron expression')
         return Schedule(value, "cron", _zone(match.group(2)), cron=expression)
     raise ValueError(
-        f'"{text}" is not a schedule; write "nightly at 02:30 Europe/Berlin", a cron expression, '
-        '"once at 2026-12-01T02:00:00+01:00" or "manual"'
+        f'"{text}" is not a schedule; write "nightly at 02:30 Europe/Berlin", a cron expression '
+        '(5 fields, or @hourly, @daily, @weekly, @monthly), "once at 2026-12-01T02:00:00+01:00" or "manual"'
     )

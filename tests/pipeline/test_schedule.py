@@ -161,6 +161,26 @@ def test_bare_cron_is_utc_and_weekdays_work() -> None:
 # -- once and manual -------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    ("shorthand", "five_fields"),
+    [
+        ("@hourly", "0 * * * *"),
+        ("@daily", "0 0 * * *"),
+        ("@midnight", "0 0 * * *"),
+        ("@weekly", "0 0 * * 0"),
+        ("@monthly", "0 0 1 * *"),
+        ("@yearly", "0 0 1 1 *"),
+        ("@annually", "0 0 1 1 *"),
+        ("cron @HOURLY Europe/Berlin", "cron 0 * * * * Europe/Berlin"),
+    ],
+)
+def test_cron_shorthands_mean_their_five_fields(shorthand: str, five_fields: str) -> None:
+    # across Berlin's spring-forward change; a year for the rarer ones
+    window = ("2026-03-27T00:00Z", "2026-04-01T00:00Z" if "hourly" in shorthand.lower() else "2027-01-02T00:00Z")
+    assert slots(shorthand, *window) == slots(five_fields, *window)
+    assert slots(shorthand, *window)
+
+
 def test_once_runs_once() -> None:
     schedule = parse_schedule("once at 2026-12-01T02:00:00+01:00")
     moment = utc("2026-12-01T01:00Z")
