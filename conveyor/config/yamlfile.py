@@ -225,10 +225,83 @@ def _problem(model: type[BaseModel], doc: YamlDoc, err: Any, what: str) -> Confi
             hint=f'Add "{loc[-1]}:" there.',
             code="missing-key",
         )
+    if kind == "literal_error":
+        allowed = re.findall(r"'([^']*)'", str((err.get("ctx") or {}).get("expected", "")))
+        value = err.get("input")
+        suggestion = _synonym(value, allowed) or did_you_mean(str(value), allowed).strip()
+        return ConfigError(
+            f"{where}: {_shown(value)} is not one of {', '.join(allowed)}.",
+            location=doc.location(loc),
+            hint=suggestion or None,
+            code="invalid-value",
+        )
+    if kind in _WANTED:
+        field = _field(model, loc)
+        about = str(field.description) if field is not None and field.description else ""
+        keys = _allowed_keys(model, loc)
+        if kind in ("model_type", "dict_type") and keys:
+            about = (about + " " if about else "") + f"Its keys: {', '.join(keys)}."
+        return ConfigError(
+            f"{where}: expected {_WANTED[kind]}, not {_shown(err.get('input'))}.",
+            location=doc.location(loc),
+            hint=about or None,
+            code="invalid-value",
+        )
     message = str(err["msg"]).rstrip(".")
     if message.startswith("Value error, "):
         message = message[len("Value error, ") :]
     return ConfigError(f"{where}: {message}.", location=doc.location(loc), hint=_expected(err), code="invalid-value")
+
+
+#: what a pydantic type error wanted, in the words of a YAML file
+_WANTED = {
+    "model_type": "a mapping (keys indented under it)",
+    "model_attributes_type": "a mapping (keys indented under it)",
+    "dict_type": "a mapping (keys indented under it)",
+    "list_type": "a list ([a, b] or one '- item' per line)",
+    "string_type": "text",
+    "int_type": "a whole number",
+    "int_parsing": "a whole number",
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "bool_type": "true or false",
+    "bool_parsing": "true or false",
+}
+
+#: words other tools use for a value Conveyor names differently (dbt's materializations)
+_SYNONYMS = {"table": "ctas", "model": "ctas", "materialized_view": "ctas", "ephemeral": "view"}
+
+
+def _synonym(value: Any, allowed: list[str]) -> str | None:
+    if isinstance(value, str) and _SYNONYMS.get(value.lower()) in allowed:
+        word = _SYNONYMS[value.lower()]
+        return f'Did you mean "{word}"? Conveyor calls it "{word}" ({", ".join(allowed)} are the choices).'
+    return None
+
+
+def _shown(value: Any) -> str:
+    """A value from the file as the user wrote it, shortened."""
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    text = f'"{value}"' if isinstance(value, str) else str(value).lower() if isinstance(value, bool) else str(value)
+    return text if len(text) <= 60 else text[:57] + '..."'
+
+
+def _field(model: type[BaseModel], loc: Loc) -> Any:
+    """The pydantic field at ``loc``, when it is a model's field."""
+    parent: Any = model
+    for part in loc[:-1]:
+        parent = _step(parent, part)
+        if parent is None:
+            return None
+    parent = _unwrap(parent)
+    if isinstance(parent, type) and issubclass(parent, BaseModel):
+        for name, field in parent.model_fields.items():
+            if loc and loc[-1] in (name, field.alias):
+                return field
+    return None
 
 
 def _expected(err: Any) -> str | None:

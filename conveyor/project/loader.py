@@ -308,6 +308,7 @@ class ProjectLoader:
         external: list[str] = list(getattr(settings, "external", None) or [])
         managed = {r.schema for r in relations.values()} | set(settings.source_schemas())
         managed |= {name.partition(".")[0] for name in self.broken}
+        resolvable = known | set(self.broken)
         for relation in relations.values():
             if relation.references is None or relation.sql_path is None:
                 continue
@@ -317,7 +318,8 @@ class ProjectLoader:
                 if ref.catalog is not None and not is_own_catalog(ref.catalog, catalogs):
                     relation.external.append(".".join(p for p in (ref.catalog, ref.schema, ref.name) if p))
                     continue
-                target = resolve_ref(ref, relation.schema, search_path, known, catalogs)
+                # names of broken designs resolve too: "missing" would mislead, they are reported
+                target = resolve_ref(ref, relation.schema, search_path, resolvable, catalogs)
                 if target is None:
                     continue
                 where = Location(self._display(relation.sql_path), ref.line, ref.column)
@@ -377,7 +379,7 @@ class ProjectLoader:
             )
         return DependencyError(
             f'"{relation.name}" reads "{shown}", which is not a relation of this project.'
-            + did_you_mean(target, known),
+            + did_you_mean(target, known - {relation.name}),
             location=where,
             hint="Fix the name, or add a design for it under schemas/.",
             code="missing-dependency",

@@ -340,6 +340,12 @@ DESIGNS = [
         "kind",
         files={"schemas/mart/order_days.yaml": ORDER_DAYS.replace("kind: ctas", "kind: matview")},
     ),
+    Case(
+        "designs/kind-table-like-dbt",
+        LOAD,
+        'did you mean "ctas"',
+        files={"schemas/mart/order_days.yaml": ORDER_DAYS.replace("kind: ctas", "kind: table")},
+    ),
     Case("designs/lag-garbage", EXTRACT, "lag", files=orders("lag: 1 hour", "lag: soon")),
     Case(
         "designs/columns-not-a-list",
@@ -429,6 +435,12 @@ PIPELINES = [
         ("pipeline", "run", "p"),
         "stpes",
         files={"pipelines/p.yaml": PIPELINE_OK + "stpes: []\n"},
+    ),
+    Case(
+        "pipelines/environments-one-word",
+        ("pipeline", "run", "p"),
+        "expected a mapping",
+        files={"pipelines/p.yaml": "schedule: manual\nenvironments: dev\n"},
     ),
     Case(
         "pipelines/unknown-environment",
