@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from conveyor import cancel
@@ -48,6 +48,17 @@ class RunContext:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     reads: ReadLocks = field(default_factory=ReadLocks)
     """Relations whose extracts this run reads: retention leaves them alone until the run ends."""
+    environment: str | None = None
+    """The environment its steps run in, recorded with each event."""
+    label_environment: bool = False
+    """Name the environment in progress labels ("build · production"): a run loading two does."""
+
+    def in_environment(self, environment: str | None, *, label: bool = False) -> RunContext:
+        """The same run, its steps recorded (and, with ``label``, shown) in ``environment``."""
+        return replace(self, environment=environment, label_environment=label and environment is not None)
+
+    def _label(self, step: str) -> str:
+        return f"{step} · {self.environment}" if self.label_environment else step
 
     def reading(self, relations: Iterable[Relation]) -> None:
         """Keep retention off the extracts of these source relations until the run ends (before listing them)."""
@@ -60,8 +71,9 @@ class RunContext:
     def step(self, relation: str, step: str) -> Iterator[StepOutcome]:
         """Record one (relation, step); an exception marks it failed and propagates."""
         outcome = StepOutcome()
-        event = self.tracking.start_event(self.run_id, relation, step)
-        self.reporter.started(relation, step)
+        event = self.tracking.start_event(self.run_id, relation, step, environment=self.environment)
+        label = self._label(step)
+        self.reporter.started(relation, label)
         began = time.monotonic()
         try:
             yield outcome
@@ -70,13 +82,13 @@ class RunContext:
             # a statement stopped by Ctrl-C or SIGTERM did not fail: the run was cancelled
             status = "cancelled" if cancel.requested() or isinstance(exc, KeyboardInterrupt) else "failed"
             self.tracking.finish_event(event, status, error=error, detail=outcome.detail or None)
-            self.reporter.finished(relation, step, status, None, error)
+            self.reporter.finished(relation, label, status, None, error)
             raise
         outcome.detail.setdefault("seconds", round(time.monotonic() - began, 6))
         self.tracking.finish_event(
             event, "succeeded", rows=outcome.rows, bytes=outcome.bytes, detail=outcome.detail or None
         )
-        self.reporter.finished(relation, step, "succeeded", outcome.rows, None)
+        self.reporter.finished(relation, label, "succeeded", outcome.rows, None)
 
     def skipped(self, relation: str, step: str, reason: str) -> None:
         """Record a step that did not run because something upstream failed."""
@@ -84,9 +96,10 @@ class RunContext:
 
         now = datetime.now(UTC)
         self.tracking.record_event(
-            self.run_id, relation, step, "skipped", started_at=now, finished_at=now, error=reason
-        )
-        self.reporter.finished(relation, step, "skipped", None, reason)
+            self.run_id, relation, step, "skipped", started_at=now, finished_at=now, error=reason,
+            environment=self.environment,
+        )  # fmt: skip
+        self.reporter.finished(relation, self._label(step), "skipped", None, reason)
 
 
 class RunLifecycle:
@@ -119,8 +132,9 @@ class RunLifecycle:
             selection=" ".join(selection) or None, run_id=run_id,
         )  # fmt: skip
         self.ctx = RunContext(
-            project, self.tracking, run_id, reporter or Reporter(), jobs or project.settings.defaults.jobs
-        )
+            project, self.tracking, run_id, reporter or Reporter(), jobs or project.settings.defaults.jobs,
+            environment=environment,
+        )  # fmt: skip
         self.began = time.monotonic()
         self.finished = False
 

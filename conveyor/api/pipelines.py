@@ -81,18 +81,28 @@ def install_pipeline(project: Project, name: str) -> tuple[PipelineRow, datetime
 
 
 def pipelines(project: Project) -> list[dict[str, object]]:
-    """The installed pipelines: schedule, status, next run, and their last run's id, status and duration."""
+    """Every pipeline defined or installed: schedule, status, next run, its last run's id, status and
+    duration, and ``definition``: whether the scheduler's installed copy equals the file
+    ("installed"), differs from it ("changed since install"), or exists on one side only ("not
+    installed", "not defined"). ``note`` says what to do about a difference."""
     from conveyor.config.schedule import parse_schedule
+    from conveyor.pipeline.definitions import compare_installed, drift_note, load_pipelines
 
+    defined = load_pipelines(project)
     found: list[dict[str, object]] = []
     with open_tracking(project) as store:
-        for row in store.list_pipelines():
-            last = next(iter(store.list_runs(limit=1, pipeline=row.name)), None)
+        installed = {row.name: row for row in store.list_pipelines()}
+        for name in sorted(set(defined) | set(installed)):
+            row = installed.get(name)
+            state = compare_installed(defined.get(name), row.definition if row else None)
+            last = next(iter(store.list_runs(limit=1, pipeline=name)), None)
             nxt = None
-            if row.status == "active":
+            if row is not None and row.status == "active":
                 nxt = parse_schedule(row.schedule).next_after(row.last_slot or row.installed_at)
+            schedule = row.schedule if row else defined[name].config.schedule
             found.append({
-                "name": row.name, "schedule": row.schedule, "status": row.status,
+                "name": name, "schedule": schedule, "status": row.status if row else "not installed",
+                "definition": state, "note": drift_note(name, state),
                 "next_run": nxt.isoformat() if nxt else None,
                 "last_run": last.run_id if last else None, "last_status": last.status if last else None,
                 "last_duration_s": last.duration_s if last else None,
@@ -105,9 +115,14 @@ def run_scheduler(project: Project, *, poll_s: float = 1.0) -> None:
 
     Only one scheduler runs per tracking store; a second is refused.
     """
-    from conveyor.pipeline.definitions import load_pipelines
+    import logging
+
     from conveyor.pipeline.scheduler import Clock, Scheduler
 
-    load_pipelines(project)  # a broken definition is bad input before the scheduler starts
+    # a broken definition is bad input before the scheduler starts; a difference between a
+    # file and its installed copy is worth a warning in the scheduler's log
+    for row in pipelines(project):
+        if row["note"]:
+            logging.getLogger("conveyor.scheduler").warning("%s", row["note"])
     with open_tracking(project) as store:
         Scheduler(store, poll_s=poll_s, clock=Clock()).run()

@@ -16,7 +16,7 @@ from conveyor import api
 from conveyor.cli.app import Options, pass_options
 from conveyor.cli.output import RichReporter, configure_logging, print_json, print_table, stdout
 from conveyor.errors import RunFailed
-from conveyor.pipeline.definitions import Pipeline, get_pipeline
+from conveyor.pipeline.definitions import CHANGED, Pipeline, get_pipeline
 
 format_option = click.option(
     "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True, help="Output format."
@@ -45,18 +45,35 @@ def install(options: Options, name: str) -> None:
 @format_option
 @pass_options
 def list_(options: Options, fmt: str) -> None:
-    """Installed pipelines: schedule, status, next run, last run's status and duration."""
+    """Defined and installed pipelines: schedule, status, whether the installed copy matches
+    the file, next run, last run's status and duration."""
     rows = api.pipelines(api.open_project(options.project_dir))
     if fmt == "json":
         print_json(rows)
         return
-    print_table(["pipeline", "schedule", "status", "next run", "last status", "duration"], [_list_row(r) for r in rows])
+    print_table(
+        ["pipeline", "schedule", "status", "definition", "next run", "last status", "duration"],
+        [_list_row(r) for r in rows],
+    )
+    for row in rows:
+        if row["note"]:
+            stdout.print(escape(str(row["note"])), highlight=False)
+    if not rows:
+        stdout.print("No pipelines: define one in conveyor.yaml (pipelines:) or pipelines/<name>.yaml.")
 
 
 def _list_row(row: dict[str, Any]) -> tuple[str, ...]:
     nxt = datetime.fromisoformat(row["next_run"]) if row["next_run"] else None
     duration = f"{row['last_duration_s']:.1f} s" if row["last_duration_s"] else ""
-    return (row["name"], row["schedule"], row["status"], _when(nxt), row["last_status"] or "", duration)
+    return (
+        row["name"],
+        row["schedule"],
+        row["status"],
+        row["definition"],
+        _when(nxt),
+        row["last_status"] or "",
+        duration,
+    )
 
 
 @pipeline.command()
@@ -164,8 +181,15 @@ def remove(options: Options, name: str) -> None:
 @format_option
 @pass_options
 def run_(options: Options, name: str, fmt: str) -> None:
-    """Run pipeline NAME now, in the foreground, once, with progress."""
+    """Run pipeline NAME now, in the foreground, once, with progress.
+
+    It runs the definition in the project's files; the scheduler runs the installed copy
+    (a note says so when they differ).
+    """
     project, problems = api.open_project_for_run(options.project_dir)
+    note = next((r["note"] for r in api.pipelines(project) if r["name"] == name and r["definition"] == CHANGED), None)
+    if note and fmt == "table":
+        stdout.print(f"Note: {escape(str(note))} This run uses the file.", highlight=False)
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:

@@ -109,12 +109,16 @@ def show(options: Options, run_id: str, fmt: str) -> None:
     )
     if run.error:
         stdout.print("[red]Error:[/] " + escape(run.error))
+    # the environment column appears when the run's steps ran in more than one
+    environments = {e.environment for e in events if e.environment}
+    with_env = len(environments) > 1
     print_table(
-        ["relation", "step", "status", "rows", "duration", "error"],
+        ["relation", "step", *(["env"] if with_env else []), "status", "rows", "duration", "error"],
         [
             (
                 e.relation,
                 e.step,
+                *([e.environment or ""] if with_env else []),
                 e.status,
                 "" if e.rows is None else f"{e.rows:,}",
                 _seconds(e.duration_s),

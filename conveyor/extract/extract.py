@@ -68,6 +68,7 @@ def lake_of(ctx: RunContext) -> Lake:
 
 def extract(ctx: RunContext, jobs: list[ExtractJob], *, fail_fast: bool = False) -> ExtractSummary:
     """Extract every job's table; one table's failure does not stop the others."""
+    ctx = ctx.in_environment(None)  # extracts belong to no environment: every environment loads them
     check_jobs(ctx.project, jobs)
     ctx.reporter.phase("extract", len(jobs))
     summary = ExtractSummary()

@@ -125,6 +125,46 @@ def get_pipeline(project: Project, name: str) -> Pipeline:
     return pipelines[name]
 
 
+#: how a pipeline's file and its installed copy (the one the scheduler runs) compare
+INSTALLED, CHANGED, NOT_INSTALLED, NOT_DEFINED = "installed", "changed since install", "not installed", "not defined"
+
+
+def compare_installed(defined: Pipeline | None, installed: dict[str, Any] | None) -> str:
+    """``INSTALLED`` when the scheduler's copy equals the file, else how they differ."""
+    if installed is None:
+        return NOT_INSTALLED
+    if defined is None:
+        return NOT_DEFINED
+    return INSTALLED if defined.definition() == installed else CHANGED
+
+
+def drift_note(name: str, state: str) -> str | None:
+    """What a person should know about a pipeline whose file and installed copy differ."""
+    if state == CHANGED:
+        return (
+            f'pipeline "{name}" changed since it was installed: scheduled runs use the installed copy until '
+            f'"conveyor pipeline install {name}".'
+        )
+    if state == NOT_DEFINED:
+        return f'pipeline "{name}" is installed but no longer defined: "conveyor pipeline remove {name}" removes it.'
+    if state == NOT_INSTALLED:
+        return f'pipeline "{name}" is defined but not installed: "conveyor pipeline install {name}" schedules it.'
+    return None
+
+
+def installed_pipeline(project: Project, name: str) -> tuple[Pipeline, str]:
+    """The installed copy of pipeline ``name`` (what the scheduler runs), and how it compares
+    with the file (see :func:`compare_installed`)."""
+    from conveyor.api.reading import open_tracking
+
+    with open_tracking(project) as store:
+        row = store.get_pipeline(name)
+    defined = load_pipelines(project).get(name)
+    config = PipelineConfig.model_validate(row.definition)
+    doc, loc = (defined.doc, defined.loc) if defined is not None else (project.settings_doc, ("pipelines", name))
+    return Pipeline(name, config, doc, loc), compare_installed(defined, row.definition)
+
+
 def open_for_run(path: Path | str) -> tuple[Project, list[ConveyorError]]:
     """The project a pipeline runs in, and why it did not load completely.
 

@@ -312,7 +312,7 @@ def _load(state: _State, environment: str | None, *, skip_copy: bool = False) ->
         required=tuple(state.pipeline.config.required),
     )
     # a retry under the same run id starts afresh: a new build drops the failed attempt's kept one
-    result = build(state.ctx, relations, warehouse, options)
+    result = build(_in(state, environment), relations, warehouse, options)
     _check_result(state, result, f"load into {environment}")
     if not skip_copy and state.pinned is None:
         state.pinned = dict(result.manifests)  # the secondary loads exactly these extracts
@@ -321,10 +321,16 @@ def _load(state: _State, environment: str | None, *, skip_copy: bool = False) ->
 def _update(state: _State, environment: str | None) -> None:
     project = state.ctx.project
     warehouse = open_environment(project, environment)
-    result = update(state.ctx, with_dependents(project, state.relations), warehouse, pinned=state.pinned)
+    result = update(_in(state, environment), with_dependents(project, state.relations), warehouse, pinned=state.pinned)
     _check_result(state, result, f"update of {environment}")
     if state.pinned is None:
         state.pinned = dict(result.manifests)  # the secondary gets exactly these extracts
+
+
+def _in(state: _State, environment: str | None) -> RunContext:
+    """The run's context for a step in ``environment``: events record it, progress names it when
+    the pipeline loads two environments (else both would show the same labels)."""
+    return state.ctx.in_environment(environment, label=len(state.pipeline.environments) > 1)
 
 
 def _check_result(state: _State, result: BuildResult, what: str) -> None:

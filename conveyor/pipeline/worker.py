@@ -1,6 +1,8 @@
 """The process the scheduler starts for one scheduled run: ``python -m conveyor.pipeline.worker``.
 
-It runs one pipeline once, for one slot, under the run id the scheduler claimed, and exits
+It runs one pipeline once, for one slot, under the run id the scheduler claimed, with the
+definition installed in the tracking store (the one whose schedule the scheduler follows:
+an edited file takes effect at ``conveyor pipeline install``), and exits
 0 when the run succeeded, 1 when it failed or was cancelled, 2 on bad input. SIGTERM (the
 scheduler passes a Ctrl-C or its own stop on) lets the current step finish, then stops. It
 is internal: people run a pipeline with ``conveyor pipeline run NAME``.
@@ -16,7 +18,7 @@ from datetime import datetime
 
 from conveyor.config.secrets import scrub
 from conveyor.errors import ConveyorError
-from conveyor.pipeline.definitions import get_pipeline, open_for_run
+from conveyor.pipeline.definitions import drift_note, installed_pipeline, open_for_run
 from conveyor.pipeline.runner import run_pipeline
 from conveyor.reporting import Reporter
 
@@ -54,9 +56,13 @@ def main(args: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         project, problems = open_for_run(given.project)
+        definition, state = installed_pipeline(project, given.name)
+        note = drift_note(given.name, state)
+        if note:
+            print(scrub(note), file=sys.stderr, flush=True)
         outcome = run_pipeline(
             project,
-            get_pipeline(project, given.name),
+            definition,
             run_id=given.run_id,
             scheduled_for=given.slot,
             reporter=_Messages(),

@@ -105,6 +105,8 @@ class EventRow:
     bytes: int | None
     error: str | None
     detail: dict[str, Any] | None
+    environment: str | None = None
+    """The environment the step ran in (a pipeline run loads one or two)."""
 
 
 @dataclass(frozen=True)

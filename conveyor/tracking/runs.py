@@ -193,13 +193,21 @@ class RunHistory(RunLiveness):
 
     # -- events ----------------------------------------------------------------------------
 
-    def start_event(self, run_id: str, relation: str, step: str, *, detail: Mapping[str, Any] | None = None) -> int:
-        """Record that ``step`` of ``relation`` started in ``run_id``; return the event id."""
+    def start_event(
+        self,
+        run_id: str,
+        relation: str,
+        step: str,
+        *,
+        detail: Mapping[str, Any] | None = None,
+        environment: str | None = None,
+    ) -> int:
+        """Record that ``step`` of ``relation`` started in ``run_id`` (in ``environment``); return the event id."""
         with self._session() as db:
             return db.insert_id(
-                "INSERT INTO events (run_id, relation, step, status, started_at, detail) "
-                "VALUES (?, ?, ?, 'running', ?, ?)",
-                (run_id, relation, step, format_ts(now_utc()), to_json(detail)),
+                "INSERT INTO events (run_id, relation, step, status, started_at, detail, environment) "
+                "VALUES (?, ?, ?, 'running', ?, ?, ?)",
+                (run_id, relation, step, format_ts(now_utc()), to_json(detail), environment),
             )
 
     def finish_event(
@@ -253,6 +261,7 @@ class RunHistory(RunLiveness):
         bytes: int | None = None,
         error: str | None = None,
         detail: Mapping[str, Any] | None = None,
+        environment: str | None = None,
     ) -> int:
         """Record a finished event in one call (a skipped step, say); return its id.
 
@@ -262,12 +271,12 @@ class RunHistory(RunLiveness):
         check_status(status, EVENT_STATUSES - {"running"}, "event")
         values = (
             run_id, relation, step, status, format_ts(started_at), format_ts(finished_at),
-            seconds_between(started_at, finished_at), rows, bytes, error, to_json(detail),
+            seconds_between(started_at, finished_at), rows, bytes, error, to_json(detail), environment,
         )  # fmt: skip
         with self._session() as db:
             return db.insert_id(
                 "INSERT INTO events (run_id, relation, step, status, started_at, finished_at, duration_s, "
-                "rows, bytes, error, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "rows, bytes, error, detail, environment) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 values,
             )
 

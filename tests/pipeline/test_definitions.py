@@ -43,7 +43,7 @@ from .conftest import SchedulerProcess, conveyor, write_pipeline
         ),
         (
             "schedule: manual\nenvironments: {primary: dev}\nnotify:\n  - {url: 'json://h/p', on: [sucess]}\n",
-            ["pipelines/broken.yaml:4: notify.0.on.0: Input should be 'success' or 'failure'"],
+            ['pipelines/broken.yaml:4: notify.0.on.0: "sucess" is not one of success, failure.'],
         ),
         (
             "schedule: manual\nenvironments: {primary: dev}\nselection: [mrt.*]\n",
@@ -168,3 +168,49 @@ def test_show_prints_the_definition_and_the_resolved_steps(pipeline_project: Cal
     assert "Pipeline nightly  (pipelines/nightly.yaml:1)" in text.stdout
     assert "deadman:\n- ${HEALTHCHECK_URL}" in text.stdout  # as written, never resolved
     assert "  3. extract (mart)" in text.stdout and "Recent runs" in text.stdout
+
+
+def test_list_shows_defined_installed_and_changed_pipelines_and_the_scheduled_run_uses_the_installed_copy(
+    pipeline_project: Callable[..., Path],
+) -> None:
+    root = pipeline_project({"nightly": "schedule: manual\nenvironments: {primary: dev}\n"})
+
+    def listed() -> dict[str, Any]:
+        done = conveyor(root, "pipeline", "list", "--format", "json")
+        assert done.code == 0, done.output
+        return {row["name"]: row for row in done.json()}
+
+    rows = listed()
+    assert (rows["nightly"]["status"], rows["nightly"]["definition"]) == ("not installed", "not installed")
+    text = conveyor(root, "pipeline", "list")
+    assert "not installed" in text.stdout and "conveyor pipeline install nightly" in text.stdout
+
+    assert conveyor(root, "pipeline", "install", "nightly").code == 0
+    assert listed()["nightly"]["definition"] == "installed" and listed()["nightly"]["note"] is None
+
+    # edited after install: the list says so, and a run by hand says which definition it uses
+    write_pipeline(root, "nightly", "schedule: manual\nenvironments: {primary: dev2}\n")
+    assert listed()["nightly"]["definition"] == "changed since install"
+    done = conveyor(root, "pipeline", "run", "nightly")
+    assert done.code == 0, done.output
+    assert 'pipeline "nightly" changed since it was installed' in done.stdout
+    assert "This run uses the file." in done.stdout
+    assert "load dev2" in done.stdout.replace("✓ ", "")
+
+    # the scheduler's worker runs the installed copy (into dev), and says why
+    import subprocess
+    import sys
+    from datetime import UTC, datetime
+
+    worker = subprocess.run(
+        [sys.executable, "-m", "conveyor.pipeline.worker", "--project", str(root), "--run-id", "w1",
+         "--slot", datetime.now(UTC).isoformat(), "nightly"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert worker.returncode == 0, worker.stderr
+    assert "scheduled runs use the installed copy" in worker.stderr
+    shown = conveyor(root, "runs", "show", "w1", "--format", "json").json()
+    assert {e["environment"] for e in shown["events"] if e.get("environment")} == {"dev"}
+
+    (root / "pipelines" / "nightly.yaml").unlink()
+    assert listed()["nightly"]["definition"] == "not defined"

@@ -103,6 +103,13 @@ def test_the_secondary_loads_the_primarys_extracts_even_when_a_newer_one_lands(
     assert interleaved == ["extracted"]
     assert digest(root / "warehouse.duckdb") == digest(root / "warehouse2.duckdb")
 
+    # each event names the environment its step ran in; extracts belong to none
+    events = conveyor(root, "runs", "show", done.json()["run_id"], "--format", "json").json()["events"]
+    by_step = {(e["step"], e["environment"]) for e in events}
+    assert {("extract", None), ("load", "dev"), ("load", "dev2"), ("publish", "dev"), ("publish", "dev2")} <= by_step
+    shown = conveyor(root, "runs", "show", done.json()["run_id"])
+    assert " env " in shown.stdout and "dev2" in shown.stdout
+
     # and the newer extract was really there: a plain load picks it up
     assert conveyor(root, "load", "--env", "dev2").code == 0
     assert digest(root / "warehouse.duckdb") != digest(root / "warehouse2.duckdb")
