@@ -57,7 +57,8 @@ class RunContext:
         """The same run, its steps recorded (and, with ``label``, shown) in ``environment``."""
         return replace(self, environment=environment, label_environment=label and environment is not None)
 
-    def _label(self, step: str) -> str:
+    def label(self, step: str) -> str:
+        """How progress names ``step`` (with the environment when the run loads two)."""
         return f"{step} · {self.environment}" if self.label_environment else step
 
     def reading(self, relations: Iterable[Relation]) -> None:
@@ -72,7 +73,7 @@ class RunContext:
         """Record one (relation, step); an exception marks it failed and propagates."""
         outcome = StepOutcome()
         event = self.tracking.start_event(self.run_id, relation, step, environment=self.environment)
-        label = self._label(step)
+        label = self.label(step)
         self.reporter.started(relation, label)
         began = time.monotonic()
         try:
@@ -99,7 +100,7 @@ class RunContext:
             self.run_id, relation, step, "skipped", started_at=now, finished_at=now, error=reason,
             environment=self.environment,
         )  # fmt: skip
-        self.reporter.finished(relation, self._label(step), "skipped", None, reason)
+        self.reporter.finished(relation, self.label(step), "skipped", None, reason)
 
 
 class RunLifecycle:

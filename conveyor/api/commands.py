@@ -59,7 +59,8 @@ class Outcome:
             data["extracted_rows"] = self.extract.rows
             data["extract_failed"] = [r.relation for r in self.extract.failed]
         if self.build is not None:
-            data["built"] = len(self.build.with_status("succeeded"))
+            data["built"] = len(self.build.built)
+            data["kept"] = len(self.build.kept)
             data["loaded_rows"] = sum(self.build.rows.values())
             data["failed"] = self.build.with_status("failed")
             data["skipped"] = self.build.with_status("skipped")

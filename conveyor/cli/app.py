@@ -29,6 +29,9 @@ class Options:
 _pass_options = click.make_pass_decorator(Options)
 
 
+QUIET_HELP = "Less output: no progress bars, only the outcome; -qq: nothing but errors."
+
+
 def pass_options(function: Callable[..., Any]) -> Callable[..., Any]:
     """Pass :class:`Options` to a command, which also accepts the global options after its name.
 
@@ -40,7 +43,7 @@ def pass_options(function: Callable[..., Any]) -> Callable[..., Any]:
         "-p", "--project", "project", default=None, help="The project folder (the one holding conveyor.yaml)."
     )
     @click.option("-v", "--verbose", "more", count=True, help="More output; repeat for even more.")
-    @click.option("-q", "--quiet", "less", count=True, help="Less output: no progress bars.")
+    @click.option("-q", "--quiet", "less", count=True, help=QUIET_HELP)
     @click.option("--debug", "debug", is_flag=True, help="Show tracebacks of errors.")
     @_pass_options
     @functools.wraps(function)
@@ -119,7 +122,7 @@ class LazyGroup(click.Group):
     help="The project folder (the one holding conveyor.yaml).",
 )
 @click.option("-v", "--verbose", count=True, help="More output; repeat for even more.")
-@click.option("-q", "--quiet", count=True, help="Less output: no progress bars.")
+@click.option("-q", "--quiet", count=True, help=QUIET_HELP)
 @click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
 @click.version_option(__version__, prog_name="conveyor")
 @click.pass_context

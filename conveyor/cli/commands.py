@@ -45,6 +45,8 @@ def _finish(outcome: api.Outcome, fmt: str, options: Options) -> None:
         print_json(data)
     elif options.verbosity >= 0:
         _print_summary(outcome)
+    elif options.verbosity == -1:  # -q: the one line a script or a person needs; -qq: nothing
+        stdout.print(_last_line(outcome))
     if not outcome.ok:
         raise RunFailed(
             f"run {outcome.run_id} failed.", hint=f'See "conveyor runs show {outcome.run_id}" for every step.'
@@ -52,7 +54,7 @@ def _finish(outcome: api.Outcome, fmt: str, options: Options) -> None:
 
 
 def _print_summary(outcome: api.Outcome) -> None:
-    if outcome.extract is not None:
+    if outcome.extract is not None and outcome.extract.results:  # a transform-only run extracts nothing
         ex = outcome.extract
         ok = sum(1 for r in ex.results if r.status == "succeeded")
         seconds = sum(r.seconds for r in ex.results)
@@ -64,8 +66,9 @@ def _print_summary(outcome: api.Outcome) -> None:
                 stdout.print(f"  [yellow]- {result.relation}[/] {escape(result.error or 'skipped')}")
     if outcome.build is not None:
         b = outcome.build
-        built = b.with_status("succeeded")
-        stdout.print(f"Built {len(built)}/{len(b.status)} relations, {sum(b.rows.values()):,} rows")
+        kept = f"; {len(b.kept)} kept from the build it resumed" if b.kept else ""
+        total = len(b.status) - len(b.kept)
+        stdout.print(f"Built {len(b.built)}/{total} relations, {sum(b.rows.values()):,} rows{kept}")
         for name in b.with_status("failed"):
             stdout.print(f"  [red]✗ {name}[/]: {escape(b.errors.get(name, ''))}")
         for name in b.with_status("skipped"):
@@ -80,8 +83,12 @@ def _print_summary(outcome: api.Outcome) -> None:
         stdout.print(f"[yellow]Note:[/] {escape(note)}")
     if outcome.lake:
         stdout.print(f"Lake: {outcome.lake}")
+    stdout.print(_last_line(outcome))
+
+
+def _last_line(outcome: api.Outcome) -> str:
     state = "[green]succeeded[/]" if outcome.ok else "[red]failed[/]"
-    stdout.print(f"Run {outcome.run_id} {state} in {outcome.seconds:.1f} s")
+    return f"Run {outcome.run_id} {state} in {outcome.seconds:.1f} s"
 
 
 def _show_plan(found: api.Plan) -> None:

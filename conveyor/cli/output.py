@@ -28,6 +28,7 @@ class RichReporter(Reporter):
         self.verbosity = verbosity
         self.progress: Progress | None = None
         self.task: Any = None
+        self.counted: frozenset[str] = frozenset()
         self.lock = threading.Lock()
 
     def __enter__(self) -> RichReporter:
@@ -49,6 +50,10 @@ class RichReporter(Reporter):
             self.progress.stop()
 
     def phase(self, name: str, total: int) -> None:
+        # the steps that move this phase's bar: one per relation ("build · production" in a
+        # pipeline that loads two environments counts like "build")
+        base = name.partition(" · ")[0]
+        self.counted = frozenset({"load", "build"} if base == "build" else {base})
         if self.progress is not None:
             self.task = self.progress.add_task(name, total=total, current="")
         elif self.verbosity > 0:
@@ -60,7 +65,7 @@ class RichReporter(Reporter):
 
     def finished(self, relation: str, step: str, status: str, rows: int | None, error: str | None) -> None:
         with self.lock:
-            counted = step in ("extract", "load", "build") or status == "skipped"
+            counted = step.partition(" · ")[0] in self.counted or status == "skipped"
             if self.progress is not None and self.task is not None and counted:
                 self.progress.advance(self.task)
             if status == "failed":

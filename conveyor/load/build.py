@@ -54,9 +54,17 @@ class BuildResult:
     published: bool = False
     reason: str | None = None
     manifests: dict[str, list[Manifest]] = field(default_factory=dict)
+    kept: list[str] = field(default_factory=list)
+    """Relations a resumed build had finished already: not rebuilt, published with the rest."""
 
     def with_status(self, status: str) -> list[str]:
         return [name for name, s in self.status.items() if s == status]
+
+    @property
+    def built(self) -> list[str]:
+        """The relations this run built (not those it kept from the build it resumed)."""
+        kept = set(self.kept)
+        return [name for name in self.with_status("succeeded") if name not in kept]
 
 
 def manifests_for(project: Project, relations: list[Relation]) -> dict[str, list[Manifest]]:
@@ -267,11 +275,13 @@ def build(
         ctx.reading(todo)  # before the chains are listed: retention must not remove what they name
     manifests = {} if options.skip_copy else dict(options.pinned or manifests_for(project, todo))
     schemas = sorted({r.schema for r in relations})
-    ctx.reporter.phase("build", len(todo))
+    ctx.reporter.phase(ctx.label("build"), len(todo))
     if options.resume_from:
         record_resume(ctx, options.resume_from)  # first: a resume that dies in turn is resumed the same way
     staging = warehouse.begin(schemas, run_id=ctx.run_id, resume_from=options.resume_from)
-    result = BuildResult(status=dict.fromkeys(options.done, "succeeded"), manifests=manifests)
+    result = BuildResult(
+        status=dict.fromkeys(options.done, "succeeded"), manifests=manifests, kept=sorted(options.done)
+    )
     try:
         rebuilt = {r.name for r in relations}
         sql = {r.name: _statement(project, r, staging, rebuilt, warehouse.DIALECT, options) for r in todo}

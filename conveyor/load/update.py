@@ -75,7 +75,7 @@ def update(
     is waited for (at most ``lock_timeout_s`` seconds): a load publishing after this update
     committed would throw the update away.
     """
-    ctx.reporter.phase("update", len(relations))
+    ctx.reporter.phase(ctx.label("update"), len(relations))
     lake = Lake(ctx.project.path(ctx.project.settings.lake.path))
     result = BuildResult()
     tx = open_transaction(ctx, warehouse, [r.name for r in relations], atomic=True, lock_timeout_s=lock_timeout_s)
