@@ -51,10 +51,12 @@ def runs(
     status: str | None = None,
     pipeline: str | None = None,
     command: str | None = None,
+    environment: str | None = None,
 ) -> list[RunRow]:
-    """The most recent runs first, from the project's tracking store (``conveyor runs``)."""
+    """The most recent runs first, from the project's tracking store (``conveyor runs``);
+    ``environment`` keeps the runs that wrote that environment (in any of their steps)."""
     with open_tracking(project) as store:
-        return store.list_runs(limit=limit, status=status, pipeline=pipeline, command=command)
+        return store.list_runs(limit=limit, status=status, pipeline=pipeline, command=command, environment=environment)
 
 
 def run_events(project: Project, run_id: str) -> tuple[RunRow, list[EventRow]]:

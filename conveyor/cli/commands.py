@@ -149,14 +149,32 @@ class DefaultGroup(click.Group):
             args = [self.default, *args]
         return super().parse_args(ctx, args)
 
+    def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        default = self.commands[self.default]
+        pieces = " ".join(default.collect_usage_pieces(ctx))
+        formatter.write_usage(ctx.command_path, f"{pieces}  |  {ctx.command_path} COMMAND [ARGS]...")
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The default command's options first (``extract --help`` shows --tables, --full ...), then
+        the other commands."""
+        default = self.commands[self.default]
+        rows = [r for p in default.get_params(ctx) if isinstance(p, click.Option) and (r := p.get_help_record(ctx))]
+        with formatter.section("Options"):
+            formatter.write_dl(rows)
+        self.format_commands(ctx, formatter)
+
 
 @click.group(cls=DefaultGroup, default="tables")
 def extract() -> None:
-    """Extract source tables into the lake, or show the extract tracking table.
+    """Extract the source tables of SELECTION (default: all) from upstream into the lake, or
+    show the extract tracking table.
 
     \b
-    conveyor extract [SELECTION] [OPTIONS]   extract (see: conveyor extract tables --help)
+    conveyor extract [SELECTION] [OPTIONS]   extract (the options below)
     conveyor extract status                  per table: status, last success, rows, watermark
+
+    One table's failure does not stop the others unless --fail-fast is given; the exit code
+    is 1 if any table failed.
     """
 
 
@@ -460,8 +478,9 @@ def show() -> None:
 @show.command()
 @selection_arg
 @env_option
+@format_option
 @pass_options
-def ddl(options: Options, selection: tuple[str, ...], env: str | None) -> None:
+def ddl(options: Options, selection: tuple[str, ...], env: str | None, fmt: str) -> None:
     """Print the DDL of the relations in SELECTION, in the environment's dialect.
 
     Tables get columns, types, NOT NULL, keys and comments from their designs; views their
@@ -469,5 +488,9 @@ def ddl(options: Options, selection: tuple[str, ...], env: str | None) -> None:
     """
     project = _project(options)
     warehouse = api.open_environment(project, env)
-    for relation in project.select(selection):
-        click.echo(";\n".join(api.relation_ddl(project, relation, warehouse)) + ";\n")
+    statements = [(r.name, api.relation_ddl(project, r, warehouse)) for r in project.select(selection)]
+    if fmt == "json":
+        print_json([{"relation": name, "statements": list(ddl)} for name, ddl in statements])
+        return
+    for _, ddl in statements:
+        click.echo(";\n".join(ddl) + ";\n")

@@ -86,7 +86,8 @@ cli.lazy = {
         (
             "extract",
             "conveyor.cli.commands:extract",
-            "Extract source tables into the lake, or show the extract tracking table.",
+            "Extract the source tables of SELECTION (default: all) from upstream into the lake, or show the "
+            "extract tracking table.",
         ),
         (
             "load",

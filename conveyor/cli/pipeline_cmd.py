@@ -34,11 +34,19 @@ def _when(value: datetime | None) -> str:
 
 @pipeline.command()
 @click.argument("name")
+@format_option
 @pass_options
-def install(options: Options, name: str) -> None:
+def install(options: Options, name: str, fmt: str) -> None:
     """Activate pipeline NAME in the scheduler's store (install again after changing it)."""
     row, nxt = api.install_pipeline(api.open_project(options.project_dir), name)
+    if fmt == "json":
+        print_json({"name": name, "status": row.status, "schedule": row.schedule, "next_run": _iso(nxt)})
+        return
     stdout.print(f"Installed pipeline {name}: {row.schedule}; next run {_when(nxt) or 'only when run by hand'}.")
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
 
 
 @pipeline.command(name="list")
@@ -145,48 +153,69 @@ def _resolved_steps(definition: Pipeline) -> list[str]:
     return lines
 
 
+def _said(fmt: str, name: str, status: str, text: str) -> None:
+    if fmt == "json":
+        print_json({"name": name, "status": status})
+    else:
+        stdout.print(text.format(name=name))
+
+
 def _set_status(options: Options, name: str, status: str | None) -> None:
     api.set_pipeline_status(api.open_project(options.project_dir), name, status)
 
 
 @pipeline.command()
 @click.argument("name")
+@format_option
 @pass_options
-def pause(options: Options, name: str) -> None:
+def pause(options: Options, name: str, fmt: str) -> None:
     """Stop scheduling NAME (a running run finishes)."""
     _set_status(options, name, "paused")
-    stdout.print(f"Paused pipeline {name}.")
+    _said(fmt, name, "paused", "Paused pipeline {name}.")
 
 
 @pipeline.command()
 @click.argument("name")
+@format_option
 @pass_options
-def resume(options: Options, name: str) -> None:
+def resume(options: Options, name: str, fmt: str) -> None:
     """Schedule NAME again; runs missed while paused are not made up."""
     _set_status(options, name, "active")
-    stdout.print(f"Resumed pipeline {name}.")
+    _said(fmt, name, "active", "Resumed pipeline {name}.")
 
 
 @pipeline.command()
 @click.argument("name")
+@format_option
 @pass_options
-def remove(options: Options, name: str) -> None:
+def remove(options: Options, name: str, fmt: str) -> None:
     """Uninstall NAME from the scheduler's store (its run history stays)."""
     _set_status(options, name, None)
-    stdout.print(f"Removed pipeline {name}.")
+    _said(fmt, name, "removed", "Removed pipeline {name}.")
 
 
 @pipeline.command(name="run")
 @click.argument("name")
+@click.option("--dry-run", is_flag=True, help="Show the steps the run would take; change nothing.")
 @format_option
 @pass_options
-def run_(options: Options, name: str, fmt: str) -> None:
+def run_(options: Options, name: str, dry_run: bool, fmt: str) -> None:
     """Run pipeline NAME now, in the foreground, once, with progress.
 
     It runs the definition in the project's files; the scheduler runs the installed copy
     (a note says so when they differ).
     """
     project, problems = api.open_project_for_run(options.project_dir)
+    if dry_run:
+        steps = _resolved_steps(get_pipeline(project, name))
+        if fmt == "json":
+            print_json({"name": name, "dry_run": True, "steps": steps})
+            return
+        stdout.print(f"Pipeline {name} would run:")
+        for index, step in enumerate(steps, 1):
+            stdout.print(f"  {index}. {escape(step)}")
+        stdout.print("Dry run: nothing was changed.")
+        return
     note = next((r["note"] for r in api.pipelines(project) if r["name"] == name and r["definition"] == CHANGED), None)
     if note and fmt == "table":
         stdout.print(f"Note: {escape(str(note))} This run uses the file.", highlight=False)

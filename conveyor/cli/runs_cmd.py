@@ -55,6 +55,7 @@ def _seconds(value: float | None) -> str:
 )
 @click.option("--command", "command_name", help="Only runs of this command (run, extract, load ...).")
 @click.option("--pipeline", "pipeline_name", help="Only runs of this pipeline.")
+@click.option("--env", "-e", "environment", help="Only runs that wrote this environment (in any step).")
 @format_option
 @pass_options
 @click.pass_context
@@ -65,13 +66,16 @@ def runs(
     status: str | None,
     command_name: str | None,
     pipeline_name: str | None,
+    environment: str | None,
     fmt: str,
 ) -> None:
     """List recent runs, newest first. `conveyor runs show RUN` shows one in detail."""
     if ctx.invoked_subcommand is not None:
         return
     project = _project(options.project_dir)
-    found = api.runs(project, limit=limit, status=status, command=command_name, pipeline=pipeline_name)
+    found = api.runs(
+        project, limit=limit, status=status, command=command_name, pipeline=pipeline_name, environment=environment
+    )
     if fmt == "json":
         print_json([_row(r) for r in found])
         return

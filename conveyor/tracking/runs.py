@@ -130,8 +130,10 @@ class RunHistory(RunLiveness):
         status: str | None = None,
         command: str | None = None,
         statuses: Sequence[str] = (),
+        environment: str | None = None,
     ) -> list[RunRow]:
-        """The most recent runs first, optionally filtered (``statuses``: any of these).
+        """The most recent runs first, optionally filtered (``statuses``: any of these;
+        ``environment``: runs that wrote it, as their environment or in any step).
 
         Runs whose process died are marked ``abandoned`` first (:meth:`abandon_dead_runs`).
         """
@@ -140,6 +142,11 @@ class RunHistory(RunLiveness):
         if statuses:
             clause += ("AND " if clause else "WHERE ") + f"status IN ({', '.join('?' * len(statuses))}) "
             params += list(statuses)
+        if environment is not None:
+            clause += ("AND " if clause else "WHERE ") + (
+                "(environment = ? OR run_id IN (SELECT run_id FROM events WHERE environment = ?)) "
+            )
+            params += [environment, environment]
         return self._runs(clause, params, limit)
 
     def get_run(self, run_id_or_prefix: str) -> RunRow:

@@ -12,7 +12,10 @@ import pytest
 from conveyor.cli.main import cli, main
 
 #: commands that write to the lake, the warehouse or the tracking store
-CHANGING = {("run",), ("extract",), ("load",)}
+CHANGING = {("run",), ("extract",), ("load",), ("update",), ("upgrade",), ("unload",), ("pipeline", "run")}
+
+#: commands whose output is only for people (help, a long-running process's log, a JSON Schema)
+NOT_JSON = {("scheduler",), ("schema",)}
 
 
 def walk(group: click.Command, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], click.Command]]:
@@ -59,11 +62,22 @@ def test_every_command_has_help(path: tuple[str, ...], command: click.Command, c
 
 @pytest.mark.parametrize("path", sorted(CHANGING))
 def test_changing_commands_accept_dry_run(path: tuple[str, ...]) -> None:
+    assert path in dict(COMMANDS), path
     command = dict(COMMANDS)[path]
     default = getattr(command, "default", None)
     if isinstance(command, click.Group) and default:
         command = command.commands[default]  # `conveyor extract ...` runs its default subcommand
     assert "--dry-run" in {opt for p in command.params for opt in p.opts}
+
+
+def test_every_command_that_prints_offers_json() -> None:
+    missing = [
+        " ".join(path)
+        for path, command in COMMANDS
+        if path and not isinstance(command, click.Group) and path not in NOT_JSON
+        and "--format" not in {opt for p in command.params for opt in p.opts}
+    ]  # fmt: skip
+    assert missing == []
 
 
 @pytest.mark.parametrize(

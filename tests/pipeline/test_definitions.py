@@ -180,8 +180,14 @@ def test_list_shows_defined_installed_and_changed_pipelines_and_the_scheduled_ru
         assert done.code == 0, done.output
         return {row["name"]: row for row in done.json()}
 
+    dry = conveyor(root, "pipeline", "run", "nightly", "--dry-run", "--format", "json")
+    assert dry.code == 0, dry.output
+    assert dry.json() == {"name": "nightly", "dry_run": True, "steps": ["extract", "load into dev"]}
+    assert not (root / "lake").exists() and not (root / "warehouse.duckdb").exists()
+
     rows = listed()
     assert (rows["nightly"]["status"], rows["nightly"]["definition"]) == ("not installed", "not installed")
+    assert rows["nightly"]["last_run"] is None  # the dry run recorded nothing
     text = conveyor(root, "pipeline", "list")
     assert "not installed" in text.stdout and "conveyor pipeline install nightly" in text.stdout
 
