@@ -7,7 +7,7 @@ import logging
 import sys
 import threading
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 from rich.console import Console
 from rich.markup import escape
@@ -118,10 +118,50 @@ def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
-def print_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None = None) -> None:
+#: columns of free text that may wrap to fit a terminal; every other column (ids, names, numbers,
+#: times) is printed whole, whatever the width
+FLEXIBLE = frozenset({"error", "depends on", "description", "note", "watermark", "why"})
+
+
+def print_table(
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    title: str | None = None,
+    *,
+    flexible: frozenset[str] = FLEXIBLE,
+) -> None:
+    """A table for people: a rich table on a terminal, aligned plain text in a pipe or a file.
+
+    Nothing that identifies or counts is ever cut: such columns keep their full width and the
+    ``flexible`` ones (free text such as an error) wrap instead; when even the fixed columns
+    are wider than the terminal, the terminal wraps the lines.
+    """
+    from conveyor.cli.plain import aligned, numeric_columns
+
+    cells = [["" if v is None else str(v) for v in row] for row in rows]
+    # a column of free text that is empty in every row says nothing
+    keep = [i for i, c in enumerate(columns) if c not in flexible or any(row[i] for row in cells)] if cells else []
+    if cells and len(keep) < len(columns):
+        columns = [columns[i] for i in keep]
+        cells = [[row[i] for i in keep] for row in cells]
+    widths = [max([len(column), *(len(row[index]) for row in cells)]) for index, column in enumerate(columns)]
+    fixed = sum(w + 3 for w, c in zip(widths, columns, strict=True) if c not in flexible)
+    flexible_min = sum(min(w, 24) + 3 for w, c in zip(widths, columns, strict=True) if c in flexible)
+    if not stdout.is_terminal or fixed + flexible_min > stdout.width:
+        # in a pipe, or too wide for the terminal: plain lines, which the terminal wraps whole
+        if title:
+            sys.stdout.write(title + "\n")
+        sys.stdout.write(aligned(columns, cells, bold=stdout.is_terminal and not stdout.no_color))
+        sys.stdout.flush()
+        return
+    right = numeric_columns(cells, len(columns))
     table = Table(title=title, show_edge=False, header_style="bold")
-    for column in columns:
-        table.add_column(column)
-    for row in rows:
-        table.add_row(*["" if v is None else str(v) for v in row])
+    for index, column in enumerate(columns):
+        justify: Literal["left", "right"] = "right" if index in right else "left"
+        if column in flexible:
+            table.add_column(column, overflow="fold", ratio=1, justify=justify, min_width=min(widths[index], 24))
+        else:
+            table.add_column(column, no_wrap=True, min_width=widths[index], justify=justify)
+    for row in cells:
+        table.add_row(*row)
     stdout.print(table)
