@@ -28,6 +28,8 @@ class TableReport:
     """For updates: ``+col``, ``-col``, ``~col type a->b``, ``~col not null``, key changes."""
     notes: list[str] = field(default_factory=list)
     error: str | None = None
+    diff: str | None = None
+    """In a dry run of an update: the unified diff the update would make to the design file."""
 
     def to_dict(self, root: Path | None = None, *, dry_run: bool = False) -> dict[str, Any]:
         shown: str | None = None
@@ -48,6 +50,7 @@ class TableReport:
             "changes": list(self.changes),
             "notes": list(self.notes),
             "error": self.error,
+            "diff": self.diff,
         }
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from conveyor.bootstrap.design import decimal_limit, plan_create
 from conveyor.bootstrap.merge import plan_update
@@ -119,7 +120,11 @@ def bootstrap(
     for plan in plans:
         report.tables.extend(plan.reports)
         report.warnings.extend(plan.warnings)
-        if not dry_run:
+        if dry_run:
+            for write in plan.writes:  # what an update would change, as a diff of the file
+                if write.path.is_file() and write.report.action == "updated":
+                    write.report.diff = file_diff(write.path, write.text, project.root)
+        else:
             for write in plan.writes:
                 try:
                     atomic_write(write.path, write.text, write.mode)
@@ -140,6 +145,15 @@ def bootstrap(
             f"on each says why; docs/types.md): {', '.join(odd)}."
         )
     return report
+
+
+def file_diff(path: Path, new: str, root: Path) -> str:
+    """A unified diff from the file at ``path`` to ``new``, with paths relative to ``root``."""
+    import difflib
+
+    shown = str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+    old = path.read_text(encoding="utf-8")
+    return "".join(difflib.unified_diff(old.splitlines(True), new.splitlines(True), f"a/{shown}", f"b/{shown}"))
 
 
 def _plan_source(

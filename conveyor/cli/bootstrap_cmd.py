@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import click
 from rich.markup import escape
+from rich.syntax import Syntax
 
 from conveyor import api
 from conveyor.bootstrap import BootstrapReport, TableReport
@@ -57,7 +58,7 @@ def _action(table: TableReport, dry_run: bool) -> str:
 
 def _notes(table: TableReport) -> str:
     parts = [", ".join(table.changes), table.error or "", *table.notes]
-    return escape("; ".join(p.rstrip(".") for p in parts if p and p != "exists (use --update)"))
+    return "; ".join(p.rstrip(".") for p in parts if p and p != "exists (use --update)")
 
 
 def _print_report(report: BootstrapReport) -> None:
@@ -66,12 +67,16 @@ def _print_report(report: BootstrapReport) -> None:
     else:
         print_table(
             ["table", "action", "columns", "notes"],
-            [(escape(t.table), _action(t, report.dry_run), t.columns, _notes(t)) for t in report.tables],
+            [(t.table, _action(t, report.dry_run), t.columns, _notes(t)) for t in report.tables],
         )
     counts = report.counts()
     if report.dry_run:
         counts = {_WOULD.get(a, a): n for a, n in counts.items()}
     if counts:
         stdout.print(", ".join(f"{n} {a}" for a, n in counts.items()))
+    for table in report.tables:
+        if table.diff:
+            stdout.print()
+            stdout.print(Syntax(table.diff, "diff", theme="ansi_dark", background_color="default"))
     if report.dry_run:
         stdout.print("Dry run: nothing was written.")

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from conveyor.config.secrets import LOG_FILTER, scrub_loggers
 from conveyor.reporting import Reporter
@@ -163,5 +164,5 @@ def print_table(
         else:
             table.add_column(column, no_wrap=True, min_width=widths[index], justify=justify)
     for row in cells:
-        table.add_row(*row)
+        table.add_row(*(Text(cell) for cell in row))  # text as it is: a "[name]" is not markup
     stdout.print(table)

@@ -84,7 +84,8 @@ CREATE TABLE order_items (
     product_id    INTEGER NOT NULL REFERENCES products (product_id),
     quantity      INTEGER NOT NULL,
     unit_price    DECIMAL(10,2) NOT NULL,
-    discount_pct  DECIMAL(5,2)
+    discount_pct  DECIMAL(5,2),
+    UNIQUE (order_id, product_id)
 );
 CREATE TABLE payments (
     payment_id   INTEGER PRIMARY KEY,
@@ -93,7 +94,7 @@ CREATE TABLE payments (
     amount       DECIMAL(12,2) NOT NULL,
     paid_at      TIMESTAMPTZ NOT NULL,
     is_refund    BOOLEAN NOT NULL,
-    provider_ref TEXT
+    provider_ref UUID
 );
 CREATE TABLE product_reviews (
     review_id           INTEGER PRIMARY KEY,
