@@ -15,7 +15,7 @@ if TYPE_CHECKING:  # the machinery (pyarrow, sqlglot, the drivers) loads when a 
     from conveyor.bootstrap import BootstrapReport
     from conveyor.tracking.store import TrackingStore
     from conveyor.validate.problems import Report
-    from conveyor.warehouse.base import Warehouse
+    from conveyor.warehouse.base import QueryResult, Warehouse
 
 
 def open_project(path: Path | str = ".") -> Project:
@@ -77,6 +77,15 @@ def open_tracking(project: Project) -> TrackingStore:
     from conveyor.runctx import open_tracking as open_store
 
     return open_store(project)
+
+
+def query(project: Project, sql: str, *, env: str | None = None, limit: int = 100) -> QueryResult:
+    """Run one read-only query against an environment's published warehouse (``conveyor query``).
+
+    At most ``limit`` rows come back (``QueryResult.more`` says whether there were more). The
+    connection is read-only, so the query cannot change the warehouse.
+    """
+    return open_environment(project, env).query(sql, limit)
 
 
 def open_environment(project: Project, env: str | None = None) -> Warehouse:

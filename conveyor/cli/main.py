@@ -105,6 +105,11 @@ cli.lazy = {
             "Define, install and run scheduled pipelines (see docs/pipelines.md).",
         ),
         (
+            "query",
+            "conveyor.cli.query_cmd:query",
+            "Run one read-only SQL query against an environment's published warehouse and print the rows.",
+        ),
+        (
             "run",
             "conveyor.cli.commands:run",
             "Extract, load, build and publish: the whole ETL for SELECTION (default: everything).",

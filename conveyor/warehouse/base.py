@@ -13,7 +13,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from conveyor.design.models import TableDesign
 from conveyor.design.types import SqlType
@@ -54,6 +54,16 @@ class KeyViolation:
         if self.constraint == "not_null":
             return f"{self.relation}: column {cols} has {self.count} NULL value(s) but is declared not_null"
         return f"{self.relation}: {self.constraint} ({cols}) has {self.count} duplicate value(s), e.g. {shown}"
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    """What :meth:`Warehouse.query` returns: column names, rows (Python values: ``Decimal``,
+    aware ``datetime`` ...), and whether rows beyond the limit were left out."""
+
+    columns: list[str]
+    rows: list[tuple[Any, ...]]
+    more: bool
 
 
 def key_constraints(design: TableDesign) -> list[tuple[str, list[str]]]:
@@ -319,6 +329,19 @@ class Warehouse(ABC):
         from conveyor.errors import WarehouseError
 
         raise WarehouseError(f"{type(self).__name__} cannot unload relations yet.")
+
+    def query(self, sql: str, limit: int) -> QueryResult:
+        """Run one read-only query against the published warehouse; at most ``limit`` rows.
+
+        Raises:
+            WarehouseError: the engine cannot run queries here, or the query failed.
+        """
+        from conveyor.errors import WarehouseError
+
+        raise WarehouseError(
+            f'the {self.ENGINE} environment "{self.name}" cannot be queried from Conveyor.',
+            hint="Use the warehouse's own client.",
+        )
 
     @abstractmethod
     def describe(self) -> str:

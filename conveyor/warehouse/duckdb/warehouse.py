@@ -20,8 +20,8 @@ import duckdb
 import pyarrow as pa
 
 from conveyor.config.settings import EnvironmentConfig
-from conveyor.errors import WarehouseError
-from conveyor.warehouse.base import Warehouse, qualified
+from conveyor.errors import UserError, WarehouseError
+from conveyor.warehouse.base import QueryResult, Warehouse, qualified
 from conveyor.warehouse.duckdb.build import DuckDBBuild
 from conveyor.warehouse.duckdb.files import connect_shared, duckdb_path, relations_in, staging_path
 from conveyor.warehouse.duckdb.transaction import DuckDBTransaction
@@ -70,6 +70,19 @@ class DuckDBWarehouse(Warehouse):
             return {}
         with self.connect() as con:
             return relations_in(con, "")
+
+    def query(self, sql: str, limit: int) -> QueryResult:
+        """The published file, opened read-only: the query cannot change it."""
+        if not self.path.exists():
+            raise WarehouseError(f"{self.describe()} does not exist yet.", hint='Run "conveyor load" first.')
+        with self.connect() as con:
+            try:
+                cursor = con.execute(sql)
+                columns = [column[0] for column in cursor.description or []]
+                rows = cursor.fetchmany(limit + 1) if columns else []
+            except duckdb.Error as exc:
+                raise UserError(f"the query failed: {str(exc).strip()}", hint="Fix the SQL.") from None
+        return QueryResult(columns, rows[:limit], len(rows) > limit)
 
     @contextmanager
     def read_relation(self, name: str, batch_rows: int = 65_536) -> Iterator[pa.RecordBatchReader]:

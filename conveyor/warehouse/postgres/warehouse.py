@@ -20,8 +20,9 @@ from psycopg.conninfo import conninfo_to_dict
 from conveyor import cancel
 from conveyor.config.secrets import mask_dsn, scrub, scrub_dsn
 from conveyor.config.settings import EnvironmentConfig
-from conveyor.errors import WarehouseError
+from conveyor.errors import UserError, WarehouseError
 from conveyor.warehouse.base import (
+    QueryResult,
     Warehouse,
 )
 from conveyor.warehouse.postgres.build import BUILD_MARK, PostgresBuild
@@ -74,6 +75,19 @@ class PostgresWarehouse(Warehouse):
             ) from None
         end_with_client(con)
         return cancel.watch_connection(con)
+
+    def query(self, sql: str, limit: int) -> QueryResult:
+        """A read-only transaction (``default_transaction_read_only``): the query cannot write."""
+        with closing(self.connect()) as con:
+            con.execute("SET default_transaction_read_only = on")
+            try:
+                cursor = con.execute(sql)
+                columns = [column.name for column in cursor.description or []]
+                rows = cursor.fetchmany(limit + 1) if columns else []
+            except psycopg.Error as exc:
+                text = scrub(scrub_dsn(error_message(exc), self.dsn))
+                raise UserError(f"the query failed: {text}", hint="Fix the SQL.") from None
+        return QueryResult(columns, [tuple(row) for row in rows[:limit]], len(rows) > limit)
 
     def kept_build(self, run_id: str) -> bool | None:
         """Whether a staging schema marked with the run is there (publishing renames it away)."""
