@@ -1,42 +1,53 @@
-"""Benchmark: Conveyor's PostgreSQL load against ``psql \\copy`` of the same rows as CSV.
+"""Benchmark: Conveyor's load of Parquet into PostgreSQL against ``psql \\copy`` of the same rows as CSV.
 
-    python bench/load_pg.py --scale 1 --runs 3
+    /work/main/.venv/bin/python bench/load_pg.py --scale 1 --runs 3
 
-1. Generates TPC-H lineitem at the scale factor as Parquet parts with tpchgen-cli (installed
-   into this Python environment with pip when missing), once, and exports the same rows
-   as one CSV file, once. Neither is timed.
-2. Each run, in a fresh database table and after a CHECKPOINT:
-   - ``psql -c "\\copy lineitem FROM 'lineitem.csv' CSV"``;
-   - ``PostgresWarehouse.begin(...).load_table(design, manifest)`` over a Conveyor manifest
-     of the Parquet parts, then publish.
-   Each runs in its own subprocess, which reports its wall time and peak RSS (the psql
-   process's from ``getrusage(RUSAGE_CHILDREN)``, Conveyor's from ``VmHWM``).
-3. Prints the median of each, the ratio Conveyor/psql (target: at most 1.2) and a JSON line.
-
-The database is created on the server of ``--dsn`` (default: the local test server,
-user postgres) and dropped at the end.
+1. Setup, once and untimed, in a child process: TPC-H lineitem at the scale factor as
+   Parquet parts with tpchgen-cli (installed into this Python environment with pip when
+   missing) and the same rows as one CSV file; a database on the server of ``--dsn``.
+2. The tools, each a whole process on the same boundary: from the rows in files to a
+   published, analysed table (a table ready for queries):
+   - ``psql``: ``psql -f load.sql``: ``CREATE SCHEMA``, ``CREATE TABLE`` (Conveyor's DDL of the
+     design), ``\\copy ... CSV``, ``ANALYZE``;
+   - ``conveyor``: ``python bench/load_pg.py --worker conveyor ...``: interpreter start,
+     imports, a Conveyor manifest of the Parquet parts, ``PostgresWarehouse.begin``,
+     ``load_table`` (``CREATE TABLE``, binary ``COPY ... FREEZE``, ``ANALYZE``), ``publish``.
+   Timed by bench/dag/measure.py's ``run_timed(server="postgres")``: wall, client CPU (user +
+   system of the process and its children), peak RSS (``wait4``), and the PostgreSQL server's
+   CPU seconds over the run. Runs are interleaved with the order rotated (``interleave``),
+   after an untimed warm-up of each tool; before every run the loaded schemas are dropped and
+   a CHECKPOINT is taken (untimed).
+3. After every run the loaded table is checked: row count and a checksum over all columns
+   (the sum of the first 60 bits of the md5 of every row's text), equal for every run of
+   every tool.
+4. Prints a Markdown table (medians; ratios to psql) and a JSON line. The driver runs SQL
+   through psql only, so its own resident set (the floor of what ``wait4`` reports for the
+   processes it starts) stays small.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
+import shlex
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench" / "dag"))
+
+from measure import LoadMonitor, Sample, Series, interleave, machine_facts, run_timed  # noqa: E402
 
 ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+SCHEMAS = {"psql": "bench_psql", "conveyor": "bench_conveyor"}
+TOOLS = ["conveyor", "psql"]
 
 # lineitem as a Conveyor design: the Parquet types of tpchgen-cli, and the table psql loads into
 COLUMNS = [
@@ -119,32 +130,19 @@ def parquet_parts(scale: float, data: Path) -> list[Path]:
     return sorted(parts_dir.glob("*.parquet"), key=lambda p: int(p.stem.split(".")[-1]))
 
 
-# ---------------------------------------------------------------------------- measured workers
+# ---------------------------------------------------------------------------- the tools
 
 
 def peak_rss_mb() -> float:
-    """VmHWM of this process (the kernel's high-water mark of resident memory)."""
+    """VmHWM of this process (the kernel's high-water mark of resident memory); bench/ingest_pg uses it."""
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def worker_psql(dsn: str, table: str, csv: str) -> dict[str, Any]:
-    started = time.perf_counter()
-    done = subprocess.run(
-        ["psql", dsn, "-v", "ON_ERROR_STOP=1", "-q", "-c", f"\\copy {table} FROM '{csv}' CSV"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    seconds = time.perf_counter() - started
-    if done.returncode:
-        raise SystemExit(f"psql failed: {done.stderr.strip()}")
-    return {"seconds": seconds, "peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
-
-
-def worker_conveyor(dsn: str, schema: str, files: list[str]) -> dict[str, Any]:
+def worker_conveyor(dsn: str, schema: str, files: list[str]) -> None:
+    """Conveyor's whole load of the Parquet parts into ``schema.lineitem``, published."""
     import pyarrow.parquet as pq
 
     from conveyor.lake.manifest import Manifest, PartFile
@@ -164,121 +162,187 @@ def worker_conveyor(dsn: str, schema: str, files: list[str]) -> dict[str, Any]:
         finished_at="",
         folder=paths[0].parent,
     )
-    warehouse = PostgresWarehouse("bench", dsn)
-    build = warehouse.begin([schema], run_id="bench")
+    build = PostgresWarehouse("bench", dsn).begin([schema], run_id="bench")
     try:
-        started = time.perf_counter()
-        rows = build.load_table(design(f"{schema}.lineitem"), manifest)
-        seconds = time.perf_counter() - started
-        publish_started = time.perf_counter()
+        build.load_table(design(f"{schema}.lineitem"), manifest)
         build.publish()
-        publish = time.perf_counter() - publish_started
     except BaseException:
         build.abort()
         raise
-    return {"seconds": seconds, "publish_seconds": publish, "rows": rows, "peak_rss_mb": peak_rss_mb()}
 
 
-def measure(kind: str, *args: str) -> dict[str, Any]:
+def psql_script(data: Path, csv: Path) -> Path:
+    from conveyor.warehouse import ddl
+
+    schema = SCHEMAS["psql"]
+    script = data / "load_psql.sql"
+    lines = [
+        "\\set ON_ERROR_STOP 1",
+        f"CREATE SCHEMA {schema};",
+        ddl.create_table(design(f"{schema}.lineitem"), "postgres") + ";",
+        f"\\copy {schema}.lineitem FROM {shlex.quote(str(csv))} CSV",
+        f"ANALYZE {schema}.lineitem;",
+    ]
+    script.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return script
+
+
+def psql(dsn: str, sql: str) -> str:
     done = subprocess.run(
-        [sys.executable, __file__, "--worker", kind, *args], capture_output=True, text=True, check=False
+        ["psql", "-X", "-At", "-v", "ON_ERROR_STOP=1", dsn, "-c", sql], capture_output=True, text=True, check=True
     )
-    if done.returncode:
-        raise SystemExit(f"{kind} run failed:\n{done.stdout}\n{done.stderr}")
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
+    return done.stdout.strip()
+
+
+def checksum(dsn: str, schema: str) -> str:
+    """Rows and a checksum over every column of ``schema.lineitem``."""
+    return psql(
+        dsn,
+        "SELECT count(*) || ' rows, ' || sum(('x' || left(md5(t::text), 15))::bit(60)::bigint::numeric) "
+        f"FROM {schema}.lineitem t",
+    )
+
+
+def reset(dsn: str) -> None:
+    drops = "; ".join(f'DROP SCHEMA IF EXISTS "{s}" CASCADE' for v in SCHEMAS.values() for s in (v, v + "$backup"))
+    psql(dsn, drops)
+    psql(dsn, "CHECKPOINT")
 
 
 # ---------------------------------------------------------------------------- driver
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--scale", type=float, default=1.0, help="TPC-H scale factor (default 1)")
-    parser.add_argument("--runs", type=int, default=3, help="runs of each loader (default 3); medians are reported")
-    parser.add_argument("--dsn", default=ADMIN_DSN, help="a database on the server to benchmark (default: %(default)s)")
-    parser.add_argument(
-        "--data", type=Path, default=Path(tempfile.gettempdir()) / "conveyor-bench", help="where data is generated"
-    )
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
-    parser.add_argument("args", nargs="*", help=argparse.SUPPRESS)
-    options = parser.parse_args()
-
-    if options.worker == "psql":
-        print(json.dumps(worker_psql(*options.args)))
-        return
-    if options.worker == "conveyor":
-        print(json.dumps(worker_conveyor(options.args[0], options.args[1], options.args[2:])))
-        return
-
+def setup(options: argparse.Namespace) -> None:
+    """Untimed, in a child process: data files, the psql script and the database; prints them as JSON."""
     import psycopg
-
-    from conveyor.warehouse import ddl
 
     if shutil.which("psql") is None:
         raise SystemExit("psql is not installed (apt-get install postgresql-client).")
     data = options.data / f"sf{options.scale:g}"
     data.mkdir(parents=True, exist_ok=True)
     files, csv = generate(options.scale, data)
-
+    script = psql_script(data, csv)
     database = f"conveyor_bench_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(options.dsn, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{database}"'.encode())
     dsn = psycopg.conninfo.make_conninfo(options.dsn, dbname=database)
-    results: dict[str, list[dict[str, Any]]] = {"psql": [], "conveyor": []}
-    try:
-        with psycopg.connect(dsn, autocommit=True) as con:
-            server = con.execute("SHOW server_version").fetchone()
-            for run in range(1, options.runs + 1):
-                for kind in ("psql", "conveyor"):
-                    con.execute("DROP SCHEMA IF EXISTS bench CASCADE")
-                    con.execute('DROP SCHEMA IF EXISTS "bench$backup" CASCADE')
-                    if kind == "psql":
-                        con.execute("CREATE SCHEMA bench")
-                        con.execute(ddl.create_table(design("bench.lineitem"), "postgres").encode())
-                    con.execute("CHECKPOINT")
-                    if kind == "psql":
-                        result = measure("psql", dsn, "bench.lineitem", str(csv))
-                    else:
-                        result = measure("conveyor", dsn, "bench", *map(str, files))
-                    row = con.execute("SELECT count(*) FROM bench.lineitem").fetchone()
-                    result["rows"] = row[0] if row else 0
-                    results[kind].append(result)
-                    print(
-                        f"run {run} {kind:>8}: {result['seconds']:7.2f} s  peak RSS {result['peak_rss_mb']:7.1f} MB"
-                        f"  ({result['rows']:,} rows)",
-                        flush=True,
-                    )
-            con.execute("DROP SCHEMA IF EXISTS bench CASCADE")
-            con.execute('DROP SCHEMA IF EXISTS "bench$backup" CASCADE')
-    finally:
-        with psycopg.connect(options.dsn, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{database}"'.encode())
+    print(json.dumps({"files": [str(f) for f in files], "script": str(script), "dsn": dsn, "database": database}))
 
-    psql = statistics.median(r["seconds"] for r in results["psql"])
-    conveyor = statistics.median(r["seconds"] for r in results["conveyor"])
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--scale", type=float, default=1.0, help="TPC-H scale factor (default 1)")
+    parser.add_argument("--runs", type=int, default=3, help="timed runs of each tool (default 3); medians are reported")
+    parser.add_argument("--dsn", default=ADMIN_DSN, help="a database on the server to benchmark (default: %(default)s)")
+    parser.add_argument(
+        "--data", type=Path, default=Path(tempfile.gettempdir()) / "conveyor-bench", help="where data is generated"
+    )
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--setup", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("args", nargs="*", help=argparse.SUPPRESS)
+    options = parser.parse_args()
+
+    if options.worker == "conveyor":
+        worker_conveyor(options.args[0], options.args[1], options.args[2:])
+        return
+    if options.setup:
+        setup(options)
+        return
+
+    facts = machine_facts()
+    setup_args = ["--scale", f"{options.scale:g}", "--dsn", options.dsn, "--data", str(options.data)]
+    done = subprocess.run(
+        [sys.executable, __file__, "--setup", *setup_args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode:
+        raise SystemExit(f"setup failed:\n{done.stdout}\n{done.stderr}")
+    prepared = json.loads(done.stdout.strip().splitlines()[-1])
+    dsn = prepared["dsn"]
+    commands = {
+        "psql": ["psql", "-X", "-q", dsn, "-f", prepared["script"]],
+        "conveyor": [sys.executable, __file__, "--worker", "conveyor", dsn, SCHEMAS["conveyor"], *prepared["files"]],
+    }
+    series = {tool: Series(tool, shlex.join(commands[tool])) for tool in TOOLS}
+    sums: dict[str, str] = {}
+    log = Path(tempfile.gettempdir()) / "conveyor-bench" / "load_pg.log"
+
+    def one(tool: str, run: int) -> Sample:
+        reset(dsn)
+        sample = run_timed(commands[tool], log=log, env={"PYTHONPATH": str(ROOT)}, server="postgres")
+        if sample.rc == 0:
+            found = checksum(dsn, SCHEMAS[tool])
+            sums.setdefault("expected", found)
+            if found != sums["expected"]:
+                print(f"MISMATCH {tool} run {run}: {found} != {sums['expected']}", flush=True)
+                sample.rc = -100
+        print(
+            f"run {run} {tool:>8}: {sample.wall:6.2f} s wall, {sample.cpu:6.2f} s CPU, "
+            f"{sample.server_cpu or 0:6.2f} s server CPU, {sample.rss_mb:5.0f} MB peak RSS, rc {sample.rc}",
+            flush=True,
+        )
+        return sample
+
+    try:
+        print("untimed warm-up of each tool ...", flush=True)
+        for tool in TOOLS:
+            one(tool, 0)
+        with LoadMonitor() as load:
+            interleave(options.runs, TOOLS, lambda tool, run: series[tool].samples.append(one(tool, run)))
+        reset(dsn)
+    finally:
+        psql(options.dsn, f'DROP DATABASE IF EXISTS "{prepared["database"]}"')
+
+    print(f"\nmachine: {facts}\nload average (1 min) while measuring: {load.summary()}")
+    print(
+        f"content: {sums.get('expected')} in every run of both tools"
+        if all(len(s.ok()) == len(s.samples) for s in series.values())
+        else "content: see MISMATCH lines / failures above"
+    )
+    for s in series.values():
+        print(f"{s.tool}: {s.command}")
+    print()
+    print(markdown(list(series.values()), "psql"))
     summary = {
         "scale": options.scale,
         "runs": options.runs,
-        "rows": results["conveyor"][-1]["rows"],
-        "parquet_parts": len(files),
-        "server": server[0] if server else None,
-        "cpus": os.cpu_count(),
-        "psql_seconds_median": round(psql, 2),
-        "conveyor_seconds_median": round(conveyor, 2),
-        "conveyor_publish_seconds_median": round(
-            statistics.median(r["publish_seconds"] for r in results["conveyor"]), 3
-        ),
-        "ratio_conveyor_to_psql": round(conveyor / psql, 3),
-        "psql_peak_rss_mb": round(max(r["peak_rss_mb"] for r in results["psql"]), 1),
-        "conveyor_peak_rss_mb": round(max(r["peak_rss_mb"] for r in results["conveyor"]), 1),
-        "target_ratio": 1.2,
+        "load": load.summary(),
+        "content": sums.get("expected"),
+        **{
+            s.tool: {
+                "wall": s.median_wall(),
+                "cpu": s.median_cpu(),
+                "server_cpu": s.median_server_cpu(),
+                "rss_mb": s.median_rss(),
+                "runs_ok": len(s.ok()),
+            }
+            for s in series.values()
+        },
     }
-    print(
-        f"\nmedian of {options.runs}: psql \\copy {psql:.2f} s, Conveyor load_table {conveyor:.2f} s, "
-        f"ratio {conveyor / psql:.2f}"
-    )
     print(json.dumps(summary))
+
+
+def markdown(series: list[Series], reference: str) -> str:
+    """Medians of wall, client CPU, server CPU and peak RSS, and the ratios to ``reference``."""
+    ref = next(s for s in series if s.tool == reference)
+    ref_wall, ref_cpu, ref_server = ref.median_wall() or 0, ref.median_cpu() or 0, ref.median_server_cpu() or 0
+    lines = [
+        "| tool | runs ok | median wall (s) | min-max (s) | client CPU (s) | server CPU (s) | peak RSS (MB) "
+        f"| wall vs {reference} | client+server CPU vs {reference} |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for s in series:
+        wall, cpu, server, rss = s.median_wall(), s.median_cpu(), s.median_server_cpu(), s.median_rss()
+        if wall is None or cpu is None or server is None or rss is None or not ref_wall:
+            lines.append(f"| {s.tool} | 0/{len(s.samples)} | failed | | | | | | |")
+            continue
+        lines.append(
+            f"| {s.tool} | {len(s.ok())}/{len(s.samples)} | {wall:.2f} | {s.spread()} | {cpu:.2f} | {server:.2f} "
+            f"| {rss:.0f} | {wall / ref_wall:.2f}x | {(cpu + server) / (ref_cpu + ref_server):.2f}x |"
+        )
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

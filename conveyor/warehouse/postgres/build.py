@@ -17,7 +17,7 @@ import random
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any
 
@@ -187,7 +187,8 @@ class PostgresBuild(Build):
 
     # ------------------------------------------------------------------ relations
 
-    def load_table(self, design: TableDesign, manifest: Manifest) -> int:
+    def load_table(self, design: TableDesign, manifest: Manifest, *, analyze: bool = True) -> int:
+        """Create a source table, COPY an extract into it and (unless told not to) analyse it."""
         require_columns(design, manifest)
         target = self.staged(design.name)
         with self._transaction(design, "loading") as con:
@@ -195,10 +196,20 @@ class PostgresBuild(Build):
             rows = self._copy(con, design, manifest, target)
             for statement in ddl.comments(design, name=target):
                 con.execute(statement)
+            if analyze:
+                analyze_table(con, target)
         return rows
 
-    def merge_table(self, design: TableDesign, manifest: Manifest) -> int:
-        """COPY an incremental extract into a temporary table, then replace rows by primary key."""
+    def load_chain(self, design: TableDesign, manifests: Sequence[Manifest]) -> int:
+        """Load a full extract and merge the increments after it; the table is analysed once, at the end."""
+        last = len(manifests) - 1
+        rows = self.load_table(design, manifests[0], analyze=last == 0)
+        for index, manifest in enumerate(manifests[1:], 1):
+            rows += self.merge_table(design, manifest, analyze=index == last)
+        return rows
+
+    def merge_table(self, design: TableDesign, manifest: Manifest, *, analyze: bool = True) -> int:
+        """COPY an incremental extract into a temporary table, then replace rows by primary key (and analyse)."""
         target = qualified(self.staged(design.name))
         require_columns(design, manifest)
         with self._transaction(design, "merging into") as con:
@@ -215,6 +226,8 @@ class PostgresBuild(Build):
             rows = con.execute(f"INSERT INTO {target} ({columns}) SELECT {columns} FROM incoming").rowcount
             # several merges can share one transaction (update): the next creates it again
             con.execute("DROP TABLE pg_temp.incoming")
+            if analyze:
+                analyze_table(con, self.staged(design.name))
         return max(rows, 0)
 
     def _copy(
@@ -294,6 +307,7 @@ class PostgresBuild(Build):
                 rows = con.execute(f"CREATE TABLE {target} AS {sql}").rowcount
             for statement in ddl.comments(design, name=self.staged(design.name)):
                 con.execute(statement)
+            analyze_table(con, self.staged(design.name))
         return max(rows, 0)
 
     def create_view(self, design: TableDesign, sql: str) -> None:
@@ -522,6 +536,20 @@ def _lock_holder(con: psycopg.Connection[Any], schema: str) -> str:
     if not holder:
         return ""
     return f" (backend pid {holder[0]}, {holder[1] or 'no name'}, since {holder[2]:%Y-%m-%d %H:%M:%S})"
+
+
+def analyze_table(con: psycopg.Connection[Any], table: str) -> None:
+    """Gather the planner's statistics of a table just filled, in the transaction that filled it.
+
+    A build reads each table in the next relation's query as soon as it is committed, long
+    before autovacuum would analyse it: without statistics PostgreSQL plans that query for
+    a guessed size and distribution (TPC-H query 19 at SF 0.1 took 62.8 s instead of 0.38 s).
+    Every load, merge and CTAS therefore ends with ``ANALYZE``, so the relations that read
+    the table are planned with its statistics. It samples at most 300 x
+    ``default_statistics_target`` rows (30,000 by default), so it costs little even on a
+    large table.
+    """
+    con.execute(f"ANALYZE {qualified(table)}")
 
 
 def require_columns(design: TableDesign, manifest: Manifest) -> None:

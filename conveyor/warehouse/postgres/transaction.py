@@ -18,7 +18,7 @@ from conveyor.warehouse.base import (
     qualified,
     quote,
 )
-from conveyor.warehouse.postgres.build import PostgresBuild, lock_schema, require_columns
+from conveyor.warehouse.postgres.build import PostgresBuild, analyze_table, lock_schema, require_columns
 from conveyor.warehouse.postgres.catalog import DependentView, grants_of, name_session, table_shape, views_reading
 from conveyor.warehouse.postgres.connect import Server, error_message, log
 
@@ -178,9 +178,9 @@ class PostgresTransaction(PostgresBuild, Transaction):
             self.ensure_schema(schema)
             self._schemas_made.add(schema)
 
-    def load_table(self, design: TableDesign, manifest: Manifest) -> int:
+    def load_table(self, design: TableDesign, manifest: Manifest, *, analyze: bool = True) -> int:
         self._schema_of(design)
-        rows = super().load_table(design, manifest)
+        rows = super().load_table(design, manifest, analyze=analyze)
         self._created(design)
         return rows
 
@@ -196,8 +196,10 @@ class PostgresTransaction(PostgresBuild, Transaction):
             rows = self._copy(con, design, manifests[0], design.name)
             for statement in ddl.comments(design):
                 con.execute(statement)
-        for manifest in manifests[1:]:
-            rows += self.merge_table(design, manifest)
+            if len(manifests) == 1:
+                analyze_table(con, design.name)
+        for index, manifest in enumerate(manifests[1:], 2):
+            rows += self.merge_table(design, manifest, analyze=index == len(manifests))
         return rows
 
     def create_table(self, design: TableDesign, sql: str) -> int:
@@ -220,6 +222,7 @@ class PostgresTransaction(PostgresBuild, Transaction):
                     rows = con.execute(f"INSERT INTO {target}\n{sql}").rowcount
                     for statement in ddl.comments(design):
                         con.execute(statement)
+                    analyze_table(con, design.name)
                 return max(rows, 0)
         self.drop(design.name)
         return self.create_table(design, sql)

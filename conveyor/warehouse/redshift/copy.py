@@ -35,11 +35,14 @@ def copy_from_manifest_sql(
 
     Parquet columns load by position, so the table's columns must be in the design's order
     (as :func:`redshift_ddl` creates them). ``serialize_to_json`` loads nested Parquet
-    columns (lists) into SUPER columns.
+    columns (lists) into SUPER columns. ``STATUPDATE TRUE`` has the COPY analyse the table
+    whether or not it was empty (Redshift's default analyses only an empty one), so the
+    relations built from it are planned with statistics, as on PostgreSQL; Redshift
+    analyses a ``CREATE TABLE ... AS`` by itself.
     """
     sql = (
         f"COPY {qualified(table)} FROM {literal(_s3(manifest_url, 'manifest_url'))} "
-        f"IAM_ROLE {literal(_role(iam_role))} FORMAT AS PARQUET"
+        f"IAM_ROLE {literal(_role(iam_role))} FORMAT AS PARQUET STATUPDATE TRUE"
     )
     if serialize_to_json:
         sql += " SERIALIZETOJSON"

@@ -180,17 +180,17 @@ def test_manifest_and_copy(tmp_path: Path) -> None:
     sql = copy_from_manifest_sql("shop$staging.orders", "s3://lake-bucket/manifests/orders.manifest", ROLE)
     assert sql == (
         'COPY "shop$staging"."orders" FROM \'s3://lake-bucket/manifests/orders.manifest\' '
-        f"IAM_ROLE '{ROLE}' FORMAT AS PARQUET MANIFEST"
+        f"IAM_ROLE '{ROLE}' FORMAT AS PARQUET STATUPDATE TRUE MANIFEST"
     )
     tree = parse(sql)
     assert isinstance(tree, exp.Copy)
     assert tree.this.db == "shop$staging" and tree.this.name == "orders"
     assert tree.args["files"][0].this == "s3://lake-bucket/manifests/orders.manifest"
     assert tree.args["credentials"].args["iam_role"].this == ROLE
-    assert {p.this.name for p in tree.args["params"]} == {"FORMAT", "MANIFEST"}
+    assert {p.this.name for p in tree.args["params"]} == {"FORMAT", "STATUPDATE", "MANIFEST"}
 
     nested = copy_from_manifest_sql("shop.orders", "s3://b/m", ROLE, region="eu-west-1", serialize_to_json=True)
-    assert nested.endswith("FORMAT AS PARQUET SERIALIZETOJSON MANIFEST REGION 'eu-west-1'")
+    assert nested.endswith("FORMAT AS PARQUET STATUPDATE TRUE SERIALIZETOJSON MANIFEST REGION 'eu-west-1'")
     assert isinstance(parse(nested), exp.Copy)
 
 
