@@ -365,9 +365,9 @@ class SparkRunner(Runner):
         for job in jobs:
             try:
                 settings, plan = self._application_of(job)
+                apps.application(settings, plan)
             except ExtractError:
                 continue  # the table fails with this error when it runs
-            apps.application(settings, plan)
         return apps
 
     def _application_of(self, job: ExtractJob) -> tuple[SparkSettings, SparkPlan]:
