@@ -497,3 +497,26 @@ def test_one_application_serves_every_table_of_a_run_and_fails_only_its_table(tm
         apps.close()
     assert len(list(tmp_path.glob("started-*"))) == 1, "one application for the three tables"
     assert not scratch.exists()
+
+
+def test_an_application_that_cannot_start_fails_each_table_without_starting_again(tmp_path: Path) -> None:
+    from conveyor.extract.runners.spark_application import SparkApplications
+
+    failing = tmp_path / "failing.py"
+    failing.write_text(
+        "import os, sys\n"
+        "open(os.path.join(sys.argv[1], f'started-{os.getpid()}'), 'w').close()\n"
+        'print(\'CONVEYOR_SPARK_ERROR {"message": "JAVA_HOME is not set"}\')\n'
+        "sys.exit(1)\n"
+    )
+    settings = SparkSettings(submit=f"{sys.executable} {failing} {tmp_path} {{app}}")
+    apps = SparkApplications(tmp_path / "run", {"up": "postgresql://u@h/db"}, tmp_path, SparkRunner()._argv)
+    try:
+        for relation in ("up.a", "up.b"):
+            given = RunnerInput(tmp_path, "postgresql://u@h/db", tmp_path, timeout_s=30, session=apps)
+            table = ExtractJob(relation, "up", "postgres", "public", "t", (("id", "integer"),), job_type="spark")
+            with pytest.raises(ExtractError, match="did not start: JAVA_HOME is not set"):
+                SparkRunner()._launch(table, given, settings, plan())
+    finally:
+        apps.close()
+    assert len(list(tmp_path.glob("started-*"))) == 1

@@ -182,8 +182,8 @@ class SparkApplications:
     """The Spark applications of one extract run: one per distinct settings, started on first use.
 
     Tables whose sources share the master, the submit command, the jars and the Spark
-    settings share an application. One that ended (a crash, a killed JVM) is replaced by a
-    new one for the tables that come after.
+    settings share an application. One that ended after it started (a crash, a killed JVM)
+    is replaced by a new one for the tables that come after; one that never started is not.
     """
 
     def __init__(
@@ -207,7 +207,9 @@ class SparkApplications:
         key = json.dumps([settings.submit, app], sort_keys=True)
         with self._lock:
             found = self._apps.get(key)
-            if found is not None and found.alive:
+            if found is not None and (found.alive or not (found.queue / READY).exists()):
+                # running, or it never got its SparkSession (no Java, a bad submit command):
+                # each table fails with that error instead of starting it again and again
                 return found
             if found is not None:
                 found.close(kill=True)
