@@ -283,7 +283,7 @@ def _reap_jvm(spark: Any) -> None:
         gateway.shutdown()
     with contextlib.suppress(Exception):
         proc.stdin.close()  # the JVM ends when its stdin closes
-        proc.wait(timeout=30)
+        proc.wait(timeout=300)
 
 
 def main() -> int:

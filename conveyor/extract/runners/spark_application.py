@@ -169,9 +169,9 @@ class SparkApplication:
                     (self.queue / STOP).touch()
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     self.proc.wait(timeout=grace_s)
-            if self.alive:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(self.proc.pid, signal.SIGKILL)
+            # the whole group, even when the program ended: a JVM it did not wait for must not outlive the run
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
             self._reader.join(timeout=5)
         finally:
