@@ -482,7 +482,7 @@ def test_one_application_serves_every_table_of_a_run_and_fails_only_its_table(tm
     )
     settings = SparkSettings(submit=f"{sys.executable} {server} {tmp_path} {{app}}")
     scratch = tmp_path / "run"
-    apps = SparkApplications(scratch, {"up": "postgresql://u:hunter2@h/db"}, tmp_path, SparkRunner()._argv)
+    apps = SparkApplications(scratch, {"up": "postgresql://u:hunter2@h/db"}, tmp_path)
     runner = SparkRunner()
     try:
         for relation in ("up.a", "up.bad", "up.b"):
@@ -510,7 +510,7 @@ def test_an_application_that_cannot_start_fails_each_table_without_starting_agai
         "sys.exit(1)\n"
     )
     settings = SparkSettings(submit=f"{sys.executable} {failing} {tmp_path} {{app}}")
-    apps = SparkApplications(tmp_path / "run", {"up": "postgresql://u@h/db"}, tmp_path, SparkRunner()._argv)
+    apps = SparkApplications(tmp_path / "run", {"up": "postgresql://u@h/db"}, tmp_path)
     try:
         for relation in ("up.a", "up.b"):
             given = RunnerInput(tmp_path, "postgresql://u@h/db", tmp_path, timeout_s=30, session=apps)

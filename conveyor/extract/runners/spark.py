@@ -52,7 +52,7 @@ from conveyor.extract.runners.base import (
     read_request,
     run_tasks,
 )
-from conveyor.extract.runners.spark_application import SparkApplications
+from conveyor.extract.runners.spark_application import SparkApplication, SparkApplications
 from conveyor.lake.lake import PartWriter
 from conveyor.sources import open_source, partition
 from conveyor.sources.base import ReadRequest, Source
@@ -361,11 +361,11 @@ class SparkRunner(Runner):
         self, jobs: list[ExtractJob], scratch: Path, dsns: dict[str, str], root: Path
     ) -> SparkApplications:
         """The run's Spark applications, each started now (its JVM starts while the tables are planned)."""
-        apps = SparkApplications(scratch, dsns, root, self._argv)
+        apps = SparkApplications(scratch, dsns, root)
         for job in jobs:
             try:
                 settings, plan = self._application_of(job)
-                apps.application(settings, plan)
+                self._application(apps, settings, plan)
             except ExtractError:
                 continue  # the table fails with this error when it runs
         return apps
@@ -385,13 +385,17 @@ class SparkRunner(Runner):
         plan = SparkPlan(job.relation, settings.master, jars, self._conf(settings), {}, "", "", "")
         return settings, plan
 
+    def _application(self, apps: SparkApplications, settings: SparkSettings, plan: SparkPlan) -> SparkApplication:
+        app = {"master": plan.master, "jars": plan.jars, "conf": plan.conf}
+        return apps.application(self._argv(settings, plan), app, local=settings.local)
+
     def _launch(self, job: ExtractJob, given: RunnerInput, settings: SparkSettings, plan: SparkPlan) -> dict[str, Any]:
         """Run the plan in the run's Spark application (or, outside a run, in one of its own)."""
         shared = given.session if isinstance(given.session, SparkApplications) else None
-        apps = shared or SparkApplications(given.folder / "_queue", {job.source: given.dsn}, given.root, self._argv)
+        apps = shared or SparkApplications(given.folder / "_queue", {job.source: given.dsn}, given.root)
         done = False
         try:
-            app = apps.application(settings, plan)
+            app = self._application(apps, settings, plan)
             answer = app.run(job.relation, job.source, plan.__dict__, given.timeout_s)
             done = True
         finally:

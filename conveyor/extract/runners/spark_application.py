@@ -34,16 +34,12 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from conveyor import cancel
 from conveyor.config.secrets import scrub
 from conveyor.errors import ExtractError
-
-if TYPE_CHECKING:
-    from conveyor.extract.runners.spark import SparkPlan, SparkSettings
 
 REQUEST_SUFFIX = ".request.json"
 RESULT_SUFFIX = ".result.json"
@@ -186,25 +182,18 @@ class SparkApplications:
     is replaced by a new one for the tables that come after; one that never started is not.
     """
 
-    def __init__(
-        self,
-        scratch: Path,
-        dsns: dict[str, str],
-        root: Path,
-        argv_of: Callable[[SparkSettings, SparkPlan], list[str]],
-    ):
+    def __init__(self, scratch: Path, dsns: dict[str, str], root: Path):
         self.scratch = scratch
         self.dsns = dsns
         self.root = root
-        self.argv_of = argv_of
         self._apps: dict[str, SparkApplication] = {}
         self._lock = threading.Lock()
         self._count = itertools.count(1)
 
-    def application(self, settings: SparkSettings, plan: SparkPlan) -> SparkApplication:
-        """The running application for these settings, started if there is none (or it ended)."""
-        app = {"master": plan.master, "jars": plan.jars, "conf": plan.conf}
-        key = json.dumps([settings.submit, app], sort_keys=True)
+    def application(self, argv: list[str], app: dict[str, Any], *, local: bool) -> SparkApplication:
+        """The running application of this command and these settings (``master``, ``jars``,
+        ``conf``), started if there is none (or it ended)."""
+        key = json.dumps([argv, app], sort_keys=True)
         with self._lock:
             found = self._apps.get(key)
             if found is not None and (found.alive or not (found.queue / READY).exists()):
@@ -213,11 +202,9 @@ class SparkApplications:
                 return found
             if found is not None:
                 found.close(kill=True)
-            app["name"] = f"conveyor extract ({self.scratch.name})"
+            named = {**app, "name": f"conveyor extract ({self.scratch.parent.name})"}
             queue = self.scratch / f"spark-{next(self._count)}"
-            started = SparkApplication(
-                self.argv_of(settings, plan), app, queue, self.dsns, self.root, local=settings.local
-            )
+            started = SparkApplication(argv, named, queue, self.dsns, self.root, local=local)
             self._apps[key] = started
             return started
 
