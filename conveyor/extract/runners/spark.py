@@ -6,10 +6,11 @@ incremental predicate (the same ``cursor >= watermark - lag`` the ``arrow`` runn
 the partitions (Spark's ``partitionColumn``/``lowerBound``/``upperBound``/``numPartitions``
 from the source's ``min_max`` for integer, date and timestamp keys; ``predicates`` at the
 source's quantiles for other keys) and, on PostgreSQL, one exported snapshot that every
-Spark partition imports. Then it runs :mod:`conveyor.extract.spark_app` as a subprocess
-(``python -m conveyor.extract.spark_app`` with pyspark in local mode, or a configured
-submit command for a cluster) with the plan, the job and the DSN in its environment,
-never on its command line.
+Spark partition imports. Then it hands the plan to the extract run's one Spark application
+(:mod:`conveyor.extract.runners.spark_application`, running :mod:`conveyor.extract.spark_app`:
+``python -m`` with pyspark in local mode, or a configured submit command for a cluster) and
+waits for that table's answer; the DSNs reach the application through its environment,
+never its command line or the plan.
 
 Spark writes Parquet into a staging folder inside the extract folder. Spark has no
 unsigned, uuid or json types, rounds decimals it cannot hold and reads some types in its
@@ -146,7 +147,7 @@ def require_pyspark() -> None:
 
 @dataclass
 class SparkPlan:
-    """What the Spark application runs; JSON in ``$CONVEYOR_SPARK_PLAN``. It holds no secret."""
+    """What the Spark application runs for one table; a request in its queue. It holds no secret."""
 
     relation: str
     master: str
