@@ -520,3 +520,49 @@ def test_an_application_that_cannot_start_fails_each_table_without_starting_agai
     finally:
         apps.close()
     assert len(list(tmp_path.glob("started-*"))) == 1
+
+
+@pytest.mark.postgres
+def test_cancelling_a_run_ends_its_spark_application(pg_dsn: str, tmp_path: Path) -> None:
+    """SIGINT while tables wait on the application: the run ends as cancelled, the application
+    (a stand-in that never answers nor stops by itself) and its children are gone, no scratch left."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    pg_run(pg_dsn)("CREATE TABLE a (id integer); CREATE TABLE b (id integer)")
+    designs = {f"up.{t}": {"source_table": f"public.{t}", "columns": [{"name": "id", "type": "integer"}]} for t in "ab"}
+    root = write_project(tmp_path / "p", {"up": {"type": "postgres", "dsn": "${UP_DSN}"}}, designs, job_type="spark")
+    stuck = tmp_path / "stuck.py"
+    stuck.write_text(
+        "import os, subprocess, sys, time\n"
+        "child = subprocess.Popen(['sleep', '120'])\n"
+        "open(os.path.join(sys.argv[1], 'pids'), 'w').write(f'{os.getpid()} {child.pid}')\n"
+        "time.sleep(120)\n"
+    )
+    env = {
+        **os.environ,
+        "UP_DSN": pg_dsn,
+        "CONVEYOR_SPARK_SUBMIT": f"{sys.executable} {stuck} {tmp_path} {{app}}",
+        "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "conveyor", "-p", str(root), "extract"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 60
+    while not list((root / "lake" / "_runs").glob("*/spark/spark-1/*.request.json")):
+        assert time.monotonic() < deadline and proc.poll() is None, "no table reached the application"
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out
+    pids = [int(p) for p in (tmp_path / "pids").read_text().split()]
+    time.sleep(0.5)
+    for pid in pids:
+        stat = Path(f"/proc/{pid}/stat")
+        assert not stat.exists() or stat.read_text().split(") ")[1].startswith(("Z", "X")), f"{pid} survived"
+    assert not list((root / "lake" / "_runs").iterdir())
