@@ -123,7 +123,8 @@ class SparkApplication:
         self._reader.join(timeout=5)  # the last lines it printed
         if self._error_line is not None:
             message = scrub(str(self._error_line.get("message") or "unknown error"))
-            return ExtractError(f'the Spark job of "{relation}" failed: the Spark application did not start: {message}')
+            what = "failed" if (self.queue / READY).exists() else "did not start"
+            return ExtractError(f'the Spark job of "{relation}" failed: the Spark application {what}: {message}')
         tail = scrub("\n".join(list(self._tail)[-8:]))
         code = self.proc.returncode
         return ExtractError(f'the Spark job of "{relation}" failed: the Spark application exited with {code}: {tail}')
