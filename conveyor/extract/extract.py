@@ -9,6 +9,7 @@ the commit after that, so it never claims data the lake does not hold.
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 import time
 from concurrent.futures import Executor, ThreadPoolExecutor
@@ -27,6 +28,7 @@ from conveyor.extract import incremental
 from conveyor.extract.jobs import ExtractJob
 from conveyor.extract.overlap import drop_reread_rows
 from conveyor.extract.runners import RunnerInput, RunnerOutput, runner_for
+from conveyor.extract.runners.base import RunnerSession
 from conveyor.faults import crash_point
 from conveyor.lake.lake import Lake
 from conveyor.lake.manifest import Manifest, write_manifest
@@ -75,20 +77,51 @@ def extract(ctx: RunContext, jobs: list[ExtractJob], *, fail_fast: bool = False)
     # with --fail-fast, a table that has not started when another failed does not start at all
     stop = threading.Event()
 
+    sessions = open_sessions(ctx, jobs)
+
     def one(job: ExtractJob, pool: Executor) -> TableResult:
         if stop.is_set():
             return TableResult(job.relation, "skipped", error="not started: --fail-fast")
         if cancel.requested():
             return TableResult(job.relation, "skipped", error="not started: the run was cancelled")
-        result = _extract_one(ctx, job, pool)
+        result = _extract_one(ctx, job, pool, sessions.get(job.job_type))
         if fail_fast and result.status == "failed":
             stop.set()
         return result
 
-    with ThreadPoolExecutor(max_workers=max(1, ctx.jobs), thread_name_prefix="extract") as pool:
-        futures = [pool.submit(one, job, pool) for job in jobs]
-        summary.results = [future.result() for future in futures]
+    finished = False
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, ctx.jobs), thread_name_prefix="extract") as pool:
+            futures = [pool.submit(one, job, pool) for job in jobs]
+            summary.results = [future.result() for future in futures]
+        finished = True
+    finally:
+        for session in sessions.values():
+            session.close(kill=not finished)
+        shutil.rmtree(_scratch(ctx), ignore_errors=True)
     return summary
+
+
+def _scratch(ctx: RunContext) -> Path:
+    """The run's scratch folder in the lake (beside ``data/``, so no reader ever sees it)."""
+    return lake_of(ctx).root / "_runs" / ctx.run_id
+
+
+def open_sessions(ctx: RunContext, jobs: list[ExtractJob]) -> dict[str, RunnerSession]:
+    """What each job type's runner shares across the run's tables (one Spark application, ...)."""
+    sessions: dict[str, RunnerSession] = {}
+    try:
+        for job_type in dict.fromkeys(job.job_type for job in jobs):
+            typed = [job for job in jobs if job.job_type == job_type]
+            dsns = {job.source: ctx.project.source_dsn(job.source) for job in typed}
+            session = runner_for(job_type).open_session(typed, _scratch(ctx) / job_type, dsns, ctx.project.root)
+            if session is not None:
+                sessions[job_type] = session
+    except BaseException:
+        for session in sessions.values():
+            session.close(kill=True)
+        raise
+    return sessions
 
 
 def check_jobs(project: Project, jobs: list[ExtractJob]) -> None:
@@ -98,11 +131,13 @@ def check_jobs(project: Project, jobs: list[ExtractJob]) -> None:
         runner_for(job.job_type)
 
 
-def _extract_one(ctx: RunContext, job: ExtractJob, pool: Executor | None = None) -> TableResult:
+def _extract_one(
+    ctx: RunContext, job: ExtractJob, pool: Executor | None = None, session: RunnerSession | None = None
+) -> TableResult:
     began = time.monotonic()
     try:
         with ctx.step(job.relation, "extract") as outcome:
-            manifest = _commit(ctx, job, pool)
+            manifest = _commit(ctx, job, pool, session)
             outcome.rows, outcome.bytes = manifest.rows, manifest.bytes
             outcome.detail["extract_id"] = manifest.extract_id
             outcome.detail["parts"] = len(manifest.files)
@@ -118,7 +153,7 @@ def _extract_one(ctx: RunContext, job: ExtractJob, pool: Executor | None = None)
         return TableResult(job.relation, "failed", seconds=time.monotonic() - began, error=message)
 
 
-def _commit(ctx: RunContext, job: ExtractJob, pool: Executor | None) -> Manifest:
+def _commit(ctx: RunContext, job: ExtractJob, pool: Executor | None, session: RunnerSession | None = None) -> Manifest:
     settings = ctx.project.settings
     lake = lake_of(ctx)
     dsn = ctx.project.source_dsn(job.source)
@@ -139,6 +174,7 @@ def _commit(ctx: RunContext, job: ExtractJob, pool: Executor | None) -> Manifest
                 previous_watermark=_previous_watermark(ctx, lake, job),
                 pool=pool,
                 workers=ctx.jobs,
+                session=session,
             )
             output = _with_retries(ctx, job, given)
             output = _without_overlap(lake, job, folder, output, settings.lake.compression)

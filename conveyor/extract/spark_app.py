@@ -1,26 +1,34 @@
-"""The PySpark application of the ``spark`` job type: one table's JDBC read into Parquet.
+"""The PySpark application of the ``spark`` job type: every table of an extract run in one SparkSession.
 
 This file travels to wherever Spark runs (``python -m conveyor.extract.spark_app`` in
 local mode, or the path of this file given to ``spark-submit`` or a managed cluster's
 submit command), so it imports nothing but the standard library and pyspark.
 
-It gets everything from the environment, never from its command line:
+Conveyor starts it once per extract run (per distinct Spark settings), so the JVM and the
+SparkSession are paid for once, not once per table. Its settings come from the
+environment, never from its command line:
 
-* ``CONVEYOR_SPARK_PLAN``: what to run, planned by Conveyor (the JDBC URL without
-  credentials, the driver class, the SELECT as a ``dbtable`` subquery, the partitioning,
-  the Spark settings and the output folder). It holds no secret.
-* ``CONVEYOR_SOURCE_DSN``: the source's resolved DSN; only its user and password are used,
-  and they go to Spark as JDBC properties (Spark redacts ``password`` in its UI and logs).
-* ``CONVEYOR_JOB``: the job as JSON (``ExtractJob.to_json``), for the application name.
+* ``CONVEYOR_SPARK_APP``: the master, the JDBC jars and the Spark settings (no secret).
+* ``CONVEYOR_SOURCE_DSNS``: a JSON object of the run's sources and their resolved DSNs;
+  only user and password are used, and they go to Spark as JDBC properties (Spark redacts
+  ``password`` in its UI and logs).
+* ``CONVEYOR_SPARK_QUEUE``: a folder both sides see (in the lake). Conveyor drops one
+  ``<id>.request.json`` per table into it (the planned read: JDBC URL without
+  credentials, the ``dbtable`` subquery, the partitioning, the output folder; no secret);
+  this program runs each on a thread of its own, as one Spark job group, and answers with
+  ``<id>.result.json`` (``{"ok": true, ...}`` or ``{"ok": false, "error": {...}}``), so one
+  table failing fails only that table. ``<id>.cancel`` cancels a table's Spark jobs;
+  ``stop`` ends the program once the requests in flight are answered.
 
-It writes Parquet files into the output folder and prints one line
-``CONVEYOR_SPARK_RESULT {...}`` (or ``CONVEYOR_SPARK_ERROR {...}`` and exit status 1) on
-standard output. Conveyor converts the files to the design's exact Arrow types and
-commits the extract; this program never touches the manifest.
+It writes each table's Parquet files into that table's own output folder. Conveyor
+converts them to the design's exact Arrow types and commits each table's extract; this
+program never touches a manifest. A failure to start at all is one line
+``CONVEYOR_SPARK_ERROR {...}`` on standard output and exit status 1.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -31,8 +39,13 @@ import traceback
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-RESULT = "CONVEYOR_SPARK_RESULT"
 ERROR = "CONVEYOR_SPARK_ERROR"
+#: the files of the request queue (a folder both sides see; see docs/spark.md)
+REQUEST_SUFFIX = ".request.json"
+RESULT_SUFFIX = ".result.json"
+CANCEL_SUFFIX = ".cancel"
+READY = "ready.json"
+STOP = "stop"
 
 #: settings the exact type mapping depends on; a user's ``conf`` cannot change them
 FIXED_CONF = {
@@ -189,39 +202,114 @@ def watch_parent() -> None:
     threading.Thread(target=watch, name="conveyor-parent-watch", daemon=True).start()
 
 
-def main() -> int:
-    """Run the plan in ``$CONVEYOR_SPARK_PLAN``; report on standard output."""
+def _write_json(path: str, value: dict[str, Any]) -> None:
+    """Write ``value`` to ``path`` whole or not at all (a reader never sees half a file)."""
+    temporary = f"{path}.tmp-{os.getpid()}"
+    with open(temporary, "w", encoding="utf-8") as handle:
+        json.dump(value, handle)
+    os.replace(temporary, path)
+
+
+def run_request(spark: Any, queue: str, request: dict[str, Any], dsns: dict[str, str]) -> None:
+    """Run one table's plan as a Spark job group of its own and write its result file."""
     began = time.monotonic()
-    watch_parent()
+    ident = str(request["id"])
+    plan = request["plan"]
+    user, password = credentials(dsns.get(str(request.get("source")), ""))
+    context = spark.sparkContext
     try:
-        plan = json.loads(os.environ["CONVEYOR_SPARK_PLAN"])
-    except (KeyError, ValueError) as exc:
-        print(f"{ERROR} " + json.dumps({"message": f"no valid CONVEYOR_SPARK_PLAN in the environment: {exc}"}))
-        return 2
-    job = json.loads(os.environ.get("CONVEYOR_JOB") or "{}")
-    user, password = credentials(os.environ.get("CONVEYOR_SOURCE_DSN", ""))
-    app_name = f"conveyor extract {job.get('relation', plan.get('relation', '?'))}"
-    try:
-        spark = session(plan, app_name)
+        # every Spark job of this table carries its id: a cancel file stops exactly them
+        context.setJobGroup(ident, f"conveyor extract {plan.get('relation', '?')}", interruptOnCancel=True)
         frame = read(spark, plan, user, password)
         partitions = frame.rdd.getNumPartitions()
         write(frame, plan)
-        result = {
+        result: dict[str, Any] = {
+            "ok": True,
             "spark_version": spark.version,
-            "master": spark.sparkContext.master,
-            "application_id": spark.sparkContext.applicationId,
+            "master": context.master,
+            "application_id": context.applicationId,
             "partitions": partitions,
             "seconds": round(time.monotonic() - began, 3),
         }
-        print(f"{RESULT} " + json.dumps(result), flush=True)
-        spark.stop()
-        return 0
     except Exception as exc:
-        report = describe_error(exc, [password or ""])
+        result = {"ok": False, "error": describe_error(exc, [password or ""])}
         if not getattr(exc, "java_exception", None):
             tail = traceback.format_exc(limit=3).strip().splitlines()[-3:]
-            report["detail"] = "\n".join(tail).replace(password or "\0", "***")
-        print(f"{ERROR} " + json.dumps(report), flush=True)
+            result["error"]["detail"] = "\n".join(tail).replace(password or "\0", "***")
+    _write_json(os.path.join(queue, f"{ident}{RESULT_SUFFIX}"), result)
+
+
+def serve(spark: Any, queue: str, dsns: dict[str, str], poll_s: float = 0.05) -> None:
+    """Run every request that appears in ``queue``, each on its own thread, until told to stop.
+
+    Requests run side by side in the one SparkSession (Spark's scheduler shares the
+    executors between their jobs); how many at a time is up to Conveyor, which sends a
+    table's request only when one of its workers extracts that table.
+    """
+    started: dict[str, threading.Thread] = {}
+    cancelled: set[str] = set()
+    while True:
+        names = sorted(os.listdir(queue))
+        for name in names:
+            if name.endswith(REQUEST_SUFFIX):
+                ident = name[: -len(REQUEST_SUFFIX)]
+                if ident in started:
+                    continue
+                with open(os.path.join(queue, name), encoding="utf-8") as handle:
+                    request = json.load(handle)
+                thread = threading.Thread(
+                    target=run_request, args=(spark, queue, request, dsns), name=f"table-{ident}", daemon=True
+                )
+                started[ident] = thread
+                thread.start()
+            elif name.endswith(CANCEL_SUFFIX):
+                ident = name[: -len(CANCEL_SUFFIX)]
+                if ident not in cancelled:
+                    cancelled.add(ident)
+                    spark.sparkContext.cancelJobGroup(ident)
+        if STOP in names and not any(t.is_alive() for t in started.values()):
+            return
+        time.sleep(poll_s)
+
+
+def _reap_jvm(spark: Any) -> None:
+    """Stop Spark and wait for the JVM pyspark started, so it ends with (and is counted in) this process."""
+    gateway: Any = getattr(type(spark.sparkContext), "_gateway", None)
+    proc = getattr(gateway, "proc", None)
+    spark.stop()
+    if proc is None:
+        return  # spark-submit started us: the JVM is our parent
+    with contextlib.suppress(Exception):
+        gateway.shutdown()
+    with contextlib.suppress(Exception):
+        proc.stdin.close()  # the JVM ends when its stdin closes
+        proc.wait(timeout=300)
+
+
+def main() -> int:
+    """Serve the requests of ``$CONVEYOR_SPARK_QUEUE`` in one SparkSession; errors go to standard output."""
+    watch_parent()
+    queue = os.environ.get("CONVEYOR_SPARK_QUEUE", "")
+    try:
+        app = json.loads(os.environ["CONVEYOR_SPARK_APP"])
+        dsns = json.loads(os.environ.get("CONVEYOR_SOURCE_DSNS") or "{}")
+        if not queue or not os.path.isdir(queue):
+            raise ValueError(f"CONVEYOR_SPARK_QUEUE names no folder: {queue!r}")
+    except (KeyError, ValueError) as exc:
+        print(f"{ERROR} " + json.dumps({"message": f"no valid Spark application settings in the environment: {exc}"}))
+        return 2
+    passwords = [credentials(dsn)[1] or "" for dsn in dsns.values()]
+    try:
+        spark = session(app, app.get("name") or "conveyor extract")
+        _write_json(
+            os.path.join(queue, READY),
+            {"spark_version": spark.version, "application_id": spark.sparkContext.applicationId},
+        )
+        serve(spark, queue, dsns)
+        _reap_jvm(spark)
+        return 0
+    except Exception as exc:
+        print(f"{ERROR} " + json.dumps(describe_error(exc, passwords)), flush=True)
         return 1
 
 

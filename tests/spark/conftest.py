@@ -1,6 +1,6 @@
 """Fixtures for the ``spark`` job type tests: shared databases, two projects, one lake each.
 
-Spark starts a JVM per table (several seconds each), so the expensive tests share state:
+Every extract run starts a Spark application (a JVM, seconds), so the expensive tests share state:
 one PostgreSQL and one MariaDB database per module, and two projects over the same
 upstream tables, ``arrow/`` and ``spark/``, identical except for the job type. The Spark
 tests run in local mode (``local[2]``) against the services on 127.0.0.1 (PostgreSQL:

@@ -2,9 +2,9 @@
 
 Two projects read the same upstream tables, one with ``job_type: arrow`` and one with
 ``job_type: spark``; every committed extract must be identical, column by column, and the
-incremental watermarks must move identically. Spark starts one JVM per table, so the
-projects and databases are shared by the whole module and each extract runs every table
-at once.
+incremental watermarks must move identically. Each extract run starts a Spark application
+(a JVM) per engine, so the projects and databases are shared by the whole module and each
+extract runs every table at once.
 """
 
 from __future__ import annotations

@@ -25,6 +25,7 @@ from conveyor.design.types import SqlType, parse_type
 from conveyor.errors import ConveyorError, ExtractError
 from conveyor.extract import spark_app
 from conveyor.extract.jobs import ExtractJob
+from conveyor.extract.runners import RunnerInput
 from conveyor.extract.runners import spark as spark_runner
 from conveyor.extract.runners.spark import (
     SparkPlan,
@@ -170,8 +171,8 @@ def test_app_error_report_masks_the_password() -> None:
     assert report["transient"] is False
 
 
-def test_app_without_a_plan_reports_an_error(monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
-    monkeypatch.delenv("CONVEYOR_SPARK_PLAN", raising=False)
+def test_app_without_its_settings_reports_an_error(monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
+    monkeypatch.delenv("CONVEYOR_SPARK_APP", raising=False)
     assert spark_app.main() == 2
     assert capsys.readouterr().out.startswith("CONVEYOR_SPARK_ERROR ")
 
@@ -256,37 +257,65 @@ FAKE_SUBMIT = textwrap.dedent(
     """
     # Plays spark-submit: runs the planned SQL with psycopg and writes Parquet the way Spark
     # does (uuid and json as strings, naive timestamps as UTC instants, decimals as decimals).
-    import json, os, sys, uuid
+    import json, os, sys, time, uuid
     from urllib.parse import urlsplit
     import psycopg, pyarrow as pa, pyarrow.parquet as pq
 
-    plan = json.loads(os.environ["CONVEYOR_SPARK_PLAN"])
-    dsn = os.environ["CONVEYOR_SOURCE_DSN"]
-    record = {"argv": sys.argv, "dsn_in_argv": any(dsn in a for a in sys.argv), "plan": plan}
-    open(os.environ["FAKE_RECORD"], "w").write(json.dumps(record))
-    out = urlsplit(plan["output"]).path
-    os.makedirs(out)
-    predicates = plan.get("predicates") or ["TRUE"]
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("SET TIME ZONE 'UTC'")
-        for i, predicate in enumerate(predicates):
-            cur = conn.execute(f"SELECT * FROM {plan['dbtable']} WHERE {predicate}".encode())
-            names = [d.name for d in cur.description]
-            rows = cur.fetchall()
-            columns = {}
-            for j, name in enumerate(names):
-                values = [r[j] for r in rows]
-                if any(isinstance(v, uuid.UUID) for v in values):
-                    values = [None if v is None else str(v) for v in values]
-                if any(isinstance(v, (dict, list)) for v in values) and name not in ("ai",):
-                    values = [None if v is None else json.dumps(v) for v in values]
-                columns[name] = pa.array(values)
-                if pa.types.is_timestamp(columns[name].type) and columns[name].type.tz is None:
-                    columns[name] = columns[name].cast(pa.timestamp("us")).cast(pa.timestamp("us", tz="UTC"))
-            table = pa.table(columns).drop_columns([c for c in plan.get("drop", []) if c in names])
-            pq.write_table(table, os.path.join(out, f"part-{i:05d}-fake.c000.zstd.parquet"))
-    open(os.path.join(out, "_SUCCESS"), "w").close()
-    print("CONVEYOR_SPARK_RESULT " + json.dumps({"partitions": len(predicates), "spark_version": "fake"}))
+    app = json.loads(os.environ["CONVEYOR_SPARK_APP"])
+    queue = os.environ["CONVEYOR_SPARK_QUEUE"]
+    dsns = json.loads(os.environ["CONVEYOR_SOURCE_DSNS"])
+    record = {"argv": sys.argv, "dsn_in_argv": any(d in a for d in dsns.values() for a in sys.argv), "app": app}
+    record["plans"] = []
+
+
+    def one(request):
+        plan = request["plan"]
+        dsn = dsns[request["source"]]
+        out = urlsplit(plan["output"]).path
+        os.makedirs(out)
+        predicates = plan.get("predicates") or ["TRUE"]
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("SET TIME ZONE 'UTC'")
+            for i, predicate in enumerate(predicates):
+                cur = conn.execute(f"SELECT * FROM {plan['dbtable']} WHERE {predicate}".encode())
+                names = [d.name for d in cur.description]
+                rows = cur.fetchall()
+                columns = {}
+                for j, name in enumerate(names):
+                    values = [r[j] for r in rows]
+                    if any(isinstance(v, uuid.UUID) for v in values):
+                        values = [None if v is None else str(v) for v in values]
+                    if any(isinstance(v, (dict, list)) for v in values) and name not in ("ai",):
+                        values = [None if v is None else json.dumps(v) for v in values]
+                    columns[name] = pa.array(values)
+                    if pa.types.is_timestamp(columns[name].type) and columns[name].type.tz is None:
+                        columns[name] = columns[name].cast(pa.timestamp("us")).cast(pa.timestamp("us", tz="UTC"))
+                table = pa.table(columns).drop_columns([c for c in plan.get("drop", []) if c in names])
+                pq.write_table(table, os.path.join(out, f"part-{i:05d}-fake.c000.zstd.parquet"))
+        open(os.path.join(out, "_SUCCESS"), "w").close()
+        return {"ok": True, "partitions": len(predicates), "spark_version": "fake"}
+
+
+    # the queue protocol of conveyor/extract/spark_app.py, one request at a time
+    done = set()
+    while True:
+        names = sorted(os.listdir(queue))
+        for name in names:
+            if name.endswith(".request.json") and name not in done:
+                done.add(name)
+                request = json.load(open(os.path.join(queue, name)))
+                record["plans"].append(request["plan"])
+                try:
+                    answer = one(request)
+                except Exception as exc:
+                    answer = {"ok": False, "error": {"message": f"{type(exc).__name__}: {exc}"}}
+                open(os.environ["FAKE_RECORD"], "w").write(json.dumps(record))
+                tmp = os.path.join(queue, name + ".tmp")
+                open(tmp, "w").write(json.dumps(answer))
+                os.replace(tmp, os.path.join(queue, name.replace(".request.json", ".result.json")))
+        if "stop" in names:
+            break
+        time.sleep(0.02)
     """
 )
 
@@ -348,7 +377,8 @@ def test_submit_command_path_converts_and_commits(pg_dsn: str, tmp_path: Path, m
     seen = json.loads(record.read_text())
     assert not seen["dsn_in_argv"]
     assert seen["argv"][-1].endswith("conveyor/extract/spark_app.py")
-    assert len(seen["plan"]["predicates"]) == 3  # a text key: predicates at the quantiles
+    (seen_plan,) = seen["plans"]
+    assert len(seen_plan["predicates"]) == 3  # a text key: predicates at the quantiles
     (spark,) = committed(spark_root, "up", "up.t")
     (arrow,) = committed(arrow_root, "up", "up.t")
     assert spark.job_type == "spark" and spark.rows == 101
@@ -398,6 +428,7 @@ def test_bounds_are_utc_text() -> None:
 
 
 def test_a_timeout_ends_the_whole_spark_process_group(tmp_path: Path) -> None:
+    """A table on its own (no run session) gets an application of its own, ended with it."""
     from conveyor.extract.runners import RunnerInput
 
     pid_file = tmp_path / "child.pid"
@@ -414,3 +445,124 @@ def test_a_timeout_ends_the_whole_spark_process_group(tmp_path: Path) -> None:
     # the grandchild (the JVM's stand-in) is gone too: no such process, or a zombie not yet reaped
     stat = Path(f"/proc/{child}/stat")
     assert not stat.exists() or stat.read_text().split(") ")[1].startswith(("Z", "X"))
+    assert not (tmp_path / "_queue").exists()
+
+
+def test_one_application_serves_every_table_of_a_run_and_fails_only_its_table(tmp_path: Path) -> None:
+    """Two tables, one application: one answer fails its table, the other table goes on."""
+    from conveyor.extract.runners.spark_application import SparkApplications
+
+    server = tmp_path / "server.py"
+    server.write_text(
+        textwrap.dedent(
+            """
+            import json, os, sys, time
+            queue = os.environ["CONVEYOR_SPARK_QUEUE"]
+            dsns = json.loads(os.environ["CONVEYOR_SOURCE_DSNS"])
+            open(os.path.join(sys.argv[1], f"started-{os.getpid()}"), "w").close()
+            done = set()
+            while True:
+                names = sorted(os.listdir(queue))
+                for name in names:
+                    if name.endswith(".request.json") and name not in done:
+                        done.add(name)
+                        request = json.load(open(os.path.join(queue, name)))
+                        ok = request["relation"] != "up.bad"
+                        answer = {"ok": ok, "partitions": 1, "user": dsns[request["source"]].split("@")[0]}
+                        if not ok:
+                            answer["error"] = {"message": "ERROR: relation bad does not exist"}
+                        result = os.path.join(queue, name.replace(".request.json", ".result.json"))
+                        open(result + ".tmp", "w").write(json.dumps(answer))
+                        os.replace(result + ".tmp", result)
+                if "stop" in names:
+                    sys.exit(0)
+                time.sleep(0.02)
+            """
+        )
+    )
+    settings = SparkSettings(submit=f"{sys.executable} {server} {tmp_path} {{app}}")
+    scratch = tmp_path / "run"
+    apps = SparkApplications(scratch, {"up": "postgresql://u:hunter2@h/db"}, tmp_path)
+    runner = SparkRunner()
+    try:
+        for relation in ("up.a", "up.bad", "up.b"):
+            given = RunnerInput(tmp_path, "postgresql://u:hunter2@h/db", tmp_path, timeout_s=30, session=apps)
+            table = ExtractJob(relation, "up", "postgres", "public", "t", (("id", "integer"),), job_type="spark")
+            if relation == "up.bad":
+                with pytest.raises(ExtractError, match=r'the Spark job of "up\.bad" failed: ERROR: relation bad'):
+                    runner._launch(table, given, settings, plan())
+            else:
+                assert runner._launch(table, given, settings, plan())["ok"]
+    finally:
+        apps.close()
+    assert len(list(tmp_path.glob("started-*"))) == 1, "one application for the three tables"
+    assert not scratch.exists()
+
+
+def test_an_application_that_cannot_start_fails_each_table_without_starting_again(tmp_path: Path) -> None:
+    from conveyor.extract.runners.spark_application import SparkApplications
+
+    failing = tmp_path / "failing.py"
+    failing.write_text(
+        "import os, sys\n"
+        "open(os.path.join(sys.argv[1], f'started-{os.getpid()}'), 'w').close()\n"
+        'print(\'CONVEYOR_SPARK_ERROR {"message": "JAVA_HOME is not set"}\')\n'
+        "sys.exit(1)\n"
+    )
+    settings = SparkSettings(submit=f"{sys.executable} {failing} {tmp_path} {{app}}")
+    apps = SparkApplications(tmp_path / "run", {"up": "postgresql://u@h/db"}, tmp_path)
+    try:
+        for relation in ("up.a", "up.b"):
+            given = RunnerInput(tmp_path, "postgresql://u@h/db", tmp_path, timeout_s=30, session=apps)
+            table = ExtractJob(relation, "up", "postgres", "public", "t", (("id", "integer"),), job_type="spark")
+            with pytest.raises(ExtractError, match="did not start: JAVA_HOME is not set"):
+                SparkRunner()._launch(table, given, settings, plan())
+    finally:
+        apps.close()
+    assert len(list(tmp_path.glob("started-*"))) == 1
+
+
+@pytest.mark.postgres
+def test_cancelling_a_run_ends_its_spark_application(pg_dsn: str, tmp_path: Path) -> None:
+    """SIGINT while tables wait on the application: the run ends as cancelled, the application
+    (a stand-in that never answers nor stops by itself) and its children are gone, no scratch left."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    pg_run(pg_dsn)("CREATE TABLE a (id integer); CREATE TABLE b (id integer)")
+    designs = {f"up.{t}": {"source_table": f"public.{t}", "columns": [{"name": "id", "type": "integer"}]} for t in "ab"}
+    root = write_project(tmp_path / "p", {"up": {"type": "postgres", "dsn": "${UP_DSN}"}}, designs, job_type="spark")
+    stuck = tmp_path / "stuck.py"
+    stuck.write_text(
+        "import os, subprocess, sys, time\n"
+        "child = subprocess.Popen(['sleep', '120'])\n"
+        "open(os.path.join(sys.argv[1], 'pids'), 'w').write(f'{os.getpid()} {child.pid}')\n"
+        "time.sleep(120)\n"
+    )
+    env = {
+        **os.environ,
+        "UP_DSN": pg_dsn,
+        "CONVEYOR_SPARK_SUBMIT": f"{sys.executable} {stuck} {tmp_path} {{app}}",
+        "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "conveyor", "-p", str(root), "extract"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 60
+    while not list((root / "lake" / "_runs").glob("*/spark/spark-1/*.request.json")):
+        assert time.monotonic() < deadline and proc.poll() is None, "no table reached the application"
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out
+    pids = [int(p) for p in (tmp_path / "pids").read_text().split()]
+    time.sleep(0.5)
+    for pid in pids:
+        stat = Path(f"/proc/{pid}/stat")
+        assert not stat.exists() or stat.read_text().split(") ")[1].startswith(("Z", "X")), f"{pid} survived"
+    assert not list((root / "lake" / "_runs").iterdir())

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -46,6 +46,8 @@ class RunnerInput:
     timeout_s: float | None = None
     pool: Executor | None = None
     workers: int = 1
+    session: RunnerSession | None = None
+    """What the run's jobs of this type share (:meth:`Runner.open_session`), e.g. one Spark application."""
 
 
 @dataclass
@@ -62,10 +64,28 @@ class RunnerOutput:
     """What the read noticed and the run records (e.g. zero dates read as NULL)."""
 
 
+class RunnerSession(Protocol):
+    """State a runner keeps for all of one extract run's jobs of its type."""
+
+    def close(self, *, kill: bool = False) -> None:
+        """Release it at the end of the run (``kill``: the run failed or was cancelled; do not wait)."""
+
+
 class Runner(ABC):
     """Executes extract jobs of one job type."""
 
     JOB_TYPE: ClassVar[str] = ""
+
+    def open_session(
+        self, jobs: list[ExtractJob], scratch: Path, dsns: dict[str, str], root: Path
+    ) -> RunnerSession | None:
+        """Start what the run's ``jobs`` of this type share, before any of them runs.
+
+        ``scratch`` is a folder of the run inside the lake (not created yet), ``dsns`` the
+        resolved DSN of every source of ``jobs``. Each job's :class:`RunnerInput` carries the
+        session. None (the default): every job runs on its own.
+        """
+        return None
 
     @abstractmethod
     def run(self, job: ExtractJob, given: RunnerInput) -> RunnerOutput:

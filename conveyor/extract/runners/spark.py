@@ -6,10 +6,11 @@ incremental predicate (the same ``cursor >= watermark - lag`` the ``arrow`` runn
 the partitions (Spark's ``partitionColumn``/``lowerBound``/``upperBound``/``numPartitions``
 from the source's ``min_max`` for integer, date and timestamp keys; ``predicates`` at the
 source's quantiles for other keys) and, on PostgreSQL, one exported snapshot that every
-Spark partition imports. Then it runs :mod:`conveyor.extract.spark_app` as a subprocess
-(``python -m conveyor.extract.spark_app`` with pyspark in local mode, or a configured
-submit command for a cluster) with the plan, the job and the DSN in its environment,
-never on its command line.
+Spark partition imports. Then it hands the plan to the extract run's one Spark application
+(:mod:`conveyor.extract.runners.spark_application`, running :mod:`conveyor.extract.spark_app`:
+``python -m`` with pyspark in local mode, or a configured submit command for a cluster) and
+waits for that table's answer; the DSNs reach the application through its environment,
+never its command line or the plan.
 
 Spark writes Parquet into a staging folder inside the extract folder. Spark has no
 unsigned, uuid or json types, rounds decimals it cannot hold and reads some types in its
@@ -21,7 +22,6 @@ writes the manifest afterwards, as for every runner. See docs/spark.md.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import importlib.util
 import json
@@ -29,9 +29,6 @@ import logging
 import os
 import shlex
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -56,6 +53,7 @@ from conveyor.extract.runners.base import (
     read_request,
     run_tasks,
 )
+from conveyor.extract.runners.spark_application import SparkApplication, SparkApplications
 from conveyor.lake.lake import PartWriter
 from conveyor.sources import open_source, partition
 from conveyor.sources.base import ReadRequest, Source
@@ -64,10 +62,11 @@ from conveyor.sources.jdbc import JDBC_READERS, SPLIT_ALIAS, JdbcReader
 log = logging.getLogger("conveyor.sources")
 
 STAGING = "_spark"
-RESULT = "CONVEYOR_SPARK_RESULT"
-ERROR = "CONVEYOR_SPARK_ERROR"
 _INTEGER_KEYS = {"tinyint", "smallint", "integer", "bigint", "utinyint", "usmallint", "uinteger"}
 _TEMPORAL_KEYS = {"date", "timestamp", "timestamptz"}
+#: the local JVM's options: C1 only (no C2 compile threads) and one GC thread; measured in
+#: docs/benchmarks.md (spark section), overridden by a conf of spark.driver.extraJavaOptions
+LOCAL_JVM_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
 
 
 # --------------------------------------------------------------------------- configuration
@@ -148,7 +147,7 @@ def require_pyspark() -> None:
 
 @dataclass
 class SparkPlan:
-    """What the Spark application runs; JSON in ``$CONVEYOR_SPARK_PLAN``. It holds no secret."""
+    """What the Spark application runs for one table; a request in its queue. It holds no secret."""
 
     relation: str
     master: str
@@ -238,16 +237,8 @@ class SparkRunner(Runner):
     JOB_TYPE = "spark"
 
     def run(self, job: ExtractJob, given: RunnerInput) -> RunnerOutput:
-        settings = SparkSettings.resolve(job)
-        if settings.submit is None:
-            require_pyspark()
-        if job.source_type not in JDBC_READERS:
-            raise ExtractError(
-                f'"{job.relation}" has job_type spark, but its source is {job.source_type}; '
-                "the spark job type reads postgres and mysql sources.",
-                hint="Use job_type arrow for this table.",
-            )
-        jars = self._jars(job, settings)
+        settings, app_plan = self._application_of(job)
+        jars = app_plan.jars
         columns = tuple((name, parse_type(type_text)) for name, type_text in job.columns)
         schema = pa.schema([pa.field(name, sql_type.arrow) for name, sql_type in columns])
         staging = given.folder / STAGING
@@ -332,9 +323,15 @@ class SparkRunner(Runner):
     def _conf(settings: SparkSettings) -> dict[str, str]:
         conf: dict[str, str] = {}
         if settings.local:
-            # no web UI and no network interface needed for a local run
+            # no web UI and no network interface needed for a local run; a JVM that lives for
+            # one extract run spends less CPU with the quick JIT and the serial collector
             conf.update(
-                {"spark.ui.enabled": "false", "spark.driver.host": "127.0.0.1", "spark.driver.bindAddress": "127.0.0.1"}
+                {
+                    "spark.ui.enabled": "false",
+                    "spark.driver.host": "127.0.0.1",
+                    "spark.driver.bindAddress": "127.0.0.1",
+                    "spark.driver.extraJavaOptions": LOCAL_JVM_OPTIONS,
+                }
             )
         conf.update(settings.conf)
         return conf
@@ -361,62 +358,58 @@ class SparkRunner(Runner):
             argv += ["--conf", f"{key}={value}"]
         return [*argv, app]
 
-    def _launch(self, job: ExtractJob, given: RunnerInput, settings: SparkSettings, plan: SparkPlan) -> dict[str, Any]:
-        argv = self._argv(settings, plan)
-        env = {
-            **os.environ,
-            "CONVEYOR_SPARK_PLAN": plan.to_json(),
-            "CONVEYOR_JOB": job.to_json(),
-            "CONVEYOR_SOURCE_DSN": given.dsn,
-            "CONVEYOR_EXTRACT_DIR": str(given.folder),
-            "CONVEYOR_PARENT_PID": str(os.getpid()),
-            "CONVEYOR_PARENT_HOST": socket.gethostname(),
-        }
-        if settings.local:
-            env.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-        try:
-            # its own process group: a timeout or an interrupt ends the JVM too, not only Python
-            proc = subprocess.Popen(
-                argv,
-                env=env,
-                cwd=given.root,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                start_new_session=True,
-            )
-        except FileNotFoundError:
-            raise ExtractError(f'the Spark submit command of "{job.relation}" was not found: {argv[0]}.') from None
-        try:
-            stdout, stderr = proc.communicate(timeout=given.timeout_s)
-        except subprocess.TimeoutExpired:
-            _kill_group(proc)
-            raise ExtractError(f'the Spark job of "{job.relation}" timed out after {given.timeout_s} s.') from None
-        except BaseException:
-            _kill_group(proc)
-            raise
-        done = subprocess.CompletedProcess(argv, proc.returncode, stdout, stderr)
-        return self._outcome(job, done)
+    def open_session(
+        self, jobs: list[ExtractJob], scratch: Path, dsns: dict[str, str], root: Path
+    ) -> SparkApplications:
+        """The run's Spark applications, each started now (its JVM starts while the tables are planned)."""
+        apps = SparkApplications(scratch, dsns, root)
+        for job in jobs:
+            try:
+                settings, plan = self._application_of(job)
+                self._application(apps, settings, plan)
+            except ExtractError:
+                continue  # the table fails with this error when it runs
+        return apps
 
-    @staticmethod
-    def _outcome(job: ExtractJob, done: subprocess.CompletedProcess[str]) -> dict[str, Any]:
-        result: dict[str, Any] | None = None
-        error: dict[str, Any] | None = None
-        for line in (done.stdout or "").splitlines():
-            if line.startswith(RESULT + " "):
-                result = json.loads(line[len(RESULT) + 1 :])
-            elif line.startswith(ERROR + " "):
-                error = json.loads(line[len(ERROR) + 1 :])
-        if done.returncode == 0 and result is not None:
-            return result
-        if error is not None:
-            message = scrub(str(error.get("message") or "unknown error"))
-            where = f'the Spark job of "{job.relation}" failed: {message}'
-            if error.get("transient"):
-                raise TransientError(where)
-            raise ExtractError(where, hint=_hint(message))
-        tail = scrub("\n".join(_log_lines(done.stderr or done.stdout or "")[-8:]))
-        raise ExtractError(f'the Spark job of "{job.relation}" exited with {done.returncode}: {tail}')
+    def _application_of(self, job: ExtractJob) -> tuple[SparkSettings, SparkPlan]:
+        """The job's Spark settings, and a plan with only the application's part filled in."""
+        settings = SparkSettings.resolve(job)
+        if settings.submit is None:
+            require_pyspark()
+        if job.source_type not in JDBC_READERS:
+            raise ExtractError(
+                f'"{job.relation}" has job_type spark, but its source is {job.source_type}; '
+                "the spark job type reads postgres and mysql sources.",
+                hint="Use job_type arrow for this table.",
+            )
+        jars = self._jars(job, settings)
+        plan = SparkPlan(job.relation, settings.master, jars, self._conf(settings), {}, "", "", "")
+        return settings, plan
+
+    def _application(self, apps: SparkApplications, settings: SparkSettings, plan: SparkPlan) -> SparkApplication:
+        app = {"master": plan.master, "jars": plan.jars, "conf": plan.conf}
+        return apps.application(self._argv(settings, plan), app, local=settings.local)
+
+    def _launch(self, job: ExtractJob, given: RunnerInput, settings: SparkSettings, plan: SparkPlan) -> dict[str, Any]:
+        """Run the plan in the run's Spark application (or, outside a run, in one of its own)."""
+        shared = given.session if isinstance(given.session, SparkApplications) else None
+        apps = shared or SparkApplications(given.folder / "_queue", {job.source: given.dsn}, given.root)
+        done = False
+        try:
+            app = self._application(apps, settings, plan)
+            answer = app.run(job.relation, job.source, plan.__dict__, given.timeout_s)
+            done = True
+        finally:
+            if shared is None:
+                apps.close(kill=not done)
+        if answer.get("ok"):
+            return answer
+        error = answer.get("error") or {}
+        message = scrub(str(error.get("message") or "unknown error"))
+        where = f'the Spark job of "{job.relation}" failed: {message}'
+        if error.get("transient"):
+            raise TransientError(where)
+        raise ExtractError(where, hint=_hint(message))
 
     # -- converting Spark's Parquet into the design's exact parts
 
@@ -464,17 +457,6 @@ def _convert_file(
         writer.abort()
         raise
     return parts, high_water.value if high_water else None
-
-
-def _kill_group(proc: subprocess.Popen[str]) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.communicate()
-
-
-def _log_lines(text: str) -> list[str]:
-    """Spark's log without Java stack frames and progress noise."""
-    return [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("at ")]
 
 
 def _hint(message: str) -> str | None:
