@@ -17,6 +17,7 @@ from conveyor.design.models import TableDesign
 from conveyor.design.types import SqlType
 from conveyor.errors import ConfigError, UserError
 from conveyor.warehouse import ddl
+from conveyor.warehouse.base import QueryResult
 from conveyor.warehouse.postgres.build import PostgresBuild
 from conveyor.warehouse.postgres.transaction import PostgresTransaction
 from conveyor.warehouse.postgres.warehouse import PostgresWarehouse
@@ -119,6 +120,9 @@ class RedshiftWarehouse(PostgresWarehouse):
 
     def relations(self) -> dict[str, str]:
         self._refuse("listing published relations")
+
+    def query(self, sql: str, limit: int) -> QueryResult:
+        self._refuse("query")
 
     def kept_build(self, run_id: str) -> bool | None:
         self._refuse("load --resume")

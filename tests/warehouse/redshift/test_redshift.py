@@ -289,6 +289,7 @@ def test_every_public_method_of_the_postgres_engine_is_decided_for_redshift() ->
         "transaction": lambda: warehouse.transaction(run_id="r", atomic=True),
         "relations": lambda: warehouse.relations(),
         "read_relation": lambda: warehouse.read_relation("shop.orders").__enter__(),
+        "query": lambda: warehouse.query("SELECT 1", 1),
     }
     for name, call in refused.items():
         with pytest.raises(UserError, match='not supported on the Redshift environment "rs"'):
