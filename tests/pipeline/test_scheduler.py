@@ -388,7 +388,8 @@ def test_once_pause_resume_remove_and_show(
     assert removed.code == 0 and "Removed pipeline gone" in removed.stdout
 
     listed = {p["name"]: p for p in conveyor(root, "pipeline", "list", "--format", "json").json()}
-    assert sorted(listed) == ["held", "one"]
+    assert sorted(listed) == ["gone", "held", "one"]
+    assert listed["gone"]["status"] == listed["gone"]["definition"] == "not installed"  # its file is still there
     one = listed["one"]
     assert (one["status"], one["last_status"], one["next_run"]) == ("done", "succeeded", None)
     assert listed["held"]["status"] == "paused" and listed["held"]["last_run"] is None
