@@ -13,11 +13,14 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from conveyor.cli.app import Options, pass_options
+
+if TYPE_CHECKING:
+    from conveyor.project import Project
 
 HEADER = ("#", "relation", "kind", "level", "depends on")
 _RIGHT = frozenset({0, 3})
@@ -33,8 +36,13 @@ _RIGHT = frozenset({0, 3})
 def ls(options: Options, selection: tuple[str, ...], fmt: str) -> None:
     """List the relations SELECTION resolves to, in execution order, with kind and level."""
     from conveyor.project import Project
+    from conveyor.project.loader import paused_gc
 
-    project = Project.load(options.project_dir)
+    with paused_gc():  # the rows, like the project, stay alive to the end (see paused_gc)
+        _list(Project.load(options.project_dir), selection, fmt)
+
+
+def _list(project: Project, selection: Sequence[str], fmt: str) -> None:
     levels = project.dag.levels()
     chosen = project.select(selection)
     if fmt == "json":
