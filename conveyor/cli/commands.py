@@ -1,4 +1,4 @@
-"""Project commands: run, extract, load, update, upgrade, unload, ls, schema, show."""
+"""Project commands: run, extract, load, update, upgrade, unload, schema, show."""
 
 from __future__ import annotations
 
@@ -307,35 +307,6 @@ def load(
             continue_from=continue_from,
         )
     _finish(outcome, fmt, options)
-
-
-@click.command(name="ls")
-@selection_arg
-@format_option
-@pass_options
-def ls(options: Options, selection: tuple[str, ...], fmt: str) -> None:
-    """List the relations SELECTION resolves to, in execution order, with kind and level."""
-    project = _project(options)
-    levels = project.dag.levels()
-    rows: list[dict[str, Any]] = [
-        {
-            "name": r.name,
-            "kind": r.kind,
-            "level": levels[r.name],
-            "depends_on": r.dependencies,
-            "tags": r.design.tags,
-            "source": r.source,
-            "file": str(r.doc.display),
-        }
-        for r in project.select(selection)
-    ]
-    if fmt == "json":
-        print_json(rows)
-        return
-    print_table(
-        ["#", "relation", "kind", "level", "depends on"],
-        [(i + 1, r["name"], r["kind"], r["level"], ", ".join(r["depends_on"])) for i, r in enumerate(rows)],
-    )
 
 
 @click.command()

@@ -96,7 +96,7 @@ cli.lazy = {
         ),
         (
             "ls",
-            "conveyor.cli.commands:ls",
+            "conveyor.cli.ls_cmd:ls",
             "List the relations SELECTION resolves to, in execution order, with kind and level.",
         ),
         (

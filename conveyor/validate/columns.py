@@ -14,9 +14,6 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-import sqlglot
-from sqlglot.tokens import TokenType
-
 from conveyor.design.models import ColumnDesign
 from conveyor.design.types import SqlType, parse_type
 from conveyor.errors import Location
@@ -24,7 +21,6 @@ from conveyor.project import Project, Relation
 from conveyor.validate.problems import Problem, problem
 from conveyor.validate.typecompat import compare
 
-_NAME_TOKENS = (TokenType.VAR, TokenType.IDENTIFIER)
 #: what an engine's error names, first match wins: a column, a function or a table (alias)
 _NAMED = tuple(
     re.compile(pattern, re.IGNORECASE)
@@ -66,6 +62,10 @@ def locate(sql: str, word: str, dialect: str, line: int | None = None, after: in
     With ``line``, only tokens on that line count, the first at or after column ``after``
     preferred.
     """
+    import sqlglot  # only when a problem is located: a warm validate does not import sqlglot
+    from sqlglot.tokens import TokenType
+
+    name_tokens = (TokenType.VAR, TokenType.IDENTIFIER)
     try:
         tokens = sqlglot.Dialect.get_or_raise(dialect).tokenize(sql)
     except Exception:  # a tokenizer failure: the position is a nicety, not needed
@@ -73,7 +73,7 @@ def locate(sql: str, word: str, dialect: str, line: int | None = None, after: in
     wanted = word.lower()
     found: list[tuple[int, int]] = []
     for token in tokens:
-        if token.token_type in _NAME_TOKENS and token.text.lower() == wanted:
+        if token.token_type in name_tokens and token.text.lower() == wanted:
             width = token.end - token.start
             found.append((token.line, max(token.col - width, 1)))
     if line is not None:

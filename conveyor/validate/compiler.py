@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 from conveyor.config.secrets import scrub
 from conveyor.errors import ConveyorError, Location
-from conveyor.graph.sqldeps import resolve
+from conveyor.graph.refs import resolve
 from conveyor.project import Project, Relation
 from conveyor.validate.columns import Produced, compare_columns
 from conveyor.validate.problems import Problem, problem

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from conveyor.errors import Location, SelectionError
 from conveyor.project import LoadResult, Project, Relation
+from conveyor.project.loader import paused_gc
 from conveyor.validate.bind import check_sql
 from conveyor.validate.columns import static_columns
 from conveyor.validate.dependencies import depends_on
@@ -59,11 +60,12 @@ def validate(
     """
     began = time.perf_counter()
     report = Report(checks=["project"])
-    loaded = Project.collect(root, cache=bool(cache))
-    report.extend(_load_problems(loaded))
-    project = loaded.project
-    if project is not None:
-        _check(project, selection, report, sources=sources, sql=sql, warehouse=warehouse, cache=bool(cache))
+    with paused_gc():  # the checks, like loading, keep what they allocate (see paused_gc)
+        loaded = Project.collect(root, cache=bool(cache))
+        report.extend(_load_problems(loaded))
+        project = loaded.project
+        if project is not None:
+            _check(project, selection, report, sources=sources, sql=sql, warehouse=warehouse, cache=bool(cache))
     report.seconds = time.perf_counter() - began
     return report
 
