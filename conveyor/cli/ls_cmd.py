@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from conveyor.cli.app import Options, pass_options
+from conveyor.cli.plain import aligned
 
 if TYPE_CHECKING:
     from conveyor.project import Project
@@ -64,26 +65,4 @@ def _list(project: Project, selection: Sequence[str], fmt: str) -> None:
         (str(i), r.name, r.kind, str(levels[r.name]), ", ".join(r.dependencies)) for i, r in enumerate(chosen, start=1)
     ]
     bold = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
-    sys.stdout.write(aligned(HEADER, lines, bold=bold))
-
-
-def aligned(header: Sequence[str], rows: Sequence[Sequence[str]], *, bold: bool = False) -> str:
-    """Rows as text, columns two spaces apart, numbers right-aligned, the last column unpadded."""
-    widths = [len(h) for h in header]
-    for row in rows:
-        for index, cell in enumerate(row):
-            if len(cell) > widths[index]:
-                widths[index] = len(cell)
-    last = len(header) - 1
-
-    def line(cells: Sequence[str]) -> str:
-        parts = [
-            cell if index == last else (cell.rjust if index in _RIGHT else cell.ljust)(widths[index])
-            for index, cell in enumerate(cells)
-        ]
-        return "  ".join(parts).rstrip()
-
-    head = line(header)
-    if bold:
-        head = f"\x1b[1m{head}\x1b[0m"
-    return "\n".join([head, *map(line, rows)]) + "\n"
+    sys.stdout.write(aligned(HEADER, lines, right=_RIGHT, bold=bold))
