@@ -215,6 +215,40 @@ def test_part_writer_abort_keeps_no_open_file(tmp_path: Path) -> None:
     assert writer._writer is None
 
 
+def test_parts_store_small_decimals_as_integers_and_read_back_exactly(tmp_path: Path) -> None:
+    from decimal import Decimal
+
+    schema = pa.schema(
+        [
+            pa.field("price", pa.decimal128(15, 2)),
+            pa.field("wide", pa.decimal128(38, 9)),
+            pa.field("qty", pa.int32()),
+            pa.field("note", pa.string()),
+            pa.field("tags", pa.list_(pa.string())),
+        ]
+    )
+    table = pa.table(
+        {
+            "price": [Decimal("-9999999999999.99"), None, Decimal("0.01")],
+            "wide": [Decimal("12345678901234567890123456789.123456789"), Decimal("-1"), None],
+            "qty": [1, None, 3],
+            "note": ["a", "", None],
+            "tags": [["x", None], None, []],
+        },
+        schema=schema,
+    )
+    writer = PartWriter(tmp_path, schema)
+    writer.write(table.to_batches()[0])
+    (part,) = writer.close()
+    parquet = pq.ParquetFile(tmp_path / part.path)
+    physical = {parquet.schema.column(i).path: parquet.schema.column(i).physical_type for i in range(5)}
+    assert physical["price"] == "INT64" and physical["wide"] == "FIXED_LEN_BYTE_ARRAY"
+    group = parquet.metadata.row_group(0)
+    dictionary = {group.column(i).path_in_schema: group.column(i).dictionary_page_offset is not None for i in range(5)}
+    assert dictionary == {"price": False, "wide": False, "qty": False, "note": True, "tags.list.element": True}
+    assert parquet.read().equals(table)
+
+
 def _mkdir(path: Path) -> Path:
     path.mkdir(parents=True)
     return path
