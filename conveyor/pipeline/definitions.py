@@ -155,7 +155,7 @@ def drift_note(name: str, state: str) -> str | None:
 def installed_pipeline(project: Project, name: str) -> tuple[Pipeline, str]:
     """The installed copy of pipeline ``name`` (what the scheduler runs), and how it compares
     with the file (see :func:`compare_installed`)."""
-    from conveyor.api.reading import open_tracking
+    from conveyor.runctx import open_tracking
 
     with open_tracking(project) as store:
         row = store.get_pipeline(name)
