@@ -90,6 +90,11 @@ cli.lazy = {
             "extract tracking table.",
         ),
         (
+            "init",
+            "conveyor.cli.init_cmd:init",
+            "Create a project in FOLDER (default: here) that reads the upstream database DSN.",
+        ),
+        (
             "load",
             "conveyor.cli.commands:load",
             "Rebuild the schemas of SELECTION in a warehouse from the latest extracts, then publish.",

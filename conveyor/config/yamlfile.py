@@ -211,6 +211,8 @@ def _problem(model: type[BaseModel], doc: YamlDoc, err: Any, what: str) -> Confi
         key = str(loc[-1])
         allowed = _allowed_keys(model, loc[:-1])
         hint = did_you_mean(key, allowed).strip() or f"Allowed keys: {', '.join(sorted(allowed))}."
+        if key.count(")") > key.count("("):  # the rest of decimal(38,2) after YAML split it at the comma
+            hint = "A value with a comma inside {...} needs quotes, e.g. {type: 'decimal(38,2)'}."
         return ConfigError(
             f'unknown key "{key}" in {what}.',
             location=doc.location(loc),

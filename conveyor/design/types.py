@@ -158,6 +158,11 @@ def parse_type(text: str) -> SqlType:
     """Parse a design type string; raises ``ValueError`` with a readable message."""
     match = _TYPE_RE.match(text.lower())
     if not match:
+        if text.count("(") > text.count(")"):  # YAML's {type: decimal(38,2)} splits at the comma
+            raise ValueError(
+                f'"{text}" is not a column type: inside {{...}} a comma ends the value, so quote it, '
+                f"e.g. {{type: 'decimal(38,2)'}}"
+            )
         raise ValueError(f'"{text}" is not a column type')
     raw, precision, scale, array = match.groups()
     name = _ALIASES.get(raw.strip(), raw.strip())

@@ -346,6 +346,12 @@ DESIGNS = [
         'did you mean "ctas"',
         files={"schemas/mart/order_days.yaml": ORDER_DAYS.replace("kind: ctas", "kind: table")},
     ),
+    Case(
+        "designs/flow-mapping-decimal-unquoted",
+        RUN,
+        "quote it",
+        files=orders("  - name: amount\n    type: decimal(10,2)", "  - {name: amount, type: decimal(10,2)}"),
+    ),
     Case("designs/lag-garbage", EXTRACT, "lag", files=orders("lag: 1 hour", "lag: soon")),
     Case(
         "designs/columns-not-a-list",
