@@ -59,6 +59,29 @@ def pass_options(function: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def selection_argument(function: Callable[..., Any]) -> Callable[..., Any]:
+    """The SELECTION argument, and ``--exclude TERM`` (repeatable), which removes what TERM selects.
+
+    Excluded terms travel in the selection as ``!TERM`` (see conveyor/graph/selection.py),
+    so every command and the Python API understand them without another parameter.
+    """
+
+    @click.argument("selection", nargs=-1)
+    @click.option(
+        "--exclude",
+        "-x",
+        "exclude",
+        multiple=True,
+        metavar="TERM",
+        help="Leave out what TERM selects (same syntax as SELECTION); repeatable.",
+    )
+    @functools.wraps(function)
+    def wrapper(*args: Any, selection: tuple[str, ...], exclude: tuple[str, ...], **kwargs: Any) -> Any:
+        return function(*args, selection=(*selection, *(f"!{term}" for term in exclude)), **kwargs)
+
+    return wrapper
+
+
 @dataclass(frozen=True)
 class LazyCommand:
     """Where a command lives ("module:attribute") and the first paragraph of its help.
@@ -131,7 +154,8 @@ def cli(ctx: click.Context, project_dir: str, verbose: int, quiet: int, debug: b
     transformations in dependency order, validate everything, and run it on schedules.
 
     Selections (SELECTION) are globs over schema.table (sales.*, *.dim_*, or a bare schema
-    such as sales), tag:NAME, +NAME (with everything upstream) and NAME+ (with everything
-    downstream). Several terms form a union.
+    such as sales), tag:NAME, +NAME (with everything upstream), NAME+ (downstream), 2+NAME and
+    NAME+1 (to a depth), @NAME (downstream and all it needs). Terms separated by spaces form a
+    union, a comma intersects (tag:finance,marts), and --exclude TERM leaves TERM out.
     """
     ctx.obj = Options(project_dir, verbose - quiet, debug)

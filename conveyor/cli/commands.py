@@ -10,13 +10,13 @@ import click
 from rich.markup import escape
 
 from conveyor import api
-from conveyor.cli.app import Options, pass_options
+from conveyor.cli.app import Options, pass_options, selection_argument
 from conveyor.cli.output import RichReporter, print_json, print_table, stdout
 from conveyor.errors import RunFailed, UserError
 from conveyor.extract.jobs import ExtractEvent
 from conveyor.project import Project
 
-selection_arg = click.argument("selection", nargs=-1)
+selection_arg = selection_argument
 env_option = click.option("--env", "-e", help="The warehouse environment (default: default_environment).")
 jobs_option = click.option("--jobs", "-j", type=click.IntRange(1, 256), help="Parallel workers.")
 dry_run_option = click.option("--dry-run", is_flag=True, help="Show what would happen; change nothing.")

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from conveyor.cli.app import Options, pass_options
+from conveyor.cli.app import Options, pass_options, selection_argument
 from conveyor.cli.plain import aligned
 
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ _RIGHT = frozenset({0, 3})
 
 
 @click.command(name="ls")
-@click.argument("selection", nargs=-1)
+@selection_argument
 @click.option(
     "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True, help="Output format."
 )

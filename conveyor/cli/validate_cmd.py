@@ -9,7 +9,7 @@ from rich.markup import escape
 from rich.padding import Padding
 from rich.table import Table
 
-from conveyor.cli.app import Options, pass_options
+from conveyor.cli.app import Options, pass_options, selection_argument
 from conveyor.cli.output import print_json, stdout
 from conveyor.errors import UserError
 from conveyor.validate import Problem, Report
@@ -19,7 +19,7 @@ _STYLE = {"error": "red", "warning": "yellow", "info": "dim"}
 
 
 @click.command(name="validate")
-@click.argument("selection", nargs=-1)
+@selection_argument
 @click.option(
     "--with-warehouse",
     "warehouse",

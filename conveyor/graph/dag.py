@@ -113,15 +113,15 @@ class Dag:
         self._require(name)
         return list(self._children[name])
 
-    def upstream(self, name: str) -> set[str]:
-        """All relations ``name`` depends on, directly or not, excluding itself."""
+    def upstream(self, name: str, depth: int | None = None) -> set[str]:
+        """All relations ``name`` depends on, directly or not (at most ``depth`` steps away), excluding itself."""
         self._require(name)
-        return _reach(name, self._parents)
+        return _reach(name, self._parents, depth)
 
-    def downstream(self, name: str) -> set[str]:
-        """All relations that depend on ``name``, directly or not, excluding itself."""
+    def downstream(self, name: str, depth: int | None = None) -> set[str]:
+        """All relations that depend on ``name``, directly or not (at most ``depth`` steps away), excluding itself."""
         self._require(name)
-        return _reach(name, self._children)
+        return _reach(name, self._children, depth)
 
     def levels(self) -> dict[str, int]:
         """0 for a node without parents, else one more than its deepest parent."""
@@ -159,14 +159,16 @@ class Dag:
         return {name: nearest[name] for name in selected}
 
 
-def _reach(start: str, adjacency: dict[str, list[str]]) -> set[str]:
+def _reach(start: str, adjacency: dict[str, list[str]], depth: int | None = None) -> set[str]:
+    """Every node reachable from ``start`` (breadth first, so each is found at its shortest distance)."""
     seen: set[str] = set()
-    queue = deque(adjacency[start])
+    queue = deque((name, 1) for name in adjacency[start])
     while queue:
-        name = queue.popleft()
-        if name not in seen:
-            seen.add(name)
-            queue.extend(adjacency[name])
+        name, distance = queue.popleft()
+        if name in seen or (depth is not None and distance > depth):
+            continue
+        seen.add(name)
+        queue.extend((following, distance + 1) for following in adjacency[name])
     return seen
 
 

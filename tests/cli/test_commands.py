@@ -149,6 +149,18 @@ def test_every_command_takes_the_global_options() -> None:
         assert {"-p", "--project", "-q", "-v", "--debug"} <= names, " ".join(path)
 
 
+def test_exclude_and_intersection_on_the_command_line(project_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    def names(*argv: str) -> list[str]:
+        code, out, err = invoke(["-p", str(project_dir), "ls", *argv, "--format", "json"], capsys)
+        assert code == 0, err
+        return [row["name"] for row in json.loads(out)]
+
+    assert names("mart", "--exclude", "mart.report", "-x", "mart.top_customers") == ["mart.customer_totals"]
+    assert names("+mart.report", "!shop") == ["mart.customer_totals", "mart.top_customers", "mart.report"]
+    assert names("1+mart.top_customers") == ["mart.customer_totals", "mart.top_customers"]
+    assert names("mart.customer_totals+,mart.top_customers+") == ["mart.top_customers", "mart.report"]
+
+
 def test_validate_ok(project_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = invoke(["-p", str(project_dir), "validate", "--format", "json", "--skip-sources"], capsys)
     assert code == 0

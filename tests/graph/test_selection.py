@@ -44,9 +44,34 @@ CASES = [
     ("upstream of tag", ["+tag:pii"], ["raw.users", "crm.users"]),
     ("union in execution order", ["mart.dim_user", "raw.orders"], ["raw.orders", "mart.dim_user"]),
     ("overlap counted once", ["sales", "sales.orders+"], ["sales.orders", "sales.daily", "mart.dim_day"]),
-    ("comma", ["mart.dim_user,raw.orders"], ["raw.orders", "mart.dim_user"]),
-    ("comma with spaces", ["crm , mart.dim_day"], ["crm.users", "mart.dim_day"]),
+    ("comma intersects", ["tag:daily,sales.orders"], ["sales.orders"]),
+    ("comma with spaces", ["+mart.dim_day , sales"], ["sales.orders", "sales.daily"]),
+    ("intersection of a tag and a schema", ["tag:pii*,mart"], ["mart.dim_user"]),
+    ("upstream depth 1", ["1+mart.dim_day"], ["sales.daily", "mart.dim_day"]),
+    ("upstream depth 2", ["2+mart.dim_day"], ["sales.orders", "sales.daily", "mart.dim_day"]),
+    ("downstream depth 1", ["raw.orders+1"], ["raw.orders", "sales.orders"]),
+    ("both with depths", ["1+sales.daily+1"], ["sales.orders", "sales.daily", "mart.dim_day"]),
+    ("at: downstream and all they need", ["@crm.users"], ["raw.users", "crm.users", "mart.dim_user"]),
+    ("at on a middle relation", ["@sales.daily"], ["raw.orders", "sales.orders", "sales.daily", "mart.dim_day"]),
+    ("exclude", ["sales.orders+", "!mart"], ["sales.orders", "sales.daily"]),
+    (
+        "exclude only: everything else",
+        ["!raw", "!crm"],
+        ["sales.orders", "mart.dim_user", "sales.daily", "mart.dim_day"],
+    ),
+    ("exclude an intersection", ["sales", "!tag:finance,sales"], ["sales.daily"]),
 ]
+
+
+def test_an_empty_intersection_says_so() -> None:
+    with pytest.raises(SelectionError, match=r"no relation is in all of crm, mart\.dim_day\. A comma intersects"):
+        select(DAG, ["crm,mart.dim_day"])
+
+
+@pytest.mark.parametrize("term", ["@sales.orders+", "+@x", "sales,!mart", "!", "2+"])
+def test_malformed_new_syntax(term: str) -> None:
+    with pytest.raises(SelectionError, match="malformed selection"):
+        select(DAG, [term])
 
 
 @pytest.mark.parametrize(("label", "terms", "expected"), CASES, ids=[c[0] for c in CASES])
