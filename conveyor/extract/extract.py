@@ -24,6 +24,7 @@ from conveyor.config.secrets import scrub
 from conveyor.design.types import parse_type
 from conveyor.errors import ConveyorError, TransientError
 from conveyor.extract import incremental
+from conveyor.extract.budget import return_freed_memory
 from conveyor.extract.jobs import ExtractJob
 from conveyor.extract.overlap import drop_reread_rows
 from conveyor.extract.runners import RunnerInput, RunnerOutput, runner_for
@@ -69,6 +70,7 @@ def lake_of(ctx: RunContext) -> Lake:
 def extract(ctx: RunContext, jobs: list[ExtractJob], *, fail_fast: bool = False) -> ExtractSummary:
     """Extract every job's table; one table's failure does not stop the others."""
     check_jobs(ctx.project, jobs)
+    return_freed_memory()  # the budget bounds the peak (defaults.memory_budget_mib)
     ctx.reporter.phase("extract", len(jobs))
     summary = ExtractSummary()
     # with --fail-fast, a table that has not started when another failed does not start at all
@@ -138,6 +140,7 @@ def _commit(ctx: RunContext, job: ExtractJob, pool: Executor | None) -> Manifest
                 previous_watermark=_previous_watermark(ctx, lake, job),
                 pool=pool,
                 workers=ctx.jobs,
+                memory_budget_bytes=settings.defaults.memory_budget_mib << 20,
             )
             output = _with_retries(ctx, job, given)
             output = _without_overlap(lake, job, folder, output, settings.lake.compression)
