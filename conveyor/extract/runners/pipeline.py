@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import Any
 
 import pyarrow as pa
@@ -68,7 +68,7 @@ class _Failed:
         self.error = error
 
 
-def read_ahead(batches: Iterator[pa.RecordBatch], capacity: int) -> Iterator[pa.RecordBatch]:
+def read_ahead(batches: Iterator[pa.RecordBatch], capacity: int) -> Generator[pa.RecordBatch, None, None]:
     """Yield ``batches``, read on a thread of their own at most ``capacity`` bytes ahead.
 
     The reader's exception is raised here, in the writer's thread. When the writer stops
