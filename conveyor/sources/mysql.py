@@ -455,11 +455,14 @@ class MySQLSource(Source):
                 pre_execution_query=list(SESSION_SETTINGS),
             )
             while True:
-                with throttle.waiting() if throttle is not None else nullcontext():
-                    try:
-                        batch = reader.read_next_batch()
-                    except StopIteration:
-                        break
+                if throttle is not None:
+                    throttle.begin_wait()
+                try:
+                    batch = reader.read_next_batch()
+                except StopIteration:
+                    break
+                if throttle is not None:
+                    throttle.end_wait(batch)
                 yield batch
 
     def kill_query(self, tag: str) -> None:

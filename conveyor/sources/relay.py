@@ -7,11 +7,12 @@ relay sits between the driver and the server and forwards the server's bytes onl
 the consumer has asked for more, so the server's send buffer (and the statement waiting on
 it) absorbs the difference, as it does for any client that reads slowly.
 
-:class:`Throttle` is the consumer's side. Around every ``read_next_batch`` the consumer
-enters :meth:`Throttle.waiting`: bytes pass for as long as it waits, then ``window`` bytes
-of read-ahead are granted for the time it processes the batch it got. What the driver
-holds is then at most about ``window`` bytes plus the batch it is building, whatever the
-table's size. Waiting opens the gate, so the relay cannot deadlock a read.
+:class:`Throttle` is the consumer's side. Bytes pass for as long as the consumer waits
+for a batch (:meth:`Throttle.begin_wait`); otherwise the relay spends a credit that starts
+at ``window`` bytes and that each batch the consumer takes replenishes by no more than the
+wire bytes that batch took (:func:`wire_bytes_at_least`), never above ``window``. What
+the driver holds is then at most about ``window`` bytes plus the batch it is building,
+whatever the table's size. Waiting opens the gate, so the relay cannot deadlock a read.
 
 The relay runs in a small process of its own (this file as a script, standard library
 only): connectorx holds the GIL while it connects, so a relay thread in the reading
@@ -25,13 +26,21 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import struct
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 #: bytes moved per system call
 CHUNK = 256 * 1024
+#: a control message: "w" (the consumer waits) or "g" and the bytes it grants
+_MESSAGE = struct.Struct("<cQ")
+#: the least a row takes on the wire: the packet header and the row's own header byte
+_ROW_BYTES = 5
 
 
 class Gate:
@@ -50,11 +59,11 @@ class Gate:
             self._waiting = True
             self._cond.notify_all()
 
-    def end_wait(self) -> None:
-        """The consumer got a batch: ``window`` bytes of read-ahead from here."""
+    def end_wait(self, grant: int) -> None:
+        """The consumer got a batch that took at least ``grant`` bytes: that much more may pass."""
         with self._cond:
             self._waiting = False
-            self._credit = self.window
+            self._credit = min(self.window, self._credit + grant)
 
     def take(self) -> None:
         """Block until bytes may pass (the consumer waits, or read-ahead is left)."""
@@ -171,14 +180,13 @@ class Throttle:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    @contextlib.contextmanager
-    def waiting(self) -> Iterator[None]:
-        """Let the server's bytes through while the caller waits for its next batch."""
-        self._send(b"w")
-        try:
-            yield
-        finally:
-            self._send(b"g")
+    def begin_wait(self) -> None:
+        """The caller waits for its next batch: let the server's bytes through."""
+        self._send(_MESSAGE.pack(b"w", 0))
+
+    def end_wait(self, batch: pa.RecordBatch | None) -> None:
+        """The caller got ``batch`` (None: the read ended or failed)."""
+        self._send(_MESSAGE.pack(b"g", 0 if batch is None else wire_bytes_at_least(batch)))
 
     def _send(self, message: bytes) -> None:
         with contextlib.suppress(OSError):
@@ -195,22 +203,47 @@ class Throttle:
             self._process.wait()
 
 
+def wire_bytes_at_least(batch: pa.RecordBatch) -> int:
+    """A lower bound of the bytes ``batch`` took in MySQL's protocol: each row's headers and
+    the data of its text and binary values (numbers count nothing, NULLs take no bytes)."""
+    import pyarrow as pa
+
+    total = batch.num_rows * _ROW_BYTES
+    for column in batch.columns:
+        kind = column.type
+        if pa.types.is_string(kind) or pa.types.is_binary(kind):
+            offsets = column.buffers()[1]
+            if offsets is not None and len(column):
+                ends = memoryview(offsets).cast("i")
+                total += ends[column.offset + len(column)] - ends[column.offset]
+        elif pa.types.is_large_string(kind) or pa.types.is_large_binary(kind):
+            offsets = column.buffers()[1]
+            if offsets is not None and len(column):
+                ends = memoryview(offsets).cast("q")
+                total += ends[column.offset + len(column)] - ends[column.offset]
+    return total
+
+
 def _serve(argv: list[str]) -> None:
     """The relay process: ``listener-fd control-fd host port window connect-timeout``."""
     listener = socket.socket(fileno=int(argv[0]))
     control = socket.socket(fileno=int(argv[1]))
     gate = Gate(int(argv[4]))
     relay = Relay(listener, argv[2], int(argv[3]), gate, connect_timeout=float(argv[5]))
+    pending = b""
     try:
         while True:
-            messages = control.recv(4096)
-            if not messages:
+            received = control.recv(4096)
+            if not received:
                 break  # the reading process closed its end, or died
-            # only the last message counts: "w" opens the gate, "g" grants a window
-            if messages[-1:] == b"w":
-                gate.begin_wait()
-            else:
-                gate.end_wait()
+            pending += received
+            while len(pending) >= _MESSAGE.size:
+                kind, grant = _MESSAGE.unpack_from(pending)
+                pending = pending[_MESSAGE.size :]
+                if kind == b"w":
+                    gate.begin_wait()
+                else:
+                    gate.end_wait(grant)
     finally:
         relay.close()
         os._exit(0)
