@@ -58,12 +58,9 @@ class Budget:
         return max(1_024, min(self.max_batch_rows, self.batch_bytes // row_width(schema)))
 
     def row_group_rows(self, schema: pa.Schema) -> int:
-        """Rows per Parquet row group: as many as the whole share holds in Arrow bytes. The
-        writer keeps a group's pages until the group is complete, but encoded and compressed
-        (a quarter of the Arrow bytes or less on TPC-H ``lineitem``), so they take about a
-        quarter of the share; smaller groups cost CPU (about 3 s more on SF1 ``lineitem``
-        with a quarter of this)."""
-        return max(8_192, min(1_048_576, self.share // row_width(schema)))
+        """Rows per Parquet row group: a quarter of the share in Arrow bytes (the writer keeps the
+        group's pages, compressed, and its dictionaries until the group is complete)."""
+        return max(8_192, min(1_048_576, (self.share // 4) // row_width(schema)))
 
 
 def row_width(schema: pa.Schema) -> int:
