@@ -186,7 +186,19 @@ class Defaults(StrictModel):
         description="Publish when relations outside `required` failed (they are reported). "
         "When false, any failure keeps the previous warehouse.",
     )
-    batch_rows: int = Field(default=65_536, ge=1_024, description="Rows per Arrow batch read from upstream.")
+    batch_rows: int = Field(
+        default=65_536,
+        ge=1_024,
+        description="Most rows per Arrow batch read from upstream (fewer for wide rows, see memory_budget_mib).",
+    )
+    memory_budget_mib: int = Field(
+        default=256,
+        ge=64,
+        description="Memory (MiB) an extract process aims to stay within. About 160 MiB goes to the interpreter "
+        "and libraries; the rest is shared equally among the reads that run at once (one per worker), and each "
+        "read sizes its batches, the queue between reader and writer, the driver's read-ahead and the Parquet "
+        "row groups from its share and the table's row width (docs/extract.md).",
+    )
     retry: RetryConfig = Field(default_factory=RetryConfig, description="Retries of transient extract failures.")
 
 

@@ -25,6 +25,7 @@ from conveyor.config.secrets import scrub
 from conveyor.design.types import parse_type
 from conveyor.errors import ConveyorError, TransientError
 from conveyor.extract import incremental
+from conveyor.extract.budget import return_freed_memory
 from conveyor.extract.jobs import ExtractJob
 from conveyor.extract.overlap import drop_reread_rows
 from conveyor.extract.runners import RunnerInput, RunnerOutput, runner_for
@@ -72,6 +73,7 @@ def extract(ctx: RunContext, jobs: list[ExtractJob], *, fail_fast: bool = False)
     """Extract every job's table; one table's failure does not stop the others."""
     ctx = ctx.in_environment(None)  # extracts belong to no environment: every environment loads them
     check_jobs(ctx.project, jobs)
+    return_freed_memory()  # the budget bounds the peak (defaults.memory_budget_mib)
     ctx.reporter.phase("extract", len(jobs))
     summary = ExtractSummary()
     # with --fail-fast, a table that has not started when another failed does not start at all
@@ -175,6 +177,7 @@ def _commit(ctx: RunContext, job: ExtractJob, pool: Executor | None, session: Ru
                 pool=pool,
                 workers=ctx.jobs,
                 session=session,
+                memory_budget_bytes=settings.defaults.memory_budget_mib << 20,
             )
             output = _with_retries(ctx, job, given)
             output = _without_overlap(lake, job, folder, output, settings.lake.compression)

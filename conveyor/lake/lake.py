@@ -339,13 +339,18 @@ class _HashingFile:
 
 @dataclass
 class PartWriter:
-    """Writes a stream of batches into numbered Parquet parts, rolling over every ``part_rows``."""
+    """Writes a stream of batches into numbered Parquet parts, rolling over every ``part_rows``.
+
+    The writer holds a row group's encoded pages until the group is complete, so
+    ``row_group_rows`` bounds its buffer (see :func:`conveyor.extract.budget.Budget`).
+    """
 
     folder: Path
     schema: pa.Schema
     prefix: str = "part"
     part_rows: int = 1_000_000
     compression: str = "zstd"
+    row_group_rows: int = 128 * 1024
     parts: list[PartFile] = field(default_factory=list)
     _writer: pq.ParquetWriter | None = None
     _file: _HashingFile | None = None
@@ -364,7 +369,7 @@ class PartWriter:
                 self._open()
             take = min(batch.num_rows - offset, self.part_rows - self._rows)
             assert self._writer is not None
-            self._writer.write_batch(batch.slice(offset, take), row_group_size=128 * 1024)
+            self._writer.write_batch(batch.slice(offset, take), row_group_size=self.row_group_rows)
             self._rows += take
             offset += take
             if self._rows >= self.part_rows:

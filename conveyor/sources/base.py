@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
 #: rows per Arrow batch read from an upstream cursor; bounds memory per worker
 DEFAULT_BATCH_ROWS = 65_536
+#: bytes a source may decode ahead of its reader (see ``ReadRequest.buffer_bytes``)
+DEFAULT_BUFFER_BYTES = 16 << 20
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,9 @@ class ReadRequest:
     params: tuple[object, ...] = ()
     batch_rows: int = DEFAULT_BATCH_ROWS
     order_by: tuple[str, ...] = field(default=())
+    buffer_bytes: int = DEFAULT_BUFFER_BYTES
+    """What a source whose driver decodes on a thread of its own may hold ahead of the
+    batches taken from it (MySQL's connectorx), in bytes of the server's wire format."""
 
     @property
     def arrow_schema(self) -> pa.Schema:

@@ -6,14 +6,22 @@ faster than pymysql's unbuffered ``SSCursor``, with memory bounded by one batch 
 ``bench/readers.py``). connectorx is not exact for every type, so some columns travel in
 a wire form chosen here and are converted exactly in Arrow:
 
-* ``DECIMAL`` as ``CAST(col AS CHAR)`` (connectorx goes through a 28-digit decimal and
-  rounds to scale 10), cast to ``decimal(p,s)`` which raises on any lost digit;
-* ``DATE``, ``DATETIME`` and ``TIMESTAMP`` as their text (connectorx aborts on zero
-  dates), parsed in Arrow; zero dates become NULL with a warning;
+* ``DECIMAL`` as itself when connectorx's ``decimal(38,10)`` holds it exactly (at most 10
+  digits after the point and 18 before), otherwise as ``CAST(col AS CHAR)`` (connectorx goes
+  through a 28-digit decimal and rounds to scale 10); either way cast to ``decimal(p,s)``,
+  which raises on any lost digit;
+* ``DATE`` as the number ``col + 0`` (``YYYYMMDD``; connectorx aborts on zero dates), and
+  ``DATETIME`` and ``TIMESTAMP`` as their text, converted in Arrow; zero dates become NULL
+  with a warning;
 * ``TIME`` as signed microseconds, checked to lie within one day.
 
 The catalog, filters' parameters and split points go through pymysql. Sessions use
 ``time_zone = '+00:00'`` and ``utf8mb4``.
+
+connectorx decodes on a thread of its own and queues its batches without bound, so a read
+goes through a :class:`~conveyor.sources.relay.Throttle`: the server's bytes pass only while
+the reader waits for a batch, plus ``ReadRequest.buffer_bytes`` of read-ahead. Memory stays
+flat whatever the table's size, and the read is still one statement (one snapshot).
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ import logging
 import re
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field
 from typing import Any, Self
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
@@ -37,8 +45,17 @@ from conveyor.config.secrets import mask_dsn, scrub_dsn
 from conveyor.design.types import SqlType
 from conveyor.errors import ConveyorError, ExtractError, TransientError
 from conveyor.sources.base import ColumnInfo, ReadRequest, Source, TableInfo
-from conveyor.sources.mysql_types import SPATIAL_TYPES, TEXT, MyColumn, column_info, design_type, time_from_micros
+from conveyor.sources.mysql_types import (
+    SPATIAL_TYPES,
+    TEXT,
+    MyColumn,
+    column_info,
+    date_from_number,
+    design_type,
+    time_from_micros,
+)
 from conveyor.sources.partition import distinct_sorted
+from conveyor.sources.relay import Throttle
 from conveyor.sources.typemap import assemble, convert, rebatch
 from conveyor.sources.verdict import ColumnRef, Verdict, missing_column_error, missing_table_error, read_verdict, refuse
 
@@ -344,9 +361,13 @@ class MySQLSource(Source):
             return _Plan(col.name, f"CAST({quoted} AS BINARY) AS {quoted}", target, ref)
         wire = "plain"
         select = quoted
-        if data_type in ("decimal", "numeric", "uuid", "json"):
+        if data_type in ("decimal", "numeric") and target.name == "decimal" and _exact_in_connectorx(col):
+            pass  # connectorx's decimal(38,10) holds every value; the cast to the target checks it
+        elif data_type in ("decimal", "numeric", "uuid", "json"):
             select = f"CAST({quoted} AS CHAR)"
-        elif data_type in ("date", "datetime", "timestamp"):
+        elif data_type == "date":
+            select, wire = f"{quoted} + 0", "date_number"
+        elif data_type in ("datetime", "timestamp"):
             select, wire = f"CAST({quoted} AS CHAR)", data_type
         elif data_type == "time":
             select, wire = f"CAST(TIME_TO_SEC({quoted}) * 1000000 AS SIGNED)", "time"
@@ -376,7 +397,7 @@ class MySQLSource(Source):
         statement = self.build_sql(request, plans)
         schema = request.arrow_schema
         try:
-            raw = self._stream(statement, request.batch_rows)
+            raw = self._stream(statement, request.batch_rows, request.buffer_bytes)
             converted = (self._convert(batch, plans, schema) for batch in raw)
             yield from rebatch(converted, schema, request.batch_rows)
         finally:
@@ -390,31 +411,58 @@ class MySQLSource(Source):
         log.warning("%s", text)
         self.notices.append(text)
 
-    def connectorx_url(self) -> str:
-        """The DSN as connectorx wants it: TCP only (never a socket as another user)."""
+    def connectorx_url(self, relay_port: int | None = None) -> str:
+        """The DSN as connectorx wants it: TCP only (never a socket as another user), to a
+        local relay's port instead of the server when one is given."""
         parts = urlsplit(self.dsn)
         query = dict(parse_qsl(parts.query))
         query.setdefault("prefer_socket", "false")
-        return urlunsplit(("mysql", parts.netloc, parts.path, urlencode(query), ""))
+        netloc = parts.netloc
+        if relay_port is not None:
+            netloc = netloc.rpartition("@")[0] + "@" if "@" in netloc else ""
+            netloc += f"127.0.0.1:{relay_port}"
+        return urlunsplit(("mysql", netloc, parts.path, urlencode(query), ""))
 
-    def _stream(self, statement: str, batch_rows: int) -> Iterator[pa.RecordBatch]:
+    def _throttle(self, buffer_bytes: int) -> Throttle | None:
+        """A relay to the server that holds connectorx to ``buffer_bytes`` of read-ahead.
+
+        None (a direct read) when the DSN asks for TLS: the relay would change the host name
+        the server's certificate is checked against.
+        """
+        parts = urlsplit(self.dsn)
+        if any(key.lower().startswith(("ssl", "require_ssl", "verify")) for key, _ in parse_qsl(parts.query)):
+            return None
+        args = parse_dsn(self.dsn)
+        return Throttle(args["host"], args["port"], buffer_bytes, connect_timeout=self.connect_timeout)
+
+    def _stream(self, statement: str, batch_rows: int, buffer_bytes: int) -> Iterator[pa.RecordBatch]:
         import connectorx
 
         # connectorx cannot cancel: a cancelled run finds the statement by this tag and kills it
         tag = f"/* conveyor {uuid.uuid4().hex} */"
-        with cancel.watching(lambda: self.kill_query(tag)), self._errors(statement):
+        throttle = self._throttle(buffer_bytes)
+        url = self.connectorx_url(None if throttle is None else throttle.port)
+        with (
+            throttle or nullcontext(),
+            cancel.watching(lambda: self.kill_query(tag)),
+            self._errors(statement),
+        ):
             reader = connectorx.read_sql(
-                self.connectorx_url(),
+                url,
                 f"{statement} {tag}",
                 return_type="arrow_stream",
                 batch_size=batch_rows,
                 pre_execution_query=list(SESSION_SETTINGS),
             )
             while True:
+                if throttle is not None:
+                    throttle.begin_wait()
                 try:
                     batch = reader.read_next_batch()
                 except StopIteration:
                     break
+                if throttle is not None:
+                    throttle.end_wait(batch)
                 yield batch
 
     def kill_query(self, tag: str) -> None:
@@ -435,12 +483,30 @@ class MySQLSource(Source):
         arrays = []
         for i, plan in enumerate(plans):
             arr = batch.column(i)
-            if plan.wire in ("date", "datetime", "timestamp"):
+            if plan.wire == "date_number":
+                arr = self._date_number(arr, plan)
+            elif plan.wire in ("date", "datetime", "timestamp"):
                 arr = self._temporal(arr, plan)
             elif plan.wire == "time":
                 arr = time_from_micros(arr, plan.ref)
             arrays.append(convert(arr, plan.target, plan.ref))
         return assemble(arrays, schema)
+
+    def _date_number(self, arr: pa.Array, plan: _Plan) -> pa.Array:
+        dates, zeros, shown = date_from_number(arr, plan.ref)
+        if zeros:
+            self._zero_dates(zeros, plan, shown)
+        return dates
+
+    def _zero_dates(self, count: int, plan: _Plan, shown: str) -> None:
+        """Count (zero_dates: null) or refuse (zero_dates: error) the zero dates of one batch."""
+        if self.zero_dates == "error":
+            raise ExtractError(
+                f'{plan.ref} holds the zero date "{shown}", which is not a date (zero_dates: error).',
+                hint=f'Set zero_dates: null on source "{self.name}" to read zero dates as NULL, or filter them out '
+                "with the design's `condition`.",
+            )
+        plan.zero_dates[0] += count
 
     def _temporal(self, arr: pa.Array, plan: _Plan) -> pa.Array:
         arr = arr.cast(pa.string())
@@ -448,15 +514,8 @@ class MySQLSource(Source):
         day = pc.utf8_slice_codeunits(arr, 8, 10)
         zero = pc.or_kleene(pc.equal(month, "00"), pc.equal(day, "00"))
         zeros = pc.sum(pc.cast(zero, pa.int64())).as_py() or 0
-        if zeros and self.zero_dates == "error":
-            shown = pc.filter(arr, zero)[0].as_py()
-            raise ExtractError(
-                f'{plan.ref} holds the zero date "{shown}", which is not a date (zero_dates: error).',
-                hint=f'Set zero_dates: null on source "{self.name}" to read zero dates as NULL, or filter them out '
-                "with the design's `condition`.",
-            )
         if zeros:
-            plan.zero_dates[0] += zeros
+            self._zero_dates(zeros, plan, pc.filter(arr, zero)[0].as_py())
             arr = pc.if_else(zero, pa.scalar(None, pa.string()), arr)
         wire_type = pa.date32() if plan.wire == "date" else pa.timestamp("us")
         parsed = _parse(arr, wire_type, plan.ref)
@@ -515,6 +574,14 @@ def _parse(arr: pa.Array, wire_type: pa.DataType, ref: ColumnRef) -> pa.Array:
                     hint="Declare the column as `type: text` in the design to read it as written.",
                 ) from None
         raise
+
+
+def _exact_in_connectorx(col: MyColumn) -> bool:
+    """Whether connectorx reads the DECIMAL column exactly: it parses a 28-digit decimal and
+    rescales it to ``decimal(38,10)``, so at most 10 digits after the point and 18 before."""
+    if col.precision is None or col.scale is None:
+        return False
+    return col.scale <= 10 and col.precision - col.scale <= 18
 
 
 def _error_code(exc: BaseException) -> int | None:

@@ -117,3 +117,43 @@ def time_from_micros(arr: pa.Array, ref: ColumnRef) -> pa.Array:
             hint="Declare the column as `type: text` in the design to read it as written.",
         )
     return arr.cast(pa.time64("us"))
+
+
+def date_from_number(arr: pa.Array, ref: ColumnRef) -> tuple[pa.Array, int, str]:
+    """MySQL DATE sent as the number ``YYYYMMDD`` (``col + 0``) as ``date32``, exactly.
+
+    Returns the dates with every zero date (a zero month or day, e.g. ``0000-00-00``) made
+    NULL, how many zero dates there were, and the first of them as text. A date that does
+    not exist (``2024-02-30``, stored under ``ALLOW_INVALID_DATES``) raises ``ExtractError``.
+    """
+    import numpy as np
+
+    number = arr.cast(pa.int64())
+    valid = number.is_valid().to_numpy(zero_copy_only=False)
+    n = number.fill_null(19700101).to_numpy(zero_copy_only=False)
+    year, month, day = n // 10_000, n // 100 % 100, n % 100
+    zero = valid & ((month == 0) | (day == 0))
+    leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
+    month_days = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])[np.clip(month, 0, 12)]
+    month_days = month_days + ((month == 2) & leap)
+    bad = valid & ~zero & ((month > 12) | (day > month_days) | (n < 0))
+    if bad.any():
+        shown = _date_text(int(n[bad.argmax()]))
+        raise ExtractError(
+            f'{ref} holds "{shown}", which is not a valid date or time.',
+            hint="Declare the column as `type: text` in the design to read it as written.",
+        )
+    # days since 1970-01-01 of the proleptic Gregorian date (H. Hinnant's days_from_civil)
+    shifted = year - (month <= 2)
+    era = shifted // 400
+    year_of_era = shifted - era * 400
+    day_of_year = (153 * ((month + 9) % 12) + 2) // 5 + day - 1
+    day_of_era = year_of_era * 365 + year_of_era // 4 - year_of_era // 100 + day_of_year
+    days = (era * 146_097 + day_of_era - 719_468).astype(np.int32)
+    dates = pa.array(days, mask=~valid | zero).cast(pa.date32())
+    zeros = int(zero.sum())
+    return dates, zeros, _date_text(int(n[zero.argmax()])) if zeros else ""
+
+
+def _date_text(number: int) -> str:
+    return f"{number // 10_000:04d}-{number // 100 % 100:02d}-{number % 100:02d}"

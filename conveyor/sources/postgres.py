@@ -420,7 +420,7 @@ class PostgresSource(Source):
         plans = self._plan(request)
         statement = self.build_sql(request, plans)
         schema = request.arrow_schema
-        raw = self._stream(statement, snapshot)
+        raw = self._stream(statement, snapshot, request.buffer_bytes)
         converted = (self._convert(batch, plans, schema) for batch in raw)
         yield from rebatch(converted, schema, request.batch_rows)
 
@@ -438,9 +438,11 @@ class PostgresSource(Source):
         cur.close()
         return conn
 
-    def _stream(self, statement: str, snapshot: str | None) -> Iterator[pa.RecordBatch]:
+    def _stream(self, statement: str, snapshot: str | None, batch_bytes: int) -> Iterator[pa.RecordBatch]:
         conn = self._adbc_connect()
         cur = conn.cursor()
+        # the driver's batches are the read's largest buffers: size them from the memory budget
+        cur.adbc_statement.set_options(**{"adbc.postgresql.batch_size_hint_bytes": str(batch_bytes)})
         try:
             with cancel.watching(conn.adbc_cancel), self._errors(statement):
                 if snapshot is not None:

@@ -26,6 +26,7 @@ from conveyor.extract.runners.base import (
     read_request,
     run_tasks,
 )
+from conveyor.extract.runners.pipeline import read_ahead
 from conveyor.lake.lake import PartWriter
 from conveyor.lake.manifest import PartFile
 from conveyor.sources import open_source, partition
@@ -100,17 +101,26 @@ def _read_partition(
     ``floor`` is the incremental bound when the source's own predicate is not exact
     (``Source.CURSOR_BOUND_EXACT``): rows whose cursor is below it are dropped here, exactly.
     ``stop`` set (another partition failed) or a cancelled run ends the read at its next batch.
+    The source reads on a thread of its own, ahead of the writer by at most the budget's
+    queue (``given.budget``).
     """
     prefix = "part" if total == 1 else f"part-{index:03d}"
     high_water = None
     if job.incremental_cursor:
         high_water = incremental.HighWater(job.incremental_cursor, dict(request.columns)[job.incremental_cursor])
+    schema = request.arrow_schema
+    budget = given.budget
     with open_source(job.source_type, job.source, given.dsn, root=given.root, zero_dates=job.zero_dates) as source:
         writer = PartWriter(
-            given.folder, request.arrow_schema, prefix=prefix, part_rows=given.part_rows, compression=given.compression
+            given.folder,
+            schema,
+            prefix=prefix,
+            part_rows=given.part_rows,
+            compression=given.compression,
+            row_group_rows=budget.row_group_rows(schema),
         )
         try:
-            for batch in source.read(request, snapshot=snapshot):
+            for batch in read_ahead(source.read(request, snapshot=snapshot), budget.queue_bytes):
                 if stop is not None and stop.is_set():
                     raise PartitionStopped(
                         f'"{job.relation}": partition {index + 1} of {total} stopped: another failed.'

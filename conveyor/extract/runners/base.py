@@ -14,7 +14,7 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, TypeVar
 
@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 from conveyor.design.types import SqlType, parse_type
 from conveyor.errors import ExtractError, did_you_mean
 from conveyor.extract import incremental
+from conveyor.extract.budget import Budget
 from conveyor.extract.jobs import ExtractJob
 from conveyor.lake.manifest import PartFile
 from conveyor.sources.base import ReadRequest, Source
@@ -48,6 +49,12 @@ class RunnerInput:
     workers: int = 1
     session: RunnerSession | None = None
     """What the run's jobs of this type share (:meth:`Runner.open_session`), e.g. one Spark application."""
+    memory_budget_bytes: int = 256 << 20
+
+    @property
+    def budget(self) -> Budget:
+        """What each read may hold: the process's budget shared among ``workers`` reads."""
+        return Budget(self.memory_budget_bytes, self.workers, self.batch_rows)
 
 
 @dataclass
@@ -169,14 +176,16 @@ def read_request(
 ) -> ReadRequest:
     """What a runner reads of the job's upstream table (its condition and increment applied), its
     design's columns checked against the table first."""
+    budget = given.budget
     request = ReadRequest(
         schema=job.upstream_schema or source.default_schema() or "",
         table=job.upstream_table,
         columns=columns,
         where=combine(job.condition, inc.where),
         params=inc.params,
-        batch_rows=given.batch_rows,
+        buffer_bytes=budget.buffer_bytes,
     )
+    request = replace(request, batch_rows=budget.batch_rows(request.arrow_schema))
     check_columns(job, source, request)
     return request
 
