@@ -88,6 +88,7 @@ def run_timed(
     """
     full_env = {**os.environ, **QUIET_ENV, **(env or {})}
     server_before = server_cpu_seconds(server) if server else 0.0
+    pids_before = server_pids(server) if server else set()
     out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - closed below
     try:
         start = time.perf_counter()
@@ -103,6 +104,8 @@ def run_timed(
     finally:
         if log:
             out.close()  # type: ignore[union-attr]
+    if server:
+        settle_server(server, pids_before)
     server_cpu = server_cpu_seconds(server) - server_before if server else None
     return Sample(wall, usage.ru_maxrss / 1024, proc.returncode, usage.ru_utime + usage.ru_stime, server_cpu)
 
@@ -138,6 +141,30 @@ class LoadMonitor:
 
 _TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 SERVER_PROCESSES = {"postgres": ("postgres",), "mysql": ("mariadbd", "mysqld")}
+
+
+def server_pids(engine: str) -> set[int]:
+    """The pids of the database server's processes now."""
+    names = SERVER_PROCESSES[engine]
+    found = set()
+    for comm in Path("/proc").glob("[0-9]*/comm"):
+        try:
+            if comm.read_text().strip() in names:
+                found.add(int(comm.parent.name))
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def settle_server(engine: str, before: set[int], timeout: float = 5.0) -> None:
+    """Wait until the backends a run started have exited and been reaped (at most ``timeout`` s).
+
+    A PostgreSQL backend ends a moment after its client; until the postmaster reaps it, its CPU
+    is in neither the live processes nor the postmaster's children counters.
+    """
+    deadline = time.monotonic() + timeout
+    while server_pids(engine) - before and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def server_cpu_seconds(engine: str) -> float:

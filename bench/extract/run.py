@@ -65,7 +65,7 @@ import pyarrow.parquet as pq  # noqa: E402
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "dag"))
 import checksum  # noqa: E402
-from measure import server_cpu_seconds  # noqa: E402
+from measure import server_cpu_seconds, server_pids, settle_server  # noqa: E402
 from prepare import schema_name  # noqa: E402
 
 PG_DSN = "postgresql://postgres@127.0.0.1:5432/conveyor_bench"
@@ -206,8 +206,9 @@ def run_tool(tool: str, engine: str, schema: str, run: int, scratch: Path, proje
         argv = [str(PEERS_PYTHON), str(HERE / "peers.py"), tool, "--engine", engine, "--schema", schema]
         argv += ["--out", str(out)]
     load_before = os.getloadavg()[0]
-    server_before = server_cpu_seconds(engine)
+    server_before, pids_before = server_cpu_seconds(engine), server_pids(engine)
     result = measure(argv, cwd=cwd, env=env, log=log, stdout=stdout)
+    settle_server(engine, pids_before)
     server_cpu = server_cpu_seconds(engine) - server_before
     load_after = os.getloadavg()[0]
     error = None
