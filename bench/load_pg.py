@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench" / "dag"))
 
-from measure import LoadMonitor, Sample, Series, interleave, machine_facts, run_timed  # noqa: E402
+from measure import LoadMonitor, Sample, Series, interleave, machine_facts, run_timed, server_table  # noqa: E402
 
 ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 SCHEMAS = {"psql": "bench_psql", "conveyor": "bench_conveyor"}
@@ -326,23 +326,7 @@ def main() -> None:
 
 def markdown(series: list[Series], reference: str) -> str:
     """Medians of wall, client CPU, server CPU and peak RSS, and the ratios to ``reference``."""
-    ref = next(s for s in series if s.tool == reference)
-    ref_wall, ref_cpu, ref_server = ref.median_wall() or 0, ref.median_cpu() or 0, ref.median_server_cpu() or 0
-    lines = [
-        "| tool | runs ok | median wall (s) | min-max (s) | client CPU (s) | server CPU (s) | peak RSS (MB) "
-        f"| wall vs {reference} | client+server CPU vs {reference} |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for s in series:
-        wall, cpu, server, rss = s.median_wall(), s.median_cpu(), s.median_server_cpu(), s.median_rss()
-        if wall is None or cpu is None or server is None or rss is None or not ref_wall:
-            lines.append(f"| {s.tool} | 0/{len(s.samples)} | failed | | | | | | |")
-            continue
-        lines.append(
-            f"| {s.tool} | {len(s.ok())}/{len(s.samples)} | {wall:.2f} | {s.spread()} | {cpu:.2f} | {server:.2f} "
-            f"| {rss:.0f} | {wall / ref_wall:.2f}x | {(cpu + server) / (ref_cpu + ref_server):.2f}x |"
-        )
-    return "\n".join(lines)
+    return server_table(series, reference)
 
 
 if __name__ == "__main__":

@@ -252,6 +252,29 @@ def table(rows: list[Series], reference: str, target_note: Callable[[Series], st
     return "\n".join(lines)
 
 
+def server_table(series: list[Series], reference: str) -> str:
+    """A Markdown table of medians (wall, client CPU, server CPU, peak RSS) and the ratios to ``reference``:
+    wall time, and client + server CPU (for tools that hand work to a database server)."""
+    ref = next(s for s in series if s.tool == reference)
+    ref_wall, ref_cpu, ref_server = ref.median_wall() or 0, ref.median_cpu() or 0, ref.median_server_cpu() or 0
+    lines = [
+        "| tool | runs ok | median wall (s) | min-max (s) | client CPU (s) | server CPU (s) | peak RSS (MB) "
+        f"| wall vs {reference} | client+server CPU vs {reference} |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for s in series:
+        wall, cpu, server, rss = s.median_wall(), s.median_cpu(), s.median_server_cpu(), s.median_rss()
+        if wall is None or cpu is None or server is None or rss is None or not ref_wall:
+            lines.append(f"| {s.tool} | 0/{len(s.samples)} | failed | | | | | | |")
+            continue
+        total_ref = (ref_cpu + ref_server) or 1.0
+        lines.append(
+            f"| {s.tool} | {len(s.ok())}/{len(s.samples)} | {wall:.2f} | {s.spread()} | {cpu:.2f} | {server:.2f} "
+            f"| {rss:.0f} | {wall / ref_wall:.2f}x | {(cpu + server) / total_ref:.2f}x |"
+        )
+    return "\n".join(lines)
+
+
 def command_line() -> str:
     """The command that started this script, as it could be typed again."""
     here = Path.cwd()

@@ -56,7 +56,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 sys.path.insert(0, str(ROOT / "bench" / "dag"))
 
-from measure import LoadMonitor, Sample, Series, interleave, machine_facts, run_timed  # noqa: E402
+from measure import LoadMonitor, Sample, Series, interleave, machine_facts, run_timed, server_table  # noqa: E402
 
 TPCH = ROOT / "tests" / "differential" / "tpch"
 TABLES = ["region", "nation", "part", "supplier", "partsupp", "customer", "orders", "lineitem"]
@@ -275,24 +275,8 @@ def checkpoint() -> None:
 
 
 def markdown(series: list[Series], reference: str) -> str:
-    ref = next(s for s in series if s.tool == reference)
-    ref_wall, ref_cpu, ref_server = ref.median_wall(), ref.median_cpu(), ref.median_server_cpu()
-    lines = [
-        f"| tool | runs ok | median wall (s) | min-max (s) | client CPU (s) | server CPU (s) "
-        f"| peak RSS (MB) | wall vs {reference} | client+server CPU vs {reference} |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for s in series:
-        wall, cpu, server, rss = s.median_wall(), s.median_cpu(), s.median_server_cpu(), s.median_rss()
-        if wall is None or cpu is None or server is None or rss is None or not ref_wall:
-            lines.append(f"| {s.tool} | 0/{len(s.samples)} | failed | | | | | | |")
-            continue
-        total_ref = (ref_cpu or 0) + (ref_server or 0)
-        lines.append(
-            f"| {s.tool} | {len(s.ok())}/{len(s.samples)} | {wall:.2f} | {s.spread()} | {cpu:.2f} | {server:.2f} "
-            f"| {rss:.0f} | {wall / ref_wall:.2f}x | {(cpu + server) / total_ref:.2f}x |"
-        )
-    return "\n".join(lines)
+    """Medians of wall, client CPU, server CPU and peak RSS, and the ratios to ``reference``."""
+    return server_table(series, reference)
 
 
 def psql_timings(log: Path) -> list[float]:
