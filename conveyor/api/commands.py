@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -231,10 +232,12 @@ def load(
     skip_copy: bool = False,
     resume: bool = False,
     continue_from: str | None = None,
+    fail_fast: bool = False,
 ) -> Outcome:
     """Rebuild the schemas of the selection in a warehouse from the lake, then publish.
 
     Args:
+        fail_fast: after the first failed relation, start no other (they are recorded as skipped).
         skip_copy: create every relation with no data (a compile check by the warehouse).
         resume: continue the last failed (or abandoned: its process died) load of this
             environment, rebuilding only what failed, was skipped or never finished.
@@ -255,6 +258,7 @@ def load(
         if resumed is None:
             return _nothing_to_resume(project, warehouse, selection, note, reporter)
         options = resumed
+    options = dataclasses.replace(options, fail_fast=fail_fast)
     relations = whole_schemas(project, project.select(selection))
     todo = [r for r in relations if r.name not in options.done]
     check_own_database(project, todo, warehouse)  # bad input: fail before writing
@@ -428,10 +432,15 @@ def run(
     env: str | None = None,
     jobs: int | None = None,
     reporter: Reporter | None = None,
+    fail_fast: bool = False,
 ) -> Outcome:
-    """Extract, load, build and publish: the whole ETL for a selection."""
+    """Extract, load, build and publish: the whole ETL for a selection.
+
+    ``fail_fast``: after the first failed table or relation, start no other; a failed
+    extract then builds nothing.
+    """
     from conveyor.extract.extract import extract
-    from conveyor.load.build import build, check_own_database
+    from conveyor.load.build import BuildOptions, build, check_own_database
 
     relations = whole_schemas(project, project.select(selection))
     preflight(project, relations, extract=True, environment=project.environment(env)[0], build=True)
@@ -441,12 +450,15 @@ def run(
     jobs_list = plan_extract(project, relations)
     with _Run(project, "run", env=warehouse.name, selection=selection, reporter=reporter, jobs=jobs) as run:
         run.outcome.warehouse = warehouse.describe()
-        run.outcome.extract = extract(run.ctx, jobs_list)
+        run.outcome.extract = extract(run.ctx, jobs_list, fail_fast=fail_fast)
         if run.outcome.extract.failed:
+            if fail_fast:
+                run.outcome.notes.append("--fail-fast: an extract failed, so nothing was built or published")
+                return run.outcome
             run.outcome.notes.append("extract failed for some tables; the load uses their previous extracts")
         try:
             run.outcome.notes.extend(unparsed_notes(project, relations))
-            run.outcome.build = build(run.ctx, relations, warehouse)
+            run.outcome.build = build(run.ctx, relations, warehouse, BuildOptions(fail_fast=fail_fast))
         except LakeError as exc:
             # a table with no extract at all: nothing to load it from, so the run fails
             run.outcome.notes.append(exc.render())

@@ -28,6 +28,9 @@ lock_timeout_option = click.option(
     metavar="S",
     help="Seconds to wait for a load or update of the same warehouse that is running.",
 )
+fail_fast_option = click.option(
+    "--fail-fast", is_flag=True, help="After the first failure, start nothing new (the rest is recorded as skipped)."
+)
 format_option = click.option(
     "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True, help="Output format."
 )
@@ -115,11 +118,18 @@ def _show_plan(found: api.Plan) -> None:
 @selection_arg
 @env_option
 @jobs_option
+@fail_fast_option
 @dry_run_option
 @format_option
 @pass_options
 def run(
-    options: Options, selection: tuple[str, ...], env: str | None, jobs: int | None, dry_run: bool, fmt: str
+    options: Options,
+    selection: tuple[str, ...],
+    env: str | None,
+    jobs: int | None,
+    fail_fast: bool,
+    dry_run: bool,
+    fmt: str,
 ) -> None:
     """Extract, load, build and publish: the whole ETL for SELECTION (default: everything).
 
@@ -130,7 +140,7 @@ def run(
         _show_plan(api.plan(project, "run", selection, env=env))
         return
     with RichReporter(options.verbosity if fmt == "table" else -1) as reporter:
-        outcome = api.run(project, selection, env=env, jobs=jobs, reporter=reporter)
+        outcome = api.run(project, selection, env=env, jobs=jobs, reporter=reporter, fail_fast=fail_fast)
     _finish(outcome, fmt, options)
 
 
@@ -183,7 +193,7 @@ def extract() -> None:
 @click.option("--tables", help="Comma-separated table names to extract (narrows the selection).")
 @click.option("--event", "event_path", help='An event file (or - for stdin): {"source": ..., "tables": [...] or "*"}.')
 @click.option("--full", is_flag=True, help="Re-extract everything, ignoring incremental watermarks.")
-@click.option("--fail-fast", is_flag=True, help="Stop starting new tables after the first failure.")
+@fail_fast_option
 @jobs_option
 @dry_run_option
 @format_option
@@ -271,6 +281,7 @@ def _watermark_value(text: str | None) -> str:
     help="Continue the last failed (or abandoned) load: rebuild only what failed, was skipped or never finished.",
 )
 @click.option("--continue-from", metavar="RELATION", help="Continue the last failed load from RELATION on.")
+@fail_fast_option
 @dry_run_option
 @format_option
 @pass_options
@@ -282,6 +293,7 @@ def load(
     skip_copy: bool,
     resume: bool,
     continue_from: str | None,
+    fail_fast: bool,
     dry_run: bool,
     fmt: str,
 ) -> None:
@@ -305,6 +317,7 @@ def load(
             skip_copy=skip_copy,
             resume=resume,
             continue_from=continue_from,
+            fail_fast=fail_fast,
         )
     _finish(outcome, fmt, options)
 

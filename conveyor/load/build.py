@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence, Set
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -236,6 +237,8 @@ class BuildOptions:
         pinned: extracts to load instead of the newest ones (a pipeline loads its secondary
             environment from exactly the extracts its primary loaded).
         required: selection terms that must succeed, besides the project's ``required``.
+        fail_fast: after the first failure, start no other relation (those running finish);
+            the ones not started are recorded as skipped.
     """
 
     skip_copy: bool = False
@@ -244,6 +247,7 @@ class BuildOptions:
     changed: tuple[str, ...] = ()
     pinned: Mapping[str, list[Manifest]] | None = None
     required: tuple[str, ...] = ()
+    fail_fast: bool = False
 
 
 def has_checks(design: TableDesign) -> bool:
@@ -285,7 +289,9 @@ def build(
     try:
         rebuilt = {r.name for r in relations}
         sql = {r.name: _statement(project, r, staging, rebuilt, warehouse.DIALECT, options) for r in todo}
-        _Runner(ctx, staging, manifests, sql, result, replace=options.resume_from is not None).run(todo)
+        runner = _Runner(ctx, staging, manifests, sql, result, replace=options.resume_from is not None)
+        runner.fail_fast = options.fail_fast
+        runner.run(todo)
         _decide(ctx, relations, result, options.required)
         if result.reason is None:
             with ctx.step("*", "publish"):
@@ -343,17 +349,30 @@ class _Runner:
     ):
         self.ctx, self.staging, self.manifests, self.sql, self.result = ctx, staging, manifests, sql, result
         self.replace = replace
+        self.fail_fast = False
         self.lock = threading.Lock()
 
     def run(self, relations: list[Relation]) -> None:
         by_name = {r.name: r for r in relations}
         scheduler = self.ctx.project.dag.scheduler(by_name)
-        with ThreadPoolExecutor(max_workers=max(1, self.ctx.jobs), thread_name_prefix="build") as pool:
+        workers = max(1, self.ctx.jobs)
+        stopped = False  # --fail-fast after a failure: what has not started does not start
+        # relations are handed to the pool only when a worker is free, so a failure can still
+        # stop the ones that are ready but not started
+        pending: deque[str] = deque()
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="build") as pool:
             running: dict[Future[None], str] = {}
-            while not scheduler.finished():
-                for name in scheduler.ready():
+            while True:
+                pending.extend(scheduler.ready())
+                while pending and (stopped or len(running) < workers):
+                    name = pending.popleft()
+                    if stopped:
+                        for skipped in [name, *sorted(scheduler.failed(name))]:
+                            self.result.status[skipped] = "skipped"
+                            self.ctx.skipped(skipped, "build", "not started: --fail-fast after a failure")
+                        continue
                     running[pool.submit(self._one, by_name[name])] = name
-                if not running:
+                if not running:  # (pending is empty here: a free worker took it, or a stop skipped it)
                     break
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in done:
@@ -361,6 +380,7 @@ class _Runner:
                     if self.result.status[name] == "succeeded":
                         scheduler.done(name)
                     else:
+                        stopped = stopped or self.fail_fast
                         for skipped in sorted(scheduler.failed(name)):
                             self.result.status[skipped] = "skipped"
                             self.ctx.skipped(skipped, "build", f"upstream relation {name} failed")

@@ -221,3 +221,30 @@ def test_required_relation_failing_publishes_nothing(
     after = digest(warehouse)
     assert set(after) == set(EXPECTED_ROWS) - {"mart.top_customers", "mart.report"}
     assert after["shop.orders"] == before["shop.orders"]
+
+
+def test_fail_fast_starts_nothing_after_the_first_failure(
+    make_project: Callable[..., Path], cli: Callable[..., Any]
+) -> None:
+    failing = (
+        "SELECT customer_id, CASE WHEN customer_id > 0 THEN error('boom') ELSE 'x' END AS name, 0 AS total\n"
+        "FROM shop.orders\n"
+    )
+    later = {
+        "mart/zzz.yaml": "name: mart.zzz\nkind: ctas\n",  # after mart.customer_totals in execution order
+        "mart/zzz.sql": "SELECT count(*) AS n FROM shop.products\n",
+    }
+    root = make_project(designs={"mart/customer_totals.sql": failing, **later})
+    assert cli("-q", "extract", cwd=root).code == 0
+
+    plain = json.loads(cli("load", "--jobs", "1", "--format", "json", cwd=root).stdout)
+    assert plain["failed"] == ["mart.customer_totals"], plain
+    assert "mart.zzz" not in plain["skipped"], plain
+
+    fast = cli("load", "--jobs", "1", "--fail-fast", "--format", "json", cwd=root)
+    assert fast.code == 1
+    data = json.loads(fast.stdout)
+    assert "mart.zzz" in data["skipped"] and data["published"] is False
+    events = json.loads(cli("runs", "show", "last", "--format", "json", cwd=root).stdout)["events"]
+    (zzz,) = [e for e in events if e["relation"] == "mart.zzz"]
+    assert zzz["status"] == "skipped" and "--fail-fast" in zzz["error"]
