@@ -18,5 +18,8 @@ class Reporter:
     def finished(self, relation: str, step: str, status: str, rows: int | None, error: str | None) -> None:
         """A unit of work ended with ``status`` (succeeded, failed, skipped)."""
 
+    def rows(self, relation: str, count: int) -> None:
+        """``count`` more rows of ``relation``'s unit of work are done (a long extract's progress)."""
+
     def message(self, text: str, level: str = "info") -> None:
         """A line for the user."""

@@ -30,6 +30,7 @@ class RichReporter(Reporter):
         self.progress: Progress | None = None
         self.task: Any = None
         self.counted: frozenset[str] = frozenset()
+        self.row_counts: dict[str, int] = {}
         self.lock = threading.Lock()
 
     def __enter__(self) -> RichReporter:
@@ -76,6 +77,13 @@ class RichReporter(Reporter):
             elif self.verbosity > 0:
                 shown = f" ({rows:,} rows)" if rows is not None else ""
                 console.print(f"[green]✓[/] {step} {relation}{shown}")
+
+    def rows(self, relation: str, count: int) -> None:
+        if self.progress is None or self.task is None:
+            return
+        with self.lock:
+            self.row_counts[relation] = self.row_counts.get(relation, 0) + count
+            self.progress.update(self.task, current=f"{relation} {self.row_counts[relation]:,} rows")
 
     def message(self, text: str, level: str = "info") -> None:
         if self.verbosity >= 0 or level != "info":

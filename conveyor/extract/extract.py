@@ -8,6 +8,7 @@ the commit after that, so it never claims data the lake does not hold.
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import threading
@@ -178,6 +179,7 @@ def _commit(ctx: RunContext, job: ExtractJob, pool: Executor | None, session: Ru
                 workers=ctx.jobs,
                 session=session,
                 memory_budget_bytes=settings.defaults.memory_budget_mib << 20,
+                progress=functools.partial(ctx.reporter.rows, job.relation),
             )
             output = _with_retries(ctx, job, given)
             output = _without_overlap(lake, job, folder, output, settings.lake.compression)

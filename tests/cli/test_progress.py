@@ -41,6 +41,8 @@ def test_the_bars_end_where_the_summary_says(project_dir: Path) -> None:
     built = re.search(r"Built (\d+)/(\d+) relations", text)
     assert built and last_bar(text, "build") == f"{built.group(1)}/{built.group(2)}"
     assert last_bar(text, "extract") == re.search(r"Extracted (\d+/\d+) tables", text).group(1)  # type: ignore[union-attr]
+    # the extract bar counts the rows of the table it is reading as they are written
+    assert re.search(r"^extract .*shop\.\w+ [\d,]+ rows", text, re.M), text
 
     text = in_terminal(project_dir, "update", "shop.orders")
     built = re.search(r"Built (\d+)/(\d+) relations", text)

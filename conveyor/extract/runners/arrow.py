@@ -129,6 +129,8 @@ def _read_partition(
                 if floor is not None:
                     batch = _at_or_above(batch, job.incremental_cursor or "", floor)
                 writer.write(batch)
+                if given.progress is not None:
+                    given.progress(batch.num_rows)
                 if high_water is not None:
                     high_water.update(batch)
             parts = writer.close()

@@ -50,6 +50,8 @@ class RunnerInput:
     session: RunnerSession | None = None
     """What the run's jobs of this type share (:meth:`Runner.open_session`), e.g. one Spark application."""
     memory_budget_bytes: int = 256 << 20
+    progress: Callable[[int], None] | None = None
+    """Told how many more rows were written, as they are (the CLI shows a live row count)."""
 
     @property
     def budget(self) -> Budget:
