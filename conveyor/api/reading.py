@@ -31,6 +31,7 @@ def validate(
     sql: bool = True,
     warehouse: str | None = None,
     cache: bool = True,
+    environment: str | None = None,
 ) -> Report:
     """Check a project before it runs and return every problem (``conveyor validate``).
 
@@ -41,7 +42,9 @@ def validate(
     from conveyor.validate.run import validate as run_validation
 
     root = project.root if isinstance(project, Project) else project
-    return run_validation(root, selection, sources=sources, sql=sql, warehouse=warehouse, cache=cache)
+    return run_validation(
+        root, selection, sources=sources, sql=sql, warehouse=warehouse, cache=cache, environment=environment
+    )
 
 
 def runs(

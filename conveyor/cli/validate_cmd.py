@@ -27,6 +27,13 @@ _STYLE = {"error": "red", "warning": "yellow", "info": "dim"}
     help="Also build the selection empty in a throwaway copy of environment ENV, so the warehouse compiles "
     "every statement and the output columns are compared with the designs.",
 )
+@click.option(
+    "--env",
+    "-e",
+    "environment",
+    metavar="NAME",
+    help="Check warehouse limits (types, name lengths, file places) for this environment only (default: all).",
+)
 @click.option("--skip-sources", is_flag=True, help="Do not compare source tables with their live upstream tables.")
 @click.option(
     "--skip-sql",
@@ -42,6 +49,7 @@ def validate(
     options: Options,
     selection: tuple[str, ...],
     warehouse: str | None,
+    environment: str | None,
     skip_sources: bool,
     skip_sql: bool,
     no_cache: bool,
@@ -61,6 +69,7 @@ def validate(
         sql=not skip_sql,
         warehouse=warehouse,
         cache=not no_cache,
+        environment=environment,
     )
     if fmt == "json":
         print_json(report.to_json())

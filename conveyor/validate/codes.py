@@ -235,7 +235,7 @@ CODES: dict[str, Code] = _codes(
         "unknown-environment",
         "error",
         "warehouse",
-        "--with-warehouse names an environment conveyor.yaml does not define.",
+        "--with-warehouse or --env names an environment conveyor.yaml does not define.",
     ),
     # ----------------------------------------------------------------- upstream drift
     ("upstream-unreachable", "error", "sources", "A source cannot be reached (the DSN is shown masked)."),

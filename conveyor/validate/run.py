@@ -20,13 +20,13 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from conveyor.errors import Location, SelectionError
+from conveyor.errors import Location, SelectionError, did_you_mean
 from conveyor.project import LoadResult, Project, Relation
 from conveyor.project.loader import paused_gc
 from conveyor.validate.bind import check_sql
 from conveyor.validate.columns import static_columns
 from conveyor.validate.dependencies import depends_on
-from conveyor.validate.designs import DESIGN_CHECKS
+from conveyor.validate.designs import DESIGN_CHECKS, warehouse_types
 from conveyor.validate.drift import check_sources
 from conveyor.validate.jobs import job_types
 from conveyor.validate.names import check_names
@@ -42,6 +42,7 @@ def validate(
     sql: bool = True,
     warehouse: str | None = None,
     cache: bool = True,
+    environment: str | None = None,
 ) -> Report:
     """Check a project (or the relations of a selection) and return every problem found.
 
@@ -54,6 +55,8 @@ def validate(
             ``warehouse`` is given (False compares explicit select lists only).
         warehouse: an environment name: build the selection empty in a throwaway copy of it.
         cache: read and write the parse and bind caches in ``.conveyor/cache/``.
+        environment: check what depends on the warehouse (column types it can hold, name
+            lengths, file places) for this environment only; default: every environment.
 
     Returns:
         The report; ``report.exit_code`` is 2 when there is an error, else 0.
@@ -65,7 +68,10 @@ def validate(
         report.extend(_load_problems(loaded))
         project = loaded.project
         if project is not None:
-            _check(project, selection, report, sources=sources, sql=sql, warehouse=warehouse, cache=bool(cache))
+            _check(
+                project, selection, report, sources=sources, sql=sql, warehouse=warehouse, cache=bool(cache),
+                environment=environment,
+            )  # fmt: skip
     report.seconds = time.perf_counter() - began
     return report
 
@@ -79,8 +85,17 @@ def _check(
     sql: bool,
     warehouse: str | None,
     cache: bool,
+    environment: str | None = None,
 ) -> None:
     report.order = {name: index for index, name in enumerate(project.dag.order())}
+    environments = list(project.settings.environments)
+    if environment is not None:
+        if environment not in environments:
+            message = f'environment "{environment}" is not defined in conveyor.yaml.'
+            hint = did_you_mean(environment, environments).strip() + f" Known: {', '.join(environments)}."
+            report.extend([problem("unknown-environment", message, hint=hint.strip())])
+            return
+        environments = [environment]
     try:
         selected = project.select(selection)
     except SelectionError as exc:
@@ -88,14 +103,17 @@ def _check(
         return
     report.relations = len(selected)
 
-    report.extend(check_places(project, environments=tuple(project.settings.environments)))
+    report.extend(check_places(project, environments=tuple(environments)))
 
     report.checks.append("designs")
     for relation in selected:
         for check in DESIGN_CHECKS:
-            report.extend(check(project, relation))
+            if check is warehouse_types and environment is not None:
+                report.extend(warehouse_types(project, relation, environment))
+            else:
+                report.extend(check(project, relation))
     report.extend(job_types(project, selected))
-    report.extend(check_names(project, selected, list(project.settings.environments)))
+    report.extend(check_names(project, selected, environments))
 
     report.checks.append("dependencies")
     for relation in selected:

@@ -65,3 +65,21 @@ def test_an_upstream_table_without_a_design_is_a_warning(case_project: Callable[
     settings["sources"]["shop"]["exclude"] = ["main.pay*"]
     (root / "conveyor.yaml").write_text(yaml.safe_dump(settings))
     assert [p for p in validate(root, cache=False).problems if p.severity != "info"] == []
+
+
+def test_env_checks_one_environment_s_limits(case_project: Callable[[str], Path]) -> None:
+    """decimal(50,0) fits PostgreSQL, not DuckDB: --env pg passes, --env (the DuckDB one) refuses."""
+    root = case_project("decimal-too-wide-for-duckdb")
+    settings = yaml.safe_load((root / "conveyor.yaml").read_text())
+    duckdb_env = next(iter(settings["environments"]))
+    settings["environments"]["pg"] = {"type": "postgres", "dsn": "postgresql://postgres@127.0.0.1/none"}
+    (root / "conveyor.yaml").write_text(yaml.safe_dump(settings))
+
+    def errors(environment: str | None) -> list[str]:
+        report = validate(root, cache=False, sources=False, environment=environment)
+        return [p.code for p in report.problems if p.severity == "error"]
+
+    assert errors(None) == ["type-unsupported"]
+    assert errors(duckdb_env) == ["type-unsupported"]
+    assert errors("pg") == []
+    assert errors("nope") == ["unknown-environment"]
