@@ -138,19 +138,21 @@ def print_table(
     title: str | None = None,
     *,
     flexible: frozenset[str] = FLEXIBLE,
+    drop_empty: bool = True,
 ) -> None:
     """A table for people: a rich table on a terminal, aligned plain text in a pipe or a file.
 
     Nothing that identifies or counts is ever cut: such columns keep their full width and the
     ``flexible`` ones (free text such as an error) wrap instead; when even the fixed columns
-    are wider than the terminal, the terminal wraps the lines.
+    are wider than the terminal, the terminal wraps the lines. With ``drop_empty``, a flexible
+    column empty in every row is left out.
     """
     from conveyor.cli.plain import aligned, numeric_columns
 
     cells = [["" if v is None else str(v) for v in row] for row in rows]
     # a column of free text that is empty in every row says nothing
-    keep = [i for i, c in enumerate(columns) if c not in flexible or any(row[i] for row in cells)] if cells else []
-    if cells and len(keep) < len(columns):
+    keep = [i for i, c in enumerate(columns) if c not in flexible or any(row[i] for row in cells)]
+    if drop_empty and cells and len(keep) < len(columns):
         columns = [columns[i] for i in keep]
         cells = [[row[i] for i in keep] for row in cells]
     widths = [max([len(column), *(len(row[index]) for row in cells)]) for index, column in enumerate(columns)]

@@ -55,7 +55,8 @@ def query(options: Options, sql: str, env: str | None, limit: int, fmt: str) -> 
     if not result.columns:
         stdout.print("The statement returned no rows.")
         return
-    print_table(result.columns, [[_text(v) for v in row] for row in result.rows], flexible=frozenset(result.columns))
+    cells = [[_text(v) for v in row] for row in result.rows]
+    print_table(result.columns, cells, flexible=frozenset(result.columns), drop_empty=False)
     if result.more:
         stdout.print(f"(first {limit} rows; --limit shows more)")
 
