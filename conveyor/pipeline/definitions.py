@@ -154,11 +154,14 @@ def drift_note(name: str, state: str) -> str | None:
 
 def installed_pipeline(project: Project, name: str) -> tuple[Pipeline, str]:
     """The installed copy of pipeline ``name`` (what the scheduler runs), and how it compares
-    with the file (see :func:`compare_installed`)."""
+    with the file (see :func:`compare_installed`); a pipeline that is not installed runs from
+    its file (``NOT_INSTALLED``)."""
     from conveyor.runctx import open_tracking
 
     with open_tracking(project) as store:
-        row = store.get_pipeline(name)
+        row = next((p for p in store.list_pipelines() if p.name == name), None)
+    if row is None:
+        return get_pipeline(project, name), NOT_INSTALLED
     defined = load_pipelines(project).get(name)
     config = PipelineConfig.model_validate(row.definition)
     doc, loc = (defined.doc, defined.loc) if defined is not None else (project.settings_doc, ("pipelines", name))

@@ -18,7 +18,7 @@ from datetime import datetime
 
 from conveyor.config.secrets import scrub
 from conveyor.errors import ConveyorError
-from conveyor.pipeline.definitions import drift_note, installed_pipeline, open_for_run
+from conveyor.pipeline.definitions import NOT_INSTALLED, drift_note, installed_pipeline, open_for_run
 from conveyor.pipeline.runner import run_pipeline
 from conveyor.reporting import Reporter
 
@@ -57,7 +57,7 @@ def main(args: list[str] | None = None) -> int:
     try:
         project, problems = open_for_run(given.project)
         definition, state = installed_pipeline(project, given.name)
-        note = drift_note(given.name, state)
+        note = drift_note(given.name, state) if state != NOT_INSTALLED else None
         if note:
             print(scrub(note), file=sys.stderr, flush=True)
         outcome = run_pipeline(

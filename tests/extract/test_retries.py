@@ -152,7 +152,9 @@ def test_mariadb_lost_connection_is_retried(tmp_path: Path, my, my_db: str, my_d
     monkeypatch.setenv("UP_DSN", my_dsn)
     my("CREATE TABLE big (id int PRIMARY KEY, v varchar(60))")
     my(f"INSERT INTO big SELECT seq, REPEAT('x', 50) FROM seq_1_to_{ROWS}")
-    root = big_project(tmp_path, "mysql", my_db)
+    # a small budget keeps the relay's read-ahead (an eighth of a read's share) well under the
+    # table's 6 MB, so the server is still sending when the first part appears
+    root = big_project(tmp_path, "mysql", my_db, defaults={"memory_budget_mib": 170})
     terminator, recorder = Terminator("mysql", my_dsn, "big", root / "lake/data/up/up.big"), Recorder()
     outcome = run_with(terminator, root, recorder)
     assert len(terminator.killed) == 1, "the read was never caught in the act"
