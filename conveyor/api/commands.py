@@ -396,7 +396,7 @@ def relation_ddl(project: Project, relation: Relation, warehouse: Warehouse) -> 
     from conveyor.warehouse.base import qualified
 
     design = relation.design
-    typed = bool(design.columns) and all(c.type for c in design.columns)
+    typed = design.typed
     if relation.kind == "source" or (relation.kind == "ctas" and typed):
         return warehouse.table_ddl(design)
     sql = executable_sql(project, relation, None, frozenset(), warehouse.DIALECT)

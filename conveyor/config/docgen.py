@@ -96,6 +96,13 @@ Its `name` must be `<schema>.<table>`, matching its path. Three kinds exist:
 - **ctas**: a table built from `schemas/<schema>/<table>.sql` (one SELECT query).
 - **view**: a view over the SQL file beside it. Its columns carry only name and description.
 
+The `columns` of a CTAS or view list every column its SQL produces, in the same order, and
+validate checks that they agree. To document only some of them, as dbt allows, set
+`partial_columns: true`: the listed columns may come in any order, each must be produced,
+a listed `type` is cast to, and `not_null` and keys are still checked before publishing;
+the other columns get the types the warehouse infers. A CTAS without any `columns` is built
+with inferred types throughout.
+
 Dependencies of CTAS and views are inferred from their SQL; `depends_on` adds edges the SQL
 cannot show. `conveyor schema design` prints the JSON Schema of this file for editors.
 """

@@ -94,6 +94,11 @@ class TableDesign(StrictModel):
         'source\'s default schema. Quote a part that holds a dot or a quote, as SQL does: public."dotted.name".',
     )
     columns: list[ColumnDesign] = Field(default_factory=list, description="The columns, in order.")
+    partial_columns: bool = Field(
+        default=False,
+        description="CTAS and views: the design lists only some of the columns its SQL produces, in any order. "
+        "The others are built with the types the warehouse infers; a listed column with a type is cast to it.",
+    )
     constraints: Constraints = Field(default_factory=Constraints, description="Keys checked before publishing.")
     extract: ExtractSettings = Field(default_factory=ExtractSettings, description="Extract settings (source tables).")
     depends_on: list[str] = Field(
@@ -130,6 +135,12 @@ class TableDesign(StrictModel):
     @property
     def table_name(self) -> str:
         return self.name.split(".")[1]
+
+    @property
+    def typed(self) -> bool:
+        """Whether a table can be created from the design alone: every column listed, each with a type."""
+        columns = self.loaded_columns
+        return bool(columns) and not self.partial_columns and all(c.type for c in columns)
 
     @property
     def loaded_columns(self) -> list[ColumnDesign]:

@@ -149,6 +149,7 @@ CODES: dict[str, Code] = _codes(
         "decimal(38,s) at most).",
     ),
     ("source-depends-on", "error", "designs", "A source table has depends_on (it is loaded, not built)."),
+    ("source-partial-columns", "error", "designs", "A source table has partial_columns (it lists every column)."),
     ("cursor-type", "error", "designs", "The incremental cursor's type cannot order rows exactly."),
     ("bad-lag", "error", "designs", "The incremental lag does not fit the cursor's type."),
     (

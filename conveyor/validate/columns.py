@@ -3,7 +3,7 @@
 Two sources of "produced" columns: the query's explicit select list (no warehouse needed,
 names only, compared case-insensitively) and what the warehouse reports for the compiled
 statement (names exactly, in order, with types compared by :mod:`conveyor.validate.typecompat`).
-A load compares names the same way (see ``_check_columns`` in the warehouses), so a
+A load compares names the same way (see ``output_select`` in the warehouses), so a
 mismatch here is a load that would fail.
 """
 
@@ -175,8 +175,9 @@ def compare_columns(
     got = [key(p.name) for p in produced]
     by_name = {key(p.name): p for p in produced}
     source = "the query" if exact else "the query's select list"
+    partial = relation.design.partial_columns
     missing = [(i, c) for i, c in enumerate(design) if key(c.name) not in by_name]
-    extra = [p for p in produced if key(p.name) not in set(wanted)]
+    extra = [] if partial else [p for p in produced if key(p.name) not in set(wanted)]
     for index, column in missing:
         near = [p.name for p in extra if p.name.lower() == column.name.lower()]
         also = f' (it produces "{near[0]}", which differs in case)' if near else ""
@@ -196,7 +197,8 @@ def compare_columns(
             f'{source.capitalize()} of "{relation.name}" produces column "{output.name}", which the design does not '
             "list.",
             location=where,
-            hint="Add it to the design's columns (in the same position), or drop it from the SELECT list.",
+            hint="Add it to the design's columns (in the same position), or drop it from the SELECT list "
+            "(or set partial_columns: true to list only some columns).",
             relation=relation.name,
             check=check,
         )
@@ -211,7 +213,7 @@ def compare_columns(
             relation=relation.name,
             check=check,
         )
-    if not missing and not extra and not twice and got != wanted:
+    if not partial and not missing and not extra and not twice and got != wanted:
         yield problem(
             "output-column-order",
             f'{source.capitalize()} of "{relation.name}" produces ({", ".join(p.name for p in produced)}), but the '

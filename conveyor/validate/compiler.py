@@ -103,8 +103,7 @@ class Target(ABC):
 
 def typed(relation: Relation) -> bool:
     """Whether every loaded column of the design has a type (so a table can be made from the design)."""
-    columns = relation.design.loaded_columns
-    return bool(columns) and all(c.type for c in columns)
+    return relation.design.typed
 
 
 class Reads:
@@ -252,7 +251,7 @@ class Compiler:
 
     def _key_columns(self, relation: Relation, names: list[str]) -> list[Problem]:
         """Constraints of a relation without design columns name columns its query produces."""
-        if relation.design.columns or relation.select_names is not None:
+        if (relation.design.columns and not relation.design.partial_columns) or relation.select_names is not None:
             return []  # checked against the design or the select list already
         from conveyor.validate.designs import column_uses
 

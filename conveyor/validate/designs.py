@@ -129,6 +129,10 @@ def named_columns(project: Project, relation: Relation) -> Iterator[Problem]:
     """Keys, split_by, the incremental cursor and attributes name existing, loaded columns."""
     columns = _columns(relation)
     known: list[str] = list(columns) or list(relation.select_names or [])
+    if relation.design.partial_columns:
+        if relation.select_names is None:
+            return  # the warehouse check compares with its output
+        known = [*columns, *(name for name in relation.select_names if name not in columns)]
     if not known:
         return  # a CTAS or view without columns: the warehouse check compares with its output
     for use in column_uses(relation):
@@ -189,6 +193,19 @@ def source_types(project: Project, relation: Relation) -> Iterator[Problem]:
                 f'column "{column.name}" of the source table "{relation.name}" has no type.',
                 hint="Add its design type (conveyor bootstrap writes them), or mark it skipped: true.",
             )
+
+
+def source_partial_columns(project: Project, relation: Relation) -> Iterator[Problem]:
+    """A source table's design is what is extracted: it lists every column."""
+    if relation.kind == "source" and relation.design.partial_columns:
+        yield _say(
+            "source-partial-columns",
+            relation,
+            ("partial_columns",),
+            f'the source table "{relation.name}" has partial_columns, but a source table\'s design lists every '
+            "column that is extracted.",
+            hint="Remove partial_columns; mark the columns you do not want skipped: true.",
+        )
 
 
 def source_depends_on(project: Project, relation: Relation) -> Iterator[Problem]:
@@ -301,6 +318,7 @@ DESIGN_CHECKS: list[Check] = [
     named_columns,
     split_by,
     source_depends_on,
+    source_partial_columns,
     identity_not_null,
     warehouse_types,
     incremental,

@@ -32,6 +32,7 @@ __all__ = [
     "check_output_columns",
     "key_constraints",
     "literal",
+    "output_select",
     "qualified",
     "quote",
     "unchecked_not_null",
@@ -79,19 +80,52 @@ def key_constraints(design: TableDesign) -> list[tuple[str, list[str]]]:
 
 def check_output_columns(design: TableDesign, produced: Sequence[str]) -> None:
     """A CTAS whose design lists columns must produce exactly those, in order (skipped ones are never
-    in the warehouse); every engine checks it the same way before it creates the table."""
+    in the warehouse); with ``partial_columns`` it must produce each listed one, in any order. Every
+    engine checks it the same way before it creates the table."""
     expected = [c.name for c in design.loaded_columns]
+    if design.partial_columns:
+        missing = [name for name in expected if name not in produced]
+        if missing:
+            raise LoadError(
+                f'the design of "{design.name}" lists ({", ".join(missing)}), but its SQL does not produce '
+                f"{'it' if len(missing) == 1 else 'them'}; it produces ({', '.join(produced)}).",
+                hint="Fix the names in the design or alias the expressions in the SELECT list.",
+            )
+        return
     if list(produced) != expected:
         raise LoadError(
             f'the SQL of "{design.name}" produces columns ({", ".join(produced)}) '
             f"but the design lists ({', '.join(expected)}).",
-            hint="Make the SELECT list and the design's columns agree, in the same order.",
+            hint="Make the SELECT list and the design's columns agree, in the same order "
+            "(or set partial_columns: true to list only some of them).",
         )
+
+
+def output_select(design: TableDesign, sql: str, produced: Sequence[str], dialect: str) -> str:
+    """The query a CTAS is built from, after checking its columns against the design.
+
+    A partially documented design casts its listed columns that have a type, in place (the
+    others keep the type the warehouse infers); otherwise the query is used as written.
+    """
+    check_output_columns(design, produced)
+    typed = {c.name: c for c in design.loaded_columns if c.type} if design.partial_columns else {}
+    if not typed:
+        return sql
+    from conveyor.warehouse import render_type
+
+    def column(name: str) -> str:
+        found = typed.get(name)
+        if found is None:
+            return f"shaped.{quote(name)}"
+        spelled = render_type(found.sql_type, dialect, column=name, design=design.name)
+        return f"CAST(shaped.{quote(name)} AS {spelled}) AS {quote(name)}"
+
+    return f"SELECT {', '.join(column(name) for name in produced)}\nFROM (\n{sql}\n) AS shaped"
 
 
 def unchecked_not_null(design: TableDesign) -> list[str]:
     """Columns that must hold no NULL but whose DDL does not say so (CTAS without typed columns)."""
-    if design.columns and all(c.type for c in design.columns):
+    if design.typed:
         return []
     declared = [c.name for c in design.loaded_columns if c.not_null]
     return declared + [c for c in design.constraints.primary_key if c not in declared]

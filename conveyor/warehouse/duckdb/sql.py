@@ -17,9 +17,9 @@ from conveyor.warehouse import ddl
 from conveyor.warehouse.base import (
     Build,
     KeyViolation,
-    check_output_columns,
     key_constraints,
     literal,
+    output_select,
     qualified,
     quote,
     unchecked_not_null,
@@ -98,14 +98,15 @@ class DuckDBRelations(Build):
         """Names and types a query produces, without running it."""
         return [(r[0], r[1]) for r in self._run(design, f"DESCRIBE {sql}").fetchall()]
 
-    def _check_columns(self, design: TableDesign, sql: str) -> None:
+    def _checked(self, design: TableDesign, sql: str) -> str:
+        """The query to build ``design`` from, its columns checked against the design (see ``output_select``)."""
         if not design.columns:
-            return
-        check_output_columns(design, [name for name, _ in self.output_columns(design, sql)])
+            return sql
+        return output_select(design, sql, [name for name, _ in self.output_columns(design, sql)], "duckdb")
 
     def create_table(self, design: TableDesign, sql: str) -> int:
-        self._check_columns(design, sql)
-        typed = bool(design.columns) and all(c.type for c in design.columns)
+        sql = self._checked(design, sql)
+        typed = design.typed
         if typed:
             self._run(design, ddl.create_table(design, "duckdb"))
             rows = self._count(design, f"INSERT INTO {qualified(design.name)} {sql}")
@@ -116,7 +117,7 @@ class DuckDBRelations(Build):
         return rows
 
     def create_view(self, design: TableDesign, sql: str) -> None:
-        self._check_columns(design, sql)
+        sql = self._checked(design, sql)
         self._run(design, f"CREATE VIEW {qualified(design.name)} AS {sql}")
         self._comment(design, view=True)
         if self.bound_schemas():

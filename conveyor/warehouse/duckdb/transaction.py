@@ -85,9 +85,9 @@ class DuckDBTransaction(DuckDBRelations, Transaction):
         return rows
 
     def refresh(self, design: TableDesign, sql: str) -> int:
-        typed = bool(design.columns) and all(c.type for c in design.columns)
+        typed = design.typed
         if typed and self.kind(design.name) == "table":
-            self._check_columns(design, sql)
+            sql = self._checked(design, sql)
             self._run(design, f"DELETE FROM {qualified(design.name)}")
             return self._count(design, f"INSERT INTO {qualified(design.name)} {sql}")
         self.drop(design.name)

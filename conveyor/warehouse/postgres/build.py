@@ -35,9 +35,9 @@ from conveyor.warehouse import ddl
 from conveyor.warehouse.base import (
     Build,
     KeyViolation,
-    check_output_columns,
     key_constraints,
     literal,
+    output_select,
     qualified,
     quote,
     unchecked_not_null,
@@ -290,15 +290,16 @@ class PostgresBuild(Build):
             cursor = con.execute(limit_zero(sql, "postgres"))
             return [column.name for column in cursor.description or []]
 
-    def _check_columns(self, design: TableDesign, sql: str) -> None:
+    def _checked(self, design: TableDesign, sql: str) -> str:
+        """The query to build ``design`` from, its columns checked against the design (see ``output_select``)."""
         if not design.columns:
-            return
-        check_output_columns(design, self.output_columns(design, sql))
+            return sql
+        return output_select(design, sql, self.output_columns(design, sql), "postgres")
 
     def create_table(self, design: TableDesign, sql: str) -> int:
-        self._check_columns(design, sql)
+        sql = self._checked(design, sql)
         target = qualified(self.staged(design.name))
-        typed = bool(design.columns) and all(c.type for c in design.columns)
+        typed = design.typed
         with self._transaction(design) as con:
             if typed:
                 con.execute(ddl.create_table(design, "postgres", name=self.staged(design.name)))
@@ -311,7 +312,7 @@ class PostgresBuild(Build):
         return max(rows, 0)
 
     def create_view(self, design: TableDesign, sql: str) -> None:
-        self._check_columns(design, sql)
+        sql = self._checked(design, sql)
         with self._transaction(design) as con:
             con.execute(f"CREATE VIEW {qualified(self.staged(design.name))} AS {sql}")
             for statement in ddl.comments(design, name=self.staged(design.name), view=True):

@@ -186,7 +186,7 @@ class PostgresTransaction(PostgresBuild, Transaction):
 
     def replace_rows(self, design: TableDesign, manifests: Sequence[Manifest]) -> int:
         require_columns(design, manifests[0])
-        typed = all(c.type for c in design.loaded_columns)
+        typed = design.typed
         probe = ddl.create_table(design, "postgres", name="pg_temp.conveyor_shape") if typed else ""
         if not (self._kind(design.name) == "table" and typed and self._shape_matches(design, probe, not_null=True)):
             self.drop(design.name)
@@ -210,16 +210,16 @@ class PostgresTransaction(PostgresBuild, Transaction):
 
     def refresh(self, design: TableDesign, sql: str) -> int:
         if self._kind(design.name) == "table":
-            self._check_columns(design, sql)
-            if bool(design.columns) and all(c.type for c in design.columns):
+            shaped = self._checked(design, sql)
+            if design.typed:
                 probe, not_null = ddl.create_table(design, "postgres", name="pg_temp.conveyor_shape"), True
             else:
-                probe, not_null = f"CREATE TEMPORARY TABLE conveyor_shape AS\n{sql}\nWITH NO DATA", False
+                probe, not_null = f"CREATE TEMPORARY TABLE conveyor_shape AS\n{shaped}\nWITH NO DATA", False
             if self._shape_matches(design, probe, not_null=not_null):
                 target = qualified(design.name)
                 with self._transaction(design) as con:
                     con.execute(f"DELETE FROM {target}")
-                    rows = con.execute(f"INSERT INTO {target}\n{sql}").rowcount
+                    rows = con.execute(f"INSERT INTO {target}\n{shaped}").rowcount
                     for statement in ddl.comments(design):
                         con.execute(statement)
                     analyze_table(con, design.name)
@@ -230,7 +230,7 @@ class PostgresTransaction(PostgresBuild, Transaction):
     def create_view(self, design: TableDesign, sql: str) -> None:
         kind = self._kind(design.name)
         if kind == "view":
-            self._check_columns(design, sql)
+            sql = self._checked(design, sql)
             if self._same_view(design, sql):
                 with self._transaction(design) as con:
                     for statement in ddl.comments(design, view=True):
