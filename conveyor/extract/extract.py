@@ -1,6 +1,6 @@
 """Extract orchestration: map every job over one worker pool, catch failures per table.
 
-Steps 3 to 6 of the seed: iterate the tables, choose the runner by job type, catch each
+Steps 3 to 6 of the orchestration (docs/extract.md): iterate the tables, choose the runner by job type, catch each
 table's failure, and record status in the tracking store. The manifest is written (the
 extract is committed) only after the runner finished; the tracking store learns about
 the commit after that, so it never claims data the lake does not hold.

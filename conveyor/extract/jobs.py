@@ -1,8 +1,8 @@
 """The extract config manager: an event plus the project become one job per table.
 
-This is step 2 of the seed's orchestration. A job carries everything a runner needs and is
-plain JSON, so the ``command`` job type can hand it to another program and a later
-``spark`` job type to a cluster.
+This is step 2 of the orchestration (docs/extract.md). A job carries everything a runner needs and is
+plain JSON, so the ``command`` job type can hand it to another program and the
+``spark`` job type to a Spark application.
 """
 
 from __future__ import annotations

@@ -227,7 +227,7 @@ class BuildOptions:
     """How a build runs.
 
     Attributes:
-        skip_copy: create every relation with no data (Arthur's validation runs): source
+        skip_copy: create every relation with no data (a dry run of the build): source
             tables from their DDL, CTAS from their query with ``LIMIT 0``; the warehouse still
             compiles every statement.
         resume_from: the run id of a failed build whose staging is continued.

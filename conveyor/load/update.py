@@ -1,6 +1,6 @@
 """update: refresh the selection and its dependents in place, in one transaction.
 
-Arthur's daytime refresh. Source tables take their newest extracts. A table whose
+The daytime refresh. Source tables take their newest extracts. A table whose
 previous load is known and whose extracts are incremental gets only the new increments,
 merged by primary key; any other table has its rows replaced. CTAS relations downstream
 are recomputed and views recreated, in dependency order. It all happens in one warehouse

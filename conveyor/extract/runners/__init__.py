@@ -26,7 +26,7 @@ assert tuple(RUNNERS) == JOB_TYPES, "conveyor.extract.jobs.JOB_TYPES names every
 
 
 def runner_for(job_type: str) -> Runner:
-    """The runner of a job type (the seed's "Choose Job Type" state)."""
+    """The runner of a job type (step 4 of the orchestration, docs/extract.md)."""
     if job_type not in RUNNERS:
         raise UserError(
             f'job type "{job_type}" is not available in this version of Conveyor.',
