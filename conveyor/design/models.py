@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from conveyor.config.settings import StrictModel
+from conveyor.design.tests import Freshness, TestEntry
 from conveyor.design.types import SqlType, parse_type
 
 Kind = Literal["source", "ctas", "view"]
@@ -31,6 +32,9 @@ class ColumnDesign(StrictModel):
     description: str | None = Field(default=None, description="Becomes the column comment in the warehouse.")
     skipped: bool = Field(default=False, description="Not extracted and not loaded (e.g. a sensitive column).")
     identity: bool = Field(default=False, description="An identity column (must also be not_null).")
+    tests: list[TestEntry] = Field(
+        default_factory=list, description="Data tests of this column, run before publishing (docs/tests.md)."
+    )
 
     @field_validator("type")
     @classmethod
@@ -101,6 +105,12 @@ class TableDesign(StrictModel):
     )
     constraints: Constraints = Field(default_factory=Constraints, description="Keys checked before publishing.")
     extract: ExtractSettings = Field(default_factory=ExtractSettings, description="Extract settings (source tables).")
+    tests: list[TestEntry] = Field(
+        default_factory=list, description="Data tests of the relation, run before publishing (docs/tests.md)."
+    )
+    freshness: Freshness | None = Field(
+        default=None, description="Source tables: how old their newest data may be (conveyor freshness)."
+    )
     depends_on: list[str] = Field(
         default_factory=list, description="Extra dependencies that the SQL cannot show (CTAS and views)."
     )
