@@ -32,6 +32,7 @@ LAYERS: dict[str, float] = {
     "conveyor.warehouse.redshift.dialect": 1,
     "conveyor.tracking": 2,
     "conveyor.runctx": 2.5,
+    "conveyor.quality": 2.75,  # data tests: what they are (design, project) and running them in a run
     "conveyor.reporting": 1,
     "conveyor.extract": 3,
     "conveyor.load": 3,
