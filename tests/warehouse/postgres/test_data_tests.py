@@ -120,3 +120,29 @@ def test_row_count_change_compares_with_the_published_relation(pg_project: Calla
     outcome = api.run(api.open_project(root), env=env)
     assert outcome.build is not None and not outcome.build.published
     assert "6 → 3 rows (-50.0%), allowed drop 20%" in outcome.build.errors["mart.checked"]
+
+
+@pytest.mark.parametrize("env", ["local", "pg"])
+def test_update_runs_the_tests_in_its_transaction_and_rolls_back_on_failure(
+    pg_project: Callable[..., Path], env: str
+) -> None:
+    root = _project(pg_project)
+    assert api.run(api.open_project(root), env=env).ok
+    before = api.query(api.open_project(root), "SELECT count(*) FROM mart.after_checked", env=env).rows
+    design = root / "schemas/mart/checked.yaml"
+    design.write_text(CHECKED.replace("values: [1, 2, 3, 5]", "values: [1, 2, 3]"), encoding="utf-8")
+    (root / "schemas/mart/checked.sql").write_text(CHECKED_SQL.rstrip() + " WHERE o.id <> 10\n", encoding="utf-8")
+    outcome = api.update(api.open_project(root), ["mart.checked"], env=env)
+    assert outcome.build is not None and not outcome.build.published
+    assert "accepted_values(customer_id)" in outcome.build.errors["mart.checked"]
+    assert "1 failing row" in outcome.build.errors["mart.checked"]
+    # rolled back: the published relations are as they were
+    after = api.query(api.open_project(root), "SELECT count(*) FROM mart.checked", env=env).rows
+    assert after == [(6,)]
+    assert api.query(api.open_project(root), "SELECT count(*) FROM mart.after_checked", env=env).rows == before
+    # the custom assertion caught the lost order too: without it, the update passes its tests and commits
+    design.write_text(CHECKED, encoding="utf-8")
+    (root / "tests/no_lost_orders.sql").unlink()
+    outcome = api.update(api.open_project(root), ["mart.checked"], env=env)
+    assert outcome.build is not None and outcome.build.published, outcome.build.errors
+    assert api.query(api.open_project(root), "SELECT count(*) FROM mart.checked", env=env).rows == [(5,)]
