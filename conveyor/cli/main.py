@@ -140,6 +140,11 @@ cli.lazy = {
             "Show what Conveyor would run: DDL of relations.",
         ),
         (
+            "test",
+            "conveyor.cli.test_cmd:test",
+            "Run the data tests of SELECTION (default: all) against an environment's published warehouse.",
+        ),
+        (
             "unload",
             "conveyor.cli.commands:unload",
             "Export published relations of SELECTION into the lake as Parquet plus manifest.",

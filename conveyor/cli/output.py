@@ -73,9 +73,9 @@ class RichReporter(Reporter):
                 self.progress.advance(self.task)
             if status == "failed":
                 console.print(f"[red]✗ {step} {relation}[/]: {escape(error or '')}")
-            elif status == "warned" and self.verbosity >= 0:
+            elif status == "warned" and self.verbosity > 0:
                 console.print(f"[yellow]! {step} {relation}[/]: {escape(error or '')}")
-            elif status == "skipped" and self.verbosity >= 0:
+            elif status == "skipped" and (self.verbosity > 0 or (self.verbosity == 0 and base != "test")):
                 console.print(f"[yellow]- skipped {relation}[/]: {escape(error or '')}")
             elif self.verbosity > 0:
                 shown = f" ({rows:,} rows)" if rows is not None else ""

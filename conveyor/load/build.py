@@ -61,6 +61,8 @@ class BuildResult:
     manifests: dict[str, list[Manifest]] = field(default_factory=dict)
     kept: list[str] = field(default_factory=list)
     """Relations a resumed build had finished already: not rebuilt, published with the rest."""
+    tests: list[TestOutcome] = field(default_factory=list)
+    """The data tests run on the build, in the order they finished."""
 
     def with_status(self, status: str) -> list[str]:
         return [name for name, s in self.status.items() if s == status]
@@ -440,9 +442,14 @@ class _Runner:
             if broken:
                 skipped = TestOutcome(test, "skipped", message=f"{broken[0]} was not built")
                 record_test(self.ctx, skipped)
+                with self.lock:
+                    self.result.tests.append(skipped)
             else:
                 runnable.append(test)
-        failed = [o for o in run_tests(self.ctx, self.tester, runnable) if o.blocking]
+        outcomes = run_tests(self.ctx, self.tester, runnable)
+        failed = [o for o in outcomes if o.blocking]
+        with self.lock:
+            self.result.tests.extend(outcomes)
         if failed:
             with self.lock:
                 self.result.status[name] = "failed"

@@ -95,11 +95,11 @@ def update(
             done = set(result.status) | {relation.name}
             ready = [t for t in tests if t.relation == relation.name]
             waiting += [t for t in ready if any(r in updating and r not in done for r in t.reads[1:])]
-            _gate(ctx, tester, [t for t in ready if t not in waiting])
+            _gate(ctx, tester, [t for t in ready if t not in waiting], result)
             result.status[relation.name] = "succeeded"
         for test in waiting:
             current = test.relation
-            _gate(ctx, tester, [test])
+            _gate(ctx, tester, [test], result)
         with ctx.step("*", "commit"):
             tx.publish()
         result.published = True
@@ -109,9 +109,11 @@ def update(
     return result
 
 
-def _gate(ctx: RunContext, tester: Tester, tests: Sequence[DataTest]) -> None:
+def _gate(ctx: RunContext, tester: Tester, tests: Sequence[DataTest], result: BuildResult) -> None:
     """Run data tests inside the update; a failed ``error`` test rolls the whole update back."""
-    failed = [outcome for outcome in run_tests(ctx, tester, tests) if outcome.blocking]
+    outcomes = run_tests(ctx, tester, tests)
+    result.tests.extend(outcomes)
+    failed = [outcome for outcome in outcomes if outcome.blocking]
     if failed:
         raise LoadError("; ".join(outcome.describe() for outcome in failed))
 

@@ -71,8 +71,8 @@ class TestOutcome:
         }
 
     def describe(self) -> str:
-        """One line: ``test not_null(status) of "shop.orders" failed: 3 rows ...``."""
-        return f'test {self.test.name} of "{self.test.relation}" ({self.test.location}): {self.message}'
+        """One line: ``shop.orders test "not_null(status)": 3 failing rows (schemas/shop/orders.yaml:12)``."""
+        return f'{self.test.relation} test "{self.test.name}": {self.message} ({self.test.location})'
 
 
 class Tester:
@@ -179,12 +179,13 @@ def record(ctx: RunContext, outcome: TestOutcome) -> None:
     """One tracking-store event per test, and a line of progress."""
     finished = datetime.now(UTC)
     started = datetime.fromtimestamp(finished.timestamp() - outcome.seconds, UTC)
-    error = outcome.describe() if outcome.status in ("failed", "warned") else outcome.message
+    error = outcome.message
     ctx.tracking.record_event(
         ctx.run_id, outcome.test.relation, TEST_STEP, outcome.status, started_at=started, finished_at=finished,
         error=error, detail=outcome.detail(), environment=ctx.environment,
     )  # fmt: skip
-    ctx.reporter.finished(outcome.test.relation, ctx.label(TEST_STEP), outcome.status, None, error)
+    shown = outcome.describe() if outcome.status in ("failed", "warned") else error
+    ctx.reporter.finished(outcome.test.relation, ctx.label(TEST_STEP), outcome.status, None, shown)
 
 
 def run_tests(ctx: RunContext, tester: Tester, tests: Sequence[DataTest]) -> list[TestOutcome]:

@@ -51,7 +51,8 @@ def failing_rows(test: DataTest, project: Project, name_of: Callable[[str], str]
         )
     keys = _keys(design)
     if entry.expression is not None:
-        shown = ", ".join(keys) if keys else "*"
+        named = [quote(c) for c in expression_columns(entry.expression.sql, dialect) if quote(c) not in keys]
+        shown = ", ".join([*keys, *named]) or "*"
         return f"SELECT {shown} FROM {table}\nWHERE ({entry.expression.sql}) IS NOT TRUE" + (
             f" AND ({args.where})" if args.where else ""
         )
@@ -82,6 +83,19 @@ def row_count(test: DataTest, name_of: Callable[[str], str]) -> str:
 def with_count(sql: str, limit: int) -> str:
     """The first ``limit`` rows of a failing-rows query, each with the total count of failures."""
     return f"SELECT failing.*, count(*) OVER () AS {FAILURES_COLUMN}\nFROM (\n{sql}\n) AS failing\nLIMIT {limit}"
+
+
+def expression_columns(sql: str, dialect: str) -> list[str]:
+    """The columns a SQL expression names, in order (none when sqlglot cannot read it)."""
+    import sqlglot
+    from sqlglot import exp
+    from sqlglot.errors import SqlglotError
+
+    try:
+        tree = sqlglot.parse_one(sql, dialect=dialect)
+    except SqlglotError:
+        return []
+    return list(dict.fromkeys(column.name for column in tree.find_all(exp.Column) if column.name))
 
 
 def _target(test: DataTest) -> str:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from conveyor import api
+from conveyor.tracking.models import EventRow
 
 CHECKED = """\
 name: mart.checked
@@ -58,7 +59,7 @@ def _project(pg_project: Callable[..., Path], checked: str = CHECKED) -> Path:
     return root
 
 
-def _tests(root: Path, run_id: str) -> dict[tuple[str, str], api.EventRow]:
+def _tests(root: Path, run_id: str) -> dict[tuple[str, str], EventRow]:
     _, events = api.run_events(api.open_project(root), run_id)
     return {(e.relation, (e.detail or {})["test"]): e for e in events if e.step == "test"}
 
