@@ -64,7 +64,7 @@ def _entry(
         return
     if column is not None and given is not None and given != column:
         yield say("test-misplaced", f'{name} is in the tests of column "{column}" but names column "{given}".',
-                  "Remove column: (a column's tests test that column), or move it to the relation's tests.")  # fmt: skip
+                  "Remove column: (a column's tests test that column), or move it to the relation's.")  # fmt: skip
     target = column or given
     expression = getattr(args, "expression", None)
     needs_target = entry.kind in ("not_null", "accepted_values", "relationships") or (
