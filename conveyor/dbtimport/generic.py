@@ -29,7 +29,7 @@ _ARGUMENTS = {
 _CONFIG = {"severity", "where", "name", "enabled", "tags", "meta", "description", "alias", "store_failures",
            "warn_if", "error_if", "fail_calc", "limit", "database", "schema"}  # fmt: skip
 _HARMLESS = {"tags", "meta", "description", "alias", "store_failures", "database", "schema", "limit"}
-_DEFAULT_THRESHOLD = {"warn_if": "!= 0", "error_if": "!= 0", "fail_calc": "count(*)"}
+_DEFAULT_THRESHOLD = {"warn_if": "!=0", "error_if": "!=0", "fail_calc": "count(*)"}
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
@@ -151,7 +151,7 @@ def _relationship(arguments: dict[str, Any], resolve: Callable[[Call], str]) -> 
 
 def _config(config: dict[str, Any], out: dict[str, Any]) -> None:
     for key, default in _DEFAULT_THRESHOLD.items():
-        if key in config and " ".join(str(config[key]).split()).lower() != default:
+        if key in config and "".join(str(config[key]).split()).lower() != default:
             raise TestNotConverted(f"{key}: {config[key]} (Conveyor fails a test on any failing row)")
     severity = config.get("severity")
     if severity is not None:

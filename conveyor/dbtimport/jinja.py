@@ -62,7 +62,8 @@ class NotConverted(Exception):
 def parse_call(expression: str) -> Call | None:
     """``ref('a', "b")`` -> ``Call("ref", ("a", "b"), {})``; ``None`` for anything that is not such a call."""
     try:
-        node = ast.parse(expression.strip(), mode="eval").body
+        # in parentheses, newlines anywhere are whitespace, as they are in Jinja
+        node = ast.parse(f"(\n{expression.strip()}\n)", mode="eval").body
     except SyntaxError:
         return None
     if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Name):
