@@ -100,9 +100,7 @@ class DbtProject:
         while isinstance(block, dict):
             for key, value in block.items():
                 config = str(key).removeprefix("+")
-                if str(key).startswith("+") or (
-                    config in SUPPORTED_CONFIG | IGNORED_CONFIG and not isinstance(value, dict)
-                ):
+                if str(key).startswith("+") or not isinstance(value, dict):  # old style: config without +
                     spot = Spot(self.doc.display, self.doc.line((*loc, key)))
                     if config == "tags" and "tags" in found:
                         value = _tags(found["tags"].value) + _tags(value)

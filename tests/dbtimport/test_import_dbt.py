@@ -231,3 +231,98 @@ def test_bad_input_exits_2_with_file_and_line(
     assert result.stderr.startswith("Error: ") and expected in " ".join(result.stderr.split())
     assert "Traceback" not in result.output
     assert not (tmp_path / "out").exists()
+
+
+EDGES = {
+    "dbt_project.yml": """\
+        name: edges
+        models:
+          edges:
+            +tags: [all]
+            hooked:
+              +post-hook: "grant select on {{ this }} to reporter"
+            plain:
+              +tags: [plain]
+              renamed:
+                +alias: new_name
+        seeds:
+          +quote_columns: false
+    """,
+    "models/plain/renamed.sql": "select 1 as id\n",
+    "models/plain/eph.sql": (
+        "{{ config(materialized='ephemeral', schema='work') }}\nselect id from {{ ref('renamed') }}\n"
+    ),
+    "models/plain/off.sql": "{{ config(enabled=false) }}\nselect 1 as id\n",
+    "models/plain/uses_off.sql": "select * from {{ ref('off') }}\n",
+    "models/plain/versioned.sql": "select * from {{ ref('renamed', v=2) }}\n",
+    "models/plain/package.sql": "select * from {{ ref('dbt_utils', 'x') }}\n",
+    "models/plain/snap.sql": "{{ config(materialized='snapshot') }}\nselect 1 as id\n",
+    "models/plain/clash.sql": "{{ config(schema='raw') }}\nselect 1 as id\n",
+    "models/hooked/h.sql": "select 1 as id\n",
+    "models/props.yml": """\
+        version: 2
+        sources:
+          - name: raw
+            tables:
+              - name: t
+        models:
+          - name: ghost
+        exposures:
+          - name: dashboard
+    """,
+    "tests/generic/positive.sql": "{% test positive(model, column_name) %}\nselect 1\n{% endtest %}\n",
+    "tests/uses_var.sql": "select * from {{ ref('renamed') }}\nwhere id > {{ var('limit') }}\n",
+    "snapshots/history.sql": "{% snapshot history %}\nselect 1\n{% endsnapshot %}\n",
+}
+
+
+def test_config_materializations_and_names_in_the_report(tmp_path: Path) -> None:
+    write_files(tmp_path / "edges", EDGES)
+    report = api.import_dbt(tmp_path / "edges", tmp_path / "out", dry_run=True)
+    assert [(i.where, i.what, i.why) for i in report.not_converted] == [
+        ("dbt_project.yml:6", "model h", "config post-hook is not converted"),
+        ("dbt_project.yml:11", "seeds:", "project-level hooks and configs are not converted"),
+        (
+            "models/plain/clash.sql:1",
+            "model clash",
+            'its schema "raw" is a source\'s: Conveyor keeps source schemas apart',
+        ),
+        (
+            "models/plain/package.sql:1",
+            "model package",
+            "ref('dbt_utils', 'x'): models of package dbt_utils are not imported",
+        ),
+        ("models/plain/snap.sql:1", "model snap", "materialized: snapshot is not converted"),
+        ("models/plain/uses_off.sql:1", "model uses_off", "ref('off'): model off is not converted"),
+        (
+            "models/plain/versioned.sql:1",
+            "model versioned",
+            "ref('renamed') with keyword or non-string arguments (versions) is not converted",
+        ),
+        ("models/props.yml:7", "properties of ghost", "there is no model of that name"),
+        ("models/props.yml:8", "exposures:", "dbt exposures are not converted"),
+        ("snapshots/history.sql:1", "snapshot history", "snapshots (history tables) are not converted"),
+        (
+            "tests/generic/positive.sql:1",
+            "generic test definition in tests/generic/positive.sql",
+            "custom generic tests are not converted",
+        ),
+        ("tests/uses_var.sql:2", "singular test uses_var", "Jinja expression {{ var('limit') }}"),
+    ]
+    assert {m.model: (m.relation, m.kind) for m in report.models} == {
+        "renamed": ("edges.new_name", "view"),
+        "eph": ("work.eph", "view"),
+    }
+    assert [(i.where, i.why) for i in report.notes] == [
+        ("models/plain/eph.sql:1", "ephemeral: becomes a view (dbt inlines it as a CTE; the rows are the same)"),
+        ("models/plain/off.sql:1", "disabled (enabled: false): left out"),
+    ]
+    assert report.next_steps[1] == "conveyor bootstrap --update raw"
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_written_tags_accumulate_down_the_folders(tmp_path: Path) -> None:
+    write_files(tmp_path / "edges", EDGES)
+    api.import_dbt(tmp_path / "edges", tmp_path / "out")
+    assert _design(tmp_path / "out", "edges/new_name.yaml").tags == ["all", "plain"]
+    assert (tmp_path / "out/schemas/work/eph.sql").read_text().endswith("select id from edges.new_name\n")
