@@ -51,8 +51,9 @@ def import_dbt(
     elif options.verbosity >= 0:
         _print_report(report)
     if not report.ok:
+        shown = "listed above" if fmt == "json" or options.verbosity >= 0 else "run without -q to list them"
         raise ConveyorError(
-            f"{len(report.not_converted)} piece(s) of the dbt project were not converted (listed above).",
+            f"{len(report.not_converted)} piece(s) of the dbt project were not converted ({shown}).",
             hint="Rewrite them in SQL, or leave them out; the rest was " + ("planned." if dry_run else "written."),
             code="import-incomplete",
         )

@@ -326,3 +326,18 @@ def test_the_written_tags_accumulate_down_the_folders(tmp_path: Path) -> None:
     api.import_dbt(tmp_path / "edges", tmp_path / "out")
     assert _design(tmp_path / "out", "edges/new_name.yaml").tags == ["all", "plain"]
     assert (tmp_path / "out/schemas/work/eph.sql").read_text().endswith("select id from edges.new_name\n")
+
+
+def test_sources_without_data_types_take_them_from_bootstrap(tmp_path: Path, cli: Callable[..., CliResult]) -> None:
+    dbt = tmp_path / "dbt"
+    shutil.copytree(DBT_SHOP, dbt)
+    sources = dbt / "models/staging/sources.yml"
+    sources.write_text("".join(line for line in sources.read_text().splitlines(True) if "data_type" not in line))
+    root = _target(tmp_path)
+    report = api.import_dbt(dbt, root)
+    assert "conveyor bootstrap --update shop" in report.next_steps
+    assert [p.code for p in api.validate(root, sources=False).problems if p.severity == "error"][:1] == ["missing-type"]
+    assert cli("bootstrap", "--update", "shop", "-p", str(root)).code == 0
+    assert [p for p in api.validate(root, sources=False).problems if p.severity == "error"] == []
+    orders = _design(root, "shop/orders.yaml")
+    assert orders.columns[1].tests[0].relationships is not None  # the tests survive the merge
