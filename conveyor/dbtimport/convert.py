@@ -272,8 +272,12 @@ class Importer:
         rendered = render(text, lambda call, line: self.resolve(call))
         for piece in rendered.unsupported:
             self.skip(f"{file}:{piece.line}", what, piece.reason)
-        if rendered.config:
-            self.skip(f"{file}:{rendered.config_line}", what, "config() of a singular test is not converted")
+        severity = rendered.config.pop("severity", None)
+        for key in rendered.config:
+            self.skip(f"{file}:{rendered.config_line}", what, f"config {key} of a singular test is not converted")
+        if severity is not None and str(severity).lower() not in ("warn", "error"):
+            self.skip(f"{file}:{rendered.config_line}", what, f'severity "{severity}" is neither warn nor error')
+            return
         target = f"tests/{name}.sql"
         if rendered.unsupported or rendered.config:
             return
@@ -282,6 +286,8 @@ class Importer:
             return
         sql = strip_leading_blank_lines(rendered.sql).rstrip() + "\n"
         self.files[target] = f"-- imported from {file} by conveyor import-dbt: selects the rows that fail\n{sql}"
+        if severity is not None and str(severity).lower() == "warn":
+            self.files[f"tests/{name}.yaml"] = f"# imported from {file} by conveyor import-dbt\nseverity: warn\n"
         self.report.assertions.append(target)
 
 

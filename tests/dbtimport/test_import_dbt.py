@@ -272,6 +272,8 @@ EDGES = {
     """,
     "tests/generic/positive.sql": "{% test positive(model, column_name) %}\nselect 1\n{% endtest %}\n",
     "tests/uses_var.sql": "select * from {{ ref('renamed') }}\nwhere id > {{ var('limit') }}\n",
+    "tests/warned.sql": "{{ config(severity='warn') }}\nselect * from {{ ref('renamed') }} where id < 0\n",
+    "tests/stored.sql": "{{ config(store_failures_as='table') }}\nselect * from {{ ref('renamed') }} where id < 0\n",
     "snapshots/history.sql": "{% snapshot history %}\nselect 1\n{% endsnapshot %}\n",
 }
 
@@ -307,8 +309,11 @@ def test_config_materializations_and_names_in_the_report(tmp_path: Path) -> None
             "generic test definition in tests/generic/positive.sql",
             "custom generic tests are not converted",
         ),
+        ("tests/stored.sql:1", "singular test stored", "config store_failures_as of a singular test is not converted"),
         ("tests/uses_var.sql:2", "singular test uses_var", "Jinja expression {{ var('limit') }}"),
     ]
+    assert report.assertions == ["tests/warned.sql"]
+    assert "tests/warned.yaml" in report.files
     assert {m.model: (m.relation, m.kind) for m in report.models} == {
         "renamed": ("edges.new_name", "view"),
         "eph": ("work.eph", "view"),
@@ -326,6 +331,8 @@ def test_the_written_tags_accumulate_down_the_folders(tmp_path: Path) -> None:
     api.import_dbt(tmp_path / "edges", tmp_path / "out")
     assert _design(tmp_path / "out", "edges/new_name.yaml").tags == ["all", "plain"]
     assert (tmp_path / "out/schemas/work/eph.sql").read_text().endswith("select id from edges.new_name\n")
+    assert yaml.safe_load((tmp_path / "out/tests/warned.yaml").read_text()) == {"severity": "warn"}
+    assert (tmp_path / "out/tests/warned.sql").read_text().endswith("\nselect * from edges.new_name where id < 0\n")
 
 
 def test_sources_without_data_types_take_them_from_bootstrap(tmp_path: Path, cli: Callable[..., CliResult]) -> None:
