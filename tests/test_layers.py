@@ -38,6 +38,7 @@ LAYERS: dict[str, float] = {
     "conveyor.load": 3,
     "conveyor.bootstrap": 3,  # designs from upstream catalogs: uses sources and the project, like extract
     "conveyor.validate": 3,
+    "conveyor.dbtimport": 3,  # a dbt project as designs and SQL: reads design and config models, like bootstrap
     "conveyor.pipeline": 4,
     "conveyor.api": 4.5,
     "conveyor.cli": 5,

@@ -26,6 +26,7 @@ from conveyor.api.commands import (
     update,
     upgrade,
 )
+from conveyor.api.migrate import import_dbt
 from conveyor.api.pipelines import (
     install_pipeline,
     open_project_for_run,
@@ -56,6 +57,7 @@ __all__ = [
     "bootstrap",
     "extract_status",
     "extract_tables",
+    "import_dbt",
     "install_pipeline",
     "load",
     "open_environment",

@@ -90,6 +90,11 @@ cli.lazy = {
             "extract tracking table.",
         ),
         (
+            "import-dbt",
+            "conveyor.cli.import_dbt_cmd:import_dbt",
+            "Convert a dbt project whose models use only ref() and source() into designs, SQL and tests.",
+        ),
+        (
             "init",
             "conveyor.cli.init_cmd:init",
             "Create a project in FOLDER (default: here) that reads the upstream database DSN.",
