@@ -348,3 +348,19 @@ def test_sources_without_data_types_take_them_from_bootstrap(tmp_path: Path, cli
     assert [p for p in api.validate(root, sources=False).problems if p.severity == "error"] == []
     orders = _design(root, "shop/orders.yaml")
     assert orders.columns[1].tests[0].relationships is not None  # the tests survive the merge
+
+
+def test_converted_tests_stop_bad_data_from_being_published(tmp_path: Path) -> None:
+    """The tests carried over from dbt run before publishing: an order whose customer is gone fails them."""
+    import sqlite3
+
+    root = _target(tmp_path)
+    api.import_dbt(DBT_SHOP, root, "analytics")
+    with sqlite3.connect(root / "upstream.db") as con:
+        con.execute("DELETE FROM customers WHERE id = 3")
+    outcome = api.run(api.open_project(root))
+    assert outcome.build is not None and not outcome.build.published
+    failed = [t for t in outcome.test_outcomes if t.status == "failed"]
+    assert failed and all(t.test.kind == "relationships" for t in failed), [t.describe() for t in failed]
+    assert {t.test.column for t in failed} == {"customer_id"}
+    assert not (root / "warehouse.duckdb").exists()  # nothing was ever published
