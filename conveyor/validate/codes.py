@@ -168,6 +168,7 @@ CODES: dict[str, Code] = _codes(
     ("test-bounds", "error", "designs", "A row_count or row_count_change test has no bound, or min above max."),
     ("test-assertion-parse", "error", "designs", "A custom assertion (tests/*.sql) is not one SELECT that parses."),
     ("test-assertion-settings", "error", "designs", "A custom assertion's tests/<name>.yaml is not valid."),
+    ("test-compile-failed", "error", "warehouse", "The warehouse refuses a data test's query (--with-warehouse)."),
     (
         "test-assertion-reads-nothing",
         "warning",
