@@ -70,6 +70,12 @@ CODES: dict[str, Code] = _codes(
         "A seed's CSV header names a column the design lacks, or lacks one of the design's columns.",
     ),
     ("seed-missing", "error", "designs", "A seed's design has no CSV file."),
+    (
+        "seed-extract",
+        "error",
+        "designs",
+        "A seed sets a job type other than arrow, or extract.condition, incremental, split_by, partitions or command.",
+    ),
     ("sql-parse", "error", "sql", "The SQL does not parse, is empty, holds several statements or is not a SELECT."),
     (
         "sql-unparsed",

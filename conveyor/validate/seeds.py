@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from conveyor.errors import ConveyorError
 from conveyor.project import Project, Relation
 from conveyor.sources import PROJECT_FILE_TYPES
-from conveyor.validate.problems import Problem, from_error
+from conveyor.validate.problems import Problem, from_error, problem
 
 
 def seed_file(project: Project, relation: Relation) -> tuple[str, str] | None:
@@ -36,6 +36,35 @@ def seed_file(project: Project, relation: Relation) -> tuple[str, str] | None:
     return str(path), display
 
 
+def _extract_settings(project: Project, relation: Relation) -> Iterator[Problem]:
+    """A seed is read whole by the arrow job type: no other job type, no filter, increment or split."""
+    extract = relation.design.extract
+    config = project.settings.sources[relation.source or ""]
+    if (extract.job_type or config.job_type) != "arrow":
+        where = (
+            relation.location("extract", "job_type")
+            if extract.job_type
+            else project.settings_doc.location(("sources", relation.source or "", "job_type"))
+        )
+        yield problem(
+            "seed-extract",
+            f'the seed "{relation.name}" has job type {extract.job_type or config.job_type}; seeds are read by the '
+            "arrow job type only.",
+            location=where,
+            hint="Remove job_type (or set it to arrow).",
+            relation=relation.name,
+        )
+    for key in ("condition", "incremental", "split_by", "partitions", "command"):
+        if getattr(extract, key) is not None:
+            yield problem(
+                "seed-extract",
+                f'the seed "{relation.name}" sets extract.{key}; a seed is read whole, every time.',
+                location=relation.location("extract", key),
+                hint=f"Remove extract.{key}.",
+                relation=relation.name,
+            )
+
+
 def seed_values(project: Project, relation: Relation) -> Iterator[Problem]:
     """The first problem of a seed's CSV file against its design (header, record shape, values)."""
     found = seed_file(project, relation)
@@ -47,6 +76,7 @@ def seed_values(project: Project, relation: Relation) -> Iterator[Problem]:
     from conveyor.sources.seedcsv import SeedColumn, read_seed
 
     path, display = found
+    yield from _extract_settings(project, relation)
     try:
         columns = [
             SeedColumn(c.name, parse_type(c.type), c.not_null or c.name in relation.design.constraints.primary_key)

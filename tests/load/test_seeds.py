@@ -145,3 +145,12 @@ def test_a_seed_without_its_csv_file_is_refused(make_project: MakeProject, cli: 
     assert checked.code == 2
     assert [p["file"] for p in checked.json()["problems"] if p["code"] == "seed-missing"] == ["seeds/ref/rates.csv"]
     _refused(root, cli("load", cwd=root), "seeds/ref/rates.csv", "does not exist")
+
+
+def test_extract_settings_a_seed_cannot_have_are_refused(make_project: MakeProject, cli: Cli) -> None:
+    design = RATES_DESIGN + "extract:\n  incremental: {cursor: valid_at}\n  job_type: spark\n"
+    root = seed_project(make_project, **{"ref/rates.yaml": design})
+    checked = cli("validate", "--skip-sources", "--format", "json", cwd=root)
+    found = sorted((p["line"], p["message"]) for p in checked.json()["problems"] if p["code"] == "seed-extract")
+    assert checked.code == 2 and len(found) == 2, checked.output
+    assert "job type spark" in found[0][1] + found[1][1] and "extract.incremental" in found[0][1] + found[1][1]
