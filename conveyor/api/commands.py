@@ -264,6 +264,8 @@ def load(
         continue_from: continue the last failed load from this relation on (it and every
             relation after it in execution order are rebuilt).
     """
+    from conveyor.extract.extract import extract
+    from conveyor.extract.seeds import stale_seeds
     from conveyor.load.build import BuildOptions, build, check_kept_views, check_own_database, manifests_for
     from conveyor.load.resume import resume_point
 
@@ -283,10 +285,14 @@ def load(
     todo = [r for r in relations if r.name not in options.done]
     check_own_database(project, todo, warehouse)  # bad input: fail before writing
     check_kept_views(project, relations, warehouse)
+    seeds = [] if skip_copy else stale_seeds(project, todo)
     if not skip_copy:
-        manifests_for(project, todo)  # a missing extract is bad input: fail before writing
+        manifests_for(project, [r for r in todo if r not in seeds])  # a missing extract is bad input
     with _Run(project, "load", env=warehouse.name, selection=selection, reporter=reporter, jobs=jobs) as run:
         run.outcome.warehouse = warehouse.describe()
+        if seeds:  # CSV files that changed since their extract: into the lake first, like any source data
+            run.outcome.extract = extract(run.ctx, plan_extract(project, seeds), fail_fast=fail_fast)
+            run.outcome.notes.append("extracted the seed(s) whose CSV changed: " + ", ".join(r.name for r in seeds))
         if note:
             run.outcome.notes.append(note)
         if options.changed:

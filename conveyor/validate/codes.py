@@ -56,6 +56,26 @@ CODES: dict[str, Code] = _codes(
     ("wrong-schema-kind", "error", "designs", "A source table outside a source's schema, or a CTAS/view inside one."),
     ("missing-sql", "error", "designs", "A CTAS or view has no .sql file beside its design."),
     ("sql-without-design", "error", "designs", "A .sql file has no design beside it."),
+    (
+        "seed-csv",
+        "error",
+        "designs",
+        "A seed's CSV file has a record or a value its design's type cannot hold exactly (named by file:line "
+        "and column), or is not UTF-8 CSV.",
+    ),
+    (
+        "seed-header",
+        "error",
+        "designs",
+        "A seed's CSV header names a column the design lacks, or lacks one of the design's columns.",
+    ),
+    ("seed-missing", "error", "designs", "A seed's design has no CSV file."),
+    (
+        "seed-extract",
+        "error",
+        "designs",
+        "A seed sets a job type other than arrow, or extract.condition, incremental, split_by, partitions or command.",
+    ),
     ("sql-parse", "error", "sql", "The SQL does not parse, is empty, holds several statements or is not a SELECT."),
     (
         "sql-unparsed",

@@ -19,6 +19,7 @@ from conveyor.project import Project, Relation
 from conveyor.sources.partition import check_split_type
 from conveyor.validate.datatests import data_tests
 from conveyor.validate.problems import Problem, problem
+from conveyor.validate.seeds import seed_values
 from conveyor.warehouse import engine_class
 from conveyor.warehouse.base import Warehouse
 from conveyor.warehouse.dialect import dialect as dialect_of
@@ -326,4 +327,5 @@ DESIGN_CHECKS: list[Check] = [
     incremental,
     extract_on_derived,
     redshift_attributes,
+    seed_values,
 ]
