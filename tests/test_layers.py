@@ -33,6 +33,7 @@ LAYERS: dict[str, float] = {
     "conveyor.tracking": 2,
     "conveyor.runctx": 2.5,
     "conveyor.quality": 2.75,  # data tests: what they are (design, project) and running them in a run
+    "conveyor.results": 2.5,  # the run results file: built from the tracking store, written by runctx
     "conveyor.reporting": 1,
     "conveyor.extract": 3,
     "conveyor.load": 3,

@@ -50,6 +50,10 @@ class Outcome:
     notes: list[str] = field(default_factory=list)
     tests: list[TestOutcome] | None = None
     """``conveyor test``: the outcome of each test (a build's are in ``build.tests``)."""
+    results: dict[str, Any] | None = None
+    """The run's results document (docs/results.md), as written to ``.conveyor/run_results.json``."""
+    results_path: str | None = None
+    """The file it was written to, ``.conveyor/runs/<run id>.json`` (None if it could not be)."""
 
     @property
     def ok(self) -> bool:
@@ -114,6 +118,8 @@ class _Run:
         crash_point("run.before_finish")
         self.outcome.seconds = self.life.seconds
         summary = self.outcome.summary()
+        if self.outcome.notes:
+            summary["notes"] = list(self.outcome.notes)
         if isinstance(exc, KeyboardInterrupt):
             self.life.finish("cancelled", error=scrub(str(exc) or "cancelled by Ctrl-C (SIGINT)"), summary=summary)
         elif exc is not None:
@@ -122,6 +128,8 @@ class _Run:
         else:
             status = "succeeded" if self.outcome.ok else "failed"
             self.life.finish(status, error=_first_error(self.outcome), summary=summary)
+        self.outcome.results = self.life.results
+        self.outcome.results_path = None if self.life.results_path is None else str(self.life.results_path)
         self.life.__exit__(kind, exc, tb)
 
 

@@ -40,12 +40,17 @@ def _project(options: Options) -> Project:
     return api.open_project(options.project_dir)
 
 
-def _finish(outcome: api.Outcome, fmt: str, options: Options) -> None:
-    """Print a run's summary and exit 1 when it failed."""
+def _finish(outcome: api.Outcome, fmt: str, options: Options, *, results: bool = False) -> None:
+    """Print a run's summary and exit 1 when it failed.
+
+    With ``results``, ``--format json`` prints the run's results document (docs/results.md);
+    otherwise the command's summary, with the path of that document.
+    """
     data = {"run_id": outcome.run_id, "command": outcome.command, "ok": outcome.ok, **outcome.summary()}
     data.update({"warehouse": outcome.warehouse, "lake": outcome.lake, "notes": outcome.notes})
+    data["results"] = outcome.results_path
     if fmt == "json":
-        print_json(data)
+        print_json(outcome.results if results and outcome.results is not None else data)
     elif options.verbosity >= 0:
         _print_summary(outcome)
     elif options.verbosity == -1:  # -q: the one line a script or a person needs; -qq: nothing
@@ -150,7 +155,9 @@ def run(
 ) -> None:
     """Extract, load, build and publish: the whole ETL for SELECTION (default: everything).
 
-    Whole schemas are rebuilt: every relation in a schema that the selection touches.
+    Whole schemas are rebuilt: every relation in a schema that the selection touches. Every
+    run writes its results to .conveyor/run_results.json (docs/results.md); --format json
+    prints that document.
     """
     project = _project(options)
     if dry_run:
@@ -158,7 +165,7 @@ def run(
         return
     with RichReporter(options.verbosity if fmt == "table" else -1) as reporter:
         outcome = api.run(project, selection, env=env, jobs=jobs, reporter=reporter, fail_fast=fail_fast)
-    _finish(outcome, fmt, options)
+    _finish(outcome, fmt, options, results=True)
 
 
 class DefaultGroup(click.Group):
@@ -340,15 +347,17 @@ def load(
 
 
 @click.command()
-@click.argument("kind", type=click.Choice(["settings", "design", "all"]), default="all")
+@click.argument("kind", type=click.Choice(["settings", "design", "results", "all"]), default="all")
 def schema(kind: str) -> None:
-    """Print the JSON Schema of conveyor.yaml (settings) and of table designs (design).
+    """Print the JSON Schema of conveyor.yaml (settings), table designs (design) or run results (results).
 
-    Point your editor's YAML language server at it for completion and checking.
+    Point your editor's YAML language server at the first two for completion and checking.
+    The third describes .conveyor/run_results.json, which every run writes (docs/results.md).
     """
     from conveyor.config.jsonschema import schemas
+    from conveyor.results import json_schema
 
-    documents = schemas()
+    documents = {**schemas(), "results": json_schema()}
     data = documents if kind == "all" else documents[kind]
     click.echo(json.dumps(data, indent=2))
 

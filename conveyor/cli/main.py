@@ -137,7 +137,7 @@ cli.lazy = {
         (
             "schema",
             "conveyor.cli.commands:schema",
-            "Print the JSON Schema of conveyor.yaml (settings) and of table designs (design).",
+            "Print the JSON Schema of conveyor.yaml (settings), table designs (design) or run results (results).",
         ),
         (
             "show",
