@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from conveyor import __version__
 from conveyor.config.secrets import scrub
-from conveyor.tracking.models import EventRow, RunRow
+from conveyor.tracking.models import EventRow, RunRow, format_ts
 
 if TYPE_CHECKING:
     from conveyor.tracking.store import TrackingStore
@@ -161,49 +161,57 @@ def json_schema() -> dict[str, Any]:
 
 def build_results(
     run: RunRow, events: Sequence[EventRow], kinds: dict[str, str], *, now: datetime | None = None
-) -> RunResults:
-    """The results document of ``run`` from its events (``kinds``: relation name to kind)."""
+) -> dict[str, Any]:
+    """The results document of ``run`` from its events (``kinds``: relation name to kind), as JSON data.
+
+    Built as plain data, not through :class:`RunResults` (validating a 1,000-relation run's
+    document would cost more than the run's bookkeeping); the tests check it against the schema.
+    """
     from conveyor.tracking.rows import now_utc
 
-    tests = [_test(e) for e in events if e.step == TEST_STEP]
-    run_wide = [_step(e) for e in events if e.relation == RUN_WIDE and e.step != TEST_STEP]
+    clean = _Scrubber()
+    tests = [_test(e, clean) for e in events if e.step == TEST_STEP]
+    run_wide = [_step(e, clean) for e in events if e.relation == RUN_WIDE and e.step != TEST_STEP]
     grouped: dict[str, list[EventRow]] = {}
     for event in events:
         if event.relation != RUN_WIDE and event.step != TEST_STEP:
             grouped.setdefault(event.relation, []).append(event)
-    failed_tests = {t.relation for t in tests if t.status == "failed"}
-    relations = [_relation(name, kinds.get(name), steps, name in failed_tests) for name, steps in grouped.items()]
-    environments = _unique([run.environment, *(e.environment for e in events)])
-    info = RunInfo(
-        id=run.run_id, command=run.command, project=run.project, pipeline=run.pipeline, environment=run.environment,
-        environments=environments, selection=run.selection, status=run.status, started_at=run.started_at,
-        finished_at=run.finished_at, seconds=run.duration_s, error=_text(run.error), host=run.host, pid=run.pid,
-        user=run.username, summary=_clean(run.summary), steps=run_wide,
-    )  # fmt: skip
-    every_step = [s for r in relations for s in r.steps] + run_wide
-    summary = Summary(
-        relations=_count(r.status for r in relations),
-        steps=_count(s.status for s in every_step),
-        tests=_count(t.status for t in tests),
-        rows=_rows_per_step(every_step),
-    )
-    return RunResults(
-        schema_version=SCHEMA_VERSION, conveyor_version=__version__, generated_at=now or now_utc(), run=info,
-        relations=relations, tests=tests, summary=summary,
-    )  # fmt: skip
+    failed_tests = {t["relation"] for t in tests if t["status"] == "failed"}
+    relations = [
+        _relation(name, kinds.get(name), [_step(e, clean) for e in steps], name in failed_tests)
+        for name, steps in grouped.items()
+    ]
+    info = {
+        "id": run.run_id, "command": run.command, "project": run.project, "pipeline": run.pipeline,
+        "environment": run.environment, "environments": _unique([run.environment, *(e.environment for e in events)]),
+        "selection": run.selection, "status": run.status, "started_at": _time(run.started_at),
+        "finished_at": _time(run.finished_at), "seconds": run.duration_s, "error": clean(run.error),
+        "host": run.host, "pid": run.pid, "user": run.username, "summary": clean(run.summary), "steps": run_wide,
+    }  # fmt: skip
+    every_step = [s for r in relations for s in r["steps"]] + run_wide
+    summary = {
+        "relations": _count(r["status"] for r in relations),
+        "steps": _count(s["status"] for s in every_step),
+        "tests": _count(t["status"] for t in tests),
+        "rows": _rows_per_step(every_step),
+    }
+    return {
+        "schema_version": SCHEMA_VERSION, "conveyor_version": __version__, "generated_at": _time(now or now_utc()),
+        "run": info, "relations": relations, "tests": tests, "summary": summary,
+    }  # fmt: skip
 
 
-def results_of(tracking: TrackingStore, run_id: str, kinds: dict[str, str]) -> RunResults:
+def results_of(tracking: TrackingStore, run_id: str, kinds: dict[str, str]) -> dict[str, Any]:
     """Build the document of ``run_id`` from a :class:`~conveyor.tracking.store.TrackingStore`."""
     return build_results(tracking.get_run(run_id), tracking.run_events(run_id), kinds)
 
 
-def to_json(results: RunResults) -> dict[str, Any]:
-    """The document as JSON data (what the file holds and ``run --format json`` prints)."""
-    return results.model_dump(mode="json")
+def render(document: dict[str, Any]) -> str:
+    """The document's text, as the file holds it and ``run --format json`` prints it."""
+    return json.dumps(document, separators=(",", ":")) + "\n"
 
 
-def write_results(root: Path, results: RunResults, *, keep: int = KEEP_RUNS) -> Path:
+def write_results(root: Path, document: dict[str, Any], *, keep: int = KEEP_RUNS) -> Path:
     """Write the document to ``.conveyor/runs/<run id>.json`` and ``.conveyor/run_results.json``.
 
     Each is replaced atomically. Per-run files beyond the newest ``keep`` are removed.
@@ -214,10 +222,10 @@ def write_results(root: Path, results: RunResults, *, keep: int = KEEP_RUNS) -> 
     Raises:
         OSError: the state folder cannot be written.
     """
-    text = json.dumps(to_json(results), indent=2) + "\n"  # as ``--format json`` prints it, byte for byte
+    text = render(document)
     runs = root / RUNS_DIR
     runs.mkdir(parents=True, exist_ok=True)
-    path = runs / f"{results.run.id}.json"
+    path = runs / f"{document['run']['id']}.json"
     _replace(path, text)
     _replace(root / LATEST, text)
     _prune(runs, keep)
@@ -248,65 +256,77 @@ def _prune(runs: Path, keep: int) -> None:
         old.unlink(missing_ok=True)
 
 
-def _step(event: EventRow) -> StepResult:
-    return StepResult(
-        step=event.step, environment=event.environment, status=event.status, started_at=event.started_at,
-        finished_at=event.finished_at, seconds=event.duration_s, rows=event.rows, bytes=event.bytes,
-        error=_text(event.error), detail=_clean(event.detail),
-    )  # fmt: skip
+class _Scrubber:
+    """:func:`scrub` over every string of a value (dicts and lists walked), each distinct text once."""
+
+    def __init__(self) -> None:
+        self._done: dict[str, str] = {}
+
+    def text(self, value: str) -> str:
+        found = self._done.get(value)
+        if found is None:
+            found = self._done[value] = scrub(value)
+        return found
+
+    def __call__(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, dict):
+            return {self.text(str(k)): self(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [self(v) for v in value]
+        if value is None or isinstance(value, (bool, int, float)):
+            return value
+        return self.text(str(value))
+
+
+def _time(value: datetime | None) -> str | None:
+    """ISO-8601 UTC with microseconds, as the tracking store holds it: fixed width, so the text sorts as the time."""
+    return None if value is None else format_ts(value)
+
+
+def _step(event: EventRow, clean: _Scrubber) -> dict[str, Any]:
+    return {
+        "step": event.step, "environment": event.environment, "status": event.status,
+        "started_at": _time(event.started_at), "finished_at": _time(event.finished_at), "seconds": event.duration_s,
+        "rows": event.rows, "bytes": event.bytes, "error": clean(event.error), "detail": clean(event.detail),
+    }  # fmt: skip
 
 
 _SEVERITY = ("failed", "cancelled", "abandoned", "running")
 
 
-def _relation(name: str, kind: str | None, events: list[EventRow], test_failed: bool) -> RelationResult:
-    steps = [_step(e) for e in events]
-    statuses = {s.status for s in steps}
+def _relation(name: str, kind: str | None, steps: list[dict[str, Any]], test_failed: bool) -> dict[str, Any]:
+    statuses = {s["status"] for s in steps}
     if test_failed:
         statuses.add("failed")
     status = next((s for s in _SEVERITY if s in statuses), "skipped" if statuses == {"skipped"} else "succeeded")
-    timed = [s.seconds for s in steps if s.seconds is not None]
-    counted = [s.rows for s in steps if s.rows is not None]
-    error = next((s.error for s in steps if s.error and s.status != "succeeded"), None)
-    return RelationResult(
-        relation=name, kind=kind, status=status, seconds=round(sum(timed), 6) if timed else None,
-        rows=counted[-1] if counted else None, error=error, steps=steps,
-    )  # fmt: skip
+    timed = [s["seconds"] for s in steps if s["seconds"] is not None]
+    counted = [s["rows"] for s in steps if s["rows"] is not None]
+    error = next((s["error"] for s in steps if s["error"] and s["status"] != "succeeded"), None)
+    return {
+        "relation": name, "kind": kind, "status": status, "seconds": round(sum(timed), 6) if timed else None,
+        "rows": counted[-1] if counted else None, "error": error, "steps": steps,
+    }  # fmt: skip
 
 
-def _test(event: EventRow) -> TestResult:
+def _test(event: EventRow, clean: _Scrubber) -> dict[str, Any]:
     detail = event.detail or {}
     rows = detail.get("rows")
     failures = detail.get("failures")
-    return TestResult(
-        relation=event.relation, environment=event.environment, test=str(detail.get("test") or event.relation),
-        kind=_optional_text(detail.get("kind")), severity=_optional_text(detail.get("severity")), status=event.status,
-        failures=failures if isinstance(failures, int) else None,
-        rows=[_clean(r) for r in rows[:_FAILED_ROWS_KEPT] if isinstance(r, dict)] if isinstance(rows, list) else [],
-        sql=_text(_optional_text(detail.get("sql"))), seconds=event.duration_s, error=_text(event.error),
-        started_at=event.started_at, finished_at=event.finished_at,
-    )  # fmt: skip
+    return {
+        "relation": event.relation, "environment": event.environment,
+        "test": clean(str(detail.get("test") or event.relation)), "kind": clean(_optional_text(detail.get("kind"))),
+        "severity": clean(_optional_text(detail.get("severity"))), "status": event.status,
+        "failures": failures if isinstance(failures, int) and not isinstance(failures, bool) else None,
+        "rows": [clean(r) for r in rows[:_FAILED_ROWS_KEPT] if isinstance(r, dict)] if isinstance(rows, list) else [],
+        "sql": clean(_optional_text(detail.get("sql"))), "seconds": event.duration_s, "error": clean(event.error),
+        "started_at": _time(event.started_at), "finished_at": _time(event.finished_at),
+    }  # fmt: skip
 
 
 def _optional_text(value: Any) -> str | None:
     return None if value is None else str(value)
-
-
-def _text(value: str | None) -> str | None:
-    return None if value is None else scrub(value)
-
-
-def _clean(value: Any) -> Any:
-    """Every string in ``value`` (dicts and lists walked) scrubbed of secrets; JSON-safe."""
-    if isinstance(value, str):
-        return scrub(value)
-    if isinstance(value, dict):
-        return {scrub(str(k)): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    if value is None or isinstance(value, (bool, int, float)):
-        return value
-    return scrub(str(value))
 
 
 def _count(statuses: Iterable[str]) -> dict[str, int]:
@@ -316,11 +336,11 @@ def _count(statuses: Iterable[str]) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
-def _rows_per_step(steps: Iterable[StepResult]) -> dict[str, int]:
+def _rows_per_step(steps: Iterable[dict[str, Any]]) -> dict[str, int]:
     rows: dict[str, int] = {}
     for step in steps:
-        if step.rows is not None:
-            rows[step.step] = rows.get(step.step, 0) + step.rows
+        if step["rows"] is not None:
+            rows[step["step"]] = rows.get(step["step"], 0) + step["rows"]
     return rows
 
 

@@ -164,17 +164,16 @@ class RunLifecycle:
         It never fails the run: a document that cannot be built or written is a warning on
         stderr, and :attr:`results` stays None only when it could not be built.
         """
-        from conveyor.results import results_of, to_json, write_results
+        from conveyor.results import results_of, write_results
 
         project = self.ctx.project
         try:
-            built = results_of(self.tracking, self.ctx.run_id, {n: r.kind for n, r in project.relations.items()})
-            self.results = to_json(built)
+            self.results = results_of(self.tracking, self.ctx.run_id, {n: r.kind for n, r in project.relations.items()})
         except Exception as exc:  # a results file is a by-product: the run's outcome is in the store
             log.warning("could not build the results of run %s: %s", self.ctx.run_id, scrub(_message(exc)))
             return
         try:
-            self.results_path = write_results(project.root, built)
+            self.results_path = write_results(project.root, self.results)
         except OSError as exc:
             log.warning("could not write the results of run %s: %s", self.ctx.run_id, scrub(_message(exc)))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from datetime import datetime
 from typing import Any
 
@@ -49,8 +50,12 @@ def _finish(outcome: api.Outcome, fmt: str, options: Options, *, results: bool =
     data = {"run_id": outcome.run_id, "command": outcome.command, "ok": outcome.ok, **outcome.summary()}
     data.update({"warehouse": outcome.warehouse, "lake": outcome.lake, "notes": outcome.notes})
     data["results"] = outcome.results_path
-    if fmt == "json":
-        print_json(outcome.results if results and outcome.results is not None else data)
+    if fmt == "json" and results and outcome.results is not None:
+        from conveyor.results import render
+
+        sys.stdout.write(render(outcome.results))  # the results file's text, byte for byte
+    elif fmt == "json":
+        print_json(data)
     elif options.verbosity >= 0:
         _print_summary(outcome)
     elif options.verbosity == -1:  # -q: the one line a script or a person needs; -qq: nothing
