@@ -101,6 +101,7 @@ class TestResult(_Model):
     failures: int | None = Field(description="How many rows fail it")
     rows: list[dict[str, Any]] = Field(description=f"Up to {_FAILED_ROWS_KEPT} failing rows, column to value")
     sql: str | None = Field(description="A query that selects the failing rows")
+    location: str | None = Field(description="Where the test is defined, file:line")
     seconds: float | None
     error: str | None = Field(description="Why it could not run, or what failed")
     started_at: datetime
@@ -320,7 +321,8 @@ def _test(event: EventRow, clean: _Scrubber) -> dict[str, Any]:
         "severity": clean(_optional_text(detail.get("severity"))), "status": event.status,
         "failures": failures if isinstance(failures, int) and not isinstance(failures, bool) else None,
         "rows": [clean(r) for r in rows[:_FAILED_ROWS_KEPT] if isinstance(r, dict)] if isinstance(rows, list) else [],
-        "sql": clean(_optional_text(detail.get("sql"))), "seconds": event.duration_s, "error": clean(event.error),
+        "sql": clean(_optional_text(detail.get("sql"))), "location": clean(_optional_text(detail.get("location"))),
+        "seconds": event.duration_s, "error": clean(event.error),
         "started_at": _time(event.started_at), "finished_at": _time(event.finished_at),
     }  # fmt: skip
 

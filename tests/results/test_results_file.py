@@ -101,6 +101,57 @@ def test_a_failed_relation_and_its_skipped_dependents_carry_their_errors(
     assert document["run"]["summary"]["published"] is False
 
 
+CUSTOMERS_WITH_TESTS = """\
+name: shop.customers
+columns:
+  - name: id
+    type: bigint
+    not_null: true
+    tests: [unique]
+  - name: name
+    type: text
+  - name: email
+    type: text
+    tests:
+      - not_null: {severity: warn}
+  - name: active
+    type: boolean
+  - name: created_at
+    type: timestamptz
+  - name: balance
+    type: decimal(10,2)
+tests:
+  - expression: {sql: "balance >= 0", name: no negative balance}
+constraints:
+  primary_key: [id]
+"""
+
+
+def test_a_run_with_data_tests_lists_their_outcomes(
+    make_project: Callable[..., Path], cli: Callable[..., Any], schema: dict[str, Any]
+) -> None:
+    """Real tests on the build: one passes, a warn and an error test fail (balances -0.01 and NULL fail it)."""
+    root = make_project(designs={"shop/customers.yaml": CUSTOMERS_WITH_TESTS})
+    done = cli("run", "--format", "json", cwd=root)
+    assert done.code == 1, done.stderr
+    document = json.loads(done.stdout)
+    assert done.stdout == (root / LATEST).read_text()
+    valid(schema, document)
+    tests = {t["test"]: t for t in document["tests"]}
+    assert {name: t["status"] for name, t in tests.items()} == {
+        "unique(id)": "succeeded", "not_null(email)": "warned", "no negative balance": "failed",
+    }, tests  # fmt: skip
+    balance = tests["no negative balance"]
+    assert (balance["relation"], balance["kind"], balance["severity"], balance["failures"]) == (
+        "shop.customers", "expression", "error", 2,
+    )  # fmt: skip
+    assert sorted(row["id"] for row in balance["rows"]) == [3, 4] and balance["sql"] and balance["location"]
+    assert tests["not_null(email)"]["severity"] == "warn" and tests["not_null(email)"]["failures"] == 1
+    by_name = {r["relation"]: r["status"] for r in document["relations"]}
+    assert by_name["shop.customers"] == "failed" and by_name["mart.customer_totals"] == "skipped"
+    assert document["summary"]["tests"] == {"failed": 1, "succeeded": 1, "warned": 1}
+
+
 def test_load_and_extract_name_the_file_in_their_json(
     make_project: Callable[..., Path], cli: Callable[..., Any]
 ) -> None:
@@ -201,7 +252,8 @@ def test_data_test_outcomes_are_in_the_results(
                 severity="error", failures=0, rows=[], sql=sql)  # fmt: skip
     failing = [{"customer_id": 7, "name": "Zoë", "total": "1.10"}, {"customer_id": 7, "name": None, "total": None}]
     record_test(life, "mart.customer_totals", "failed", test="unique_customer_id", kind="unique",
-                severity="error", failures=2, rows=failing, sql=sql)  # fmt: skip
+                severity="error", failures=2, rows=failing, sql=sql,
+                location="schemas/mart/customer_totals.yaml:7")  # fmt: skip
     record_test(life, "mart.top_customers", "warned", test="total_positive", kind="expression", severity="warn",
                 failures=1, rows=failing[:1], sql="SELECT 1")  # fmt: skip
     record_test(life, "mart.report", "skipped", test="rows_between", kind="row_count", severity="error")
@@ -212,7 +264,8 @@ def test_data_test_outcomes_are_in_the_results(
     tests = {t["test"]: t for t in document["tests"]}
     assert tests["unique_customer_id"] == {
         "relation": "mart.customer_totals", "environment": "dev", "test": "unique_customer_id", "kind": "unique",
-        "severity": "error", "status": "failed", "failures": 2, "rows": failing, "sql": sql, "seconds": 0.25,
+        "severity": "error", "status": "failed", "failures": 2, "rows": failing, "sql": sql,
+        "location": "schemas/mart/customer_totals.yaml:7", "seconds": 0.25,
         "error": "2 rows", "started_at": tests["unique_customer_id"]["started_at"],
         "finished_at": tests["unique_customer_id"]["finished_at"],
     }  # fmt: skip
