@@ -1,8 +1,9 @@
 """The run results file: one versioned JSON document per run, for tools to build on.
 
 Every run (a command's or a pipeline's) ends in :meth:`conveyor.runctx.RunLifecycle.finish`,
-which builds a :class:`RunResults` from what the tracking store recorded of the run (its row
-and its events, exactly what ``conveyor runs show`` reads) and writes it to
+which builds the document (:class:`RunResults` describes it) from what the tracking store
+recorded of the run (its row and its events, exactly what ``conveyor runs show`` reads) and
+writes it to
 ``<project>/.conveyor/runs/<run id>.json`` and ``<project>/.conveyor/run_results.json`` (the
 latest run's). Both are replaced atomically (a temporary file, then ``os.replace``), so a
 reader sees a whole document or the previous one. ``conveyor schema results`` prints the JSON
