@@ -36,6 +36,7 @@ from conveyor.api.pipelines import (
 from conveyor.api.reading import (
     bootstrap,
     extract_status,
+    freshness,
     open_environment,
     open_project,
     open_tracking,
@@ -55,6 +56,7 @@ __all__ = [
     "bootstrap",
     "extract_status",
     "extract_tables",
+    "freshness",
     "install_pipeline",
     "load",
     "open_environment",

@@ -90,6 +90,11 @@ cli.lazy = {
             "extract tracking table.",
         ),
         (
+            "freshness",
+            "conveyor.cli.freshness_cmd:freshness",
+            "Show how old the newest data of each source table of SELECTION (default: all) is.",
+        ),
+        (
             "init",
             "conveyor.cli.init_cmd:init",
             "Create a project in FOLDER (default: here) that reads the upstream database DSN.",

@@ -374,12 +374,39 @@ def _load_skip_copy(state: _State, environment: str | None) -> None:
     _load(state, environment, skip_copy=True)
 
 
+def _freshness(state: _State, environment: str | None) -> None:
+    """Gate on source freshness (docs/freshness.md): record each source table of the pipeline's schemas
+    as an event; one past its error_after fails the step, one past its warn_after is recorded ``warned``."""
+    from datetime import UTC
+
+    from conveyor.extract.freshness import measure
+
+    project, ctx = state.ctx.project, state.ctx
+    began = datetime.now(UTC)
+    rows = measure(project, whole_schemas(project, state.relations), ctx.tracking, now=began)
+    finished = datetime.now(UTC)
+    for row in rows:
+        text = row.describe() if row.status in ("warn", "error", "unknown") else None
+        ctx.tracking.record_event(
+            ctx.run_id, row.relation, "freshness", row.event_status, started_at=began, finished_at=finished,
+            error=text if row.event_status != "succeeded" else None, detail=row.detail(),
+        )  # fmt: skip
+        if row.event_status == "warned":
+            ctx.reporter.message(f"freshness: {text}", "warning")
+    stale = [row for row in rows if row.status == "error"]
+    if stale:
+        state.failed.extend(row.relation for row in stale if row.relation not in state.failed)
+        count = f"{len(stale)} source table{'s are' if len(stale) > 1 else ' is'}"
+        raise StepFailed(f"{count} older than error_after: {'; '.join(row.describe() for row in stale)}")
+
+
 STEPS = {
     "extract": _extract,
     "load": _load,
     "update": _update,
     "validate": _validate,
     "load_skip_copy": _load_skip_copy,
+    "freshness": _freshness,
 }
 
 
