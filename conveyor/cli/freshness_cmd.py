@@ -8,6 +8,7 @@ from conveyor import api
 from conveyor.cli.app import Options, pass_options, selection_argument
 from conveyor.cli.output import print_json, print_table
 from conveyor.errors import RunFailed
+from conveyor.extract.freshness import too_old
 
 
 @click.command()
@@ -45,10 +46,6 @@ def freshness(options: Options, selection: tuple[str, ...], fmt: str) -> None:
                 for r in rows
             ],
         )
-    stale = [r for r in rows if r.status == "error"]
+    stale = too_old(rows)
     if stale:
-        count = f"{len(stale)} source table{'s are' if len(stale) > 1 else ' is'}"
-        raise RunFailed(
-            f"{count} older than error_after: {'; '.join(r.describe() for r in stale)}.",
-            hint="Extract them, or find out why upstream stopped changing.",
-        )
+        raise RunFailed(stale + ".", hint="Extract them, or find out why upstream stopped changing.")

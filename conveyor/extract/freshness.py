@@ -104,6 +104,15 @@ class FreshnessRow:
         return text
 
 
+def too_old(rows: Iterable[FreshnessRow]) -> str | None:
+    """What is wrong when any of ``rows`` is at ``error`` (``"1 source table is older than ..."``), else None."""
+    stale = [row for row in rows if row.status == "error"]
+    if not stale:
+        return None
+    count = f"{len(stale)} source table{'s are' if len(stale) > 1 else ' is'}"
+    return f"{count} older than error_after: {'; '.join(row.describe() for row in stale)}"
+
+
 def thresholds(relation: Relation) -> tuple[timedelta | None, timedelta | None]:
     """``(warn_after, error_after)`` of a design, parsed.
 

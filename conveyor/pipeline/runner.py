@@ -19,12 +19,13 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from conveyor.config.secrets import resolve, scrub
 from conveyor.errors import ConveyorError, Location
 from conveyor.extract.extract import extract
+from conveyor.extract.freshness import measure, too_old
 from conveyor.extract.jobs import plan
 from conveyor.lake.manifest import Manifest
 from conveyor.load.build import BuildOptions, BuildResult, build
@@ -377,10 +378,6 @@ def _load_skip_copy(state: _State, environment: str | None) -> None:
 def _freshness(state: _State, environment: str | None) -> None:
     """Gate on source freshness (docs/freshness.md): record each source table of the pipeline's schemas
     as an event; one past its error_after fails the step, one past its warn_after is recorded ``warned``."""
-    from datetime import UTC
-
-    from conveyor.extract.freshness import measure
-
     project, ctx = state.ctx.project, state.ctx
     began = datetime.now(UTC)
     rows = measure(project, whole_schemas(project, state.relations), ctx.tracking, now=began)
@@ -393,11 +390,10 @@ def _freshness(state: _State, environment: str | None) -> None:
         )  # fmt: skip
         if row.event_status == "warned":
             ctx.reporter.message(f"freshness: {text}", "warning")
-    stale = [row for row in rows if row.status == "error"]
+    stale = too_old(rows)
     if stale:
-        state.failed.extend(row.relation for row in stale if row.relation not in state.failed)
-        count = f"{len(stale)} source table{'s are' if len(stale) > 1 else ' is'}"
-        raise StepFailed(f"{count} older than error_after: {'; '.join(row.describe() for row in stale)}")
+        state.failed.extend(row.relation for row in rows if row.status == "error" and row.relation not in state.failed)
+        raise StepFailed(stale)
 
 
 STEPS = {
