@@ -295,3 +295,45 @@ def test_the_command_refuses_a_bad_threshold_with_exit_2(make_project: Callable[
     text = " ".join(done.stderr.split())
     assert text.startswith('Error: schemas/shop/ticks.yaml:8: freshness.error_after of "shop.ticks": "soon" is not')
     assert "Traceback" not in done.stderr and done.stdout == ""
+
+
+def test_timestamp_cursors_are_read_as_utc_and_date_cursors_from_midnight(make_project: Callable[..., Path]) -> None:
+    designs = {
+        "shop/visits.yaml": """\
+name: shop.visits
+columns:
+  - {name: id, type: bigint, not_null: true}
+  - {name: seen_at, type: timestamp}
+extract: {incremental: {cursor: seen_at}}
+freshness: {error_after: 1 hour}
+""",
+        "shop/days.yaml": """\
+name: shop.days
+columns:
+  - {name: id, type: bigint, not_null: true}
+  - {name: day, type: date}
+extract: {incremental: {cursor: day}}
+freshness: {error_after: 1 day}
+""",
+    }
+    root = make_project(designs=designs)
+    with sqlite3.connect(root / "upstream.db") as con:
+        con.execute("CREATE TABLE visits (id INTEGER PRIMARY KEY, seen_at TIMESTAMP)")
+        con.executemany("INSERT INTO visits VALUES (?, ?)", [(1, "2026-03-01 12:00:00.5"), (2, None)])
+        con.execute("CREATE TABLE days (id INTEGER PRIMARY KEY, day DATE)")
+        con.executemany("INSERT INTO days VALUES (?, ?)", [(1, "2026-02-28"), (2, "2026-03-01")])
+    extract(root, "shop.visits", "shop.days")
+    now = datetime(2026, 3, 1, 13, 0, 0, 500000, tzinfo=UTC)
+    rows = rows_of(root, "shop.visits", "shop.days", now=now)
+    visits, days = rows["shop.visits"], rows["shop.days"]
+    assert (visits.measure, visits.newest, visits.status) == (
+        "cursor",
+        datetime(2026, 3, 1, 12, 0, 0, 500000, UTC),
+        "ok",
+    )
+    assert (days.measure, days.newest, days.age) == (
+        "cursor",
+        datetime(2026, 3, 1, tzinfo=UTC),
+        now - datetime(2026, 3, 1, tzinfo=UTC),
+    )
+    assert rows_of(root, "shop.visits", now=now + timedelta(microseconds=1))["shop.visits"].status == "error"
