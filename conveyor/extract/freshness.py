@@ -32,6 +32,7 @@ from conveyor.extract.incremental import decode
 from conveyor.lake.lake import Lake
 from conveyor.lake.manifest import Manifest
 from conveyor.project import Project, Relation
+from conveyor.tracking.models import ExtractStateRow
 from conveyor.tracking.store import TrackingStore
 
 Status = Literal["ok", "warn", "error", "unknown"]
@@ -159,7 +160,8 @@ def measure(
     sources = [r for r in relations if r.kind == "source" and r.source is not None]
     limits = {r.name: thresholds(r) for r in sources}  # every bad duration fails before anything is read
     lake = Lake(project.path(project.settings.lake.path))
-    return [_one(project, relation, lake, tracking, now, *limits[relation.name]) for relation in sources]
+    states = {(s.source, s.table_name): s for s in tracking.extract_state()} if sources else {}  # one query for all
+    return [_one(project, relation, lake, tracking, states, now, *limits[relation.name]) for relation in sources]
 
 
 def _one(
@@ -167,6 +169,7 @@ def _one(
     relation: Relation,
     lake: Lake,
     tracking: TrackingStore,
+    states: dict[tuple[str, str], ExtractStateRow],
     now: datetime,
     warn: timedelta | None,
     error: timedelta | None,
@@ -176,7 +179,7 @@ def _one(
     incremental = relation.design.extract.incremental
     cursor = incremental.cursor if incremental else None
     latest = lake.latest(relation.source, relation.name, legacy=project.lake_table(relation))
-    extracted = _last_extract(tracking, relation, latest)
+    extracted = _last_extract(tracking, states.get((relation.source, relation.name)), latest)
     base = FreshnessRow(
         relation.name, relation.source, "extract", None, None, settings.warn_after, settings.error_after, "unknown"
     )
@@ -196,14 +199,12 @@ def _one(
     return replace(base, newest=extracted, age=age, status=status_of(age, warn, error), note=note)
 
 
-def _last_extract(tracking: TrackingStore, relation: Relation, latest: Manifest | None) -> datetime | None:
-    """When the last successful extract of ``relation`` started: the tracking store, else the lake."""
-    assert relation.source is not None
-    for state in tracking.extract_state(relation.source, relation.name):
-        if state.last_success_extract_id:
-            found = tracking.get_extract(state.last_success_extract_id)
-            if found is not None:
-                return _aware(found.started_at)
+def _last_extract(tracking: TrackingStore, state: ExtractStateRow | None, latest: Manifest | None) -> datetime | None:
+    """When the last successful extract of a relation started: the tracking store, else the lake."""
+    if state is not None and state.last_success_extract_id:
+        found = tracking.get_extract(state.last_success_extract_id)
+        if found is not None:
+            return _aware(found.started_at)
     return _aware(datetime.fromisoformat(latest.started_at)) if latest is not None else None
 
 
