@@ -32,11 +32,13 @@ LAYERS: dict[str, float] = {
     "conveyor.warehouse.redshift.dialect": 1,
     "conveyor.tracking": 2,
     "conveyor.runctx": 2.5,
+    "conveyor.quality": 2.75,  # data tests: what they are (design, project) and running them in a run
     "conveyor.reporting": 1,
     "conveyor.extract": 3,
     "conveyor.load": 3,
     "conveyor.bootstrap": 3,  # designs from upstream catalogs: uses sources and the project, like extract
     "conveyor.validate": 3,
+    "conveyor.dbtimport": 3,  # a dbt project as designs and SQL: reads design and config models, like bootstrap
     "conveyor.pipeline": 4,
     "conveyor.api": 4.5,
     "conveyor.cli": 5,

@@ -20,11 +20,13 @@ from conveyor.api.commands import (
     plan_extract,
     relation_ddl,
     run,
+    test,
     unload,
     unparsed_notes,
     update,
     upgrade,
 )
+from conveyor.api.migrate import import_dbt
 from conveyor.api.pipelines import (
     install_pipeline,
     open_project_for_run,
@@ -57,6 +59,7 @@ __all__ = [
     "extract_status",
     "extract_tables",
     "freshness",
+    "import_dbt",
     "install_pipeline",
     "load",
     "open_environment",
@@ -74,6 +77,7 @@ __all__ = [
     "run_scheduler",
     "runs",
     "set_pipeline_status",
+    "test",
     "unload",
     "unparsed_notes",
     "update",

@@ -23,6 +23,8 @@ from conveyor.reporting import Reporter
 if TYPE_CHECKING:  # the machinery (pyarrow, sqlglot, the drivers) loads when a command needs it
     from conveyor.extract.extract import ExtractSummary
     from conveyor.load.build import BuildResult
+    from conveyor.quality.plan import DataTest
+    from conveyor.quality.run import TestOutcome
     from conveyor.warehouse.base import Warehouse
 from conveyor.api.reading import open_environment, whole_schemas
 
@@ -46,12 +48,20 @@ class Outcome:
     warehouse: str | None = None
     lake: str | None = None
     notes: list[str] = field(default_factory=list)
+    tests: list[TestOutcome] | None = None
+    """``conveyor test``: the outcome of each test (a build's are in ``build.tests``)."""
 
     @property
     def ok(self) -> bool:
         extract_ok = self.extract is None or not self.extract.failed
         build_ok = self.build is None or (self.build.published and not self.build.errors)
-        return extract_ok and build_ok
+        tests_ok = not any(t.blocking for t in self.tests or [])
+        return extract_ok and build_ok and tests_ok
+
+    @property
+    def test_outcomes(self) -> list[TestOutcome]:
+        """Every data test this run ran, in a build or on its own."""
+        return list(self.tests or []) + list(self.build.tests if self.build is not None else [])
 
     def summary(self) -> dict[str, object]:
         data: dict[str, object] = {"seconds": round(self.seconds, 3)}
@@ -68,6 +78,13 @@ class Outcome:
             data["published"] = self.build.published
             if self.build.reason:
                 data["not_published_because"] = self.build.reason
+        tests = self.test_outcomes
+        if tests:
+            data["tests"] = {
+                status: sum(t.status == status for t in tests) for status in sorted({t.status for t in tests})
+            }
+            data["tests_failed"] = [t.test.id for t in tests if t.status == "failed"]
+            data["tests_warned"] = [t.test.id for t in tests if t.status == "warned"]
         return data
 
 
@@ -109,6 +126,9 @@ class _Run:
 
 
 def _first_error(outcome: Outcome) -> str | None:
+    failed = [t for t in outcome.tests or [] if t.blocking]
+    if failed:
+        return failed[0].describe()
     if outcome.extract and outcome.extract.failed:
         return outcome.extract.failed[0].error
     if outcome.build and outcome.build.errors:
@@ -462,4 +482,47 @@ def run(
         except LakeError as exc:
             # a table with no extract at all: nothing to load it from, so the run fails
             run.outcome.notes.append(exc.render())
+    return run.outcome
+
+
+def test(
+    project: Project,
+    selection: Sequence[str] = (),
+    *,
+    env: str | None = None,
+    jobs: int | None = None,
+    reporter: Reporter | None = None,
+) -> Outcome:
+    """Run the data tests of the selection against an environment's published warehouse.
+
+    Tests of relations that are not published yet are skipped. ``row_count_change`` compares
+    a build with what is published, so it is skipped here. Each outcome is recorded as a
+    ``test`` event of the run (``conveyor runs show``) and returned in ``Outcome.tests``.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from conveyor.quality.plan import tests_for
+    from conveyor.quality.run import Tester, TestOutcome, record
+
+    relations = project.select(selection)
+    preflight(project, relations, environment=project.environment(env)[0])
+    warehouse = open_environment(project, env)
+    tests = tests_for(project, relations)
+    published = warehouse.relations() if tests else {}
+    tester = Tester(project, warehouse.DIALECT, warehouse.query)
+    with _Run(project, "test", env=warehouse.name, selection=selection, reporter=reporter, jobs=jobs) as run:
+        run.outcome.warehouse = warehouse.describe()
+        run.ctx.reporter.phase(run.ctx.label("test"), len(tests))
+
+        def one(test: DataTest) -> TestOutcome:
+            missing = [name for name in test.reads if name not in published]
+            if missing:
+                outcome = TestOutcome(test, "skipped", message=f"{missing[0]} is not published in {warehouse.name}")
+            else:
+                outcome = tester.run(test)
+            record(run.ctx, outcome)
+            return outcome
+
+        with ThreadPoolExecutor(max_workers=max(1, run.ctx.jobs), thread_name_prefix="test") as pool:
+            run.outcome.tests = list(pool.map(one, tests))
     return run.outcome

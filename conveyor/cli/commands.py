@@ -82,11 +82,28 @@ def _print_summary(outcome: api.Outcome) -> None:
             stdout.print(f"[red]Not published[/]: {escape(b.reason or '')}. The previous warehouse is unchanged.")
             if outcome.command in ("load", "run"):
                 stdout.print('The build was kept: fix the problem, then "conveyor load --resume" rebuilds what failed.')
+    _print_tests(outcome)
     for note in outcome.notes:
         stdout.print(f"[yellow]Note:[/] {escape(note)}")
-    if outcome.lake:
+    if outcome.lake and outcome.command != "test":
         stdout.print(f"Lake: {outcome.lake}")
     stdout.print(_last_line(outcome))
+
+
+def _print_tests(outcome: api.Outcome) -> None:
+    """One line of test counts, then each test that failed or warned, with what fails."""
+    tests = outcome.test_outcomes
+    if not tests:
+        return
+    order = ("succeeded", "warned", "failed", "skipped")
+    words = {"succeeded": "passed", "warned": "warned", "failed": "failed", "skipped": "skipped"}
+    counts = [f"{sum(t.status == s for t in tests)} {words[s]}" for s in order if any(t.status == s for t in tests)]
+    stdout.print(f"Tests: {', '.join(counts)}")
+    colours = {"failed": "red", "warned": "yellow"}
+    for test in tests:
+        if test.status in colours:
+            mark = "✗" if test.status == "failed" else "!"
+            stdout.print(f"  [{colours[test.status]}]{mark} {escape(test.describe())}[/]")
 
 
 def _last_line(outcome: api.Outcome) -> str:

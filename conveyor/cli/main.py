@@ -95,6 +95,11 @@ cli.lazy = {
             "Show how old the newest data of each source table of SELECTION (default: all) is.",
         ),
         (
+            "import-dbt",
+            "conveyor.cli.import_dbt_cmd:import_dbt",
+            "Convert a dbt project whose models use only ref() and source() into designs, SQL and tests.",
+        ),
+        (
             "init",
             "conveyor.cli.init_cmd:init",
             "Create a project in FOLDER (default: here) that reads the upstream database DSN.",
@@ -143,6 +148,11 @@ cli.lazy = {
             "show",
             "conveyor.cli.commands:show",
             "Show what Conveyor would run: DDL of relations.",
+        ),
+        (
+            "test",
+            "conveyor.cli.test_cmd:test",
+            "Run the data tests of SELECTION (default: all) against an environment's published warehouse.",
         ),
         (
             "unload",

@@ -67,12 +67,15 @@ class RichReporter(Reporter):
 
     def finished(self, relation: str, step: str, status: str, rows: int | None, error: str | None) -> None:
         with self.lock:
-            counted = step.partition(" · ")[0] in self.counted or status == "skipped"
+            base = step.partition(" · ")[0]
+            counted = base in self.counted or (status == "skipped" and base != "test")
             if self.progress is not None and self.task is not None and counted:
                 self.progress.advance(self.task)
             if status == "failed":
                 console.print(f"[red]✗ {step} {relation}[/]: {escape(error or '')}")
-            elif status == "skipped" and self.verbosity >= 0:
+            elif status == "warned" and self.verbosity > 0:
+                console.print(f"[yellow]! {step} {relation}[/]: {escape(error or '')}")
+            elif status == "skipped" and (self.verbosity > 0 or (self.verbosity == 0 and base != "test")):
                 console.print(f"[yellow]- skipped {relation}[/]: {escape(error or '')}")
             elif self.verbosity > 0:
                 shown = f" ({rows:,} rows)" if rows is not None else ""

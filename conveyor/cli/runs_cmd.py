@@ -17,6 +17,7 @@ from conveyor.cli.app import Options, pass_options
 from conveyor.cli.output import print_json, print_table, stdout
 from conveyor.errors import ProjectError, RunFailed
 from conveyor.project import Project
+from conveyor.tracking.models import EventRow
 
 format_option = click.option(
     "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True, help="Output format."
@@ -121,7 +122,7 @@ def show(options: Options, run_id: str, fmt: str) -> None:
         [
             (
                 e.relation,
-                e.step,
+                _step(e),
                 *([e.environment or ""] if with_env else []),
                 e.status,
                 "" if e.rows is None else f"{e.rows:,}",
@@ -131,6 +132,18 @@ def show(options: Options, run_id: str, fmt: str) -> None:
             for e in events
         ],
     )
+    from conveyor.cli.test_cmd import print_failures
+
+    print_failures(
+        [(e.relation, e.detail or {}, e.error) for e in events if e.step == "test" and e.status in ("failed", "warned")]
+    )
+
+
+def _step(event: EventRow) -> str:
+    """The step as a person reads it: a test event names its test."""
+    if event.step == "test" and event.detail and event.detail.get("test"):
+        return f"test {event.detail['test']}"
+    return event.step
 
 
 @runs.command()

@@ -29,6 +29,10 @@ from conveyor.graph.selection import select
 from conveyor.lake.lake import Lake
 from conveyor.lake.manifest import Manifest
 from conveyor.project import Project, Relation, own_catalogs
+from conveyor.quality.plan import DataTest, tests_for
+from conveyor.quality.run import Tester, TestOutcome, run_tests
+from conveyor.quality.run import record as record_test
+from conveyor.quality.schedule import TestSchedule, published_counts
 from conveyor.runctx import RunContext, StepOutcome
 from conveyor.warehouse import render_type
 from conveyor.warehouse.base import Build, Warehouse, quote
@@ -57,6 +61,8 @@ class BuildResult:
     manifests: dict[str, list[Manifest]] = field(default_factory=dict)
     kept: list[str] = field(default_factory=list)
     """Relations a resumed build had finished already: not rebuilt, published with the rest."""
+    tests: list[TestOutcome] = field(default_factory=list)
+    """The data tests run on the build, in the order they finished."""
 
     def with_status(self, status: str) -> list[str]:
         return [name for name, s in self.status.items() if s == status]
@@ -279,6 +285,8 @@ def build(
         ctx.reading(todo)  # before the chains are listed: retention must not remove what they name
     manifests = {} if options.skip_copy else dict(options.pinned or manifests_for(project, todo))
     schemas = sorted({r.schema for r in relations})
+    tests = tests_for(project, todo)
+    published = published_counts(warehouse, tests) if not options.skip_copy else {}
     ctx.reporter.phase(ctx.label("build"), len(todo))
     if options.resume_from:
         record_resume(ctx, options.resume_from)  # first: a resume that dies in turn is resumed the same way
@@ -289,7 +297,16 @@ def build(
     try:
         rebuilt = {r.name for r in relations}
         sql = {r.name: _statement(project, r, staging, rebuilt, warehouse.DIALECT, options) for r in todo}
-        runner = _Runner(ctx, staging, manifests, sql, result, replace=options.resume_from is not None)
+        tester = Tester(
+            project, warehouse.DIALECT, staging.fetch,
+            name_of=lambda name: staging.staged(name) if name in rebuilt else name,
+            published=None if options.skip_copy else published,
+            skip_volume=options.skip_copy,
+        )  # fmt: skip
+        schedule = TestSchedule(project, tests, {r.name for r in todo})
+        runner = _Runner(
+            ctx, staging, manifests, sql, result, replace=options.resume_from is not None, tests=schedule, tester=tester
+        )
         runner.fail_fast = options.fail_fast
         runner.run(todo)
         _decide(ctx, relations, result, options.required)
@@ -346,9 +363,13 @@ class _Runner:
         result: BuildResult,
         *,
         replace: bool = False,
+        tests: TestSchedule | None = None,
+        tester: Tester | None = None,
     ):
         self.ctx, self.staging, self.manifests, self.sql, self.result = ctx, staging, manifests, sql, result
         self.replace = replace
+        self.tests = tests or TestSchedule(ctx.project, [], set())
+        self.tester = tester or Tester(ctx.project, "duckdb", staging.fetch)
         self.fail_fast = False
         self.lock = threading.Lock()
 
@@ -360,10 +381,14 @@ class _Runner:
         # relations are handed to the pool only when a worker is free, so a failure can still
         # stop the ones that are ready but not started
         pending: deque[str] = deque()
+        checks: deque[str] = deque()  # relations built whose waiting tests can run now
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="build") as pool:
-            running: dict[Future[None], str] = {}
+            running: dict[Future[None], tuple[str, str]] = {}
             while True:
                 pending.extend(scheduler.ready())
+                while checks and len(running) < workers:
+                    name = checks.popleft()
+                    running[pool.submit(self._waiting_tests, name)] = (name, "tests")
                 while pending and (stopped or len(running) < workers):
                     name = pending.popleft()
                     if stopped:
@@ -371,12 +396,24 @@ class _Runner:
                             self.result.status[skipped] = "skipped"
                             self.ctx.skipped(skipped, "build", "not started: --fail-fast after a failure")
                         continue
-                    running[pool.submit(self._one, by_name[name])] = name
+                    running[pool.submit(self._one, by_name[name])] = (name, "build")
                 if not running:  # (pending is empty here: a free worker took it, or a stop skipped it)
+                    stuck = [] if checks else self.tests.release_stuck()
+                    for name in stuck:  # tests waiting on each other's relations: they run at the end
+                        scheduler.done(name)
+                    if stuck or checks:
+                        continue
                     break
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in done:
-                    name = running.pop(future)
+                    name, _kind = running.pop(future)
+                    if future.exception() is not None:  # a bug: the relation fails, the build goes on
+                        error = future.exception()
+                        with self.lock:
+                            self.result.status[name] = "failed"
+                            self.result.errors[name] = scrub(f"{type(error).__name__}: {error}")
+                    if self.result.status[name] == "succeeded" and self.tests.waiting(name):
+                        continue  # its dependents wait for the tests that read relations still building
                     if self.result.status[name] == "succeeded":
                         scheduler.done(name)
                     else:
@@ -384,6 +421,39 @@ class _Runner:
                         for skipped in sorted(scheduler.failed(name)):
                             self.result.status[skipped] = "skipped"
                             self.ctx.skipped(skipped, "build", f"upstream relation {name} failed")
+                checks.extend(self.tests.ready(self.result.status, exclude=[n for n, _ in running.values()]))
+        self._late_tests()
+
+    def _waiting_tests(self, name: str) -> None:
+        """Run the tests of ``name`` that waited for other relations to be built."""
+        self._tests(name, self.tests.take_waiting(name))
+
+    def _late_tests(self) -> None:
+        """Tests that read what depends on the relation they cover: run once everything is built."""
+        for name, tests in self.tests.take_late().items():
+            if self.result.status.get(name) == "succeeded":
+                self._tests(name, tests)
+
+    def _tests(self, name: str, tests: list[DataTest]) -> None:
+        """Run tests of one relation; a failed ``error`` test fails it (tests of other relations skip)."""
+        runnable = []
+        for test in tests:
+            broken = [read for read in test.reads[1:] if self.result.status.get(read, "succeeded") != "succeeded"]
+            if broken:
+                skipped = TestOutcome(test, "skipped", message=f"{broken[0]} was not built")
+                record_test(self.ctx, skipped)
+                with self.lock:
+                    self.result.tests.append(skipped)
+            else:
+                runnable.append(test)
+        outcomes = run_tests(self.ctx, self.tester, runnable)
+        failed = [o for o in outcomes if o.blocking]
+        with self.lock:
+            self.result.tests.extend(outcomes)
+        if failed:
+            with self.lock:
+                self.result.status[name] = "failed"
+                self.result.errors[name] = "; ".join(o.describe() for o in failed)
 
     def _one(self, relation: Relation) -> None:
         step = "load" if relation.kind == "source" else "build"
@@ -412,6 +482,8 @@ class _Runner:
             self.result.status[relation.name] = status
             if error:
                 self.result.errors[relation.name] = error
+        if status == "succeeded":
+            self._tests(relation.name, self.tests.take_now(relation.name, self.result.status))
 
     def _create(self, relation: Relation, outcome: StepOutcome) -> int | None:
         if self.replace:

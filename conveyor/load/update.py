@@ -19,6 +19,9 @@ from conveyor.lake.manifest import Manifest
 from conveyor.load import LOCK_TIMEOUT_S
 from conveyor.load.build import BuildResult, binding_schemas, executable_sql
 from conveyor.project import Project, Relation
+from conveyor.quality.plan import DataTest, tests_for
+from conveyor.quality.run import Tester, run_tests
+from conveyor.quality.schedule import published_counts
 from conveyor.runctx import RunContext
 from conveyor.warehouse.base import Transaction, Warehouse
 
@@ -78,13 +81,25 @@ def update(
     ctx.reporter.phase(ctx.label("update"), len(relations))
     lake = Lake(ctx.project.path(ctx.project.settings.lake.path))
     result = BuildResult()
+    tests = tests_for(ctx.project, relations)
+    published = published_counts(warehouse, tests)  # before the transaction changes them
     tx = open_transaction(ctx, warehouse, [r.name for r in relations], atomic=True, lock_timeout_s=lock_timeout_s)
+    tester = Tester(ctx.project, warehouse.DIALECT, tx.fetch, published=published)
+    updating = {r.name for r in relations}
+    waiting: list[DataTest] = []  # tests that read relations updated later
     current: str | None = None
     try:
         for relation in relations:
             current = relation.name
             _apply(ctx, tx, lake, warehouse, relation, result, pinned or {})
+            done = set(result.status) | {relation.name}
+            ready = [t for t in tests if t.relation == relation.name]
+            waiting += [t for t in ready if any(r in updating and r not in done for r in t.reads[1:])]
+            _gate(ctx, tester, [t for t in ready if t not in waiting], result)
             result.status[relation.name] = "succeeded"
+        for test in waiting:
+            current = test.relation
+            _gate(ctx, tester, [test], result)
         with ctx.step("*", "commit"):
             tx.publish()
         result.published = True
@@ -92,6 +107,15 @@ def update(
         tx.abort()
         _record_rollback(ctx, relations, current, exc, result)
     return result
+
+
+def _gate(ctx: RunContext, tester: Tester, tests: Sequence[DataTest], result: BuildResult) -> None:
+    """Run data tests inside the update; a failed ``error`` test rolls the whole update back."""
+    outcomes = run_tests(ctx, tester, tests)
+    result.tests.extend(outcomes)
+    failed = [outcome for outcome in outcomes if outcome.blocking]
+    if failed:
+        raise LoadError("; ".join(outcome.describe() for outcome in failed))
 
 
 def open_transaction(

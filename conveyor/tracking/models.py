@@ -15,8 +15,8 @@ from typing import Any, TypeVar
 
 RUN_STATUSES = frozenset({"running", "succeeded", "failed", "cancelled", "abandoned"})
 """``abandoned``: the run's process died without recording its end (SIGKILL, out of memory, power cut)."""
-EVENT_STATUSES = frozenset({"running", "succeeded", "warned", "failed", "skipped", "cancelled", "abandoned"})
-"""``warned``: finished, with a warning that does not fail the run (a stale source in a ``freshness`` step)."""
+EVENT_STATUSES = frozenset({"running", "succeeded", "failed", "skipped", "cancelled", "abandoned", "warned"})
+"""``warned``: a data test of severity ``warn`` found failing rows (or a freshness check its warn age)."""
 EXTRACT_STATUSES = frozenset({"running", "succeeded", "failed", "abandoned"})
 """``abandoned``: the extract's run died during it (the lake keeps whatever it committed)."""
 

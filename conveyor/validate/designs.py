@@ -18,6 +18,7 @@ from conveyor.errors import ConveyorError, did_you_mean
 from conveyor.extract.incremental import check_cursor_type, parse_lag
 from conveyor.project import Project, Relation
 from conveyor.sources.partition import check_split_type
+from conveyor.validate.datatests import data_tests
 from conveyor.validate.problems import Problem, problem
 from conveyor.warehouse import engine_class
 from conveyor.warehouse.base import Warehouse
@@ -346,6 +347,7 @@ def warehouse_types(project: Project, relation: Relation, only: str | None = Non
 
 
 DESIGN_CHECKS: list[Check] = [
+    data_tests,
     upstream_name,
     view_columns,
     source_types,

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 
 from conveyor.errors import UserError
 from conveyor.project import Project, Relation
+from conveyor.validate.datatests import assertions
 from conveyor.validate.designs import DESIGN_CHECKS, warehouse_types
 from conveyor.validate.jobs import job_types
 from conveyor.validate.names import check_names
@@ -73,6 +74,7 @@ def preflight(
         if environment:
             found.extend(warehouse_types(project, relation, environment))
     found.extend(job_types(project, relations))
+    found.extend(assertions(project, relations))
     sources = sorted({r.source for r in relations if extract and r.kind == "source" and r.source})
     found.extend(
         check_places(

@@ -25,6 +25,7 @@ from conveyor.project import LoadResult, Project, Relation
 from conveyor.project.loader import paused_gc
 from conveyor.validate.bind import check_sql
 from conveyor.validate.columns import static_columns
+from conveyor.validate.datatests import assertions
 from conveyor.validate.dependencies import depends_on
 from conveyor.validate.designs import DESIGN_CHECKS, warehouse_types
 from conveyor.validate.drift import check_sources
@@ -113,6 +114,7 @@ def _check(
             else:
                 report.extend(check(project, relation))
     report.extend(job_types(project, selected))
+    report.extend(assertions(project, selected))
     report.extend(check_names(project, selected, environments))
 
     report.checks.append("dependencies")

@@ -134,6 +134,16 @@ def unchecked_not_null(design: TableDesign) -> list[str]:
 class Build(ABC):
     """Relations built into staging, then published atomically or abandoned."""
 
+    def fetch(self, sql: str, limit: int) -> QueryResult:
+        """Run a read-only query inside the build (names as ``staged`` gives them); at most ``limit`` rows.
+
+        Data tests read the staging copies through it before anything is published.
+
+        Raises:
+            LoadError: the query failed.
+        """
+        raise LoadError(f"{type(self).__name__} cannot run queries inside a build.")
+
     def staged(self, name: str) -> str:
         """Where relation ``name`` ("schema.table") lives during the build.
 

@@ -17,6 +17,7 @@ from conveyor.warehouse import ddl
 from conveyor.warehouse.base import (
     Build,
     KeyViolation,
+    QueryResult,
     key_constraints,
     literal,
     output_select,
@@ -93,6 +94,15 @@ class DuckDBRelations(Build):
         """Run an INSERT and return its row count, consuming the whole result."""
         rows = self._run(design, sql).fetchall()
         return int(rows[0][0]) if rows else 0
+
+    def fetch(self, sql: str, limit: int) -> QueryResult:
+        try:
+            cursor = self._cursor().execute(sql)
+            columns = [column[0] for column in cursor.description or []]
+            rows = cursor.fetchmany(limit + 1) if columns else []
+        except duckdb.Error as exc:
+            raise LoadError(f"DuckDB: {str(exc).strip()}") from None
+        return QueryResult(columns, rows[:limit], len(rows) > limit)
 
     def output_columns(self, design: TableDesign, sql: str) -> list[tuple[str, str]]:
         """Names and types a query produces, without running it."""

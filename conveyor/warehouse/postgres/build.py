@@ -35,6 +35,7 @@ from conveyor.warehouse import ddl
 from conveyor.warehouse.base import (
     Build,
     KeyViolation,
+    QueryResult,
     key_constraints,
     literal,
     output_select,
@@ -283,6 +284,17 @@ class PostgresBuild(Build):
                     con.execute(f"DROP {'VIEW' if kind[0] == 'v' else 'TABLE'} {qualified(target)}")
         except psycopg.Error as exc:
             raise LoadError(f'dropping the unfinished "{name}" failed in PostgreSQL: {error_message(exc)}') from None
+
+    def fetch(self, sql: str, limit: int) -> QueryResult:
+        con = self._connection()
+        try:
+            with con.transaction():
+                cursor = con.execute(sql)
+                columns = [column.name for column in cursor.description or []]
+                rows = cursor.fetchmany(limit + 1) if columns else []
+        except psycopg.Error as exc:
+            raise LoadError(f"PostgreSQL: {error_message(exc)}") from None
+        return QueryResult(columns, rows[:limit], len(rows) > limit)
 
     def output_columns(self, design: TableDesign, sql: str) -> list[str]:
         """Names of the columns a query produces, without reading any row."""
