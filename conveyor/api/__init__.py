@@ -38,6 +38,7 @@ from conveyor.api.pipelines import (
 from conveyor.api.reading import (
     bootstrap,
     extract_status,
+    freshness,
     open_environment,
     open_project,
     open_tracking,
@@ -57,6 +58,7 @@ __all__ = [
     "bootstrap",
     "extract_status",
     "extract_tables",
+    "freshness",
     "import_dbt",
     "install_pipeline",
     "load",

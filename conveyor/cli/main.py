@@ -90,6 +90,11 @@ cli.lazy = {
             "extract tracking table.",
         ),
         (
+            "freshness",
+            "conveyor.cli.freshness_cmd:freshness",
+            "Show how old the newest data of each source table of SELECTION (default: all) is.",
+        ),
+        (
             "import-dbt",
             "conveyor.cli.import_dbt_cmd:import_dbt",
             "Convert a dbt project whose models use only ref() and source() into designs, SQL and tests.",

@@ -229,6 +229,19 @@ CODES: dict[str, Code] = _codes(
         "designs",
         'source_table has more than one dot: quote the part that holds one, e.g. public."dotted.name".',
     ),
+    (
+        "bad-freshness",
+        "error",
+        "designs",
+        'A freshness warn_after or error_after is not a duration such as "12 hours".',
+    ),
+    ("freshness-order", "error", "designs", "A freshness warn_after is longer than its error_after."),
+    (
+        "freshness-on-derived",
+        "warning",
+        "designs",
+        "A CTAS or view has freshness, which applies to source tables only.",
+    ),
     # ----------------------------------------------------------------- dependencies
     ("unneeded-dependency", "warning", "dependencies", "depends_on names a relation the SQL does not read."),
     ("redundant-dependency", "warning", "dependencies", "depends_on names a relation the SQL reads already."),
