@@ -50,8 +50,8 @@ class ConveyorError(Exception):
     def render(self) -> str:
         prefix = f"{self.location}: " if self.location else ""
         text = prefix + self.message
-        if self.hint:
-            text += f" {self.hint}"
+        if self.hint:  # after a message of several lines (SQL with a caret), on a line of its own
+            text += ("\n" if "\n" in self.message.rstrip() else " ") + self.hint
         return text
 
 
