@@ -124,7 +124,10 @@ def _last_line(outcome: api.Outcome) -> str:
 def _show_plan(found: api.Plan) -> None:
     """Print what a command would do (``--dry-run``), in the words the command uses."""
     if found.command in ("run", "extract"):
-        stdout.print(f"Would extract {len(found.extract)} table(s): " + ", ".join(found.extract))
+        if found.extract:
+            stdout.print(f"Would extract {len(found.extract)} table(s): " + ", ".join(found.extract))
+        else:
+            stdout.print("Would extract no table (the selection holds no source table).")
     count = f"{len(found.build)} relation(s)"
     lines = {
         "run": f"Would build {count} into {found.warehouse}:",
