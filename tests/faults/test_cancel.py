@@ -144,6 +144,11 @@ def test_extract_with_a_slow_read_is_cancelled(tmp_path: Path, pg_dsn: str, pg, 
     run, events = last_run(root, "extract")
     assert run.status == "cancelled", run
     assert [e.status for e in events if e.relation == "up.big"] == ["cancelled"]
+    store = api.open_tracking(api.open_project(root))
+    try:  # `extract status` agrees with `runs show`: cancelled, not failed
+        assert [s.status for s in store.extract_state("up", "up.big")] == ["cancelled"]
+    finally:
+        store.close()
 
     project(root)  # the same design without the slow condition
     rerun = cli(root, "extract", dsn=pg_dsn)
