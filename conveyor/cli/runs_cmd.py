@@ -90,7 +90,7 @@ def runs(
                 r.status,
                 _when(r.started_at),
                 _seconds(r.duration_s),
-                (r.error or "")[:60],
+                _first_line(r.error),
             )
             for r in found
         ],
@@ -127,7 +127,7 @@ def show(options: Options, run_id: str, fmt: str) -> None:
                 e.status,
                 "" if e.rows is None else f"{e.rows:,}",
                 _seconds(e.duration_s),
-                (e.error or "")[:80],
+                _first_line(e.error),
             )
             for e in events
         ],
@@ -144,6 +144,12 @@ def _step(event: EventRow) -> str:
     if event.step == "test" and event.detail and event.detail.get("test"):
         return f"test {event.detail['test']}"
     return event.step
+
+
+def _first_line(error: str | None) -> str:
+    """An error's first line, whole (the table wraps it); "…" says that more follows (JSON has all)."""
+    lines = (error or "").strip().splitlines()
+    return lines[0] + (" …" if len(lines) > 1 else "") if lines else ""
 
 
 @runs.command()
