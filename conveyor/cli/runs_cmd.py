@@ -201,6 +201,8 @@ def _print_event(event: Any, fmt: str) -> None:
         return
     rows = "" if event.rows is None else f" {event.rows:,} rows"
     error = f": {escape(event.error)}" if event.error else ""
+    where = f" ({event.environment})" if event.environment else ""  # a pipeline loads two: say which
     stdout.print(
-        f"{_when(event.finished_at or event.started_at)}  {event.status:<9} {event.step} {event.relation}{rows}{error}"
+        f"{_when(event.finished_at or event.started_at)}  {event.status:<9} {event.step} {event.relation}{where}"
+        f"{rows}{error}"
     )
