@@ -179,3 +179,9 @@ def print_table(
     for row in cells:
         table.add_row(*(Text(cell) for cell in row))  # text as it is: a "[name]" is not markup
     stdout.print(table)
+
+
+def first_line(error: str | None) -> str:
+    """An error's first line, whole (a table wraps it); "…" says that more follows (JSON has all)."""
+    lines = (error or "").strip().splitlines()
+    return lines[0] + (" …" if len(lines) > 1 else "") if lines else ""

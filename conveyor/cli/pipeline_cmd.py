@@ -14,7 +14,7 @@ from rich.markup import escape
 
 from conveyor import api
 from conveyor.cli.app import Options, pass_options
-from conveyor.cli.output import RichReporter, configure_logging, print_json, print_table, stdout
+from conveyor.cli.output import RichReporter, configure_logging, first_line, print_json, print_table, stdout
 from conveyor.errors import RunFailed
 from conveyor.pipeline.definitions import CHANGED, Pipeline, get_pipeline
 
@@ -118,6 +118,9 @@ def show(options: Options, name: str, fmt: str) -> None:
     stdout.print("[bold]Steps[/]")
     for index, step in enumerate(steps, 1):
         stdout.print(f"  {index}. {step}")
+    if not runs:  # a header over no rows reads like a broken table
+        stdout.print(f'[bold]Recent runs[/]: none yet; "conveyor pipeline run {name}" runs it now.')
+        return
     print_table(
         ["run", "status", "started", "duration", "error"],
         [
@@ -126,7 +129,7 @@ def show(options: Options, name: str, fmt: str) -> None:
                 r.status,
                 _when(r.started_at),
                 f"{r.duration_s:.1f} s" if r.duration_s else "",
-                (r.error or "")[:60],
+                first_line(r.error),
             )
             for r in runs
         ],

@@ -14,7 +14,7 @@ from rich.markup import escape
 
 from conveyor import api
 from conveyor.cli.app import Options, pass_options
-from conveyor.cli.output import print_json, print_table, stdout
+from conveyor.cli.output import first_line, print_json, print_table, stdout
 from conveyor.errors import ProjectError, RunFailed
 from conveyor.project import Project
 from conveyor.tracking.models import EventRow
@@ -90,7 +90,7 @@ def runs(
                 r.status,
                 _when(r.started_at),
                 _seconds(r.duration_s),
-                _first_line(r.error),
+                first_line(r.error),
             )
             for r in found
         ],
@@ -127,7 +127,7 @@ def show(options: Options, run_id: str, fmt: str) -> None:
                 e.status,
                 "" if e.rows is None else f"{e.rows:,}",
                 _seconds(e.duration_s),
-                _first_line(e.error),
+                first_line(e.error),
             )
             for e in events
         ],
@@ -144,12 +144,6 @@ def _step(event: EventRow) -> str:
     if event.step == "test" and event.detail and event.detail.get("test"):
         return f"test {event.detail['test']}"
     return event.step
-
-
-def _first_line(error: str | None) -> str:
-    """An error's first line, whole (the table wraps it); "…" says that more follows (JSON has all)."""
-    lines = (error or "").strip().splitlines()
-    return lines[0] + (" …" if len(lines) > 1 else "") if lines else ""
 
 
 @runs.command()
