@@ -86,7 +86,7 @@ def runs(
             (
                 r.run_id,
                 r.command,
-                r.environment,
+                _environments(r),
                 r.status,
                 _when(r.started_at),
                 _seconds(r.duration_s),
@@ -95,6 +95,14 @@ def runs(
             for r in found
         ],
     )
+
+
+def _environments(run: Any) -> str:
+    """The environments a run wrote: a pipeline with a secondary loads two."""
+    listed = (run.summary or {}).get("environments") if isinstance(run.summary, dict) else None
+    if isinstance(listed, list) and listed:
+        return ", ".join(str(env) for env in listed)
+    return run.environment or ""
 
 
 @runs.command()
