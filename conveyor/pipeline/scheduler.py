@@ -469,6 +469,12 @@ def _exit(code: int) -> str:
     return f"exit code {code}"
 
 
+def is_running(store: TrackingStore) -> bool:
+    """Whether a scheduler holds this store's lock and is alive (installed pipelines run only then)."""
+    holder = store.lock_holder(LOCK)
+    return holder is not None and not holder.expired() and _alive(holder.host, holder.pid)
+
+
 def _alive(host: str | None, pid: int | None) -> bool:
     """Whether a process that holds a lock or runs a slot may still be running."""
     if not pid:

@@ -542,9 +542,14 @@ def test_the_scheduler_says_when_each_pipeline_runs_how_each_run_ended_and_when_
     assert "conveyor pipeline install NAME" in idle.output()
     assert idle.stop() == 0
 
-    install(root, "nightly", INSTALLED)
+    installed = conveyor(root, "pipeline", "install", "nightly", env={"CONVEYOR_CLOCK": INSTALLED})
+    assert installed.code == 0, installed.output
+    # installing runs nothing by itself: without a scheduler, install and list say so
+    assert "No scheduler is running" in " ".join(installed.stdout.split())
+    assert "No scheduler is running" in " ".join(conveyor(root, "pipeline", "list").stdout.split())
     scheduler = schedulers(root, clock=at("02:29:58"))
     wait_for(lambda: "pipeline nightly (" in scheduler.output(), what="the scheduler to list its pipelines")
+    assert "No scheduler is running" not in conveyor(root, "pipeline", "list").stdout
     assert "pipeline nightly (nightly at 02:30 UTC): next run 2026-06-15 02:30:00 UTC" in scheduler.output()
     assert "no pipeline is installed" not in scheduler.output()
     slot = finished_slot(store, "nightly")
