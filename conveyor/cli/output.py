@@ -63,7 +63,8 @@ class RichReporter(Reporter):
 
     def started(self, relation: str, step: str) -> None:
         if self.progress is not None and self.task is not None:
-            self.progress.update(self.task, current=relation)
+            # "*" is the whole warehouse (publish, commit): name the step instead
+            self.progress.update(self.task, current=step if relation == "*" else relation)
 
     def finished(self, relation: str, step: str, status: str, rows: int | None, error: str | None) -> None:
         with self.lock:
