@@ -33,6 +33,7 @@ from conveyor.api.pipelines import (
     pipelines,
     run_pipeline,
     run_scheduler,
+    scheduler_running,
     set_pipeline_status,
 )
 from conveyor.api.reading import (
@@ -76,6 +77,7 @@ __all__ = [
     "run_pipeline",
     "run_scheduler",
     "runs",
+    "scheduler_running",
     "set_pipeline_status",
     "test",
     "unload",

@@ -12,7 +12,7 @@ from rich.markup import escape
 
 from conveyor import api
 from conveyor.cli.app import Options, pass_options, selection_argument
-from conveyor.cli.output import RichReporter, print_json, print_table, stdout
+from conveyor.cli.output import RichReporter, first_line, print_json, print_table, stdout
 from conveyor.errors import RunFailed, UserError
 from conveyor.extract.jobs import ExtractEvent
 from conveyor.project import Project
@@ -124,7 +124,10 @@ def _last_line(outcome: api.Outcome) -> str:
 def _show_plan(found: api.Plan) -> None:
     """Print what a command would do (``--dry-run``), in the words the command uses."""
     if found.command in ("run", "extract"):
-        stdout.print(f"Would extract {len(found.extract)} table(s): " + ", ".join(found.extract))
+        if found.extract:
+            stdout.print(f"Would extract {len(found.extract)} table(s): " + ", ".join(found.extract))
+        else:
+            stdout.print("Would extract no table (the selection holds no source table).")
     count = f"{len(found.build)} relation(s)"
     lines = {
         "run": f"Would build {count} into {found.warehouse}:",
@@ -283,7 +286,7 @@ def status(options: Options, source: str | None, fmt: str) -> None:
                 "" if r.rows is None else f"{r.rows:,}",
                 "" if r.bytes is None else f"{r.bytes:,}",
                 _watermark_value(r.watermark),
-                (r.error or "")[:60],
+                first_line(r.error),
             )
             for r in rows
         ],
