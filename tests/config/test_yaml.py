@@ -318,7 +318,9 @@ def test_no_union_tag_reaches_the_user(word: str) -> None:
 def test_an_unknown_column_type_suggests_the_near_one_and_lists_them() -> None:
     from conveyor.design.types import parse_type
 
-    with pytest.raises(ValueError, match=r'"bigitn" is not a known column type; did you mean "bigint"\? Design types: '):
+    with pytest.raises(
+        ValueError, match=r'"bigitn" is not a known column type; did you mean "bigint"\? Design types: '
+    ):
         parse_type("bigitn")
     with pytest.raises(ValueError, match=r'"zzz" is not a known column type\. Design types: bigint, boolean'):
         parse_type("zzz")
