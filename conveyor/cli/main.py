@@ -64,7 +64,10 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _cancelled(exc: cancel.Interrupted) -> NoReturn:
-    console.print(f"Cancelled by {signal.Signals(exc.signum).name}.")
+    console.print(
+        f"Cancelled by {signal.Signals(exc.signum).name}: nothing half-done was published. "
+        '"conveyor runs show last" shows what finished; run the command again to go on.'
+    )
     sys.exit(exc.exit_code)
 
 

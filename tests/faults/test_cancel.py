@@ -116,6 +116,7 @@ def test_load_with_a_slow_statement_is_cancelled(tmp_path: Path, pg_dsn: str, pg
     assert code == 128 + signum, load.output
     assert seconds < 5, f"the load took {seconds:.1f} s to stop"
     assert "Traceback" not in load.output and "Cancelled" in load.output, load.output
+    assert "conveyor runs show last" in load.output
     assert_nothing_left_running(pg)
     assert pg.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE '%$staging'").fetchall() == []
     assert pg.execute("SELECT nspname FROM pg_namespace WHERE nspname IN ('up', 'mart')").fetchall() == []
