@@ -91,6 +91,7 @@ NOT_HERE = {
     "unneeded-depends-on",
     "selection-unknown-tag",
     "spark-job-without-pyspark",
+    "freshness-on-view",
 }
 
 
@@ -99,7 +100,9 @@ def _reused() -> list[Case]:
 
     found = []
     names = sorted(p.name for p in CASES_DIR.iterdir() if p.is_dir() and not p.name.startswith("_"))
-    for index, name in enumerate(n for n in names if n not in NOT_HERE):
+    for index, name in enumerate(names):  # (the index over every case: a case added to NOT_HERE moves no other)
+        if name in NOT_HERE:
+            continue
         spec = yaml.safe_load((CASES_DIR / name / "expected.yaml").read_text(encoding="utf-8"))
         expected = spec["expected"]
         # a query's problem is found by the commands that build it; extract builds nothing
