@@ -1,0 +1,382 @@
+"""Where a lake keeps its objects: a local folder or an S3-compatible bucket under a prefix.
+
+A store holds objects under ``/``-separated keys relative to the lake's root
+(``data/<source>/<relation>/<extract-id>/part-00000.parquet``). It offers what the lake
+needs and nothing more (docs/architecture.md, "The object-store lake"):
+
+* :meth:`Store.open_output` - a part, streamed with bounded memory (a multipart upload on S3),
+  durable once closed;
+* :meth:`Store.put_new` - a small object (the manifest) written whole, only if no object has
+  that key yet: two writers can never both commit one extract id;
+* :meth:`Store.get`, :meth:`Store.objects`, :meth:`Store.delete`;
+* :meth:`Store.open_input` and :meth:`Store.arrow` - parts read as Arrow streams, by
+  ``pyarrow.parquet`` and ``pyarrow.dataset`` (which DuckDB scans and the PostgreSQL COPY
+  encoder reads), whatever the store.
+
+The S3 store moves part bytes with ``pyarrow.fs.S3FileSystem`` (native multipart writes and
+ranged reads, no copy through Python) and commits manifests with ``obstore``'s create-only
+PUT (``If-None-Match: *``), which Arrow's filesystem cannot send. Both are configured only
+from the standard AWS environment (``AWS_ENDPOINT_URL``, keys, region); no credential is
+ever part of a lake's location or of a message.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
+from urllib.parse import urlparse
+
+from conveyor.errors import LakeError
+from conveyor.lake.manifest import fsync_dir
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.fs as pafs
+
+#: how often a transient S3 error (throttling, 5xx, a reset connection) is retried, with backoff
+S3_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """One object of a store: its key (relative to the lake root) and size in bytes."""
+
+    key: str
+    size: int
+
+
+class Store(ABC):
+    """The objects of one lake. Keys are relative, ``/``-separated, without ``.`` or ``..``."""
+
+    #: where the lake is, for messages (``/srv/lake`` or ``s3://bucket/prefix``; never a secret)
+    location: str
+
+    @abstractmethod
+    def open_output(self, key: str) -> pa.NativeFile:
+        """A new object to stream into (bounded memory); it exists, durably, once closed."""
+
+    @abstractmethod
+    def open_input(self, key: str) -> pa.NativeFile:
+        """An object to read with random access (a Parquet part)."""
+
+    @abstractmethod
+    def put_new(self, key: str, data: bytes) -> bool:
+        """Write ``data`` whole under ``key`` unless the key exists; whether it was written.
+
+        Atomic: a reader sees the whole object or none, and of two writers of one key
+        exactly one succeeds.
+        """
+
+    @abstractmethod
+    def get(self, key: str) -> bytes | None:
+        """An object's bytes, or None when there is no such object."""
+
+    @abstractmethod
+    def objects(self, prefix: str) -> list[StoredObject]:
+        """Every object whose key lies under the folder ``prefix``, sorted by key."""
+
+    @abstractmethod
+    def delete(self, keys: list[str]) -> None:
+        """Remove objects, in the order given; a missing one is no error."""
+
+    @abstractmethod
+    def arrow(self) -> tuple[pafs.FileSystem, str]:
+        """The Arrow filesystem and the base path that keys are appended to (``base/key``)."""
+
+    def arrow_path(self, key: str) -> str:
+        """The path of ``key`` in :meth:`arrow`'s filesystem."""
+        return f"{self.arrow()[1]}/{check_key(key)}"
+
+
+def check_key(key: str) -> str:
+    """``key`` itself, after checking it is relative and has no empty, ``.`` or ``..`` segment."""
+    parts = key.split("/")
+    if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        raise LakeError(f'refusing the lake key "{key}": keys are relative paths without "." or "..".')
+    return key
+
+
+def open_store(location: str | Path) -> Store:
+    """The store a lake location names: ``s3://bucket[/prefix]`` or a local folder."""
+    text = str(location)
+    if text.startswith("s3://"):
+        return S3Store(text)
+    if "://" in text:
+        scheme = text.split("://", 1)[0]
+        raise LakeError(
+            f'the lake location "{text}" uses the scheme "{scheme}://", which Conveyor cannot store a lake in.',
+            hint='Give a local folder or "s3://bucket/prefix" as lake.path in conveyor.yaml.',
+        )
+    return LocalStore(Path(text))
+
+
+class _DurableFile:
+    """A local file that is fsynced when closed (Arrow wraps it in a ``PythonFile``)."""
+
+    def __init__(self, handle: BinaryIO):
+        self.handle = handle
+
+    def write(self, data: bytes | memoryview) -> int:
+        return self.handle.write(data)
+
+    def flush(self) -> None:
+        self.handle.flush()
+
+    def tell(self) -> int:
+        return self.handle.tell()
+
+    @property
+    def closed(self) -> bool:
+        return self.handle.closed
+
+    def close(self) -> None:
+        if not self.handle.closed:
+            self.handle.flush()
+            os.fsync(self.handle.fileno())
+            self.handle.close()
+            fsync_dir(Path(self.handle.name).parent)
+
+
+class LocalStore(Store):
+    """A lake in a local folder: the same semantics with files, fsync and hard links."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.location = str(root)
+
+    def path(self, key: str) -> Path:
+        return self.root / check_key(key)
+
+    def open_output(self, key: str) -> pa.NativeFile:
+        import pyarrow as pa
+
+        path = self.path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return pa.PythonFile(_DurableFile(open(path, "wb")), mode="w")
+
+    def open_input(self, key: str) -> pa.NativeFile:
+        import pyarrow as pa
+
+        return pa.OSFile(str(self.path(key)), "rb")
+
+    def put_new(self, key: str, data: bytes) -> bool:
+        """Written to a temporary file, fsynced, then hard-linked into place: ``link`` refuses an existing name."""
+        target = self.path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
+        try:
+            with open(temp, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            try:
+                os.link(temp, target)
+            except FileExistsError:
+                return False
+            fsync_dir(target.parent)
+            return True
+        finally:
+            temp.unlink(missing_ok=True)
+
+    def get(self, key: str) -> bytes | None:
+        try:
+            return self.path(key).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def objects(self, prefix: str) -> list[StoredObject]:
+        top = self.path(prefix.rstrip("/")) if prefix.strip("/") else self.root
+        found = []
+        for folder, _dirs, files in os.walk(top):
+            for name in files:
+                path = Path(folder) / name
+                found.append(StoredObject(path.relative_to(self.root).as_posix(), path.stat().st_size))
+        return sorted(found, key=lambda o: o.key)
+
+    def delete(self, keys: list[str]) -> None:
+        parents = []
+        for key in keys:
+            path = self.path(key)
+            path.unlink(missing_ok=True)
+            parents.append(path.parent)
+        for parent in dict.fromkeys(parents):  # a folder left empty goes too, as on an object store
+            if parent != self.root and parent.is_dir() and not any(parent.iterdir()):
+                shutil.rmtree(parent, ignore_errors=True)
+
+    def arrow(self) -> tuple[pafs.FileSystem, str]:
+        import pyarrow.fs as pafs
+
+        return pafs.LocalFileSystem(), str(self.root)
+
+
+def _aws_env(*names: str) -> str | None:
+    for name in names:
+        value = os.environ.get(name)
+        if value:
+            return value
+    return None
+
+
+class S3Store(Store):
+    """A lake in an S3-compatible bucket under a prefix, configured from the AWS environment.
+
+    ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL`` name a non-AWS endpoint (Arrow's
+    filesystem does not read them itself, so they are passed on); keys, session token and
+    region come from the usual variables (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``,
+    ``AWS_SESSION_TOKEN``, ``AWS_REGION`` / ``AWS_DEFAULT_REGION``).
+    """
+
+    def __init__(self, url: str):
+        parsed = urlparse(url)
+        if parsed.scheme != "s3" or not parsed.netloc or parsed.username or parsed.password or parsed.query:
+            raise LakeError(
+                f'"{_redact(url)}" is not a lake location of the form s3://bucket/prefix.',
+                hint="Credentials never go into the location: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.",
+            )
+        self.bucket = parsed.netloc
+        self.prefix = parsed.path.strip("/")
+        if self.prefix:
+            check_key(self.prefix)
+        self.location = f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
+        self.endpoint = _aws_env("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
+        self.region = _aws_env("AWS_REGION", "AWS_DEFAULT_REGION")
+        self._fs: pafs.S3FileSystem | None = None
+        self._obstore: Any = None
+
+    @property
+    def base(self) -> str:
+        return f"{self.bucket}/{self.prefix}" if self.prefix else self.bucket
+
+    def filesystem(self) -> pafs.S3FileSystem:
+        if self._fs is None:
+            import pyarrow.fs as pafs
+
+            self._fs = pafs.S3FileSystem(
+                endpoint_override=self.endpoint,
+                region=self.region,
+                retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=S3_ATTEMPTS),
+                check_directory_existence_before_creation=False,
+            )
+        return self._fs
+
+    def _store(self) -> Any:
+        if self._obstore is None:
+            from obstore.store import S3Store as ObjectStore
+
+            options: dict[str, Any] = {}
+            if self.endpoint:
+                options["endpoint"] = self.endpoint
+            if self.region:
+                options["region"] = self.region
+            self._obstore = ObjectStore(
+                self.bucket,
+                prefix=self.prefix or None,
+                client_options={"allow_http": bool(self.endpoint and self.endpoint.startswith("http://"))},
+                retry_config={"max_retries": S3_ATTEMPTS - 1, "backoff": {"init_backoff": _td(0.1)}},
+                **options,
+            )
+        return self._obstore
+
+    def _failed(self, what: str, key: str, exc: BaseException) -> LakeError:
+        text = _redact(" ".join(str(exc).split()))[:400]
+        return LakeError(
+            f"{what} {self.location}/{key} failed: {text}",
+            hint=_hint_for(text),
+        )
+
+    def open_output(self, key: str) -> pa.NativeFile:
+        try:
+            return self.filesystem().open_output_stream(f"{self.base}/{check_key(key)}")
+        except OSError as exc:
+            raise self._failed("writing", key, exc) from None
+
+    def open_input(self, key: str) -> pa.NativeFile:
+        try:
+            return self.filesystem().open_input_file(f"{self.base}/{check_key(key)}")
+        except OSError as exc:
+            raise self._failed("reading", key, exc) from None
+
+    def put_new(self, key: str, data: bytes) -> bool:
+        import obstore
+        from obstore.exceptions import AlreadyExistsError
+
+        try:
+            obstore.put(self._store(), check_key(key), data, mode="create", use_multipart=False)
+        except AlreadyExistsError:
+            return False
+        except Exception as exc:  # obstore's errors: NotFound, PermissionDenied, Generic...
+            raise self._failed("writing", key, exc) from None
+        return True
+
+    def get(self, key: str) -> bytes | None:
+        import obstore
+        from obstore.exceptions import NotFoundError
+
+        try:
+            return bytes(obstore.get(self._store(), check_key(key)).bytes())
+        except (NotFoundError, FileNotFoundError):
+            return None
+        except Exception as exc:
+            raise self._failed("reading", key, exc) from None
+
+    def objects(self, prefix: str) -> list[StoredObject]:
+        import obstore
+
+        folder = prefix.strip("/")
+        try:
+            found = [
+                StoredObject(str(meta["path"]), int(meta["size"]))
+                for chunk in obstore.list(self._store(), prefix=check_key(folder) if folder else None)
+                for meta in chunk
+            ]
+        except Exception as exc:
+            raise self._failed("listing", folder, exc) from None
+        return sorted(found, key=lambda o: o.key)
+
+    def delete(self, keys: list[str]) -> None:
+        import obstore
+
+        for key in keys:  # one by one, in order: the manifest before the parts
+            try:
+                obstore.delete(self._store(), check_key(key))
+            except FileNotFoundError:
+                pass
+            except Exception as exc:
+                raise self._failed("deleting", key, exc) from None
+
+    def arrow(self) -> tuple[pafs.FileSystem, str]:
+        return self.filesystem(), self.base
+
+
+def _td(seconds: float) -> Any:
+    from datetime import timedelta
+
+    return timedelta(seconds=seconds)
+
+
+def _redact(text: str) -> str:
+    """``text`` without anything that looks like a credential (a key id, a secret, a signature)."""
+    import re
+
+    for name in ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID"):
+        value = os.environ.get(name)
+        if value and len(value) >= 4:
+            text = text.replace(value, "***")
+    text = re.sub(r"(?i)(signature|credential|x-amz-security-token)=[^&\s]+", r"\1=***", text)
+    return re.sub(r"//[^/@\s]+:[^/@\s]+@", "//***@", text)
+
+
+def _hint_for(text: str) -> str:
+    lowered = text.lower()
+    if "nosuchbucket" in lowered or "bucket does not exist" in lowered or "no such bucket" in lowered:
+        return "Create the bucket, or correct the bucket in lake.path."
+    if any(s in lowered for s in ("accessdenied", "access denied", "forbidden", "invalidaccesskeyid", "signature")):
+        return "Check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) and the bucket's policy."
+    if any(s in lowered for s in ("connection refused", "couldn't connect", "could not connect", "connect error")):
+        return "Check AWS_ENDPOINT_URL: nothing answers there."
+    return "Check lake.path and the AWS environment (AWS_ENDPOINT_URL, keys, region)."

@@ -1,0 +1,195 @@
+"""The lake's stores: a local folder and an S3 bucket (moto on loopback) behave alike.
+
+Every test runs against both. The S3 store reaches moto only through the AWS environment
+variables the ``s3_bucket`` fixture sets (tests/lake/conftest.py).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from conveyor.errors import LakeError
+from conveyor.lake.lake import parquet_options
+from conveyor.lake.store import LocalStore, S3Store, Store, open_store
+
+SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.int64(), nullable=False),
+        pa.field("amount", pa.decimal128(38, 10)),
+        pa.field("price", pa.decimal128(15, 2)),
+        pa.field("at", pa.timestamp("us", tz="Europe/Berlin")),
+        pa.field("local_at", pa.timestamp("us")),
+        pa.field("name", pa.string()),
+    ]
+)
+PART = "data/src/shop.orders/20261207T060000000000Z-abc123/part-00000.parquet"
+MANIFEST = "data/src/shop.orders/20261207T060000000000Z-abc123/manifest.json"
+
+
+@pytest.fixture(params=["local", "s3"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
+    if request.param == "local":
+        return LocalStore(tmp_path / "lake")
+    bucket = request.getfixturevalue("s3_bucket")
+    return open_store(f"s3://{bucket}/env-a")
+
+
+def rows_table(rows: list[tuple[object, ...]]) -> pa.Table:
+    columns = list(zip(*rows, strict=True)) if rows else [[] for _ in SCHEMA]
+    return pa.Table.from_arrays(
+        [pa.array(list(c), f.type) for c, f in zip(columns, SCHEMA, strict=True)], schema=SCHEMA
+    )
+
+
+def write_part(store: Store, key: str, table: pa.Table, *, row_group_rows: int = 1000) -> None:
+    """A part as the lake writes one: a ParquetWriter streaming into the store."""
+    with (
+        store.open_output(key) as sink,
+        pq.ParquetWriter(sink, table.schema, **parquet_options(table.schema, "zstd")) as writer,
+    ):
+        writer.write_table(table, row_group_size=row_group_rows)
+
+
+def read_part(store: Store, key: str) -> pa.Table:
+    with store.open_input(key) as source:
+        return pq.read_table(source)
+
+
+decimals = st.decimals(min_value=Decimal("-1e27"), max_value=Decimal("1e27"), places=10, allow_nan=False)
+prices = st.decimals(min_value=Decimal("-9999999999999.99"), max_value=Decimal("9999999999999.99"), places=2)
+instants = st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30), timezones=st.just(UTC)).map(
+    lambda d: d.astimezone(timezone(timedelta(hours=1)))
+)
+row = st.tuples(
+    st.integers(-(2**63), 2**63 - 1),
+    st.none() | decimals,
+    st.none() | prices,
+    st.none() | instants,
+    st.none() | st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31)),
+    st.none() | st.text(max_size=20),
+)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(row, max_size=40))
+def test_a_part_reads_back_exactly(store: Store, rows: list[tuple[object, ...]]) -> None:
+    table = rows_table(rows)
+    write_part(store, PART, table, row_group_rows=7)
+    back = read_part(store, PART)
+    assert back.schema == SCHEMA  # the zone, the precision, the nullability
+    assert back.equals(table)
+    assert back.to_pylist() == table.to_pylist()  # decimals as Decimal, NULL as None
+    filesystem, _base = store.arrow()
+    dataset = ds.dataset([store.arrow_path(PART)], format="parquet", filesystem=filesystem)
+    assert dataset.to_table().equals(table)
+
+
+def test_part_then_manifest_then_list(store: Store) -> None:
+    table = rows_table([(1, Decimal("0.0000000001"), Decimal("-0.01"), None, None, "Zoë"), (2, *[None] * 5)])
+    write_part(store, PART, table)
+    assert store.get(MANIFEST) is None
+    manifest = json.dumps({"files": [PART.rsplit("/", 1)[1]]}).encode()
+    assert store.put_new(MANIFEST, manifest)
+    assert store.get(MANIFEST) == manifest
+    listed = store.objects("data/src/shop.orders")
+    assert [o.key for o in listed] == [MANIFEST, PART]
+    assert listed[0].size == len(manifest) and listed[1].size > 0
+    assert store.objects("data/src/shop.customers") == []
+    assert [o.key for o in store.objects("data")] == [MANIFEST, PART]
+    assert read_part(store, PART).equals(table)
+
+
+def test_a_second_writer_of_one_manifest_is_refused(store: Store) -> None:
+    assert store.put_new(MANIFEST, b"first")
+    assert not store.put_new(MANIFEST, b"second")
+    assert store.get(MANIFEST) == b"first"
+
+
+def test_racing_writers_of_one_manifest_commit_exactly_once(store: Store) -> None:
+    won: list[int] = []
+    barrier = threading.Barrier(6)
+
+    def commit(n: int) -> None:
+        barrier.wait()
+        if store.put_new(MANIFEST, f"writer {n}".encode()):
+            won.append(n)
+
+    threads = [threading.Thread(target=commit, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(won) == 1
+    assert store.get(MANIFEST) == f"writer {won[0]}".encode()
+
+
+def test_delete_manifest_then_parts(store: Store) -> None:
+    second = PART.replace("part-00000", "part-00001")
+    for key in (PART, second):
+        write_part(store, key, rows_table([(1, None, None, None, None, "x")]))
+    assert store.put_new(MANIFEST, b"{}")
+    other = "data/src/shop.orders/20261208T060000000000Z-def456/manifest.json"
+    assert store.put_new(other, b"{}")
+
+    store.delete([MANIFEST])  # readers stop trusting the extract first
+    assert store.get(MANIFEST) is None
+    assert [o.key for o in store.objects("data/src/shop.orders")] == [PART, second, other]
+    store.delete([PART, second, PART])  # a missing key is no error
+    assert [o.key for o in store.objects("data/src/shop.orders")] == [other]
+
+
+def test_environments_under_one_bucket_share_nothing(s3_bucket: str) -> None:
+    one, two = open_store(f"s3://{s3_bucket}/prod"), open_store(f"s3://{s3_bucket}/dev")
+    assert one.put_new(MANIFEST, b"prod")
+    assert two.put_new(MANIFEST, b"dev")  # the same key under another prefix
+    assert (one.get(MANIFEST), two.get(MANIFEST)) == (b"prod", b"dev")
+    assert [o.key for o in two.objects("data")] == [MANIFEST]
+    assert [o.key for o in open_store(f"s3://{s3_bucket}").objects("")] == [f"dev/{MANIFEST}", f"prod/{MANIFEST}"]
+
+
+@pytest.mark.parametrize("key", ["", "/abs", "a/../b", "a//b", "./a", "a/."])
+def test_keys_cannot_leave_the_lake(store: Store, key: str) -> None:
+    with pytest.raises(LakeError, match="refusing the lake key"):
+        store.put_new(key, b"x")
+
+
+@pytest.mark.parametrize(
+    "location",
+    ["s3://AKIAEXAMPLE:hunter2secret@bucket/prefix", "s3:///prefix", "s3://bucket/p?x=1", "gs://bucket/x"],
+)
+def test_bad_locations_are_refused_without_secrets(location: str) -> None:
+    with pytest.raises(LakeError) as raised:
+        open_store(location)
+    assert "hunter2secret" not in str(raised.value)
+
+
+def test_a_missing_bucket_is_one_paragraph_without_secrets(s3_bucket: str) -> None:
+    store = open_store(f"s3://{s3_bucket}-missing/lake")
+    assert isinstance(store, S3Store)
+    with pytest.raises(LakeError) as raised:
+        store.put_new(MANIFEST, b"{}")
+    message = str(raised.value)
+    assert f"s3://{s3_bucket}-missing/lake/{MANIFEST}" in message
+    assert "conveyor-test-secret" not in message
+    assert "Create the bucket" in (raised.value.hint or "")
+
+
+def test_an_endpoint_that_refuses_connections(monkeypatch: pytest.MonkeyPatch, s3_bucket: str) -> None:
+    from testkit.s3 import free_port
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
+    store = open_store(f"s3://{s3_bucket}/lake")
+    with pytest.raises(LakeError) as raised:
+        store.objects("data")
+    assert "conveyor-test-secret" not in str(raised.value)
