@@ -302,13 +302,18 @@ class S3Store(Store):
             raise self._failed("reading", key, exc) from None
 
     def put_new(self, key: str, data: bytes) -> bool:
+        """One PUT with ``If-None-Match: *``: S3 answers 412 when the key exists, and the object
+        appears whole or not at all. A transient failure is retried (``S3_ATTEMPTS``); when the
+        first attempt had landed, the retry meets the same bytes, which count as written.
+        """
         import obstore
         from obstore.exceptions import AlreadyExistsError
 
         try:
             obstore.put(self._store(), check_key(key), data, mode="create", use_multipart=False)
         except AlreadyExistsError:
-            return False
+            # a retried PUT whose first attempt landed (its answer lost) finds its own bytes there
+            return self.get(key) == data
         except Exception as exc:  # obstore's errors: NotFound, PermissionDenied, Generic...
             raise self._failed("writing", key, exc) from None
         return True

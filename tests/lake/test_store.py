@@ -116,6 +116,14 @@ def test_a_second_writer_of_one_manifest_is_refused(store: Store) -> None:
     assert store.get(MANIFEST) == b"first"
 
 
+def test_the_same_manifest_again_is_the_same_commit(s3_bucket: str) -> None:
+    """A commit retried after a lost answer finds its own bytes: written, not refused."""
+    store = open_store(f"s3://{s3_bucket}/lake")
+    assert store.put_new(MANIFEST, b"same")
+    assert store.put_new(MANIFEST, b"same")
+    assert not store.put_new(MANIFEST, b"other")
+
+
 def test_racing_writers_of_one_manifest_commit_exactly_once(store: Store) -> None:
     won: list[int] = []
     barrier = threading.Barrier(6)
@@ -193,3 +201,45 @@ def test_an_endpoint_that_refuses_connections(monkeypatch: pytest.MonkeyPatch, s
     with pytest.raises(LakeError) as raised:
         store.objects("data")
     assert "conveyor-test-secret" not in str(raised.value)
+
+
+def test_duckdb_scans_parts_through_the_store_exactly(store: Store) -> None:
+    """How a DuckDB load reads an object-store lake without httpfs: an Arrow dataset over the store."""
+    import duckdb
+
+    table = rows_table(
+        [
+            (
+                1,
+                Decimal("-12345678901234567.0123456789"),
+                Decimal("0.01"),
+                datetime(2024, 1, 2, 3, 4, 5, 6, UTC),
+                None,
+                "a",
+            ),
+            (2, None, None, None, datetime(1, 1, 1), None),
+        ]
+    )
+    keys = [PART, PART.replace("part-00000", "part-00001")]
+    for key in keys:
+        write_part(store, key, table)
+    filesystem, _base = store.arrow()
+    dataset = ds.dataset([store.arrow_path(k) for k in keys], format="parquet", filesystem=filesystem, schema=SCHEMA)
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    con.register("extract_parts", dataset)
+    con.execute('CREATE TABLE t AS SELECT id, amount, price, "at", local_at, name FROM extract_parts')
+    assert con.sql('SELECT typeof(amount), typeof(price), typeof("at") FROM t LIMIT 1').fetchall()[0] == (
+        "DECIMAL(38,10)",
+        "DECIMAL(15,2)",
+        "TIMESTAMP WITH TIME ZONE",
+    )
+    got = con.sql("SELECT * FROM t ORDER BY id").to_arrow_table()
+    want = pa.concat_tables([table, table]).sort_by([("id", "ascending")])
+    assert got.column("amount").to_pylist() == want.column("amount").to_pylist()
+    assert got.column("price").to_pylist() == want.column("price").to_pylist()
+    assert [v and v.astimezone(UTC) for v in got.column("at").to_pylist()] == [
+        v and v.astimezone(UTC) for v in want.column("at").to_pylist()
+    ]
+    assert got.column("local_at").to_pylist() == want.column("local_at").to_pylist()
+    assert got.column("name").to_pylist() == want.column("name").to_pylist()
