@@ -243,3 +243,59 @@ def test_duckdb_scans_parts_through_the_store_exactly(store: Store) -> None:
     ]
     assert got.column("local_at").to_pylist() == want.column("local_at").to_pylist()
     assert got.column("name").to_pylist() == want.column("name").to_pylist()
+
+
+WRITER = """
+import sys
+from conveyor.lake.store import open_store
+
+store = open_store(sys.argv[1])
+with store.open_output(sys.argv[2]) as sink:
+    chunk = bytes(range(256)) * 4096 * 8  # 8 MiB: past the first multipart part
+    sink.write(chunk)
+    sink.flush()
+    print("written", flush=True)
+    sys.stdin.readline()  # killed here, mid-upload
+    sink.write(chunk)
+"""
+
+
+def test_a_writer_killed_mid_upload_leaves_no_object(s3_bucket: str, tmp_path: Path) -> None:
+    """A part whose multipart upload never completes is not an object: nothing to list or read."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    location = f"s3://{s3_bucket}/lake"
+    script = tmp_path / "writer.py"
+    script.write_text(WRITER)
+
+    def start() -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, str(script), location, PART],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+            text=True,
+        )
+
+    process = start()
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline().strip() == "written"
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == -signal.SIGKILL
+    store = open_store(location)
+    assert store.objects("data") == []
+    assert store.get(PART) is None
+
+    finished = start()  # the same writer, let through: its part is there, whole
+    out, _ = finished.communicate("\n", timeout=60)
+    assert finished.returncode == 0, out
+    assert [(o.key, o.size) for o in store.objects("data")] == [(PART, 2 * 8 * 2**20)]
