@@ -42,6 +42,8 @@ if TYPE_CHECKING:  # pyarrow is imported by the code that writes parts, not by r
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from conveyor.lake.store import Store
+
 #: characters that cannot appear in a path component as they are; each is percent-encoded
 _ENCODED = {"%": "%25", "/": "%2F", "\\": "%5C", "\x00": "%00"}
 #: the longest file name Linux and macOS file systems accept, in bytes
@@ -309,10 +311,15 @@ def _flock(handle: IO[str], wait_s: float, first_wait: Callable[[], None]) -> bo
 
 
 class _HashingFile:
-    """A write-only file that hashes what passes through it (for manifest checksums)."""
+    """A write-only file that hashes what passes through it (for manifest checksums).
 
-    def __init__(self, handle: BinaryIO):
+    ``handle`` is a local file (fsynced on close) or a store's output stream
+    (``fsync=False``: closing it is what makes it durable, e.g. completes a multipart upload).
+    """
+
+    def __init__(self, handle: BinaryIO | pa.NativeFile, *, fsync: bool = True):
         self.handle = handle
+        self.fsync = fsync
         self.digest = hashlib.sha256()
         self.size = 0
 
@@ -333,7 +340,8 @@ class _HashingFile:
 
     def close(self) -> None:
         self.handle.flush()
-        os.fsync(self.handle.fileno())
+        if self.fsync:
+            os.fsync(self.handle.fileno())
         self.handle.close()
 
 
@@ -343,14 +351,19 @@ class PartWriter:
 
     The writer holds a row group's encoded pages until the group is complete, so
     ``row_group_rows`` bounds its buffer (see :func:`conveyor.extract.budget.Budget`).
+
+    Parts go into the local ``folder``, or, given a ``store``, stream to
+    ``<key>/<part name>`` in it (``folder`` is then unused).
     """
 
-    folder: Path
+    folder: Path | None
     schema: pa.Schema
     prefix: str = "part"
     part_rows: int = 1_000_000
     compression: str = "zstd"
     row_group_rows: int = 128 * 1024
+    store: Store | None = None
+    key: str = ""
     parts: list[PartFile] = field(default_factory=list)
     _writer: pq.ParquetWriter | None = None
     _file: _HashingFile | None = None
@@ -379,7 +392,11 @@ class PartWriter:
         import pyarrow.parquet as pq
 
         name = f"{self.prefix}-{len(self.parts):05d}.parquet"
-        self._file = _HashingFile(open(self.folder / name, "wb"))  # noqa: SIM115 - closed in _close
+        if self.store is not None:
+            self._file = _HashingFile(self.store.open_output(f"{self.key}/{name}"), fsync=False)
+        else:
+            assert self.folder is not None
+            self._file = _HashingFile(open(self.folder / name, "wb"))  # noqa: SIM115 - closed in _close
         self._writer = pq.ParquetWriter(self._file, self.schema, **parquet_options(self.schema, self.compression))
         self._rows = 0
         self._name = name
@@ -397,7 +414,9 @@ class PartWriter:
             self._open()
         if self._writer is not None:
             self._close()
-        fsync_dir(self.folder)
+        if self.store is None:
+            assert self.folder is not None
+            fsync_dir(self.folder)
         return self.parts
 
     def abort(self) -> None:
