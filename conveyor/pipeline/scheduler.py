@@ -27,7 +27,6 @@ import contextlib
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -42,6 +41,7 @@ from conveyor.config.secrets import resolve
 from conveyor.errors import ConveyorError, Location, UserError
 from conveyor.pipeline import deadman, notify, worker
 from conveyor.pipeline.locks import lock_names
+from conveyor.tracking.host import host_id
 from conveyor.tracking.liveness import pid_alive
 from conveyor.tracking.models import RunRow
 from conveyor.tracking.pipelines import PipelineRow, SlotRow
@@ -97,7 +97,7 @@ class Scheduler:
         self.store = store
         self.poll_s = poll_s
         self.clock = clock or Clock()
-        self.holder = f"scheduler@{socket.gethostname()}:{os.getpid()}"
+        self.holder = f"scheduler@{host_id()}:{os.getpid()}"
         self.stopping = threading.Event()
         self.children: dict[str, Child] = {}
         # slots an earlier scheduler claimed whose run still goes on: settled when it ends
@@ -231,7 +231,7 @@ class Scheduler:
         ``never_started``, or the status of its ended run, which the slot now takes."""
         detail = claimed.detail or {}
         host, pid = detail.get("host"), detail.get("pid")
-        here = host is None or host == socket.gethostname()
+        here = host is None or host == host_id()
         if here and ((pid and pid_alive(pid)) or _running_here(claimed.run_id)):
             return "alive"  # the previous scheduler's child is still at it
         run = _run_row(self.store, claimed.run_id)  # a dead run reads as abandoned
@@ -361,7 +361,7 @@ class Scheduler:
             once=parse_schedule(row.schedule).kind == "once", project=row.project,
         )  # fmt: skip
         # so that a scheduler started after this one dies knows the run is still going
-        self.store.note_slot(row.name, slot, {"run_id": run_id, "host": socket.gethostname(), "pid": process.pid})
+        self.store.note_slot(row.name, slot, {"run_id": run_id, "host": host_id(), "pid": process.pid})
 
     def _reap(self) -> None:
         for name, child in list(self.children.items()):
@@ -479,7 +479,7 @@ def _alive(host: str | None, pid: int | None) -> bool:
     """Whether a process that holds a lock or runs a slot may still be running."""
     if not pid:
         return False
-    if host is not None and host != socket.gethostname():
+    if host is not None and host != host_id():
         return True  # another machine's: only its lock's expiry tells
     return pid_alive(pid)
 
