@@ -39,6 +39,11 @@ class StoreCore:
         self._beats: dict[str, Heartbeat] = {}  # runs this store started and still heartbeats
 
     @property
+    def shared(self) -> bool:
+        """Whether processes on several hosts may share this store (PostgreSQL; a SQLite file is one host's)."""
+        return self._backend.SHARED_ACROSS_HOSTS
+
+    @property
     def location(self) -> str:
         """The DSN with its password masked, for messages."""
         return mask_dsn(self._dsn)
