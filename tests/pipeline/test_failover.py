@@ -186,6 +186,33 @@ def test_a_standby_stops_on_sigterm_and_a_stopped_leader_hands_over_at_once(
     assert third.stop() == 0
 
 
+def test_a_leader_that_stalls_past_its_lease_loses_it_and_becomes_a_standby(
+    shared_project: tuple[Path, TrackingStore], schedulers: Callable[..., SchedulerProcess]
+) -> None:
+    """A leader frozen longer than its lease (SIGSTOP: a paused VM, a long GC) finds, when it
+    wakes, that a standby took over: it says so, starts nothing and waits as a standby."""
+    root, store = shared_project
+    first = schedulers(root, clock=at("02:00:00"), env=on_host("host-a"))
+    first.wait_started(store)
+    second = schedulers(root, clock=at("02:00:00"), env=on_host("host-b"))
+    wait_for(lambda: "standby" in second.output(), what="a standby")
+
+    os.kill(first.pid, signal.SIGSTOP)
+    try:
+        second.wait_started(store, timeout=LEASE_S + 20)
+    finally:
+        os.kill(first.pid, signal.SIGCONT)
+    wait_for(lambda: "lost its lease" in first.output(), 30, "the old leader to notice")
+    said = " ".join(first.output().split())
+    assert "lost its lease to scheduler@host-b" in said and "on host host-b" in said
+    wait_for(lambda: first.output().count("standby:") >= 1, 30, "the old leader to wait as a standby")
+    second.wait_heartbeats(store, 2 * LEASE_S / 4)  # still the leader, a while later
+    assert leader(store).host == "host-b" and first.process.poll() is None
+    assert second.stop() == 0
+    first.wait_started(store, timeout=LEASE_S + 20)  # and it leads again once the other stops
+    assert first.stop() == 0
+
+
 def test_a_scheduler_on_a_sqlite_store_is_still_refused_beside_another(
     pipeline_project: Callable[..., Path], schedulers: Callable[..., SchedulerProcess], store_of: Callable[..., Any]
 ) -> None:

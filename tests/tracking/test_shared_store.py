@@ -350,3 +350,36 @@ def test_a_live_run_on_host_a_taken_for_dead_revives_with_its_next_heartbeat(sha
     finally:
         runner.kill()
         runner.wait(10)
+
+
+# -- slots claimed from two hosts ------------------------------------------------------------
+
+CLAIM_SCRIPT = """
+import sys
+from datetime import datetime, timedelta, timezone
+from conveyor.tracking.store import TrackingStore
+dsn, schema, host, count = sys.argv[1:5]
+store = TrackingStore.open(dsn, schema=schema)
+print("ready", flush=True)
+sys.stdin.readline()
+start = datetime(2026, 6, 15, 2, 30, tzinfo=timezone.utc)
+for i in range(int(count)):
+    slot = start + timedelta(minutes=i)
+    if store.claim_slot("nightly", slot, f"{host}-{i}"):
+        print(slot.isoformat(), flush=True)
+"""
+
+
+def test_each_slot_is_claimed_by_exactly_one_of_two_hosts_racing_for_it(shared: Target) -> None:
+    count = 200
+    hosts = {name: on_host(shared, name, CLAIM_SCRIPT, name, str(count)) for name in ("host-a", "host-b")}
+    _start_together(list(hosts.values()))
+    won = {name: finished(process).split() for name, process in hosts.items()}
+    assert len(won["host-a"]) + len(won["host-b"]) == count  # every slot once
+    assert not set(won["host-a"]) & set(won["host-b"])  # never by both
+    rows = shared.execute("SELECT scheduled_at, run_id FROM pipeline_slots WHERE pipeline = 'nightly'")
+    assert len(rows) == count
+    for scheduled_at, run_id in rows:
+        winner = str(run_id).rsplit("-", 1)[0]
+        when = parse_ts(str(scheduled_at))
+        assert when is not None and when.isoformat() in won[winner]
