@@ -50,6 +50,7 @@ from conveyor.config.secrets import resolve
 from conveyor.errors import ConveyorError, Location, UserError
 from conveyor.pipeline import deadman, notify, worker
 from conveyor.pipeline.locks import lock_names
+from conveyor.tracking.heartbeat import Heartbeat
 from conveyor.tracking.host import host_id
 from conveyor.tracking.liveness import pid_alive
 from conveyor.tracking.models import RunRow
@@ -137,16 +138,35 @@ class Scheduler:
             self.store.release_lock(LOCK, self.holder)
 
     def _lead(self) -> bool:
-        """Lead until stopped (``False``) or until the lease is lost to another scheduler (``True``)."""
-        log.info("scheduler %s started, leading (lease %.0f s)", self.holder, self.lease_s)
-        self._catch_up()
-        log.info("stopped catching up with missed runs" if self.stopping.is_set() else "caught up with missed runs")
-        self._announce()
-        while not self.stopping.is_set():
-            if not self._renew():
+        """Lead until stopped (``False``) or until the lease is lost to another scheduler (``True``).
+
+        Every tick renews the lease first. A thread renews it too when no tick has for a third
+        of the lease period, so a slow tick (an alert to an unreachable URL, a long catch-up)
+        does not lose it; otherwise only ticks renew it, and a renewal says a tick ran.
+        """
+        lost = threading.Event()
+        renewed = [time.monotonic()]
+
+        def beat() -> bool:
+            renewed[0] = time.monotonic()
+            if self._renew():
                 return True
-            self._tick()
-            self.stopping.wait(self.poll_s)
+            lost.set()
+            return False
+
+        def slow_tick() -> bool:
+            return time.monotonic() - renewed[0] < self.lease_s / 3 or beat()
+
+        with Heartbeat(slow_tick, self.lease_s / 3, name="scheduler-lease"):
+            log.info("scheduler %s started, leading (lease %.0f s)", self.holder, self.lease_s)
+            self._catch_up()
+            log.info("stopped catching up with missed runs" if self.stopping.is_set() else "caught up with missed runs")
+            self._announce()
+            while not self.stopping.is_set():
+                if lost.is_set() or not beat():
+                    return True
+                self._tick()
+                self.stopping.wait(self.poll_s)
         return False
 
     def _renew(self) -> bool:
@@ -373,7 +393,6 @@ class Scheduler:
         notify.send(_resolved(row, [t.url for t in config.notify if "failure" in t.on]), report)
 
     def _tick(self) -> None:
-        self.store.refresh_lock(LOCK, self.holder, ttl_s=self.lease_s)
         self._reap()
         self._sweep()
         now = self.clock.now()

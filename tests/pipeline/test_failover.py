@@ -14,9 +14,11 @@ import contextlib
 import os
 import secrets
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -211,6 +213,63 @@ def test_a_leader_that_stalls_past_its_lease_loses_it_and_becomes_a_standby(
     assert second.stop() == 0
     first.wait_started(store, timeout=LEASE_S + 20)  # and it leads again once the other stops
     assert first.stop() == 0
+
+
+@pytest.fixture
+def stalling_server() -> Iterator[str]:
+    """An HTTP server on 127.0.0.1 that answers no POST until the test ends (a hung alert endpoint)."""
+    release = threading.Event()
+    posts: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            posts.append(self.path)
+            release.wait(60)
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        release.set()
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_leader_busy_longer_than_its_lease_keeps_it(
+    pipeline_project: Callable[..., Path],
+    pg_tracking: str,
+    stalling_server: str,
+    schedulers: Callable[..., SchedulerProcess],
+) -> None:
+    """A leader whose tick takes longer than the lease (here: alerting missed runs to a dead-man
+    URL that never answers, 3 tries of 5 s) keeps renewing its lease: the standby waits."""
+    root = pipeline_project({
+        "missed": f"schedule: nightly at 02:30 UTC\nenvironments: {{primary: dev}}\ndeadman: {stalling_server}/ping\n",
+    })  # fmt: skip
+    settings = root / "conveyor.yaml"
+    settings.write_text(settings.read_text() + f"tracking:\n  dsn: {pg_tracking}\nscheduler:\n  lease_s: {LEASE_S}\n")
+    install(root, "missed", INSTALLED)
+    with TrackingStore.open(pg_tracking) as store:
+        first = schedulers(root, clock=datetime.fromisoformat("2026-06-18T12:00:00+00:00"), env=on_host("host-a"))
+        first.wait_started(store)
+        wait_for(lambda: "were missed" in first.output(), what="the missed-runs alert to start")
+        second = schedulers(root, clock=datetime.fromisoformat("2026-06-18T12:00:00+00:00"), env=on_host("host-b"))
+        wait_for(lambda: "standby" in second.output(), what="a standby")
+        busy_until = time.monotonic() + 3 * LEASE_S  # the alert still hangs meanwhile
+        while time.monotonic() < busy_until:
+            assert leader(store).host == "host-a", second.output()
+            time.sleep(0.2)
+        assert "caught up" not in first.output()  # it was still alerting all along
+        assert "stopped renewing its lease" not in second.output()
+        assert second.stop() == 0
+        first.kill()
 
 
 def test_a_scheduler_on_a_sqlite_store_is_still_refused_beside_another(
