@@ -121,7 +121,9 @@ def pipelines(project: Project) -> list[dict[str, object]]:
 def run_scheduler(project: Project, *, poll_s: float = 1.0) -> None:
     """Run the installed pipelines at their times until SIGTERM or Ctrl-C (``conveyor scheduler``).
 
-    Only one scheduler runs per tracking store; a second is refused.
+    One scheduler leads per tracking store: on SQLite a second is refused; on a shared
+    PostgreSQL store it waits as a standby and takes over when the leader's lease
+    (``scheduler.lease_s``) expires.
     """
     import logging
 
@@ -133,4 +135,4 @@ def run_scheduler(project: Project, *, poll_s: float = 1.0) -> None:
         if row["note"]:
             logging.getLogger("conveyor.scheduler").warning("%s", row["note"])
     with open_tracking(project) as store:
-        Scheduler(store, poll_s=poll_s, clock=Clock()).run()
+        Scheduler(store, poll_s=poll_s, clock=Clock(), lease_s=project.settings.scheduler.lease_s).run()

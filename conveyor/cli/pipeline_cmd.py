@@ -280,8 +280,10 @@ def _report(outcome: Any, fmt: str) -> None:
 def scheduler(options: Options, poll: float) -> None:
     """Run installed pipelines at their times, until stopped (SIGTERM or Ctrl-C).
 
-    Only one scheduler may run per tracking store. See docs/pipelines.md for running it
-    under systemd or in a container.
+    One scheduler leads per tracking store. On a SQLite store a second one is refused; on
+    a PostgreSQL store shared by several machines it waits as a standby and takes over
+    within scheduler.lease_s (30 s) when the leader dies. See docs/pipelines.md for running
+    it on several machines, under systemd or in a container.
     """
     configure_logging(
         logging.INFO if options.verbosity >= 0 else logging.WARNING, "%(asctime)s %(levelname)s %(message)s"

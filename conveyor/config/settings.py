@@ -167,6 +167,19 @@ class TrackingConfig(StrictModel):
     )
 
 
+class SchedulerConfig(StrictModel):
+    """The scheduler (``conveyor scheduler``)."""
+
+    lease_s: float = Field(
+        default=30.0,
+        ge=2.0,
+        le=3600.0,
+        description="Seconds the leading scheduler's lease in the tracking store lasts; it renews it every poll "
+        "(about a second). On a shared PostgreSQL store a standby scheduler on another host takes over within "
+        "this long after the leader dies (docs/pipelines.md).",
+    )
+
+
 class RetryConfig(StrictModel):
     """Retries of transient failures (lost connection, deadlock, serialization failure, too many connections)."""
 
@@ -221,6 +234,7 @@ class ProjectSettings(StrictModel):
         default=None, description="Environment used when --env is not given; defaults to the first one."
     )
     tracking: TrackingConfig = Field(default_factory=TrackingConfig, description="The tracking store.")
+    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig, description="The scheduler.")
     defaults: Defaults = Field(default_factory=Defaults, description="Defaults for every command.")
     required: list[str] = Field(
         default_factory=list,

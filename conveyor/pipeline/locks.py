@@ -8,7 +8,6 @@ holder that dies stops heart-beating and its locks are taken over.
 from __future__ import annotations
 
 import os
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -17,6 +16,7 @@ from contextlib import contextmanager
 from conveyor.config.pipelines import PipelineConfig
 from conveyor.errors import UserError
 from conveyor.tracking.heartbeat import Heartbeat
+from conveyor.tracking.host import host_id
 from conveyor.tracking.store import TrackingStore
 
 TTL_S = 60.0
@@ -52,7 +52,7 @@ def hold(
     wait for each other's locks cannot block each other; ``waiting`` is told once. ``stop``
     (SIGTERM) ends the wait.
     """
-    holder = f"{run_id}@{socket.gethostname()}:{os.getpid()}"
+    holder = f"{run_id}@{host_id()}:{os.getpid()}"
     taken: list[str] = []
     deadline = time.monotonic() + wait_s
     told = False

@@ -1,7 +1,13 @@
 """The scheduler: runs installed pipelines at their times, never twice, never two at once.
 
-- One scheduler per tracking store: it holds the store lock ``scheduler`` and refreshes it;
-  a second one is refused. The lock is taken over when its holder died.
+- One scheduler leads per tracking store: it holds the store lock ``scheduler``, a lease it
+  renews every poll and that expires ``lease_s`` (``scheduler.lease_s``, 30 s) after the last
+  renewal. On a SQLite store (one host) a second scheduler is refused and the lock is taken
+  over when its holder died. On a PostgreSQL store shared by several hosts a second
+  scheduler is a standby: it waits, and takes the lease over once the leader stops renewing
+  it (its host died), so within ``lease_s`` of the leader's last renewal. A leader that finds
+  its lease taken (it stalled longer than the lease) starts nothing more, sees its runs
+  through and becomes a standby.
 - Every scheduled instant (a *slot*) is claimed in the store before its run starts, so a
   restart neither loses nor doubles a run. At start, for each pipeline, the newest slot that
   was missed while the scheduler was down runs once if it is within the pipeline's ``grace``;
@@ -15,7 +21,10 @@
   slots; running children get SIGTERM, which makes them finish or cleanly fail their current
   step, and the scheduler waits for them.
 - Runs whose process died without recording their end (SIGKILL, out of memory) are marked
-  ``abandoned``, every ``SWEEP_S`` seconds and whenever the scheduler reads a run.
+  ``abandoned``, every ``SWEEP_S`` seconds and whenever the scheduler reads a run. A run that
+  another scheduler started (one that died, maybe with its host) is watched until it ends:
+  its slot takes the run's status, and when the run was abandoned, the pipeline's failure
+  notifications and dead-man ``/fail`` URL are told. It is never started again.
 
 Test hook: ``CONVEYOR_CLOCK=<ISO-8601 time>`` makes the scheduler's clock start at that
 instant and advance in real time, so a test can stand just before 02:30 on any date.
@@ -27,7 +36,6 @@ import contextlib
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -42,6 +50,8 @@ from conveyor.config.secrets import resolve
 from conveyor.errors import ConveyorError, Location, UserError
 from conveyor.pipeline import deadman, notify, worker
 from conveyor.pipeline.locks import lock_names
+from conveyor.tracking.heartbeat import Heartbeat
+from conveyor.tracking.host import host_id
 from conveyor.tracking.liveness import pid_alive
 from conveyor.tracking.models import RunRow
 from conveyor.tracking.pipelines import PipelineRow, SlotRow
@@ -93,11 +103,14 @@ class Child:
 class Scheduler:
     """Runs the pipelines installed in one tracking store."""
 
-    def __init__(self, store: TrackingStore, *, poll_s: float = 1.0, clock: Clock | None = None):
+    def __init__(
+        self, store: TrackingStore, *, poll_s: float = 1.0, clock: Clock | None = None, lease_s: float = LOCK_TTL_S
+    ):
         self.store = store
         self.poll_s = poll_s
+        self.lease_s = lease_s
         self.clock = clock or Clock()
-        self.holder = f"scheduler@{socket.gethostname()}:{os.getpid()}"
+        self.holder = f"scheduler@{host_id()}:{os.getpid()}"
         self.stopping = threading.Event()
         self.children: dict[str, Child] = {}
         # slots an earlier scheduler claimed whose run still goes on: settled when it ends
@@ -105,23 +118,99 @@ class Scheduler:
         self._swept = 0.0
 
     def run(self) -> None:
-        """Schedule until SIGTERM or SIGINT; refuses to start beside another scheduler."""
-        self._lock()
+        """Schedule until SIGTERM or SIGINT.
+
+        Beside another scheduler it is refused on a SQLite store, and waits as a standby on a
+        shared (PostgreSQL) one until the leader's lease expires.
+        """
+        self._lock()  # refused, or the lease, or standby on a shared store
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
-            log.info("scheduler %s started", self.holder)
-            self._catch_up()
-            log.info("stopped catching up with missed runs" if self.stopping.is_set() else "caught up with missed runs")
-            self._announce()
-            while not self.stopping.is_set():
-                self._tick()
-                self.stopping.wait(self.poll_s)
-            log.info("stopping: no new runs; waiting for %d running", len(self.children))
-            self._drain()
+            while self._lead_when_free():
+                lost = self._lead()
+                log.info("stopping: no new runs; waiting for %d running", len(self.children))
+                self._drain()
+                if not lost:
+                    break
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             self.store.release_lock(LOCK, self.holder)
+
+    def _lead(self) -> bool:
+        """Lead until stopped (``False``) or until the lease is lost to another scheduler (``True``).
+
+        Every tick renews the lease first. A thread renews it too when no tick has for a third
+        of the lease period, so a slow tick (an alert to an unreachable URL, a long catch-up)
+        does not lose it; otherwise only ticks renew it, and a renewal says a tick ran.
+        """
+        lost = threading.Event()
+        renewed = [time.monotonic()]
+
+        def beat() -> bool:
+            renewed[0] = time.monotonic()
+            if self._renew():
+                return True
+            lost.set()
+            return False
+
+        def slow_tick() -> bool:
+            return time.monotonic() - renewed[0] < self.lease_s / 3 or beat()
+
+        with Heartbeat(slow_tick, self.lease_s / 3, name="scheduler-lease"):
+            log.info("scheduler %s started, leading (lease %.0f s)", self.holder, self.lease_s)
+            self._catch_up()
+            log.info("stopped catching up with missed runs" if self.stopping.is_set() else "caught up with missed runs")
+            self._announce()
+            while not self.stopping.is_set():
+                if lost.is_set() or not beat():
+                    return True
+                self._tick()
+                self.stopping.wait(self.poll_s)
+        return False
+
+    def _renew(self) -> bool:
+        """Renew the lease; ``False`` when another scheduler has taken it (this one stalled past it)."""
+        if self.store.refresh_lock(LOCK, self.holder, ttl_s=self.lease_s):
+            return True
+        if self.store.acquire_lock(LOCK, self.holder, ttl_s=self.lease_s):
+            return True  # it had expired and nobody took it
+        log.error(
+            "this scheduler lost its lease to %s (it did not renew it for %.0f s): it starts nothing more, "
+            "sees its running runs through and waits as a standby",
+            self._leader(),
+            self.lease_s,
+        )
+        return False
+
+    def _leader(self) -> str:
+        holder = self.store.lock_holder(LOCK)
+        if holder is None:
+            return "another process"
+        return (
+            f"{holder.holder} on host {holder.host} (pid {holder.pid}) since {holder.acquired_at:%Y-%m-%d %H:%M:%S} UTC"
+        )
+
+    def _lead_when_free(self) -> bool:
+        """Hold the lease: at once when held already, else as a standby until it expires; ``False`` when stopped."""
+        if self.store.acquire_lock(LOCK, self.holder, ttl_s=self.lease_s):
+            return not self.stopping.is_set()
+        self._lock()  # one host's store: refused
+        leader = self._leader()
+        log.info(
+            "standby: the scheduler %s leads this tracking store; this one takes over when its lease of the store "
+            "expires (it renews it while alive)",
+            leader,
+        )
+        while not self.stopping.wait(min(self.poll_s, self.lease_s / 4)):
+            try:
+                if self.store.acquire_lock(LOCK, self.holder, ttl_s=self.lease_s):
+                    log.warning("the leading scheduler %s stopped renewing its lease: this one takes over", leader)
+                    return True
+                leader = self._leader()
+            except ConveyorError as exc:  # the store briefly unreachable: keep waiting
+                log.warning("standby: %s", exc.render())
+        return False
 
     def _announce(self) -> None:
         """Say what will run when, or that nothing is installed (a silent scheduler looks stuck)."""
@@ -137,13 +226,16 @@ class Scheduler:
             log.info("pipeline %s (%s): %s", row.name, row.schedule, when)
 
     def _lock(self) -> None:
-        if not self.store.acquire_lock(LOCK, self.holder, ttl_s=LOCK_TTL_S):
-            holder = self.store.lock_holder(LOCK)
-            who = f"{holder.holder} since {holder.acquired_at:%Y-%m-%d %H:%M:%S} UTC" if holder else "another process"
-            raise UserError(
-                f"another scheduler is already running on this tracking store ({who}).",
-                hint="Stop it first; only one scheduler may run per store.",
-            )
+        """Take the lease at once; on a store of one host (SQLite), refuse to run beside another scheduler."""
+        if self.store.acquire_lock(LOCK, self.holder, ttl_s=self.lease_s) or self.store.shared:
+            return  # the lease, or a standby that waits for it
+        holder = self.store.lock_holder(LOCK)
+        who = f"{holder.holder} since {holder.acquired_at:%Y-%m-%d %H:%M:%S} UTC" if holder else "another process"
+        raise UserError(
+            f"another scheduler is already running on this tracking store ({who}).",
+            hint="Stop it first; only one scheduler may run per store. A tracking store on PostgreSQL "
+            "(tracking.dsn) lets a second scheduler on another host wait as a standby.",
+        )
 
     def _on_signal(self, signum: int, _frame: object) -> None:
         self.stopping.set()
@@ -163,7 +255,7 @@ class Scheduler:
         for row in self.store.list_pipelines():
             if self.stopping.is_set():
                 return
-            self.store.refresh_lock(LOCK, self.holder, ttl_s=LOCK_TTL_S)  # a long catch-up keeps it
+            self.store.refresh_lock(LOCK, self.holder, ttl_s=self.lease_s)  # a long catch-up keeps it
             if row.status == "active":
                 self._catch_up_pipeline(row, now)
 
@@ -196,7 +288,7 @@ class Scheduler:
             if len(batch) >= CATCH_UP_BATCH:
                 missed.add(self.store.record_missed(row.name, batch))
                 batch = []
-                self.store.refresh_lock(LOCK, self.holder, ttl_s=LOCK_TTL_S)  # a long catch-up keeps it
+                self.store.refresh_lock(LOCK, self.holder, ttl_s=self.lease_s)  # a long catch-up keeps it
                 if self.stopping.is_set():
                     return None
         if newest is not None and now - newest > timedelta(seconds=config.grace_s):
@@ -231,7 +323,7 @@ class Scheduler:
         ``never_started``, or the status of its ended run, which the slot now takes."""
         detail = claimed.detail or {}
         host, pid = detail.get("host"), detail.get("pid")
-        here = host is None or host == socket.gethostname()
+        here = host is None or host == host_id()
         if here and ((pid and pid_alive(pid)) or _running_here(claimed.run_id)):
             return "alive"  # the previous scheduler's child is still at it
         run = _run_row(self.store, claimed.run_id)  # a dead run reads as abandoned
@@ -241,7 +333,38 @@ class Scheduler:
         if run.status == "running":
             return "alive"
         self.store.finish_slot(name, claimed.scheduled_at, run.status, detail={**detail, "adopted": True})
+        if run.status == "abandoned":
+            self._alert_abandoned(name, run)
         return run.status
+
+    def _alert_abandoned(self, name: str, run: RunRow) -> None:
+        """Tell the pipeline's failure notifications and dead-man that a run another scheduler started died.
+
+        Its process could not say so itself: its host may be gone with it. The run is not
+        started again (it may have published part of its work); the next slot runs as usual.
+        """
+        log.warning(
+            "pipeline %s run %s (started on host %s) was abandoned: %s; it is not run again",
+            name, run.run_id, run.host, run.error or "its process died",
+        )  # fmt: skip
+        try:
+            row = self.store.get_pipeline(name)
+        except UserError:
+            return  # removed meanwhile
+        config = PipelineConfig.model_validate(row.definition)
+        envs = config.environments
+        ended = run.finished_at or datetime.now(UTC)
+        report = notify.RunReport(
+            name,
+            run.run_id,
+            [envs.primary] + ([envs.secondary] if envs.secondary else []),
+            "abandoned",
+            (ended - run.started_at).total_seconds(),
+            error=f"the run on host {run.host} was abandoned and is not run again: {run.error or 'its process died'}",
+        )
+        attempts = 1 if self.stopping.is_set() else 3
+        deadman.ping(_resolved(row, config.deadman), "fail", report.body, attempts=attempts)
+        notify.send(_resolved(row, [t.url for t in config.notify if "failure" in t.on]), report)
 
     def _never_started(self, claimed: SlotRow) -> None:
         detail = {**(claimed.detail or {}), "never_started": True}
@@ -270,7 +393,6 @@ class Scheduler:
         notify.send(_resolved(row, [t.url for t in config.notify if "failure" in t.on]), report)
 
     def _tick(self) -> None:
-        self.store.refresh_lock(LOCK, self.holder, ttl_s=LOCK_TTL_S)
         self._reap()
         self._sweep()
         now = self.clock.now()
@@ -285,7 +407,14 @@ class Scheduler:
             if schedule.kind == "once":
                 self.store.set_pipeline_status(row.name, "done")
             return
-        if slot > now or self._busy(row):
+        if slot > now:
+            return
+        if self.store.get_slot(row.name, slot) is not None:
+            # claimed by an earlier scheduler, maybe on a host that died: its run's locks
+            # may stay held until they expire, but whether the run is over is the run's to say
+            self._adopt(row, slot, now)
+            return
+        if self._busy(row):
             return
         run_id = new_run_id()
         if not self.store.claim_slot(row.name, slot, run_id):
@@ -309,6 +438,8 @@ class Scheduler:
             if state == "never_started":
                 config = PipelineConfig.model_validate(row.definition)
                 if now - slot <= timedelta(seconds=config.grace_s):
+                    if self._busy(row):
+                        return  # tried again at the next tick
                     assert claimed.run_id is not None
                     self._spawn(row, slot, claimed.run_id)
                     return
@@ -361,7 +492,7 @@ class Scheduler:
             once=parse_schedule(row.schedule).kind == "once", project=row.project,
         )  # fmt: skip
         # so that a scheduler started after this one dies knows the run is still going
-        self.store.note_slot(row.name, slot, {"run_id": run_id, "host": socket.gethostname(), "pid": process.pid})
+        self.store.note_slot(row.name, slot, {"run_id": run_id, "host": host_id(), "pid": process.pid})
 
     def _reap(self) -> None:
         for name, child in list(self.children.items()):
@@ -440,7 +571,7 @@ class Scheduler:
 
     def _drain(self) -> None:
         while self.children:
-            self.store.refresh_lock(LOCK, self.holder, ttl_s=LOCK_TTL_S)
+            self.store.refresh_lock(LOCK, self.holder, ttl_s=self.lease_s)
             self._reap()
             time.sleep(0.2)
 
@@ -479,7 +610,7 @@ def _alive(host: str | None, pid: int | None) -> bool:
     """Whether a process that holds a lock or runs a slot may still be running."""
     if not pid:
         return False
-    if host is not None and host != socket.gethostname():
+    if host is not None and host != host_id():
         return True  # another machine's: only its lock's expiry tells
     return pid_alive(pid)
 

@@ -25,6 +25,8 @@ class Backend:
     """The dialect layer: connection, parameter style, transactions, bootstrap DDL."""
 
     name = ""
+    SHARED_ACROSS_HOSTS = False
+    """Whether processes on several machines can use one store (a server database, not a file)."""
     lock_rows = ""
     """What a SELECT ends with to lock the rows it reads until the transaction ends."""
     errors: tuple[type[Exception], ...] = ()
@@ -158,6 +160,7 @@ class SqliteBackend(Backend):
 
 class PostgresBackend(Backend):
     name = "postgres"
+    SHARED_ACROSS_HOSTS = True
     lock_rows = " FOR UPDATE"
 
     def __init__(self, dsn: str, schema: str):

@@ -4,7 +4,6 @@ the store without its password.
 
 from __future__ import annotations
 
-import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,6 +13,7 @@ from conveyor.config.secrets import mask_dsn, scrub_dsn
 from conveyor.errors import ConveyorError
 from conveyor.tracking.backends import Backend
 from conveyor.tracking.heartbeat import Heartbeat
+from conveyor.tracking.host import host_id
 from conveyor.tracking.models import (
     parse_ts,
 )
@@ -35,8 +35,13 @@ class StoreCore:
         self._dsn = dsn
         self._lock = threading.RLock()
         self._closed = False
-        self._host = socket.gethostname()
+        self._host = host_id()  # CONVEYOR_HOST_ID or the host name
         self._beats: dict[str, Heartbeat] = {}  # runs this store started and still heartbeats
+
+    @property
+    def shared(self) -> bool:
+        """Whether processes on several hosts may share this store (PostgreSQL; a SQLite file is one host's)."""
+        return self._backend.SHARED_ACROSS_HOSTS
 
     @property
     def location(self) -> str:

@@ -28,6 +28,24 @@ log = logging.getLogger("conveyor.tracking")
 RUN_TTL_S = 120.0
 """A run on another host whose heartbeat is older than this is abandoned (four missed beats)."""
 
+RUN_LEASE_ENV = "CONVEYOR_RUN_LEASE_S"
+"""Overrides :data:`RUN_TTL_S` (seconds); runs then heartbeat four times per lease. For tests."""
+
+
+def run_lease_s() -> float:
+    """How long a run's heartbeat vouches for it: ``CONVEYOR_RUN_LEASE_S``, else :data:`RUN_TTL_S`.
+
+    A run on another host is abandoned only once its heartbeat is older than this. Every
+    process that shares a store should see the same value.
+    """
+    raw = os.environ.get(RUN_LEASE_ENV, "").strip()
+    try:
+        value = float(raw) if raw else RUN_TTL_S
+    except ValueError:
+        log.warning("%s=%r is not a number of seconds; using %.0f", RUN_LEASE_ENV, raw, RUN_TTL_S)
+        return RUN_TTL_S
+    return value if value > 0 else RUN_TTL_S
+
 
 def pid_alive(pid: int) -> bool:
     """Whether process ``pid`` on this host is alive (zombies count as dead)."""
@@ -141,7 +159,7 @@ class RunLiveness(StoreCore):
 
         A run is dead when it ran on this host and its process is gone, a zombie, or its pid
         now belongs to another process; or, on another host, when its heartbeat is older than
-        :data:`RUN_TTL_S`. Its running events are abandoned with it. Readers call this, so a
+        :func:`run_lease_s` (:data:`RUN_TTL_S`). Its running events are abandoned with it. Readers call this, so a
         killed run never stays ``running``.
         """
         now = datetime.now(UTC)
@@ -151,7 +169,7 @@ class RunLiveness(StoreCore):
         for run in rows:
             reason = dead_reason(
                 host=run.host, pid=run.pid, started=run.process_start, heartbeat_at=run.heartbeat_at,
-                this_host=self._host, now=now, ttl=timedelta(seconds=RUN_TTL_S),
+                this_host=self._host, now=now, ttl=timedelta(seconds=run_lease_s()),
             )  # fmt: skip
             if reason is not None and self._abandon(run, reason):
                 dead.append(run.run_id)

@@ -13,7 +13,7 @@ from conveyor import __version__
 from conveyor.errors import UserError
 from conveyor.tracking.core import TrackingStoreError
 from conveyor.tracking.heartbeat import Heartbeat
-from conveyor.tracking.liveness import RunLiveness, process_start
+from conveyor.tracking.liveness import RunLiveness, process_start, run_lease_s
 from conveyor.tracking.models import (
     EVENT_STATUSES,
     RUN_STATUSES,
@@ -37,7 +37,8 @@ from conveyor.tracking.rows import (
 _AMBIGUOUS_SHOWN = 5
 
 RUN_HEARTBEAT_S = 30.0
-"""How often a running run's process refreshes ``runs.heartbeat_at`` (see :mod:`.liveness`)."""
+"""How often a running run's process refreshes ``runs.heartbeat_at`` (see :mod:`.liveness`); more
+often when a shorter run lease is set (four beats per :func:`~.liveness.run_lease_s`)."""
 
 
 def new_run_id(now: datetime | None = None) -> str:
@@ -92,7 +93,9 @@ class RunHistory(RunLiveness):
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 values,
             )
-        self._beats[run_id] = Heartbeat(lambda: self.beat_run(run_id), RUN_HEARTBEAT_S, f"run-heartbeat-{run_id}")
+        self._beats[run_id] = Heartbeat(
+            lambda: self.beat_run(run_id), min(RUN_HEARTBEAT_S, run_lease_s() / 4), f"run-heartbeat-{run_id}"
+        )
         self._beats[run_id].start()
         return run_id
 
