@@ -301,7 +301,7 @@ def build(
             project, warehouse.DIALECT, staging.fetch,
             name_of=lambda name: staging.staged(name) if name in rebuilt else name,
             published=None if options.skip_copy else published,
-            skip_volume=options.skip_copy,
+            skip_volume=options.skip_copy, batch=True,
         )  # fmt: skip
         schedule = TestSchedule(project, tests, {r.name for r in todo})
         runner = _Runner(
