@@ -25,6 +25,7 @@ from conveyor.project import Project
 from conveyor.quality.plan import DataTest
 from conveyor.quality.sql import FAILURES_COLUMN, failing_rows, probe, probes, row_count, with_count
 from conveyor.runctx import RunContext
+from conveyor.tracking.models import FinishedEvent
 from conveyor.warehouse.base import QueryResult
 
 SAMPLE_ROWS = 5
@@ -213,22 +214,31 @@ class Tester:
 
 def record(ctx: RunContext, outcome: TestOutcome) -> None:
     """One tracking-store event per test, and a line of progress."""
+    record_all(ctx, [outcome])
+
+
+def record_all(ctx: RunContext, outcomes: Sequence[TestOutcome]) -> None:
+    """The events of several tests, recorded in one transaction, and a line of progress for each."""
     finished = datetime.now(UTC)
+    events = [_event(ctx, outcome, finished) for outcome in outcomes]
+    ctx.tracking.record_events(ctx.run_id, events)
+    for outcome in outcomes:
+        shown = outcome.describe() if outcome.status in ("failed", "warned") else outcome.message
+        ctx.reporter.finished(outcome.test.relation, ctx.label(TEST_STEP), outcome.status, None, shown)
+
+
+def _event(ctx: RunContext, outcome: TestOutcome, finished: datetime) -> FinishedEvent:
     started = datetime.fromtimestamp(finished.timestamp() - outcome.seconds, UTC)
-    error = outcome.message
-    ctx.tracking.record_event(
-        ctx.run_id, outcome.test.relation, TEST_STEP, outcome.status, started_at=started, finished_at=finished,
-        error=error, detail=outcome.detail(), environment=ctx.environment,
+    return FinishedEvent(
+        outcome.test.relation, TEST_STEP, outcome.status, started_at=started, finished_at=finished,
+        error=outcome.message, detail=outcome.detail(), environment=ctx.environment,
     )  # fmt: skip
-    shown = outcome.describe() if outcome.status in ("failed", "warned") else error
-    ctx.reporter.finished(outcome.test.relation, ctx.label(TEST_STEP), outcome.status, None, shown)
 
 
 def run_tests(ctx: RunContext, tester: Tester, tests: Sequence[DataTest]) -> list[TestOutcome]:
     """Run and record tests (a build runs each relation's tests on its worker)."""
     outcomes = tester.run_all(tests)
-    for outcome in outcomes:
-        record(ctx, outcome)
+    record_all(ctx, outcomes)
     return outcomes
 
 
