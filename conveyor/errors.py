@@ -50,8 +50,11 @@ class ConveyorError(Exception):
     def render(self) -> str:
         prefix = f"{self.location}: " if self.location else ""
         text = prefix + self.message
-        if self.hint:
-            text += f" {self.hint}"
+        if self.hint:  # after a message of several lines (SQL with a caret), on a line of its own
+            if "\n" in self.message.rstrip():
+                return text + "\n" + self.hint
+            # a driver's message often ends without a full stop: the hint is a sentence of its own
+            return text + ("" if text.rstrip().endswith((".", "!", "?", ":", ";")) else ".") + " " + self.hint
         return text
 
 

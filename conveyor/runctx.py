@@ -8,11 +8,13 @@ end, status, rows and error in the tracking store, with secrets scrubbed from er
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from conveyor import cancel
@@ -25,6 +27,8 @@ from conveyor.reporting import Reporter
 from conveyor.tracking.store import TrackingStore
 from conveyor.warehouse import open_warehouse
 from conveyor.warehouse.base import Warehouse
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -138,15 +142,40 @@ class RunLifecycle:
         )  # fmt: skip
         self.began = time.monotonic()
         self.finished = False
+        self.results: dict[str, Any] | None = None
+        """The run's results document (JSON data), once :meth:`finish` wrote it."""
+        self.results_path: Path | None = None
+        """Where :meth:`finish` wrote it (None if it could not)."""
 
     @property
     def seconds(self) -> float:
         return time.monotonic() - self.began
 
     def finish(self, status: str, *, error: str | None = None, summary: dict[str, Any] | None = None) -> None:
-        """Record how the run ended (``succeeded``, ``failed`` or ``cancelled``), now."""
+        """Record how the run ended (``succeeded``, ``failed`` or ``cancelled``), now, and write
+        its results file (:mod:`conveyor.results`)."""
         self.tracking.finish_run(self.ctx.run_id, status, error=error, summary=summary)
         self.finished = True
+        self.write_results()
+
+    def write_results(self) -> None:
+        """Build the run's results document from the tracking store and write it to the state folder.
+
+        It never fails the run: a document that cannot be built or written is a warning on
+        stderr, and :attr:`results` stays None only when it could not be built.
+        """
+        from conveyor.results import results_of, write_results
+
+        project = self.ctx.project
+        try:
+            self.results = results_of(self.tracking, self.ctx.run_id, {n: r.kind for n, r in project.relations.items()})
+        except Exception as exc:  # a results file is a by-product: the run's outcome is in the store
+            log.warning("could not build the results of run %s: %s", self.ctx.run_id, scrub(_message(exc)))
+            return
+        try:
+            self.results_path = write_results(project.root, self.results)
+        except OSError as exc:
+            log.warning("could not write the results of run %s: %s", self.ctx.run_id, scrub(_message(exc)))
 
     def __enter__(self) -> RunLifecycle:
         return self
@@ -165,6 +194,10 @@ class RunLifecycle:
         finally:
             if self._owns_tracking:
                 self.tracking.close()
+
+
+def _message(exc: BaseException) -> str:
+    return exc.render() if isinstance(exc, ConveyorError) else f"{type(exc).__name__}: {exc}"
 
 
 def open_tracking(project: Project) -> TrackingStore:

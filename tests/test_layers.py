@@ -33,11 +33,13 @@ LAYERS: dict[str, float] = {
     "conveyor.tracking": 2,
     "conveyor.runctx": 2.5,
     "conveyor.quality": 2.75,  # data tests: what they are (design, project) and running them in a run
+    "conveyor.results": 2.5,  # the run results file: built from the tracking store, written by runctx
     "conveyor.reporting": 1,
     "conveyor.extract": 3,
     "conveyor.load": 3,
     "conveyor.bootstrap": 3,  # designs from upstream catalogs: uses sources and the project, like extract
     "conveyor.validate": 3,
+    "conveyor.dbtimport": 3,  # a dbt project as designs and SQL: reads design and config models, like bootstrap
     "conveyor.pipeline": 4,
     "conveyor.api": 4.5,
     "conveyor.cli": 5,

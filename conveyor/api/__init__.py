@@ -26,17 +26,20 @@ from conveyor.api.commands import (
     update,
     upgrade,
 )
+from conveyor.api.migrate import import_dbt
 from conveyor.api.pipelines import (
     install_pipeline,
     open_project_for_run,
     pipelines,
     run_pipeline,
     run_scheduler,
+    scheduler_running,
     set_pipeline_status,
 )
 from conveyor.api.reading import (
     bootstrap,
     extract_status,
+    freshness,
     open_environment,
     open_project,
     open_tracking,
@@ -56,6 +59,8 @@ __all__ = [
     "bootstrap",
     "extract_status",
     "extract_tables",
+    "freshness",
+    "import_dbt",
     "install_pipeline",
     "load",
     "open_environment",
@@ -72,6 +77,7 @@ __all__ = [
     "run_pipeline",
     "run_scheduler",
     "runs",
+    "scheduler_running",
     "set_pipeline_status",
     "test",
     "unload",

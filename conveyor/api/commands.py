@@ -50,6 +50,10 @@ class Outcome:
     notes: list[str] = field(default_factory=list)
     tests: list[TestOutcome] | None = None
     """``conveyor test``: the outcome of each test (a build's are in ``build.tests``)."""
+    results: dict[str, Any] | None = None
+    """The run's results document (docs/results.md), as written to ``.conveyor/run_results.json``."""
+    results_path: str | None = None
+    """The file it was written to, ``.conveyor/runs/<run id>.json`` (None if it could not be)."""
 
     @property
     def ok(self) -> bool:
@@ -114,6 +118,8 @@ class _Run:
         crash_point("run.before_finish")
         self.outcome.seconds = self.life.seconds
         summary = self.outcome.summary()
+        if self.outcome.notes:
+            summary["notes"] = list(self.outcome.notes)
         if isinstance(exc, KeyboardInterrupt):
             self.life.finish("cancelled", error=scrub(str(exc) or "cancelled by Ctrl-C (SIGINT)"), summary=summary)
         elif exc is not None:
@@ -122,6 +128,8 @@ class _Run:
         else:
             status = "succeeded" if self.outcome.ok else "failed"
             self.life.finish(status, error=_first_error(self.outcome), summary=summary)
+        self.outcome.results = self.life.results
+        self.outcome.results_path = None if self.life.results_path is None else str(self.life.results_path)
         self.life.__exit__(kind, exc, tb)
 
 
@@ -264,6 +272,8 @@ def load(
         continue_from: continue the last failed load from this relation on (it and every
             relation after it in execution order are rebuilt).
     """
+    from conveyor.extract.extract import extract
+    from conveyor.extract.seeds import stale_seeds
     from conveyor.load.build import BuildOptions, build, check_kept_views, check_own_database, manifests_for
     from conveyor.load.resume import resume_point
 
@@ -283,10 +293,14 @@ def load(
     todo = [r for r in relations if r.name not in options.done]
     check_own_database(project, todo, warehouse)  # bad input: fail before writing
     check_kept_views(project, relations, warehouse)
+    seeds = [] if skip_copy else stale_seeds(project, todo)
     if not skip_copy:
-        manifests_for(project, todo)  # a missing extract is bad input: fail before writing
+        manifests_for(project, [r for r in todo if r not in seeds])  # a missing extract is bad input
     with _Run(project, "load", env=warehouse.name, selection=selection, reporter=reporter, jobs=jobs) as run:
         run.outcome.warehouse = warehouse.describe()
+        if seeds:  # CSV files that changed since their extract: into the lake first, like any source data
+            run.outcome.extract = extract(run.ctx, plan_extract(project, seeds), fail_fast=fail_fast)
+            run.outcome.notes.append("extracted the seed(s) whose CSV changed: " + ", ".join(r.name for r in seeds))
         if note:
             run.outcome.notes.append(note)
         if options.changed:

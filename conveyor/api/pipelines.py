@@ -80,6 +80,14 @@ def install_pipeline(project: Project, name: str) -> tuple[PipelineRow, datetime
     return row, parse_schedule(row.schedule).next_after(now)
 
 
+def scheduler_running(project: Project) -> bool:
+    """Whether a scheduler runs on the project's tracking store, so that installed pipelines run."""
+    from conveyor.pipeline.scheduler import is_running
+
+    with open_tracking(project) as store:
+        return is_running(store)
+
+
 def pipelines(project: Project) -> list[dict[str, object]]:
     """Every pipeline defined or installed: schedule, status, next run, its last run's id, status and
     duration, and ``definition``: whether the scheduler's installed copy equals the file

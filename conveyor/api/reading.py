@@ -12,7 +12,10 @@ from conveyor.project import Project, Relation
 from conveyor.tracking.models import EventRow, ExtractStateRow, RunRow
 
 if TYPE_CHECKING:  # the machinery (pyarrow, sqlglot, the drivers) loads when a command needs it
+    from datetime import datetime
+
     from conveyor.bootstrap import BootstrapReport
+    from conveyor.extract.freshness import FreshnessRow
     from conveyor.tracking.store import TrackingStore
     from conveyor.validate.problems import Report
     from conveyor.warehouse.base import QueryResult, Warehouse
@@ -73,6 +76,20 @@ def extract_status(project: Project, source: str | None = None) -> list[ExtractS
     """The extract state of every table (or one source's): last extract, rows, watermark."""
     with open_tracking(project) as store:
         return store.extract_state(source)
+
+
+def freshness(project: Project, selection: Sequence[str] = (), *, now: datetime | None = None) -> list[FreshnessRow]:
+    """How old the newest data of each selected source table is (``conveyor freshness``).
+
+    One row per source table of ``selection`` (default: all), in execution order, with its
+    status against the design's ``freshness`` thresholds: ok, warn, error, or unknown (never
+    extracted). ``now`` (time-zone aware) is the time ages are measured against (default: now).
+    See docs/freshness.md.
+    """
+    from conveyor.extract.freshness import measure
+
+    with open_tracking(project) as store:
+        return measure(project, project.select(selection), store, now=now)
 
 
 def open_tracking(project: Project) -> TrackingStore:

@@ -136,8 +136,13 @@ def bootstrap(
         missing = [t.table for t in report.tables if t.action == "created"] + missing
     if missing:
         shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
-        state = "would still have" if dry_run else "have"
-        report.warnings.append(f"{len(missing)} upstream table(s) {state} no design: {shown}.")
+        if dry_run:  # "would create" above; say why the warning still holds, not that it would
+            report.warnings.append(
+                f"{len(missing)} upstream table(s) have no design yet: {shown}. "
+                "Run the command again without --dry-run to write them."
+            )
+        else:
+            report.warnings.append(f"{len(missing)} upstream table(s) have no design: {shown}.")
     odd = [column for plan in plans for column in plan.odd]
     if odd:
         report.warnings.append(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from datetime import datetime
 from typing import Any
 
@@ -11,7 +12,7 @@ from rich.markup import escape
 
 from conveyor import api
 from conveyor.cli.app import Options, pass_options, selection_argument
-from conveyor.cli.output import RichReporter, print_json, print_table, stdout
+from conveyor.cli.output import RichReporter, first_line, print_json, print_table, stdout
 from conveyor.errors import RunFailed, UserError
 from conveyor.extract.jobs import ExtractEvent
 from conveyor.project import Project
@@ -40,11 +41,20 @@ def _project(options: Options) -> Project:
     return api.open_project(options.project_dir)
 
 
-def _finish(outcome: api.Outcome, fmt: str, options: Options) -> None:
-    """Print a run's summary and exit 1 when it failed."""
+def _finish(outcome: api.Outcome, fmt: str, options: Options, *, results: bool = False) -> None:
+    """Print a run's summary and exit 1 when it failed.
+
+    With ``results``, ``--format json`` prints the run's results document (docs/results.md);
+    otherwise the command's summary, with the path of that document.
+    """
     data = {"run_id": outcome.run_id, "command": outcome.command, "ok": outcome.ok, **outcome.summary()}
     data.update({"warehouse": outcome.warehouse, "lake": outcome.lake, "notes": outcome.notes})
-    if fmt == "json":
+    data["results"] = outcome.results_path
+    if fmt == "json" and results and outcome.results is not None:
+        from conveyor.results import render
+
+        sys.stdout.write(render(outcome.results))  # the results file's text, byte for byte
+    elif fmt == "json":
         print_json(data)
     elif options.verbosity >= 0:
         _print_summary(outcome)
@@ -114,7 +124,10 @@ def _last_line(outcome: api.Outcome) -> str:
 def _show_plan(found: api.Plan) -> None:
     """Print what a command would do (``--dry-run``), in the words the command uses."""
     if found.command in ("run", "extract"):
-        stdout.print(f"Would extract {len(found.extract)} table(s): " + ", ".join(found.extract))
+        if found.extract:
+            stdout.print(f"Would extract {len(found.extract)} table(s): " + ", ".join(found.extract))
+        else:
+            stdout.print("Would extract no table (the selection holds no source table).")
     count = f"{len(found.build)} relation(s)"
     lines = {
         "run": f"Would build {count} into {found.warehouse}:",
@@ -150,7 +163,9 @@ def run(
 ) -> None:
     """Extract, load, build and publish: the whole ETL for SELECTION (default: everything).
 
-    Whole schemas are rebuilt: every relation in a schema that the selection touches.
+    Whole schemas are rebuilt: every relation in a schema that the selection touches. Every
+    run writes its results to .conveyor/run_results.json (docs/results.md); --format json
+    prints that document.
     """
     project = _project(options)
     if dry_run:
@@ -158,7 +173,7 @@ def run(
         return
     with RichReporter(options.verbosity if fmt == "table" else -1) as reporter:
         outcome = api.run(project, selection, env=env, jobs=jobs, reporter=reporter, fail_fast=fail_fast)
-    _finish(outcome, fmt, options)
+    _finish(outcome, fmt, options, results=True)
 
 
 class DefaultGroup(click.Group):
@@ -271,7 +286,7 @@ def status(options: Options, source: str | None, fmt: str) -> None:
                 "" if r.rows is None else f"{r.rows:,}",
                 "" if r.bytes is None else f"{r.bytes:,}",
                 _watermark_value(r.watermark),
-                (r.error or "")[:60],
+                first_line(r.error),
             )
             for r in rows
         ],
@@ -340,15 +355,17 @@ def load(
 
 
 @click.command()
-@click.argument("kind", type=click.Choice(["settings", "design", "all"]), default="all")
+@click.argument("kind", type=click.Choice(["settings", "design", "results", "all"]), default="all")
 def schema(kind: str) -> None:
-    """Print the JSON Schema of conveyor.yaml (settings) and of table designs (design).
+    """Print the JSON Schema of conveyor.yaml (settings), table designs (design) or run results (results).
 
-    Point your editor's YAML language server at it for completion and checking.
+    Point your editor's YAML language server at the first two for completion and checking.
+    The third describes .conveyor/run_results.json, which every run writes (docs/results.md).
     """
     from conveyor.config.jsonschema import schemas
+    from conveyor.results import json_schema
 
-    documents = schemas()
+    documents = {**schemas(), "results": json_schema()}
     data = documents if kind == "all" else documents[kind]
     click.echo(json.dumps(data, indent=2))
 

@@ -64,7 +64,10 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _cancelled(exc: cancel.Interrupted) -> NoReturn:
-    console.print(f"Cancelled by {signal.Signals(exc.signum).name}.")
+    console.print(
+        f"Cancelled by {signal.Signals(exc.signum).name}: nothing half-done was published. "
+        '"conveyor runs show last" shows what finished; run the command again to go on.'
+    )
     sys.exit(exc.exit_code)
 
 
@@ -88,6 +91,16 @@ cli.lazy = {
             "conveyor.cli.commands:extract",
             "Extract the source tables of SELECTION (default: all) from upstream into the lake, or show the "
             "extract tracking table.",
+        ),
+        (
+            "freshness",
+            "conveyor.cli.freshness_cmd:freshness",
+            "Show how old the newest data of each source table of SELECTION (default: all) is.",
+        ),
+        (
+            "import-dbt",
+            "conveyor.cli.import_dbt_cmd:import_dbt",
+            "Convert a dbt project whose models use only ref() and source() into designs, SQL and tests.",
         ),
         (
             "init",
@@ -132,7 +145,7 @@ cli.lazy = {
         (
             "schema",
             "conveyor.cli.commands:schema",
-            "Print the JSON Schema of conveyor.yaml (settings) and of table designs (design).",
+            "Print the JSON Schema of conveyor.yaml (settings), table designs (design) or run results (results).",
         ),
         (
             "show",

@@ -63,7 +63,8 @@ class RichReporter(Reporter):
 
     def started(self, relation: str, step: str) -> None:
         if self.progress is not None and self.task is not None:
-            self.progress.update(self.task, current=relation)
+            # "*" is the whole warehouse (publish, commit): name the step instead
+            self.progress.update(self.task, current=step if relation == "*" else relation)
 
     def finished(self, relation: str, step: str, status: str, rows: int | None, error: str | None) -> None:
         with self.lock:
@@ -179,3 +180,9 @@ def print_table(
     for row in cells:
         table.add_row(*(Text(cell) for cell in row))  # text as it is: a "[name]" is not markup
     stdout.print(table)
+
+
+def first_line(error: str | None) -> str:
+    """An error's first line, whole (a table wraps it); "…" says that more follows (JSON has all)."""
+    lines = (error or "").strip().splitlines()
+    return lines[0] + (" …" if len(lines) > 1 else "") if lines else ""

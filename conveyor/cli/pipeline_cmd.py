@@ -14,9 +14,10 @@ from rich.markup import escape
 
 from conveyor import api
 from conveyor.cli.app import Options, pass_options
-from conveyor.cli.output import RichReporter, configure_logging, print_json, print_table, stdout
+from conveyor.cli.output import RichReporter, configure_logging, first_line, print_json, print_table, stdout
 from conveyor.errors import RunFailed
 from conveyor.pipeline.definitions import CHANGED, Pipeline, get_pipeline
+from conveyor.project import Project
 
 format_option = click.option(
     "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True, help="Output format."
@@ -38,11 +39,25 @@ def _when(value: datetime | None) -> str:
 @pass_options
 def install(options: Options, name: str, fmt: str) -> None:
     """Activate pipeline NAME in the scheduler's store (install again after changing it)."""
-    row, nxt = api.install_pipeline(api.open_project(options.project_dir), name)
+    project = api.open_project(options.project_dir)
+    row, nxt = api.install_pipeline(project, name)
     if fmt == "json":
         print_json({"name": name, "status": row.status, "schedule": row.schedule, "next_run": _iso(nxt)})
         return
     stdout.print(f"Installed pipeline {name}: {row.schedule}; next run {_when(nxt) or 'only when run by hand'}.")
+    _no_scheduler_note(project)
+
+
+#: installing does not run anything by itself; a new user expects it to
+NO_SCHEDULER = (
+    'No scheduler is running on this tracking store: installed pipelines run only while "conveyor scheduler" '
+    "runs (docs/pipelines.md: under systemd or in a container)."
+)
+
+
+def _no_scheduler_note(project: Project) -> None:
+    if not api.scheduler_running(project):
+        stdout.print(f"[yellow]Note:[/] {escape(NO_SCHEDULER)}", highlight=False)
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -55,7 +70,8 @@ def _iso(value: datetime | None) -> str | None:
 def list_(options: Options, fmt: str) -> None:
     """Defined and installed pipelines: schedule, status, whether the installed copy matches
     the file, next run, last run's status and duration."""
-    rows = api.pipelines(api.open_project(options.project_dir))
+    project = api.open_project(options.project_dir)
+    rows = api.pipelines(project)
     if fmt == "json":
         print_json(rows)
         return
@@ -68,6 +84,8 @@ def list_(options: Options, fmt: str) -> None:
             stdout.print(escape(str(row["note"])), highlight=False)
     if not rows:
         stdout.print("No pipelines: define one in conveyor.yaml (pipelines:) or pipelines/<name>.yaml.")
+    elif any(row["status"] == "active" for row in rows):
+        _no_scheduler_note(project)
 
 
 def _list_row(row: dict[str, Any]) -> tuple[str, ...]:
@@ -118,6 +136,9 @@ def show(options: Options, name: str, fmt: str) -> None:
     stdout.print("[bold]Steps[/]")
     for index, step in enumerate(steps, 1):
         stdout.print(f"  {index}. {step}")
+    if not runs:  # a header over no rows reads like a broken table
+        stdout.print(f'[bold]Recent runs[/]: none yet; "conveyor pipeline run {name}" runs it now.')
+        return
     print_table(
         ["run", "status", "started", "duration", "error"],
         [
@@ -126,7 +147,7 @@ def show(options: Options, name: str, fmt: str) -> None:
                 r.status,
                 _when(r.started_at),
                 f"{r.duration_s:.1f} s" if r.duration_s else "",
-                (r.error or "")[:60],
+                first_line(r.error),
             )
             for r in runs
         ],

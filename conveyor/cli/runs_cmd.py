@@ -14,7 +14,7 @@ from rich.markup import escape
 
 from conveyor import api
 from conveyor.cli.app import Options, pass_options
-from conveyor.cli.output import print_json, print_table, stdout
+from conveyor.cli.output import first_line, print_json, print_table, stdout
 from conveyor.errors import ProjectError, RunFailed
 from conveyor.project import Project
 from conveyor.tracking.models import EventRow
@@ -86,15 +86,23 @@ def runs(
             (
                 r.run_id,
                 r.command,
-                r.environment,
+                _environments(r),
                 r.status,
                 _when(r.started_at),
                 _seconds(r.duration_s),
-                (r.error or "")[:60],
+                first_line(r.error),
             )
             for r in found
         ],
     )
+
+
+def _environments(run: Any) -> str:
+    """The environments a run wrote: a pipeline with a secondary loads two."""
+    listed = (run.summary or {}).get("environments") if isinstance(run.summary, dict) else None
+    if isinstance(listed, list) and listed:
+        return ", ".join(str(env) for env in listed)
+    return run.environment or ""
 
 
 @runs.command()
@@ -127,7 +135,7 @@ def show(options: Options, run_id: str, fmt: str) -> None:
                 e.status,
                 "" if e.rows is None else f"{e.rows:,}",
                 _seconds(e.duration_s),
-                (e.error or "")[:80],
+                first_line(e.error),
             )
             for e in events
         ],
@@ -195,6 +203,8 @@ def _print_event(event: Any, fmt: str) -> None:
         return
     rows = "" if event.rows is None else f" {event.rows:,} rows"
     error = f": {escape(event.error)}" if event.error else ""
+    where = f" ({event.environment})" if event.environment else ""  # a pipeline loads two: say which
     stdout.print(
-        f"{_when(event.finished_at or event.started_at)}  {event.status:<9} {event.step} {event.relation}{rows}{error}"
+        f"{_when(event.finished_at or event.started_at)}  {event.status:<9} {event.step} {event.relation}{where}"
+        f"{rows}{error}"
     )

@@ -40,7 +40,14 @@ def test(options: Options, selection: tuple[str, ...], env: str | None, jobs: in
     if fmt == "json":
         from conveyor.cli.output import print_json
 
-        print_json({"run_id": outcome.run_id, "ok": outcome.ok, "tests": [_json(t) for t in tests]})
+        print_json(
+            {
+                "run_id": outcome.run_id,
+                "ok": outcome.ok,
+                "tests": [_json(t) for t in tests],
+                "results": outcome.results_path,
+            }
+        )
         if not outcome.ok:
             raise SystemExit(1)
         return

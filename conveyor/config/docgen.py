@@ -92,7 +92,8 @@ A table design, `schemas/<schema>/<table>.yaml`, describes one relation of the w
 Its `name` must be `<schema>.<table>`, matching its path. Three kinds exist:
 
 - **source**: a table extracted from upstream into the lake and loaded from there. It lives
-  in a source's schema (the source's name, or its `target_schema`).
+  in a source's schema (the source's name, or its `target_schema`). A seed, a CSV file of
+  the project read by a `type: seed` source, is a source table too ([seeds.md](seeds.md)).
 - **ctas**: a table built from `schemas/<schema>/<table>.sql` (one SELECT query).
 - **view**: a view over the SQL file beside it. Its columns carry only name and description.
 

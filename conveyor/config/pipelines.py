@@ -14,7 +14,7 @@ from pydantic import Field, field_validator, model_validator
 from conveyor.config.base import IDENTIFIER, StrictModel
 
 Outcome = Literal["success", "failure"]
-StepKind = Literal["extract", "load", "update", "validate", "load_skip_copy"]
+StepKind = Literal["extract", "load", "update", "validate", "load_skip_copy", "freshness"]
 PRESETS: dict[str, list[str]] = {
     "full": ["extract", "load"],
     "selective": ["extract", "update"],
@@ -84,7 +84,8 @@ class PipelineConfig(StrictModel):
     steps: Literal["full", "selective", "validation"] | list[StepKind] = Field(
         default="full",
         description="full (extract, load), selective (extract, update), validation (validate, load --skip-copy "
-        "into the scratch environment), or a list of steps.",
+        "into the scratch environment), or a list of steps (freshness: fail when a source table of the "
+        "selection is older than its error_after, see docs/freshness.md).",
     )
     environments: Environments = Field(description="The primary and optional secondary environment.")
     selection: list[str] = Field(default_factory=list, description="Selection terms (default: everything).")

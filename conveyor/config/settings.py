@@ -59,14 +59,16 @@ class SparkConfig(StrictModel):
 class SourceConfig(StrictModel):
     """An upstream database, or a static set of files, that tables are extracted from."""
 
-    type: Literal["postgres", "mysql", "sqlite", "lake"] = Field(
-        description="The upstream engine: postgres (13+), mysql (MySQL 8 or MariaDB 10.11), sqlite, or lake "
-        "(committed extracts or unloads in another lake, e.g. another project's `conveyor unload`)."
+    type: Literal["postgres", "mysql", "sqlite", "lake", "seed"] = Field(
+        description="The upstream engine: postgres (13+), mysql (MySQL 8 or MariaDB 10.11), sqlite, lake "
+        "(committed extracts or unloads in another lake, e.g. another project's `conveyor unload`), or seed "
+        "(CSV files of the project, docs/seeds.md)."
     )
     dsn: str = Field(
         description="Connection string. Secrets come from the environment: write ${VAR} or ${VAR:-default}; "
         "a password written inline is an error. SQLite takes a file path, relative to the project; lake takes "
-        "the folder holding the <schema>.<table> folders (e.g. ../other/lake/data/unload_production)."
+        "the folder holding the <schema>.<table> folders (e.g. ../other/lake/data/unload_production); seed takes "
+        "the project folder holding its CSV files (e.g. seeds/reference)."
     )
     target_schema: str | None = Field(
         default=None,
@@ -278,6 +280,7 @@ SOURCE_SCHEMES: dict[str, tuple[str | None, ...]] = {
     "mysql": ("mysql", "mariadb", "mysql+pymysql"),
     "sqlite": ("sqlite", None),
     "lake": ("lake", None),
+    "seed": (None,),
 }
 ENVIRONMENT_SCHEMES: dict[str, tuple[str | None, ...]] = {
     "duckdb": ("duckdb", None),
@@ -291,6 +294,7 @@ PLAIN_DSN: dict[str, str] = {
     "duckdb": "a file path",
     "sqlite": "a file path",
     "lake": "a file path or folder",
+    "seed": "a folder of the project",
 }
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 _UNCLOSED = re.compile(r"\$\{(?![A-Za-z_][A-Za-z0-9_]*(?::-[^}]*)?\})")

@@ -199,8 +199,135 @@ def validate(model: type[M], doc: YamlDoc, what: str) -> M:
     try:
         return model.model_validate(doc.data)
     except ValidationError as exc:
-        problems: list[Any] = [_problem(model, doc, err, what) for err in exc.errors()]
+        problems: list[Any] = []
+        seen: set[str] = set()
+        for problem in _union_problems(model, doc, list(exc.errors()), what):
+            if problem.render() not in seen:  # two union members can report the same thing
+                seen.add(problem.render())
+                problems.append(problem)
         raise ProjectError(problems) from None
+
+
+def _union_problems(model: type[BaseModel], doc: YamlDoc, errors: list[Any], what: str) -> list[ConfigError]:
+    """Problems in the words of the file, with pydantic's union member tags taken out of the path.
+
+    A value that fits none of a union's members gets one error per member, each with a tag
+    such as ``literal['full','selective']`` in its path. When the value has a member's shape
+    (a list for a list member), only that member's errors are the user's problem; otherwise
+    the members' expectations are merged into one message.
+    """
+    groups: dict[Loc, list[tuple[Any, Loc, Any]]] = {}
+    plain: list[Any] = []
+    for err in errors:
+        loc, tag_at, member = _clean_loc(model, tuple(err["loc"]))
+        if tag_at is None:
+            plain.append({**err, "loc": loc})
+        else:
+            groups.setdefault(loc[:tag_at], []).append(({**err, "loc": loc}, loc, member))
+    problems = [_problem(model, doc, err, what) for err in plain]
+    for prefix, members in groups.items():
+        deeper = [err for err, loc, _ in members if len(loc) > len(prefix)]
+        if deeper:
+            problems.extend(_problem(model, doc, err, what) for err in deeper)
+            continue
+        problems.append(_merged(doc, prefix, members))
+    return problems
+
+
+def _merged(doc: YamlDoc, loc: Loc, members: list[tuple[Any, Loc, Any]]) -> ConfigError:
+    """One message for a value that fits none of a union's members."""
+    where = ".".join(str(p) for p in loc) or "(top level)"
+    wanted: list[str] = []
+    words: list[str] = []
+    for err, _, member in members:
+        if err["type"] == "literal_error":
+            allowed = re.findall(r"'([^']*)'", str((err.get("ctx") or {}).get("expected", "")))
+            words.extend(allowed)
+            text = f"one of {', '.join(allowed)}"
+        elif err["type"] == "list_type":
+            items = typing.get_args(member)[0] if typing.get_args(member) else None
+            choices = [str(c) for c in typing.get_args(items)] if typing.get_origin(items) is typing.Literal else []
+            words.extend(choices)
+            text = "a list" + (f" of {', '.join(choices)}" if choices else "")
+        else:
+            text = _WANTED.get(err["type"], str(err["msg"]).rstrip("."))
+        if text not in wanted:
+            wanted.append(text)
+    value = members[0][0].get("input")
+    hint = did_you_mean(str(value), words).strip() if isinstance(value, str) else ""
+    return ConfigError(
+        f"{where}: {_shown(value)} is not valid here; expected {', or '.join(wanted)}.",
+        location=doc.location(loc),
+        hint=hint or None,
+        code="invalid-value",
+    )
+
+
+def _clean_loc(model: type[BaseModel], loc: Loc) -> tuple[Loc, int | None, Any]:
+    """``loc`` without union member tags; the index of the first tag; the member it names."""
+    current: Any = model
+    out: list[str | int] = []
+    tag_at: int | None = None
+    member: Any = None
+    for part in loc:
+        options = _members(current)
+        if options is not None and isinstance(part, str):
+            current = next((m for m in options if _tag_fits(m, part)), None)
+            if tag_at is None:
+                tag_at, member = len(out), current
+            continue
+        out.append(part)
+        current = _raw_step(_strip(current), part) if current is not None else None
+    return tuple(out), tag_at, member
+
+
+def _strip(annotation: Any) -> Any:
+    """Annotated[X, ...] and Optional[X] down to X (a union of several types stays a union)."""
+    while True:
+        origin = typing.get_origin(annotation)
+        if origin is typing.Annotated:
+            annotation = typing.get_args(annotation)[0]
+        elif origin in (typing.Union, types.UnionType):
+            rest = [a for a in typing.get_args(annotation) if a is not type(None)]
+            if len(rest) != 1:
+                return annotation
+            annotation = rest[0]
+        else:
+            return annotation
+
+
+def _members(annotation: Any) -> list[Any] | None:
+    annotation = _strip(annotation)
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return [_strip(a) for a in typing.get_args(annotation) if a is not type(None)]
+    return None
+
+
+def _tag_fits(member: Any, tag: str) -> bool:
+    """Whether pydantic's tag for a union member (``list[...]``, ``literal[...]``, ``str``, a class) is ``member``."""
+    origin = typing.get_origin(member)
+    head = tag.partition("[")[0].lower()
+    if origin is typing.Literal:
+        return head == "literal"
+    if origin is not None:
+        return head == getattr(origin, "__name__", "").lower()
+    return isinstance(member, type) and tag in (member.__name__, member.__name__.lower())
+
+
+def _raw_step(annotation: Any, part: str | int) -> Any:
+    """Follow one loc element through a model/list/dict annotation, keeping unions."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        for name, field in annotation.model_fields.items():
+            if part in (name, field.alias):
+                return field.annotation
+        return None
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (list, Sequence, tuple) and args:
+        return args[0]
+    if origin in (dict, Mapping) and len(args) == 2:
+        return args[1]
+    return None
 
 
 def _problem(model: type[BaseModel], doc: YamlDoc, err: Any, what: str) -> ConfigError:

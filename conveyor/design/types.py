@@ -167,7 +167,12 @@ def parse_type(text: str) -> SqlType:
     raw, precision, scale, array = match.groups()
     name = _ALIASES.get(raw.strip(), raw.strip())
     if name not in _SIMPLE and name not in _PARAMETRIC:
-        raise ValueError(f'"{raw.strip()}" is not a known column type')
+        import difflib
+
+        near = difflib.get_close_matches(name, TYPE_NAMES, n=1, cutoff=0.6)
+        also = f'; did you mean "{near[0]}"?' if near else "."
+        known = ", ".join(sorted({*_SIMPLE, *(f"{t}(...)" for t in _PARAMETRIC)}))
+        raise ValueError(f'"{raw.strip()}" is not a known column type{also} Design types: {known}.')
     if precision is not None and name not in _PARAMETRIC:
         raise ValueError(f'type "{name}" takes no parameters')
     if scale is not None and name != "decimal":

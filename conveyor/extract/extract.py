@@ -203,7 +203,8 @@ def _commit(ctx: RunContext, job: ExtractJob, pool: Executor | None, session: Ru
             manifest.folder = folder
         except BaseException as exc:
             error = scrub(exc.render() if isinstance(exc, ConveyorError) else f"{type(exc).__name__}: {exc}")
-            ctx.tracking.finish_extract(extract_id, "failed", error=error)
+            stopped = cancel.requested() or isinstance(exc, KeyboardInterrupt)  # Ctrl-C, SIGTERM: as `runs show` says
+            ctx.tracking.finish_extract(extract_id, "cancelled" if stopped else "failed", error=error)
             raise
         # still under the relation's lock: a second extract waiting for it starts only once the
         # tracking store names this one and retention is done, so a late finish of this one can

@@ -15,6 +15,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence, Set
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -454,6 +455,14 @@ class _Runner:
             with self.lock:
                 self.result.status[name] = "failed"
                 self.result.errors[name] = "; ".join(o.describe() for o in failed)
+            self._discard(name)
+
+    def _discard(self, name: str) -> None:
+        """Take a relation whose checks or tests failed out of staging: if the build is published
+        anyway (``publish_on_failure``), the data that broke them is not. (A relation something
+        was built on already stays: only tests that run late can find it so.)"""
+        with suppress(ConveyorError):
+            self.staging.drop(name)
 
     def _one(self, relation: Relation) -> None:
         step = "load" if relation.kind == "source" else "build"
@@ -478,6 +487,7 @@ class _Runner:
         except Exception as exc:  # any failure is this relation's failure; the others go on
             text = exc.render() if isinstance(exc, ConveyorError) else f"{type(exc).__name__}: {exc}"
             status, error = "failed", scrub(text)
+            self._discard(relation.name)
         with self.lock:
             self.result.status[relation.name] = status
             if error:

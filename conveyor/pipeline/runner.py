@@ -19,12 +19,13 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from conveyor.config.secrets import resolve, scrub
 from conveyor.errors import ConveyorError, Location
 from conveyor.extract.extract import extract
+from conveyor.extract.freshness import measure, too_old
 from conveyor.extract.jobs import plan
 from conveyor.lake.manifest import Manifest
 from conveyor.load.build import BuildOptions, BuildResult, build
@@ -374,12 +375,34 @@ def _load_skip_copy(state: _State, environment: str | None) -> None:
     _load(state, environment, skip_copy=True)
 
 
+def _freshness(state: _State, environment: str | None) -> None:
+    """Gate on source freshness (docs/freshness.md): record each source table of the pipeline's schemas
+    as an event; one past its error_after fails the step, one past its warn_after is recorded ``warned``."""
+    project, ctx = state.ctx.project, state.ctx
+    began = datetime.now(UTC)
+    rows = measure(project, whole_schemas(project, state.relations), ctx.tracking, now=began)
+    finished = datetime.now(UTC)
+    for row in rows:
+        text = row.describe() if row.status in ("warn", "error", "unknown") else None
+        ctx.tracking.record_event(
+            ctx.run_id, row.relation, "freshness", row.event_status, started_at=began, finished_at=finished,
+            error=text if row.event_status != "succeeded" else None, detail=row.detail(),
+        )  # fmt: skip
+        if row.event_status == "warned":
+            ctx.reporter.message(f"freshness: {text}", "warning")
+    stale = too_old(rows)
+    if stale:
+        state.failed.extend(row.relation for row in rows if row.status == "error" and row.relation not in state.failed)
+        raise StepFailed(stale)
+
+
 STEPS = {
     "extract": _extract,
     "load": _load,
     "update": _update,
     "validate": _validate,
     "load_skip_copy": _load_skip_copy,
+    "freshness": _freshness,
 }
 
 

@@ -87,6 +87,7 @@ class Child:
     once: bool = False
     project: str = ""
     reason: str | None = None  # why it got SIGTERM: "timeout" or "shutdown"
+    started: float = field(default_factory=time.monotonic)
 
 
 class Scheduler:
@@ -111,6 +112,7 @@ class Scheduler:
             log.info("scheduler %s started", self.holder)
             self._catch_up()
             log.info("stopped catching up with missed runs" if self.stopping.is_set() else "caught up with missed runs")
+            self._announce()
             while not self.stopping.is_set():
                 self._tick()
                 self.stopping.wait(self.poll_s)
@@ -120,6 +122,19 @@ class Scheduler:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             self.store.release_lock(LOCK, self.holder)
+
+    def _announce(self) -> None:
+        """Say what will run when, or that nothing is installed (a silent scheduler looks stuck)."""
+        active = [row for row in self.store.list_pipelines() if row.status == "active"]
+        if not active:
+            log.warning(
+                "no pipeline is installed in this tracking store, so nothing will run; "
+                "`conveyor pipeline install NAME` schedules one (`conveyor pipeline list` shows them)"
+            )
+        for row in active:
+            slot = parse_schedule(row.schedule).next_after(row.last_slot or row.installed_at)
+            when = f"next run {slot:%Y-%m-%d %H:%M:%S} UTC" if slot is not None else "no run left to schedule"
+            log.info("pipeline %s (%s): %s", row.name, row.schedule, when)
 
     def _lock(self) -> None:
         if not self.store.acquire_lock(LOCK, self.holder, ttl_s=LOCK_TTL_S):
@@ -358,6 +373,11 @@ class Scheduler:
             del self.children[name]
             if status is None:
                 continue  # another process runs this slot's run; the slot is adopted when it ends
+            level = logging.INFO if status == "succeeded" else logging.WARNING
+            seconds = time.monotonic() - child.started
+            log.log(level, "pipeline %s run %s %s in %.1f s", name, child.run_id, status, seconds)
+            if status != "succeeded":
+                log.log(level, "`conveyor runs show %s` shows what happened", child.run_id)
             detail = {"run_id": child.run_id, "exit_code": code, **({"stopped": child.reason} if child.reason else {})}
             self.store.finish_slot(name, child.slot, status, detail=detail)
             self.store.set_last_slot(name, child.slot)
@@ -447,6 +467,12 @@ def _exit(code: int) -> str:
         with contextlib.suppress(ValueError):
             return signal.Signals(-code).name
     return f"exit code {code}"
+
+
+def is_running(store: TrackingStore) -> bool:
+    """Whether a scheduler holds this store's lock and is alive (installed pipelines run only then)."""
+    holder = store.lock_holder(LOCK)
+    return holder is not None and not holder.expired() and _alive(holder.host, holder.pid)
 
 
 def _alive(host: str | None, pid: int | None) -> bool:

@@ -9,6 +9,7 @@ import gc
 import os
 import re
 from collections.abc import Callable, Iterator, Sequence
+from difflib import get_close_matches
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -346,7 +347,7 @@ class ProjectLoader:
                         if target not in relation.external:
                             relation.external.append(target)
                         continue
-                    self.problems.append(self._missing(relation, ref, target, known, managed, where))
+                    self.problems.append(self._missing(relation, ref, target, known, managed, where, search_path))
                 elif target == name:
                     where = Location(self._display(relation.sql_path), ref.line, ref.column)
                     self.problems.append(
@@ -380,7 +381,13 @@ class ProjectLoader:
 
     @staticmethod
     def _missing(
-        relation: Relation, ref: TableRef, target: str, known: set[str], managed: set[str], where: Location
+        relation: Relation,
+        ref: TableRef,
+        target: str,
+        known: set[str],
+        managed: set[str],
+        where: Location,
+        search_path: Sequence[str] = (),
     ) -> DependencyError:
         """A reference to a table the project does not define: missing, or outside the managed schemas."""
         shown = f"{ref.schema}.{ref.name}" if ref.schema else ref.name
@@ -396,7 +403,7 @@ class ProjectLoader:
             )
         return DependencyError(
             f'"{relation.name}" reads "{shown}", which is not a relation of this project.'
-            + did_you_mean(target, known - {relation.name}),
+            + _closest(ref, target, known - {relation.name}, [relation.schema, *search_path]),
             location=where,
             hint="Fix the name, or add a design for it under schemas/.",
             code="missing-dependency",
@@ -414,6 +421,27 @@ class ProjectLoader:
             code = "cycle" if first else "dependency"
             self.problems.append(DependencyError(exc.message, location=where, hint=exc.hint, code=code))
             return Dag(nodes, [])
+
+
+def _closest(ref: TableRef, target: str, known: set[str], schemas: list[str]) -> str:
+    """' Did you mean "x"?' for a name the SQL reads: an unqualified name is compared with table names.
+
+    ``FROM customer`` in a project with ``shop.customers`` on the search path means that table,
+    though ``analytics.best_customers`` is closer as a whole ``schema.table`` string.
+    """
+    if ref.schema is None:
+        for among in (schemas, None):
+            tables: dict[str, list[str]] = {}
+            for name in sorted(known):
+                schema, _, table = name.partition(".")
+                if among is None or schema in among:
+                    tables.setdefault(table, []).append(name)
+            close = get_close_matches(ref.name, list(tables), n=1, cutoff=0.6)
+            if close:
+                rank = {schema: i for i, schema in reversed(list(enumerate(schemas)))}
+                best = min(tables[close[0]], key=lambda n: rank.get(n.partition(".")[0], len(schemas)))
+                return f' Did you mean "{best}"?'
+    return did_you_mean(target, known)
 
 
 @contextlib.contextmanager

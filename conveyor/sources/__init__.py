@@ -13,7 +13,20 @@ ENGINES = {
     "postgres": "conveyor.sources.postgres:PostgresSource",
     "mysql": "conveyor.sources.mysql:MySQLSource",
     "lake": "conveyor.sources.lake:LakeSource",
+    "seed": "conveyor.sources.seed:SeedSource",
 }
+#: source types whose tables are files of the project (their class sets ``FILES_IN_PROJECT``), named here
+#: so that checking a design imports no engine
+PROJECT_FILE_TYPES = ("seed",)
+#: source types whose DSN is a file or folder path, relative to the project unless absolute
+_PATH_DSN = {"sqlite": "sqlite:///", "lake": "lake://", "seed": ""}
+
+
+def source_class(source_type: str) -> type[Source]:
+    """The class of a source type (its module imported, which imports no driver until a read)."""
+    module, _, cls = ENGINES[source_type].partition(":")
+    engine: type[Source] = getattr(import_module(module), cls)
+    return engine
 
 
 def open_source(source_type: str, name: str, dsn: str, *, root: Path | None = None, zero_dates: str = "null") -> Source:
@@ -21,11 +34,11 @@ def open_source(source_type: str, name: str, dsn: str, *, root: Path | None = No
 
     ``zero_dates`` is the source's ``zero_dates`` setting (what a MySQL zero date reads as).
     """
-    module, _, cls = ENGINES[source_type].partition(":")
-    engine: type[Source] = getattr(import_module(module), cls)
-    if source_type in ("sqlite", "lake") and root is not None:
+    engine = source_class(source_type)
+    if source_type in _PATH_DSN and root is not None:
         path = Path(dsn.removeprefix("sqlite:///").removeprefix("lake://"))
         dsn = str(path if path.is_absolute() else root / path)
     source = engine(name, dsn)
     source.zero_dates = zero_dates
+    source.root = root
     return source

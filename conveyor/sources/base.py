@@ -13,6 +13,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from conveyor.design.types import SqlType
@@ -108,6 +109,9 @@ class Source(ABC):
     """Tables can be split into partitions by a key (``min_max`` and ``quantiles`` work)."""
     PLACEHOLDER: ClassVar[str] = "%s"
     """How ``ReadRequest.where`` marks a bound parameter."""
+    FILES_IN_PROJECT: ClassVar[bool] = False
+    """The tables are files of the project (seeds): ``validate`` checks every value against the
+    design instead of comparing catalogs, and ``load`` extracts a table whose file changed."""
     CURSOR_BOUND_EXACT: ClassVar[bool] = True
     """:meth:`cursor_bound` compares exactly. When False it may also let through rows a little
     below the bound (never drop one above it), and the extract removes those after reading."""
@@ -117,6 +121,8 @@ class Source(ABC):
         self.dsn = dsn
         self.zero_dates = "null"
         """What a read does with a MySQL zero date: ``null`` (read as NULL) or ``error``."""
+        self.root: Path | None = None
+        """The project folder (sources whose tables are files of the project name them relative to it)."""
         self.notices: list[str] = []
         """Warnings of this source's reads (e.g. zero dates read as NULL), for the run and the manifest."""
 

@@ -73,7 +73,7 @@ class ExtractHistory(RunLiveness):
         keeps the previous watermark: use :meth:`reset_watermark` to clear it.
 
         Raises:
-            ValueError: ``status`` is not ``succeeded`` or ``failed``.
+            ValueError: ``status`` is not ``succeeded``, ``failed`` or ``cancelled``.
             TrackingStoreError: there is no such extract.
         """
         check_status(status, EXTRACT_STATUSES - {"running", "abandoned"}, "extract")

@@ -17,7 +17,7 @@ RUN_STATUSES = frozenset({"running", "succeeded", "failed", "cancelled", "abando
 """``abandoned``: the run's process died without recording its end (SIGKILL, out of memory, power cut)."""
 EVENT_STATUSES = frozenset({"running", "succeeded", "failed", "skipped", "cancelled", "abandoned", "warned"})
 """``warned``: a data test of severity ``warn`` found failing rows (or a freshness check its warn age)."""
-EXTRACT_STATUSES = frozenset({"running", "succeeded", "failed", "abandoned"})
+EXTRACT_STATUSES = frozenset({"running", "succeeded", "failed", "cancelled", "abandoned"})
 """``abandoned``: the extract's run died during it (the lake keeps whatever it committed)."""
 
 _TIME_FIELDS = frozenset({"started_at", "finished_at", "last_success_at", "acquired_at", "heartbeat_at", "expires_at"})

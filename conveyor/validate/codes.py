@@ -56,6 +56,26 @@ CODES: dict[str, Code] = _codes(
     ("wrong-schema-kind", "error", "designs", "A source table outside a source's schema, or a CTAS/view inside one."),
     ("missing-sql", "error", "designs", "A CTAS or view has no .sql file beside its design."),
     ("sql-without-design", "error", "designs", "A .sql file has no design beside it."),
+    (
+        "seed-csv",
+        "error",
+        "designs",
+        "A seed's CSV file has a record or a value its design's type cannot hold exactly (named by file:line "
+        "and column), or is not UTF-8 CSV.",
+    ),
+    (
+        "seed-header",
+        "error",
+        "designs",
+        "A seed's CSV header names a column the design lacks, or lacks one of the design's columns.",
+    ),
+    ("seed-missing", "error", "designs", "A seed's design has no CSV file."),
+    (
+        "seed-extract",
+        "error",
+        "designs",
+        "A seed sets a job type other than arrow, or extract.condition, incremental, split_by, partitions or command.",
+    ),
     ("sql-parse", "error", "sql", "The SQL does not parse, is empty, holds several statements or is not a SELECT."),
     (
         "sql-unparsed",
@@ -168,6 +188,7 @@ CODES: dict[str, Code] = _codes(
     ("test-bounds", "error", "designs", "A row_count or row_count_change test has no bound, or min above max."),
     ("test-assertion-parse", "error", "designs", "A custom assertion (tests/*.sql) is not one SELECT that parses."),
     ("test-assertion-settings", "error", "designs", "A custom assertion's tests/<name>.yaml is not valid."),
+    ("test-compile-failed", "error", "warehouse", "The warehouse refuses a data test's query (--with-warehouse)."),
     (
         "test-assertion-reads-nothing",
         "warning",
@@ -207,6 +228,19 @@ CODES: dict[str, Code] = _codes(
         "error",
         "designs",
         'source_table has more than one dot: quote the part that holds one, e.g. public."dotted.name".',
+    ),
+    (
+        "bad-freshness",
+        "error",
+        "designs",
+        'A freshness warn_after or error_after is not a duration such as "12 hours".',
+    ),
+    ("freshness-order", "error", "designs", "A freshness warn_after is longer than its error_after."),
+    (
+        "freshness-on-derived",
+        "warning",
+        "designs",
+        "A CTAS or view has freshness, which applies to source tables only.",
     ),
     # ----------------------------------------------------------------- dependencies
     ("unneeded-dependency", "warning", "dependencies", "depends_on names a relation the SQL does not read."),

@@ -18,6 +18,7 @@ from conveyor.load.build import binding_schemas, empty_select, executable_sql
 from conveyor.project import Project, Relation
 from conveyor.validate.columns import locate_error
 from conveyor.validate.compiler import Compiler, Rejected, Target, Wording, needed
+from conveyor.validate.datatests import compile_tests
 from conveyor.validate.problems import Problem, from_error, problem
 from conveyor.validate.scratch import Scratch, scratch_warehouse, summary
 from conveyor.warehouse.base import Build
@@ -47,7 +48,9 @@ def check_warehouse(project: Project, relations: Sequence[Relation], environment
             build = scratch.warehouse.begin(sorted({r.schema for r in order}), run_id=f"validate{secrets.token_hex(4)}")
             try:
                 target = WarehouseTarget(project, scratch, build, {r.name for r in order})
-                return Compiler(project, target, selected).run(order)
+                found = Compiler(project, target, selected).run(order)
+                broken = {p.relation for p in found if p.severity == "error" and p.relation}
+                return found + compile_tests(project, build, relations, target.rebuilt, broken)
             finally:
                 build.abort()
     except ConveyorError as exc:

@@ -14,6 +14,7 @@ from conveyor.errors import Location, did_you_mean
 from conveyor.project import Project, Relation
 from conveyor.quality.plan import read_assertions
 from conveyor.validate.problems import Problem, problem
+from conveyor.warehouse.base import Build
 
 Say = Callable[..., Problem]
 
@@ -173,3 +174,39 @@ def assertions(project: Project, relations: Sequence[Relation]) -> Iterator[Prob
                 location=Location(shown),
                 hint="Name the relations it checks as schema.table.",
             )
+
+
+def compile_tests(
+    project: Project, build: Build, relations: Sequence[Relation], rebuilt: set[str], broken: set[str]
+) -> list[Problem]:
+    """Run each data test's query on the empty scratch build: the warehouse compiles it (``--with-warehouse``).
+
+    Tests of relations that did not compile, or that read one, are left out (their problem is
+    reported already). Row counts are not queries worth compiling.
+    """
+    from conveyor.errors import ConveyorError
+    from conveyor.quality.plan import tests_for
+    from conveyor.quality.sql import failing_rows, with_count
+
+    def name_of(name: str) -> str:
+        return build.staged(name) if name in rebuilt else name
+
+    found = []
+    dialect = project.dialect
+    for test in tests_for(project, relations):
+        if test.kind in ("row_count", "row_count_change") or any(read in broken for read in test.reads):
+            continue
+        try:
+            build.fetch(with_count(failing_rows(test, project, name_of, dialect), 1), 1)
+        except ConveyorError as exc:
+            found.append(
+                problem(
+                    "test-compile-failed",
+                    f'the test "{test.name}" of "{test.relation}" does not compile: {exc.message}',
+                    location=test.location,
+                    hint="Fix its column, expression or where (or the custom assertion's SQL).",
+                    relation=test.relation,
+                    check="warehouse",
+                )
+            )
+    return found

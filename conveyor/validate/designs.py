@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from conveyor.design.durations import parse_duration
 from conveyor.design.models import ColumnDesign
 from conveyor.design.types import parse_type
 from conveyor.design.upstream import ambiguous, join_upstream
@@ -19,6 +20,7 @@ from conveyor.project import Project, Relation
 from conveyor.sources.partition import check_split_type
 from conveyor.validate.datatests import data_tests
 from conveyor.validate.problems import Problem, problem
+from conveyor.validate.seeds import seed_values
 from conveyor.warehouse import engine_class
 from conveyor.warehouse.base import Warehouse
 from conveyor.warehouse.dialect import dialect as dialect_of
@@ -269,6 +271,39 @@ def extract_on_derived(project: Project, relation: Relation) -> Iterator[Problem
         )
 
 
+def freshness(project: Project, relation: Relation) -> Iterator[Problem]:
+    """Freshness thresholds are durations, warn_after is not past error_after, and only source tables have one."""
+    settings = relation.design.freshness
+    if settings is None:
+        return
+    if relation.kind != "source":
+        yield _say(
+            "freshness-on-derived",
+            relation,
+            ("freshness",),
+            f'the {relation.kind} "{relation.name}" has freshness, which applies to source tables only and is ignored.',
+            hint="Remove freshness, or give it to the source tables it reads.",
+        )
+        return
+    parsed = {}
+    for key in ("warn_after", "error_after"):
+        text = getattr(settings, key)
+        try:
+            parsed[key] = None if text is None else parse_duration(text)
+        except ValueError as exc:
+            yield _say("bad-freshness", relation, ("freshness", key), f'freshness.{key} of "{relation.name}": {exc}.')
+    warn, error = parsed.get("warn_after"), parsed.get("error_after")
+    if warn is not None and error is not None and warn > error:
+        yield _say(
+            "freshness-order",
+            relation,
+            ("freshness", "warn_after"),
+            f'freshness.warn_after of "{relation.name}" ({settings.warn_after}) is longer than its error_after '
+            f"({settings.error_after}), so it never warns.",
+            hint="Make warn_after the shorter one.",
+        )
+
+
 def redshift_attributes(project: Project, relation: Relation) -> Iterator[Problem]:
     """Attributes are checked by the warehouse that uses them (Redshift) when an environment is one.
 
@@ -326,4 +361,6 @@ DESIGN_CHECKS: list[Check] = [
     incremental,
     extract_on_derived,
     redshift_attributes,
+    seed_values,
+    freshness,
 ]

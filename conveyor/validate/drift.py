@@ -94,7 +94,8 @@ def _source(project: Project, name: str, relations: list[Relation], undesigned: 
             except ConveyorError as exc:
                 return [_unreachable(project, name, exc.message)]
             for relation in relations:
-                found.extend(_table(project, source, relation, tables))
+                if not source.FILES_IN_PROJECT:  # a seed's values are checked against its design (validate/seeds.py)
+                    found.extend(_table(project, source, relation, tables))
             if undesigned:
                 found.extend(_undesigned(project, name, source, tables))
     except Exception as exc:  # a driver failure must not stop the other sources
@@ -118,11 +119,11 @@ def _undesigned(project: Project, name: str, source: Source, tables: set[tuple[s
         if (schema, table) not in designed:
             yield problem(
                 "upstream-table-undesigned",
-                f'source "{name}" has the upstream table {schema}.{table}, which its include/exclude globs select '
-                "but no design extracts.",
+                f'source "{name}" has the upstream table {join_upstream(schema or None, table)}, which its '
+                "include/exclude globs select but no design extracts.",
                 location=project.settings_doc.location(key),
                 hint=f"Run `conveyor bootstrap {name}` to write its design, or add it to the source's exclude globs.",
-                details=Change("(table)", "undesigned", "-", f"{schema}.{table}").details(),
+                details=Change("(table)", "undesigned", "-", join_upstream(schema or None, table)).details(),
             )
 
 

@@ -138,7 +138,7 @@ def check_environment(project: Project, name: str, *, probe: bool) -> Iterator[P
 
 
 #: source types whose DSN is a path on this machine: a database file or a folder of extracts
-_LOCAL_SOURCES = {"sqlite": "file", "lake": "folder"}
+_LOCAL_SOURCES = {"sqlite": "file", "lake": "folder", "seed": "folder"}
 
 
 def check_source(project: Project, name: str) -> Iterator[Problem]:
@@ -154,7 +154,10 @@ def check_source(project: Project, name: str) -> Iterator[Problem]:
         if not folder.is_dir():
             what = "is not a folder" if folder.exists() else "does not exist"
             yield problem(
-                "source-path", f'the folder of lake source "{name}", {folder}, {what}.', location=where, hint=hint
+                "source-path",
+                f'the folder of {config.type} source "{name}", {folder}, {what}.',
+                location=where,
+                hint=hint,
             )
         return
     path = project.path(config.dsn.removeprefix("sqlite:///").removeprefix("sqlite://"))

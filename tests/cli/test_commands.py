@@ -89,6 +89,7 @@ def test_every_command_that_prints_offers_json() -> None:
         (["load", "--dry-run"], ["Would build 6 relation(s)", "source shop.customers"]),
         (["load", "--dry-run", "mart.report"], ["Would build 3 relation(s)", "ctas   mart.customer_totals"]),
         (["run", "--dry-run", "shop.orders"], ["Would extract 3 table(s)", "Would build 3 relation(s)"]),
+        (["run", "--dry-run", "mart"], ["Would extract no table (the selection holds no source table).\n"]),
     ],
 )
 def test_dry_run_writes_nothing(

@@ -44,6 +44,9 @@ def test_the_bars_end_where_the_summary_says(project_dir: Path) -> None:
     # the extract bar counts the rows of the table it is reading as they are written
     assert re.search(r"^extract .*shop\.\w+ [\d,]+ rows", text, re.M), text
 
+    # the whole-warehouse step reads as what it does, not as the relation "*"
+    assert [line for line in text.splitlines() if line.startswith("build") and " * " in line] == [], text
+
     text = in_terminal(project_dir, "update", "shop.orders")
     built = re.search(r"Built (\d+)/(\d+) relations", text)
     assert built and last_bar(text, "update") == f"{built.group(1)}/{built.group(2)}"

@@ -27,3 +27,14 @@ def test_query_refuses_writes_and_bad_sql_with_exit_2(project_dir: Path) -> None
         done = run_cli("-p", str(project_dir), "query", sql)
         assert done.code == 2 and "the query failed" in done.stderr and "Traceback" not in done.output
     assert run_cli("-p", str(project_dir), "query", "SELECT count(*) AS n FROM shop.orders").stdout == "n\n5\n"
+
+
+def test_a_multi_line_error_puts_its_hint_on_a_line_of_its_own(project_dir: Path) -> None:
+    """DuckDB's message ends with a caret under the bad token; the hint must not trail it."""
+    assert run_cli("-p", str(project_dir), "-q", "run").code == 0
+    done = run_cli("-p", str(project_dir), "query", "FROM nosuch_table")
+    assert done.code == 2, done.output
+    lines = [line.rstrip() for line in done.stderr.splitlines()]
+    caret = [line for line in lines if line.strip().startswith("^")]
+    assert caret and caret[0].strip().strip("^") == "", lines
+    assert "Fix the SQL." in lines, lines

@@ -82,3 +82,27 @@ def test_a_pipe_gets_plain_text_without_box_drawing(primed: Path) -> None:
     for args in (("runs",), ("extract", "status"), ("ls",), ("pipeline", "list")):
         text = piped(primed, *args)
         assert not set("│┃━╇─") & set(text), text
+
+
+def test_runs_and_runs_show_print_the_first_line_of_an_error_whole(tmp_path: Path, new_project: Any) -> None:
+    """A long error was cut at 80 characters, mid-word; only JSON showed it whole."""
+    root: Path = new_project(tmp_path / "project")
+    long_name = "a_column_name_long_enough_to_push_the_error_well_past_eighty_characters"
+    (root / "schemas" / "mart" / "broken.yaml").write_text("name: mart.broken\nkind: ctas\n")
+    (root / "schemas" / "mart" / "broken.sql").write_text(f"SELECT CAST('x' AS integer) AS {long_name}\n")
+    assert run_cli("-p", str(root), "-q", "run").code == 1
+    events = json_of(root, "runs", "show", "last")["events"]
+    [error] = [e["error"] for e in events if e["status"] == "failed"]
+    first = error.splitlines()[0]
+    assert len(first) > 80
+    for render in (piped, in_terminal):
+        shown = render(root, "runs", "show", "last")
+        table = shown[shown.index("relation") :]  # the step table, below the run's own error
+        text = " ".join(table.replace("│", " ").split())  # a terminal wraps the error column
+        assert " ".join(first.split()) in text, shown
+    [run] = json_of(root, "runs")[:1]
+    first = run["error"].splitlines()[0]
+    assert len(first) > 60
+    for render in (piped, in_terminal):
+        shown = render(root, "runs")
+        assert " ".join(first.split()) in " ".join(shown.replace("│", " ").split()), shown

@@ -27,7 +27,7 @@ def schemas() -> dict[str, Any]:
     )
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout)
-    assert set(data) == {"settings", "design"}
+    assert set(data) == {"settings", "design", "results"}
     for document in data.values():
         jsonschema.Draft202012Validator.check_schema(document)
     return data

@@ -276,3 +276,51 @@ def _write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "file.yaml"
     path.write_text(text, encoding="utf-8")
     return path
+
+
+PIPELINE = "schedule: nightly at 02:30 UTC\nenvironments: {primary: dev}\nsteps: %s\n"
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        ("transform", 'steps: "transform" is not valid here; expected one of full, selective, validation, or a list'),
+        ("3", "steps: 3 is not valid here"),
+        ("{a: 1}", "steps: a mapping is not valid here"),
+        ("[extract, transfrom]", 'steps.1: "transfrom" is not one of extract, load, update, validate'),
+    ],
+)
+def test_a_value_fitting_no_member_of_a_union_is_one_plain_problem(tmp_path: Path, value: str, fragment: str) -> None:
+    """pydantic reports a union per member, tagged `literal[...]`/`list[...]`: the user sees one message."""
+    from conveyor.config.pipelines import PipelineConfig
+
+    problem = only(problems_of(tmp_path, PIPELINE % value, PipelineConfig))
+    text = problem.render()
+    assert fragment in text
+    assert "literal[" not in text and "list[" not in text
+    assert problem.location is not None and problem.location.line == 3
+
+
+@given(st.text(alphabet="abcdefghijklmnopqrstuvwxyz_", min_size=1, max_size=12))
+@settings(max_examples=30, deadline=None)
+def test_no_union_tag_reaches_the_user(word: str) -> None:
+    from conveyor.config.pipelines import PRESETS, PipelineConfig
+
+    with tempfile.TemporaryDirectory() as folder:
+        for value in (word, f"[{word}]"):
+            problems = problems_of(Path(folder), PIPELINE % value + "timeout: [1]\n", PipelineConfig)
+            if word in PRESETS and value == word:
+                assert len(problems) == 1  # only the timeout
+            for problem in problems:
+                assert "literal[" not in problem.render() and "list[" not in problem.render()
+
+
+def test_an_unknown_column_type_suggests_the_near_one_and_lists_them() -> None:
+    from conveyor.design.types import parse_type
+
+    with pytest.raises(
+        ValueError, match=r'"bigitn" is not a known column type; did you mean "bigint"\? Design types: '
+    ):
+        parse_type("bigitn")
+    with pytest.raises(ValueError, match=r'"zzz" is not a known column type\. Design types: bigint, boolean'):
+        parse_type("zzz")

@@ -210,3 +210,13 @@ def test_unset_dsn_variable_exits_2_and_writes_nothing(tmp_path: Path, monkeypat
     assert result.code == 2
     assert 'environment variable "UP_DSN" is not set' in result.stderr
     assert not (root / "lake").exists() and not (root / ".conveyor").exists()
+
+
+@pytest.mark.postgres
+def test_a_driver_message_without_a_full_stop_is_still_a_sentence_before_the_hint(tmp_path: Path, monkeypatch, cli):
+    """libpq ends 'database "x" does not exist' without a full stop; the hint must not run on."""
+    monkeypatch.setenv("UP_DSN", "postgresql://postgres@127.0.0.1:5432/conveyor_no_such_database")
+    root = write_project(tmp_path / "p", "postgres", designs={"t": {"source_table": "public.t", **SIMPLE}})
+    assert cli(root, "extract").code == 1
+    error = extract_state(root)["up.t"].error
+    assert 'database "conveyor_no_such_database" does not exist. Check the host, port' in error, error

@@ -16,6 +16,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from testkit.cli import run_cli
 
 from conveyor import api
 from tests.conftest import CONVEYOR, Background
@@ -115,6 +116,7 @@ def test_load_with_a_slow_statement_is_cancelled(tmp_path: Path, pg_dsn: str, pg
     assert code == 128 + signum, load.output
     assert seconds < 5, f"the load took {seconds:.1f} s to stop"
     assert "Traceback" not in load.output and "Cancelled" in load.output, load.output
+    assert "conveyor runs show last" in load.output
     assert_nothing_left_running(pg)
     assert pg.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE '%$staging'").fetchall() == []
     assert pg.execute("SELECT nspname FROM pg_namespace WHERE nspname IN ('up', 'mart')").fetchall() == []
@@ -144,6 +146,15 @@ def test_extract_with_a_slow_read_is_cancelled(tmp_path: Path, pg_dsn: str, pg, 
     run, events = last_run(root, "extract")
     assert run.status == "cancelled", run
     assert [e.status for e in events if e.relation == "up.big"] == ["cancelled"]
+    store = api.open_tracking(api.open_project(root))
+    try:  # `extract status` agrees with `runs show`: cancelled, not failed
+        [state] = store.extract_state("up", "up.big")
+        assert state.status == "cancelled"
+    finally:
+        store.close()
+    shown = run_cli("-p", str(root), "extract", "status", env={"COLUMNS": "80", "UP_DSN": pg_dsn})
+    first = state.error.splitlines()[0]
+    assert len(first) > 60 and first in shown.stdout, shown.output  # the error's first line, not cut at 60
 
     project(root)  # the same design without the slow condition
     rerun = cli(root, "extract", dsn=pg_dsn)

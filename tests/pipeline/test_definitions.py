@@ -167,7 +167,8 @@ def test_show_prints_the_definition_and_the_resolved_steps(pipeline_project: Cal
     assert text.code == 0
     assert "Pipeline nightly  (pipelines/nightly.yaml:1)" in text.stdout
     assert "deadman:\n- ${HEALTHCHECK_URL}" in text.stdout  # as written, never resolved
-    assert "  3. extract (mart)" in text.stdout and "Recent runs" in text.stdout
+    assert "  3. extract (mart)" in text.stdout
+    assert 'Recent runs: none yet; "conveyor pipeline run nightly" runs it now.' in text.stdout  # not an empty table
 
 
 def test_list_shows_defined_installed_and_changed_pipelines_and_the_scheduled_run_uses_the_installed_copy(

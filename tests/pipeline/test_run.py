@@ -109,6 +109,10 @@ def test_the_secondary_loads_the_primarys_extracts_even_when_a_newer_one_lands(
     assert {("extract", None), ("load", "dev"), ("load", "dev2"), ("publish", "dev"), ("publish", "dev2")} <= by_step
     shown = conveyor(root, "runs", "show", done.json()["run_id"])
     assert " env " in shown.stdout and "dev2" in shown.stdout
+    listed = [line for line in conveyor(root, "runs").stdout.splitlines() if done.json()["run_id"] in line]
+    assert " dev, dev2 " in listed[0], listed  # not only the primary
+    tail = conveyor(root, "runs", "tail", done.json()["run_id"]).stdout  # says which environment each line is
+    assert "load shop.orders (dev) " in tail and "load shop.orders (dev2) " in tail, tail
     # runs --env finds the run by its secondary environment too; the extract of its middle did not write dev2
     in_dev2 = [r["run_id"] for r in conveyor(root, "runs", "--env", "dev2", "--format", "json").json()]
     assert in_dev2 == [done.json()["run_id"]]

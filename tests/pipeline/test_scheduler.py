@@ -525,3 +525,34 @@ def test_a_run_that_ignores_sigterm_is_killed(
     assert (slot.status, slot.detail["stopped"]) == ("failed", "timeout")
     run = store.get_run(run_id)
     assert run.status == "failed" and "exceeded its timeout of 1 s" in (run.error or "")
+
+
+# -- what the scheduler says -----------------------------------------------------------------------
+
+
+def test_the_scheduler_says_when_each_pipeline_runs_how_each_run_ended_and_when_nothing_is_installed(
+    pipeline_project: Callable[..., Path], schedulers: Callable[..., SchedulerProcess], store_of: Callable[..., Any]
+) -> None:
+    """Started in a terminal, a scheduler that prints nothing but "started" looks stuck."""
+    root = pipeline_project({"nightly": "schedule: nightly at 02:30 UTC\nenvironments: {primary: dev}\n"})
+    store = store_of(root)
+    idle = schedulers(root, clock=at("02:29:00"))
+    idle.wait_started(store)
+    wait_for(lambda: "no pipeline is installed" in idle.output(), what="the scheduler to say nothing is installed")
+    assert "conveyor pipeline install NAME" in idle.output()
+    assert idle.stop() == 0
+
+    installed = conveyor(root, "pipeline", "install", "nightly", env={"CONVEYOR_CLOCK": INSTALLED})
+    assert installed.code == 0, installed.output
+    # installing runs nothing by itself: without a scheduler, install and list say so
+    assert "No scheduler is running" in " ".join(installed.stdout.split())
+    assert "No scheduler is running" in " ".join(conveyor(root, "pipeline", "list").stdout.split())
+    scheduler = schedulers(root, clock=at("02:29:58"))
+    wait_for(lambda: "pipeline nightly (" in scheduler.output(), what="the scheduler to list its pipelines")
+    assert "No scheduler is running" not in conveyor(root, "pipeline", "list").stdout
+    assert "pipeline nightly (nightly at 02:30 UTC): next run 2026-06-15 02:30:00 UTC" in scheduler.output()
+    assert "no pipeline is installed" not in scheduler.output()
+    slot = finished_slot(store, "nightly")
+    assert slot.status == "succeeded"
+    wait_for(lambda: f"pipeline nightly run {slot.run_id} succeeded in " in scheduler.output(), what="the outcome")
+    assert scheduler.stop() == 0

@@ -331,3 +331,18 @@ def test_no_project_folder(tmp_path: Path) -> None:
         Project.load(tmp_path)
     assert info.value.code == "no-project"
     assert info.value.exit_code == 2
+
+
+@pytest.mark.parametrize(("table", "expected"), [("customer", "shop.customers"), ("order", "shop.orders")])
+def test_missing_unqualified_name_suggests_the_table_on_the_search_path(
+    make_project: ProjectFactory, table: str, expected: str
+) -> None:
+    """`FROM customer` means shop.customers, not the longer name mart.customer_totals that shares more letters."""
+    designs = {"mart/a.yaml": "name: mart.a\nkind: view\n", "mart/a.sql": f"SELECT *\nFROM {table}\n"}
+    root = make_project(designs=designs)
+    settings = root / "conveyor.yaml"
+    settings.write_text(settings.read_text() + "  search_path: [shop]\n")
+    with pytest.raises(ProjectError) as info:
+        Project.load(root)
+    [problem] = [p for p in info.value.problems if p.code == "missing-dependency"]
+    assert f'Did you mean "{expected}"?' in problem.message

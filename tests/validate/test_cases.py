@@ -21,6 +21,7 @@ THROUGH_CLI = [
     "selection-unknown-tag",
     "warehouse-missing-column",
     "bind-unknown-column",
+    "freshness-bad-duration",
 ]
 
 

@@ -86,3 +86,23 @@ def test_a_bad_test_kind_is_a_config_error_with_a_suggestion(
     result = cli("validate", "--skip-sources", cwd=root)
     assert result.code == 2, result.output
     assert "schemas/mart/tested.yaml:8" in result.output and "not_null" in result.output, result.output
+
+
+def test_with_a_warehouse_each_test_query_is_compiled(make_project: Callable[..., Path]) -> None:
+    tests = (
+        "tests:\n"
+        '  - expression: "totl >= 0"\n'
+        "  - not_null: {column: name, where: \"nam <> ''\"}\n"
+        "  - unique: {column: customer_id}\n"
+    )
+    root = make_project(designs={"mart/tested.yaml": BASE + tests, "mart/tested.sql": SQL})
+    (root / "tests").mkdir()
+    (root / "tests/joined.sql").write_text("SELECT t.customer_id FROM mart.tested AS t WHERE t.nope\n", "utf-8")
+    assert [p for p in validate(root, sources=False).problems if p.severity == "error"] == []  # static: all fine
+    report = validate(root, warehouse="dev", sources=False)
+    found = sorted((p.code, str(p.location)) for p in report.problems if p.severity == "error")
+    assert found == [
+        ("test-compile-failed", "schemas/mart/tested.yaml:8"),
+        ("test-compile-failed", "schemas/mart/tested.yaml:9"),
+        ("test-compile-failed", "tests/joined.sql"),
+    ], [p.render() for p in report.problems]

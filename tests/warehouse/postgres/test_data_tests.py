@@ -147,3 +147,17 @@ def test_update_runs_the_tests_in_its_transaction_and_rolls_back_on_failure(
     outcome = api.update(api.open_project(root), ["mart.checked"], env=env)
     assert outcome.build is not None and outcome.build.published, outcome.build.errors
     assert api.query(api.open_project(root), "SELECT count(*) FROM mart.checked", env=env).rows == [(5,)]
+
+
+@pytest.mark.parametrize("env", ["local", "pg"])
+def test_publish_on_failure_never_publishes_a_relation_that_failed_its_tests(
+    pg_project: Callable[..., Path], env: str
+) -> None:
+    root = _project(pg_project, CHECKED.replace("values: [1, 2, 3, 5]", "values: [1, 2]"))
+    settings = root / "conveyor.yaml"
+    settings.write_text(settings.read_text(encoding="utf-8") + "  publish_on_failure: true\n", encoding="utf-8")
+    outcome = api.run(api.open_project(root), env=env)
+    assert outcome.build is not None and outcome.build.published
+    assert outcome.build.status["mart.checked"] == "failed"
+    published = api.open_environment(api.open_project(root), env).relations()
+    assert "mart.customer_totals" in published and "mart.checked" not in published
