@@ -9,6 +9,7 @@ the SQL that finds them in the published warehouse.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -217,11 +218,15 @@ def record(ctx: RunContext, outcome: TestOutcome) -> None:
     record_all(ctx, [outcome])
 
 
-def record_all(ctx: RunContext, outcomes: Sequence[TestOutcome]) -> None:
-    """The events of several tests, recorded in one transaction, and a line of progress for each."""
+def record_all(ctx: RunContext, outcomes: Sequence[TestOutcome], batch: TestEvents | None = None) -> None:
+    """The events of several tests, recorded in one transaction (or added to ``batch``), and a
+    line of progress for each."""
     finished = datetime.now(UTC)
     events = [_event(ctx, outcome, finished) for outcome in outcomes]
-    ctx.tracking.record_events(ctx.run_id, events)
+    if batch is not None:
+        batch.add(events)
+    else:
+        ctx.tracking.record_events(ctx.run_id, events)
     for outcome in outcomes:
         shown = outcome.describe() if outcome.status in ("failed", "warned") else outcome.message
         ctx.reporter.finished(outcome.test.relation, ctx.label(TEST_STEP), outcome.status, None, shown)
@@ -235,10 +240,44 @@ def _event(ctx: RunContext, outcome: TestOutcome, finished: datetime) -> Finishe
     )  # fmt: skip
 
 
-def run_tests(ctx: RunContext, tester: Tester, tests: Sequence[DataTest]) -> list[TestOutcome]:
-    """Run and record tests (a build runs each relation's tests on its worker)."""
+class TestEvents:
+    """The test events of a build, written to the tracking store in batches (thread-safe).
+
+    One transaction per ``size`` events, or once ``seconds`` passed since the last one, and
+    whatever is left at :meth:`flush` (the build calls it when its relations are done, before
+    deciding to publish): a build of many small relations does not pay one transaction per
+    relation. Events keep the order they were added in.
+    """
+
+    def __init__(self, ctx: RunContext, *, size: int = 200, seconds: float = 1.0):
+        self.ctx, self.size, self.seconds = ctx, size, seconds
+        self._pending: list[FinishedEvent] = []
+        self._written = time.monotonic()
+        self._lock = threading.Lock()
+
+    def add(self, events: Sequence[FinishedEvent]) -> None:
+        with self._lock:
+            self._pending.extend(events)
+            if len(self._pending) >= self.size or time.monotonic() - self._written >= self.seconds:
+                self._write()
+
+    def flush(self) -> None:
+        with self._lock:
+            self._write()
+
+    def _write(self) -> None:
+        pending, self._pending = self._pending, []
+        self._written = time.monotonic()
+        if pending:
+            self.ctx.tracking.record_events(self.ctx.run_id, pending)
+
+
+def run_tests(
+    ctx: RunContext, tester: Tester, tests: Sequence[DataTest], batch: TestEvents | None = None
+) -> list[TestOutcome]:
+    """Run and record tests (a build runs each relation's tests on its worker, ``batch`` collects their events)."""
     outcomes = tester.run_all(tests)
-    record_all(ctx, outcomes)
+    record_all(ctx, outcomes, batch)
     return outcomes
 
 
