@@ -15,6 +15,13 @@ order and the same seed always gives the same DAG. Written into ``--out``:
   for the raw floor (``raw.py``);
 * ``dag.json``: n, seed, parents and the expected value of every ``x`` (to check results).
 
+``--tests N`` (0, 1 or 2) gives every relation the same N data tests in both projects, on
+its one column ``x``: 1 = ``not_null``, 2 = ``not_null`` and ``unique``. In Conveyor they are
+relation tests of the design (``tests: [{not_null: {column: x}}, {unique: {column: x}}]``,
+so the design lists no columns and the build runs the same statements as without tests);
+in dbt, ``models/schema.yml`` declares them on column ``x`` (``data_tests:``). Both sides
+run them as queries over the built table and fail on any NULL or duplicate.
+
 Only the standard library is needed.
 """
 
@@ -65,6 +72,10 @@ dagbench:
 """
 
 
+TEST_KINDS = ("not_null", "unique")
+"""The tests ``--tests N`` gives every relation: the first N of these, on column ``x``."""
+
+
 def name(i: int) -> str:
     return f"t{i:04d}"
 
@@ -96,7 +107,23 @@ def select(i: int, p: tuple[int, int] | None, ref: str) -> str:
     return f"SELECT a.x + b.x AS x FROM {a} AS a CROSS JOIN {b} AS b"
 
 
-def generate(n: int, seed: int, out: Path) -> dict[str, object]:
+def conveyor_design(t: str, tests: int) -> str:
+    design = f"name: {SCHEMA}.{t}\nkind: ctas\n"
+    if tests:
+        design += "tests:\n" + "".join(f"  - {kind}: {{column: x}}\n" for kind in TEST_KINDS[:tests])
+    return design
+
+
+def dbt_schema_yml(n: int, tests: int) -> str:
+    """dbt's generic tests on column ``x`` of every model (``data_tests:``, dbt >= 1.8)."""
+    lines = ["version: 2", "models:"]
+    kinds = ", ".join(TEST_KINDS[:tests])
+    for i in range(1, n + 1):
+        lines += [f"  - name: {name(i)}", "    columns:", "      - name: x", f"        data_tests: [{kinds}]"]
+    return "\n".join(lines) + "\n"
+
+
+def generate(n: int, seed: int, out: Path, tests: int = 0) -> dict[str, object]:
     parents = make_dag(n, seed)
     xs = values(parents)
     if max(xs) >= 2**63:
@@ -114,12 +141,14 @@ def generate(n: int, seed: int, out: Path) -> dict[str, object]:
     raw = []
     for i, p in enumerate(parents, start=1):
         t = name(i)
-        (conv / "schemas" / SCHEMA / f"{t}.yaml").write_text(f"name: {SCHEMA}.{t}\nkind: ctas\n")
+        (conv / "schemas" / SCHEMA / f"{t}.yaml").write_text(conveyor_design(t, tests))
         (conv / "schemas" / SCHEMA / f"{t}.sql").write_text(select(i, p, SCHEMA + ".{}") + "\n")
         (dbt / "models" / f"{t}.sql").write_text(select(i, p, "{{{{ ref('{}') }}}}") + "\n")
         raw.append(f"CREATE TABLE {SCHEMA}.{t} AS {select(i, p, SCHEMA + '.{}')}")
+    if tests:
+        (dbt / "models" / "schema.yml").write_text(dbt_schema_yml(n, tests))
     (out / "raw.sql").write_text("\n".join(raw) + "\n")
-    meta = {"n": n, "seed": seed, "schema": SCHEMA, "parents": parents, "values": [str(v) for v in xs]}
+    meta = {"n": n, "seed": seed, "tests": tests, "schema": SCHEMA, "parents": parents, "values": [str(v) for v in xs]}
     (out / "dag.json").write_text(json.dumps(meta))
     return meta
 
@@ -129,12 +158,15 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=1000, help="relations (default 1000)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", type=Path, required=True, help="folder to (re)create")
+    parser.add_argument(
+        "--tests", type=int, default=0, choices=range(len(TEST_KINDS) + 1), help="data tests per relation (0-2)"
+    )
     args = parser.parse_args()
     if args.n < 3:
         parser.error("--n must be at least 3")
-    meta = generate(args.n, args.seed, args.out)
+    meta = generate(args.n, args.seed, args.out, args.tests)
     print(
-        f"wrote {meta['n']} relations (seed {meta['seed']}) to {args.out}/conveyor, {args.out}/dbt, {args.out}/raw.sql"
+        f"wrote {meta['n']} relations (seed {meta['seed']}, {args.tests} tests each) to {args.out}/conveyor, {args.out}/dbt, {args.out}/raw.sql"
     )
 
 

@@ -24,7 +24,21 @@ Tools (``--tools``, default ``raw,conveyor,conveyor-run,dbt,startup``):
   ``bench/dag/.venv-dbt``), after one untimed ``dbt parse``, so every timed run has
   dbt's partial parsing warm (dbt's best case).
 
-Targets (from the issue): Conveyor at least 10x faster than dbt, and within 3x of the raw floor.
+Data tests (``--tests N``, default 2; the project generated with ``generate.py --tests N`` into
+``bench/dag/work/n<N>-s<SEED>-t<TESTS>/``, every relation with the same N tests on both sides):
+
+* ``conveyor-tests``: ``conveyor -p <project with tests> load --jobs <threads>``: the same
+  build, each relation's tests run on the staging build before publishing.
+* ``dbt-build``: ``dbt build --threads <threads>`` of the dbt project with the same tests
+  (models and their tests in DAG order), after one untimed ``dbt parse`` of that project.
+* ``dbt-tests-run``: ``dbt run --threads <threads>`` of that project (models only), to show
+  what the tests add to dbt.
+
+    python3 bench/dag/run.py --n 1000 --runs 5 --threads 2 --tools conveyor,conveyor-tests,dbt-build
+
+Targets (from the issues): Conveyor at least 10x faster than dbt, and within 3x of the raw
+floor; with tests, ``conveyor-tests`` at most 1.3x ``conveyor`` and at least 10x faster than
+``dbt-build``.
 """
 
 from __future__ import annotations
@@ -54,46 +68,49 @@ sys.path.insert(0, str(HERE))
 import generate  # noqa: E402
 from measure import LoadMonitor, Series, command_line, interleave, machine_facts, run_timed, table  # noqa: E402
 
-ALL_TOOLS = ["raw", "conveyor", "conveyor-run", "dbt", "startup"]
+ALL_TOOLS = ["raw", "conveyor", "conveyor-run", "dbt", "startup", "conveyor-tests", "dbt-build", "dbt-tests-run"]
+TESTED_TOOLS = {"conveyor-tests", "dbt-build", "dbt-tests-run"}
+"""Tools that build the project generated with ``--tests``; the others build the one without tests."""
+DBT_TOOLS = {"dbt", "dbt-build", "dbt-tests-run"}
 
 
-def workdir(n: int, seed: int) -> Path:
-    return HERE / "work" / f"n{n}-s{seed}"
+def workdir(n: int, seed: int, tests: int = 0) -> Path:
+    return HERE / "work" / (f"n{n}-s{seed}" + (f"-t{tests}" if tests else ""))
 
 
-def ensure_generated(n: int, seed: int) -> tuple[Path, dict[str, object]]:
-    """The generated projects (made once per n and seed)."""
-    work = workdir(n, seed)
+def ensure_generated(n: int, seed: int, tests: int = 0) -> tuple[Path, dict[str, object]]:
+    """The generated projects (made once per n, seed and number of tests)."""
+    work = workdir(n, seed, tests)
     meta_file = work / "dag.json"
     if meta_file.exists():
         meta = json.loads(meta_file.read_text())
-        if meta["n"] == n and meta["seed"] == seed:
+        if meta["n"] == n and meta["seed"] == seed and meta.get("tests", 0) == tests:
             return work, meta
-    return work, generate.generate(n, seed, work)
+    return work, generate.generate(n, seed, work, tests)
 
 
 def database(work: Path, tool: str) -> Path:
-    return {
-        "raw": work / "raw" / "dag.duckdb",
-        "conveyor": work / "conveyor" / "warehouse" / "dag.duckdb",
-        "conveyor-run": work / "conveyor" / "warehouse" / "dag.duckdb",
-        "dbt": work / "dbt" / "warehouse" / "dag.duckdb",
-    }[tool]
+    if tool == "raw":
+        return work / "raw" / "dag.duckdb"
+    if tool.startswith("conveyor"):
+        return work / "conveyor" / "warehouse" / "dag.duckdb"
+    return work / "dbt" / "warehouse" / "dag.duckdb"
 
 
 def command(work: Path, tool: str, threads: int) -> tuple[list[str], Path | None]:
     if tool == "raw":
         return [str(CONVEYOR_PY), str(HERE / "raw.py"), str(work / "raw.sql"), str(database(work, tool))], None
-    if tool in ("conveyor", "conveyor-run"):
-        verb = "load" if tool == "conveyor" else "run"
+    if tool in ("conveyor", "conveyor-run", "conveyor-tests"):
+        verb = "run" if tool == "conveyor-run" else "load"
         return [str(CONVEYOR), "-p", str(work / "conveyor"), verb, "--jobs", str(threads)], None
     if tool == "startup":
         return [str(CONVEYOR), "--help"], None
-    if tool == "dbt":
+    if tool in DBT_TOOLS:
         dbt = work / "dbt"
+        verb = "build" if tool == "dbt-build" else "run"
         return [
             str(DBT),
-            "run",
+            verb,
             "--threads",
             str(threads),
             "--project-dir",
@@ -136,6 +153,37 @@ def check(work: Path, tool: str, meta: dict[str, object]) -> str | None:
     return f"{len(wrong)} wrong values, first {generate.name(wrong[0])}" if wrong else None
 
 
+def test_verdicts(series: dict[str, Series]) -> list[str]:
+    """What the data tests add to Conveyor's load (target <= 1.3x) and dbt build / Conveyor with tests (>= 10x)."""
+    found = []
+
+    def medians(tool: str) -> tuple[float, float] | None:
+        s = series.get(tool)
+        wall, cpu = (s.median_wall(), s.median_cpu()) if s else (None, None)
+        return (wall, cpu) if wall and cpu else None
+
+    plain, tested, build, run = medians("conveyor"), medians("conveyor-tests"), medians("dbt-build"), None
+    run = medians("dbt-tests-run") or medians("dbt")
+    if plain and tested:
+        ratio = tested[0] / plain[0]
+        verdict = "met" if ratio <= 1.3 else f"MISSED: needs <= {1.3 * plain[0]:.2f} s"
+        found.append(
+            f"Conveyor with tests / without: {ratio:.2f}x wall, {tested[1] / plain[1]:.2f}x CPU "
+            f"(target <= 1.30x): {verdict}"
+        )
+    if build and tested:
+        speedup = build[0] / tested[0]
+        verdict = "met" if speedup >= 10 else f"MISSED: Conveyor with tests needs <= {build[0] / 10:.2f} s"
+        found.append(
+            f"dbt build / Conveyor with tests: {speedup:.1f}x wall, {build[1] / tested[1]:.1f}x CPU "
+            f"(target >= 10x): {verdict}"
+        )
+    if build and run:
+        found.append(f"dbt build / dbt run (what the tests add to dbt): {build[0] / run[0]:.2f}x wall, "
+                     f"{build[1] / run[1]:.2f}x CPU")  # fmt: skip
+    return found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=1000)
@@ -145,36 +193,48 @@ def main() -> None:
     parser.add_argument(
         "--tools", default="raw,conveyor,conveyor-run,dbt,startup", help=f"comma-separated, of {','.join(ALL_TOOLS)}"
     )
+    parser.add_argument(
+        "--tests",
+        type=int,
+        default=2,
+        choices=range(1, len(generate.TEST_KINDS) + 1),
+        help="data tests per relation in the project of conveyor-tests, dbt-build and dbt-tests-run (default 2)",
+    )
     args = parser.parse_args()
     tools = [t.strip() for t in args.tools.split(",") if t.strip()]
     unknown = set(tools) - set(ALL_TOOLS)
     if unknown:
         parser.error(f"unknown tools {sorted(unknown)}")
-    if "dbt" in tools and not DBT.exists():
+    if set(tools) & DBT_TOOLS and not DBT.exists():
         sys.exit("dbt is missing: run 'bash bench/dag/setup.sh' first")
 
     work, meta = ensure_generated(args.n, args.seed)
+    tested = ensure_generated(args.n, args.seed, args.tests)[0] if set(tools) & TESTED_TOOLS else work
+
+    def project(tool: str) -> Path:
+        return tested if tool in TESTED_TOOLS else work
+
     logs = work / "logs"
     logs.mkdir(exist_ok=True)
-    if "dbt" in tools:  # warm dbt's partial parsing once, untimed
+    for folder in sorted({project(t) for t in tools if t in DBT_TOOLS}):  # warm dbt's partial parsing, untimed
         subprocess.run(
-            [str(DBT), "parse", "--project-dir", str(work / "dbt"), "--profiles-dir", str(work / "dbt")],
-            cwd=work / "dbt",
+            [str(DBT), "parse", "--project-dir", str(folder / "dbt"), "--profiles-dir", str(folder / "dbt")],
+            cwd=folder / "dbt",
             stdout=subprocess.DEVNULL,
             check=True,
             env={**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "False", "DO_NOT_TRACK": "1"},
         )
 
     facts = machine_facts()
-    series = {t: Series(t, " ".join(command(work, t, args.threads)[0])) for t in tools}
+    series = {t: Series(t, " ".join(command(project(t), t, args.threads)[0])) for t in tools}
     problems: list[str] = []
 
     def one(tool: str, run: int) -> None:
-        reset(work, tool)
-        cmd, cwd = command(work, tool, args.threads)
+        reset(project(tool), tool)
+        cmd, cwd = command(project(tool), tool, args.threads)
         sample = run_timed(cmd, cwd=cwd, log=logs / f"{tool}-{run}.log")
         if sample.rc == 0:
-            wrong = check(work, tool, meta) if tool != "startup" else None
+            wrong = check(project(tool), tool, meta) if tool != "startup" else None
             if wrong:
                 sample.rc = -1
                 problems.append(f"{tool} run {run}: {wrong}")
@@ -192,6 +252,9 @@ def main() -> None:
     print()
     print(f"Command: `{command_line()}` (started {started})")
     print(f"DAG: {args.n} one-row CTAS relations, seed {args.seed}, 2 random parents each; {args.runs} runs per tool")
+    if set(tools) & TESTED_TOOLS:
+        kinds = " and ".join(generate.TEST_KINDS[: args.tests])
+        print(f"Data tests ({', '.join(t for t in tools if t in TESTED_TOOLS)}): {kinds} on x of every relation")
     print(f"Machine: {facts['nproc']} CPUs ({facts['cpu']}), {facts['memory']}; python {facts['python']}")
     print(f"1-minute load average during the run: {load.summary()}")
     print()
@@ -221,6 +284,7 @@ def main() -> None:
             pc = series[peer].median_cpu() if peer in series else None
             if pc and cc:
                 verdicts.append(f"by CPU seconds (less sensitive to a busy machine): {peer} / Conveyor = {pc / cc:.2f}")
+    verdicts += test_verdicts(series)
     print()
     for v in verdicts:
         print(f"- {v}")
@@ -232,6 +296,7 @@ def main() -> None:
         "n": args.n,
         "seed": args.seed,
         "threads": args.threads,
+        "tests": args.tests if set(tools) & TESTED_TOOLS else 0,
         "facts": facts,
         "load_samples": load.samples,
         "series": {

@@ -31,7 +31,7 @@ from conveyor.lake.lake import Lake
 from conveyor.lake.manifest import Manifest
 from conveyor.project import Project, Relation, own_catalogs
 from conveyor.quality.plan import DataTest, tests_for
-from conveyor.quality.run import Tester, TestOutcome, run_tests
+from conveyor.quality.run import Tester, TestEvents, TestOutcome, run_tests
 from conveyor.quality.run import record as record_test
 from conveyor.quality.schedule import TestSchedule, published_counts
 from conveyor.runctx import RunContext, StepOutcome
@@ -302,7 +302,7 @@ def build(
             project, warehouse.DIALECT, staging.fetch,
             name_of=lambda name: staging.staged(name) if name in rebuilt else name,
             published=None if options.skip_copy else published,
-            skip_volume=options.skip_copy,
+            skip_volume=options.skip_copy, batch=True,
         )  # fmt: skip
         schedule = TestSchedule(project, tests, {r.name for r in todo})
         runner = _Runner(
@@ -371,10 +371,17 @@ class _Runner:
         self.replace = replace
         self.tests = tests or TestSchedule(ctx.project, [], set())
         self.tester = tester or Tester(ctx.project, "duckdb", staging.fetch)
+        self.test_events = TestEvents(ctx)
         self.fail_fast = False
         self.lock = threading.Lock()
 
     def run(self, relations: list[Relation]) -> None:
+        try:
+            self._run(relations)
+        finally:  # the test events not written yet, before the build is published or abandoned
+            self.test_events.flush()
+
+    def _run(self, relations: list[Relation]) -> None:
         by_name = {r.name: r for r in relations}
         scheduler = self.ctx.project.dag.scheduler(by_name)
         workers = max(1, self.ctx.jobs)
@@ -447,7 +454,7 @@ class _Runner:
                     self.result.tests.append(skipped)
             else:
                 runnable.append(test)
-        outcomes = run_tests(self.ctx, self.tester, runnable)
+        outcomes = run_tests(self.ctx, self.tester, runnable, self.test_events)
         failed = [o for o in outcomes if o.blocking]
         with self.lock:
             self.result.tests.extend(outcomes)

@@ -8,8 +8,9 @@ that relation waits for the test and is skipped when it fails.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property, partial
 from pathlib import Path
 
 import yaml
@@ -42,7 +43,9 @@ class DataTest:
     kind: str
     """A generic kind (``not_null`` ...) or ``assertion``."""
     severity: str
-    location: Location
+    where: Location | Callable[[], Location] = field(compare=False)
+    """Its file:line, or how to find it: a design's line numbers are looked up only when asked
+    (a design from the parse cache re-reads its YAML for them), e.g. for a failure."""
     reads: tuple[str, ...] = ()
     """Every relation the test reads, the covered one first."""
     entry: TestEntry | None = None
@@ -51,6 +54,11 @@ class DataTest:
     sql: str | None = None
     """A custom assertion's query (selects failing rows)."""
     path: Path | None = None
+
+    @cached_property
+    def location(self) -> Location:
+        """file:line of the test (in its design, or the custom assertion's file)."""
+        return self.where() if callable(self.where) else self.where
 
     @property
     def id(self) -> str:
@@ -120,7 +128,7 @@ def _generic(relation: Relation, entry: TestEntry, column: str | None, loc: tupl
         relation=relation.name,
         kind=entry.kind,
         severity=entry.args.severity,
-        location=relation.location(*loc, entry.kind) if entry.kind else relation.location(*loc),
+        where=partial(relation.location, *loc, entry.kind),
         reads=tuple(dict.fromkeys(reads)),
         entry=entry,
         column=column or getattr(entry.args, "column", None),
@@ -198,7 +206,7 @@ def assertion_tests(project: Project, assertions: Iterable[Assertion]) -> list[D
                     relation=covered,
                     kind="assertion",
                     severity=assertion.settings.severity,
-                    location=Location(str(assertion.path.relative_to(project.root))),
+                    where=Location(str(assertion.path.relative_to(project.root))),
                     reads=tuple(dict.fromkeys([covered, *assertion.reads])),
                     sql=assertion.sql,
                     path=assertion.path,

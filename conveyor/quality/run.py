@@ -9,6 +9,7 @@ the SQL that finds them in the published warehouse.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,8 +24,9 @@ from conveyor.design.tests import percent
 from conveyor.errors import ConveyorError
 from conveyor.project import Project
 from conveyor.quality.plan import DataTest
-from conveyor.quality.sql import FAILURES_COLUMN, failing_rows, row_count, with_count
+from conveyor.quality.sql import FAILURES_COLUMN, failing_rows, probe, probes, row_count, with_count
 from conveyor.runctx import RunContext
+from conveyor.tracking.models import FinishedEvent
 from conveyor.warehouse.base import QueryResult
 
 SAMPLE_ROWS = 5
@@ -59,16 +61,19 @@ class TestOutcome:
         return self.status == "failed"
 
     def detail(self) -> dict[str, Any]:
-        return {
+        """The event's detail; a test that passed is not located (finding a design's line costs a YAML parse)."""
+        found = {
             "test": self.test.name,
             "kind": self.test.kind,
             "severity": self.test.severity,
             "failures": self.failures,
             "rows": self.rows,
             "sql": self.sql,
-            "location": str(self.test.location),
             "seconds": round(self.seconds, 6),
         }
+        if self.status != "succeeded":
+            found["location"] = str(self.test.location)
+        return found
 
     def describe(self) -> str:
         """One line: ``shop.orders test "not_null(status)": 3 failing rows (schemas/shop/orders.yaml:12)``."""
@@ -84,6 +89,11 @@ class Tester:
         published: row counts of the published relations, for ``row_count_change`` (None:
             not published yet, the test passes with a note).
         skip_volume: the relations hold no rows (``--skip-copy``): volume tests are skipped.
+        batch: :meth:`run_all` first probes the generic tests of each relation together, in one
+            aggregate query over it (see :func:`~conveyor.quality.sql.probe`), and runs the
+            failing-rows query only of the tests the probe cannot show passing. For ``fetch``
+            calls that are independent of each other (a build's staging): when the probe query
+            fails, each test runs on its own and reports its own error.
     """
 
     def __init__(
@@ -95,10 +105,38 @@ class Tester:
         name_of: Callable[[str], str] = lambda name: name,
         published: Mapping[str, int | None] | None = None,
         skip_volume: bool = False,
+        batch: bool = False,
     ):
         self.project, self.dialect, self.fetch, self.name_of = project, dialect, fetch, name_of
         self.published = published
         self.skip_volume = skip_volume
+        self.batch = batch
+
+    def run_all(self, tests: Sequence[DataTest]) -> list[TestOutcome]:
+        """Run tests, in order; with ``batch``, those a probe shows passing cost one query per relation."""
+        passed = self._probed(tests) if self.batch else {}
+        return [passed.get(index) or self.run(test) for index, test in enumerate(tests)]
+
+    def _probed(self, tests: Sequence[DataTest]) -> dict[int, TestOutcome]:
+        """The tests (by index) that one aggregate query per relation shows passing."""
+        by_table: dict[str, dict[int, tuple[str, int]]] = {}
+        for index, test in enumerate(tests):
+            one = probe(test, self.project) if test.relation in self.project.relations else None
+            if one is not None:
+                by_table.setdefault(self.name_of(test.relation), {})[index] = one
+        passed = {}
+        for table, found in by_table.items():
+            began = time.monotonic()
+            try:
+                result = self.fetch(probes(table, [sql for sql, _ in found.values()]), 1)
+            except ConveyorError:  # a test's SQL does not run: run() tells which
+                continue
+            seconds = (time.monotonic() - began) / len(found)
+            for (index, (_, most)), value in zip(found.items(), result.rows[0], strict=True):
+                if value is not None and int(value) <= most:
+                    test = tests[index]
+                    passed[index] = TestOutcome(test, "succeeded", sql=self._published_sql(test), seconds=seconds)
+        return passed
 
     def run(self, test: DataTest) -> TestOutcome:
         began = time.monotonic()
@@ -177,24 +215,69 @@ class Tester:
 
 def record(ctx: RunContext, outcome: TestOutcome) -> None:
     """One tracking-store event per test, and a line of progress."""
+    record_all(ctx, [outcome])
+
+
+def record_all(ctx: RunContext, outcomes: Sequence[TestOutcome], batch: TestEvents | None = None) -> None:
+    """The events of several tests, recorded in one transaction (or added to ``batch``), and a
+    line of progress for each."""
     finished = datetime.now(UTC)
+    events = [_event(ctx, outcome, finished) for outcome in outcomes]
+    if batch is not None:
+        batch.add(events)
+    else:
+        ctx.tracking.record_events(ctx.run_id, events)
+    for outcome in outcomes:
+        shown = outcome.describe() if outcome.status in ("failed", "warned") else outcome.message
+        ctx.reporter.finished(outcome.test.relation, ctx.label(TEST_STEP), outcome.status, None, shown)
+
+
+def _event(ctx: RunContext, outcome: TestOutcome, finished: datetime) -> FinishedEvent:
     started = datetime.fromtimestamp(finished.timestamp() - outcome.seconds, UTC)
-    error = outcome.message
-    ctx.tracking.record_event(
-        ctx.run_id, outcome.test.relation, TEST_STEP, outcome.status, started_at=started, finished_at=finished,
-        error=error, detail=outcome.detail(), environment=ctx.environment,
+    return FinishedEvent(
+        outcome.test.relation, TEST_STEP, outcome.status, started_at=started, finished_at=finished,
+        error=outcome.message, detail=outcome.detail(), environment=ctx.environment,
     )  # fmt: skip
-    shown = outcome.describe() if outcome.status in ("failed", "warned") else error
-    ctx.reporter.finished(outcome.test.relation, ctx.label(TEST_STEP), outcome.status, None, shown)
 
 
-def run_tests(ctx: RunContext, tester: Tester, tests: Sequence[DataTest]) -> list[TestOutcome]:
-    """Run and record tests one after the other (a build runs each relation's tests on its worker)."""
-    outcomes = []
-    for test in tests:
-        outcome = tester.run(test)
-        record(ctx, outcome)
-        outcomes.append(outcome)
+class TestEvents:
+    """The test events of a build, written to the tracking store in batches (thread-safe).
+
+    One transaction per ``size`` events, or once ``seconds`` passed since the last one, and
+    whatever is left at :meth:`flush` (the build calls it when its relations are done, before
+    deciding to publish): a build of many small relations does not pay one transaction per
+    relation. Events keep the order they were added in.
+    """
+
+    def __init__(self, ctx: RunContext, *, size: int = 200, seconds: float = 1.0):
+        self.ctx, self.size, self.seconds = ctx, size, seconds
+        self._pending: list[FinishedEvent] = []
+        self._written = time.monotonic()
+        self._lock = threading.Lock()
+
+    def add(self, events: Sequence[FinishedEvent]) -> None:
+        with self._lock:
+            self._pending.extend(events)
+            if len(self._pending) >= self.size or time.monotonic() - self._written >= self.seconds:
+                self._write()
+
+    def flush(self) -> None:
+        with self._lock:
+            self._write()
+
+    def _write(self) -> None:
+        pending, self._pending = self._pending, []
+        self._written = time.monotonic()
+        if pending:
+            self.ctx.tracking.record_events(self.ctx.run_id, pending)
+
+
+def run_tests(
+    ctx: RunContext, tester: Tester, tests: Sequence[DataTest], batch: TestEvents | None = None
+) -> list[TestOutcome]:
+    """Run and record tests (a build runs each relation's tests on its worker, ``batch`` collects their events)."""
+    outcomes = tester.run_all(tests)
+    record_all(ctx, outcomes, batch)
     return outcomes
 
 

@@ -29,8 +29,10 @@ class TestSchedule:
         self.by_relation: dict[str, list[DataTest]] = {}
         self.late: dict[str, list[DataTest]] = {}
         for test in tests:
-            after = project.dag.downstream(test.relation) if test.relation in project.relations else set()
-            if any(read in after and read in building for read in test.reads[1:]):
+            others = [read for read in test.reads[1:] if read in building]
+            # (most tests read only their own relation: no need to walk what depends on it)
+            after = project.dag.downstream(test.relation) if others and test.relation in project.relations else set()
+            if any(read in after for read in others):
                 self.late.setdefault(test.relation, []).append(test)
             else:
                 self.by_relation.setdefault(test.relation, []).append(test)

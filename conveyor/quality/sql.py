@@ -85,6 +85,48 @@ def with_count(sql: str, limit: int) -> str:
     return f"SELECT failing.*, count(*) OVER () AS {FAILURES_COLUMN}\nFROM (\n{sql}\n) AS failing\nLIMIT {limit}"
 
 
+def probe(test: DataTest, project: Project) -> tuple[str, int] | None:
+    """An aggregate over the tested relation that shows, cheaply, that a generic test passes.
+
+    Returns ``(expression, most)``: the test passes when the expression, aggregated over the
+    relation's rows, is at most ``most``; otherwise (or when the test has no probe: None)
+    its failing-rows query decides. ``not_null``, ``accepted_values`` and ``expression``
+    count their failing rows exactly as :func:`failing_rows` selects them. ``unique`` of one
+    column (or expression) counts its non-NULL values: at most one cannot be duplicated
+    (more than one: the grouped failing-rows query looks for duplicates). Several probes
+    of one relation share one scan (:func:`probes`), one query instead of one per test.
+    """
+    entry = test.entry
+    if entry is None or test.kind == "assertion":
+        return None
+    where = entry.args.where
+    try:
+        target = _target(test) if test.kind in ("not_null", "unique", "accepted_values") else ""
+    except ValueError:
+        return None
+
+    def rows(condition: str) -> str:
+        return f"count(CASE WHEN {condition}{f' AND ({where})' if where else ''} THEN 1 END)"
+
+    if entry.not_null is not None:
+        return rows(f"{target} IS NULL"), 0
+    if entry.expression is not None:
+        return rows(f"({entry.expression.sql}) IS NOT TRUE"), 0
+    if entry.accepted_values is not None:
+        sql_type = _column_type(project.relations[test.relation].design, test.column)
+        values = ", ".join(_literal(v, sql_type) for v in entry.accepted_values.values)
+        return rows(f"{target} IS NOT NULL AND {target} NOT IN ({values})"), 0
+    if entry.unique is not None and not entry.unique.columns:
+        return (f"count(CASE WHEN ({where}) THEN {target} END)" if where else f"count({target})"), 1
+    return None
+
+
+def probes(table: str, expressions: Sequence[str]) -> str:
+    """One query: each probe expression aggregated over ``table`` (a staged or published name)."""
+    shown = ",\n".join(f"{sql} AS probe_{n}" for n, sql in enumerate(expressions))
+    return f"SELECT {shown}\nFROM {qualified(table)}"
+
+
 def expression_columns(sql: str, dialect: str) -> list[str]:
     """The columns a SQL expression names, in order (none when sqlglot cannot read it)."""
     import sqlglot

@@ -91,6 +91,22 @@ class RunRow:
 
 
 @dataclass(frozen=True)
+class FinishedEvent:
+    """An event recorded once it has finished (``RunHistory.record_events``)."""
+
+    relation: str
+    step: str
+    status: str
+    started_at: datetime
+    finished_at: datetime
+    rows: int | None = None
+    bytes: int | None = None
+    error: str | None = None
+    detail: Mapping[str, Any] | None = None
+    environment: str | None = None
+
+
+@dataclass(frozen=True)
 class EventRow:
     """One step (extract, load, build, check, publish, ...) of one relation in a run."""
 

@@ -18,6 +18,7 @@ from conveyor.tracking.models import (
     EVENT_STATUSES,
     RUN_STATUSES,
     EventRow,
+    FinishedEvent,
     RunRow,
     format_ts,
     parse_ts,
@@ -278,20 +279,40 @@ class RunHistory(RunLiveness):
         Raises:
             ValueError: a bad status, or a naive datetime.
         """
-        check_status(status, EVENT_STATUSES - {"running"}, "event")
-        values = (
-            run_id, relation, step, status, format_ts(started_at), format_ts(finished_at),
-            seconds_between(started_at, finished_at), rows, bytes, error, to_json(detail), environment,
-        )  # fmt: skip
+        event = FinishedEvent(relation, step, status, started_at, finished_at, rows, bytes, error, detail, environment)
+        values = _finished_values(run_id, event)
         with self._session() as db:
-            return db.insert_id(
-                "INSERT INTO events (run_id, relation, step, status, started_at, finished_at, duration_s, "
-                "rows, bytes, error, detail, environment) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                values,
-            )
+            return db.insert_id(_INSERT_FINISHED, values)
+
+    def record_events(self, run_id: str, events: Sequence[FinishedEvent]) -> list[int]:
+        """Record finished events in one transaction (e.g. the data tests of one relation); return their ids.
+
+        Raises:
+            ValueError: a bad status, or a naive datetime (nothing is recorded).
+        """
+        values = [_finished_values(run_id, event) for event in events]
+        if not values:
+            return []
+        with self._session() as db, db.transaction():
+            return [db.insert_id(_INSERT_FINISHED, row) for row in values]
 
     def run_events(self, run_id: str) -> list[EventRow]:
         """The events of one run, in the order they started."""
         with self._session() as db:
             rows = db.query(f"SELECT {EVENT_COLUMNS} FROM events WHERE run_id = ? ORDER BY id", (run_id,))
         return [row_from(EventRow, row) for row in rows]
+
+
+_INSERT_FINISHED = (
+    "INSERT INTO events (run_id, relation, step, status, started_at, finished_at, duration_s, "
+    "rows, bytes, error, detail, environment) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _finished_values(run_id: str, event: FinishedEvent) -> tuple[Any, ...]:
+    check_status(event.status, EVENT_STATUSES - {"running"}, "event")
+    return (
+        run_id, event.relation, event.step, event.status, format_ts(event.started_at), format_ts(event.finished_at),
+        seconds_between(event.started_at, event.finished_at), event.rows, event.bytes, event.error,
+        to_json(event.detail), event.environment,
+    )  # fmt: skip

@@ -52,10 +52,10 @@ def _entry(
     known: list[str] | None,
 ) -> Iterator[Problem]:
     args = entry.args
-    where = relation.location(*loc)
 
     def say(code: str, message: str, hint: str | None = None) -> Problem:
-        return problem(code, message, location=where, hint=hint, relation=relation.name)
+        # the line is looked up only for a problem: a cached design re-reads its YAML for it
+        return problem(code, message, location=relation.location(*loc), hint=hint, relation=relation.name)
 
     name = f'the {entry.kind} test of "{relation.name}"'
     given = getattr(args, "column", None)

@@ -25,7 +25,7 @@ from conveyor.config.secrets import mask_dsn, scrub_dsn
 from conveyor.errors import UserError
 from conveyor.tracking.backends import backend_for
 from conveyor.tracking.liveness import pid_alive
-from conveyor.tracking.models import EventRow, RunRow
+from conveyor.tracking.models import EventRow, FinishedEvent, RunRow
 from conveyor.tracking.store import (
     Migration,
     TrackingStore,
@@ -266,6 +266,30 @@ def test_event_lifecycle(store: TrackingStore) -> None:
     assert (second.status, second.error, second.rows) == ("failed", "syntax error", None)
     assert third.status == "skipped" and third.duration_s == pytest.approx(1.5)
     assert third.started_at == now
+
+
+def test_record_events_stores_each_event_as_record_event_does_in_one_transaction(store: TrackingStore) -> None:
+    run_id = store.start_run("load", project="p")
+    now = datetime.now(UTC)
+    later = now + timedelta(seconds=0.25)
+    events = [
+        FinishedEvent("mart.a", "test", "succeeded", now, later, detail={"test": "not_null(x)"}, environment="dev"),
+        FinishedEvent("mart.a", "test", "warned", now, later, error="3 failing rows", detail={"rows": [{"x": None}]}),
+    ]
+    ids = store.record_events(run_id, events)
+    single = store.record_event(run_id, "mart.a", "test", "failed", started_at=now, finished_at=later, error="e")
+    assert store.record_events(run_id, []) == []
+    stored = store.run_events(run_id)
+    assert [e.id for e in stored] == [*ids, single]
+    first, second, third = stored
+    assert (first.relation, first.step, first.status, first.environment) == ("mart.a", "test", "succeeded", "dev")
+    assert first.detail == {"test": "not_null(x)"} and first.duration_s == pytest.approx(0.25)
+    assert (second.status, second.error, second.detail) == ("warned", "3 failing rows", {"rows": [{"x": None}]})
+    assert first.started_at == second.started_at == third.started_at == now
+    # a bad event records none of them
+    with pytest.raises(ValueError, match="event status"):
+        store.record_events(run_id, [events[0], FinishedEvent("mart.b", "test", "done", now, later)])
+    assert len(store.run_events(run_id)) == 3
 
 
 def test_event_errors(store: TrackingStore) -> None:
