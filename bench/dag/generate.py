@@ -166,7 +166,8 @@ def main() -> None:
         parser.error("--n must be at least 3")
     meta = generate(args.n, args.seed, args.out, args.tests)
     print(
-        f"wrote {meta['n']} relations (seed {meta['seed']}, {args.tests} tests each) to {args.out}/conveyor, {args.out}/dbt, {args.out}/raw.sql"
+        f"wrote {meta['n']} relations (seed {meta['seed']}, {args.tests} tests each) "
+        f"to {args.out}/conveyor, {args.out}/dbt, {args.out}/raw.sql"
     )
 
 
