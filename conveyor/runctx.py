@@ -67,10 +67,10 @@ class RunContext:
 
     def reading(self, relations: Iterable[Relation]) -> None:
         """Keep retention off the extracts of these source relations until the run ends (before listing them)."""
-        lake = Lake(self.project.path(self.project.settings.lake.path))
+        lake = Lake(self.project.lake_location)
         for relation in relations:
             if relation.kind == "source" and relation.source is not None:
-                self.reads.hold(lake.table_dir(relation.source, relation.name))
+                self.reads.hold(lake.lock_dir(relation.source, relation.name))
 
     @contextmanager
     def step(self, relation: str, step: str) -> Iterator[StepOutcome]:

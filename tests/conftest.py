@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 from testkit.cli import CONVEYOR, CliResult, run_cli
+from testkit.s3 import S3Server, moto_server
 
 CUSTOMERS = [
     # id, name, email, active, created_at, balance (REAL in SQLite)
@@ -367,3 +368,34 @@ def background() -> Iterator[Callable[..., Background]]:
         if command.process.poll() is None:
             command.process.kill()
             command.process.wait()
+
+
+# --------------------------------------------------------------------------- the object-store lake
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """A real S3-compatible server on loopback (moto), one per test worker."""
+    with moto_server() as server:
+        yield server
+
+
+@pytest.fixture
+def s3_bucket(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh bucket; the AWS environment variables point at the server for the test (and its subprocesses)."""
+    for key, value in s3_server.env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    return s3_server.create_bucket()
+
+
+@pytest.fixture
+def s3_project(make_project: Callable[..., Path], s3_bucket: str) -> Callable[..., Path]:
+    """``make_project`` with the lake at ``s3://<fresh bucket>/lake`` (keyword arguments as for it)."""
+
+    def factory(**kwargs: object) -> Path:
+        settings = str(kwargs.pop("settings", CONVEYOR_YAML))
+        settings = settings.replace("  path: lake\n", f"  path: s3://{s3_bucket}/lake\n")
+        return make_project(settings=settings, **kwargs)
+
+    return factory

@@ -109,7 +109,7 @@ class _Run:
 
         self.life = RunLifecycle(project, command, environment=env, selection=selection, reporter=reporter, jobs=jobs)
         self.ctx = self.life.ctx
-        self.outcome = Outcome(self.ctx.run_id, command, lake=str(project.path(project.settings.lake.path)))
+        self.outcome = Outcome(self.ctx.run_id, command, lake=project.lake_location)
 
     def __enter__(self) -> _Run:
         return self
@@ -418,7 +418,7 @@ def unload(
         manifests = unload_relations(run.ctx, relations, warehouse, name)
         run.outcome.notes.append(
             f"unloaded {len(manifests)} relation(s), {sum(m.rows for m in manifests):,} rows, "
-            f"to {Lake(project.path(project.settings.lake.path)).data / name}"
+            f"to {Lake(project.lake_location).where}/{name}"
         )
     return run.outcome
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import shutil
+import tempfile
 import threading
 import time
 from concurrent.futures import Executor, ThreadPoolExecutor
@@ -32,8 +33,8 @@ from conveyor.extract.overlap import drop_reread_rows
 from conveyor.extract.runners import RunnerInput, RunnerOutput, runner_for
 from conveyor.extract.runners.base import RunnerSession
 from conveyor.faults import crash_point
-from conveyor.lake.lake import Lake
-from conveyor.lake.manifest import Manifest, write_manifest
+from conveyor.lake.lake import ExtractFolder, Lake
+from conveyor.lake.manifest import Manifest
 from conveyor.project import Project
 from conveyor.runctx import RunContext
 
@@ -67,7 +68,7 @@ class ExtractSummary:
 
 
 def lake_of(ctx: RunContext) -> Lake:
-    return Lake(ctx.project.path(ctx.project.settings.lake.path))
+    return Lake(ctx.project.lake_location)
 
 
 def extract(ctx: RunContext, jobs: list[ExtractJob], *, fail_fast: bool = False) -> ExtractSummary:
@@ -106,8 +107,11 @@ def extract(ctx: RunContext, jobs: list[ExtractJob], *, fail_fast: bool = False)
 
 
 def _scratch(ctx: RunContext) -> Path:
-    """The run's scratch folder in the lake (beside ``data/``, so no reader ever sees it)."""
-    return lake_of(ctx).root / "_runs" / ctx.run_id
+    """The run's scratch folder: in a local lake beside ``data/``, so no reader ever sees it
+    (and on the same file system, so parts move into place by rename); for an object-store
+    lake under the system's temporary directory."""
+    root = lake_of(ctx).root
+    return (root if root is not None else Path(tempfile.gettempdir()) / "conveyor-runs") / "_runs" / ctx.run_id
 
 
 def open_sessions(ctx: RunContext, jobs: list[ExtractJob]) -> dict[str, RunnerSession]:
@@ -163,12 +167,12 @@ def _commit(ctx: RunContext, job: ExtractJob, pool: Executor | None, session: Ru
     started = datetime.now(UTC)
     wait_s = settings.lake.lock_timeout
     holder = f"run {ctx.run_id}"
-    with lake.writing(job.source, job.relation, wait_s=wait_s, waiting=ctx.reporter.message, holder=holder) as folder:
-        extract_id = folder.name
+    with lake.writing(job.source, job.relation, wait_s=wait_s, waiting=ctx.reporter.message, holder=holder) as target:
+        extract_id = target.extract_id
         ctx.tracking.start_extract(ctx.run_id, job.source, job.relation, extract_id, upstream_table=job.upstream_name)
         try:
             given = RunnerInput(
-                folder,
+                target.folder,
                 dsn,
                 ctx.project.root,
                 batch_rows=settings.defaults.batch_rows,
@@ -180,9 +184,11 @@ def _commit(ctx: RunContext, job: ExtractJob, pool: Executor | None, session: Ru
                 session=session,
                 memory_budget_bytes=settings.defaults.memory_budget_mib << 20,
                 progress=functools.partial(ctx.reporter.rows, job.relation),
+                target=target,
             )
             output = _with_retries(ctx, job, given)
-            output = _without_overlap(lake, job, folder, output, settings.lake.compression)
+            target.upload(output.parts)
+            output = _without_overlap(lake, job, target, output, settings.lake.compression)
             manifest = Manifest(
                 extract_id=extract_id,
                 source=job.source,
@@ -199,8 +205,7 @@ def _commit(ctx: RunContext, job: ExtractJob, pool: Executor | None, session: Ru
                 columns=[{"name": n, "type": t} for n, t in job.columns],
                 warnings=scrub_all(output.warnings),
             )
-            path = write_manifest(folder, manifest)
-            manifest.folder = folder
+            path = target.commit(manifest)
         except BaseException as exc:
             error = scrub(exc.render() if isinstance(exc, ConveyorError) else f"{type(exc).__name__}: {exc}")
             stopped = cancel.requested() or isinstance(exc, KeyboardInterrupt)  # Ctrl-C, SIGTERM: as `runs show` says
@@ -214,7 +219,7 @@ def _commit(ctx: RunContext, job: ExtractJob, pool: Executor | None, session: Ru
             "succeeded",
             rows=manifest.rows,
             bytes=manifest.bytes,
-            manifest_path=str(path),
+            manifest_path=path,
             watermark_low=_watermark_text(manifest, "low"),
             watermark_high=_watermark_text(manifest, "value"),
         )
@@ -258,7 +263,9 @@ def _previous_watermark(ctx: RunContext, lake: Lake, job: ExtractJob) -> dict[st
     return stored if stored and stored.get("cursor") == job.incremental_cursor else None
 
 
-def _without_overlap(lake: Lake, job: ExtractJob, folder: Path, output: RunnerOutput, compression: str) -> RunnerOutput:
+def _without_overlap(
+    lake: Lake, job: ExtractJob, target: ExtractFolder, output: RunnerOutput, compression: str
+) -> RunnerOutput:
     """Without a primary key, take the rows an increment re-read out of it (see overlap.py).
 
     With a key the re-read rows stay: a load merges them by key, and a row changed within
@@ -269,7 +276,9 @@ def _without_overlap(lake: Lake, job: ExtractJob, folder: Path, output: RunnerOu
         return output
     low = incremental.decode(mark["low"], parse_type(mark["type"]))
     chain = lake.chain(job.source, job.relation, legacy=job.upstream_name)
-    parts = drop_reread_rows(folder, output.parts, output.schema, chain, mark["cursor"], low, compression)
+    parts = drop_reread_rows(
+        target.store, target.key, output.parts, output.schema, chain, mark["cursor"], low, compression
+    )
     return replace(output, parts=parts)
 
 
@@ -279,8 +288,11 @@ def _with_retries(ctx: RunContext, job: ExtractJob, given: RunnerInput) -> Runne
     runner = runner_for(job.job_type)
 
     def attempt() -> RunnerOutput:
-        for leftover in given.folder.iterdir():
-            leftover.unlink()
+        if given.target is not None:
+            given.target.clear()
+        else:
+            for leftover in given.folder.iterdir():
+                leftover.unlink()
         return runner.run(job, given)
 
     retrying = tenacity.Retrying(

@@ -159,7 +159,7 @@ def measure(
         raise UserError(f"now ({now.isoformat()}) has no time zone; give an aware datetime.")
     sources = [r for r in relations if r.kind == "source" and r.source is not None]
     limits = {r.name: thresholds(r) for r in sources}  # every bad duration fails before anything is read
-    lake = Lake(project.path(project.settings.lake.path))
+    lake = Lake(project.lake_location)
     states = {(s.source, s.table_name): s for s in tracking.extract_state()} if sources else {}  # one query for all
     return [_one(project, relation, lake, tracking, states, now, *limits[relation.name]) for relation in sources]
 

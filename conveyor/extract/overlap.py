@@ -24,7 +24,6 @@ import math
 import struct
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -36,12 +35,14 @@ from conveyor.design.types import parse_type
 from conveyor.extract.incremental import decode
 from conveyor.lake.lake import rewrite_part
 from conveyor.lake.manifest import Manifest, PartFile
+from conveyor.lake.store import Store
 
 Row = tuple[Any, ...]
 
 
 def drop_reread_rows(
-    folder: Path,
+    store: Store,
+    key: str,
     parts: Sequence[PartFile],
     schema: pa.Schema,
     chain: Sequence[Manifest],
@@ -49,7 +50,7 @@ def drop_reread_rows(
     low: Any,
     compression: str = "zstd",
 ) -> list[PartFile]:
-    """Remove from the parts in ``folder`` the rows the chain already holds with ``cursor >= low``.
+    """Remove from the parts under ``key`` the rows the chain already holds with ``cursor >= low``.
 
     Parts with nothing to remove stay as they are; the others are rewritten in place.
     Returns the parts as they are now.
@@ -60,10 +61,11 @@ def drop_reread_rows(
         return list(parts)
     out = []
     for part in parts:
-        path = folder / part.path
-        table = pq.read_table(path)
+        part_key = f"{key}/{part.path}"
+        with store.open_input(part_key) as handle:
+            table = pq.read_table(handle)
         keep = _keep_mask(table, held, cursor, top)
-        out.append(part if keep is None else rewrite_part(path, table.filter(keep), compression))
+        out.append(part if keep is None else rewrite_part(store, part_key, table.filter(keep), compression))
     return out
 
 
@@ -74,7 +76,7 @@ def _held_rows(chain: Sequence[Manifest], schema: pa.Schema, cursor: str, bound:
     for manifest in chain:
         if _below(manifest, bound):
             continue
-        dataset = ds.dataset([str(p) for p in manifest.paths()], format="parquet")
+        dataset = manifest.dataset()
         if any(name not in dataset.schema.names for name in schema.names):
             continue  # written for other columns: a load of it fails before any row could match
         table = dataset.to_table(columns=schema.names, filter=ds.field(cursor) >= bound)

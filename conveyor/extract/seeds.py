@@ -21,7 +21,7 @@ def stale_seeds(project: Project, relations: Sequence[Relation]) -> list[Relatio
     """The seed relations among ``relations`` whose file is not what their newest extract read."""
     from conveyor.sources.seed import seed_path
 
-    lake = Lake(project.path(project.settings.lake.path))
+    lake = Lake(project.lake_location)
     stale = []
     for relation in relations:
         if relation.kind != "source" or relation.source is None:

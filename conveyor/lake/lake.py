@@ -24,6 +24,7 @@ import os
 import secrets
 import shutil
 import socket
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -35,14 +36,13 @@ from urllib.parse import unquote
 
 from conveyor.errors import LakeError
 from conveyor.faults import crash_point
-from conveyor.lake.manifest import MANIFEST, Manifest, PartFile, fsync_dir, read_manifest
+from conveyor.lake.manifest import MANIFEST, Manifest, PartFile, commit_manifest, fsync_dir, load_manifest
 from conveyor.lake.readers import unread
+from conveyor.lake.store import LocalStore, Store, check_key, open_store
 
 if TYPE_CHECKING:  # pyarrow is imported by the code that writes parts, not by readers of the lake's layout
     import pyarrow as pa
     import pyarrow.parquet as pq
-
-    from conveyor.lake.store import Store
 
 #: characters that cannot appear in a path component as they are; each is percent-encoded
 _ENCODED = {"%": "%25", "/": "%2F", "\\": "%5C", "\x00": "%00"}
@@ -89,75 +89,218 @@ def _is_plain(name: str | None) -> bool:
 
 
 def committed_in(folder: Path, relation: str | None = None) -> list[Manifest]:
-    """Every committed extract in one table folder, oldest first (of ``relation`` only, if given)."""
-    if not folder.is_dir():
-        return []
-    found = []
-    for child in sorted(folder.iterdir(), key=lambda p: p.name):
-        if child.is_dir() and (child / MANIFEST).is_file():
-            manifest = read_manifest(child)
-            if relation is None or manifest.relation == relation:
-                found.append(manifest)
-    return found
+    """Every committed extract in one local table folder, oldest first (of ``relation`` only, if given)."""
+    return _committed(LocalStore(folder), "", relation)
 
 
 def newest_in(folder: Path) -> Manifest | None:
-    """The newest committed extract in one table folder, whatever relation wrote it."""
-    if not folder.is_dir():
-        return None
-    for child in sorted(folder.iterdir(), key=lambda p: p.name, reverse=True):
-        if child.is_dir() and (child / MANIFEST).is_file():
-            return read_manifest(child)
+    """The newest committed extract in one local table folder, whatever relation wrote it."""
+    return newest_at(LocalStore(folder), "")
+
+
+def newest_at(store: Store, folder: str) -> Manifest | None:
+    """The newest committed extract under the key ``folder`` of ``store``, whatever relation wrote it."""
+    for extract_id in reversed(_extract_folders(store, folder)[0]):
+        manifest = load_manifest(store, _join(folder, extract_id))
+        if manifest is not None:
+            return manifest
     return None
 
 
+def _join(*keys: str) -> str:
+    return "/".join(k for k in keys if k)
+
+
+def _extract_folders(store: Store, folder: str) -> tuple[list[str], list[str]]:
+    """The committed and the uncommitted extract ids under a table folder, each in name order.
+
+    One listing of the folder: on an object store, one LIST request per thousand objects.
+    """
+    committed: dict[str, bool] = {}
+    start = len(folder) + 1 if folder else 0
+    for obj in store.objects(folder):
+        name, slash, leaf = obj.key[start:].partition("/")
+        if not slash or name.startswith(("_", ".")):
+            continue  # the folder's own files (.lock, .readers) and staging areas
+        committed[name] = committed.get(name, False) or leaf == MANIFEST
+    for name in store.children(folder):  # folders without any object yet (a local extract just begun)
+        if not name.startswith(("_", ".")):
+            committed.setdefault(name, False)
+    names = sorted(committed)
+    return [n for n in names if committed[n]], [n for n in names if not committed[n]]
+
+
+def _committed(store: Store, folder: str, relation: str | None) -> list[Manifest]:
+    found = []
+    for extract_id in _extract_folders(store, folder)[0]:
+        manifest = load_manifest(store, _join(folder, extract_id))
+        if manifest is not None and (relation is None or manifest.relation == relation):
+            found.append(manifest)
+    return found
+
+
+@dataclass
+class ExtractFolder:
+    """Where one extract is written: its key in the lake's store and a local folder for parts.
+
+    In a local lake ``folder`` is the extract's own folder. In an object-store lake it is a
+    staging folder on local disk: job types that can only write files (``spark``,
+    ``command``) write there and :meth:`upload` streams the parts into the store; the
+    ``arrow`` job type writes straight to ``store`` under ``key`` (:attr:`direct`).
+    """
+
+    store: Store
+    key: str
+    folder: Path
+
+    @property
+    def extract_id(self) -> str:
+        return self.key.rsplit("/", 1)[-1]
+
+    @property
+    def staged(self) -> bool:
+        """Whether parts written to :attr:`folder` still have to be uploaded to the store."""
+        return not isinstance(self.store, LocalStore)
+
+    def part_writer(
+        self,
+        schema: pa.Schema,
+        *,
+        prefix: str = "part",
+        part_rows: int = 1_000_000,
+        compression: str = "zstd",
+        row_group_rows: int = 128 * 1024,
+    ) -> PartWriter:
+        """A writer of numbered parts into this extract: straight into an object store, else into :attr:`folder`."""
+        return PartWriter(
+            None if self.staged else self.folder,
+            schema,
+            prefix=prefix,
+            part_rows=part_rows,
+            compression=compression,
+            row_group_rows=row_group_rows,
+            store=self.store if self.staged else None,
+            key=self.key if self.staged else "",
+        )
+
+    def commit(self, manifest: Manifest) -> str:
+        """Commit the extract (:func:`~conveyor.lake.manifest.commit_manifest`); the manifest's location."""
+        return commit_manifest(self.store, self.key, manifest)
+
+    def upload(self, parts: list[PartFile]) -> None:
+        """Stream every part staged in :attr:`folder` into the store, checking its sha256 on the way.
+
+        A part the runner already wrote to the store (not in the staging folder) is left as it is.
+        """
+        if not self.staged:
+            return
+        for part in parts:
+            path = self.folder / part.path
+            if not path.is_file():
+                continue
+            digest = hashlib.sha256()
+            with open(path, "rb") as source, self.store.open_output(f"{self.key}/{part.path}") as target:
+                while chunk := source.read(8 << 20):
+                    digest.update(chunk)
+                    target.write(chunk)
+            if digest.hexdigest() != part.sha256:
+                raise LakeError(
+                    f"the part {part.path} changed while it was uploaded to {self.store.location}/{self.key}."
+                )
+            crash_point("lake.upload.after_part")
+
+    def clear(self) -> None:
+        """Remove every part of a failed attempt, staged or already in the store."""
+        for leftover in self.folder.iterdir():
+            if leftover.is_file():
+                leftover.unlink()
+        if self.staged:
+            self.store.delete([o.key for o in self.store.objects(self.key)])
+
+
 class Lake:
-    """A local lake folder. (Object stores plug in behind the same methods later.)
+    """A lake: a local folder or a prefix of an S3-compatible bucket (:mod:`conveyor.lake.store`).
 
     Readers take an optional ``legacy`` folder name: the upstream ``<schema>.<table>`` under
     which lakes before relation-owned folders kept a relation's extracts. Its manifests of
     this relation (and only those) count as if they were in the relation's own folder, so an
     old chain continues: a full extract there and increments in the new folder form one chain.
+
+    Writer and reader locks are ``flock`` files: in each relation's folder in a local lake,
+    and under ``locks`` (default: a folder per lake location in the system's temporary
+    directory) for an object-store lake, whose bucket cannot hold a lock.
     """
 
-    def __init__(self, root: Path, *, prefix: str | None = None):
-        self.root = root
-        self.data = root / "data" if not prefix else root / prefix / "data"
+    def __init__(self, location: Path | str | Store, *, prefix: str | None = None, locks: Path | None = None):
+        self.store: Store = location if isinstance(location, Store) else open_store(location)
+        self.base = "data" if not prefix else f"{check_key(prefix)}/data"
+        local = isinstance(self.store, LocalStore)
+        #: the lake's local folder (None for an object-store lake)
+        self.root: Path | None = self.store.root if isinstance(self.store, LocalStore) else None
+        #: the local folder of the extracts (None for an object-store lake)
+        self.data: Path | None = self.root / self.base if self.root is not None else None
+        self.locks = self.data if local else (locks or _lock_folder(self.store.location))
+
+    @property
+    def where(self) -> str:
+        """Where the extracts are, for messages (a folder or ``s3://bucket/prefix/data``)."""
+        return f"{self.store.location}/{self.base}"
+
+    @property
+    def local(self) -> bool:
+        return self.root is not None
 
     def inside(self, path: Path) -> Path:
-        """``path`` itself, after checking that it stays inside the lake's data folder."""
+        """``path`` itself, after checking that it stays inside the local lake's data folder."""
+        assert self.data is not None
         data = os.path.normpath(self.data)
         if os.path.commonpath([data, os.path.normpath(path)]) != data or os.path.normpath(path) == data:
             raise LakeError(f"refusing the path {path}, which is outside the lake folder {self.data}.")
         return path
 
+    def table_key(self, source: str, relation: str) -> str:
+        """The key of one relation's extracts (names encoded: one key segment each)."""
+        return f"{self.base}/{encode_name(source)}/{encode_name(relation)}"
+
     def table_dir(self, source: str, relation: str) -> Path:
-        """The folder of one relation's extracts (names encoded, never outside the lake)."""
+        """The local folder of one relation's extracts (names encoded, never outside the lake)."""
+        assert self.data is not None, "an object-store lake has no local folders"
         return self.inside(self.data / encode_name(source) / encode_name(relation))
 
-    def _folders(self, source: str, relation: str, legacy: str | None) -> list[Path]:
-        own = self.table_dir(source, relation)
-        if legacy is None or not _is_plain(legacy) or legacy == own.name:
+    def lock_dir(self, source: str, relation: str) -> Path:
+        """The local folder holding the relation's writer lock (``.lock``) and readers' lock (``.readers``)."""
+        if self.data is not None:
+            return self.table_dir(source, relation)
+        assert self.locks is not None
+        folder = self.locks / encode_name(source) / encode_name(relation)
+        folder.mkdir(parents=True, exist_ok=True)  # on this machine, not in the bucket
+        return folder
+
+    def _folders(self, source: str, relation: str, legacy: str | None) -> list[str]:
+        own = self.table_key(source, relation)
+        if legacy is None or not _is_plain(legacy) or legacy == own.rsplit("/", 1)[-1]:
             return [own]
-        return [own, self.inside(self.data / encode_name(source) / legacy)]
+        return [own, f"{self.base}/{encode_name(source)}/{legacy}"]
 
     def committed(self, source: str, relation: str, *, legacy: str | None = None) -> list[Manifest]:
         """Every committed extract of a relation, oldest first."""
-        found = {m.extract_id: m for f in self._folders(source, relation, legacy) for m in committed_in(f, relation)}
+        found = {
+            m.extract_id: m
+            for f in self._folders(source, relation, legacy)
+            for m in _committed(self.store, f, relation)
+        }
         return [found[key] for key in sorted(found)]
 
     def latest(self, source: str, relation: str, *, legacy: str | None = None) -> Manifest | None:
         """The newest committed extract of a relation, or None."""
         candidates = [
-            child
+            (extract_id, folder)
             for folder in self._folders(source, relation, legacy)
-            if folder.is_dir()
-            for child in folder.iterdir()
-            if child.is_dir() and (child / MANIFEST).is_file()
+            for extract_id in _extract_folders(self.store, folder)[0]
         ]
-        for child in sorted(candidates, key=lambda p: p.name, reverse=True):
-            manifest = read_manifest(child)
-            if manifest.relation == relation:
+        for extract_id, folder in sorted(candidates, reverse=True):
+            manifest = load_manifest(self.store, f"{folder}/{extract_id}")
+            if manifest is not None and manifest.relation == relation:
                 return manifest
         return None
 
@@ -184,7 +327,7 @@ class Lake:
         manifest = self.latest(source, relation, legacy=legacy)
         if manifest is None:
             raise LakeError(
-                f'no committed extract of "{relation}" (source "{source}") in the lake at {self.data}.',
+                f'no committed extract of "{relation}" (source "{source}") in the lake at {self.where}.',
                 hint=f'Run "conveyor extract {relation}" first.',
             )
         return manifest
@@ -198,7 +341,7 @@ class Lake:
         wait_s: float = 0,
         waiting: Callable[[str], None] | None = None,
         holder: str = "",
-    ) -> Iterator[Path]:
+    ) -> Iterator[ExtractFolder]:
         """Lock a relation for writing and yield a fresh extract folder.
 
         Another writer of the same relation (another pipeline's extract, say) is waited for,
@@ -208,9 +351,9 @@ class Lake:
         extract committed. The holder writes ``holder`` (which run it is) and its pid into the
         lock file, so whoever waits for it or gives up can name it.
         """
-        table_dir = self.table_dir(source, relation)
-        table_dir.mkdir(parents=True, exist_ok=True)
-        path = table_dir / ".lock"
+        lock_dir = self.lock_dir(source, relation)
+        lock_dir.mkdir(parents=True, exist_ok=True)
+        path = lock_dir / ".lock"
         with open(path, "a+") as lock:  # "a+": opening must not erase the holder's text
 
             def tell() -> None:
@@ -228,21 +371,34 @@ class Lake:
             lock.truncate()
             lock.write(f"{holder + ', ' if holder else ''}pid {os.getpid()} on {socket.gethostname()}\n")
             lock.flush()
-            self._remove_uncommitted(table_dir)
-            folder = table_dir / new_extract_id()
-            folder.mkdir()
+            table_key = self.table_key(source, relation)
+            self._remove_uncommitted(table_key)
+            key = f"{table_key}/{new_extract_id()}"
+            if self.root is not None:
+                folder = self.root / key
+                folder.mkdir(parents=True)
+            else:  # parts of file-writing job types are staged on local disk, then uploaded
+                folder = Path(tempfile.mkdtemp(prefix=f"conveyor-{key.rsplit('/', 1)[-1]}-"))
+            target = ExtractFolder(self.store, key, folder)
             try:
-                yield folder
+                yield target
             except BaseException:
-                if not (folder / MANIFEST).is_file():  # a committed extract stays, whatever failed after
-                    shutil.rmtree(folder, ignore_errors=True)
+                if load_manifest(self.store, key) is None:  # a committed extract stays, whatever failed after
+                    self._remove(key)
                 raise
+            finally:
+                if target.staged:
+                    shutil.rmtree(folder, ignore_errors=True)
 
-    @staticmethod
-    def _remove_uncommitted(table_dir: Path) -> None:
-        for child in table_dir.iterdir():
-            if child.is_dir() and not (child / MANIFEST).is_file():
-                shutil.rmtree(child, ignore_errors=True)
+    def _remove(self, key: str) -> None:
+        """Remove an uncommitted extract folder: its objects, and locally the folder itself."""
+        self.store.delete([o.key for o in self.store.objects(key)])
+        if self.root is not None:
+            shutil.rmtree(self.root / key, ignore_errors=True)
+
+    def _remove_uncommitted(self, table_key: str) -> None:
+        for extract_id in _extract_folders(self.store, table_key)[1]:
+            self._remove(f"{table_key}/{extract_id}")
 
     def prune(self, source: str, relation: str, keep: int, *, legacy: str | None = None) -> list[str]:
         """Keep the newest ``keep`` full extracts and every incremental one after the oldest of them.
@@ -252,7 +408,9 @@ class Lake:
         before its parts disappear. Extracts in a legacy folder age out the same way. While
         a load reads the relation (:mod:`conveyor.lake.readers`) nothing is removed.
         """
-        with unread(self.table_dir(source, relation)) as free:
+        lock_dir = self.lock_dir(source, relation)
+        lock_dir.mkdir(parents=True, exist_ok=True)
+        with unread(lock_dir) as free:
             if not free:
                 return []  # a load reads them: the next extract after it prunes
             committed = self.committed(source, relation, legacy=legacy)
@@ -261,27 +419,28 @@ class Lake:
                 return []
             removed = []
             for manifest in committed[: full[-keep]]:
-                assert manifest.folder is not None
-                (manifest.folder / MANIFEST).unlink()
+                self.store.delete([f"{manifest.key}/{MANIFEST}"])
                 crash_point("lake.prune.after_manifest")
-                for part in manifest.paths():
-                    part.unlink(missing_ok=True)
+                for part in manifest.part_keys():
+                    self.store.delete([part])
                     crash_point("lake.prune.mid_parts")
-                shutil.rmtree(manifest.folder, ignore_errors=True)
+                self._remove(manifest.key)
                 removed.append(manifest.extract_id)
             return removed
 
     def tables(self) -> list[tuple[str, str]]:
         """Every (source, relation) folder in the lake, names decoded."""
-        if not self.data.is_dir():
-            return []
         return sorted(
-            (decode_name(s.name), decode_name(t.name))
-            for s in self.data.iterdir()
-            if s.is_dir()
-            for t in s.iterdir()
-            if t.is_dir()
+            (decode_name(source), decode_name(relation))
+            for source in self.store.children(self.base)
+            for relation in self.store.children(f"{self.base}/{source}")
         )
+
+
+def _lock_folder(location: str) -> Path:
+    """Where this machine keeps the locks of an object-store lake (one folder per location)."""
+    digest = hashlib.sha256(location.encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / "conveyor-lake-locks" / digest
 
 
 def _lock_holder(path: Path) -> str:
@@ -429,24 +588,28 @@ class PartWriter:
             self._writer = self._file = None
 
 
-def rewrite_part(path: Path, table: pa.Table, compression: str = "zstd") -> PartFile:
+def rewrite_part(store: Store, key: str, table: pa.Table, compression: str = "zstd") -> PartFile:
     """Replace one part of an uncommitted extract with ``table`` (same schema), durably.
 
-    The new file is written beside the old one, fsynced and renamed over it, so the folder
-    holds the old part or the new one, never half of either.
+    Locally the new file is written beside the old one, fsynced and renamed over it, so the
+    folder holds the old part or the new one, never half of either. On an object store the
+    new object replaces the old one when its upload completes.
     """
     import pyarrow.parquet as pq
 
-    temp = path.with_name(f".{path.name}.tmp")
-    handle = _HashingFile(open(temp, "wb"))  # noqa: SIM115 - closed below
+    name = key.rsplit("/", 1)[-1]
+    temp_key = key[: len(key) - len(name)] + f".{name}.tmp"
+    local = isinstance(store, LocalStore)
+    handle = _HashingFile(store.open_output(temp_key if local else key), fsync=False)
     try:
         with pq.ParquetWriter(handle, table.schema, **parquet_options(table.schema, compression)) as writer:
             writer.write_table(table, row_group_size=128 * 1024)
     finally:
         handle.close()
-    os.replace(temp, path)
-    fsync_dir(path.parent)
-    return PartFile(path.name, table.num_rows, handle.size, handle.digest.hexdigest())
+    if isinstance(store, LocalStore):
+        os.replace(store.path(temp_key), store.path(key))
+        fsync_dir(store.path(key).parent)
+    return PartFile(name, table.num_rows, handle.size, handle.digest.hexdigest())
 
 
 def parquet_options(schema: pa.Schema, compression: str) -> dict[str, object]:

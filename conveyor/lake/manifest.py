@@ -1,24 +1,33 @@
 """Extract manifests: the only thing a lake reader trusts.
 
-An extract folder holds Parquet parts and, once every part is durable, ``manifest.json``.
-The manifest is written to a temporary name, fsynced and renamed into place, so it either
-exists completely or not at all. A folder without a manifest is invisible to readers:
-it is an extract in progress or the leftover of a crash, and retention removes it.
+An extract folder (a key prefix, on an object store) holds Parquet parts and, once every
+part is durable, ``manifest.json``. The manifest is created in one atomic step that refuses
+an existing one (:meth:`~conveyor.lake.store.Store.put_new`: a hard link locally, a
+conditional PUT on S3), so it exists completely or not at all, and two writers can never
+both commit one extract id. A folder without a manifest is invisible to readers: it is an
+extract in progress or the leftover of a crash, and the next writer of the relation
+removes it.
 """
 
 from __future__ import annotations
 
 import base64
+import builtins
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from conveyor.errors import LakeError
 from conveyor.faults import crash_point
+from conveyor.lake.store import LocalStore, Store, fsync_dir
+
+__all__ = ["MANIFEST", "Manifest", "PartFile", "commit_manifest", "fsync_dir", "load_manifest", "read_manifest"]
 
 if TYPE_CHECKING:
     import pyarrow as pa
+    import pyarrow.dataset as ds
+    import pyarrow.fs as pafs
 
 
 MANIFEST = "manifest.json"
@@ -52,9 +61,28 @@ class Manifest:
     incremental: bool = False
     watermark: dict[str, Any] | None = None
     columns: list[dict[str, Any]] = field(default_factory=list)
-    folder: Path | None = None
+    store: Store | None = None
+    """Where the extract lives (set once it was read from a lake or committed to one)."""
+    key: str = ""
+    """The extract's folder in ``store``: ``data/<source>/<relation>/<extract-id>``."""
     warnings: list[str] = field(default_factory=list)
     """What the extract noticed, e.g. MySQL zero dates it read as NULL."""
+
+    @property
+    def folder(self) -> Path | None:
+        """The extract's local folder, when its lake is a local folder (None on an object store)."""
+        return self.store.path(self.key) if isinstance(self.store, LocalStore) else None
+
+    @property
+    def local(self) -> bool:
+        """Whether the parts are local files (:meth:`paths`) rather than objects in a bucket."""
+        return self.folder is not None
+
+    @property
+    def location(self) -> str:
+        """Where the extract is, for messages: a folder or ``s3://bucket/.../<extract-id>``."""
+        assert self.store is not None
+        return f"{self.store.location}/{self.key}"
 
     @property
     def rows(self) -> int:
@@ -75,9 +103,28 @@ class Manifest:
         return digest.hexdigest()
 
     def paths(self) -> list[Path]:
-        """Absolute paths of the parts (the manifest must have been read from disk)."""
-        assert self.folder is not None
-        return [self.folder / f.path for f in self.files]
+        """Absolute paths of the parts of an extract in a local lake."""
+        folder = self.folder
+        if folder is None:
+            raise LakeError(f"the extract {self.extract_id} is not in a local lake (it is at {self.location}).")
+        return [folder / f.path for f in self.files]
+
+    def part_keys(self) -> list[str]:
+        """The store keys of the parts, in order."""
+        return [f"{self.key}/{f.path}" for f in self.files]
+
+    def arrow_files(self) -> tuple[pafs.FileSystem, list[str]]:
+        """The Arrow filesystem of the extract's lake and the paths of its parts in it."""
+        assert self.store is not None
+        filesystem, _base = self.store.arrow()
+        return filesystem, [self.store.arrow_path(key) for key in self.part_keys()]
+
+    def dataset(self) -> ds.Dataset:
+        """The parts as one ``pyarrow.dataset``, wherever they are (a folder or a bucket)."""
+        import pyarrow.dataset as ds
+
+        filesystem, paths = self.arrow_files()
+        return ds.dataset(paths, format="parquet", filesystem=filesystem)
 
     def to_json(self) -> dict[str, Any]:
         schema_ipc = base64.b64encode(self.arrow_schema.serialize().to_pybytes()).decode()
@@ -103,8 +150,12 @@ class Manifest:
             "files": [asdict(f) for f in self.files],
         }
 
+    def encoded(self) -> builtins.bytes:  # `bytes` here is the property above
+        """The manifest's JSON document, as committed."""
+        return json.dumps(self.to_json(), indent=2, sort_keys=False).encode("utf-8")
+
     @classmethod
-    def from_json(cls, data: dict[str, Any], folder: Path) -> Manifest:
+    def from_json(cls, data: dict[str, Any], store: Store | None = None, key: str = "") -> Manifest:
         import pyarrow as pa
 
         if data.get("format") != FORMAT:
@@ -124,35 +175,48 @@ class Manifest:
             incremental=data.get("incremental", False),
             watermark=data.get("watermark"),
             columns=data.get("columns", []),
-            folder=folder,
+            store=store,
+            key=key,
             warnings=data.get("warnings", []),
         )
 
 
-def write_manifest(folder: Path, manifest: Manifest) -> Path:
-    """Commit an extract: write its manifest atomically (temp file, fsync, rename, fsync dir)."""
-    target = folder / MANIFEST
-    temp = folder / f".{MANIFEST}.tmp"
-    with open(temp, "w", encoding="utf-8") as handle:
-        json.dump(manifest.to_json(), handle, indent=2, sort_keys=False)
-        handle.flush()
-        os.fsync(handle.fileno())
+def commit_manifest(store: Store, key: str, manifest: Manifest) -> str:
+    """Commit an extract: create ``<key>/manifest.json`` in one atomic step, after every part.
+
+    The store refuses to replace an existing manifest (:meth:`~conveyor.lake.store.Store.put_new`),
+    so an extract id is committed at most once; a refusal is an error, never an overwrite.
+    Returns the manifest's location.
+    """
     crash_point("lake.manifest.before_rename")
-    os.replace(temp, target)
-    fsync_dir(folder)
+    if not store.put_new(f"{key}/{MANIFEST}", manifest.encoded()):
+        raise LakeError(
+            f'the extract {manifest.extract_id} of "{manifest.relation}" was already committed by another writer '
+            f"({store.location}/{key}); nothing was overwritten.",
+            hint="Extract again: the new extract gets a new id.",
+        )
     crash_point("lake.manifest.after_rename")
-    return target
+    manifest.store, manifest.key = store, key
+    return f"{store.location}/{key}/{MANIFEST}"
+
+
+def load_manifest(store: Store, key: str) -> Manifest | None:
+    """The manifest of the extract at ``key``, or None while it is not committed."""
+    data = store.get(f"{key}/{MANIFEST}")
+    if data is None:
+        return None
+    return Manifest.from_json(json.loads(data), store, key)
+
+
+def write_manifest(folder: Path, manifest: Manifest) -> Path:
+    """Commit an extract in a local folder (see :func:`commit_manifest`)."""
+    commit_manifest(LocalStore(folder.parent), folder.name, manifest)
+    return folder / MANIFEST
 
 
 def read_manifest(folder: Path) -> Manifest:
-    with open(folder / MANIFEST, encoding="utf-8") as handle:
-        return Manifest.from_json(json.load(handle), folder)
-
-
-def fsync_dir(folder: Path) -> None:
-    """Make a rename or a new file in ``folder`` durable."""
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    """The manifest of the extract in a local folder (which must be committed)."""
+    manifest = load_manifest(LocalStore(folder.parent), folder.name)
+    if manifest is None:
+        raise FileNotFoundError(folder / MANIFEST)
+    return manifest

@@ -32,7 +32,6 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import urlparse
 
 from conveyor.errors import LakeError
-from conveyor.lake.manifest import fsync_dir
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -40,6 +39,15 @@ if TYPE_CHECKING:
 
 #: how often a transient S3 error (throttling, 5xx, a reset connection) is retried, with backoff
 S3_ATTEMPTS = 5
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename or a new file in ``folder`` durable."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 @dataclass(frozen=True)
@@ -79,6 +87,10 @@ class Store(ABC):
     @abstractmethod
     def objects(self, prefix: str) -> list[StoredObject]:
         """Every object whose key lies under the folder ``prefix``, sorted by key."""
+
+    @abstractmethod
+    def children(self, prefix: str) -> list[str]:
+        """The names of the folders directly under the folder ``prefix``, sorted."""
 
     @abstractmethod
     def delete(self, keys: list[str]) -> None:
@@ -197,6 +209,12 @@ class LocalStore(Store):
                 path = Path(folder) / name
                 found.append(StoredObject(path.relative_to(self.root).as_posix(), path.stat().st_size))
         return sorted(found, key=lambda o: o.key)
+
+    def children(self, prefix: str) -> list[str]:
+        top = self.path(prefix.rstrip("/")) if prefix.strip("/") else self.root
+        if not top.is_dir():
+            return []
+        return sorted(child.name for child in top.iterdir() if child.is_dir())
 
     def delete(self, keys: list[str]) -> None:
         parents = []
@@ -342,6 +360,16 @@ class S3Store(Store):
         except Exception as exc:
             raise self._failed("listing", folder, exc) from None
         return sorted(found, key=lambda o: o.key)
+
+    def children(self, prefix: str) -> list[str]:
+        import obstore
+
+        folder = prefix.strip("/")
+        try:
+            listed = obstore.list_with_delimiter(self._store(), prefix=check_key(folder) if folder else None)
+        except Exception as exc:
+            raise self._failed("listing", folder, exc) from None
+        return sorted(str(p).rstrip("/").rsplit("/", 1)[-1] for p in listed["common_prefixes"])
 
     def delete(self, keys: list[str]) -> None:
         import obstore

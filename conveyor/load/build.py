@@ -80,7 +80,7 @@ def manifests_for(project: Project, relations: list[Relation]) -> dict[str, list
 
     A table with no committed extract is a user error naming the command to run.
     """
-    lake = Lake(project.path(project.settings.lake.path))
+    lake = Lake(project.lake_location)
     found = {}
     for relation in relations:
         if relation.kind == "source":

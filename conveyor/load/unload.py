@@ -12,8 +12,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from conveyor.design.types import from_arrow
-from conveyor.lake.lake import Lake, PartWriter
-from conveyor.lake.manifest import Manifest, write_manifest
+from conveyor.lake.lake import Lake
+from conveyor.lake.manifest import Manifest
 from conveyor.project import Relation
 from conveyor.runctx import RunContext
 from conveyor.warehouse.base import Warehouse, qualified
@@ -22,7 +22,7 @@ from conveyor.warehouse.base import Warehouse, qualified
 def unload(ctx: RunContext, relations: list[Relation], warehouse: Warehouse, source_name: str) -> list[Manifest]:
     """Write each relation's published rows into the lake; returns the committed manifests."""
     settings = ctx.project.settings
-    lake = Lake(ctx.project.path(settings.lake.path))
+    lake = Lake(ctx.project.lake_location)
     ctx.reporter.phase("unload", len(relations))
     manifests = []
     for relation in relations:
@@ -55,10 +55,10 @@ def _unload_one(
     started = datetime.now(UTC)
     with (
         warehouse.read_relation(relation.name, batch_rows) as reader,
-        lake.writing(source_name, relation.name) as folder,
+        lake.writing(source_name, relation.name) as target,
     ):
         schema = lake_schema(reader.schema)
-        writer = PartWriter(folder, schema, part_rows=part_rows, compression=compression)
+        writer = target.part_writer(schema, part_rows=part_rows, compression=compression)
         try:
             for batch in reader:
                 writer.write(to_lake_types(batch, schema))
@@ -67,7 +67,7 @@ def _unload_one(
             writer.abort()
             raise
         manifest = Manifest(
-            extract_id=folder.name,
+            extract_id=target.extract_id,
             source=source_name,
             upstream_table=relation.name,
             relation=relation.name,
@@ -79,8 +79,7 @@ def _unload_one(
             job_type="unload",
             columns=[{"name": f.name, "type": _type_text(f.type)} for f in schema],
         )
-        write_manifest(folder, manifest)
-        manifest.folder = folder
+        target.commit(manifest)
     return manifest
 
 

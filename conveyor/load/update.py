@@ -79,7 +79,7 @@ def update(
     committed would throw the update away.
     """
     ctx.reporter.phase(ctx.label("update"), len(relations))
-    lake = Lake(ctx.project.path(ctx.project.settings.lake.path))
+    lake = Lake(ctx.project.lake_location)
     result = BuildResult()
     tests = tests_for(ctx.project, relations)
     published = published_counts(warehouse, tests)  # before the transaction changes them

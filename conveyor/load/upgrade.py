@@ -49,7 +49,7 @@ def upgrade(
     """
     targets = target_names(relations, into_schema)
     ctx.reporter.phase("upgrade", len(relations))
-    lake = Lake(ctx.project.path(ctx.project.settings.lake.path))
+    lake = Lake(ctx.project.lake_location)
     tx = open_transaction(ctx, warehouse, list(targets.values()), atomic=False, lock_timeout_s=lock_timeout_s)
     result = BuildResult()
     try:

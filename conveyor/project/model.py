@@ -81,6 +81,12 @@ class Project:
         return path if path.is_absolute() else self.root / path
 
     @property
+    def lake_location(self) -> str:
+        """Where the lake is: ``s3://bucket/prefix`` as written, or the folder, resolved."""
+        value = self.settings.lake.path
+        return value if "://" in value else str(self.path(value))
+
+    @property
     def credentials(self) -> dict[str, str]:
         return read_credentials_file(self.path(self.settings.credentials_file))
 

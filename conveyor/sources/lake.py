@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.dataset as ds
 
 from conveyor.design.types import from_arrow
 from conveyor.errors import ExtractError
@@ -83,7 +82,7 @@ class LakeSource(Source):
             )
         manifest = self._manifest(request.schema, request.table)
         schema = request.arrow_schema
-        dataset = ds.dataset([str(p) for p in manifest.paths()], format="parquet")
+        dataset = manifest.dataset()
         missing = [n for n in schema.names if n not in dataset.schema.names]
         if missing:
             raise ExtractError(f'{request.schema}.{request.table} in lake source "{self.name}" lacks {missing}.')

@@ -98,7 +98,8 @@ def test_writing_removes_leftovers_of_a_crashed_extract(tmp_path: Path) -> None:
     kept = commit(_mkdir(table / new_extract_id(datetime(2026, 1, 1, tzinfo=UTC))))
     leftover = _mkdir(table / new_extract_id(datetime(2026, 1, 2, tzinfo=UTC)))
     parts_only(leftover)
-    with lake.writing("src", "main.t") as folder:
+    with lake.writing("src", "main.t") as folder_target:
+        folder = folder_target.folder
         assert not leftover.exists()
         assert folder.is_dir() and folder.parent == table and list(folder.iterdir()) == []
         assert (kept.folder / MANIFEST).exists()
@@ -109,7 +110,8 @@ def test_writing_removes_leftovers_of_a_crashed_extract(tmp_path: Path) -> None:
 def test_crash_inside_writing_leaves_no_extract(tmp_path: Path) -> None:
     lake = Lake(tmp_path)
     seen: list[Path] = []
-    with pytest.raises(RuntimeError, match="boom"), lake.writing("src", "main.t") as folder:
+    with pytest.raises(RuntimeError, match="boom"), lake.writing("src", "main.t") as folder_target:
+        folder = folder_target.folder
         seen.append(folder)
         parts_only(folder, rows=50)
         raise RuntimeError("boom")
@@ -120,11 +122,13 @@ def test_crash_inside_writing_leaves_no_extract(tmp_path: Path) -> None:
 
 def test_a_second_writer_of_the_same_table_is_refused(tmp_path: Path) -> None:
     lake = Lake(tmp_path)
-    with lake.writing("src", "main.t") as first:
+    with lake.writing("src", "main.t") as first_target:
+        first = first_target.folder
         with pytest.raises(LakeError, match="another extract"), lake.writing("src", "main.t"):
             pass
         assert first.exists()  # the refused writer did not clean up the running one
-        with lake.writing("src", "main.other") as other:
+        with lake.writing("src", "main.other") as other_target:
+            other = other_target.folder
             assert other.exists()
 
 
@@ -144,7 +148,8 @@ def test_a_second_writer_waits_for_the_first_and_gives_up_after_its_timeout(tmp_
     assert first.stdout is not None and first.stdout.readline().strip() == "locked"
     said: list[str] = []
     began = time.monotonic()
-    with lake.writing("src", "main.t", wait_s=30, waiting=said.append) as folder:
+    with lake.writing("src", "main.t", wait_s=30, waiting=said.append) as folder_target:
+        folder = folder_target.folder
         assert folder.exists() and time.monotonic() - began > 0.3  # it waited for the other writer
     assert first.wait(timeout=30) == 0
     assert said == [f'waiting for another extract of "main.t" to finish (pid {first.pid} on {socket.gethostname()})']
@@ -347,7 +352,8 @@ HOSTILE = ["..", ".", "../../etc", "x/../../../../outside/escaped", ".lock", "a\
 @pytest.mark.parametrize("name", HOSTILE)
 def test_hostile_names_stay_inside(tmp_path: Path, name: str) -> None:
     lake = Lake(tmp_path / "lake")
-    with lake.writing("src", name) as folder:
+    with lake.writing("src", name) as folder_target:
+        folder = folder_target.folder
         commit(folder, rows=1)
     assert folder.resolve().is_relative_to((tmp_path / "lake" / "data" / "src").resolve())
     assert [p.name for p in (tmp_path / "lake" / "data" / "src").iterdir()] == [encode_name(name)]
@@ -373,7 +379,8 @@ def test_legacy_folders_count_only_for_their_relation(tmp_path: Path) -> None:
     start = datetime(2026, 1, 1, tzinfo=UTC)
     mine = commit(_mkdir(legacy / new_extract_id(start)), relation="s.t")
     commit(_mkdir(legacy / new_extract_id(start + timedelta(hours=1))), relation="s.other")
-    with lake.writing("src", "s.t") as folder:
+    with lake.writing("src", "s.t") as folder_target:
+        folder = folder_target.folder
         newest = commit(folder, rows=3)
     assert [m.extract_id for m in lake.committed("src", "s.t", legacy="main.t")] == [mine.extract_id, newest.extract_id]
     assert [m.extract_id for m in lake.committed("src", "s.t")] == [newest.extract_id]

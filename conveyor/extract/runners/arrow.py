@@ -27,7 +27,6 @@ from conveyor.extract.runners.base import (
     run_tasks,
 )
 from conveyor.extract.runners.pipeline import read_ahead
-from conveyor.lake.lake import PartWriter
 from conveyor.lake.manifest import PartFile
 from conveyor.sources import open_source, partition
 from conveyor.sources.base import ReadRequest, Source
@@ -111,14 +110,7 @@ def _read_partition(
     schema = request.arrow_schema
     budget = given.budget
     with open_source(job.source_type, job.source, given.dsn, root=given.root, zero_dates=job.zero_dates) as source:
-        writer = PartWriter(
-            given.folder,
-            schema,
-            prefix=prefix,
-            part_rows=given.part_rows,
-            compression=given.compression,
-            row_group_rows=budget.row_group_rows(schema),
-        )
+        writer = given.part_writer(schema, prefix)
         try:
             for batch in read_ahead(source.read(request, snapshot=snapshot), budget.queue_bytes):
                 if stop is not None and stop.is_set():

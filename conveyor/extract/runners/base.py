@@ -26,6 +26,7 @@ from conveyor.errors import ExtractError, did_you_mean
 from conveyor.extract import incremental
 from conveyor.extract.budget import Budget
 from conveyor.extract.jobs import ExtractJob
+from conveyor.lake.lake import ExtractFolder, PartWriter
 from conveyor.lake.manifest import PartFile
 from conveyor.sources.base import ReadRequest, Source
 from conveyor.sources.verdict import missing_column_error
@@ -52,6 +53,27 @@ class RunnerInput:
     memory_budget_bytes: int = 256 << 20
     progress: Callable[[int], None] | None = None
     """Told how many more rows were written, as they are (the CLI shows a live row count)."""
+    target: ExtractFolder | None = None
+    """The extract in the lake: a runner that streams parts (``arrow``) writes them straight to
+    its store with :meth:`part_writer`; the others write files into ``folder``, which the
+    orchestrator uploads when the lake is an object store."""
+
+    def part_writer(self, schema: pa.Schema, prefix: str = "part") -> PartWriter:
+        """A writer of numbered parts into the extract: straight into the lake's store when it
+        is an object store, into ``folder`` otherwise."""
+        rows = self.budget.row_group_rows(schema)
+        if self.target is not None:
+            return self.target.part_writer(
+                schema, prefix=prefix, part_rows=self.part_rows, compression=self.compression, row_group_rows=rows
+            )
+        return PartWriter(
+            self.folder,
+            schema,
+            prefix=prefix,
+            part_rows=self.part_rows,
+            compression=self.compression,
+            row_group_rows=rows,
+        )
 
     @property
     def budget(self) -> Budget:

@@ -68,27 +68,50 @@ class DuckDBRelations(Build):
         except duckdb.Error as exc:
             raise LoadError(f'building "{design.name}" failed in DuckDB: {exc}') from None
 
+    @contextmanager
+    def parts(self, manifest: Manifest) -> Iterator[str]:
+        """The FROM item that reads an extract's parts.
+
+        A local lake's parts are read by DuckDB's own ``read_parquet`` (its fastest path). An
+        object store's are an Arrow dataset over the store's filesystem, registered on this
+        thread's connection for the statement: DuckDB scans it batch by batch with projection
+        pushdown, without its S3 extension (docs/architecture.md, "The object-store lake").
+        """
+        if manifest.local:
+            yield f"read_parquet({_files(manifest)})"
+            return
+        cursor = self._cursor()
+        name = f"conveyor_extract_{manifest.extract_id.replace('-', '_')}_{threading.get_ident()}"
+        cursor.register(name, manifest.dataset())
+        try:
+            yield quote(name)
+        finally:
+            with suppress(duckdb.Error):
+                cursor.unregister(name)
+
     def load_table(self, design: TableDesign, manifest: Manifest) -> int:
         self._run(design, ddl.create_table(design, "duckdb"))
-        rows = self._count(design, f"INSERT INTO {qualified(design.name)} {select_extract(design, manifest)}")
+        with self.parts(manifest) as source:
+            rows = self._count(
+                design, f"INSERT INTO {qualified(design.name)} {select_extract(design, manifest, source)}"
+            )
         self._comment(design, view=False)
         return rows
 
     def merge_table(self, design: TableDesign, manifest: Manifest) -> int:
         table = qualified(design.name)
         key = design.constraints.primary_key
-        if key:
-            match = " AND ".join(f"{table}.{quote(c)} = incoming.{quote(c)}" for c in key)
-            by_name = {c.name: c for c in design.loaded_columns}
-            keys = ", ".join(_loaded_value(by_name[c]) if c in by_name else quote(c) for c in key)
-            files = _files(manifest)
-            self._run(
-                design,
-                f"DELETE FROM {table} USING (SELECT DISTINCT {keys} FROM read_parquet({files})) AS incoming "
-                f"WHERE {match}",
-            )
-        crash_point("warehouse.merge.mid")
-        return self._count(design, f"INSERT INTO {table} {select_extract(design, manifest)}")
+        with self.parts(manifest) as source:
+            if key:
+                match = " AND ".join(f"{table}.{quote(c)} = incoming.{quote(c)}" for c in key)
+                by_name = {c.name: c for c in design.loaded_columns}
+                keys = ", ".join(_loaded_value(by_name[c]) if c in by_name else quote(c) for c in key)
+                self._run(
+                    design,
+                    f"DELETE FROM {table} USING (SELECT DISTINCT {keys} FROM {source}) AS incoming WHERE {match}",
+                )
+            crash_point("warehouse.merge.mid")
+            return self._count(design, f"INSERT INTO {table} {select_extract(design, manifest, source)}")
 
     def _count(self, design: TableDesign, sql: str) -> int:
         """Run an INSERT and return its row count, consuming the whole result."""
@@ -213,8 +236,12 @@ def _files(manifest: Manifest) -> str:
     return "[" + ", ".join(literal(str(p)) for p in manifest.paths()) + "]"
 
 
-def select_extract(design: TableDesign, manifest: Manifest) -> str:
-    """``(cols) SELECT cols FROM read_parquet(parts)`` for the design's loaded columns."""
+def select_extract(design: TableDesign, manifest: Manifest, source: str | None = None) -> str:
+    """``(cols) SELECT cols FROM <source>`` for the design's loaded columns.
+
+    ``source`` is the FROM item that reads the parts (:meth:`DuckDBRelations.parts`); by
+    default ``read_parquet`` of a local extract's files.
+    """
     present = set(manifest.arrow_schema.names)
     missing = [c.name for c in design.loaded_columns if c.name not in present]
     if missing:
@@ -224,7 +251,7 @@ def select_extract(design: TableDesign, manifest: Manifest) -> str:
         )
     columns = ", ".join(quote(c.name) for c in design.loaded_columns)
     values = ", ".join(_loaded_value(c) for c in design.loaded_columns)
-    return f"({columns}) SELECT {values} FROM read_parquet({_files(manifest)})"
+    return f"({columns}) SELECT {values} FROM {source or f'read_parquet({_files(manifest)})'}"
 
 
 def _loaded_value(column: ColumnDesign) -> str:

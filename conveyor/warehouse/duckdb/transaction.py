@@ -79,7 +79,10 @@ class DuckDBTransaction(DuckDBRelations, Transaction):
             self.drop(design.name)
             return self.load_chain(design, manifests)
         self._run(design, f"DELETE FROM {qualified(design.name)}")
-        rows = self._count(design, f"INSERT INTO {qualified(design.name)} {select_extract(design, manifests[0])}")
+        with self.parts(manifests[0]) as source:
+            rows = self._count(
+                design, f"INSERT INTO {qualified(design.name)} {select_extract(design, manifests[0], source)}"
+            )
         for manifest in manifests[1:]:
             rows += self.merge_table(design, manifest)
         return rows

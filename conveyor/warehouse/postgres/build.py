@@ -256,13 +256,15 @@ class PostgresBuild(Build):
                 hint="Make the design's column type match the extract, then re-extract the table.",
             ) from None
         try:
+            filesystem, paths = manifest.arrow_files()
             return copy_parquet(
                 con,
                 table,
                 encoder,
-                manifest.paths(),
+                paths,
                 manifest.arrow_schema,
                 freeze=self.FREEZE if freeze is None else freeze,
+                filesystem=filesystem,
             )
         except EncodeError as exc:
             raise LoadError(f'loading "{design.name}" from extract {manifest.extract_id} failed: {exc}.') from None

@@ -7,14 +7,17 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import suppress
+from contextlib import nullcontext, suppress
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 import psycopg.errors
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+if TYPE_CHECKING:
+    import pyarrow.fs as pafs
 
 from conveyor.faults import crash_point
 from conveyor.warehouse.base import (
@@ -34,12 +37,16 @@ def copy_parquet(
     con: psycopg.Connection[Any],
     table: str,
     encoder: CopyEncoder,
-    paths: Sequence[Path],
+    paths: Sequence[Path | str],
     schema: pa.Schema,
     *,
     freeze: bool = True,
+    filesystem: pafs.FileSystem | None = None,
 ) -> int:
     """COPY the Parquet files into ``table``; returns rows.
+
+    ``paths`` are local files, or paths in ``filesystem`` (an object store's, read with
+    ranged requests as the encoder goes).
 
     With ``freeze`` the table must have been created or truncated in the current
     (sub)transaction: its rows are written frozen, which saves vacuuming them later.
@@ -50,7 +57,7 @@ def copy_parquet(
     columns = ", ".join(quote(c) for c in encoder.copy_columns)
     options = "FORMAT binary, FREEZE" if freeze else "FORMAT binary"
     statement = f"COPY {qualified(table)} ({columns}) FROM STDIN ({options})"
-    with _Encoded(paths, encoder, schema) as chunks, con.cursor() as cursor:
+    with _Encoded(paths, encoder, schema, filesystem) as chunks, con.cursor() as cursor:
         with cursor.copy(statement) as copy:
             copy.write(SIGNATURE)
             for chunk in chunks:
@@ -66,8 +73,10 @@ _END = object()
 class _Encoded:
     """Encoded COPY chunks of Parquet files, produced by a background thread."""
 
-    def __init__(self, paths: Sequence[Path], encoder: CopyEncoder, schema: pa.Schema):
-        self.paths, self.encoder, self.schema = list(paths), encoder, schema
+    def __init__(
+        self, paths: Sequence[Path | str], encoder: CopyEncoder, schema: pa.Schema, filesystem: pafs.FileSystem | None
+    ):
+        self.paths, self.encoder, self.schema, self.filesystem = list(paths), encoder, schema, filesystem
         self.names = encoder.copy_columns
         self.queue: queue.Queue[Any] = queue.Queue(maxsize=QUEUE_DEPTH)
         self.stop = threading.Event()
@@ -105,7 +114,9 @@ class _Encoded:
     def _produce(self) -> None:
         try:
             for path in self.paths:
-                with pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20) as parquet:
+                fs = self.filesystem
+                opened = fs.open_input_file(str(path)) if fs is not None else nullcontext(path)
+                with opened as source, pq.ParquetFile(source, pre_buffer=False, buffer_size=1 << 20) as parquet:
                     rows = batch_rows(parquet.metadata)
                     for batch in parquet.iter_batches(batch_size=rows, columns=self.names, use_threads=True):
                         for chunk in self.encoder.encode(_conform(batch, self.schema)):

@@ -14,11 +14,20 @@ from conveyor.warehouse.base import literal, qualified
 _IAM_ROLE = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
 
 
-def redshift_manifest(manifest: Manifest, s3_prefix: str) -> dict[str, Any]:
+def redshift_manifest(manifest: Manifest, s3_prefix: str | None = None) -> dict[str, Any]:
     """The Redshift manifest of an extract uploaded under ``s3_prefix`` (its folder, as is).
 
+    An extract in an object-store lake is already on S3: ``s3_prefix`` defaults to its
+    folder there (``s3://bucket/prefix/data/<source>/<relation>/<extract-id>``).
     Parquet loads need ``meta.content_length``, the exact size of every file.
     """
+    if s3_prefix is None:
+        if manifest.store is None or not manifest.store.location.startswith("s3://"):
+            raise UserError(
+                f"the extract {manifest.extract_id} is not on S3: name the S3 folder it was uploaded to.",
+                hint='Put the lake on S3 (lake.path: "s3://bucket/prefix") to load Redshift from it directly.',
+            )
+        s3_prefix = manifest.location
     prefix = _s3(s3_prefix, "s3_prefix").rstrip("/")
     return {
         "entries": [

@@ -22,6 +22,7 @@ from conveyor.design.models import TableDesign
 from conveyor.errors import LoadError, WarehouseError
 from conveyor.lake.lake import Lake
 from conveyor.lake.manifest import Manifest, PartFile
+from conveyor.lake.store import LocalStore
 from conveyor.warehouse import open_warehouse
 from conveyor.warehouse.postgres.warehouse import PostgresWarehouse
 
@@ -423,7 +424,19 @@ def write_parts(folder: Path, tables: list[pa.Table]) -> Manifest:
         name = f"part-{index:05d}.parquet"
         pq.write_table(table, folder / name, row_group_size=1000)
         files.append(PartFile(name, table.num_rows, (folder / name).stat().st_size, "0" * 64))
-    return Manifest("x1", "shop", "main.t", "shop.t", files, tables[0].schema, "", "", "", folder=folder)
+    return Manifest(
+        "x1",
+        "shop",
+        "main.t",
+        "shop.t",
+        files,
+        tables[0].schema,
+        "",
+        "",
+        "",
+        store=LocalStore(folder.parent),
+        key=folder.name,
+    )
 
 
 SOURCE = design(

@@ -158,7 +158,7 @@ def test_manifest_and_copy(tmp_path: Path) -> None:
     ]
     manifest = Manifest(
         "20250101T000000Z-abc", "shop", "public.orders", "shop.orders", files, pa.schema([("id", pa.int64())]),
-        "SELECT ...", "", "", folder=tmp_path,
+        "SELECT ...", "", "",
     )  # fmt: skip
     document = redshift_manifest(manifest, "s3://lake-bucket/shop/public.orders/20250101T000000Z-abc/")
     assert document == {
