@@ -79,8 +79,9 @@ def main() -> int:
         lake = f"s3://{args.bucket}/shop"
         project = copy_project(workdir / "shop", lake)
         print(f"project copied to {project}, lake.path: {lake}", flush=True)
-        env = {**os.environ, **server.env, "SHOP_DB": str(upstream)}
-        env.pop("AWS_PROFILE", None)  # the local server, not a profile's account
+        # only the local server's AWS settings: no profile, session token or other endpoint of yours
+        mine = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        env = {**mine, **server.env, "SHOP_DB": str(upstream)}
         done = subprocess.run([conveyor(), "run"], cwd=project, env=env, check=False)
         print(f"\nin the bucket (s3://{args.bucket}/shop):", flush=True)
         s3_local.print_objects(server, args.bucket, "shop/")

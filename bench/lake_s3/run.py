@@ -244,8 +244,8 @@ def main() -> None:
     server = s3_local.start(state)
     try:
         server.create_bucket(BUCKET)
-        base_env = {**os.environ, **server.env, "BENCH_PG": f"{PG}/{BENCH_DB}"}
-        base_env.pop("AWS_PROFILE", None)
+        mine = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        base_env = {**mine, **server.env, "BENCH_PG": f"{PG}/{BENCH_DB}"}
         lakes = {"local": "lake", "s3": f"s3://{BUCKET}/lake-{schema}"}
         envs = {lake: {**base_env, "BENCH_WH": f"{PG}/{WAREHOUSES[lake]}"} for lake in lakes}
         projects = {lake: make_project(work / lake, path, schema, envs[lake]) for lake, path in lakes.items()}

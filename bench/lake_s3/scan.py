@@ -88,13 +88,16 @@ def main() -> None:
     server = run.s3_local.start(state)
     try:
         server.create_bucket(run.BUCKET)
-        env = {**os.environ, **server.env, "BENCH_PG": f"{run.PG}/{run.BENCH_DB}", "BENCH_WH": "unused"}
+        mine = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        env = {**mine, **server.env, "BENCH_PG": f"{run.PG}/{run.BENCH_DB}", "BENCH_WH": "unused"}
         project = run.make_project(work / "local", "lake", schema, env)
         subprocess.run([run.conveyor_bin(), "-q", "extract"], cwd=project, env=env, check=True)
         local = sorted(str(p) for p in (project / "lake").rglob("*.parquet"))
         import pyarrow.fs as pafs
 
-        os.environ.update(server.env)
+        for key in [k for k in os.environ if k.startswith("AWS_")]:
+            del os.environ[key]
+        os.environ.update(server.env)  # pyarrow's S3 filesystem reads its keys from here
         s3 = pafs.S3FileSystem(endpoint_override=server.endpoint, region=server.env["AWS_REGION"])
         keys = []
         for path in local:
