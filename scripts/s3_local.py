@@ -3,7 +3,7 @@
 moto in server mode (``python -m moto.server``) is a dev dependency (requirements.lock). It
 keeps every object in its own memory, so it is for trying things out, never for data you
 want to keep. This script starts it on a free 127.0.0.1 port in the background, records its
-pid and endpoint in a state folder, creates buckets and lists them with plain HTTP (no S3
+pid, port and endpoint in a state folder, creates buckets and lists them with plain HTTP (no S3
 client needed), and stops it again::
 
     python scripts/s3_local.py start --state build/s3-local --bucket demo
@@ -98,7 +98,7 @@ def free_port() -> int:
 
 
 def start(state: Path) -> LocalS3:
-    """Start moto on a free loopback port, detached; write ``pid`` and ``endpoint`` into ``state``."""
+    """Start moto on a free loopback port, detached; write ``pid``, ``port`` and ``endpoint`` into ``state``."""
     state.mkdir(parents=True, exist_ok=True)
     if (state / "pid").exists():
         try:
@@ -126,6 +126,7 @@ def start(state: Path) -> LocalS3:
                 if server.request("GET", "/moto-api/data.json")[0] == 200:
                     (state / "pid").write_text(f"{process.pid}\n")
                     (state / "endpoint").write_text(f"{server.endpoint}\n")
+                    (state / "port").write_text(f"{port}\n")
                     return server
             except OSError:
                 time.sleep(0.1)
@@ -152,7 +153,7 @@ def _is_moto(pid: int) -> bool:
 
 
 def _forget(state: Path) -> None:
-    for name in ("pid", "endpoint"):
+    for name in ("pid", "endpoint", "port"):
         (state / name).unlink(missing_ok=True)
 
 
