@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup spark demo test test-fast lint services clean
+.PHONY: setup spark demo demo-s3 test test-fast lint services clean
 
 # a virtual environment with the locked dependencies, rebuilt when the lock changes
 $(VENV)/.installed: pyproject.toml requirements.lock
@@ -31,6 +31,13 @@ demo: setup
 	@echo "Next: 'source .venv/bin/activate' puts 'conveyor' on your PATH; then 'cd examples/shop' and"
 	@echo "try 'conveyor ls', 'conveyor runs' and the rest of the tour in README.md."
 
+## demo-s3: the same example with its lake in a bucket of a throwaway local S3 server (moto on
+## 127.0.0.1): copies the project to build/demo-s3/shop with lake.path s3://conveyor-demo/shop,
+## runs it, lists the bucket and stops the server (scripts/demo_s3.py, docs/deploy.md)
+demo-s3: setup
+	$(BIN)/python examples/shop/generate.py
+	$(BIN)/python scripts/demo_s3.py
+
 ## test: set up, make sure PostgreSQL and MariaDB are up, lint, type-check, run every test
 ## (two workers; a test file's tests stay on one worker, so module fixtures are built once)
 test: setup spark services lint
@@ -48,4 +55,4 @@ services:
 	bash scripts/services.sh
 
 clean:
-	rm -rf $(VENV) examples/shop/lake examples/shop/warehouse examples/shop/.conveyor examples/shop/upstream
+	rm -rf $(VENV) examples/shop/lake examples/shop/warehouse examples/shop/.conveyor examples/shop/upstream build/demo-s3

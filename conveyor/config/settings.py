@@ -103,7 +103,12 @@ class SourceConfig(StrictModel):
 class LakeConfig(StrictModel):
     """Where extracts land: immutable extract folders of Parquet parts, each with a manifest."""
 
-    path: str = Field(default="lake", description="A folder, relative to the project, or an absolute path.")
+    path: str = Field(
+        default="lake",
+        description="A folder, relative to the project, or an absolute path; or s3://bucket/prefix for an "
+        "S3-compatible store, reached through the standard AWS environment (AWS_ENDPOINT_URL, keys or an "
+        "instance role, AWS_REGION), never with credentials in the location (docs/deploy.md).",
+    )
     keep: int = Field(default=3, ge=1, description="Committed extracts kept per table; older ones are removed.")
     part_rows: int = Field(
         default=1_000_000, ge=1_000, description="Rows per Parquet part file before a new part is started."
