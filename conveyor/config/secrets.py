@@ -80,11 +80,13 @@ def resolve(
     credentials_path: Path | None = None,
     environ: Mapping[str, str] | None = None,
     url: bool = False,
+    register: bool = True,
 ) -> str:
     """Replace every ``${VAR}`` in ``text``; an unset variable without default is an error.
 
     Every resolved secret is registered for :func:`scrub`. ``url``: ``text`` is a dead-man or
-    notification URL, a secret as a whole (see :func:`register_url`).
+    notification URL, a secret as a whole (see :func:`register_url`). ``register=False``:
+    ``text`` is no secret (a lake's location), so nothing is scrubbed from messages.
     """
     env = os.environ if environ is None else environ
 
@@ -101,10 +103,13 @@ def resolve(
                 hint=f"Export {name}=... or add it to the credentials file.",
                 code="unset-env",
             )
-        _register_value(value, text)
+        if register:
+            _register_value(value, text)
         return value
 
     resolved = _REFERENCE.sub(substitute, text)
+    if not register:
+        return resolved
     register_secret_from_dsn(resolved)
     if url:
         register_url(resolved)

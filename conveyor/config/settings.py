@@ -107,7 +107,8 @@ class LakeConfig(StrictModel):
         default="lake",
         description="A folder, relative to the project, or an absolute path; or s3://bucket/prefix for an "
         "S3-compatible store, reached through the standard AWS environment (AWS_ENDPOINT_URL, keys or an "
-        "instance role, AWS_REGION), never with credentials in the location (docs/deploy.md).",
+        "instance role, AWS_REGION), never with credentials in the location (docs/deploy.md). ${VAR} and "
+        "${VAR:-default} are replaced from the environment, e.g. ${CONVEYOR_LAKE:-lake}.",
     )
     keep: int = Field(default=3, ge=1, description="Committed extracts kept per table; older ones are removed.")
     part_rows: int = Field(

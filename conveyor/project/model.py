@@ -82,8 +82,22 @@ class Project:
 
     @property
     def lake_location(self) -> str:
-        """Where the lake is: ``s3://bucket/prefix`` as written, or the folder, resolved."""
+        """Where the lake is: ``s3://bucket/prefix``, or the folder, resolved against the project.
+
+        ``${VAR}`` and ``${VAR:-default}`` in ``lake.path`` are replaced as in a DSN (the
+        environment, then the credentials file), so one project can keep its lake in a
+        folder on a laptop and in a bucket in production. A location is no secret: it is
+        not scrubbed from messages.
+        """
         value = self.settings.lake.path
+        if "${" in value:
+            value = resolve(
+                value,
+                where=self.settings_doc.location(("lake", "path")),
+                credentials=self.credentials,
+                credentials_path=self.path(self.settings.credentials_file),
+                register=False,
+            )
         return value if "://" in value else str(self.path(value))
 
     @property
