@@ -67,7 +67,9 @@ class SourceConfig(StrictModel):
     dsn: str = Field(
         description="Connection string. Secrets come from the environment: write ${VAR} or ${VAR:-default}; "
         "a password written inline is an error. SQLite takes a file path, relative to the project; lake takes "
-        "the folder holding the <schema>.<table> folders (e.g. ../other/lake/data/unload_production); seed takes "
+        "the folder holding the <schema>.<table> folders (e.g. ../other/lake/data/unload_production), or that "
+        "folder of a lake on an S3-compatible store (s3://bucket/prefix/data/unload_production, read with the "
+        "AWS environment: AWS_ENDPOINT_URL, keys, region); seed takes "
         "the project folder holding its CSV files (e.g. seeds/reference)."
     )
     target_schema: str | None = Field(
@@ -299,7 +301,7 @@ SOURCE_SCHEMES: dict[str, tuple[str | None, ...]] = {
     "postgres": ("postgresql", "postgres", "postgresql+psycopg", None),
     "mysql": ("mysql", "mariadb", "mysql+pymysql"),
     "sqlite": ("sqlite", None),
-    "lake": ("lake", None),
+    "lake": ("lake", "s3", None),
     "seed": (None,),
 }
 ENVIRONMENT_SCHEMES: dict[str, tuple[str | None, ...]] = {

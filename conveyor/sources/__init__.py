@@ -35,7 +35,7 @@ def open_source(source_type: str, name: str, dsn: str, *, root: Path | None = No
     ``zero_dates`` is the source's ``zero_dates`` setting (what a MySQL zero date reads as).
     """
     engine = source_class(source_type)
-    if source_type in _PATH_DSN and root is not None:
+    if source_type in _PATH_DSN and root is not None and not dsn.startswith("s3://"):  # a lake source on S3
         path = Path(dsn.removeprefix("sqlite:///").removeprefix("lake://"))
         dsn = str(path if path.is_absolute() else root / path)
     source = engine(name, dsn)

@@ -2,7 +2,9 @@
 
 ``dsn`` is the folder that holds the ``<schema>.<table>`` folders, for example
 ``../warehouse_project/lake/data/unload_production`` (or one source's folder of another
-project's extracts, whose folders are named by relation). Folder names are encoded as the
+project's extracts, whose folders are named by relation), or the same folder of a lake on
+an S3-compatible store, ``s3://bucket/prefix/data/unload_production`` (read with the
+standard AWS environment, as the lake itself: :mod:`conveyor.lake.store`). Folder names are encoded as the
 lake encodes them (:func:`~conveyor.lake.lake.encode_name`). A table's rows are those of its
 newest committed manifest; the folder is read through manifests only, like every lake
 reader. Values are cast to the design's types with Arrow's safe casts, which raise instead
@@ -12,19 +14,19 @@ of losing digits.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pyarrow as pa
 
 from conveyor.design.types import from_arrow
 from conveyor.errors import ExtractError
-from conveyor.lake.lake import decode_name, encode_name, newest_in
+from conveyor.lake.lake import decode_name, encode_name, newest_at
 from conveyor.lake.manifest import Manifest
+from conveyor.lake.store import LocalStore, open_store
 from conveyor.sources.base import ColumnInfo, ReadRequest, Source, TableInfo
 
 
 class LakeSource(Source):
-    """Committed extracts in a lake folder, read through their manifests."""
+    """Committed extracts in a lake folder (local or ``s3://``), read through their manifests."""
 
     ENGINE = "lake"
     DIALECT = "duckdb"
@@ -35,11 +37,14 @@ class LakeSource(Source):
 
     def __init__(self, name: str, dsn: str):
         super().__init__(name, dsn)
-        self.folder = Path(dsn.removeprefix("lake://"))
+        #: the folder's store: its root is the folder itself, so a table's key is its folder name
+        self.store = open_store(dsn.removeprefix("lake://"))
+        #: where the folder is, for messages (never a secret: credentials come from the environment)
+        self.folder = self.store.location
 
     def _manifest(self, schema: str | None, table: str) -> Manifest:
         name = f"{schema}.{table}" if schema else table
-        manifest = newest_in(self.folder / encode_name(name))
+        manifest = newest_at(self.store, encode_name(name))
         if manifest is None:
             known = [f"{s}.{t}" for s, t in self.list_tables()]
             raise ExtractError(
@@ -49,13 +54,18 @@ class LakeSource(Source):
         return manifest
 
     def list_tables(self) -> list[tuple[str, str]]:
-        if not self.folder.is_dir():
+        if isinstance(self.store, LocalStore) and not self.store.root.is_dir():
             raise ExtractError(f'the folder of lake source "{self.name}" does not exist: {self.folder}.')
         found = []
-        for child in sorted(self.folder.iterdir()):
-            if child.is_dir() and newest_in(child) is not None:
-                schema, _, table = decode_name(child.name).rpartition(".")
+        for child in self.store.children(""):
+            if newest_at(self.store, child) is not None:
+                schema, _, table = decode_name(child).rpartition(".")
                 found.append((schema, table))
+        if not found and not isinstance(self.store, LocalStore) and not self.store.objects(""):
+            raise ExtractError(
+                f'the lake source "{self.name}" finds nothing at {self.folder}.',
+                hint="Check the dsn (s3://bucket/prefix/data/<source>) and the AWS environment.",
+            )
         return found
 
     def column_names(self, schema: str, table: str) -> list[str]:

@@ -30,6 +30,9 @@ from conveyor.lake.lake import Lake
 from .kinds import Kind, canon
 
 SOURCE = "up"
+#: the lake of every project ``write_project`` writes: a folder of the project, or ``s3://bucket/...``
+#: (the object-store variants in tests/s3 point it at a bucket; each project gets its own prefix)
+LAKE = "lake"
 Rows = list[tuple[Any, ...]]
 
 
@@ -119,7 +122,7 @@ def write_project(root: Path, source_type: str, dsn: str, include: list[str], pg
     settings = {
         "name": "differential",
         "sources": {SOURCE: {"type": source_type, "dsn": dsn, "include": include}},
-        "lake": {"path": "lake", "part_rows": 1000, "keep": 20},
+        "lake": {"path": LAKE if "://" not in LAKE else f"{LAKE}/{root.name}", "part_rows": 1000, "keep": 20},
         "environments": {
             "duck": {"type": "duckdb", "dsn": "wh.duckdb"},
             "pg": {"type": "postgres", "dsn": pg_warehouse, "keep_backup": False},
@@ -215,9 +218,10 @@ def lake_rows(root: Path, relation: str, lake_table: str, cols: Sequence[Col]) -
     pyarrow, not DuckDB: DuckDB reads a Parquet decimal wider than 38 digits as a double.
     Probed columns (dates Python cannot hold) are read as their day number, like the probes.
     """
-    manifest = Lake(root / "lake").latest(SOURCE, relation)
+    manifest = Lake(api.open_project(root).lake_location).latest(SOURCE, relation)
     assert manifest is not None, f"no committed extract of {relation} ({lake_table} upstream)"
-    parts = [pq.read_table(p) for p in manifest.paths()]
+    filesystem, paths = manifest.arrow_files()
+    parts = [pq.read_table(p, filesystem=filesystem) for p in paths]
     if not parts:
         return []
     table = pa.concat_tables(parts).sort_by("id")

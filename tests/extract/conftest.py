@@ -8,6 +8,7 @@ source ``up`` whose DSN comes from ``${UP_DSN}``, a DuckDB environment and a sma
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import subprocess
@@ -39,6 +40,9 @@ from conveyor.lake.manifest import Manifest
 from conveyor.runctx import Reporter
 
 SOURCE = "up"
+#: the lake of every project ``write_project`` writes: a folder of the project, or ``s3://...``
+#: (the object-store variants in tests/s3 set it to a fresh bucket for a test)
+LAKE = "lake"
 
 
 def _db_name() -> str:
@@ -123,7 +127,7 @@ def write_project(
     base: dict[str, Any] = {
         "name": "extract_test",
         "sources": {SOURCE: {"type": source_type, "dsn": "${UP_DSN}"}},
-        "lake": {"path": "lake", "part_rows": 1000, "keep": 5},
+        "lake": {"path": _lake_path(root), "part_rows": 1000, "keep": 5},
         "environments": {"dev": {"type": "duckdb", "dsn": "wh.duckdb"}},
         "defaults": {"jobs": 2, "batch_rows": 1024, "retry": {"attempts": 3, "initial_delay": 0.1, "max_delay": 0.2}},
     }
@@ -132,6 +136,11 @@ def write_project(
     for table, body in (designs or {}).items():
         write_design(root, table, body)
     return root
+
+
+def _lake_path(root: Path) -> str:
+    """``LAKE``; on an object store, a prefix of its own for each project (hypothesis examples share a bucket)."""
+    return LAKE if "://" not in LAKE else f"{LAKE}/{hashlib.sha256(str(root).encode()).hexdigest()[:12]}"
 
 
 def only_schema(schema: str) -> dict[str, Any]:
@@ -158,15 +167,17 @@ def columns(*pairs: tuple[str, str]) -> list[dict[str, str]]:
 
 
 def lake(root: Path) -> Lake:
-    return Lake(root / "lake")
+    """The project's lake, wherever ``conveyor.yaml`` puts it (a folder or a bucket)."""
+    return Lake(api.open_project(root).lake_location)
 
 
 def manifest_table(manifest: Manifest) -> pa.Table:
     """Every row of a committed extract, read from its parts (checked against the manifest)."""
     tables = []
-    for part, path in zip(manifest.files, manifest.paths(), strict=True):
-        table = pq.read_table(path)
-        assert table.num_rows == part.rows, f"{path.name}: manifest says {part.rows} rows"
+    filesystem, paths = manifest.arrow_files()
+    for part, path in zip(manifest.files, paths, strict=True):
+        table = pq.read_table(path, filesystem=filesystem)
+        assert table.num_rows == part.rows, f"{part.path}: manifest says {part.rows} rows"
         tables.append(table)
     table = pa.concat_tables(tables) if tables else manifest.arrow_schema.empty_table()
     assert table.num_rows == manifest.rows

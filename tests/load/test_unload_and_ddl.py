@@ -7,7 +7,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
-import pyarrow.parquet as pq
 import pytest
 
 from conveyor import api
@@ -26,10 +25,10 @@ def test_unload_writes_committed_extracts_with_exact_types(project_dir: Path) ->
     assert api.run(project).ok
     outcome = api.unload(project, ["shop.customers", "mart.report"])
     assert outcome.ok
-    lake = Lake(project_dir / "lake")
+    lake = Lake(project.lake_location)
     manifest = lake.latest("unload_dev", "shop.customers")
     assert manifest is not None and manifest.job_type == "unload"
-    table = pq.read_table(manifest.paths())
+    table = manifest.dataset().to_table()
     warehouse = project_dir / "warehouse.duckdb"
     expected = _rows(warehouse, "SELECT * FROM shop.customers ORDER BY 1")
     assert manifest.rows == len(expected) == table.num_rows
@@ -54,7 +53,7 @@ def test_another_project_reads_an_unload_as_a_lake_source(project_dir: Path, tmp
             sources:
               marts:
                 type: lake
-                dsn: {project_dir / "lake" / "data" / "published"}
+                dsn: {producer.lake_location}/data/published
             environments:
               dev: {{type: duckdb, dsn: consumer.duckdb}}
             """

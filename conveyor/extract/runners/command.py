@@ -1,10 +1,19 @@
-"""The ``command`` job type: any program that writes Parquet parts of the design's schema."""
+"""The ``command`` job type: any program that writes Parquet parts of the design's schema.
+
+The program writes files into a local folder (``$CONVEYOR_EXTRACT_DIR``). In a local lake
+that is the extract's own folder. In a lake on an object store it is a private staging
+folder on local disk: once the program exits 0 and its parts pass the schema check, the
+orchestrator uploads them into the bucket (checking each one's sha256 on the way) and
+commits the manifest there; the staging folder is removed whatever happens. The job file
+is written to a private temporary folder, never into the lake.
+"""
 
 from __future__ import annotations
 
 import os
 import shlex
 import subprocess
+import tempfile
 from pathlib import Path
 
 from conveyor.config.secrets import scrub
@@ -29,10 +38,11 @@ class CommandRunner(Runner):
     def run(self, job: ExtractJob, given: RunnerInput) -> RunnerOutput:
         if not job.command:
             raise UserError(f'"{job.relation}" has job_type command but no extract.command template.')
-        job_file = given.folder.parent / f".{given.folder.name}.job.json"
         job_json = job.to_json()
-        job_file.write_text(job_json, encoding="utf-8")
-        try:
+        # not beside the extract: a lake on S3 has no local folder around its staging area
+        with tempfile.TemporaryDirectory(prefix="conveyor-job-") as private:
+            job_file = Path(private) / "job.json"
+            job_file.write_text(job_json, encoding="utf-8")
             argv = self._argv(job, given.folder, job_file)
             env = {
                 **os.environ,
@@ -41,8 +51,6 @@ class CommandRunner(Runner):
                 "CONVEYOR_SOURCE_DSN": given.dsn,
             }
             self._execute(job, argv, env, given)
-        finally:
-            job_file.unlink(missing_ok=True)
         expected = arrow_schema(job)
         parts = collect_parts(given.folder, expected, job.relation)
         return RunnerOutput(parts, expected, f"command: {' '.join(argv)}")

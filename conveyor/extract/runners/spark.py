@@ -18,6 +18,12 @@ own way, so every staged file is then streamed through the source's own exact Ar
 conversion (the one the ``arrow`` runner uses) into ``part-*.parquet`` files with the
 design's exact schema; a value that would not convert exactly raises. The orchestrator
 writes the manifest afterwards, as for every runner. See docs/spark.md.
+
+With the lake on an object store, the "extract folder" is a staging folder on local disk
+(Spark's executors write files, and the converted parts are files too): the orchestrator
+uploads the ``part-*.parquet`` files into the bucket, checking each one's sha256 on the
+way, then commits the manifest there, and the staging folder is removed whatever happens.
+Spark never needs credentials for the lake's bucket.
 """
 
 from __future__ import annotations

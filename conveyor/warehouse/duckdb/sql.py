@@ -80,11 +80,19 @@ class DuckDBRelations(Build):
         if manifest.local:
             yield f"read_parquet({_files(manifest)})"
             return
+        import pyarrow as pa
+
         cursor = self._cursor()
         name = f"conveyor_extract_{manifest.extract_id.replace('-', '_')}_{threading.get_ident()}"
-        cursor.register(name, manifest.dataset())
+        try:
+            dataset = manifest.dataset()  # reads the first part's footer: a missing part fails here
+        except (OSError, pa.ArrowException) as exc:
+            raise _unreadable(manifest, exc) from None
+        cursor.register(name, dataset)
         try:
             yield quote(name)
+        except duckdb.IOException as exc:  # a part that went missing or unreadable during the scan
+            raise _unreadable(manifest, exc) from None
         finally:
             with suppress(duckdb.Error):
                 cursor.unregister(name)
@@ -230,6 +238,15 @@ class DuckDBRelations(Build):
                 cursor.close()
             self._cursors.clear()
         self._local = threading.local()
+
+
+def _unreadable(manifest: Manifest, exc: BaseException) -> LoadError:
+    """A part of an extract in an object store could not be read (gone, or not Parquet)."""
+    text = " ".join(str(exc).split())[:400]
+    return LoadError(
+        f'reading extract {manifest.extract_id} of "{manifest.relation}" at {manifest.location} failed: {text}',
+        hint=f'Re-extract it: "conveyor extract {manifest.relation} --full".',
+    )
 
 
 def _files(manifest: Manifest) -> str:

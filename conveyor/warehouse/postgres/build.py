@@ -270,7 +270,7 @@ class PostgresBuild(Build):
             raise LoadError(f'loading "{design.name}" from extract {manifest.extract_id} failed: {exc}.') from None
         except (OSError, pa.ArrowException) as exc:
             raise LoadError(
-                f'reading extract {manifest.extract_id} of "{design.name}" failed: {exc}.',
+                f'reading extract {manifest.extract_id} of "{design.name}" at {manifest.location} failed: {exc}.',
                 hint=f'Re-extract it: "conveyor extract {design.name} --full".',
             ) from None
 

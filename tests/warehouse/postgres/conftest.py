@@ -130,6 +130,10 @@ ORDERS = [
     (15, 5, "1.00", "2000-02-29T00:00:00Z", "\\."),
 ]
 
+#: the lake of the projects ``pg_project`` writes: a folder of the project, or ``s3://...`` (the
+#: object-store variants in tests/s3 point it at a fresh bucket; each project gets its own prefix)
+LAKE = "lake"
+
 CONVEYOR_YAML = """\
 name: pgproj
 sources:
@@ -269,7 +273,10 @@ def pg_project(tmp_path: Path, pgwh_dsn: str, monkeypatch: pytest.MonkeyPatch) -
         root = tmp_path / f"project{next(counter)}"
         root.mkdir()
         make_upstream(root / "upstream.db", version)
-        write_files(root, {"conveyor.yaml": CONVEYOR_YAML.replace("{pg_extra}", pg_extra)})
+        settings = CONVEYOR_YAML.replace("{pg_extra}", pg_extra)
+        if "://" in LAKE:
+            settings = settings.replace("  path: lake\n", f"  path: {LAKE}/{root.name}\n")
+        write_files(root, {"conveyor.yaml": settings})
         write_files(root, {f"schemas/{k}": v for k, v in {**DESIGNS, **(designs or {})}.items()})
         return root
 

@@ -12,7 +12,6 @@ from typing import Any
 
 import psycopg
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from conveyor import api
@@ -286,18 +285,18 @@ def test_unload_writes_the_published_rows_exactly(pg_project: Callable[..., Path
     project = _loaded(root)
     outcome = api.unload(project, ["shop.customers", "shop.orders", "mart.customer_totals", "mart.report"], env="pg")
     assert outcome.ok, outcome
-    lake = Lake(root / "lake")
+    lake = Lake(project.lake_location)
     for name, kinds in (("shop.customers", CUSTOMER_KINDS), ("shop.orders", ORDER_KINDS)):
         manifest = lake.latest("unload_pg", name)
         assert manifest is not None and manifest.job_type == "unload"
-        table = pq.read_table(manifest.paths())
+        table = manifest.dataset().to_table()
         rows = sorted(tuple(normalize(v, k) for v, k in zip(r.values(), kinds, strict=True)) for r in table.to_pylist())
         assert rows == pg_rows(sql, f"SELECT * FROM {name}", kinds)
         # the same Arrow types as the extract it was loaded from, and the same values
         extract = lake.latest("shop", name)
         assert extract is not None
         assert [f.type for f in manifest.arrow_schema] == [f.type for f in extract.arrow_schema]
-        original = pa.concat_tables([pq.read_table(p) for p in extract.paths()]).sort_by("id")
+        original = extract.dataset().to_table().sort_by("id")
         unloaded = table.cast(original.schema).sort_by("id")
         # jsonb keeps the value, not the text (it orders keys): compare json parsed, the rest bit for bit
         exact = [n for n in original.schema.names if n != "profile"]
@@ -314,7 +313,7 @@ def test_unload_writes_the_published_rows_exactly(pg_project: Callable[..., Path
     assert totals is not None and totals.arrow_schema.field("total").type == pa.decimal128(14, 2)
     report = lake.latest("unload_pg", "mart.report")  # views unload too
     assert report is not None
-    assert sorted(tuple(r.values()) for r in pq.read_table(report.paths()).to_pylist()) == sorted(
+    assert sorted(tuple(r.values()) for r in report.dataset().to_table().to_pylist()) == sorted(
         sql("SELECT * FROM mart.report")
     )
 
@@ -334,7 +333,7 @@ def test_another_project_reads_an_unload_as_a_lake_source(
             sources:
               marts:
                 type: lake
-                dsn: {root / "lake" / "data" / "published"}
+                dsn: {producer.lake_location}/data/published
             environments:
               pg: {{type: postgres, dsn: "${{PGWH_DSN}}"}}
             """
