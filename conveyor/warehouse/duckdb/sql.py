@@ -69,13 +69,16 @@ class DuckDBRelations(Build):
             raise LoadError(f'building "{design.name}" failed in DuckDB: {exc}') from None
 
     @contextmanager
-    def parts(self, manifest: Manifest) -> Iterator[str]:
-        """The FROM item that reads an extract's parts.
+    def parts(self, manifest: Manifest, design: TableDesign | None = None) -> Iterator[str]:
+        """The FROM item that reads an extract's parts, for one statement.
 
         A local lake's parts are read by DuckDB's own ``read_parquet`` (its fastest path). An
-        object store's are an Arrow dataset over the store's filesystem, registered on this
-        thread's connection for the statement: DuckDB scans it batch by batch with projection
-        pushdown, without its S3 extension (docs/architecture.md, "The object-store lake").
+        object store's are scanned by Arrow over the store's filesystem, without DuckDB's S3
+        extension (docs/architecture.md, "The object-store lake"): a ``Scanner`` of the
+        design's loaded columns with little read-ahead (2 batches, 1 part), registered on this
+        thread's connection. Arrow's defaults (16 batches of 4 parts) held 0.7 GB more on a
+        6-million-row extract (docs/benchmarks.md, "Object-store lake"). A scanner is read
+        once: each statement takes its own.
         """
         if manifest.local:
             yield f"read_parquet({_files(manifest)})"
@@ -86,9 +89,12 @@ class DuckDBRelations(Build):
         name = f"conveyor_extract_{manifest.extract_id.replace('-', '_')}_{threading.get_ident()}"
         try:
             dataset = manifest.dataset()  # reads the first part's footer: a missing part fails here
+            names = set(dataset.schema.names)
+            wanted = [c.name for c in design.loaded_columns if c.name in names] if design is not None else None
+            scanner = dataset.scanner(columns=wanted or None, batch_readahead=2, fragment_readahead=1)
         except (OSError, pa.ArrowException) as exc:
             raise _unreadable(manifest, exc) from None
-        cursor.register(name, dataset)
+        cursor.register(name, scanner)
         try:
             yield quote(name)
         except duckdb.IOException as exc:  # a part that went missing or unreadable during the scan
@@ -99,7 +105,7 @@ class DuckDBRelations(Build):
 
     def load_table(self, design: TableDesign, manifest: Manifest) -> int:
         self._run(design, ddl.create_table(design, "duckdb"))
-        with self.parts(manifest) as source:
+        with self.parts(manifest, design) as source:
             rows = self._count(
                 design, f"INSERT INTO {qualified(design.name)} {select_extract(design, manifest, source)}"
             )
@@ -109,16 +115,17 @@ class DuckDBRelations(Build):
     def merge_table(self, design: TableDesign, manifest: Manifest) -> int:
         table = qualified(design.name)
         key = design.constraints.primary_key
-        with self.parts(manifest) as source:
-            if key:
-                match = " AND ".join(f"{table}.{quote(c)} = incoming.{quote(c)}" for c in key)
-                by_name = {c.name: c for c in design.loaded_columns}
-                keys = ", ".join(_loaded_value(by_name[c]) if c in by_name else quote(c) for c in key)
+        if key:
+            match = " AND ".join(f"{table}.{quote(c)} = incoming.{quote(c)}" for c in key)
+            by_name = {c.name: c for c in design.loaded_columns}
+            keys = ", ".join(_loaded_value(by_name[c]) if c in by_name else quote(c) for c in key)
+            with self.parts(manifest, design) as source:
                 self._run(
                     design,
                     f"DELETE FROM {table} USING (SELECT DISTINCT {keys} FROM {source}) AS incoming WHERE {match}",
                 )
-            crash_point("warehouse.merge.mid")
+        crash_point("warehouse.merge.mid")
+        with self.parts(manifest, design) as source:
             return self._count(design, f"INSERT INTO {table} {select_extract(design, manifest, source)}")
 
     def _count(self, design: TableDesign, sql: str) -> int:

@@ -79,7 +79,7 @@ class DuckDBTransaction(DuckDBRelations, Transaction):
             self.drop(design.name)
             return self.load_chain(design, manifests)
         self._run(design, f"DELETE FROM {qualified(design.name)}")
-        with self.parts(manifests[0]) as source:
+        with self.parts(manifests[0], design) as source:
             rows = self._count(
                 design, f"INSERT INTO {qualified(design.name)} {select_extract(design, manifests[0], source)}"
             )
