@@ -158,9 +158,10 @@ class RunHistory(RunLiveness):
             anchor = self._runs("WHERE run_id = ? ", [before], 1)
             if not anchor:
                 raise UserError(f'there is no run "{before}" to list the runs before.', hint=self._recent_hint())
-            started = format_ts(anchor[0].started_at)
-            clause += ("AND " if clause else "WHERE ") + "(started_at < ? OR (started_at = ? AND run_id < ?)) "
-            params += [started, started, before]
+            # a row value, which both backends compare in order and SQLite reads as a range of
+            # runs_started_at_idx (an OR of the two cases would sort every older run)
+            clause += ("AND " if clause else "WHERE ") + "(started_at, run_id) < (?, ?) "
+            params += [format_ts(anchor[0].started_at), before]
         for bound, operator in ((started_from, ">="), (started_until, "<")):
             if bound is not None:
                 clause += ("AND " if clause else "WHERE ") + f"started_at {operator} ? "
@@ -170,7 +171,10 @@ class RunHistory(RunLiveness):
             params += list(statuses)
         if environment is not None:
             clause += ("AND " if clause else "WHERE ") + (
-                "(environment = ? OR run_id IN (SELECT run_id FROM events WHERE environment = ?)) "
+                # EXISTS, probed per run through events_environment_idx: the newest matches come first
+                # and the scan stops at the page's end (IN would collect every run of the environment)
+                "(environment = ? OR EXISTS (SELECT 1 FROM events "
+                "WHERE events.run_id = runs.run_id AND events.environment = ?)) "
             )
             params += [environment, environment]
         return self._runs(clause, params, limit)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qs
@@ -69,7 +70,8 @@ def host_name(header: str) -> str:
 
 
 class Guard:
-    """ASGI middleware: refuses foreign ``Host`` headers on loopback and adds the security headers."""
+    """ASGI middleware: refuses foreign ``Host`` headers on loopback; adds the security headers and
+    ``Server-Timing`` (milliseconds from the request to the response's start)."""
 
     def __init__(self, app: ASGIApp, *, loopback_only: bool):
         self.app = app
@@ -88,9 +90,14 @@ class Guard:
                 await self._send_secured(response, scope, receive, send)
                 return
 
+        began = time.perf_counter()
+
         async def secured(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), *SECURITY_HEADERS]
+                # the server's own time for the response (its page rendered), shown in the browser's
+                # network panel and read by bench/ui
+                took = f"app;dur={(time.perf_counter() - began) * 1000:.2f}".encode()
+                message["headers"] = [*message.get("headers", []), *SECURITY_HEADERS, (b"server-timing", took)]
             await send(message)
 
         await self.app(scope, receive, secured)

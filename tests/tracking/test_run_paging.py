@@ -45,3 +45,23 @@ def test_day_bounds_and_unknown_anchor(tmp_path: Path) -> None:
         assert all(r.started_at.date() == day.date() for r in found)
         with pytest.raises(UserError, match="no run"):
             store.list_runs(before="20260101T000000Z-000000")
+
+
+def test_paging_and_filters_on_each_backend(store: TrackingStore) -> None:
+    """Through the store's API, on SQLite and PostgreSQL: pages of filtered runs add up to the filtered list."""
+    for i in range(12):
+        run_id = store.start_run("run", project="p", environment="dev" if i % 3 else None)
+        if i % 3 == 0:  # the environment only in a step, as a pipeline's second environment is
+            now = datetime.now(UTC)
+            store.record_event(run_id, "a.b", "load", "succeeded", started_at=now, finished_at=now, environment="dev")
+        store.finish_run(run_id, "failed" if i % 2 else "succeeded")
+    for filters in ({}, {"environment": "dev"}, {"status": "failed"}, {"environment": "dev", "status": "succeeded"}):
+        everything = [r.run_id for r in store.list_runs(limit=100, **filters)]  # type: ignore[arg-type]
+        assert everything and len(everything) == len(set(everything))
+        seen: list[str] = []
+        before = None
+        while page := [r.run_id for r in store.list_runs(limit=5, before=before, **filters)]:  # type: ignore[arg-type]
+            seen += page
+            before = page[-1]
+        assert seen == everything, filters
+    assert len(store.list_runs(limit=100, environment="dev")) == 12
