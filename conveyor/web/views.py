@@ -64,19 +64,22 @@ def environments(run: RunRow) -> list[str]:
     return [run.environment] if run.environment else []
 
 
-def run_rows(run: RunRow) -> str:
-    """The rows a run moved, from its summary: ``12 extracted · 19 loaded`` (empty when unknown)."""
+def run_rows(run: RunRow) -> tuple[int | None, str]:
+    """The rows a run moved, from its summary: the rows it loaded (else extracted), and all it says
+    (``12 extracted · 19 loaded``); None and empty text when its summary does not say (it runs)."""
     summary = run.summary if isinstance(run.summary, dict) else {}
-    parts = []
+    counts = {}
     for key, word in (("extracted_rows", "extracted"), ("loaded_rows", "loaded"), ("rows", "rows")):
         value = summary.get(key)
         if isinstance(value, int) and not isinstance(value, bool):
-            parts.append(f"{value:,} {word}")
-    return " · ".join(parts)
+            counts[word] = value
+    main = next((counts[w] for w in ("loaded", "rows", "extracted") if w in counts), None)
+    return main, " · ".join(f"{value:,} {word}" for word, value in counts.items())
 
 
 def run_item(run: RunRow, now: datetime | None = None) -> dict[str, Any]:
     """One run as a row of the runs page and of ``/api/runs``."""
+    rows, rows_detail = run_rows(run)
     seconds = run.duration_s
     if seconds is None and run.status == "running":
         seconds = ((now or datetime.now(UTC)) - run.started_at).total_seconds()
@@ -93,7 +96,9 @@ def run_item(run: RunRow, now: datetime | None = None) -> dict[str, Any]:
         "finished_at": iso(run.finished_at),
         "duration_s": seconds,
         "duration": duration(seconds),
-        "rows": run_rows(run),
+        "rows": rows,
+        "rows_text": "" if rows is None else f"{rows:,}",
+        "rows_detail": rows_detail,
         "error": run.error,
         "error_line": (run.error or "").strip().splitlines()[0] if (run.error or "").strip() else "",
     })  # fmt: skip

@@ -27,7 +27,9 @@ def test_runs_api_lists_what_the_store_holds_newest_first(server: Server) -> Non
     assert body["runs"][0]["run_id"] == server.hostile_run
     ok = next(r for r in server.get("/api/runs?limit=10").json()["runs"] if r["run_id"] == server.ok_run)
     assert ok["status"] == "succeeded" and ok["what"] == "run" and ok["environments"] == ["dev"]
-    assert re.fullmatch(r"\d[\d,]* extracted · \d[\d,]* loaded", ok["rows"]), ok["rows"]
+    assert re.fullmatch(r"\d[\d,]* extracted · \d[\d,]* loaded", ok["rows_detail"]), ok["rows_detail"]
+    recorded = next(r for r in api.runs(api.open_project(server.root), limit=5) if r.run_id == server.ok_run)
+    assert recorded.summary and ok["rows"] == recorded.summary["loaded_rows"]
 
 
 def test_keyset_paging_visits_every_run_once_in_order(server: Server) -> None:
