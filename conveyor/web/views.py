@@ -69,11 +69,12 @@ def run_rows(run: RunRow) -> tuple[int | None, str]:
     (``12 extracted · 19 loaded``); None and empty text when its summary does not say (it runs)."""
     summary = run.summary if isinstance(run.summary, dict) else {}
     counts = {}
-    for key, word in (("extracted_rows", "extracted"), ("loaded_rows", "loaded"), ("rows", "rows")):
-        value = summary.get(key)
+    # a command's summary says extracted_rows and loaded_rows, a pipeline's rows_extracted and rows_loaded
+    for keys, word in ((("extracted_rows", "rows_extracted"), "extracted"), (("loaded_rows", "rows_loaded"), "loaded")):
+        value = next((summary[k] for k in keys if k in summary), None)
         if isinstance(value, int) and not isinstance(value, bool):
             counts[word] = value
-    main = next((counts[w] for w in ("loaded", "rows", "extracted") if w in counts), None)
+    main = next((counts[w] for w in ("loaded", "extracted") if w in counts), None)
     return main, " · ".join(f"{value:,} {word}" for word, value in counts.items())
 
 

@@ -62,9 +62,10 @@ def generate_runs(
         if status == "failed":
             failed.append(run_id)
         rows = rnd.randrange(1, 10_000_000)
-        summary = {"extracted_rows": rows, "loaded_rows": rows + 7, "published": status == "succeeded"}
-        if pipeline:
-            summary["environments"] = list(ENVIRONMENTS)
+        if pipeline:  # as conveyor/pipeline/runner.py writes it
+            summary = {"rows_extracted": rows, "rows_loaded": rows + 7, "environments": list(ENVIRONMENTS)}
+        else:  # as a command's outcome writes it (conveyor/api/commands.py)
+            summary = {"extracted_rows": rows, "loaded_rows": rows + 7, "published": status == "succeeded"}
         runs.append((
             run_id, command, "testproj", env, pipeline, None, status, _ts(started), _ts(finished), seconds, error,
             json.dumps(summary, sort_keys=True), "generated-host", 1, "etl", "0.1.0", None, _ts(finished),

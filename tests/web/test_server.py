@@ -32,6 +32,16 @@ def test_runs_api_lists_what_the_store_holds_newest_first(server: Server) -> Non
     assert recorded.summary and ok["rows"] == recorded.summary["loaded_rows"]
 
 
+def test_rows_of_commands_and_pipelines(server: Server) -> None:
+    """A command's summary and a pipeline's name their row counts differently; the list shows both."""
+    runs = server.get("/api/runs", params={"limit": 200}).json()["runs"]
+    pipelines = [r for r in runs if r["pipeline"] in ("nightly", "hourly")]
+    commands = [r for r in runs if r["pipeline"] is None and r["status"] != "running"]
+    for run in pipelines + commands:
+        assert run["rows"] is not None and run["rows_detail"].endswith(f"{run['rows']:,} loaded"), run
+    assert all(r["environments"] == ["dev", "prod"] for r in pipelines)
+
+
 def test_keyset_paging_visits_every_run_once_in_order(server: Server) -> None:
     """Pages of 500 through 10,003 runs, each page anchored on the last run of the one before."""
     seen: list[str] = []
