@@ -20,9 +20,10 @@ def test_runs_list_filter_and_paging(server: Server, page: Any) -> None:
     page.goto(server.url + "/")
     assert page.title().startswith("Runs")
     first = run_ids(page)
-    assert len(first) == 50 and first[0] == server.hostile_run
+    newest = [r.run_id for r in api.runs(api.open_project(server.root), limit=50)]
+    assert first == newest and server.hostile_run in first
     # run ids are shown whole, never cut
-    assert page.locator("#runs tbody tr").first.locator("td.id").inner_text() == server.hostile_run
+    assert page.locator("#runs tbody tr td.id").all_inner_texts() == newest
 
     page.select_option("select[name=status]", "failed")
     page.fill("input[name=environment]", "prod")
@@ -136,3 +137,30 @@ def test_pages_render_quickly_in_the_browser(server: Server, page: Any) -> None:
     start = time.monotonic()
     page.goto(server.url + "/", wait_until="load")
     assert time.monotonic() - start < 5
+
+
+def test_steps_that_appear_live_are_text_too(server: Server, page: Any) -> None:
+    """A run in progress (recorded here through the store's API) gains a step with a hostile name:
+    the page adds its row by itself, showing the name as text; the run's end reloads the page once."""
+    from conveyor.tracking.store import TrackingStore, default_dsn
+
+    with TrackingStore.open(default_dsn(server.root)) as store:
+        run_id = store.start_run("load", project="testproj", environment="dev")
+        first = store.start_event(run_id, "shop.orders", "load", environment="dev")
+        try:
+            page.goto(f"{server.url}/runs/{run_id}")
+            assert page.locator("#timeline tbody tr").count() == 1
+            store.finish_event(first, "succeeded", rows=5)
+            store.start_event(run_id, HOSTILE, "build", environment="<i>dev</i>")
+            page.wait_for_function("() => document.querySelectorAll('#timeline tbody tr').length === 2")
+            row = page.locator("#timeline tbody tr").nth(1)
+            assert row.locator("td.rel").inner_text() == HOSTILE
+            assert row.locator("td.env").inner_text() == "<i>dev</i>"
+            assert page.locator("#timeline tbody tr").first.locator(".status").inner_text() == "succeeded"
+            assert page.evaluate("window.__pwned") is None
+        finally:
+            store.finish_run(run_id, "failed", error="stopped by the test")
+    page.wait_for_function("() => document.getElementById('run-status').textContent === 'failed'")
+    page.wait_for_load_state()
+    assert page.locator("#run-error").inner_text() == "stopped by the test"
+    assert page.evaluate("window.__pwned") is None
