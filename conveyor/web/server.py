@@ -53,7 +53,12 @@ def serve(
     """
     import uvicorn
 
-    app = create_app(project, token=token, host=host)
+    from conveyor import api
+
+    # opened here, not when the app starts: a store that cannot be reached is the command's
+    # error (a short message, exit code 2 or 1), not a failed start inside uvicorn
+    store = api.open_tracking(project)
+    app = create_app(project, token=token, host=host, store=store)
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", server_header=False)
     server = uvicorn.Server(config)
     # uvicorn re-raises a signal it caught once it stops: ignored here, it must not reach the
@@ -63,6 +68,7 @@ def serve(
         started()
         server.run(sockets=[sock])
     finally:
+        store.close()  # the app closes it at shutdown too; closing twice is harmless
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         sock.close()

@@ -31,8 +31,11 @@ def server(
 
 
 def launch_chromium(playwright: Any) -> Any:
-    """Debian's Chromium, headless (root needs --no-sandbox); never a browser Playwright downloads."""
-    return playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
+    """Debian's Chromium, headless (root needs --no-sandbox; a container's small /dev/shm, the other
+    flag); never a browser Playwright downloads."""
+    return playwright.chromium.launch(
+        executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox", "--disable-dev-shm-usage"]
+    )
 
 
 @pytest.fixture(scope="session")

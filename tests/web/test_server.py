@@ -236,3 +236,14 @@ def test_bad_command_lines(server: Server, cli: Callable[..., CliResult], tmp_pa
     assert busy.code == 2 and "in use" in busy.output
     nowhere = cli("ui", "--port", "0", cwd=tmp_path)
     assert nowhere.code == 2 and "conveyor.yaml" in nowhere.output
+
+
+def test_an_unreachable_store_is_the_commands_error(
+    make_project: Callable[..., Path], cli: Callable[..., CliResult]
+) -> None:
+    from tests.conftest import CONVEYOR_YAML
+
+    root = make_project(settings=CONVEYOR_YAML + "tracking:\n  dsn: postgresql://postgres@127.0.0.1:1/nothing\n")
+    done = cli("ui", "--port", "0", cwd=root, timeout=60)
+    assert done.code == 1 and "cannot connect to the tracking store" in done.output
+    assert "Traceback" not in done.output and "dashboard of" not in done.output
