@@ -58,11 +58,21 @@ def runs(
     pipeline: str | None = None,
     command: str | None = None,
     environment: str | None = None,
+    before: str | None = None,
+    started_from: datetime | None = None,
+    started_until: datetime | None = None,
 ) -> list[RunRow]:
     """The most recent runs first, from the project's tracking store (``conveyor runs``);
-    ``environment`` keeps the runs that wrote that environment (in any of their steps)."""
+    ``environment`` keeps the runs that wrote that environment (in any of their steps).
+
+    ``before`` (a run id) lists the runs after it, older ones: the next page. ``started_from``
+    (inclusive) and ``started_until`` (exclusive) bound when they started (time-zone aware).
+    """
     with open_tracking(project) as store:
-        return store.list_runs(limit=limit, status=status, pipeline=pipeline, command=command, environment=environment)
+        return store.list_runs(
+            limit=limit, status=status, pipeline=pipeline, command=command, environment=environment,
+            before=before, started_from=started_from, started_until=started_until,
+        )  # fmt: skip
 
 
 def run_events(project: Project, run_id: str) -> tuple[RunRow, list[EventRow]]:

@@ -158,6 +158,11 @@ cli.lazy = {
             "Run the data tests of SELECTION (default: all) against an environment's published warehouse.",
         ),
         (
+            "ui",
+            "conveyor.cli.ui_cmd:ui",
+            "Serve a web dashboard of the project's runs, with each run's timeline, errors and tests.",
+        ),
+        (
             "unload",
             "conveyor.cli.commands:unload",
             "Export published relations of SELECTION into the lake as Parquet plus manifest.",

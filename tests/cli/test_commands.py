@@ -15,7 +15,7 @@ from conveyor.cli.main import cli, main
 CHANGING = {("run",), ("extract",), ("load",), ("update",), ("upgrade",), ("unload",), ("pipeline", "run")}
 
 #: commands whose output is only for people (help, a long-running process's log, a JSON Schema)
-NOT_JSON = {("scheduler",), ("schema",)}
+NOT_JSON = {("scheduler",), ("schema",), ("ui",)}  # servers (scheduler, ui) print no result; schema prints JSON
 
 
 def walk(group: click.Command, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], click.Command]]:

@@ -1,0 +1,252 @@
+"""The dashboard's routes: pages rendered on the server and a small JSON API.
+
+Pages (``GET``): ``/`` the runs, ``/runs/{id}`` one run with its timeline. The next pages
+(lineage, relation, extracts, pipelines) go beside them, each a route plus a template.
+
+API (``GET``): ``/api/runs`` and ``/api/runs/{id}``, what the pages show, as JSON; the run
+page polls the latter while its run is in progress. Actions (``POST``) pass
+:func:`conveyor.web.security.check_action`: ``/api/pipelines/{name}/pause`` and ``/resume``.
+
+One tracking store is opened when the app starts and shared by every request (it is safe
+across threads); the project's files are read once, at start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from conveyor import __version__, api
+from conveyor.config.secrets import scrub
+from conveyor.errors import ConveyorError, UserError
+from conveyor.project import Project
+from conveyor.tracking.models import RUN_STATUSES, RunRow
+from conveyor.tracking.store import TrackingStore
+from conveyor.web import views
+from conveyor.web.security import Guard, check_action, is_loopback
+
+HERE = Path(__file__).parent
+PAGE_SIZE = 50
+MAX_PAGE_SIZE = 500
+
+templates = Environment(
+    loader=FileSystemLoader(HERE / "templates"),
+    autoescape=True,  # every value, in every template: a relation named <script> shows as text
+    undefined=StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+
+class BadRequest(Exception):
+    """A query parameter the page cannot use; the message says which and what it takes."""
+
+
+def create_app(
+    project: Project,
+    *,
+    token: str | None = None,
+    host: str = "127.0.0.1",
+    store: TrackingStore | None = None,
+) -> Starlette:
+    """The dashboard of ``project``.
+
+    Args:
+        project: The project whose tracking store it shows.
+        token: The token actions require (``CONVEYOR_UI_TOKEN``); None refuses every action.
+        host: The address the server binds to: on loopback, requests naming another host are refused.
+        store: An open tracking store to use (closed with the app); by default the project's is opened.
+    """
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        app.state.store = store or await run_in_threadpool(api.open_tracking, project)
+        try:
+            yield
+        finally:
+            app.state.store.close()
+
+    def tracking(request: Request) -> TrackingStore:
+        found: TrackingStore = request.app.state.store
+        return found
+
+    # -- pages -------------------------------------------------------------------------------
+
+    def runs_page(request: Request) -> Response:
+        query = RunQuery.of(request)
+        found, older = query.fetch(tracking(request))
+        now = datetime.now(UTC)
+        return _page(
+            "runs.html", title="Runs", runs=[views.run_item(r, now) for r in found], filters=query.shown,
+            statuses=sorted(RUN_STATUSES), project=project.settings.name,
+            older="?" + urlencode({**query.shown, "before": older}) if older else None,
+            newest="?" + urlencode(query.shown) if query.before else None,
+        )  # fmt: skip
+
+    def run_page(request: Request) -> Response:
+        run = tracking(request).get_run(request.path_params["run_id"])
+        detail = views.run_detail(run, tracking(request).run_events(run.run_id))
+        return _page("run.html", title=f"Run {run.run_id}", project=project.settings.name, **detail)
+
+    # -- JSON --------------------------------------------------------------------------------
+
+    def api_runs(request: Request) -> Response:
+        found, older = RunQuery.of(request).fetch(tracking(request))
+        now = datetime.now(UTC)
+        return JSONResponse({"runs": [views.run_item(r, now) for r in found], "next_before": older})
+
+    def api_run(request: Request) -> Response:
+        run = tracking(request).get_run(request.path_params["run_id"])
+        return JSONResponse(views.run_detail(run, tracking(request).run_events(run.run_id)))
+
+    # -- actions -----------------------------------------------------------------------------
+
+    def pipeline_action(status: str) -> Callable[[Request], Any]:
+        async def act(request: Request) -> Response:
+            refusal = await check_action(request, token)
+            if refusal is not None:
+                return refusal
+            name = request.path_params["name"]
+            await run_in_threadpool(api.set_pipeline_status, project, name, status)
+            return JSONResponse({"pipeline": name, "status": status})
+
+        return act
+
+    routes = [
+        Route("/", runs_page, name="runs"),
+        Route("/runs/{run_id}", run_page, name="run"),
+        Route("/api/runs", api_runs),
+        Route("/api/runs/{run_id}", api_run),
+        Route("/api/pipelines/{name}/pause", pipeline_action("paused"), methods=["POST"]),
+        Route("/api/pipelines/{name}/resume", pipeline_action("active"), methods=["POST"]),
+        Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
+    ]
+    return Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        middleware=[Middleware(Guard, loopback_only=is_loopback(host))],
+        exception_handlers={
+            ConveyorError: _conveyor_error,
+            BadRequest: _bad_request,
+            HTTPException: _http_error,
+            Exception: _internal_error,
+        },
+    )
+
+
+@dataclass(frozen=True)
+class RunQuery:
+    """What the runs page and ``/api/runs`` list: filters, page size and keyset anchor, checked.
+
+    Query parameters: ``pipeline``, ``environment``, ``command``, ``status``, ``date`` (a UTC
+    day, ``2026-12-07``), ``limit`` (1 to 500, default 50) and ``before`` (a run id: the page
+    of runs older than it).
+    """
+
+    pipeline: str | None = None
+    environment: str | None = None
+    command: str | None = None
+    status: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    limit: int = PAGE_SIZE
+    before: str | None = None
+    shown: dict[str, str] = field(default_factory=dict)
+    """The filters as given (not the anchor): what links to other pages keep."""
+
+    @classmethod
+    def of(cls, request: Request) -> RunQuery:
+        """The query of a request.
+
+        Raises:
+            BadRequest: a parameter the page cannot use.
+        """
+        params = request.query_params
+        status = params.get("status") or None
+        if status is not None and status not in RUN_STATUSES:
+            raise BadRequest(f'status "{status}" is not a run status; use one of {", ".join(sorted(RUN_STATUSES))}.')
+        try:
+            limit = int(params.get("limit") or PAGE_SIZE)
+        except ValueError:
+            limit = 0
+        if not 1 <= limit <= MAX_PAGE_SIZE:
+            raise BadRequest(f"limit must be a whole number from 1 to {MAX_PAGE_SIZE}.")
+        since = until = None
+        if params.get("date"):
+            try:
+                day = date.fromisoformat(params["date"])
+            except ValueError:
+                raise BadRequest(f'date "{params["date"]}" is not a day such as 2026-12-07.') from None
+            since = datetime.combine(day, time(), tzinfo=UTC)
+            until = since + timedelta(days=1)
+        return cls(
+            pipeline=params.get("pipeline") or None, environment=params.get("environment") or None,
+            command=params.get("command") or None, status=status, since=since, until=until, limit=limit,
+            before=params.get("before") or None,
+            shown={k: v for k, v in params.items() if k in _SHOWN and v},
+        )  # fmt: skip
+
+    def fetch(self, store: TrackingStore) -> tuple[list[RunRow], str | None]:
+        """The page's runs, newest first, and the anchor of the next (older) page, None on the last."""
+        found = store.list_runs(
+            limit=self.limit + 1, pipeline=self.pipeline, environment=self.environment, command=self.command,
+            status=self.status, before=self.before, started_from=self.since, started_until=self.until,
+        )  # fmt: skip
+        page = found[: self.limit]
+        return page, page[-1].run_id if len(found) > self.limit else None
+
+
+_SHOWN = ("pipeline", "environment", "status", "date", "command", "limit")
+
+
+def _page(template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    html = templates.get_template(template).render(version=__version__, **context)
+    return HTMLResponse(html, status_code=status_code)
+
+
+def _wants_json(request: Request) -> bool:
+    return request.url.path.startswith("/api/")
+
+
+def _problem(request: Request, status: int, message: str, hint: str | None = None) -> Response:
+    message, hint = scrub(message), scrub(hint) if hint else None
+    if _wants_json(request):
+        return JSONResponse({"error": message, **({"hint": hint} if hint else {})}, status_code=status)
+    return _page("problem.html", status, title="Not shown", status=status, message=message, hint=hint, project="")
+
+
+async def _conveyor_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ConveyorError)
+    # a run id nothing matches (or an ambiguous prefix) is a page that is not there
+    status = 404 if isinstance(exc, UserError) else 503
+    return _problem(request, status, exc.message, exc.hint)
+
+
+async def _bad_request(request: Request, exc: Exception) -> Response:
+    return _problem(request, 400, str(exc))
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    message = "There is no such page." if exc.status_code == 404 else str(exc.detail)
+    return _problem(request, exc.status_code, message)
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    # no detail of a bug goes to the browser: it may hold anything (the server's log has the traceback)
+    return _problem(request, 500, "Internal error: this is a bug in Conveyor; the server's log has the details.")

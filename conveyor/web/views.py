@@ -1,0 +1,179 @@
+"""What the pages and the JSON API show, made from the tracking store's rows.
+
+Every function returns plain dicts and lists (JSON-ready: text, numbers, None) with every
+text scrubbed of secrets (:func:`conveyor.config.secrets.scrub`, as the CLI does with
+errors), so a template or ``JSONResponse`` can show them as they are: the templates escape
+them, the API serialises them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from conveyor.config.secrets import scrub
+from conveyor.tracking.models import EventRow, RunRow
+
+ACTIVE_EVENT = "running"
+FAILED_EVENT_STATUSES = frozenset({"failed", "abandoned", "cancelled"})
+"""Event statuses whose error the run page shows in full."""
+
+
+def scrubbed(value: Any) -> Any:
+    """``value`` with :func:`scrub` applied to every text in it (dict keys too), recursively."""
+    if isinstance(value, str):
+        return scrub(value)
+    if isinstance(value, Mapping):
+        return {scrubbed(str(k)): scrubbed(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [scrubbed(v) for v in value]
+    return value
+
+
+def iso(value: datetime | None) -> str | None:
+    """A timestamp as ISO-8601 UTC text with microseconds (what the API returns)."""
+    return None if value is None else value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def when(value: datetime | None) -> str:
+    """A timestamp as a person reads it on the page: ``2026-12-07 12:47:53 UTC``."""
+    return "" if value is None else value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def duration(seconds: float | None) -> str:
+    """``0.24 s``, ``12.3 s``, ``4 min 05 s``, ``2 h 03 min``; empty when unknown."""
+    if seconds is None:
+        return ""
+    if seconds < 10:
+        return f"{seconds:.2f} s"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def environments(run: RunRow) -> list[str]:
+    """The environments a run wrote: a pipeline with a secondary loads two (from its summary)."""
+    listed = run.summary.get("environments") if isinstance(run.summary, dict) else None
+    if isinstance(listed, list) and listed:
+        return [str(env) for env in listed]
+    return [run.environment] if run.environment else []
+
+
+def run_rows(run: RunRow) -> tuple[int | None, str]:
+    """The rows a run moved, from its summary: the rows it loaded (else extracted), and all it says
+    (``12 extracted · 19 loaded``); None and empty text when its summary does not say (it runs)."""
+    summary = run.summary if isinstance(run.summary, dict) else {}
+    counts = {}
+    # a command's summary says extracted_rows and loaded_rows, a pipeline's rows_extracted and rows_loaded
+    for keys, word in ((("extracted_rows", "rows_extracted"), "extracted"), (("loaded_rows", "rows_loaded"), "loaded")):
+        value = next((summary[k] for k in keys if k in summary), None)
+        if isinstance(value, int) and not isinstance(value, bool):
+            counts[word] = value
+    main = next((counts[w] for w in ("loaded", "extracted") if w in counts), None)
+    return main, " · ".join(f"{value:,} {word}" for word, value in counts.items())
+
+
+def run_item(run: RunRow, now: datetime | None = None) -> dict[str, Any]:
+    """One run as a row of the runs page and of ``/api/runs``."""
+    rows, rows_detail = run_rows(run)
+    seconds = run.duration_s
+    if seconds is None and run.status == "running":
+        seconds = ((now or datetime.now(UTC)) - run.started_at).total_seconds()
+    return scrubbed({
+        "run_id": run.run_id,
+        "command": run.command,
+        "pipeline": run.pipeline,
+        "what": f"pipeline {run.pipeline}" if run.pipeline else run.command,
+        "selection": run.selection,
+        "environments": environments(run),
+        "status": run.status,
+        "started_at": iso(run.started_at),
+        "started": when(run.started_at),
+        "finished_at": iso(run.finished_at),
+        "duration_s": seconds,
+        "duration": duration(seconds),
+        "rows": rows,
+        "rows_text": "" if rows is None else f"{rows:,}",
+        "rows_detail": rows_detail,
+        "error": run.error,
+        "error_line": (run.error or "").strip().splitlines()[0] if (run.error or "").strip() else "",
+    })  # fmt: skip
+
+
+def step_name(event: EventRow) -> str:
+    """The step as a person reads it: a test event names its test."""
+    if event.step == "test" and event.detail and event.detail.get("test"):
+        return f"test {event.detail['test']}"
+    return event.step
+
+
+def run_detail(run: RunRow, events: Sequence[EventRow], now: datetime | None = None) -> dict[str, Any]:
+    """Everything the run page and ``/api/runs/{id}`` show: the run, its timeline, errors and tests.
+
+    The timeline places each (relation, step) on the run's time span: ``x`` and ``w`` are its
+    start and length in thousandths of the span (an event still running ends now), so the page
+    draws it without a chart library and the live update moves it in place.
+    """
+    now = now or datetime.now(UTC)
+    begin = run.started_at
+    ends = [run.finished_at or (now if run.status == "running" else begin)]
+    ends += [e.finished_at or (now if e.status == ACTIVE_EVENT else e.started_at) for e in events]
+    begin = min([begin, *(e.started_at for e in events)])
+    span = max((max(ends) - begin).total_seconds(), 1e-6)
+    timeline = []
+    for event in events:
+        end = event.finished_at or (now if event.status == ACTIVE_EVENT else event.started_at)
+        start_s = (event.started_at - begin).total_seconds()
+        length_s = max((end - event.started_at).total_seconds(), 0.0)
+        seconds = event.duration_s if event.duration_s is not None else length_s
+        timeline.append({
+            "id": event.id, "relation": event.relation, "step": step_name(event),
+            "environment": event.environment or "", "status": event.status, "rows": event.rows,
+            "rows_text": "" if event.rows is None else f"{event.rows:,}",
+            "started_at": iso(event.started_at), "finished_at": iso(event.finished_at),
+            "duration_s": seconds, "duration": duration(seconds),
+            "offset": duration(start_s) if start_s >= 0.005 else "0 s",
+            "x": round(1000 * start_s / span, 1), "w": round(max(1000 * length_s / span, 2.0), 1),
+            "error": event.error or "",
+        })  # fmt: skip
+    errors = [
+        {"relation": e.relation, "step": step_name(e), "status": e.status, "error": e.error}
+        for e in events
+        if e.error and e.step != "test" and e.status in FAILED_EVENT_STATUSES
+    ]
+    return scrubbed({
+        "run": {**run_item(run, now), "host": run.host, "username": run.username,
+                "conveyor_version": run.conveyor_version, "summary": run.summary},
+        "span_s": span,
+        "axis": [duration(span * i / 4) if i else "0 s" for i in range(5)],
+        "timeline": timeline,
+        "errors": errors,
+        "tests": [_test(e) for e in events if e.step == "test"],
+    })  # fmt: skip
+
+
+def _test(event: EventRow) -> dict[str, Any]:
+    """A data test's result; a failed or warned one carries its first failing rows and the query."""
+    detail = event.detail or {}
+    rows = detail.get("rows") if event.status in ("failed", "warned") else None
+    rows = [r for r in rows if isinstance(r, dict)] if isinstance(rows, list) else []
+    columns: list[str] = []
+    for row in rows:
+        columns += [str(c) for c in row if str(c) not in columns]
+    return {
+        "relation": event.relation,
+        "test": str(detail.get("test") or ""),
+        "status": event.status,
+        "failures": detail.get("failures"),
+        "message": event.error or "",
+        "location": str(detail.get("location") or ""),
+        "sql": str(detail.get("sql") or ""),
+        "columns": columns,
+        "rows": [["" if r.get(c) is None else str(r.get(c)) for c in columns] for r in rows],
+        "environment": event.environment or "",
+    }

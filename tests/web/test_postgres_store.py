@@ -1,0 +1,72 @@
+"""The dashboard over a PostgreSQL tracking store (a team's shared one): the same pages and API,
+the keyset paging and the environment filter on PostgreSQL's SQL."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+from psycopg import sql
+from testkit.cli import CliResult
+
+from conveyor import api
+from tests.conftest import CONVEYOR_YAML
+from tests.web.dashboard import BROKEN_TOP, start_ui, stop
+
+PG_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def pg_tracking() -> Iterator[str]:
+    """A fresh PostgreSQL database for the tracking store, dropped afterwards."""
+    try:
+        admin = psycopg.connect(PG_ADMIN_DSN, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        pytest.skip(f"PostgreSQL is not reachable at {PG_ADMIN_DSN}: {exc}")
+    name = f"conveyor_test_ui_{secrets.token_hex(4)}"
+    admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        admin.close()
+
+
+def test_the_dashboard_reads_a_postgres_store(
+    make_project: Callable[..., Path], cli: Callable[..., CliResult], pg_tracking: str
+) -> None:
+    root = make_project(settings=CONVEYOR_YAML + f"tracking:\n  dsn: {pg_tracking}\n")
+    for _ in range(3):
+        assert cli("run", "-q", cwd=root).code == 0
+    (root / "schemas/mart/top_customers.sql").write_text(BROKEN_TOP)
+    assert cli("run", "-q", cwd=root).code == 1
+    expected = [r.run_id for r in api.runs(api.open_project(root), limit=10)]
+    assert len(expected) == 4
+
+    process, url, _ = start_ui(root, {})
+    try:
+        with httpx.Client(base_url=url, timeout=30) as client:
+            body = client.get("/api/runs").json()
+            assert [r["run_id"] for r in body["runs"]] == expected
+            seen, before = [], None
+            while True:
+                page = client.get(
+                    "/api/runs", params={"limit": 1, "environment": "dev", **({"before": before} if before else {})}
+                ).json()
+                seen += [r["run_id"] for r in page["runs"]]
+                before = page["next_before"]
+                if before is None:
+                    break
+            assert seen == expected
+            assert [r["run_id"] for r in client.get("/api/runs?status=failed").json()["runs"]] == expected[:1]
+            html = client.get(f"/runs/{expected[0]}").text
+            assert "Conversion Error" in html and "mart.top_customers" in html
+            assert client.get("/api/runs/last").json()["run"]["status"] == "failed"
+    finally:
+        assert stop(process) == 0
