@@ -30,6 +30,7 @@ demo: setup
 	@echo
 	@echo "Next: 'source .venv/bin/activate' puts 'conveyor' on your PATH; then 'cd examples/shop' and"
 	@echo "try 'conveyor ls', 'conveyor runs' and the rest of the tour in README.md."
+	@echo "The dashboard of its runs: 'cd examples/shop && ../../$(BIN)/conveyor ui', then open http://127.0.0.1:8086"
 
 ## demo-s3: the same example with its lake in a bucket of a throwaway local S3 server (moto on
 ## 127.0.0.1): copies the project to build/demo-s3/shop with lake.path s3://conveyor-demo/shop,
