@@ -43,6 +43,26 @@ def _check(result: CliResult, location: str) -> None:
     assert "Traceback" not in result.output and "conveyor-test-secret" not in result.output
 
 
+def test_a_part_changed_in_the_bucket_fails_a_duckdb_load_clearly(
+    project_dir: Path, cli: Callable[..., CliResult]
+) -> None:
+    """A DuckDB load checks every part it stages against the sha256 its manifest recorded."""
+    assert cli("run", cwd=project_dir).code == 0
+    manifest = Lake(api.open_project(project_dir).lake_location).latest("shop", "shop.orders")
+    assert manifest is not None
+    url = urlparse(f"{manifest.location}/{manifest.files[0].path}")
+    client = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"])
+    body = client.get_object(Bucket=url.netloc, Key=url.path.lstrip("/"))["Body"].read()
+    # another valid Parquet file would load silently without the check: here, the same bytes but one
+    changed = body[:-9] + bytes([body[-9] ^ 1]) + body[-8:]
+    client.put_object(Bucket=url.netloc, Key=url.path.lstrip("/"), Body=changed)
+    result = cli("load", cwd=project_dir)
+    _check(result, manifest.location)
+    assert "differs from what its manifest recorded (sha256)" in result.output.replace("\n", " ")
+    with duckdb.connect(str(project_dir / "warehouse.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM shop.orders").fetchall() == [(5,)]  # the previous build
+
+
 def test_a_missing_part_fails_a_duckdb_load_clearly(project_dir: Path, cli: Callable[..., CliResult]) -> None:
     assert cli("run", cwd=project_dir).code == 0
     location = _delete_a_part(project_dir)
