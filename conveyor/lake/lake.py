@@ -569,6 +569,7 @@ class PartWriter:
             self._writer.write_batch(batch.slice(offset, take), row_group_size=self.row_group_rows)
             self._rows += take
             offset += take
+            crash_point("lake.part.mid_write")
             if self._rows >= self.part_rows:
                 self._close()
 
@@ -591,6 +592,7 @@ class PartWriter:
         self._file.close()
         self.parts.append(PartFile(self._name, self._rows, self._file.size, self._file.digest.hexdigest()))
         self._writer = self._file = None
+        crash_point("lake.part.after_close")
 
     def close(self) -> list[PartFile]:
         """Finish the open part; an empty extract still gets one (empty) part with the schema."""
