@@ -36,7 +36,7 @@ from conveyor.errors import LakeError
 from conveyor.faults import crash_point
 from conveyor.lake.locks import FileLocks, Held, LakeLocks, PostgresLocks
 from conveyor.lake.manifest import MANIFEST, Manifest, PartFile, commit_manifest, fsync_dir, load_manifest
-from conveyor.lake.store import LocalStore, Store, check_key, open_store
+from conveyor.lake.store import LocalStore, Store, check_key, open_store, store_error
 
 if TYPE_CHECKING:  # pyarrow is imported by the code that writes parts, not by readers of the lake's layout
     import pyarrow as pa
@@ -199,10 +199,13 @@ class ExtractFolder:
             if not path.is_file():
                 continue
             digest = hashlib.sha256()
-            with open(path, "rb") as source, self.store.open_output(f"{self.key}/{part.path}") as target:
-                while chunk := source.read(8 << 20):
-                    digest.update(chunk)
-                    target.write(chunk)
+            try:
+                with open(path, "rb") as source, self.store.open_output(f"{self.key}/{part.path}") as target:
+                    while chunk := source.read(8 << 20):
+                        digest.update(chunk)
+                        target.write(chunk)
+            except OSError as exc:
+                raise store_error("uploading to", f"{self.store.location}/{self.key}/{part.path}", exc) from None
             if digest.hexdigest() != part.sha256:
                 raise LakeError(
                     f"the part {part.path} changed while it was uploaded to {self.store.location}/{self.key}."
@@ -501,19 +504,32 @@ class _HashingFile:
     (``fsync=False``: closing it is what makes it durable, e.g. completes a multipart upload).
     """
 
-    def __init__(self, handle: BinaryIO | pa.NativeFile, *, fsync: bool = True):
+    def __init__(self, handle: BinaryIO | pa.NativeFile, *, fsync: bool = True, where: str = ""):
         self.handle = handle
         self.fsync = fsync
+        #: the object's location in a store (its failures become one-paragraph LakeErrors naming it)
+        self.where = where
         self.digest = hashlib.sha256()
         self.size = 0
 
     def write(self, data: bytes | memoryview) -> int:
         self.digest.update(data)
         self.size += len(data)
-        return self.handle.write(data)
+        try:
+            return self.handle.write(data)
+        except OSError as exc:
+            raise self._failed(exc) from None
+
+    def _failed(self, exc: OSError) -> BaseException:
+        if not self.where:
+            return exc
+        return store_error("writing", self.where, exc)
 
     def flush(self) -> None:
-        self.handle.flush()
+        try:
+            self.handle.flush()
+        except OSError as exc:
+            raise self._failed(exc) from None
 
     def tell(self) -> int:
         return self.size
@@ -523,10 +539,13 @@ class _HashingFile:
         return self.handle.closed
 
     def close(self) -> None:
-        self.handle.flush()
-        if self.fsync:
-            os.fsync(self.handle.fileno())
-        self.handle.close()
+        try:
+            self.handle.flush()
+            if self.fsync:
+                os.fsync(self.handle.fileno())
+            self.handle.close()  # on an object store: completes the upload
+        except OSError as exc:
+            raise self._failed(exc) from None
 
 
 @dataclass
@@ -578,7 +597,8 @@ class PartWriter:
 
         name = f"{self.prefix}-{len(self.parts):05d}.parquet"
         if self.store is not None:
-            self._file = _HashingFile(self.store.open_output(f"{self.key}/{name}"), fsync=False)
+            where = f"{self.store.location}/{self.key}/{name}"
+            self._file = _HashingFile(self.store.open_output(f"{self.key}/{name}"), fsync=False, where=where)
         else:
             assert self.folder is not None
             self._file = _HashingFile(open(self.folder / name, "wb"))  # noqa: SIM115 - closed in _close
