@@ -255,10 +255,16 @@ class S3Store(Store):
 
     def __init__(self, url: str):
         parsed = urlparse(url)
-        if parsed.scheme != "s3" or not parsed.netloc or parsed.username or parsed.password or parsed.query:
+        if parsed.username or parsed.password:
+            raise LakeError(
+                f'the lake location "{_redact(url)}" holds credentials; Conveyor does not take them from there.',
+                hint="Write lake.path as s3://bucket/prefix and set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
+                "(or AWS_PROFILE) in the environment; and replace the key, it was written into a file.",
+            )
+        if parsed.scheme != "s3" or not parsed.netloc or parsed.query or parsed.fragment:
             raise LakeError(
                 f'"{_redact(url)}" is not a lake location of the form s3://bucket/prefix.',
-                hint="Credentials never go into the location: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.",
+                hint="Write lake.path as s3://bucket or s3://bucket/prefix (no query, no credentials).",
             )
         self.bucket = parsed.netloc
         if not _BUCKET.match(self.bucket) or ".." in self.bucket:
@@ -426,9 +432,31 @@ def _lost_in_transit(exc: BaseException) -> bool:
 
 def store_error(what: str, where: str, exc: BaseException) -> LakeError:
     """A failed store request as one paragraph: what, where, the store's answer (no credential), what to do."""
-    text = " ".join(str(exc).split()).split(" Debug source:", 1)[0]
-    text = _redact(text)[:400]
-    return LakeError(f"{what} {where} failed: {text.rstrip('.')}.", hint=_hint_for(text))
+    text = _redact(" ".join(str(exc).split()).split(" Debug source:", 1)[0])
+    hint = _hint_for(text)
+    return LakeError(f"{what} {where} failed: {_answer(text).rstrip('.')}.", hint=hint)
+
+
+def _answer(text: str) -> str:
+    """What the store answered, short: ``NoSuchBucket: The specified bucket does not exist (HTTP 404)``.
+
+    The clients' messages carry the request's URL, timings and the whole XML error document;
+    a person needs the S3 error code and message, or, when nothing answered, that.
+    """
+    code = re.search(r"<Code>([^<]*)</Code>", text)
+    if code:
+        message = re.search(r"<Message>([^<]*)</Message>", text)
+        status = re.search(r"status code: (\d{3})", text)
+        return (
+            code.group(1)
+            + (f": {message.group(1)}" if message else "")
+            + (f" (HTTP {status.group(1)})" if status else "")
+        )
+    if "error sending request" in text:
+        retries = re.search(r"after (\d+) retries", text)
+        tried = f" ({int(retries.group(1)) + 1} attempts)" if retries else ""
+        return f"no answer: the connection to the endpoint failed or broke{tried}"
+    return text[:400]
 
 
 def _td(seconds: float) -> Any:
@@ -453,11 +481,14 @@ def _hint_for(text: str) -> str:
         return "Create the bucket, or correct the bucket in lake.path."
     if any(s in lowered for s in ("accessdenied", "access denied", "forbidden", "invalidaccesskeyid", "signature")):
         return "Check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) and the bucket's policy."
-    if any(s in lowered for s in ("slow_down", "slowdown", "throttl", "internal_failure", "internalerror", " 50")):
+    if any(s in lowered for s in ("connection refused", "couldn't connect", "connect error", "error sending request")):
+        return "Check AWS_ENDPOINT_URL (nothing answers there, or the network drops the connection)."
+    if any(
+        s in lowered
+        for s in ("slow_down", "slowdown", "throttl", "internal_failure", "internalerror", "status code: 50", "http 50")
+    ):
         return (
             f"The store kept failing after {S3_ATTEMPTS} attempts with backoff (throttling or an outage on its "
             "side): try again later."
         )
-    if any(s in lowered for s in ("connection refused", "couldn't connect", "could not connect", "connect error")):
-        return "Check AWS_ENDPOINT_URL: nothing answers there."
     return "Check lake.path and the AWS environment (AWS_ENDPOINT_URL, keys, region)."
