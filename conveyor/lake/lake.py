@@ -487,8 +487,10 @@ def _take(
     while True:
         held = locks.try_write(source, relation, holder)
         if held is not None:
+            locks.close()
             return held
         if time.monotonic() >= deadline:
+            locks.close()
             return None
         if not told and waiting is not None:
             who = locks.holder(source, relation)

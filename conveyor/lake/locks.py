@@ -75,6 +75,9 @@ class LakeLocks(ABC):
     def try_unread(self, source: str, relation: str) -> Held | None:
         """The readers' lock exclusively, if nobody reads the relation now (never waits), else None."""
 
+    def close(self) -> None:  # noqa: B027 - optional: most providers keep nothing between calls
+        """Let go of what is kept between calls (nothing held is released)."""
+
     def holder_text(self, holder: str) -> str:
         """What a writer records about itself: ``run X, pid N on HOST``."""
         return f"{holder + ', ' if holder else ''}pid {os.getpid()} on {self.host()}"
@@ -193,6 +196,7 @@ class PostgresLocks(LakeLocks):
         self._host = host
         self._readers: _Connection | None = None
         self._shared: dict[int, int] = {}
+        self._spares: dict[tuple[int, str], _Connection] = {}
         self._mutex = threading.Lock()
 
     def host(self) -> str:
@@ -219,7 +223,12 @@ class PostgresLocks(LakeLocks):
         return advisory_key(self.location, source, relation, which)
 
     def try_write(self, source: str, relation: str, holder: str) -> Held | None:
-        held = self._connect(f"conveyor {self.holder_text(holder)}")
+        name = f"conveyor {self.holder_text(holder)}"
+        spare = (threading.get_ident(), name)
+        with self._mutex:
+            held = self._spares.pop(spare, None)
+        if held is None or held.conn.closed or held.conn.broken:
+            held = self._connect(name)
         try:
             row = held.conn.execute(
                 "SELECT pg_try_advisory_lock(%s)", (self._key(source, relation, WRITER),)
@@ -229,8 +238,16 @@ class PostgresLocks(LakeLocks):
             raise
         if row and row[0]:
             return held
-        held.release()
+        with self._mutex:  # a writer polls: its next attempt reuses this session instead of connecting again
+            self._spares[spare] = held
         return None
+
+    def close(self) -> None:
+        """Close the sessions kept for writers' next attempts (held locks stay held)."""
+        with self._mutex:
+            spares, self._spares = list(self._spares.values()), {}
+        for held in spares:
+            held.release()
 
     def holder(self, source: str, relation: str) -> str:
         key = self._key(source, relation, WRITER)
