@@ -9,6 +9,8 @@ point of its commit to the store:
 
 - ``lake.part.mid_write``: a part is half written (its upload not completed);
 - ``lake.part.after_close:2``: between parts, some of an extract's parts are in the bucket;
+- ``lake.upload.after_part:2``: the same for parts a ``command`` job staged on local disk
+  (products are extracted by one), uploaded one by one;
 - ``lake.manifest.before_rename``: every part is in the bucket, the manifest is not;
 - ``lake.manifest.after_rename``: the manifest is in the bucket, the tracking store has not heard;
 - ``extract.watermark.after_store``: the tracking store knows, retention has not run;
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -50,11 +53,13 @@ class Point:
     name: str
     resume: bool = False  # killed while loading: `load --resume` must finish the run's load
     leaves: bool = False  # the kill leaves objects outside a committed extract (for the next writer to remove)
+    args: tuple[str, ...] = ()  # more arguments of the killed run
 
 
 POINTS = [
     Point("lake.part.mid_write"),
-    Point("lake.part.after_close:2", leaves=True),
+    Point("lake.part.after_close:2", leaves=True, args=("--jobs", "1")),  # customers: 2 of 3 parts
+    Point("lake.upload.after_part:2", leaves=True),
     Point("lake.manifest.before_rename", leaves=True),
     Point("lake.manifest.after_rename"),
     Point("extract.watermark.after_store"),
@@ -64,13 +69,42 @@ POINTS = [
 ]
 
 MORE_PRODUCTS = 2500
-"""Products added upstream: with ``part_rows: 1000`` their extract has three parts."""
+"""Products and customers added upstream: with ``part_rows: 1000`` their extracts have three parts."""
+
+PRODUCTS_COMMAND = f"""\
+name: shop.products
+columns:
+  - {{name: id, type: integer}}
+  - {{name: title, type: text}}
+  - {{name: in_stock, type: boolean}}
+extract:
+  job_type: command
+  command: {sys.executable} write_products.py
+"""
+"""Products are extracted by a ``command`` job: its parts are staged on local disk, then uploaded."""
+
+WRITE_PRODUCTS = """\
+import os, sqlite3
+import pyarrow as pa, pyarrow.parquet as pq
+schema = pa.schema([("id", pa.int32()), ("title", pa.string()), ("in_stock", pa.bool_())])
+rows = sqlite3.connect("upstream.db").execute("SELECT id, title, in_stock FROM products ORDER BY id").fetchall()
+for n, start in enumerate(range(0, max(len(rows), 1), 1000)):
+    chunk = rows[start:start + 1000]
+    columns = list(zip(*chunk)) if chunk else [[], [], []]
+    table = pa.table([pa.array(columns[0], pa.int32()), pa.array(columns[1], pa.string()),
+                      pa.array([None if v is None else bool(v) for v in columns[2]], pa.bool_())], schema=schema)
+    pq.write_table(table, os.path.join(os.environ["CONVEYOR_EXTRACT_DIR"], f"part-{n:05d}.parquet"))
+"""
 
 
 def change_more(root: Path) -> None:
     change_upstream(root)
     con = sqlite3.connect(root / "upstream.db")
     con.executemany("INSERT INTO products VALUES (?, ?, ?)", [(1000 + i, f"p{i}", i % 2) for i in range(MORE_PRODUCTS)])
+    con.executemany(
+        "INSERT INTO customers VALUES (?, ?, ?, ?, ?, ?)",
+        [(1000 + i, f"c{i}", f"c{i}@example.com", i % 2, None, i / 100) for i in range(MORE_PRODUCTS)],
+    )
     con.commit()
     con.close()
 
@@ -99,9 +133,9 @@ class Lab:
         """A project after one clean run, its upstream changed since."""
         bucket = self.s3.create_bucket()
         settings = SETTINGS.replace("  path: lake\n", f"  path: s3://{bucket}/lake\n")
-        root = build_project(
-            self.base / f"p-{uuid.uuid4().hex[:8]}", settings=settings, designs={"shop/orders.yaml": ORDERS_INCREMENTAL}
-        )
+        designs = {"shop/orders.yaml": ORDERS_INCREMENTAL, "shop/products.yaml": PRODUCTS_COMMAND}
+        root = build_project(self.base / f"p-{uuid.uuid4().hex[:8]}", settings=settings, designs=designs)
+        (root / "write_products.py").write_text(WRITE_PRODUCTS)
         place = Place(root, bucket)
         self.ok(place, "-q", "run")
         change_more(root)
@@ -230,12 +264,15 @@ def test_a_crash_while_committing_to_s3_leaves_old_or_new_and_a_rerun_converges(
 ) -> None:
     place = lab.place()
     before = {(s, r): len(place.lake.committed(s, r)) for s, r in place.lake.tables()}
-    code, out = lab.cli(place, "-q", "run", crash_at=point.name)
+    code, out = lab.cli(place, "-q", "run", *point.args, crash_at=point.name)
     assert code == SIGKILLED, f"the crash point {point.name} was not reached (exit {code}):\n{out}"
 
     problems = state_problems(lab, place)
     if point.leaves:
         assert leftovers(place.lake), f"the kill at {point.name} left nothing for the next writer to remove"
+    if point.name == "lake.part.after_close:2":
+        left = [k for k in leftovers(place.lake) if "/shop.customers/" in k]
+        assert [k.rsplit("/", 1)[1] for k in left] == ["part-00000.parquet", "part-00001.parquet"], left
     if point.name == "lake.manifest.after_rename":
         # the manifest is committed: readers see the extract, though the tracking store does not name it
         after = {(s, r): len(place.lake.committed(s, r)) for s, r in place.lake.tables()}
