@@ -39,18 +39,29 @@ from pathlib import Path
 import pyarrow.compute as pc
 import pytest
 from testkit.s3 import S3Server
+from testkit.services import reachable
 
 from conveyor.lake.lake import Lake
 from conveyor.lake.manifest import MANIFEST
 from conveyor.tracking.store import TrackingStore, default_dsn
 from tests.conftest import build_project, warehouse_digest
 from tests.faults.forkcli import ForkServer
-from tests.faults.test_crash_points import ORDERS_INCREMENTAL, SETTINGS, SIGKILLED, change_upstream, stored_watermark
+from tests.faults.test_crash_points import (
+    ENVIRONMENT,
+    ORDERS_INCREMENTAL,
+    SETTINGS,
+    SIGKILLED,
+    Databases,
+    change_upstream,
+    pg_digest,
+    stored_watermark,
+)
 
 
 @dataclass(frozen=True)
 class Point:
     name: str
+    warehouses: tuple[str, ...] = ("duckdb", "postgres")
     resume: bool = False  # killed while loading: `load --resume` must finish the run's load
     leaves: bool = False  # the kill leaves objects outside a committed extract (for the next writer to remove)
     args: tuple[str, ...] = ()  # more arguments of the killed run
@@ -66,6 +77,15 @@ POINTS = [
     Point("lake.prune.after_manifest", leaves=True),
     Point("lake.prune.mid_parts"),
     Point("build.relation.after:3", resume=True),
+    Point("pg.copy.batch:2", ("postgres",), resume=True),  # COPY streams parts read from the bucket
+]
+
+CASES = [
+    pytest.param(
+        point, warehouse, id=f"{warehouse}-{point.name}", marks=[pytest.mark.postgres] * (warehouse != "duckdb")
+    )
+    for point in POINTS
+    for warehouse in point.warehouses
 ]
 
 MORE_PRODUCTS = 2500
@@ -113,36 +133,59 @@ def change_more(root: Path) -> None:
 class Place:
     root: Path
     bucket: str
+    warehouse: str = "duckdb"
+    database: str | None = None  # the PostgreSQL database of the ``pg`` environment
 
     @property
     def lake(self) -> Lake:
         return Lake(f"s3://{self.bucket}/lake")
 
+    @property
+    def env(self) -> dict[str, str]:
+        return {"CRASH_PG_DSN": f"postgresql://postgres@127.0.0.1:5432/{self.database}"} if self.database else {}
+
+    @property
+    def target(self) -> tuple[str, str]:
+        """The ``--env`` option naming the warehouse the commands load."""
+        return ("--env", ENVIRONMENT[self.warehouse])
+
     def digest(self) -> dict[str, str]:
+        if self.warehouse == "postgres":
+            return pg_digest(self.env["CRASH_PG_DSN"])
         path = self.root / "warehouse.duckdb"
         return warehouse_digest(path) if path.exists() else {}
 
 
 class Lab:
-    def __init__(self, base: Path, server: ForkServer, s3: S3Server):
-        self.base, self.server, self.s3 = base, server, s3
-        self.old: dict[str, str] = {}
-        self.new: dict[str, str] = {}
+    def __init__(self, base: Path, server: ForkServer, s3: S3Server, databases: Databases):
+        self.base, self.server, self.s3, self.databases = base, server, s3, databases
+        self.old: dict[str, dict[str, str]] = {}
+        self.new: dict[str, dict[str, str]] = {}
 
-    def place(self) -> Place:
+    def reference(self, warehouse: str) -> None:
+        """The warehouse before and after a clean run over the changed upstream (once per warehouse)."""
+        if warehouse in self.new:
+            return
+        reference = self.place(warehouse)
+        self.old[warehouse] = reference.digest()
+        self.ok(reference, "-q", "run", *reference.target)
+        self.new[warehouse] = reference.digest()
+        assert self.old[warehouse] != self.new[warehouse]
+
+    def place(self, warehouse: str) -> Place:
         """A project after one clean run, its upstream changed since."""
         bucket = self.s3.create_bucket()
         settings = SETTINGS.replace("  path: lake\n", f"  path: s3://{bucket}/lake\n")
         designs = {"shop/orders.yaml": ORDERS_INCREMENTAL, "shop/products.yaml": PRODUCTS_COMMAND}
         root = build_project(self.base / f"p-{uuid.uuid4().hex[:8]}", settings=settings, designs=designs)
         (root / "write_products.py").write_text(WRITE_PRODUCTS)
-        place = Place(root, bucket)
-        self.ok(place, "-q", "run")
+        place = Place(root, bucket, warehouse, self.databases.create() if warehouse == "postgres" else None)
+        self.ok(place, "-q", "run", *place.target)
         change_more(root)
         return place
 
     def cli(self, place: Place, *args: str, crash_at: str | None = None) -> tuple[int, str]:
-        env = dict(self.s3.env)
+        env = {**self.s3.env, **place.env}
         if crash_at:
             env["CONVEYOR_CRASH_AT"] = crash_at
         return self.server(place.root, *args, env=env)
@@ -154,17 +197,12 @@ class Lab:
 
 @pytest.fixture(scope="module")
 def lab(s3_server: S3Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    server = ForkServer()
+    server, databases = ForkServer(), Databases()
     try:
-        lab = Lab(tmp_path_factory.mktemp("s3crash"), server, s3_server)
-        reference = lab.place()
-        lab.old = reference.digest()
-        lab.ok(reference, "-q", "run")
-        lab.new = reference.digest()
-        assert lab.old != lab.new
-        yield lab
+        yield Lab(tmp_path_factory.mktemp("s3crash"), server, s3_server, databases)
     finally:
         server.close()
+        databases.drop_all()
 
 
 @pytest.fixture
@@ -217,7 +255,7 @@ def max_cursor(lake: Lake) -> int | None:
 def state_problems(lab: Lab, place: Place) -> list[str]:
     problems = lake_problems(place.lake)
     digest = place.digest()
-    if digest not in (lab.old, lab.new):
+    if digest not in (lab.old[place.warehouse], lab.new[place.warehouse]):
         problems.append("mixed publish: neither the old nor the new warehouse")
     store = TrackingStore.open(default_dsn(place.root))
     try:
@@ -237,11 +275,11 @@ def state_problems(lab: Lab, place: Place) -> list[str]:
 
 
 def converged(lab: Lab, place: Place, *args: str) -> list[str]:
-    code, out = lab.cli(place, "-q", *args)
+    code, out = lab.cli(place, "-q", *args, *place.target)
     if code != 0:
         return [f"rerun did not converge: conveyor {' '.join(args)} exited {code}: {out.strip()[-600:]}"]
     problems = lake_problems(place.lake)
-    if place.digest() != lab.new:
+    if place.digest() != lab.new[place.warehouse]:
         problems.append(f"rerun did not converge: conveyor {' '.join(args)} left other checksums than a clean run")
     if args[0] == "run":
         store = TrackingStore.open(default_dsn(place.root))
@@ -258,13 +296,16 @@ def converged(lab: Lab, place: Place, *args: str) -> list[str]:
 # ---------------------------------------------------------------------------- the cases
 
 
-@pytest.mark.parametrize("point", POINTS, ids=[p.name for p in POINTS])
+@pytest.mark.parametrize(("point", "warehouse"), CASES)
 def test_a_crash_while_committing_to_s3_leaves_old_or_new_and_a_rerun_converges(
-    lab: Lab, aws: None, point: Point
+    lab: Lab, aws: None, point: Point, warehouse: str
 ) -> None:
-    place = lab.place()
+    if warehouse == "postgres" and not reachable(5432):
+        pytest.skip("PostgreSQL is not running on 127.0.0.1:5432")
+    lab.reference(warehouse)
+    place = lab.place(warehouse)
     before = {(s, r): len(place.lake.committed(s, r)) for s, r in place.lake.tables()}
-    code, out = lab.cli(place, "-q", "run", *point.args, crash_at=point.name)
+    code, out = lab.cli(place, "-q", "run", *point.args, *place.target, crash_at=point.name)
     assert code == SIGKILLED, f"the crash point {point.name} was not reached (exit {code}):\n{out}"
 
     problems = state_problems(lab, place)
@@ -285,7 +326,8 @@ def test_a_crash_while_committing_to_s3_leaves_old_or_new_and_a_rerun_converges(
 
 def test_uncommitted_parts_are_invisible_to_readers_and_a_load(lab: Lab, aws: None) -> None:
     """Killed with every part in the bucket and no manifest: Lake.latest and a load still see the old extract."""
-    place = lab.place()
+    lab.reference("duckdb")
+    place = lab.place("duckdb")
     before = {(s, r): place.lake.latest(s, r) for s, r in place.lake.tables()}
     code, out = lab.cli(place, "-q", "run", "--jobs", "1", crash_at="lake.manifest.before_rename")
     assert code == SIGKILLED, out
@@ -298,7 +340,7 @@ def test_uncommitted_parts_are_invisible_to_readers_and_a_load(lab: Lab, aws: No
         assert all(not key.endswith(MANIFEST) for key in leftovers(lake))
     code, out = lab.cli(place, "-q", "load")
     assert code == 0, out
-    assert place.digest() == lab.old  # the load read only committed extracts: the old ones
+    assert place.digest() == lab.old["duckdb"]  # the load read only committed extracts: the old ones
     assert leftovers(lake)  # a load removes nothing; the next writer does
     assert not converged(lab, place, "run")
 
