@@ -23,6 +23,7 @@ import os
 import secrets
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -464,7 +465,17 @@ def lake_for(location: Path | str, tracking: TrackingStore | None = None) -> Lak
     dsn = tracking.server_dsn if tracking is not None else None
     if dsn is None or isinstance(store, LocalStore):
         return Lake(store)
-    return Lake(store, locks=PostgresLocks(dsn, store.location))
+    key = (os.getpid(), dsn, store.location)  # a forked child opens sessions of its own
+    with _LOCKS_MUTEX:
+        locks = _POSTGRES_LOCKS.get(key)
+        if locks is None:
+            # one per process: every read lock of the process shares its one readers' session
+            locks = _POSTGRES_LOCKS[key] = PostgresLocks(dsn, store.location)
+    return Lake(store, locks=locks)
+
+
+_POSTGRES_LOCKS: dict[tuple[int, str, str], PostgresLocks] = {}
+_LOCKS_MUTEX = threading.Lock()
 
 
 def _lock_folder(location: str) -> Path:
