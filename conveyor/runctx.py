@@ -20,7 +20,7 @@ from typing import Any
 from conveyor import cancel
 from conveyor.config.secrets import scrub
 from conveyor.errors import ConveyorError
-from conveyor.lake.lake import Lake
+from conveyor.lake.lake import lake_for
 from conveyor.lake.readers import ReadLocks
 from conveyor.project import Project, Relation
 from conveyor.reporting import Reporter
@@ -67,10 +67,10 @@ class RunContext:
 
     def reading(self, relations: Iterable[Relation]) -> None:
         """Keep retention off the extracts of these source relations until the run ends (before listing them)."""
-        lake = Lake(self.project.lake_location)
+        lake = lake_for(self.project.lake_location, self.tracking)
         for relation in relations:
             if relation.kind == "source" and relation.source is not None:
-                self.reads.hold(lake.lock_dir(relation.source, relation.name))
+                self.reads.hold(lake, relation.source, relation.name)
 
     @contextmanager
     def step(self, relation: str, step: str) -> Iterator[StepOutcome]:

@@ -33,7 +33,7 @@ from conveyor.extract.overlap import drop_reread_rows
 from conveyor.extract.runners import RunnerInput, RunnerOutput, runner_for
 from conveyor.extract.runners.base import RunnerSession
 from conveyor.faults import crash_point
-from conveyor.lake.lake import ExtractFolder, Lake
+from conveyor.lake.lake import ExtractFolder, Lake, lake_for
 from conveyor.lake.manifest import Manifest
 from conveyor.project import Project
 from conveyor.runctx import RunContext
@@ -68,7 +68,7 @@ class ExtractSummary:
 
 
 def lake_of(ctx: RunContext) -> Lake:
-    return Lake(ctx.project.lake_location)
+    return lake_for(ctx.project.lake_location, ctx.tracking)
 
 
 def extract(ctx: RunContext, jobs: list[ExtractJob], *, fail_fast: bool = False) -> ExtractSummary:

@@ -18,31 +18,32 @@ is the relation asked for (see ``legacy`` below), so nothing is mixed and no mig
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import os
 import secrets
 import shutil
-import socket
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 from urllib.parse import unquote
 
 from conveyor.errors import LakeError
 from conveyor.faults import crash_point
+from conveyor.lake.locks import FileLocks, Held, LakeLocks, PostgresLocks
 from conveyor.lake.manifest import MANIFEST, Manifest, PartFile, commit_manifest, fsync_dir, load_manifest
-from conveyor.lake.readers import unread
-from conveyor.lake.store import LocalStore, Store, check_key, open_store
+from conveyor.lake.store import LocalStore, Store, check_key, open_store, store_error
 
 if TYPE_CHECKING:  # pyarrow is imported by the code that writes parts, not by readers of the lake's layout
     import pyarrow as pa
     import pyarrow.parquet as pq
+
+    from conveyor.tracking.store import TrackingStore
 
 #: characters that cannot appear in a path component as they are; each is percent-encoded
 _ENCODED = {"%": "%25", "/": "%2F", "\\": "%5C", "\x00": "%00"}
@@ -199,10 +200,13 @@ class ExtractFolder:
             if not path.is_file():
                 continue
             digest = hashlib.sha256()
-            with open(path, "rb") as source, self.store.open_output(f"{self.key}/{part.path}") as target:
-                while chunk := source.read(8 << 20):
-                    digest.update(chunk)
-                    target.write(chunk)
+            try:
+                with open(path, "rb") as source, self.store.open_output(f"{self.key}/{part.path}") as target:
+                    while chunk := source.read(8 << 20):
+                        digest.update(chunk)
+                        target.write(chunk)
+            except OSError as exc:
+                raise store_error("uploading to", f"{self.store.location}/{self.key}/{part.path}", exc) from None
             if digest.hexdigest() != part.sha256:
                 raise LakeError(
                     f"the part {part.path} changed while it was uploaded to {self.store.location}/{self.key}."
@@ -226,12 +230,21 @@ class Lake:
     this relation (and only those) count as if they were in the relation's own folder, so an
     old chain continues: a full extract there and increments in the new folder form one chain.
 
-    Writer and reader locks are ``flock`` files: in each relation's folder in a local lake,
-    and under ``locks`` (default: a folder per lake location in the system's temporary
-    directory) for an object-store lake, whose bucket cannot hold a lock.
+    Writer and reader locks (:mod:`conveyor.lake.locks`) are ``flock`` files: in each
+    relation's folder in a local lake, and under ``locks`` (default: a folder per lake
+    location in the system's temporary directory) for an object-store lake, whose bucket
+    cannot hold a lock. ``locks`` may instead be a :class:`~conveyor.lake.locks.LakeLocks`,
+    such as PostgreSQL advisory locks that every host sharing the tracking store sees
+    (:func:`lake_for` chooses).
     """
 
-    def __init__(self, location: Path | str | Store, *, prefix: str | None = None, locks: Path | None = None):
+    def __init__(
+        self,
+        location: Path | str | Store,
+        *,
+        prefix: str | None = None,
+        locks: Path | LakeLocks | None = None,
+    ):
         self.store: Store = location if isinstance(location, Store) else open_store(location)
         self.base = "data" if not prefix else f"{check_key(prefix)}/data"
         local = isinstance(self.store, LocalStore)
@@ -239,7 +252,13 @@ class Lake:
         self.root: Path | None = self.store.root if isinstance(self.store, LocalStore) else None
         #: the local folder of the extracts (None for an object-store lake)
         self.data: Path | None = self.root / self.base if self.root is not None else None
-        self.locks = self.data if local else (locks or _lock_folder(self.store.location))
+        #: the folder of the lock files of an object-store lake kept on this machine
+        self.locks: Path | None = None
+        if isinstance(locks, LakeLocks):
+            self.lock_provider: LakeLocks = locks
+        else:
+            self.locks = self.data if local else (locks or _lock_folder(self.store.location))
+            self.lock_provider = FileLocks(self.lock_dir)
 
     @property
     def where(self) -> str:
@@ -271,7 +290,8 @@ class Lake:
         """The local folder holding the relation's writer lock (``.lock``) and readers' lock (``.readers``)."""
         if self.data is not None:
             return self.table_dir(source, relation)
-        assert self.locks is not None
+        if self.locks is None:
+            raise LakeError(f"the locks of the lake {self.store.location} are not files on this machine.")
         folder = self.locks / encode_name(source) / encode_name(relation)
         folder.mkdir(parents=True, exist_ok=True)  # on this machine, not in the bucket
         return folder
@@ -347,30 +367,22 @@ class Lake:
         Another writer of the same relation (another pipeline's extract, say) is waited for,
         up to ``wait_s`` seconds, telling ``waiting`` once; then the extract fails. Leftovers
         of crashed extracts (folders without a manifest) are removed first: the lock proves
-        nobody is still writing them. A failure after the manifest was written leaves the
-        extract committed. The holder writes ``holder`` (which run it is) and its pid into the
+        nobody is still writing them. An extract that ends without a manifest (failed, or
+        not committed) is removed as the block ends; one whose manifest was written stays
+        committed, whatever failed after. The holder writes ``holder`` (which run it is) and its pid into the
         lock file, so whoever waits for it or gives up can name it.
         """
-        lock_dir = self.lock_dir(source, relation)
-        lock_dir.mkdir(parents=True, exist_ok=True)
-        path = lock_dir / ".lock"
-        with open(path, "a+") as lock:  # "a+": opening must not erase the holder's text
-
-            def tell() -> None:
-                if waiting is not None:
-                    waiting(f'waiting for another extract of "{relation}" to finish{_lock_holder(path)}')
-
-            if not _flock(lock, wait_s, tell):
-                raise LakeError(
-                    f'another extract of "{relation}" (source "{source}") is running{_lock_holder(path)}'
-                    + (f" and did not finish within {wait_s:g} s." if wait_s else ".")
-                    + f" Its lock is {path}.",
-                    hint="Wait for it to finish, then extract again, or raise lake.lock_timeout in conveyor.yaml.",
-                )
-            lock.seek(0)
-            lock.truncate()
-            lock.write(f"{holder + ', ' if holder else ''}pid {os.getpid()} on {socket.gethostname()}\n")
-            lock.flush()
+        locks = self.lock_provider
+        held = _take(locks, source, relation, holder, wait_s, waiting)
+        if held is None:
+            who = locks.holder(source, relation)
+            raise LakeError(
+                f'another extract of "{relation}" (source "{source}") is running{f" ({who})" if who else ""}'
+                + (f" and did not finish within {wait_s:g} s." if wait_s else ".")
+                + f" Its lock is {locks.describe(source, relation)}.",
+                hint="Wait for it to finish, then extract again, or raise lake.lock_timeout in conveyor.yaml.",
+            )
+        try:
             table_key = self.table_key(source, relation)
             self._remove_uncommitted(table_key)
             key = f"{table_key}/{new_extract_id()}"
@@ -382,13 +394,15 @@ class Lake:
             target = ExtractFolder(self.store, key, folder)
             try:
                 yield target
-            except BaseException:
-                if load_manifest(self.store, key) is None:  # a committed extract stays, whatever failed after
-                    self._remove(key)
-                raise
             finally:
+                # an extract that ended without its manifest (failed, or left uncommitted) goes at once;
+                # a committed one stays, whatever failed after
+                if load_manifest(self.store, key) is None:
+                    self._remove(key)
                 if target.staged:
                     shutil.rmtree(folder, ignore_errors=True)
+        finally:
+            held.release()
 
     def _remove(self, key: str) -> None:
         """Remove an uncommitted extract folder: its objects, and locally the folder itself."""
@@ -408,11 +422,10 @@ class Lake:
         before its parts disappear. Extracts in a legacy folder age out the same way. While
         a load reads the relation (:mod:`conveyor.lake.readers`) nothing is removed.
         """
-        lock_dir = self.lock_dir(source, relation)
-        lock_dir.mkdir(parents=True, exist_ok=True)
-        with unread(lock_dir) as free:
-            if not free:
-                return []  # a load reads them: the next extract after it prunes
+        free = self.lock_provider.try_unread(source, relation)
+        if free is None:
+            return []  # a load reads them: the next extract after it prunes
+        try:
             committed = self.committed(source, relation, legacy=legacy)
             full = [i for i, m in enumerate(committed) if not m.incremental]
             if len(full) <= keep:
@@ -427,6 +440,8 @@ class Lake:
                 self._remove(manifest.key)
                 removed.append(manifest.extract_id)
             return removed
+        finally:
+            free.release()
 
     def tables(self) -> list[tuple[str, str]]:
         """Every (source, relation) folder in the lake, names decoded."""
@@ -437,36 +452,62 @@ class Lake:
         )
 
 
+def lake_for(location: Path | str, tracking: TrackingStore | None = None) -> Lake:
+    """The lake at ``location`` (a project's ``lake_location``), its locks where every writer sees them.
+
+    An object-store lake of a project whose tracking store is on PostgreSQL takes its writer
+    and readers' locks as advisory locks there (:class:`~conveyor.lake.locks.PostgresLocks`),
+    so hosts sharing the store never write one relation at once, and retention on one never
+    removes what a load on another reads. A local lake, or one tracked in SQLite (a single
+    machine), keeps ``flock`` files.
+    """
+    store = open_store(location)
+    dsn = tracking.server_dsn if tracking is not None else None
+    if dsn is None or isinstance(store, LocalStore):
+        return Lake(store)
+    key = (os.getpid(), dsn, store.location)  # a forked child opens sessions of its own
+    with _LOCKS_MUTEX:
+        locks = _POSTGRES_LOCKS.get(key)
+        if locks is None:
+            # one per process: every read lock of the process shares its one readers' session
+            locks = _POSTGRES_LOCKS[key] = PostgresLocks(dsn, store.location)
+    return Lake(store, locks=locks)
+
+
+_POSTGRES_LOCKS: dict[tuple[int, str, str], PostgresLocks] = {}
+_LOCKS_MUTEX = threading.Lock()
+
+
 def _lock_folder(location: str) -> Path:
     """Where this machine keeps the locks of an object-store lake (one folder per location)."""
     digest = hashlib.sha256(location.encode()).hexdigest()[:16]
     return Path(tempfile.gettempdir()) / "conveyor-lake-locks" / digest
 
 
-def _lock_holder(path: Path) -> str:
-    """`` (extract run ID, pid N on HOST)`` as the holder of a relation's lock wrote it, or ""."""
-    try:
-        text = " ".join(path.read_text().split())
-    except OSError:
-        return ""
-    return f" ({text})" if text else ""
-
-
-def _flock(handle: IO[str], wait_s: float, first_wait: Callable[[], None]) -> bool:
-    """Take an exclusive flock, polling up to ``wait_s`` seconds; False when it stays taken."""
+def _take(
+    locks: LakeLocks,
+    source: str,
+    relation: str,
+    holder: str,
+    wait_s: float,
+    waiting: Callable[[str], None] | None,
+) -> Held | None:
+    """The relation's writer lock, polled up to ``wait_s`` seconds (telling ``waiting`` once); None if still taken."""
     deadline = time.monotonic() + wait_s
     told = False
     while True:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return True
-        except BlockingIOError:
-            if time.monotonic() >= deadline:
-                return False
-            if not told:
-                first_wait()
-                told = True
-            time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+        held = locks.try_write(source, relation, holder)
+        if held is not None:
+            locks.close()
+            return held
+        if time.monotonic() >= deadline:
+            locks.close()
+            return None
+        if not told and waiting is not None:
+            who = locks.holder(source, relation)
+            waiting(f'waiting for another extract of "{relation}" to finish{f" ({who})" if who else ""}')
+        told = True
+        time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
 
 
 class _HashingFile:
@@ -476,19 +517,32 @@ class _HashingFile:
     (``fsync=False``: closing it is what makes it durable, e.g. completes a multipart upload).
     """
 
-    def __init__(self, handle: BinaryIO | pa.NativeFile, *, fsync: bool = True):
+    def __init__(self, handle: BinaryIO | pa.NativeFile, *, fsync: bool = True, where: str = ""):
         self.handle = handle
         self.fsync = fsync
+        #: the object's location in a store (its failures become one-paragraph LakeErrors naming it)
+        self.where = where
         self.digest = hashlib.sha256()
         self.size = 0
 
     def write(self, data: bytes | memoryview) -> int:
         self.digest.update(data)
         self.size += len(data)
-        return self.handle.write(data)
+        try:
+            return self.handle.write(data)
+        except OSError as exc:
+            raise self._failed(exc) from None
+
+    def _failed(self, exc: OSError) -> BaseException:
+        if not self.where:
+            return exc
+        return store_error("writing", self.where, exc)
 
     def flush(self) -> None:
-        self.handle.flush()
+        try:
+            self.handle.flush()
+        except OSError as exc:
+            raise self._failed(exc) from None
 
     def tell(self) -> int:
         return self.size
@@ -498,10 +552,13 @@ class _HashingFile:
         return self.handle.closed
 
     def close(self) -> None:
-        self.handle.flush()
-        if self.fsync:
-            os.fsync(self.handle.fileno())
-        self.handle.close()
+        try:
+            self.handle.flush()
+            if self.fsync:
+                os.fsync(self.handle.fileno())
+            self.handle.close()  # on an object store: completes the upload
+        except OSError as exc:
+            raise self._failed(exc) from None
 
 
 @dataclass
@@ -544,6 +601,7 @@ class PartWriter:
             self._writer.write_batch(batch.slice(offset, take), row_group_size=self.row_group_rows)
             self._rows += take
             offset += take
+            crash_point("lake.part.mid_write")
             if self._rows >= self.part_rows:
                 self._close()
 
@@ -552,7 +610,8 @@ class PartWriter:
 
         name = f"{self.prefix}-{len(self.parts):05d}.parquet"
         if self.store is not None:
-            self._file = _HashingFile(self.store.open_output(f"{self.key}/{name}"), fsync=False)
+            where = f"{self.store.location}/{self.key}/{name}"
+            self._file = _HashingFile(self.store.open_output(f"{self.key}/{name}"), fsync=False, where=where)
         else:
             assert self.folder is not None
             self._file = _HashingFile(open(self.folder / name, "wb"))  # noqa: SIM115 - closed in _close
@@ -566,6 +625,7 @@ class PartWriter:
         self._file.close()
         self.parts.append(PartFile(self._name, self._rows, self._file.size, self._file.digest.hexdigest()))
         self._writer = self._file = None
+        crash_point("lake.part.after_close")
 
     def close(self) -> list[PartFile]:
         """Finish the open part; an empty extract still gets one (empty) part with the schema."""

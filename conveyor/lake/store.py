@@ -23,6 +23,7 @@ ever part of a lake's location or of a message.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import uuid
 from abc import ABC, abstractmethod
@@ -36,6 +37,9 @@ from conveyor.errors import LakeError
 if TYPE_CHECKING:
     import pyarrow as pa
     import pyarrow.fs as pafs
+
+#: what S3 accepts as a bucket name (path-style and virtual-host-style alike)
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
 #: how often a transient S3 error (throttling, 5xx, a reset connection) is retried, with backoff
 S3_ATTEMPTS = 5
@@ -251,15 +255,29 @@ class S3Store(Store):
 
     def __init__(self, url: str):
         parsed = urlparse(url)
-        if parsed.scheme != "s3" or not parsed.netloc or parsed.username or parsed.password or parsed.query:
+        if parsed.username or parsed.password:
+            raise LakeError(
+                f'the lake location "{_redact(url)}" holds credentials; Conveyor does not take them from there.',
+                hint="Write lake.path as s3://bucket/prefix and set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
+                "(or AWS_PROFILE) in the environment; and replace the key, it was written into a file.",
+            )
+        if parsed.scheme != "s3" or not parsed.netloc or parsed.query or parsed.fragment:
             raise LakeError(
                 f'"{_redact(url)}" is not a lake location of the form s3://bucket/prefix.',
-                hint="Credentials never go into the location: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.",
+                hint="Write lake.path as s3://bucket or s3://bucket/prefix (no query, no credentials).",
             )
         self.bucket = parsed.netloc
+        if not _BUCKET.match(self.bucket) or ".." in self.bucket:
+            raise LakeError(
+                f'"{_redact(url)}" does not name a usable bucket: "{self.bucket}" is not an S3 bucket name.',
+                hint="A bucket name has 3 to 63 lower-case letters, digits, dots and hyphens; fix lake.path.",
+            )
         self.prefix = parsed.path.strip("/")
-        if self.prefix:
-            check_key(self.prefix)
+        if self.prefix and any(p in ("", ".", "..") for p in self.prefix.split("/")):
+            raise LakeError(
+                f'the lake location "{_redact(url)}" has an empty, "." or ".." segment in its prefix.',
+                hint='Write the prefix as plain names separated by "/", e.g. s3://bucket/team/lake.',
+            )
         self.location = f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
         self.endpoint = _aws_env("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
         self.region = _aws_env("AWS_REGION", "AWS_DEFAULT_REGION")
@@ -269,6 +287,16 @@ class S3Store(Store):
     @property
     def base(self) -> str:
         return f"{self.bucket}/{self.prefix}" if self.prefix else self.bucket
+
+    def probe(self) -> None:
+        """Check that the bucket answers and takes writes and deletes under the prefix (a small object).
+
+        Raises :class:`LakeError` (one paragraph, no credential) naming what failed.
+        """
+        key = f"_conveyor-probe-{uuid.uuid4().hex[:12]}"
+        if not self.put_new(key, b"conveyor probe\n"):
+            raise LakeError(f"writing {self.location}/{key} failed: an object with that name exists.")
+        self.delete([key])
 
     def filesystem(self) -> pafs.S3FileSystem:
         if self._fs is None:
@@ -301,11 +329,7 @@ class S3Store(Store):
         return self._obstore
 
     def _failed(self, what: str, key: str, exc: BaseException) -> LakeError:
-        text = _redact(" ".join(str(exc).split()))[:400]
-        return LakeError(
-            f"{what} {self.location}/{key} failed: {text}",
-            hint=_hint_for(text),
-        )
+        return store_error(what, f"{self.location}/{key}", exc)
 
     def open_output(self, key: str) -> pa.NativeFile:
         try:
@@ -324,17 +348,24 @@ class S3Store(Store):
         appears whole or not at all. A transient failure is retried (``S3_ATTEMPTS``); when the
         first attempt had landed, the retry meets the same bytes, which count as written.
         """
+        import time
+
         import obstore
         from obstore.exceptions import AlreadyExistsError
 
-        try:
-            obstore.put(self._store(), check_key(key), data, mode="create", use_multipart=False)
-        except AlreadyExistsError:
-            # a retried PUT whose first attempt landed (its answer lost) finds its own bytes there
-            return self.get(key) == data
-        except Exception as exc:  # obstore's errors: NotFound, PermissionDenied, Generic...
-            raise self._failed("writing", key, exc) from None
-        return True
+        for attempt in range(S3_ATTEMPTS):
+            try:
+                obstore.put(self._store(), check_key(key), data, mode="create", use_multipart=False)
+            except AlreadyExistsError:
+                # a retried PUT whose first attempt landed (its answer lost) finds its own bytes there
+                return self.get(key) == data
+            except Exception as exc:  # obstore's errors: NotFound, PermissionDenied, Generic...
+                if attempt + 1 < S3_ATTEMPTS and _lost_in_transit(exc):
+                    time.sleep(0.1 * 2**attempt)
+                    continue
+                raise self._failed("writing", key, exc) from None
+            return True
+        raise AssertionError("unreachable")
 
     def get(self, key: str) -> bytes | None:
         import obstore
@@ -386,6 +417,48 @@ class S3Store(Store):
         return self.filesystem(), self.base
 
 
+def _lost_in_transit(exc: BaseException) -> bool:
+    """Whether a request failed on the wire after it was sent (a reset or closed connection), not by an answer.
+
+    obstore retries answers of 5xx and throttling and failed connects itself, but not a
+    conditional PUT whose connection broke after sending: it cannot know whether the PUT
+    landed. :meth:`S3Store.put_new` can (a retry then meets its own bytes), so it retries these.
+    """
+    text = str(exc)
+    return (
+        "error sending request" in text and "(Connect)" not in text and "status" not in text.split("error sending")[0]
+    )
+
+
+def store_error(what: str, where: str, exc: BaseException) -> LakeError:
+    """A failed store request as one paragraph: what, where, the store's answer (no credential), what to do."""
+    text = _redact(" ".join(str(exc).split()).split(" Debug source:", 1)[0])
+    hint = _hint_for(text)
+    return LakeError(f"{what} {where} failed: {_answer(text).rstrip('.')}.", hint=hint)
+
+
+def _answer(text: str) -> str:
+    """What the store answered, short: ``NoSuchBucket: The specified bucket does not exist (HTTP 404)``.
+
+    The clients' messages carry the request's URL, timings and the whole XML error document;
+    a person needs the S3 error code and message, or, when nothing answered, that.
+    """
+    code = re.search(r"<Code>([^<]*)</Code>", text)
+    if code:
+        message = re.search(r"<Message>([^<]*)</Message>", text)
+        status = re.search(r"status code: (\d{3})", text)
+        return (
+            code.group(1)
+            + (f": {message.group(1)}" if message else "")
+            + (f" (HTTP {status.group(1)})" if status else "")
+        )
+    if "error sending request" in text:
+        retries = re.search(r"after (\d+) retries", text)
+        tried = f" ({int(retries.group(1)) + 1} attempts)" if retries else ""
+        return f"no answer: the connection to the endpoint failed or broke{tried}"
+    return text[:400]
+
+
 def _td(seconds: float) -> Any:
     from datetime import timedelta
 
@@ -394,14 +467,12 @@ def _td(seconds: float) -> Any:
 
 def _redact(text: str) -> str:
     """``text`` without anything that looks like a credential (a key id, a secret, a signature)."""
-    import re
-
     for name in ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID"):
         value = os.environ.get(name)
         if value and len(value) >= 4:
             text = text.replace(value, "***")
     text = re.sub(r"(?i)(signature|credential|x-amz-security-token)=[^&\s]+", r"\1=***", text)
-    return re.sub(r"//[^/@\s]+:[^/@\s]+@", "//***@", text)
+    return re.sub(r"//[^/@\s]+@", "//***@", text)
 
 
 def _hint_for(text: str) -> str:
@@ -410,6 +481,14 @@ def _hint_for(text: str) -> str:
         return "Create the bucket, or correct the bucket in lake.path."
     if any(s in lowered for s in ("accessdenied", "access denied", "forbidden", "invalidaccesskeyid", "signature")):
         return "Check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) and the bucket's policy."
-    if any(s in lowered for s in ("connection refused", "couldn't connect", "could not connect", "connect error")):
-        return "Check AWS_ENDPOINT_URL: nothing answers there."
+    if any(s in lowered for s in ("connection refused", "couldn't connect", "connect error", "error sending request")):
+        return "Check AWS_ENDPOINT_URL (nothing answers there, or the network drops the connection)."
+    if any(
+        s in lowered
+        for s in ("slow_down", "slowdown", "throttl", "internal_failure", "internalerror", "status code: 50", "http 50")
+    ):
+        return (
+            f"The store kept failing after {S3_ATTEMPTS} attempts with backoff (throttling or an outage on its "
+            "side): try again later."
+        )
     return "Check lake.path and the AWS environment (AWS_ENDPOINT_URL, keys, region)."

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from conveyor.design.types import from_arrow
-from conveyor.lake.lake import Lake
+from conveyor.lake.lake import Lake, lake_for
 from conveyor.lake.manifest import Manifest
 from conveyor.project import Relation
 from conveyor.runctx import RunContext
@@ -22,7 +22,7 @@ from conveyor.warehouse.base import Warehouse, qualified
 def unload(ctx: RunContext, relations: list[Relation], warehouse: Warehouse, source_name: str) -> list[Manifest]:
     """Write each relation's published rows into the lake; returns the committed manifests."""
     settings = ctx.project.settings
-    lake = Lake(ctx.project.lake_location)
+    lake = lake_for(ctx.project.lake_location, ctx.tracking)
     ctx.reporter.phase("unload", len(relations))
     manifests = []
     for relation in relations:

@@ -44,6 +44,15 @@ class StoreCore:
         return self._backend.SHARED_ACROSS_HOSTS
 
     @property
+    def server_dsn(self) -> str | None:
+        """The DSN of a store on a database server (PostgreSQL), for connections of its own; None for SQLite.
+
+        The lake of an object store keeps its locks there as advisory locks
+        (:class:`conveyor.lake.locks.PostgresLocks`). The DSN may hold a password: never show it.
+        """
+        return self._dsn if self.shared else None
+
+    @property
     def location(self) -> str:
         """The DSN with its password masked, for messages."""
         return mask_dsn(self._dsn)

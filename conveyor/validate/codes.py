@@ -111,7 +111,13 @@ CODES: dict[str, Code] = _codes(
         "project",
         "The credentials file is a folder or is not UTF-8 text.",
     ),
-    ("lake-path", "error", "project", "The lake path is a file, lies under a file, or cannot be written."),
+    (
+        "lake-path",
+        "error",
+        "project",
+        "The lake path is a file, lies under a file, or cannot be written; an s3:// location is malformed, or "
+        "its bucket does not answer or take writes (tried before extracting).",
+    ),
     (
         "warehouse-path",
         "error",

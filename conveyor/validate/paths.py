@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from conveyor.errors import ConveyorError
+from conveyor.errors import ConveyorError, LakeError, Location
 from conveyor.project import Project
 from conveyor.validate.problems import Problem, problem
 from conveyor.warehouse.dialect import dialect as dialect_of
@@ -93,10 +93,11 @@ def _plain(dsn: str) -> bool:
 def check_lake(project: Project, *, probe: bool) -> Iterator[Problem]:
     """The lake is a folder (or can be one), and, with ``probe``, one this process can write."""
     value = project.settings.lake.path
+    where = project.settings_doc.location(("lake", "path"))
     if "://" in value:
+        yield from _check_store(value, where, probe=probe)
         return
     path = project.path(value)
-    where = project.settings_doc.location(("lake", "path"))
     hint = "Set lake.path in conveyor.yaml to a folder this user can write, or fix the folder."
     blocking = _blocking_file(path)
     if path.exists() and not path.is_dir():
@@ -110,6 +111,26 @@ def check_lake(project: Project, *, probe: bool) -> Iterator[Problem]:
         yield problem(
             "lake-path", f"the lake {path} cannot be written: {folder} is read-only.", location=where, hint=hint
         )
+
+
+def _check_store(value: str, where: Location | None, *, probe: bool) -> Iterator[Problem]:
+    """An object-store lake's location has the form ``s3://bucket/prefix`` (always), and, with ``probe``,
+    its bucket answers and takes a small object put and deleted under the prefix (credentials, endpoint,
+    permissions: whatever would fail the first extract half-way fails here)."""
+    from conveyor.lake.store import S3Store, open_store
+
+    try:
+        store = open_store(value)
+    except LakeError as exc:
+        yield problem("lake-path", exc.message, location=where, hint=exc.hint)
+        return
+    if not probe or not isinstance(store, S3Store):
+        return
+    try:
+        store.probe()
+    except LakeError as exc:
+        message = f"the lake {store.location} cannot be written: {exc.message}"
+        yield problem("lake-path", message, location=where, hint=exc.hint)
 
 
 def duckdb_file(dsn: str, project: Project) -> Path:
