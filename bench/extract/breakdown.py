@@ -115,7 +115,7 @@ def run_stage(stage: str, engine: str, schema: str, batch_rows: int) -> dict[str
     else:
         import pyarrow.parquet as pq
 
-        from conveyor.lake.lake import PartWriter
+        from conveyor.lake.parts import PartWriter
 
         _source, request = _request(engine, schema, batch_rows)
         with tempfile.TemporaryDirectory(prefix="breakdown-") as tmp:

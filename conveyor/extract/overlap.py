@@ -33,8 +33,8 @@ import pyarrow.parquet as pq
 
 from conveyor.design.types import parse_type
 from conveyor.extract.incremental import decode
-from conveyor.lake.lake import rewrite_part
 from conveyor.lake.manifest import Manifest, PartFile
+from conveyor.lake.parts import rewrite_part
 from conveyor.lake.store import Store
 
 Row = tuple[Any, ...]

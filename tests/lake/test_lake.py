@@ -22,8 +22,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conveyor.errors import LakeError
-from conveyor.lake.lake import Lake, PartWriter, decode_name, encode_name, new_extract_id
+from conveyor.lake.lake import Lake, decode_name, encode_name, new_extract_id
 from conveyor.lake.manifest import MANIFEST, Manifest, read_manifest, write_manifest
+from conveyor.lake.parts import PartWriter
 
 SCHEMA = pa.schema([pa.field("id", pa.int64()), pa.field("name", pa.string())])
 

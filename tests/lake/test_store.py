@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conveyor.errors import LakeError
-from conveyor.lake.lake import parquet_options
+from conveyor.lake.parts import parquet_options
 from conveyor.lake.store import LocalStore, S3Store, Store, open_store
 
 SCHEMA = pa.schema(
@@ -305,8 +305,8 @@ def test_the_part_writer_streams_parts_and_a_manifest_commits_them(store: Store)
     """The lake's own PartWriter and Manifest over a store: parts roll over, checksums are the stored bytes'."""
     import hashlib
 
-    from conveyor.lake.lake import PartWriter
     from conveyor.lake.manifest import Manifest
+    from conveyor.lake.parts import PartWriter
 
     table = rows_table([(n, Decimal(n).scaleb(-10), None, None, None, f"n{n}é") for n in range(2500)])
     folder = PART.rsplit("/", 1)[0]

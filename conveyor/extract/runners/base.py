@@ -26,8 +26,9 @@ from conveyor.errors import ExtractError, did_you_mean
 from conveyor.extract import incremental
 from conveyor.extract.budget import Budget
 from conveyor.extract.jobs import ExtractJob
-from conveyor.lake.lake import ExtractFolder, PartWriter
+from conveyor.lake.lake import ExtractFolder
 from conveyor.lake.manifest import PartFile
+from conveyor.lake.parts import PartWriter
 from conveyor.sources.base import ReadRequest, Source
 from conveyor.sources.verdict import missing_column_error
 

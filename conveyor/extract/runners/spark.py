@@ -60,7 +60,7 @@ from conveyor.extract.runners.base import (
     run_tasks,
 )
 from conveyor.extract.runners.spark_application import SparkApplication, SparkApplications
-from conveyor.lake.lake import PartWriter
+from conveyor.lake.parts import PartWriter
 from conveyor.sources import open_source, partition
 from conveyor.sources.base import ReadRequest, Source
 from conveyor.sources.jdbc import JDBC_READERS, SPLIT_ALIAS, JdbcReader
