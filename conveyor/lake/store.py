@@ -27,7 +27,7 @@ import re
 import shutil
 import uuid
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import urlparse
@@ -317,8 +317,12 @@ class S3Store(Store):
             options: dict[str, Any] = {}
             if self.endpoint:
                 options["endpoint"] = self.endpoint
-            if self.region:
-                options["region"] = self.region
+            profile = shared_profile()
+            if profile is not None:  # obstore reads the environment's keys, not ~/.aws: hand it the profile's
+                options["credential_provider"] = profile.credentials
+            region = self.region or (profile.region if profile is not None else None)
+            if region:
+                options["region"] = region
             self._obstore = ObjectStore(
                 self.bucket,
                 prefix=self.prefix or None,
@@ -457,6 +461,60 @@ def _answer(text: str) -> str:
         tried = f" ({int(retries.group(1)) + 1} attempts)" if retries else ""
         return f"no answer: the connection to the endpoint failed or broke{tried}"
     return text[:400]
+
+
+@dataclass(frozen=True)
+class SharedProfile:
+    """Static keys of a profile in the shared AWS files (``~/.aws/credentials``, ``~/.aws/config``)."""
+
+    access_key_id: str
+    secret_access_key: str = field(repr=False)
+    token: str | None = field(default=None, repr=False)
+    region: str | None = None
+
+    def credentials(self) -> dict[str, Any]:
+        """obstore's credential provider callback."""
+        return {
+            "access_key_id": self.access_key_id,
+            "secret_access_key": self.secret_access_key,
+            "token": self.token,
+            "expires_at": None,
+        }
+
+
+def shared_profile() -> SharedProfile | None:
+    """The keys of ``AWS_PROFILE`` (or ``default``) in the shared credentials file, when the
+    environment names no keys itself.
+
+    Arrow's AWS SDK reads the shared files on its own; obstore, which commits manifests, reads
+    only the environment (and instance roles). Profiles whose keys come from elsewhere (SSO,
+    a role to assume, a credential process) are not read here: give such a host its keys in
+    the environment or an instance role (docs/deploy.md).
+    """
+    import configparser
+
+    if os.environ.get("AWS_ACCESS_KEY_ID"):
+        return None
+    name = os.environ.get("AWS_PROFILE") or os.environ.get("AWS_DEFAULT_PROFILE") or "default"
+    home = Path.home() / ".aws"
+    files = configparser.RawConfigParser(), configparser.RawConfigParser()
+    try:
+        files[0].read(os.environ.get("AWS_SHARED_CREDENTIALS_FILE") or home / "credentials", encoding="utf-8")
+        files[1].read(os.environ.get("AWS_CONFIG_FILE") or home / "config", encoding="utf-8")
+    except (configparser.Error, OSError, UnicodeDecodeError):
+        return None
+    credentials, config = files
+    section = name if name == "default" else f"profile {name}"
+    key = credentials.get(name, "aws_access_key_id", fallback=None)
+    secret = credentials.get(name, "aws_secret_access_key", fallback=None)
+    if not key or not secret:
+        return None
+    return SharedProfile(
+        key,
+        secret,
+        credentials.get(name, "aws_session_token", fallback=None),
+        config.get(section, "region", fallback=None),
+    )
 
 
 def _td(seconds: float) -> Any:
