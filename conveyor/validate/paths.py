@@ -92,12 +92,16 @@ def _plain(dsn: str) -> bool:
 
 def check_lake(project: Project, *, probe: bool) -> Iterator[Problem]:
     """The lake is a folder (or can be one), and, with ``probe``, one this process can write."""
-    value = project.settings.lake.path
     where = project.settings_doc.location(("lake", "path"))
+    try:
+        value = project.lake_location  # ${VAR} replaced
+    except ConveyorError as exc:  # an unset variable
+        yield problem("unset-env", exc.message, location=where, hint=exc.hint)
+        return
     if "://" in value:
         yield from _check_store(value, where, probe=probe)
         return
-    path = project.path(value)
+    path = Path(value)
     hint = "Set lake.path in conveyor.yaml to a folder this user can write, or fix the folder."
     blocking = _blocking_file(path)
     if path.exists() and not path.is_dir():

@@ -56,3 +56,13 @@ def test_an_unset_variable_in_the_lake_path_is_a_clear_error(
     assert result.code == 2, result.output
     assert 'environment variable "CONVEYOR_TEST_LAKE" is not set' in result.output
     assert "conveyor.yaml:" in result.output and "Traceback" not in result.output
+
+
+def test_validate_reports_an_unset_variable_in_the_lake_path(
+    make_project: Callable[..., Path], monkeypatch: pytest.MonkeyPatch, cli: Callable[..., CliResult]
+) -> None:
+    monkeypatch.delenv("CONVEYOR_TEST_LAKE", raising=False)
+    root = make_project(settings=with_lake("${CONVEYOR_TEST_LAKE}"))
+    result = cli("validate", "--format", "json", cwd=root)
+    assert result.code == 2, result.output
+    assert "unset-env" in result.stdout and "CONVEYOR_TEST_LAKE" in result.stdout
