@@ -102,7 +102,7 @@ CODES: dict[str, Code] = _codes(
     ("catalog-clash", "error", "project", "A DuckDB file is named like a schema, which makes schema.table ambiguous."),
     ("bad-required", "error", "project", "A `required` selection term matches no relation (e.g. an unknown tag)."),
     ("inline-password", "error", "project", "A connection string holds a password instead of a ${VAR} reference."),
-    ("unset-env", "error", "sources", "A ${VAR} in a DSN or in lake.path names an environment variable that is not set."),
+    ("unset-env", "error", "sources", "A ${VAR} in a DSN or lake.path names an unset environment variable."),
     ("secret", "error", "sources", "A secret cannot be resolved."),
     ("bad-selection", "error", "project", "The selection given to validate matches nothing or is malformed."),
     (
