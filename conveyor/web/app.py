@@ -1,9 +1,9 @@
 """The dashboard's routes: pages rendered on the server and a small JSON API.
 
-Pages (``GET``): ``/`` the runs, ``/runs/{id}`` one run with its timeline. The next pages
-(lineage, relation, extracts, pipelines) go beside them, each a route plus a template.
+Pages (``GET``): ``/`` the runs, ``/runs/{id}`` one run with its timeline, ``/pipelines`` the
+pipelines with their schedules, last runs and actions.
 
-API (``GET``): ``/api/runs`` and ``/api/runs/{id}``, what the pages show, as JSON; the run
+API (``GET``): ``/api/runs``, ``/api/runs/{id}`` and ``/api/pipelines``, what the pages show, as JSON; the run
 page polls the latter while its run is in progress. Actions (``POST``) pass
 :func:`conveyor.web.security.check_action`: ``/api/pipelines/{name}/pause`` and ``/resume``.
 
@@ -43,6 +43,8 @@ from conveyor.web.security import Guard, check_action, is_loopback
 HERE = Path(__file__).parent
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
+RECENT_RUNS = 5
+"""The last runs the pipelines page lists per pipeline."""
 
 templates = Environment(
     loader=FileSystemLoader(HERE / "templates"),
@@ -103,6 +105,20 @@ def create_app(
         detail = views.run_detail(run, tracking(request).run_events(run.run_id))
         return _page("run.html", title=f"Run {run.run_id}", project=project.settings.name, **detail)
 
+    def pipelines_page(request: Request) -> Response:
+        found = pipeline_items(request)
+        return _page(
+            "pipelines.html", title="Pipelines", project=project.settings.name, pipelines=found, actions=bool(token)
+        )
+
+    def pipeline_items(request: Request) -> list[dict[str, Any]]:
+        # what `conveyor pipeline list` shows, and each pipeline's last runs
+        store, now = tracking(request), datetime.now(UTC)
+        return [
+            views.pipeline_item(row, store.list_runs(limit=RECENT_RUNS, pipeline=str(row["name"])), now)
+            for row in api.pipelines(project)
+        ]
+
     # -- JSON --------------------------------------------------------------------------------
 
     def api_runs(request: Request) -> Response:
@@ -113,6 +129,9 @@ def create_app(
     def api_run(request: Request) -> Response:
         run = tracking(request).get_run(request.path_params["run_id"])
         return JSONResponse(views.run_detail(run, tracking(request).run_events(run.run_id)))
+
+    def api_pipelines(request: Request) -> Response:
+        return JSONResponse({"pipelines": pipeline_items(request)})
 
     # -- actions -----------------------------------------------------------------------------
 
@@ -130,7 +149,9 @@ def create_app(
     routes = [
         Route("/", runs_page, name="runs"),
         Route("/runs/{run_id}", run_page, name="run"),
+        Route("/pipelines", pipelines_page, name="pipelines"),
         Route("/api/runs", api_runs),
+        Route("/api/pipelines", api_pipelines),
         Route("/api/runs/{run_id}", api_run),
         Route("/api/pipelines/{name}/pause", pipeline_action("paused"), methods=["POST"]),
         Route("/api/pipelines/{name}/resume", pipeline_action("active"), methods=["POST"]),

@@ -177,3 +177,89 @@ def _test(event: EventRow) -> dict[str, Any]:
         "rows": [["" if r.get(c) is None else str(r.get(c)) for c in columns] for r in rows],
         "environment": event.environment or "",
     }
+
+
+# -- pipelines ----------------------------------------------------------------------------------
+
+_WEEKDAYS = ("Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday")
+_SHORTHANDS = {
+    "@hourly": ("every hour, on the hour", "0 * * * *"),
+    "@daily": ("every day at 00:00", "0 0 * * *"),
+    "@midnight": ("every day at 00:00", "0 0 * * *"),
+    "@weekly": ("every Sunday at 00:00", "0 0 * * 0"),
+    "@monthly": ("on the 1st of every month at 00:00", "0 0 1 * *"),
+    "@yearly": ("every 1 January at 00:00", "0 0 1 1 *"),
+    "@annually": ("every 1 January at 00:00", "0 0 1 1 *"),
+}
+
+
+def schedule_words(text: str) -> tuple[str, str]:
+    """A pipeline's schedule in words and as a cron expression (with its zone when not UTC).
+
+    ``nightly at 02:30 Europe/Berlin`` -> (``every day at 02:30 Europe/Berlin``, ``30 2 * * * Europe/Berlin``);
+    a cron expression says what it can of common shapes (every N minutes, hourly, daily,
+    weekly) and else ``on a cron schedule``; ``manual`` and ``once`` have no cron expression.
+    """
+    from conveyor.config.schedule import parse_schedule
+
+    try:
+        schedule = parse_schedule(text)
+    except ValueError:
+        return "not a schedule Conveyor reads", ""
+    zone = "" if schedule.zone.key == "UTC" else f" {schedule.zone.key}"
+    if schedule.kind == "manual":
+        return "only when run by hand", ""
+    if schedule.kind == "once":
+        return f"once, at {when(schedule.moment)}", ""
+    if schedule.kind == "nightly":
+        assert schedule.at is not None
+        at = schedule.at
+        return f"every day at {at:%H:%M}{zone or ' UTC'}", f"{at.minute} {at.hour} * * *{zone}"
+    assert schedule.cron is not None
+    if schedule.cron in _SHORTHANDS:
+        words, cron = _SHORTHANDS[schedule.cron]
+        return words + (zone or " UTC"), cron + zone
+    return _cron_words(schedule.cron) + (zone or " UTC"), schedule.cron + zone
+
+
+def _cron_words(cron: str) -> str:
+    minute, hour, day, month, weekday = cron.split()
+    if (day, month) != ("*", "*"):
+        return "on a cron schedule"
+    if hour == "*" and weekday == "*":
+        if minute == "*":
+            return "every minute"
+        if minute.startswith("*/") and minute[2:].isdigit():
+            return f"every {int(minute[2:])} minutes"
+        if minute.isdigit():
+            return f"every hour at minute {int(minute)}"
+    if minute.isdigit() and hour.isdigit():
+        at = f"{int(hour):02d}:{int(minute):02d}"
+        if weekday == "*":
+            return f"every day at {at}"
+        if weekday.isdigit() and int(weekday) <= 7:
+            return f"every {_WEEKDAYS[int(weekday) % 7]} at {at}"
+        if weekday == "1-5":
+            return f"every weekday at {at}"
+    return "on a cron schedule"
+
+
+def pipeline_item(row: Mapping[str, Any], runs: Sequence[RunRow], now: datetime | None = None) -> dict[str, Any]:
+    """One pipeline as a row of the pipelines page and of ``/api/pipelines``, from a row of
+    :func:`conveyor.api.pipelines` and its most recent runs."""
+    words, cron = schedule_words(str(row["schedule"]))
+    nxt = datetime.fromisoformat(str(row["next_run"])) if row["next_run"] else None
+    return scrubbed({
+        "name": row["name"],
+        "schedule": row["schedule"],
+        "schedule_words": words,
+        "cron": cron,
+        "status": row["status"],
+        "can_pause": row["status"] == "active",
+        "can_resume": row["status"] == "paused",
+        "definition": row["definition"],
+        "note": row["note"] or "",
+        "next_run": iso(nxt),
+        "next": when(nxt) if nxt else ("paused" if row["status"] == "paused" else ""),
+        "runs": [run_item(r, now) for r in runs],
+    })  # fmt: skip

@@ -34,6 +34,7 @@ def main(out: Path) -> None:
             Path(folder) / "shop", settings=settings(), designs={"mart/customer_totals.yaml": TOTALS_WITH_TEST}
         )
         assert run_cli("run", "-q", cwd=root).code == 0
+        assert run_cli("pipeline", "install", "nightly", cwd=root).code == 0
         generate_runs(root / ".conveyor" / "tracking.db", 400, newest=datetime.now(UTC) - timedelta(hours=2))
         assert run_cli("run", "-q", cwd=root).code == 0
         top = root / "schemas/mart/top_customers.sql"
@@ -55,6 +56,8 @@ def main(out: Path) -> None:
                 page.goto(f"{url}/runs/{ok}")
                 page.locator("#tests").scroll_into_view_if_needed()
                 page.screenshot(path=out / "run-tests.png", full_page=True)
+                page.goto(url + "/pipelines")
+                page.screenshot(path=out / "pipelines.png")
                 page.goto(url + "/?status=running")
                 page.click("#runs tbody tr a")
                 page.wait_for_timeout(2500)  # two polls: the running bar has grown
