@@ -38,6 +38,7 @@ from conveyor.project import Project
 from conveyor.tracking.models import RUN_STATUSES, RunRow
 from conveyor.tracking.store import TrackingStore
 from conveyor.web import views
+from conveyor.web.lineage import MAX_DEPTH, MAX_SEARCH_LIMIT, SEARCH_LIMIT, Lineage
 from conveyor.web.security import Guard, check_action, is_loopback
 
 HERE = Path(__file__).parent
@@ -87,6 +88,11 @@ def create_app(
         found: TrackingStore = request.app.state.store
         return found
 
+    graph = Lineage.of(project.dag)
+    order = project.dag.order()
+    # a relation nothing reads, last in the build order: its lineage is the longest chain to show first
+    default_focus = order[-1] if order else ""
+
     # -- pages -------------------------------------------------------------------------------
 
     def runs_page(request: Request) -> Response:
@@ -119,7 +125,34 @@ def create_app(
             for row in api.pipelines(project)
         ]
 
+    def lineage_page(request: Request) -> Response:
+        if not graph.names:
+            return _page("lineage.html", title="Lineage", project=project.settings.name, focus="", up=2, down=2,
+                         depths=range(MAX_DEPTH + 1), relations=0)  # fmt: skip
+        focus, up, down = lineage_query(request)
+        return _page(
+            "lineage.html", title=f"Lineage of {focus}", project=project.settings.name, focus=focus, up=up, down=down,
+            depths=range(MAX_DEPTH + 1), relations=len(graph.names),
+        )  # fmt: skip
+
+    def lineage_query(request: Request) -> tuple[str, int, int]:
+        params = request.query_params
+        focus = params.get("focus") or default_focus
+        graph.require(focus)
+        return focus, _whole(params, "up", 2, 0, MAX_DEPTH), _whole(params, "down", 2, 0, MAX_DEPTH)
+
     # -- JSON --------------------------------------------------------------------------------
+
+    def api_lineage(request: Request) -> Response:
+        focus, up, down = lineage_query(request)
+        ups, downs, _ = graph.neighbourhood(focus, up, down)
+        last = tracking(request).latest_events([focus, *ups, *downs])
+        return JSONResponse(views.scrubbed(graph.graph(focus, up, down, last)))
+
+    def api_relations(request: Request) -> Response:
+        limit = _whole(request.query_params, "limit", SEARCH_LIMIT, 1, MAX_SEARCH_LIMIT)
+        found, total = graph.search(request.query_params.get("q", ""), limit)
+        return JSONResponse({"relations": found, "total": total})
 
     def api_runs(request: Request) -> Response:
         found, older = RunQuery.of(request).fetch(tracking(request))
@@ -152,6 +185,9 @@ def create_app(
         Route("/pipelines", pipelines_page, name="pipelines"),
         Route("/api/runs", api_runs),
         Route("/api/pipelines", api_pipelines),
+        Route("/lineage", lineage_page, name="lineage"),
+        Route("/api/lineage", api_lineage),
+        Route("/api/relations", api_relations),
         Route("/api/runs/{run_id}", api_run),
         Route("/api/pipelines/{name}/pause", pipeline_action("paused"), methods=["POST"]),
         Route("/api/pipelines/{name}/resume", pipeline_action("active"), methods=["POST"]),
@@ -230,6 +266,21 @@ class RunQuery:
         )  # fmt: skip
         page = found[: self.limit]
         return page, page[-1].run_id if len(found) > self.limit else None
+
+
+def _whole(params: Any, key: str, default: int, low: int, high: int) -> int:
+    """Query parameter ``key`` as a whole number from ``low`` to ``high`` (``default`` when absent).
+
+    Raises:
+        BadRequest: it is something else.
+    """
+    try:
+        value = int(params.get(key) or default)
+    except ValueError:
+        value = low - 1
+    if not low <= value <= high:
+        raise BadRequest(f"{key} must be a whole number from {low} to {high}.")
+    return value
 
 
 _SHOWN = ("pipeline", "environment", "status", "date", "command", "limit")

@@ -121,9 +121,33 @@ def test_last_runs_link_to_their_run_pages(server: Server, page: Any) -> None:
     assert page.locator("h1 .id").inner_text() == run_id
 
 
+# -- lineage --------------------------------------------------------------------------------
+
+
+def test_lineage_of_the_test_project(server: Server, page: Any) -> None:
+    project = api.open_project(server.root)
+    last = project.dag.order()[-1]
+    page.goto(server.url + "/lineage")
+    page.wait_for_selector(f"#graph[data-focus='{last}']")
+    shown = set(page.locator("#graph g.node").evaluate_all("gs => gs.map(g => g.dataset.name)"))
+    assert shown == {last} | project.dag.upstream(last, 2)
+    # coloured by the newest event of each relation, as the store has it
+    with TrackingStore.open(default_dsn(server.root)) as store:
+        newest = store.latest_events(sorted(shown))
+    for name in shown:
+        css = page.locator(f"#graph g.node[data-name='{name}']").get_attribute("class")
+        assert f"s-{newest[name].status if name in newest else 'none'}" in css.split()
+    groups = page.locator("#graph text.group").evaluate_all("ts => ts.map(t => t.textContent)")
+    assert set(groups) == {n.split(".")[0] for n in shown}
+
+
 # -- every page -------------------------------------------------------------------------------
 
-PAGES = ["/pipelines", "/api/pipelines"]
+PAGES = [
+    "/pipelines", "/api/pipelines", "/lineage", "/lineage?focus=mart.customer_totals&up=3&down=3",
+    "/api/lineage?focus=mart.customer_totals&up=3&down=3", "/api/relations?q=", "/api/relations?q=mart",
+    "/static/pipelines.js", "/static/lineage.js",
+]  # fmt: skip
 
 
 def test_no_secret_in_the_new_pages(server: Server) -> None:
