@@ -45,6 +45,10 @@ HERE = Path(__file__).parent
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
 RECENT_RUNS = 5
+RELATION_EVENTS = 60
+"""The newest events of a relation its page reads (its sparklines follow those of its main step)."""
+RELATION_SHOWN = 20
+"""... and lists (``/api/relations/{name}`` lists them all)."""
 """The last runs the pipelines page lists per pipeline."""
 
 templates = Environment(
@@ -141,7 +145,22 @@ def create_app(
         graph.require(focus)
         return focus, _whole(params, "up", 2, 0, MAX_DEPTH), _whole(params, "down", 2, 0, MAX_DEPTH)
 
+    def relation_page(request: Request) -> Response:
+        detail = relation_detail(request)
+        return _page(
+            "relation.html", title=detail["name"], project=project.settings.name, r=detail, shown=RELATION_SHOWN
+        )
+
+    def relation_detail(request: Request) -> dict[str, Any]:
+        name = request.path_params["name"]
+        graph.require(name)
+        events = tracking(request).relation_events(name, limit=RELATION_EVENTS)
+        return views.relation_detail(project.relations[name], graph.dag.parents(name), graph.dag.children(name), events)
+
     # -- JSON --------------------------------------------------------------------------------
+
+    def api_relation(request: Request) -> Response:
+        return JSONResponse(relation_detail(request))
 
     def api_lineage(request: Request) -> Response:
         focus, up, down = lineage_query(request)
@@ -188,6 +207,8 @@ def create_app(
         Route("/lineage", lineage_page, name="lineage"),
         Route("/api/lineage", api_lineage),
         Route("/api/relations", api_relations),
+        Route("/relations/{name}", relation_page, name="relation"),
+        Route("/api/relations/{name}", api_relation),
         Route("/api/runs/{run_id}", api_run),
         Route("/api/pipelines/{name}/pause", pipeline_action("paused"), methods=["POST"]),
         Route("/api/pipelines/{name}/resume", pipeline_action("active"), methods=["POST"]),

@@ -263,3 +263,85 @@ def pipeline_item(row: Mapping[str, Any], runs: Sequence[RunRow], now: datetime 
         "next": when(nxt) if nxt else ("paused" if row["status"] == "paused" else ""),
         "runs": [run_item(r, now) for r in runs],
     })  # fmt: skip
+
+
+# -- a relation ---------------------------------------------------------------------------------
+
+SPARK_STEPS = ("build", "load", "extract")
+"""The step a relation's sparklines follow: its build, else its load, else its extract."""
+SPARK_W, SPARK_H = 240, 36
+
+
+def sparkline(values: Sequence[float | None]) -> str:
+    """The ``points`` of an SVG polyline of ``values`` (oldest first) in a SPARK_W x SPARK_H box;
+    empty with fewer than two known values."""
+    known = [(i, v) for i, v in enumerate(values) if v is not None]
+    if len(known) < 2:
+        return ""
+    low, high = min(v for _, v in known), max(v for _, v in known)
+    span = (high - low) or 1.0
+    step = SPARK_W / max(len(values) - 1, 1)
+    return " ".join(f"{i * step:.1f},{SPARK_H - 2 - (v - low) / span * (SPARK_H - 4):.1f}" for i, v in known)
+
+
+def relation_detail(
+    relation: Any, parents: Sequence[str], children: Sequence[str], events: Sequence[EventRow]
+) -> dict[str, Any]:
+    """Everything the relation page and ``/api/relations/{name}`` show: its design, SQL, columns,
+    tests, neighbours, its newest events (newest first) and sparklines of its build time and rows
+    over the last ones of its main step (oldest first)."""
+    design = relation.design
+    tests = [_test_text(t) for t in design.tests]
+    for column in design.columns:
+        tests += [f"{column.name}: {_test_text(t)}" for t in column.tests]
+    builds = [
+        {
+            "id": e.id, "run_id": e.run_id, "step": step_name(e), "status": e.status,
+            "environment": e.environment or "", "rows": e.rows, "rows_text": "" if e.rows is None else f"{e.rows:,}",
+            "duration_s": e.duration_s, "duration": duration(e.duration_s),
+            "started_at": iso(e.started_at), "started": when(e.started_at), "error": e.error or "",
+        }
+        for e in events
+    ]  # fmt: skip
+    step = next((s for s in SPARK_STEPS if any(e.step == s for e in events)), None)
+    series = [e for e in events if e.step == step and e.status == "succeeded"][:SPARK_RUNS][::-1]
+    times = [e.duration_s for e in series]
+    rows = [float(e.rows) if e.rows is not None else None for e in series]
+    known_rows = [r for r in rows if r is not None]
+    known_times = [t for t in times if t is not None]
+    return scrubbed({
+        "name": relation.name, "schema": relation.schema, "kind": relation.kind,
+        "description": design.description or "", "source": relation.source or "",
+        "source_table": design.source_table or "", "tags": list(design.tags),
+        "sql": relation.sql or "", "sql_path": str(relation.sql_path.name) if relation.sql_path else "",
+        "columns": [
+            {"name": c.name, "type": c.type or "", "not_null": c.not_null, "description": c.description or "",
+             "skipped": c.skipped}
+            for c in design.columns
+        ],
+        "primary_key": list(design.constraints.primary_key), "tests": tests,
+        "parents": list(parents), "children": list(children), "builds": builds,
+        "spark": {
+            "step": step or "", "runs": len(series), "width": SPARK_W, "height": SPARK_H,
+            "time": sparkline(times), "rows": sparkline(rows),
+            "time_last": duration(known_times[-1]) if known_times else "",
+            "time_range": f"{duration(min(known_times))} – {duration(max(known_times))}" if known_times else "",
+            "rows_last": f"{known_rows[-1]:,.0f}" if known_rows else "",
+            "rows_range": f"{min(known_rows):,.0f} – {max(known_rows):,.0f}" if known_rows else "",
+        },
+    })  # fmt: skip
+
+
+SPARK_RUNS = 30
+"""The runs a sparkline covers, at most."""
+
+
+def _test_text(test: Any) -> str:
+    """A data test as the design writes it, on one line (``unique: {column: id}``)."""
+    import json
+
+    dumped = test.model_dump(exclude_defaults=True, exclude_none=True) if hasattr(test, "model_dump") else test
+    if isinstance(dumped, dict) and len(dumped) == 1:
+        ((kind, args),) = dumped.items()
+        return f"{kind}: {json.dumps(args, default=str)}" if args not in ({}, None, True) else str(kind)
+    return json.dumps(dumped, default=str)

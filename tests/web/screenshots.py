@@ -62,6 +62,8 @@ def main(out: Path) -> None:
                 page.goto(url + "/lineage?focus=mart.customer_totals&up=3&down=3")
                 page.wait_for_selector("#graph[data-drawn]")
                 page.screenshot(path=out / "lineage.png")
+                page.goto(url + "/relations/mart.customer_totals")
+                page.screenshot(path=out / "relation.png")
                 page.goto(url + "/?status=running")
                 page.click("#runs tbody tr a")
                 page.wait_for_timeout(2500)  # two polls: the running bar has grown

@@ -13,7 +13,7 @@ import pytest
 
 from conveyor import api
 from conveyor.tracking.store import TrackingStore, default_dsn
-from tests.web.dashboard import HOSTILE, MARK, TOKEN, Server
+from tests.web.dashboard import HOSTILE, HOSTILE_ERROR, MARK, TOKEN, Server
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -23,6 +23,12 @@ def hostile_pipeline(server: Server) -> Iterator[None]:
         store.install_pipeline(
             HOSTILE, project="testproj", project_dir=str(server.root), schedule="cron */15 * * * *",
             definition={"steps": "full"}, now=datetime.now(UTC),
+        )  # fmt: skip
+        # a hostile step with a planted secret in its error, on a relation of the project
+        now = datetime.now(UTC)
+        store.record_event(
+            server.hostile_run, "mart.report", HOSTILE, "failed", started_at=now, finished_at=now,
+            error=f"{HOSTILE_ERROR}; the login used {server.canaries[0]}", environment="<i>dev</i>",
         )  # fmt: skip
     yield
 
@@ -141,12 +147,70 @@ def test_lineage_of_the_test_project(server: Server, page: Any) -> None:
     assert set(groups) == {n.split(".")[0] for n in shown}
 
 
+# -- a relation -----------------------------------------------------------------------------
+
+
+def test_relation_api_against_the_project_and_the_store(server: Server) -> None:
+    project = api.open_project(server.root)
+    body = server.get("/api/relations/mart.customer_totals").json()
+    relation = project.relations["mart.customer_totals"]
+    assert body["kind"] == "ctas" and body["description"] == "Order totals per customer"
+    assert body["sql"] == relation.sql and body["parents"] == project.dag.parents("mart.customer_totals")
+    assert body["tests"] == ['expression: {"severity": "warn", "name": "big spenders only", "sql": "total > 100"}']
+    with TrackingStore.open(default_dsn(server.root)) as store:
+        events = store.relation_events("mart.customer_totals", limit=60)
+    assert [b["id"] for b in body["builds"]] == [e.id for e in events]
+    builds = [e for e in events if e.step == "build" and e.status == "succeeded"][:30]
+    assert body["spark"]["step"] == "build" and body["spark"]["runs"] == len(builds) >= 2
+    points = body["spark"]["time"].split()
+    assert len(points) == sum(1 for e in builds if e.duration_s is not None)
+    # the chart's last point is the newest build; the highest point (smallest y) its longest
+    ys = [float(p.split(",")[1]) for p in points]
+    longest = max(range(len(builds)), key=lambda i: builds[::-1][i].duration_s or 0)
+    assert ys[longest] == min(ys)
+    source = server.get("/api/relations/shop.customers").json()
+    assert source["kind"] == "source" and source["columns"] and source["source"]
+
+
+def test_relation_page_in_the_browser(server: Server, page: Any) -> None:
+    page.goto(server.url + "/lineage?focus=mart.customer_totals")
+    page.wait_for_selector("#graph[data-drawn]")
+    page.click("#relation-link")
+    page.wait_for_url("**/relations/mart.customer_totals")
+    assert page.locator("#relation-name").inner_text() == "mart.customer_totals"
+    assert (
+        page.locator("#sql").inner_text().strip()
+        == api.open_project(server.root).relations["mart.customer_totals"].sql.strip()
+    )
+    assert page.locator("#spark-time polyline").get_attribute("points")
+    assert page.locator("#spark-rows polyline").get_attribute("points")
+    assert page.locator("#builds tbody tr").count() > 2
+    page.locator("#parents a").first.click()
+    page.wait_for_url("**/relations/shop.*")
+    assert page.locator("#columns tbody tr").count() >= 2
+
+
+def test_relation_page_shows_names_and_sql_as_text(server: Server, page: Any) -> None:
+    text = server.get("/relations/mart.report").text
+    assert HOSTILE not in text and "<img" not in text and "<i>dev" not in text
+    assert html.escape(HOSTILE, quote=False) in text
+    top = server.get("/relations/mart.top_customers").text
+    sql = api.open_project(server.root).relations["mart.top_customers"].sql
+    assert ">" in sql and html.escape(sql, quote=False) in top
+    page.goto(server.url + "/relations/mart.report")
+    assert page.locator("#builds tbody tr").first.locator("td").nth(1).inner_text() == HOSTILE
+    assert page.evaluate("window.__pwned") is None
+    missing = server.get("/relations/%3Cb%3Enope.x")
+    assert missing.status_code == 404 and "&lt;b&gt;nope" in missing.text
+
+
 # -- every page -------------------------------------------------------------------------------
 
 PAGES = [
     "/pipelines", "/api/pipelines", "/lineage", "/lineage?focus=mart.customer_totals&up=3&down=3",
     "/api/lineage?focus=mart.customer_totals&up=3&down=3", "/api/relations?q=", "/api/relations?q=mart",
-    "/static/pipelines.js", "/static/lineage.js",
+    "/static/pipelines.js", "/static/lineage.js", "/relations/mart.report", "/api/relations/mart.report",
+    "/relations/mart.customer_totals", "/relations/shop.customers", "/api/relations/shop.customers",
 ]  # fmt: skip
 
 
