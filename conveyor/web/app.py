@@ -47,6 +47,8 @@ MAX_PAGE_SIZE = 500
 RECENT_RUNS = 5
 RELATION_EVENTS = 60
 """The newest events of a relation its page reads (its sparklines follow those of its main step)."""
+EXTRACT_HISTORY = 50
+"""The newest extract attempts a source table's page lists."""
 RELATION_SHOWN = 20
 """... and lists (``/api/relations/{name}`` lists them all)."""
 """The last runs the pipelines page lists per pipeline."""
@@ -157,7 +159,52 @@ def create_app(
         events = tracking(request).relation_events(name, limit=RELATION_EVENTS)
         return views.relation_detail(project.relations[name], graph.dag.parents(name), graph.dag.children(name), events)
 
+    def extracts_page(request: Request) -> Response:
+        return _page("extracts.html", title="Extracts", project=project.settings.name, tables=extract_items(request))
+
+    def extract_items(request: Request) -> list[dict[str, Any]]:
+        # what `conveyor extract status` and `conveyor freshness` show, one row per source table
+        from conveyor.extract.freshness import measure
+
+        store = tracking(request)
+        fresh = measure(project, project.select(()), store)
+        states = {(s.source, s.table_name): s for s in store.extract_state()}
+        items = [views.extract_item(f.relation, f.source, states.pop((f.source, f.relation), None), f) for f in fresh]
+        # what the store still holds of tables no longer in the project (or keyed by their upstream name)
+        return items + [views.extract_item(t, src, state, None) for (src, t), state in states.items()]
+
+    def extract_page(request: Request) -> Response:
+        name, source, attempts = extract_history(request)
+        return _page(
+            "extract.html", title=f"Extracts of {name}", project=project.settings.name, name=name, source=source,
+            attempts=attempts, in_project=name in project.relations,
+        )  # fmt: skip
+
+    def extract_history(request: Request) -> tuple[str, str, list[dict[str, Any]]]:
+        name = request.path_params["name"]
+        store = tracking(request)
+        relation = project.relations.get(name)
+        if relation is not None and relation.source is not None:
+            source = relation.source
+        else:
+            known = [s.source for s in store.extract_state(table=name)]
+            if not known:
+                raise UserError(
+                    f'"{name}" is not a source table of the project, and the tracking store has no extract of it.',
+                    hint="The extracts page lists every source table.",
+                )
+            source = known[0]
+        found = store.list_extracts(source=source, table=name, limit=EXTRACT_HISTORY)
+        return name, source, [views.extract_attempt(row) for row in found]
+
     # -- JSON --------------------------------------------------------------------------------
+
+    def api_extracts(request: Request) -> Response:
+        return JSONResponse({"tables": extract_items(request)})
+
+    def api_extract(request: Request) -> Response:
+        name, source, attempts = extract_history(request)
+        return JSONResponse({"relation": name, "source": source, "extracts": attempts})
 
     def api_relation(request: Request) -> Response:
         return JSONResponse(relation_detail(request))
@@ -208,6 +255,10 @@ def create_app(
         Route("/api/lineage", api_lineage),
         Route("/api/relations", api_relations),
         Route("/relations/{name}", relation_page, name="relation"),
+        Route("/extracts", extracts_page, name="extracts"),
+        Route("/extracts/{name}", extract_page, name="extract"),
+        Route("/api/extracts", api_extracts),
+        Route("/api/extracts/{name}", api_extract),
         Route("/api/relations/{name}", api_relation),
         Route("/api/runs/{run_id}", api_run),
         Route("/api/pipelines/{name}/pause", pipeline_action("paused"), methods=["POST"]),

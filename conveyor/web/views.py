@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from conveyor.config.secrets import scrub
-from conveyor.tracking.models import EventRow, RunRow
+from conveyor.tracking.models import EventRow, ExtractRow, ExtractStateRow, RunRow
 
 ACTIVE_EVENT = "running"
 FAILED_EVENT_STATUSES = frozenset({"failed", "abandoned", "cancelled"})
@@ -345,3 +345,74 @@ def _test_text(test: Any) -> str:
         ((kind, args),) = dumped.items()
         return f"{kind}: {json.dumps(args, default=str)}" if args not in ({}, None, True) else str(kind)
     return json.dumps(dumped, default=str)
+
+
+# -- extracts -----------------------------------------------------------------------------------
+
+
+def watermark_text(text: str | None) -> str:
+    """A watermark as the store keeps it (typed JSON) as a person reads it: ``updated_at = 2026-12-07 ...``."""
+    import json
+
+    if not text:
+        return ""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return text
+    if not isinstance(data, dict):
+        return str(data)
+    return f"{data.get('cursor')} = {data.get('value')}"
+
+
+def size(value: int | None) -> str:
+    """Bytes as ``12.3 MB`` (powers of 1,000, as `conveyor extract status` counts them exactly)."""
+    if value is None:
+        return ""
+    amount = float(value)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if amount < 1000 or unit == "TB":
+            return f"{amount:,.0f} {unit}" if unit == "B" else f"{amount:,.1f} {unit}"
+        amount /= 1000
+    return ""  # pragma: no cover
+
+
+def extract_item(relation: str, source: str, state: ExtractStateRow | None, fresh: Any | None) -> dict[str, Any]:
+    """One source table as a row of the extracts page and of ``/api/extracts``: the store's
+    extract state (latest attempt, last success, rows, bytes, watermark) and its freshness
+    (:class:`conveyor.extract.freshness.FreshnessRow`; None for a table no longer in the project)."""
+    return scrubbed({
+        "relation": relation, "source": source,
+        "upstream": (state.upstream_table if state else None) or "",
+        "in_project": fresh is not None,
+        "status": state.status if state else "never extracted",
+        "last_success_at": iso(state.last_success_at) if state else None,
+        "last_success": when(state.last_success_at) if state else "",
+        "rows": state.rows if state else None,
+        "rows_text": "" if state is None or state.rows is None else f"{state.rows:,}",
+        "bytes": state.bytes if state else None, "bytes_text": size(state.bytes) if state else "",
+        "watermark": watermark_text(state.watermark) if state else "",
+        "error": (state.error or "") if state else "",
+        "error_line": (state.error or "").strip().splitlines()[0] if state and (state.error or "").strip() else "",
+        "freshness": fresh.status if fresh else "",
+        "age_s": fresh.age_s if fresh else None, "age": fresh.age_text if fresh else "",
+        "measure": (f"cursor {fresh.cursor}" if fresh.measure == "cursor" and fresh.cursor else fresh.measure)
+        if fresh else "",
+        "newest": when(fresh.newest) if fresh else "",
+        "warn_after": (fresh.warn_after or "") if fresh else "",
+        "error_after": (fresh.error_after or "") if fresh else "",
+        "note": (fresh.note or "") if fresh else "",
+    })  # fmt: skip
+
+
+def extract_attempt(row: ExtractRow) -> dict[str, Any]:
+    """One extract attempt, a row of a source table's history."""
+    return scrubbed({
+        "extract_id": row.extract_id, "run_id": row.run_id, "status": row.status,
+        "started_at": iso(row.started_at), "started": when(row.started_at),
+        "duration_s": row.duration_s, "duration": duration(row.duration_s),
+        "rows": row.rows, "rows_text": "" if row.rows is None else f"{row.rows:,}",
+        "bytes": row.bytes, "bytes_text": size(row.bytes),
+        "watermark_low": watermark_text(row.watermark_low), "watermark_high": watermark_text(row.watermark_high),
+        "manifest": row.manifest_path or "", "upstream": row.upstream_table or "", "error": row.error or "",
+    })  # fmt: skip

@@ -64,6 +64,10 @@ def main(out: Path) -> None:
                 page.screenshot(path=out / "lineage.png")
                 page.goto(url + "/relations/mart.customer_totals")
                 page.screenshot(path=out / "relation.png")
+                page.goto(url + "/extracts")
+                page.screenshot(path=out / "extracts.png")
+                page.goto(url + "/extracts/shop.orders")
+                page.screenshot(path=out / "extract-history.png")
                 page.goto(url + "/?status=running")
                 page.click("#runs tbody tr a")
                 page.wait_for_timeout(2500)  # two polls: the running bar has grown

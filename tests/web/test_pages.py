@@ -30,7 +30,13 @@ def hostile_pipeline(server: Server) -> Iterator[None]:
             server.hostile_run, "mart.report", HOSTILE, "failed", started_at=now, finished_at=now,
             error=f"{HOSTILE_ERROR}; the login used {server.canaries[0]}", environment="<i>dev</i>",
         )  # fmt: skip
+        # an extract of a table no longer in the project, named like markup, its error with a secret
+        store.start_extract(server.hostile_run, "shop", HOSTILE_TABLE, "x-hostile", upstream_table="<u>public.t</u>")
+        store.finish_extract("x-hostile", "failed", error=f"{HOSTILE_ERROR}; password {server.canaries[0]}")
     yield
+
+
+HOSTILE_TABLE = '<img src=x onerror="window.__pwned=1">'
 
 
 def pipeline_status(server: Server, name: str = "nightly") -> str:
@@ -204,6 +210,56 @@ def test_relation_page_shows_names_and_sql_as_text(server: Server, page: Any) ->
     assert missing.status_code == 404 and "&lt;b&gt;nope" in missing.text
 
 
+# -- extracts -------------------------------------------------------------------------------
+
+
+def test_extracts_api_is_extract_status_and_freshness(server: Server) -> None:
+    project = api.open_project(server.root)
+    states = {s.table_name: s for s in api.extract_status(project)}
+    fresh = {f.relation: f for f in api.freshness(project)}
+    tables = server.get("/api/extracts").json()["tables"]
+    assert [t["relation"] for t in tables if t["in_project"]] == list(fresh)
+    assert {t["relation"] for t in tables} == set(fresh) | set(states)
+    for table in tables:
+        state = states.get(table["relation"])
+        assert state is not None  # every source table of the test project was extracted
+        assert (table["status"], table["rows"], table["bytes"]) == (state.status, state.rows, state.bytes)
+        assert table["last_success_at"] == (
+            state.last_success_at.isoformat(timespec="microseconds") if state.last_success_at else None
+        )
+        if table["in_project"]:
+            assert table["freshness"] == fresh[table["relation"]].status and table["age"]
+    orders = next(t for t in tables if t["relation"] == "shop.orders")
+    assert orders["watermark"].startswith(orders["watermark"].split(" = ")[0] + " = ") or orders["watermark"] == ""
+
+
+def test_extract_history_is_the_stores(server: Server, page: Any) -> None:
+    with TrackingStore.open(default_dsn(server.root)) as store:
+        found = store.list_extracts(source="shop", table="shop.customers", limit=50)
+    body = server.get("/api/extracts/shop.customers").json()
+    assert [e["run_id"] for e in body["extracts"]] == [e.run_id for e in found] and found
+    page.goto(server.url + "/extracts")
+    page.click("a[href='/extracts/shop.customers']")
+    page.wait_for_url("**/extracts/shop.customers")
+    assert page.locator("#history tbody tr").count() == len(found)
+    assert page.locator("#history tbody tr .status").first.inner_text() == found[0].status
+    assert server.get("/extracts/nosuch.table").status_code == 404
+
+
+def test_extracts_pages_show_names_as_text(server: Server, page: Any) -> None:
+    listing = server.get("/extracts").text
+    assert HOSTILE_TABLE not in listing and "<u>" not in listing and "<img" not in listing
+    assert "&lt;img src=x onerror=" in listing
+    page.goto(server.url + "/extracts")
+    row = page.locator("tr.table").filter(has_text="not in the project")
+    assert row.locator("td.id a").inner_text() == HOSTILE_TABLE
+    row.locator("td.id a").click()
+    page.wait_for_selector("#extract-name")
+    assert page.locator("#extract-name").inner_text() == HOSTILE_TABLE
+    assert "***" in page.locator("#history td.err").get_attribute("title")
+    assert page.evaluate("window.__pwned") is None
+
+
 # -- every page -------------------------------------------------------------------------------
 
 PAGES = [
@@ -211,6 +267,8 @@ PAGES = [
     "/api/lineage?focus=mart.customer_totals&up=3&down=3", "/api/relations?q=", "/api/relations?q=mart",
     "/static/pipelines.js", "/static/lineage.js", "/relations/mart.report", "/api/relations/mart.report",
     "/relations/mart.customer_totals", "/relations/shop.customers", "/api/relations/shop.customers",
+    "/extracts", "/api/extracts", "/extracts/shop.customers", "/api/extracts/shop.customers",
+    f"/extracts/{HOSTILE_TABLE}", f"/api/extracts/{HOSTILE_TABLE}",
 ]  # fmt: skip
 
 
