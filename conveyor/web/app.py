@@ -1,11 +1,15 @@
 """The dashboard's routes: pages rendered on the server and a small JSON API.
 
-Pages (``GET``): ``/`` the runs, ``/runs/{id}`` one run with its timeline, ``/pipelines`` the
-pipelines with their schedules, last runs and actions.
+Pages (``GET``): ``/`` the runs, ``/runs/{id}`` one run with its timeline, ``/lineage`` the DAG
+around one relation, ``/relations/{name}`` one relation, ``/extracts`` the source tables and
+``/extracts/{name}`` one table's extract history, ``/pipelines`` the pipelines with their
+schedules, last runs and actions.
 
-API (``GET``): ``/api/runs``, ``/api/runs/{id}`` and ``/api/pipelines``, what the pages show, as JSON; the run
-page polls the latter while its run is in progress. Actions (``POST``) pass
-:func:`conveyor.web.security.check_action`: ``/api/pipelines/{name}/pause`` and ``/resume``.
+API (``GET``): ``/api/runs``, ``/api/runs/{id}``, ``/api/lineage``, ``/api/relations`` (search),
+``/api/relations/{name}``, ``/api/extracts``, ``/api/extracts/{name}`` and ``/api/pipelines``:
+what the pages show, as JSON (the run page polls its run's while it is in progress). Actions (``POST``) pass
+:func:`conveyor.web.security.check_action`: ``/api/pipelines/{name}/pause``, ``/resume`` and
+``/run`` (which starts the run in a process of its own: :mod:`conveyor.web.trigger`).
 
 One tracking store is opened when the app starts and shared by every request (it is safe
 across threads); the project's files are read once, at start.
@@ -245,6 +249,27 @@ def create_app(
 
         return act
 
+    async def pipeline_run(request: Request) -> Response:
+        refusal = await check_action(request, token)
+        if refusal is not None:
+            return refusal
+        from conveyor.web import trigger  # imported here: `python -m conveyor.web.trigger` runs it
+
+        name = request.path_params["name"]
+        started = await run_in_threadpool(trigger.start, project, name)
+        store = tracking(request)
+
+        def recorded() -> bool:
+            try:
+                return store.get_run(started.run_id).run_id == started.run_id
+            except UserError:
+                return False
+
+        refused_because = await run_in_threadpool(trigger.wait_started, started, recorded)
+        if refused_because is not None:
+            return JSONResponse({"error": f"The run did not start: {refused_because}"}, status_code=409)
+        return JSONResponse({"pipeline": name, "run_id": started.run_id, "status": "started"}, status_code=202)
+
     routes = [
         Route("/", runs_page, name="runs"),
         Route("/runs/{run_id}", run_page, name="run"),
@@ -263,6 +288,7 @@ def create_app(
         Route("/api/runs/{run_id}", api_run),
         Route("/api/pipelines/{name}/pause", pipeline_action("paused"), methods=["POST"]),
         Route("/api/pipelines/{name}/resume", pipeline_action("active"), methods=["POST"]),
+        Route("/api/pipelines/{name}/run", pipeline_run, methods=["POST"]),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
     return Starlette(

@@ -257,6 +257,7 @@ def pipeline_item(row: Mapping[str, Any], runs: Sequence[RunRow], now: datetime 
         "status": row["status"],
         "can_pause": row["status"] == "active",
         "can_resume": row["status"] == "paused",
+        "can_run": row["definition"] != "not defined",
         "definition": row["definition"],
         "note": row["note"] or "",
         "next_run": iso(nxt),

@@ -5,6 +5,7 @@ hostile names shown as text, and no secret anywhere."""
 from __future__ import annotations
 
 import html
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -124,6 +125,52 @@ def test_a_paused_pipeline_is_resumed_through_the_page_with_the_token(server: Se
     assert page.evaluate("window.__pwned") is None
 
 
+def finished(server: Server, run_id: str, timeout: float = 180) -> Any:
+    deadline = time.monotonic() + timeout
+    with TrackingStore.open(default_dsn(server.root)) as store:
+        while time.monotonic() < deadline:
+            run = store.get_run(run_id)
+            if run.status != "running":
+                return run
+            time.sleep(0.2)
+    raise AssertionError(f"run {run_id} did not finish")
+
+
+def test_run_now_starts_the_pipeline_with_the_token(server: Server, page: Any) -> None:
+    before = {r.run_id for r in api.runs(api.open_project(server.root), limit=20, pipeline="nightly")}
+    assert server.post("/api/pipelines/nightly/run").status_code == 401
+    own = {"Authorization": f"Bearer {TOKEN}"}
+    assert (
+        server.post("/api/pipelines/nightly/run", headers={**own, "Origin": "http://evil.example"}).status_code == 403
+    )
+    assert server.post("/api/pipelines/nosuch/run", headers=own).status_code == 404
+    assert {r.run_id for r in api.runs(api.open_project(server.root), limit=20, pipeline="nightly")} == before
+
+    page.goto(server.url + "/pipelines")
+    page.fill("#token", TOKEN)
+    row(page, "nightly").locator("button.run").click()
+    page.wait_for_selector("#started-run")
+    run_id = page.locator("#started-run").inner_text()
+    assert page.locator("#action-message").inner_text().startswith("Started nightly: run")
+    # the page's last runs now start with it
+    page.wait_for_function(
+        "id => document.querySelector(\"tr[data-pipeline='nightly'] td.last a\").title.startsWith(id)", arg=run_id
+    )
+    # a second run while the first holds the pipeline's lock is refused, and says why
+    second = server.post("/api/pipelines/nightly/run", headers=own)
+    run = finished(server, run_id)
+    if second.status_code == 202:  # only if the first had ended already
+        assert run.finished_at is not None and finished(server, second.json()["run_id"]).started_at > run.finished_at
+    else:
+        assert second.status_code == 409 and "did not start" in second.json()["error"], second.text
+    assert run.pipeline == "nightly" and run.status == "succeeded", run.error
+    page.click("#started-run")
+    page.wait_for_url(f"**/runs/{run_id}")
+    assert page.locator("#run-status").inner_text() == "succeeded"
+    log = (server.root / ".conveyor" / "ui-runs" / f"{run_id}.log").read_text()
+    assert f"run {run_id} succeeded" in log and MARK not in log
+
+
 def test_last_runs_link_to_their_run_pages(server: Server, page: Any) -> None:
     page.goto(server.url + "/pipelines")
     link = row(page, "nightly").locator("td.last a").first
@@ -204,7 +251,8 @@ def test_relation_page_shows_names_and_sql_as_text(server: Server, page: Any) ->
     sql = api.open_project(server.root).relations["mart.top_customers"].sql
     assert ">" in sql and html.escape(sql, quote=False) in top
     page.goto(server.url + "/relations/mart.report")
-    assert page.locator("#builds tbody tr").first.locator("td").nth(1).inner_text() == HOSTILE
+    steps = page.locator("#builds tbody tr td:nth-child(2)").all_inner_texts()
+    assert HOSTILE in steps
     assert page.evaluate("window.__pwned") is None
     missing = server.get("/relations/%3Cb%3Enope.x")
     assert missing.status_code == 404 and "&lt;b&gt;nope" in missing.text

@@ -74,10 +74,13 @@
     window.__lineageDrawnAt = performance.now();
   }
 
+  var shown = 0;
   function show(push) {
+    var mine = ++shown;
     return fetch("/api/lineage?" + query(), { headers: { Accept: "application/json" } })
       .then(function (response) { return response.json().then(function (body) { return { ok: response.ok, body: body }; }); })
       .then(function (result) {
+        if (mine !== shown) return; // a later focus's answer wins, whatever order they arrive in
         if (!result.ok) {
           summary.textContent = result.body.error || "This relation cannot be shown.";
           return;

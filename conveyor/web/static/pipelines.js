@@ -1,4 +1,4 @@
-// The pipelines page: Pause and Resume post to the dashboard's action endpoints with the token
+// The pipelines page: Run now, Pause and Resume post to the dashboard's action endpoints with the token
 // typed into the page (as a Bearer token; it is kept nowhere else), then refresh the rows from
 // /api/pipelines. A refusal (no token, a wrong one) is shown as the server words it.
 // Every value goes in as text (textContent), never as HTML.
@@ -8,9 +8,17 @@
   var message = document.getElementById("action-message");
   if (!table || !message) return;
 
-  function say(text, failed) {
+  function say(text, failed, runId) {
     message.textContent = text;
     message.className = failed ? "refused" : "done";
+    if (runId) {
+      var link = document.createElement("a");
+      link.href = "/runs/" + encodeURIComponent(runId);
+      link.id = "started-run";
+      link.textContent = runId;
+      message.appendChild(document.createTextNode(" "));
+      message.appendChild(link);
+    }
   }
 
   function refresh() {
@@ -30,6 +38,17 @@
           next.title = p.next_run || "";
           tr.querySelector("button.pause").hidden = !p.can_pause;
           tr.querySelector("button.resume").hidden = !p.can_resume;
+          var last = tr.querySelector("td.last");
+          while (last.firstChild) last.removeChild(last.firstChild);
+          p.runs.forEach(function (r) {
+            var a = document.createElement("a");
+            a.className = "status s-" + r.status;
+            a.href = "/runs/" + encodeURIComponent(r.run_id);
+            a.title = r.run_id + ": " + r.status + ", " + r.started + (r.duration ? ", " + r.duration : "");
+            a.textContent = r.started.slice(5, 16);
+            last.appendChild(a);
+            last.appendChild(document.createTextNode(" "));
+          });
         });
       });
   }
@@ -51,6 +70,10 @@
         if (!result.ok) {
           say(result.body.error || "Refused.", true);
           return null;
+        }
+        if (result.body.run_id) {
+          say("Started " + result.body.pipeline + ": run", false, result.body.run_id);
+          return refresh();
         }
         say((result.body.status === "paused" ? "Paused " : "Resumed ") + result.body.pipeline + ".", false);
         return refresh();
