@@ -23,6 +23,8 @@ from tests.web.dashboard import HOSTILE, start_ui, stop
 N = 5000
 FAILED = "s01.t04001"
 SUCCEEDED = "s02.t03314"  # a parent of FAILED
+MARKUP = "s00.<script>"
+"""A relation named like markup (a file name may hold it; not a space or a slash), reading FAILED."""
 
 
 class Big:
@@ -42,6 +44,10 @@ def big(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Big]:
     """``conveyor ui`` over the 5,000-relation project, with a few events in its store."""
     root = tmp_path_factory.mktemp("bigdag") / "project"
     parents = generate(root, N)
+    schema, table = MARKUP.split(".", 1)
+    (root / "schemas" / schema / f"{table}.yaml").write_text(f"name: '{MARKUP}'\nkind: ctas\n")
+    (root / "schemas" / schema / f"{table}.sql").write_text(f"SELECT x FROM {FAILED}\n")
+    parents[MARKUP] = [FAILED]
     now = datetime.now(UTC)
     with TrackingStore.open(default_dsn(root)) as store:
         run = store.start_run("run", project="bigdag", environment="development")
@@ -164,6 +170,27 @@ def test_search_and_focus_in_the_browser(big: Big, page: Any) -> None:
     page.go_back()
     page.wait_for_selector(f"#graph[data-focus='{FAILED}']")
     assert page.locator("a#relation-link").get_attribute("href") == f"/relations/{FAILED}"
+
+
+def test_a_relation_named_like_markup_is_text(big: Big, page: Any) -> None:
+    assert big.get("/api/relations", params={"q": "<scr"}).json()["relations"][0]["name"] == MARKUP
+    page.goto(f"{big.url}/lineage?focus={FAILED}&up=1&down=1")
+    page.wait_for_selector("#graph[data-drawn]")
+    page.fill("#search", "<script")
+    page.wait_for_selector("#results button[data-name]")
+    assert page.locator("#results button").first.inner_text() == MARKUP
+    page.locator("#results button").first.click()
+    page.wait_for_function("name => document.getElementById('graph').dataset.focus === name", arg=MARKUP)
+    assert page.locator("#focus-name").inner_text() == MARKUP
+    assert page.locator("#graph g.node.focus text").first.text_content() == MARKUP
+    assert page.evaluate("window.__pwned") is None
+    page.click("#relation-link")
+    page.wait_for_selector("#relation-name")
+    assert page.locator("#relation-name").inner_text() == MARKUP
+    assert page.locator("#parents a").inner_text() == FAILED
+    assert page.evaluate("window.__pwned") is None
+    text = big.get(f"/relations/{MARKUP}").text
+    assert MARKUP not in text and "s00.&lt;script&gt;" in text
 
 
 def test_hostile_search_is_text(big: Big, page: Any) -> None:
