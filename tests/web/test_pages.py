@@ -111,6 +111,8 @@ def test_a_paused_pipeline_is_resumed_through_the_page_with_the_token(server: Se
     assert pipeline_status(server) == "paused"
 
     page.fill("#token", TOKEN)
+    page.press("#token", "Enter")  # submits nothing: the token never goes into a URL
+    assert TOKEN not in page.url and page.locator("#token").input_value() == TOKEN
     nightly.locator("button.resume").click()
     page.wait_for_function(
         "() => document.querySelector(\"tr[data-pipeline='nightly'] td.st .status\").textContent === 'active'"
