@@ -15,6 +15,7 @@ once: the server sees that and answers with the message instead of a run id.
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from pathlib import Path
 
 from conveyor.config.secrets import scrub
 from conveyor.project import Project
+from conveyor.web.security import TOKEN_VARIABLE
 
 LOG_DIR = Path(".conveyor") / "ui-runs"
 STARTED_WAIT_S = 15.0
@@ -66,6 +68,8 @@ def start(project: Project, name: str) -> Started:
         process = subprocess.Popen(
             [sys.executable, "-m", "conveyor.web.trigger", str(project.root), name, run_id],
             cwd=project.root, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            # the run (its setup commands, its Spark jobs) has no business with the dashboard's token
+            env={k: v for k, v in os.environ.items() if k != TOKEN_VARIABLE},
         )  # fmt: skip
     threading.Thread(target=process.wait, name=f"run {run_id}", daemon=True).start()  # no zombie left behind
     return Started(run_id, process, log)
