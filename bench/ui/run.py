@@ -41,6 +41,7 @@ from testkit.cli import CONVEYOR, cli_env  # noqa: E402
 from testkit.history import generate_runs  # noqa: E402
 
 from tests.conftest import build_project  # noqa: E402
+from tests.web.dashboard import settings  # noqa: E402
 
 
 def start_ui(root: Path) -> tuple[subprocess.Popen[str], str]:
@@ -79,10 +80,12 @@ def main() -> None:
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="bench-ui-") as folder:
-        root = build_project(Path(folder) / "project")
+        root = build_project(Path(folder) / "project", settings=settings())  # with pipeline nightly
         done = subprocess.run([CONVEYOR, "run", "-q"], cwd=root, env=cli_env({"PYTHONPATH": str(ROOT)}), check=False)
         if done.returncode != 0:
             raise SystemExit("the project's run failed")
+        subprocess.run([CONVEYOR, "pipeline", "install", "nightly"], cwd=root, env=cli_env({"PYTHONPATH": str(ROOT)}),
+                       check=True, stdout=subprocess.DEVNULL)  # fmt: skip
         started = time.perf_counter()
         history = generate_runs(
             root / ".conveyor" / "tracking.db",
@@ -112,6 +115,10 @@ def main() -> None:
                     ),
                     "/api/runs (50)": "/api/runs",
                     "run page (10 events)": f"/runs/{history.failed[len(history.failed) // 2]}",
+                    "relation page (its newest 60 of ~20,000 events)": "/relations/mart.customer_totals",
+                    "lineage JSON (the whole test project)": "/api/lineage?focus=mart.report&up=10&down=10",
+                    "extracts page (3 source tables, freshness from the lake)": "/extracts",
+                    "pipelines page (1 pipeline, its last 5 of ~1,000 runs)": "/pipelines",
                 }
                 server: dict[str, list[float]] = {name: [] for name in pages}
                 wall: dict[str, list[float]] = {name: [] for name in pages}

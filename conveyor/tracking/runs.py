@@ -328,6 +328,27 @@ class RunHistory(RunLiveness):
             rows = db.query(f"SELECT {EVENT_COLUMNS} FROM events WHERE run_id = ? ORDER BY id", (run_id,))
         return [row_from(EventRow, row) for row in rows]
 
+    def relation_events(self, relation: str, *, limit: int = 50, steps: Sequence[str] = ()) -> list[EventRow]:
+        """The newest events of one relation (of ``steps`` only, if given), newest first, through
+        the index on (relation, started_at)."""
+        clause = f"AND step IN ({', '.join('?' * len(steps))}) " if steps else ""
+        sql = f"SELECT {EVENT_COLUMNS} FROM events WHERE relation = ? {clause}ORDER BY started_at DESC, id DESC LIMIT ?"
+        with self._session() as db:
+            rows = db.query(sql, [relation, *steps, limit])
+        return [row_from(EventRow, row) for row in rows]
+
+    def latest_events(self, relations: Sequence[str]) -> dict[str, EventRow]:
+        """The newest event of each of ``relations`` that has one (what the lineage page colours
+        a relation by): one probe of the index on (relation, started_at) per relation."""
+        sql = f"SELECT {EVENT_COLUMNS} FROM events WHERE relation = ? ORDER BY started_at DESC, id DESC LIMIT 1"
+        found: dict[str, EventRow] = {}
+        with self._session() as db:
+            for relation in dict.fromkeys(relations):
+                rows = db.query(sql, (relation,))
+                if rows:
+                    found[relation] = row_from(EventRow, rows[0])
+        return found
+
 
 _INSERT_FINISHED = (
     "INSERT INTO events (run_id, relation, step, status, started_at, finished_at, duration_s, "

@@ -1,11 +1,15 @@
 """The dashboard's routes: pages rendered on the server and a small JSON API.
 
-Pages (``GET``): ``/`` the runs, ``/runs/{id}`` one run with its timeline. The next pages
-(lineage, relation, extracts, pipelines) go beside them, each a route plus a template.
+Pages (``GET``): ``/`` the runs, ``/runs/{id}`` one run with its timeline, ``/lineage`` the DAG
+around one relation, ``/relations/{name}`` one relation, ``/extracts`` the source tables and
+``/extracts/{name}`` one table's extract history, ``/pipelines`` the pipelines with their
+schedules, last runs and actions.
 
-API (``GET``): ``/api/runs`` and ``/api/runs/{id}``, what the pages show, as JSON; the run
-page polls the latter while its run is in progress. Actions (``POST``) pass
-:func:`conveyor.web.security.check_action`: ``/api/pipelines/{name}/pause`` and ``/resume``.
+API (``GET``): ``/api/runs``, ``/api/runs/{id}``, ``/api/lineage``, ``/api/relations`` (search),
+``/api/relations/{name}``, ``/api/extracts``, ``/api/extracts/{name}`` and ``/api/pipelines``:
+what the pages show, as JSON (the run page polls its run's while it is in progress). Actions (``POST``) pass
+:func:`conveyor.web.security.check_action`: ``/api/pipelines/{name}/pause``, ``/resume`` and
+``/run`` (which starts the run in a process of its own: :mod:`conveyor.web.trigger`).
 
 One tracking store is opened when the app starts and shared by every request (it is safe
 across threads); the project's files are read once, at start.
@@ -38,11 +42,20 @@ from conveyor.project import Project
 from conveyor.tracking.models import RUN_STATUSES, RunRow
 from conveyor.tracking.store import TrackingStore
 from conveyor.web import views
+from conveyor.web.lineage import MAX_DEPTH, MAX_SEARCH_LIMIT, SEARCH_LIMIT, Lineage
 from conveyor.web.security import Guard, check_action, is_loopback
 
 HERE = Path(__file__).parent
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
+RECENT_RUNS = 5
+RELATION_EVENTS = 60
+"""The newest events of a relation its page reads (its sparklines follow those of its main step)."""
+EXTRACT_HISTORY = 50
+"""The newest extract attempts a source table's page lists."""
+RELATION_SHOWN = 20
+"""... and lists (``/api/relations/{name}`` lists them all)."""
+"""The last runs the pipelines page lists per pipeline."""
 
 templates = Environment(
     loader=FileSystemLoader(HERE / "templates"),
@@ -85,6 +98,11 @@ def create_app(
         found: TrackingStore = request.app.state.store
         return found
 
+    graph = Lineage.of(project.dag)
+    order = project.dag.order()
+    # a relation nothing reads, last in the build order: its lineage is the longest chain to show first
+    default_focus = order[-1] if order else ""
+
     # -- pages -------------------------------------------------------------------------------
 
     def runs_page(request: Request) -> Response:
@@ -103,7 +121,108 @@ def create_app(
         detail = views.run_detail(run, tracking(request).run_events(run.run_id))
         return _page("run.html", title=f"Run {run.run_id}", project=project.settings.name, **detail)
 
+    def pipelines_page(request: Request) -> Response:
+        found = pipeline_items(request)
+        return _page(
+            "pipelines.html", title="Pipelines", project=project.settings.name, pipelines=found, actions=bool(token)
+        )
+
+    def pipeline_items(request: Request) -> list[dict[str, Any]]:
+        # what `conveyor pipeline list` shows, and each pipeline's last runs
+        store, now = tracking(request), datetime.now(UTC)
+        return [
+            views.pipeline_item(row, store.list_runs(limit=RECENT_RUNS, pipeline=str(row["name"])), now)
+            for row in api.pipelines(project)
+        ]
+
+    def lineage_page(request: Request) -> Response:
+        if not graph.names:
+            return _page("lineage.html", title="Lineage", project=project.settings.name, focus="", up=2, down=2,
+                         depths=range(MAX_DEPTH + 1), relations=0)  # fmt: skip
+        focus, up, down = lineage_query(request)
+        return _page(
+            "lineage.html", title=f"Lineage of {focus}", project=project.settings.name, focus=focus, up=up, down=down,
+            depths=range(MAX_DEPTH + 1), relations=len(graph.names),
+        )  # fmt: skip
+
+    def lineage_query(request: Request) -> tuple[str, int, int]:
+        params = request.query_params
+        focus = params.get("focus") or default_focus
+        graph.require(focus)
+        return focus, _whole(params, "up", 2, 0, MAX_DEPTH), _whole(params, "down", 2, 0, MAX_DEPTH)
+
+    def relation_page(request: Request) -> Response:
+        detail = relation_detail(request)
+        return _page(
+            "relation.html", title=detail["name"], project=project.settings.name, r=detail, shown=RELATION_SHOWN
+        )
+
+    def relation_detail(request: Request) -> dict[str, Any]:
+        name = request.path_params["name"]
+        graph.require(name)
+        events = tracking(request).relation_events(name, limit=RELATION_EVENTS)
+        return views.relation_detail(project.relations[name], graph.dag.parents(name), graph.dag.children(name), events)
+
+    def extracts_page(request: Request) -> Response:
+        return _page("extracts.html", title="Extracts", project=project.settings.name, tables=extract_items(request))
+
+    def extract_items(request: Request) -> list[dict[str, Any]]:
+        # what `conveyor extract status` and `conveyor freshness` show, one row per source table
+        from conveyor.extract.freshness import measure
+
+        store = tracking(request)
+        fresh = measure(project, project.select(()), store)
+        states = {(s.source, s.table_name): s for s in store.extract_state()}
+        items = [views.extract_item(f.relation, f.source, states.pop((f.source, f.relation), None), f) for f in fresh]
+        # what the store still holds of tables no longer in the project (or keyed by their upstream name)
+        return items + [views.extract_item(t, src, state, None) for (src, t), state in states.items()]
+
+    def extract_page(request: Request) -> Response:
+        name, source, attempts = extract_history(request)
+        return _page(
+            "extract.html", title=f"Extracts of {name}", project=project.settings.name, name=name, source=source,
+            attempts=attempts, in_project=name in project.relations,
+        )  # fmt: skip
+
+    def extract_history(request: Request) -> tuple[str, str, list[dict[str, Any]]]:
+        name = request.path_params["name"]
+        store = tracking(request)
+        relation = project.relations.get(name)
+        if relation is not None and relation.source is not None:
+            source = relation.source
+        else:
+            known = [s.source for s in store.extract_state(table=name)]
+            if not known:
+                raise UserError(
+                    f'"{name}" is not a source table of the project, and the tracking store has no extract of it.',
+                    hint="The extracts page lists every source table.",
+                )
+            source = known[0]
+        found = store.list_extracts(source=source, table=name, limit=EXTRACT_HISTORY)
+        return name, source, [views.extract_attempt(row) for row in found]
+
     # -- JSON --------------------------------------------------------------------------------
+
+    def api_extracts(request: Request) -> Response:
+        return JSONResponse({"tables": extract_items(request)})
+
+    def api_extract(request: Request) -> Response:
+        name, source, attempts = extract_history(request)
+        return JSONResponse({"relation": name, "source": source, "extracts": attempts})
+
+    def api_relation(request: Request) -> Response:
+        return JSONResponse(relation_detail(request))
+
+    def api_lineage(request: Request) -> Response:
+        focus, up, down = lineage_query(request)
+        ups, downs, _ = graph.neighbourhood(focus, up, down)
+        last = tracking(request).latest_events([focus, *ups, *downs])
+        return JSONResponse(views.scrubbed(graph.graph(focus, up, down, last)))
+
+    def api_relations(request: Request) -> Response:
+        limit = _whole(request.query_params, "limit", SEARCH_LIMIT, 1, MAX_SEARCH_LIMIT)
+        found, total = graph.search(request.query_params.get("q", ""), limit)
+        return JSONResponse({"relations": found, "total": total})
 
     def api_runs(request: Request) -> Response:
         found, older = RunQuery.of(request).fetch(tracking(request))
@@ -113,6 +232,9 @@ def create_app(
     def api_run(request: Request) -> Response:
         run = tracking(request).get_run(request.path_params["run_id"])
         return JSONResponse(views.run_detail(run, tracking(request).run_events(run.run_id)))
+
+    def api_pipelines(request: Request) -> Response:
+        return JSONResponse({"pipelines": pipeline_items(request)})
 
     # -- actions -----------------------------------------------------------------------------
 
@@ -127,13 +249,46 @@ def create_app(
 
         return act
 
+    async def pipeline_run(request: Request) -> Response:
+        refusal = await check_action(request, token)
+        if refusal is not None:
+            return refusal
+        from conveyor.web import trigger  # imported here: `python -m conveyor.web.trigger` runs it
+
+        name = request.path_params["name"]
+        started = await run_in_threadpool(trigger.start, project, name)
+        store = tracking(request)
+
+        def recorded() -> bool:
+            try:
+                return store.get_run(started.run_id).run_id == started.run_id
+            except UserError:
+                return False
+
+        refused_because = await run_in_threadpool(trigger.wait_started, started, recorded)
+        if refused_because is not None:
+            return JSONResponse({"error": f"The run did not start: {refused_because}"}, status_code=409)
+        return JSONResponse({"pipeline": name, "run_id": started.run_id, "status": "started"}, status_code=202)
+
     routes = [
         Route("/", runs_page, name="runs"),
         Route("/runs/{run_id}", run_page, name="run"),
+        Route("/pipelines", pipelines_page, name="pipelines"),
         Route("/api/runs", api_runs),
+        Route("/api/pipelines", api_pipelines),
+        Route("/lineage", lineage_page, name="lineage"),
+        Route("/api/lineage", api_lineage),
+        Route("/api/relations", api_relations),
+        Route("/relations/{name}", relation_page, name="relation"),
+        Route("/extracts", extracts_page, name="extracts"),
+        Route("/extracts/{name}", extract_page, name="extract"),
+        Route("/api/extracts", api_extracts),
+        Route("/api/extracts/{name}", api_extract),
+        Route("/api/relations/{name}", api_relation),
         Route("/api/runs/{run_id}", api_run),
         Route("/api/pipelines/{name}/pause", pipeline_action("paused"), methods=["POST"]),
         Route("/api/pipelines/{name}/resume", pipeline_action("active"), methods=["POST"]),
+        Route("/api/pipelines/{name}/run", pipeline_run, methods=["POST"]),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
     return Starlette(
@@ -209,6 +364,21 @@ class RunQuery:
         )  # fmt: skip
         page = found[: self.limit]
         return page, page[-1].run_id if len(found) > self.limit else None
+
+
+def _whole(params: Any, key: str, default: int, low: int, high: int) -> int:
+    """Query parameter ``key`` as a whole number from ``low`` to ``high`` (``default`` when absent).
+
+    Raises:
+        BadRequest: it is something else.
+    """
+    try:
+        value = int(params.get(key) or default)
+    except ValueError:
+        value = low - 1
+    if not low <= value <= high:
+        raise BadRequest(f"{key} must be a whole number from {low} to {high}.")
+    return value
 
 
 _SHOWN = ("pipeline", "environment", "status", "date", "command", "limit")

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from conveyor.config.secrets import scrub
-from conveyor.tracking.models import EventRow, RunRow
+from conveyor.tracking.models import EventRow, ExtractRow, ExtractStateRow, RunRow
 
 ACTIVE_EVENT = "running"
 FAILED_EVENT_STATUSES = frozenset({"failed", "abandoned", "cancelled"})
@@ -177,3 +177,243 @@ def _test(event: EventRow) -> dict[str, Any]:
         "rows": [["" if r.get(c) is None else str(r.get(c)) for c in columns] for r in rows],
         "environment": event.environment or "",
     }
+
+
+# -- pipelines ----------------------------------------------------------------------------------
+
+_WEEKDAYS = ("Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday")
+_SHORTHANDS = {
+    "@hourly": ("every hour, on the hour", "0 * * * *"),
+    "@daily": ("every day at 00:00", "0 0 * * *"),
+    "@midnight": ("every day at 00:00", "0 0 * * *"),
+    "@weekly": ("every Sunday at 00:00", "0 0 * * 0"),
+    "@monthly": ("on the 1st of every month at 00:00", "0 0 1 * *"),
+    "@yearly": ("every 1 January at 00:00", "0 0 1 1 *"),
+    "@annually": ("every 1 January at 00:00", "0 0 1 1 *"),
+}
+
+
+def schedule_words(text: str) -> tuple[str, str]:
+    """A pipeline's schedule in words and as a cron expression (with its zone when not UTC).
+
+    ``nightly at 02:30 Europe/Berlin`` -> (``every day at 02:30 Europe/Berlin``, ``30 2 * * * Europe/Berlin``);
+    a cron expression says what it can of common shapes (every N minutes, hourly, daily,
+    weekly) and else ``on a cron schedule``; ``manual`` and ``once`` have no cron expression.
+    """
+    from conveyor.config.schedule import parse_schedule
+
+    try:
+        schedule = parse_schedule(text)
+    except ValueError:
+        return "not a schedule Conveyor reads", ""
+    zone = "" if schedule.zone.key == "UTC" else f" {schedule.zone.key}"
+    if schedule.kind == "manual":
+        return "only when run by hand", ""
+    if schedule.kind == "once":
+        return f"once, at {when(schedule.moment)}", ""
+    if schedule.kind == "nightly":
+        assert schedule.at is not None
+        at = schedule.at
+        return f"every day at {at:%H:%M}{zone or ' UTC'}", f"{at.minute} {at.hour} * * *{zone}"
+    assert schedule.cron is not None
+    if schedule.cron in _SHORTHANDS:
+        words, cron = _SHORTHANDS[schedule.cron]
+        return words + (zone or " UTC"), cron + zone
+    return _cron_words(schedule.cron) + (zone or " UTC"), schedule.cron + zone
+
+
+def _cron_words(cron: str) -> str:
+    minute, hour, day, month, weekday = cron.split()
+    if (day, month) != ("*", "*"):
+        return "on a cron schedule"
+    if hour == "*" and weekday == "*":
+        if minute == "*":
+            return "every minute"
+        if minute.startswith("*/") and minute[2:].isdigit():
+            return f"every {int(minute[2:])} minutes"
+        if minute.isdigit():
+            return f"every hour at minute {int(minute)}"
+    if minute.isdigit() and hour.isdigit():
+        at = f"{int(hour):02d}:{int(minute):02d}"
+        if weekday == "*":
+            return f"every day at {at}"
+        if weekday.isdigit() and int(weekday) <= 7:
+            return f"every {_WEEKDAYS[int(weekday) % 7]} at {at}"
+        if weekday == "1-5":
+            return f"every weekday at {at}"
+    return "on a cron schedule"
+
+
+def pipeline_item(row: Mapping[str, Any], runs: Sequence[RunRow], now: datetime | None = None) -> dict[str, Any]:
+    """One pipeline as a row of the pipelines page and of ``/api/pipelines``, from a row of
+    :func:`conveyor.api.pipelines` and its most recent runs."""
+    words, cron = schedule_words(str(row["schedule"]))
+    nxt = datetime.fromisoformat(str(row["next_run"])) if row["next_run"] else None
+    return scrubbed({
+        "name": row["name"],
+        "schedule": row["schedule"],
+        "schedule_words": words,
+        "cron": cron,
+        "status": row["status"],
+        "can_pause": row["status"] == "active",
+        "can_resume": row["status"] == "paused",
+        "can_run": row["definition"] != "not defined",
+        "definition": row["definition"],
+        "note": row["note"] or "",
+        "next_run": iso(nxt),
+        "next": when(nxt) if nxt else ("paused" if row["status"] == "paused" else ""),
+        "runs": [run_item(r, now) for r in runs],
+    })  # fmt: skip
+
+
+# -- a relation ---------------------------------------------------------------------------------
+
+SPARK_STEPS = ("build", "load", "extract")
+"""The step a relation's sparklines follow: its build, else its load, else its extract."""
+SPARK_W, SPARK_H = 240, 36
+
+
+def sparkline(values: Sequence[float | None]) -> str:
+    """The ``points`` of an SVG polyline of ``values`` (oldest first) in a SPARK_W x SPARK_H box;
+    empty with fewer than two known values."""
+    known = [(i, v) for i, v in enumerate(values) if v is not None]
+    if len(known) < 2:
+        return ""
+    low, high = min(v for _, v in known), max(v for _, v in known)
+    span = (high - low) or 1.0
+    step = SPARK_W / max(len(values) - 1, 1)
+    return " ".join(f"{i * step:.1f},{SPARK_H - 2 - (v - low) / span * (SPARK_H - 4):.1f}" for i, v in known)
+
+
+def relation_detail(
+    relation: Any, parents: Sequence[str], children: Sequence[str], events: Sequence[EventRow]
+) -> dict[str, Any]:
+    """Everything the relation page and ``/api/relations/{name}`` show: its design, SQL, columns,
+    tests, neighbours, its newest events (newest first) and sparklines of its build time and rows
+    over the last ones of its main step (oldest first)."""
+    design = relation.design
+    tests = [_test_text(t) for t in design.tests]
+    for column in design.columns:
+        tests += [f"{column.name}: {_test_text(t)}" for t in column.tests]
+    builds = [
+        {
+            "id": e.id, "run_id": e.run_id, "step": step_name(e), "status": e.status,
+            "environment": e.environment or "", "rows": e.rows, "rows_text": "" if e.rows is None else f"{e.rows:,}",
+            "duration_s": e.duration_s, "duration": duration(e.duration_s),
+            "started_at": iso(e.started_at), "started": when(e.started_at), "error": e.error or "",
+        }
+        for e in events
+    ]  # fmt: skip
+    step = next((s for s in SPARK_STEPS if any(e.step == s for e in events)), None)
+    series = [e for e in events if e.step == step and e.status == "succeeded"][:SPARK_RUNS][::-1]
+    times = [e.duration_s for e in series]
+    rows = [float(e.rows) if e.rows is not None else None for e in series]
+    known_rows = [r for r in rows if r is not None]
+    known_times = [t for t in times if t is not None]
+    return scrubbed({
+        "name": relation.name, "schema": relation.schema, "kind": relation.kind,
+        "description": design.description or "", "source": relation.source or "",
+        "source_table": design.source_table or "", "tags": list(design.tags),
+        "sql": relation.sql or "", "sql_path": str(relation.sql_path.name) if relation.sql_path else "",
+        "columns": [
+            {"name": c.name, "type": c.type or "", "not_null": c.not_null, "description": c.description or "",
+             "skipped": c.skipped}
+            for c in design.columns
+        ],
+        "primary_key": list(design.constraints.primary_key), "tests": tests,
+        "parents": list(parents), "children": list(children), "builds": builds,
+        "spark": {
+            "step": step or "", "runs": len(series), "width": SPARK_W, "height": SPARK_H,
+            "time": sparkline(times), "rows": sparkline(rows),
+            "time_last": duration(known_times[-1]) if known_times else "",
+            "time_range": f"{duration(min(known_times))} – {duration(max(known_times))}" if known_times else "",
+            "rows_last": f"{known_rows[-1]:,.0f}" if known_rows else "",
+            "rows_range": f"{min(known_rows):,.0f} – {max(known_rows):,.0f}" if known_rows else "",
+        },
+    })  # fmt: skip
+
+
+SPARK_RUNS = 30
+"""The runs a sparkline covers, at most."""
+
+
+def _test_text(test: Any) -> str:
+    """A data test as the design writes it, on one line (``unique: {column: id}``)."""
+    import json
+
+    dumped = test.model_dump(exclude_defaults=True, exclude_none=True) if hasattr(test, "model_dump") else test
+    if isinstance(dumped, dict) and len(dumped) == 1:
+        ((kind, args),) = dumped.items()
+        return f"{kind}: {json.dumps(args, default=str)}" if args not in ({}, None, True) else str(kind)
+    return json.dumps(dumped, default=str)
+
+
+# -- extracts -----------------------------------------------------------------------------------
+
+
+def watermark_text(text: str | None) -> str:
+    """A watermark as the store keeps it (typed JSON) as a person reads it: ``updated_at = 2026-12-07 ...``."""
+    import json
+
+    if not text:
+        return ""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return text
+    if not isinstance(data, dict):
+        return str(data)
+    return f"{data.get('cursor')} = {data.get('value')}"
+
+
+def size(value: int | None) -> str:
+    """Bytes as ``12.3 MB`` (powers of 1,000, as `conveyor extract status` counts them exactly)."""
+    if value is None:
+        return ""
+    amount = float(value)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if amount < 1000 or unit == "TB":
+            return f"{amount:,.0f} {unit}" if unit == "B" else f"{amount:,.1f} {unit}"
+        amount /= 1000
+    return ""  # pragma: no cover
+
+
+def extract_item(relation: str, source: str, state: ExtractStateRow | None, fresh: Any | None) -> dict[str, Any]:
+    """One source table as a row of the extracts page and of ``/api/extracts``: the store's
+    extract state (latest attempt, last success, rows, bytes, watermark) and its freshness
+    (:class:`conveyor.extract.freshness.FreshnessRow`; None for a table no longer in the project)."""
+    return scrubbed({
+        "relation": relation, "source": source,
+        "upstream": (state.upstream_table if state else None) or "",
+        "in_project": fresh is not None,
+        "status": state.status if state else "never extracted",
+        "last_success_at": iso(state.last_success_at) if state else None,
+        "last_success": when(state.last_success_at) if state else "",
+        "rows": state.rows if state else None,
+        "rows_text": "" if state is None or state.rows is None else f"{state.rows:,}",
+        "bytes": state.bytes if state else None, "bytes_text": size(state.bytes) if state else "",
+        "watermark": watermark_text(state.watermark) if state else "",
+        "error": (state.error or "") if state else "",
+        "error_line": (state.error or "").strip().splitlines()[0] if state and (state.error or "").strip() else "",
+        "freshness": fresh.status if fresh else "",
+        "age_s": fresh.age_s if fresh else None, "age": fresh.age_text if fresh else "",
+        "measure": (f"cursor {fresh.cursor}" if fresh.measure == "cursor" and fresh.cursor else fresh.measure)
+        if fresh else "",
+        "newest": when(fresh.newest) if fresh else "",
+        "warn_after": (fresh.warn_after or "") if fresh else "",
+        "error_after": (fresh.error_after or "") if fresh else "",
+        "note": (fresh.note or "") if fresh else "",
+    })  # fmt: skip
+
+
+def extract_attempt(row: ExtractRow) -> dict[str, Any]:
+    """One extract attempt, a row of a source table's history."""
+    return scrubbed({
+        "extract_id": row.extract_id, "run_id": row.run_id, "status": row.status,
+        "started_at": iso(row.started_at), "started": when(row.started_at),
+        "duration_s": row.duration_s, "duration": duration(row.duration_s),
+        "rows": row.rows, "rows_text": "" if row.rows is None else f"{row.rows:,}",
+        "bytes": row.bytes, "bytes_text": size(row.bytes),
+        "watermark_low": watermark_text(row.watermark_low), "watermark_high": watermark_text(row.watermark_high),
+        "manifest": row.manifest_path or "", "upstream": row.upstream_table or "", "error": row.error or "",
+    })  # fmt: skip

@@ -23,6 +23,7 @@ from testkit.cli import run_cli  # noqa: E402
 from testkit.history import generate_runs  # noqa: E402
 
 from tests.conftest import PausedLoad, build_project  # noqa: E402
+from tests.web.bigdag import generate  # noqa: E402
 from tests.web.conftest import launch_chromium  # noqa: E402
 from tests.web.dashboard import BROKEN_TOP, TOTALS_WITH_TEST, settings, start_ui, stop  # noqa: E402
 
@@ -34,6 +35,7 @@ def main(out: Path) -> None:
             Path(folder) / "shop", settings=settings(), designs={"mart/customer_totals.yaml": TOTALS_WITH_TEST}
         )
         assert run_cli("run", "-q", cwd=root).code == 0
+        assert run_cli("pipeline", "install", "nightly", cwd=root).code == 0
         generate_runs(root / ".conveyor" / "tracking.db", 400, newest=datetime.now(UTC) - timedelta(hours=2))
         assert run_cli("run", "-q", cwd=root).code == 0
         top = root / "schemas/mart/top_customers.sql"
@@ -55,6 +57,17 @@ def main(out: Path) -> None:
                 page.goto(f"{url}/runs/{ok}")
                 page.locator("#tests").scroll_into_view_if_needed()
                 page.screenshot(path=out / "run-tests.png", full_page=True)
+                page.goto(url + "/pipelines")
+                page.screenshot(path=out / "pipelines.png")
+                page.goto(url + "/lineage?focus=mart.customer_totals&up=3&down=3")
+                page.wait_for_selector("#graph[data-drawn]")
+                page.screenshot(path=out / "lineage.png")
+                page.goto(url + "/relations/mart.customer_totals")
+                page.screenshot(path=out / "relation.png")
+                page.goto(url + "/extracts")
+                page.screenshot(path=out / "extracts.png")
+                page.goto(url + "/extracts/shop.orders")
+                page.screenshot(path=out / "extract-history.png")
                 page.goto(url + "/?status=running")
                 page.click("#runs tbody tr a")
                 page.wait_for_timeout(2500)  # two polls: the running bar has grown
@@ -64,6 +77,21 @@ def main(out: Path) -> None:
             load.release()
             load.finish()
             stop(process)
+        big = generate(Path(folder) / "bigdag", 5000)
+        process, url, _ = start_ui(Path(folder) / "bigdag", {})
+        try:
+            with sync_playwright() as playwright:
+                browser = launch_chromium(playwright)
+                page = browser.new_page(viewport={"width": 1180, "height": 720})
+                page.goto(url + "/lineage?focus=s03.t02667&up=2&down=2")
+                page.wait_for_selector("#graph[data-drawn]")
+                page.fill("#search", "t0266")
+                page.wait_for_selector("#results li.more")
+                page.screenshot(path=out / "lineage-5000.png")
+                browser.close()
+        finally:
+            stop(process)
+        assert big
     for path in sorted(out.glob("*.png")):
         print(f"{path}: {path.stat().st_size // 1024} KiB")
 

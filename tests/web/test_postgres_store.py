@@ -68,5 +68,29 @@ def test_the_dashboard_reads_a_postgres_store(
             html = client.get(f"/runs/{expected[0]}").text
             assert "Conversion Error" in html and "mart.top_customers" in html
             assert client.get("/api/runs/last").json()["run"]["status"] == "failed"
+
+            # the lineage's colours, a relation's builds and the extracts, on PostgreSQL's SQL
+            lineage = client.get("/api/lineage", params={"focus": "mart.top_customers", "up": 2}).json()
+            colour = {n["name"]: n["status"] for n in lineage["nodes"]}
+            assert colour["mart.top_customers"] == "failed" and colour["mart.customer_totals"] != "none"
+            assert colour["mart.report"] == "skipped"
+            with api.open_tracking(api.open_project(root)) as store:
+                events = store.relation_events("mart.top_customers", limit=60)
+                states = store.extract_state()
+            relation = client.get("/api/relations/mart.top_customers").json()
+            assert [b["id"] for b in relation["builds"]] == [e.id for e in events] and len(events) >= 4
+            assert relation["builds"][0]["status"] == "failed" and relation["spark"]["runs"] == 3
+            extracts = client.get("/api/extracts").json()["tables"]
+            assert sorted((t["relation"], t["rows"]) for t in extracts) == sorted(
+                (s.table_name, s.rows) for s in states
+            )
+            for path in (
+                "/lineage",
+                "/relations/mart.top_customers",
+                "/extracts",
+                "/extracts/shop.orders",
+                "/pipelines",
+            ):
+                assert client.get(path).status_code == 200, path
     finally:
         assert stop(process) == 0
