@@ -466,5 +466,42 @@ def test_no_secret_appears_in_any_output_or_file(
     for name, text in file_texts(root):
         found[name] = hits(text)
     found["PostgreSQL warehouse"] = hits(postgres_text(postgres.dsn(postgres.warehouse_db)))
+    pages = dashboard_texts(root, env)
+    assert len(pages) > 20 and any(path.startswith("/runs/") for path in pages), list(pages)  # it crawled
+    for path, text in pages.items():
+        found[f"dashboard page {path}"] = hits(text)
     leaks = {where: lines for where, lines in found.items() if lines}
     assert not leaks, leaks
+
+
+def dashboard_texts(root: Path, env: dict[str, str], limit: int = 300) -> dict[str, str]:
+    """Every page of ``conveyor ui`` over the project, crawled from ``/`` by its own links, with
+    the JSON behind them: each body and its headers."""
+    import html
+    import re
+    from urllib.parse import quote
+
+    import httpx
+    from web.dashboard import start_ui, stop
+
+    process, url, _lines = start_ui(root, env)
+    try:
+        queue = ["/", "/api/runs?limit=500", "/api/pipelines", "/api/relations?q=", "/pipelines", "/extracts"]
+        seen: dict[str, str] = {}
+        while queue and len(seen) < limit:
+            path = queue.pop(0)
+            if path in seen:
+                continue
+            response = httpx.get(url + path, timeout=30)
+            seen[path] = response.text + "\n" + "\n".join(response.headers.values())
+            for link in re.findall(r'href="(/[^"#]*)"', response.text):
+                link = html.unescape(link)
+                if not link.startswith("/static/") and link not in seen:
+                    queue.append(link)
+            if path.startswith(("/runs/", "/relations/", "/extracts/")):  # the JSON of the same page
+                queue.append("/api" + path)
+            if path.startswith("/relations/"):
+                queue.append(f"/api/lineage?focus={quote(path.removeprefix('/relations/'), safe='')}&up=5&down=5")
+        return seen
+    finally:
+        stop(process)
