@@ -229,14 +229,7 @@ class PostgresLocks(LakeLocks):
             held = self._spares.pop(spare, None)
         if held is None or held.conn.closed or held.conn.broken:
             held = self._connect(name)
-        try:
-            row = held.conn.execute(
-                "SELECT pg_try_advisory_lock(%s)", (self._key(source, relation, WRITER),)
-            ).fetchone()
-        except BaseException:
-            held.release()
-            raise
-        if row and row[0]:
+        if _try_lock(held, self._key(source, relation, WRITER)):
             return held
         with self._mutex:  # a writer polls: its next attempt reuses this session instead of connecting again
             self._spares[spare] = held
@@ -297,14 +290,17 @@ class PostgresLocks(LakeLocks):
 
     def try_unread(self, source: str, relation: str) -> Held | None:
         held = self._connect(f"conveyor retention, pid {os.getpid()} on {self.host()}")
-        try:
-            row = held.conn.execute(
-                "SELECT pg_try_advisory_lock(%s)", (self._key(source, relation, READERS),)
-            ).fetchone()
-        except BaseException:
-            held.release()
-            raise
-        if row and row[0]:
+        if _try_lock(held, self._key(source, relation, READERS)):
             return held
         held.release()
         return None
+
+
+def _try_lock(held: _Connection, key: int) -> bool:
+    """``pg_try_advisory_lock(key)`` on a held session; on an error the session is released."""
+    try:
+        row = held.conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
+    except BaseException:
+        held.release()
+        raise
+    return bool(row and row[0])
