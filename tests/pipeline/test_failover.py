@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import signal
 import threading
 import time
@@ -22,9 +21,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
-from psycopg import sql
+from testkit.services import pg_database as fresh_pg_database
 
 from conveyor.tracking.store import TrackingStore
 
@@ -32,7 +30,6 @@ from .conftest import WAIT_FOR_GO, Hooks, SchedulerProcess, add_environments, in
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
-PG_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 LEASE_S = 4.0
 RUN_LEASE_S = 6.0
 INSTALLED = "2026-06-15T02:00:00+00:00"
@@ -46,17 +43,8 @@ def at(text: str) -> datetime:
 @pytest.fixture
 def pg_tracking() -> Iterator[str]:
     """A fresh PostgreSQL database for this test's tracking store, dropped afterwards."""
-    try:
-        admin = psycopg.connect(PG_ADMIN_DSN, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"PostgreSQL is not reachable at {PG_ADMIN_DSN}: {exc}")
-    name = f"conveyor_test_failover_{secrets.token_hex(4)}"
-    admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        admin.close()
+    with fresh_pg_database("conveyor_test_failover") as dsn:
+        yield dsn
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from psycopg import sql
+from testkit.services import pg_database as fresh_pg_database
 
 from conveyor.config.secrets import mask_dsn, scrub_dsn
 from conveyor.errors import UserError
@@ -36,7 +37,6 @@ from conveyor.tracking.store import (
     new_run_id,
 )
 
-PG_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 # acquires a lock and exits (or waits for stdin to close) without ever releasing it
@@ -91,17 +91,8 @@ class Target:
 @pytest.fixture(scope="module")
 def pg_database() -> Iterator[str]:
     """A fresh database for this module, dropped afterwards."""
-    try:
-        admin = psycopg.connect(PG_ADMIN_DSN, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"PostgreSQL is not reachable at {PG_ADMIN_DSN}: {exc}")
-    name = f"conveyor_test_tracking_{secrets.token_hex(4)}"
-    admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        admin.close()
+    with fresh_pg_database("conveyor_test_tracking") as dsn:
+        yield dsn
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -3,21 +3,17 @@ the keyset paging and the environment filter on PostgreSQL's SQL."""
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
-import psycopg
 import pytest
-from psycopg import sql
 from testkit.cli import CliResult
+from testkit.services import pg_database as fresh_pg_database
 
 from conveyor import api
 from tests.conftest import CONVEYOR_YAML
 from tests.web.dashboard import BROKEN_TOP, start_ui, stop
-
-PG_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 pytestmark = pytest.mark.postgres
 
@@ -25,17 +21,8 @@ pytestmark = pytest.mark.postgres
 @pytest.fixture
 def pg_tracking() -> Iterator[str]:
     """A fresh PostgreSQL database for the tracking store, dropped afterwards."""
-    try:
-        admin = psycopg.connect(PG_ADMIN_DSN, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"PostgreSQL is not reachable at {PG_ADMIN_DSN}: {exc}")
-    name = f"conveyor_test_ui_{secrets.token_hex(4)}"
-    admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        admin.close()
+    with fresh_pg_database("conveyor_test_ui") as dsn:
+        yield dsn
 
 
 def test_the_dashboard_reads_a_postgres_store(
