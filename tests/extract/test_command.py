@@ -210,15 +210,15 @@ SQLITE_SCRIPT = textwrap.dedent(
 )
 
 
-def test_command_job_on_a_sqlite_source(tmp_path: Path, monkeypatch) -> None:
+def sqlite_command_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str) -> Path:
+    """A project whose table up.people (rows (1, ``name``) and (2, NULL)) is extracted by a command job."""
     import sqlite3
 
     root = tmp_path / "p"
     root.mkdir()
     con = sqlite3.connect(root / "up.db")
-    con.executescript(
-        "CREATE TABLE people (id INTEGER PRIMARY KEY, name TEXT); INSERT INTO people VALUES (1, 'a'), (2, NULL);"
-    )
+    con.execute("CREATE TABLE people (id INTEGER PRIMARY KEY, name TEXT)")
+    con.execute("INSERT INTO people VALUES (1, ?), (2, NULL)", (name,))
     con.commit()
     con.close()
     (tmp_path / "job.py").write_text(SQLITE_SCRIPT, encoding="utf-8")
@@ -228,6 +228,11 @@ def test_command_job_on_a_sqlite_source(tmp_path: Path, monkeypatch) -> None:
         "extract": {"job_type": "command", "command": f"{sys.executable} {tmp_path / 'job.py'}"},
     }
     write_project(root, "sqlite", designs={"people": design})
+    return root
+
+
+def test_command_job_on_a_sqlite_source(tmp_path: Path, monkeypatch) -> None:
+    root = sqlite_command_project(tmp_path, monkeypatch, "a")
     outcome = extract(root)
     assert outcome.ok, outcome.extract
     assert manifest_table(lake(root).latest("up", "up.people")).to_pylist() == [

@@ -8,18 +8,17 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from extract.conftest import columns, extract, lake, load, manifest_table, result_of, warehouse_rows, write_project
+from extract.conftest import extract, lake, load, manifest_table, result_of, warehouse_rows
 from extract.test_command import (
     PASSWORD,
-    SQLITE_SCRIPT,
     evidence,
     project,  # noqa: F401 - the fixture
     set_mode,
+    sqlite_command_project,
 )
 
 pytestmark = pytest.mark.usefixtures("s3_lake")
@@ -68,23 +67,7 @@ def test_command_parts_are_staged_locally_then_committed_in_the_bucket(
 
 
 def test_command_job_on_a_sqlite_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import sqlite3
-
-    root = tmp_path / "p"
-    root.mkdir()
-    con = sqlite3.connect(root / "up.db")
-    con.executescript(
-        "CREATE TABLE people (id INTEGER PRIMARY KEY, name TEXT); INSERT INTO people VALUES (1, 'ä'), (2, NULL);"
-    )
-    con.commit()
-    con.close()
-    (tmp_path / "job.py").write_text(SQLITE_SCRIPT, encoding="utf-8")
-    monkeypatch.setenv("UP_DSN", "up.db")
-    design = {
-        "columns": columns(("id", "bigint"), ("name", "text")),
-        "extract": {"job_type": "command", "command": f"{sys.executable} {tmp_path / 'job.py'}"},
-    }
-    write_project(root, "sqlite", designs={"people": design})
+    root = sqlite_command_project(tmp_path, monkeypatch, "ä")
     assert extract(root).ok
     manifest = lake(root).latest("up", "up.people")
     assert manifest is not None and manifest.location.startswith("s3://")
