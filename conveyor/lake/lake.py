@@ -38,7 +38,7 @@ from conveyor.faults import crash_point
 from conveyor.lake.locks import FileLocks, Held, LakeLocks, PostgresLocks
 from conveyor.lake.manifest import MANIFEST, Manifest, PartFile, commit_manifest, load_manifest
 from conveyor.lake.parts import PartWriter
-from conveyor.lake.store import LocalStore, Store, check_key, open_store, store_error
+from conveyor.lake.store import LocalStore, Store, check_key, copy_hashed, open_store, store_error
 
 if TYPE_CHECKING:  # pyarrow is imported by the code that writes parts, not by readers of the lake's layout
     import pyarrow as pa
@@ -200,15 +200,12 @@ class ExtractFolder:
             path = self.folder / part.path
             if not path.is_file():
                 continue
-            digest = hashlib.sha256()
             try:
                 with open(path, "rb") as source, self.store.open_output(f"{self.key}/{part.path}") as target:
-                    while chunk := source.read(8 << 20):
-                        digest.update(chunk)
-                        target.write(chunk)
+                    digest = copy_hashed(source, target)
             except OSError as exc:
                 raise store_error("uploading to", f"{self.store.location}/{self.key}/{part.path}", exc) from None
-            if digest.hexdigest() != part.sha256:
+            if digest != part.sha256:
                 raise LakeError(
                     f"the part {part.path} changed while it was uploaded to {self.store.location}/{self.key}."
                 )

@@ -54,6 +54,17 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def copy_hashed(source: Any, target: Any, chunk_bytes: int = 8 << 20) -> str:
+    """Stream ``source`` into ``target`` (file-like objects) in chunks; the sha256 of what passed."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    while chunk := source.read(chunk_bytes):
+        digest.update(chunk)
+        target.write(chunk)
+    return digest.hexdigest()
+
+
 @dataclass(frozen=True)
 class StoredObject:
     """One object of a store: its key (relative to the lake root) and size in bytes."""

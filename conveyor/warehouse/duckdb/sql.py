@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import tempfile
 import threading
 from collections.abc import Iterator, Sequence
@@ -16,6 +15,7 @@ from conveyor.design.models import ColumnDesign, TableDesign
 from conveyor.errors import ConveyorError, LoadError
 from conveyor.faults import crash_point
 from conveyor.lake.manifest import Manifest
+from conveyor.lake.store import copy_hashed
 from conveyor.warehouse import ddl
 from conveyor.warehouse.base import (
     Build,
@@ -243,12 +243,9 @@ def download_parts(manifest: Manifest, folder: Path) -> list[Path]:
     paths = []
     for part, source in zip(manifest.files, sources, strict=True):
         target = folder / part.path
-        digest = hashlib.sha256()
         with filesystem.open_input_stream(source) as stream, open(target, "wb") as out:
-            while chunk := stream.read(8 << 20):
-                digest.update(chunk)
-                out.write(chunk)
-        if digest.hexdigest() != part.sha256:
+            digest = copy_hashed(stream, out)
+        if digest != part.sha256:
             raise LoadError(f"the part {part.path} differs from what its manifest recorded (sha256).")
         paths.append(target)
     return paths
