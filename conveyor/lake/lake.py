@@ -148,12 +148,14 @@ class ExtractFolder:
     In a local lake ``folder`` is the extract's own folder. In an object-store lake it is a
     staging folder on local disk: job types that can only write files (``spark``,
     ``command``) write there and :meth:`upload` streams the parts into the store; the
-    ``arrow`` job type writes straight to ``store`` under ``key`` (:attr:`direct`).
+    ``arrow`` job type writes straight to ``store`` under ``key`` (see :attr:`staged`).
     """
 
     store: Store
     key: str
     folder: Path
+    committed: bool = False
+    """Set once :meth:`commit` returned (the writer then need not ask the store)."""
 
     @property
     def extract_id(self) -> str:
@@ -187,7 +189,9 @@ class ExtractFolder:
 
     def commit(self, manifest: Manifest) -> str:
         """Commit the extract (:func:`~conveyor.lake.manifest.commit_manifest`); the manifest's location."""
-        return commit_manifest(self.store, self.key, manifest)
+        location = commit_manifest(self.store, self.key, manifest)
+        self.committed = True
+        return location
 
     def upload(self, parts: list[PartFile]) -> None:
         """Stream every part staged in :attr:`folder` into the store, checking its sha256 on the way.
@@ -395,11 +399,13 @@ class Lake:
             try:
                 yield target
             except BaseException:
-                with suppress(ConveyorError, OSError):  # the store may be what failed: the next writer cleans up
-                    self._discard(key)
+                if not target.committed:
+                    with suppress(ConveyorError, OSError):  # the store may be what failed: the next writer cleans up
+                        self._discard(key)
                 raise
             else:
-                self._discard(key)
+                if not target.committed:
+                    self._discard(key)
             finally:
                 if target.staged:
                     shutil.rmtree(folder, ignore_errors=True)
